@@ -1,0 +1,151 @@
+// Package config is the worker's environment configuration: the WORKER_* variables,
+// their defaults, validation that reports every wrong value at once, and the usage
+// text of `worker config`. AWS settings (AWS_REGION, AWS_ENDPOINT_URL, credentials)
+// are left to the AWS SDK's own loading.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix of every worker variable.
+const Prefix = "WORKER"
+
+// Roles a process can run.
+const (
+	RoleJobs  = "jobs"
+	RoleBatch = "batch"
+)
+
+// Config is filled from WORKER_* variables. The desc tags are what `worker config`
+// prints; keep them the contract for each field.
+type Config struct {
+	Stack         string `envconfig:"STACK" default:"taskbridge" desc:"name prefix of every AWS resource of the stack (bus, queues, buckets, state machines, Glue job)"`
+	EventBus      string `envconfig:"EVENT_BUS" desc:"event bus name (default: <stack>)"`
+	DataBucket    string `envconfig:"DATA_BUCKET" desc:"bucket for profiles, reports, manifests and claim checks (default: <stack>-data)"`
+	LandingBucket string `envconfig:"LANDING_BUCKET" desc:"bucket whose Object Created events feed the batcher (default: <stack>-landing)"`
+	GlueJob       string `envconfig:"GLUE_JOB" desc:"Glue job the batcher starts (default: <stack>-etl)"`
+
+	Roles       []string `envconfig:"ROLES" default:"jobs,batch" desc:"what this process runs: jobs, batch, or both (comma-separated)"`
+	Concurrency *int     `envconfig:"CONCURRENCY" desc:"jobs in flight per queue per process, >= 1 (default: each queue's concurrency in the topology)"`
+
+	PollWait         time.Duration `envconfig:"POLL_WAIT" default:"20s" desc:"SQS long-poll wait per ReceiveMessage, 1s..20s"`
+	JobTimeout       time.Duration `envconfig:"JOB_TIMEOUT" default:"5m" desc:"deadline of one job run; its context is cancelled after it"`
+	HeartbeatEvery   time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"60s" desc:"SendTaskHeartbeat period while a callback job runs; 0 turns heartbeats off"`
+	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight jobs may finish before they are released (keep below ECS stopTimeout, 30s by default)"`
+	S3PathStyle      *bool         `envconfig:"S3_PATH_STYLE" desc:"path-style S3 URLs (default: true when AWS_ENDPOINT_URL is set, for local emulators)"`
+	BatchMaxFiles    int           `envconfig:"BATCH_MAX_FILES" default:"100" desc:"files that flush a batch, 1..10000"`
+	BatchWindow      time.Duration `envconfig:"BATCH_WINDOW" default:"15m" desc:"time after a batch's first file that flushes it, 1s..12h"`
+	BatchKeyPrefix   string        `envconfig:"BATCH_KEY_PREFIX" desc:"only landing keys with this prefix are batched (empty: all)"`
+	GluePollInterval time.Duration `envconfig:"GLUE_POLL_INTERVAL" default:"10s" desc:"how often a started Glue run is checked (GetJobRun)"`
+
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090" desc:"listen address of /metrics, /healthz and /readyz; empty turns the server off"`
+	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
+}
+
+// Load reads the environment into a Config, fills derived defaults and validates.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		return Config{}, fmt.Errorf("read environment: %w", err)
+	}
+	c.fillDerived()
+	return c, c.Validate()
+}
+
+func (c *Config) fillDerived() {
+	if c.EventBus == "" {
+		c.EventBus = c.Stack
+	}
+	if c.DataBucket == "" {
+		c.DataBucket = c.Stack + "-data"
+	}
+	if c.LandingBucket == "" {
+		c.LandingBucket = c.Stack + "-landing"
+	}
+	if c.GlueJob == "" {
+		c.GlueJob = c.Stack + "-etl"
+	}
+	for i, r := range c.Roles {
+		c.Roles[i] = strings.TrimSpace(strings.ToLower(r))
+	}
+}
+
+// HasRole reports whether this process runs role.
+func (c Config) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
+
+// Validate reports every wrong value, each naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+	}
+	if c.Stack == "" {
+		bad("STACK", "must not be empty")
+	}
+	if len(c.Roles) == 0 {
+		bad("ROLES", "must name at least one of %s, %s", RoleJobs, RoleBatch)
+	}
+	for _, r := range c.Roles {
+		if r != RoleJobs && r != RoleBatch {
+			bad("ROLES", "unknown role %q (want %s or %s)", r, RoleJobs, RoleBatch)
+		}
+	}
+	if c.Concurrency != nil && *c.Concurrency < 1 {
+		bad("CONCURRENCY", "must be >= 1, got %d", *c.Concurrency)
+	}
+	if c.PollWait < time.Second || c.PollWait > 20*time.Second {
+		bad("POLL_WAIT", "must be between 1s and 20s, got %s", c.PollWait)
+	}
+	if c.JobTimeout <= 0 {
+		bad("JOB_TIMEOUT", "must be positive, got %s", c.JobTimeout)
+	}
+	if c.HeartbeatEvery < 0 {
+		bad("HEARTBEAT_INTERVAL", "must not be negative, got %s", c.HeartbeatEvery)
+	}
+	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout >= 120*time.Second {
+		bad("SHUTDOWN_TIMEOUT", "must be between 0s and 120s (ECS stopTimeout's maximum), got %s", c.ShutdownTimeout)
+	}
+	if c.BatchMaxFiles < 1 || c.BatchMaxFiles > 10000 {
+		bad("BATCH_MAX_FILES", "must be between 1 and 10000, got %d", c.BatchMaxFiles)
+	}
+	if c.BatchWindow < time.Second || c.BatchWindow > 12*time.Hour {
+		bad("BATCH_WINDOW", "must be between 1s and 12h, got %s", c.BatchWindow)
+	}
+	if c.GluePollInterval <= 0 {
+		bad("GLUE_POLL_INTERVAL", "must be positive, got %s", c.GluePollInterval)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", "unknown level %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		bad("LOG_FORMAT", "unknown format %q (want json or console)", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// Usage writes every variable with its default and meaning, for `worker config`.
+func Usage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	fmt.Fprintln(tw, "AWS_REGION\t(SDK)\tregion of every AWS call")
+	fmt.Fprintln(tw, "AWS_ENDPOINT_URL\t(SDK)\tone endpoint for every service, e.g. a local emulator (http://127.0.0.1:5000)")
+	fmt.Fprintln(tw, "AWS_ACCESS_KEY_ID, ...\t(SDK)\tcredentials, by the SDK's default chain (env, profile, ECS task role)")
+	if err := envconfig.Usagef(Prefix, &Config{}, tw, "{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"); err != nil {
+		return fmt.Errorf("write usage: %w", err)
+	}
+	return tw.Flush()
+}
