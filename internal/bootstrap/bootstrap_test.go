@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { awstest.Main(m) }
 func clients(cfg aws.Config) bootstrap.Clients {
 	return bootstrap.Clients{
 		SQS: sqs.NewFromConfig(cfg), EventBridge: eventbridge.NewFromConfig(cfg),
-		S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
+		S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
 		SFN: sfn.NewFromConfig(cfg), Glue: glue.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg),
 	}
 }
