@@ -373,3 +373,8 @@ func isCode(err error, codes ...string) bool {
 
 // QueueNames lists the logical queue names of an Output, sorted.
 func (o Output) QueueNames() []string { return slices.Sorted(maps.Keys(o.Queues)) }
+
+// StateMachineARN finds the ARN of a logical state machine of the stack.
+func (b *Bootstrapper) StateMachineARN(ctx context.Context, logical string) (string, error) {
+	return b.stateMachineARN(ctx, b.stack.Names.StateMachine(logical))
+}

@@ -1,0 +1,80 @@
+# taskbridge — `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GOLANGCI_LINT_VERSION := v2.15.0
+TOOLS := $(CURDIR)/.tools/bin
+FUZZTIME ?= 10s
+IMAGE ?= taskbridge/worker:$(VERSION)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: demo
+demo: build ## run the cookies workflow (10 names) on a local moto server, print the report, stop everything
+	scripts/demo.sh
+
+.PHONY: build
+build: ## build bin/worker
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/worker ./cmd/worker
+
+.PHONY: emulator
+emulator: ## install the pinned moto server into .venv (tests start it themselves)
+	scripts/emulator.sh install
+
+.PHONY: test
+test: emulator ## unit and integration tests with -race against a real moto server
+	go vet ./...
+	go test -race -count=1 -timeout 20m ./...
+
+.PHONY: test-unit
+test-unit: ## unit tests only (integration tests skip without an emulator unless CI=true)
+	TASKBRIDGE_TEST_ENDPOINT=http://127.0.0.1:1 go test -race -count=1 -short ./...
+
+.PHONY: test-integration
+test-integration: emulator ## the end-to-end tests of the worker binary against moto
+	go test -race -count=1 -timeout 20m -run 'Integration|E2E' ./...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
+	scripts/fuzz.sh $(FUZZTIME)
+
+.PHONY: bench
+bench: ## Go benchmarks of the hot paths, with allocations
+	go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: bench-smoke
+bench-smoke: ## every benchmark once, so they keep compiling and running
+	go test -run '^$$' -bench . -benchtime 1x ./...
+
+.PHONY: lint
+lint: $(TOOLS)/golangci-lint ## golangci-lint, gofmt
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(TOOLS)/golangci-lint run ./...
+
+$(TOOLS)/golangci-lint:
+	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+.PHONY: tidy
+tidy: ## go mod tidy, and fail if it changed anything
+	go mod tidy
+	git diff --exit-code go.mod go.sum
+
+.PHONY: docker
+docker: ## build the container image (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+.PHONY: up
+up: ## docker compose up: LocalStack, bootstrap, worker, Prometheus, Grafana (needs Docker)
+	docker compose up -d --build
+
+.PHONY: down
+down: ## docker compose down
+	docker compose down -v
+
+.PHONY: clean
+clean: ## remove build output and local emulator state
+	rm -rf bin .moto
