@@ -1,0 +1,68 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config tunes one queue's Poller.
+type Config struct {
+	Queue    string // logical name: log field and metrics label
+	QueueURL string
+	// DLQURL receives a copy of messages whose handler returned DeadLetter(err).
+	// Empty: such messages are left for the queue's redrive policy instead.
+	DLQURL string
+	// Concurrency is how many handlers run at once (>= 1).
+	Concurrency int
+	// VisibilityTimeout is the queue's visibility timeout. A running handler's message
+	// is renewed to this much whenever less than half of it remains.
+	VisibilityTimeout time.Duration
+	// MaxReceiveCount is the queue's redrive maxReceiveCount, copied into Message.
+	MaxReceiveCount int
+	// PollWait is the long-poll wait of a receive (default 20 s, at most 20 s).
+	PollWait time.Duration
+	// HandlerTimeout is the deadline of one handler call (default 5 min).
+	HandlerTimeout time.Duration
+	// DrainTimeout is how long running handlers may finish after a stop (default 20 s).
+	DrainTimeout time.Duration
+	// ReceiveResultFunc, when set, is called after every ReceiveMessage with its
+	// error (nil on success): readiness tracking. Called from the poller goroutine.
+	ReceiveResultFunc func(err error)
+}
+
+func (c *Config) applyDefaults() {
+	if c.PollWait == 0 {
+		c.PollWait = 20 * time.Second
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = 5 * time.Minute
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 20 * time.Second
+	}
+}
+
+// Validate reports every wrong field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Queue == "" {
+		errs = append(errs, errors.New("consumer: Queue is empty"))
+	}
+	if c.QueueURL == "" {
+		errs = append(errs, fmt.Errorf("consumer %s: QueueURL is empty", c.Queue))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("consumer %s: Concurrency must be >= 1, got %d", c.Queue, c.Concurrency))
+	}
+	if c.VisibilityTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("consumer %s: VisibilityTimeout must be >= 1s, got %s", c.Queue, c.VisibilityTimeout))
+	}
+	if c.PollWait < 0 || c.PollWait > 20*time.Second {
+		errs = append(errs, fmt.Errorf("consumer %s: PollWait must be 0..20s, got %s", c.Queue, c.PollWait))
+	}
+	if c.HandlerTimeout < 0 || c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("consumer %s: timeouts must not be negative", c.Queue))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,125 @@
+package consumer
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+)
+
+const (
+	maxBatch       = 10                    // SQS batch limit
+	deleteMaxDelay = 50 * time.Millisecond // how long a delete may wait for company
+	deleteAttempts = 3                     // per entry, for entries that fail in a batch
+)
+
+// deleter batches deletes: up to 10 receipts per DeleteMessageBatch, sent when 10
+// are pending or deleteMaxDelay after the first. Its run goroutine owns the pending
+// list; add is safe from any goroutine.
+type deleter struct {
+	cfg     Config
+	client  sqsAPI
+	log     *zap.Logger
+	metrics *Metrics
+	in      chan string
+}
+
+func newDeleter(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *deleter {
+	return &deleter{cfg: cfg, client: client, log: log, metrics: m, in: make(chan string, cfg.Concurrency)}
+}
+
+// add queues a receipt handle for deletion. It never blocks for long: run drains in.
+func (d *deleter) add(receipt string) { d.in <- receipt }
+
+// run batches until ctx is done, then flushes what is pending, on a bounded context
+// of its own, and returns. Callers stop adding before they cancel ctx.
+func (d *deleter) run(ctx context.Context) {
+	var pending []string
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterStopTimeout)
+		d.delete(fctx, pending)
+		cancel()
+		pending = pending[:0]
+	}
+	for {
+		select {
+		case r := <-d.in:
+			pending = append(pending, r)
+			if len(pending) == 1 {
+				timer.Reset(deleteMaxDelay)
+			}
+			if len(pending) == maxBatch {
+				timer.Stop()
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		case <-ctx.Done():
+			for {
+				select {
+				case r := <-d.in:
+					pending = append(pending, r)
+					if len(pending) == maxBatch {
+						flush()
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if len(pending) > 0 {
+				flush()
+			}
+			return
+		}
+	}
+}
+
+// delete sends one batch and retries the entries that failed, unless their receipt
+// is no longer valid (the message will come back; handlers tolerate redelivery).
+func (d *deleter) delete(ctx context.Context, receipts []string) {
+	todo := map[string]string{} // entry id → receipt
+	for i, r := range receipts {
+		todo[strconv.Itoa(i)] = r
+	}
+	for attempt := 1; len(todo) > 0 && attempt <= deleteAttempts; attempt++ {
+		entries := make([]types.DeleteMessageBatchRequestEntry, 0, len(todo))
+		for id, r := range todo {
+			entries = append(entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(id), ReceiptHandle: aws.String(r)})
+		}
+		d.metrics.requests.WithLabelValues(d.cfg.Queue, "DeleteMessageBatch").Inc()
+		out, err := d.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(d.cfg.QueueURL), Entries: entries})
+		if err != nil {
+			d.log.Error("delete batch failed", zap.Int("attempt", attempt), zap.Int("batch_size", len(entries)), zap.Error(err))
+			if !sleep(ctx, backoff(attempt, 100*time.Millisecond, time.Second)) {
+				break
+			}
+			continue
+		}
+		for _, ok := range out.Successful {
+			delete(todo, aws.ToString(ok.Id))
+			d.metrics.deletes.WithLabelValues(d.cfg.Queue, "ok").Inc()
+		}
+		for _, f := range out.Failed {
+			d.log.Warn("delete entry failed", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)), zap.Bool("sender_fault", f.SenderFault))
+			// A sender fault (e.g. ReceiptHandleIsInvalid after the visibility ran out)
+			// does not get better with a retry; the message will come back.
+			if f.SenderFault {
+				delete(todo, aws.ToString(f.Id))
+				d.metrics.deletes.WithLabelValues(d.cfg.Queue, "error").Inc()
+			}
+		}
+	}
+	for range todo {
+		d.metrics.deletes.WithLabelValues(d.cfg.Queue, "error").Inc()
+	}
+	if len(todo) > 0 {
+		d.log.Error("gave up deleting; the messages will be redelivered", zap.Int("count", len(todo)))
+	}
+}

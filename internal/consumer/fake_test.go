@@ -1,0 +1,179 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// fakeSQS is an in-memory queue with visibility timeouts, enough of SQS for the
+// consumer. Time is the caller's (tests run it under synctest).
+type fakeSQS struct {
+	mu         sync.Mutex
+	visibility time.Duration
+	msgs       map[string]*fakeMsg // by receipt
+	order      []*fakeMsg
+	seq        int
+	deleted    []string // message bodies
+	dlq        []types.MessageAttributeValue
+	dlqBodies  []string
+	calls      map[string]int
+	maxAsked   []int32
+	changes    []time.Duration // ChangeMessageVisibility values
+
+	receiveErr    func() error // injected per call
+	extendErr     error
+	receiveNotify chan struct{}
+}
+
+type fakeMsg struct {
+	id, body, receipt string
+	visibleAt         time.Time
+	receives          int
+	deleted           bool
+}
+
+func newFakeSQS(visibility time.Duration) *fakeSQS {
+	return &fakeSQS{visibility: visibility, msgs: map[string]*fakeMsg{}, calls: map[string]int{}, receiveNotify: make(chan struct{}, 1)}
+}
+
+func (f *fakeSQS) send(bodies ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range bodies {
+		f.seq++
+		m := &fakeMsg{id: fmt.Sprintf("m%d", f.seq), body: b}
+		f.order = append(f.order, m)
+	}
+}
+
+func (f *fakeSQS) count(api string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[api]
+}
+
+func (f *fakeSQS) deletedBodies() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.deleted...)
+}
+
+func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	f.mu.Lock()
+	f.calls["ReceiveMessage"]++
+	f.maxAsked = append(f.maxAsked, in.MaxNumberOfMessages)
+	inject := f.receiveErr
+	f.mu.Unlock()
+	if inject != nil {
+		if err := inject(); err != nil {
+			return nil, err
+		}
+	}
+	deadline := time.Now().Add(time.Duration(in.WaitTimeSeconds) * time.Second)
+	for {
+		if out := f.take(int(in.MaxNumberOfMessages)); len(out) > 0 {
+			return &sqs.ReceiveMessageOutput{Messages: out}, nil
+		}
+		if !time.Now().Before(deadline) {
+			return &sqs.ReceiveMessageOutput{}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (f *fakeSQS) take(max int) []types.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	var out []types.Message
+	for _, m := range f.order {
+		if len(out) == max {
+			break
+		}
+		if m.deleted || now.Before(m.visibleAt) {
+			continue
+		}
+		m.receives++
+		f.seq++
+		delete(f.msgs, m.receipt)
+		m.receipt = "r" + strconv.Itoa(f.seq)
+		f.msgs[m.receipt] = m
+		m.visibleAt = now.Add(f.visibility)
+		out = append(out, types.Message{
+			MessageId: aws.String(m.id), Body: aws.String(m.body), ReceiptHandle: aws.String(m.receipt),
+			Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(m.receives), "SentTimestamp": "1700000000000"},
+		})
+	}
+	return out
+}
+
+func (f *fakeSQS) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["DeleteMessageBatch"]++
+	if len(in.Entries) > 10 {
+		return nil, errors.New("too many entries")
+	}
+	out := &sqs.DeleteMessageBatchOutput{}
+	for _, e := range in.Entries {
+		m, ok := f.msgs[aws.ToString(e.ReceiptHandle)]
+		if !ok {
+			out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("ReceiptHandleIsInvalid"), SenderFault: true})
+			continue
+		}
+		m.deleted = true
+		f.deleted = append(f.deleted, m.body)
+		out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+	}
+	return out, nil
+}
+
+func (f *fakeSQS) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["ChangeMessageVisibility"]++
+	d := time.Duration(in.VisibilityTimeout) * time.Second
+	f.changes = append(f.changes, d)
+	if m, ok := f.msgs[aws.ToString(in.ReceiptHandle)]; ok {
+		m.visibleAt = time.Now().Add(d)
+	}
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
+func (f *fakeSQS) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["ChangeMessageVisibilityBatch"]++
+	if f.extendErr != nil {
+		return nil, f.extendErr
+	}
+	out := &sqs.ChangeMessageVisibilityBatchOutput{}
+	for _, e := range in.Entries {
+		if m, ok := f.msgs[aws.ToString(e.ReceiptHandle)]; ok {
+			m.visibleAt = time.Now().Add(time.Duration(e.VisibilityTimeout) * time.Second)
+			out.Successful = append(out.Successful, types.ChangeMessageVisibilityBatchResultEntry{Id: e.Id})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["SendMessage"]++
+	f.dlqBodies = append(f.dlqBodies, aws.ToString(in.MessageBody))
+	f.dlq = append(f.dlq, in.MessageAttributes["taskbridge-error"])
+	return &sqs.SendMessageOutput{}, nil
+}

@@ -1,0 +1,371 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+)
+
+// sqsAPI is what the consumer calls; *sqs.Client satisfies it.
+type sqsAPI interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
+// afterStopTimeout bounds the SQS calls made after a stop (deletes, releases, DLQ
+// copies): they run on a context detached from the cancelled one.
+const afterStopTimeout = 5 * time.Second
+
+// Poller receives the messages of one queue and runs a Handler for each, at most
+// Concurrency at once. See the package doc for the delivery semantics.
+type Poller struct {
+	cfg     Config
+	client  sqsAPI
+	handler Handler
+	log     *zap.Logger
+	metrics *Metrics
+
+	slots    chan struct{} // one token per running handler
+	deleter  *deleter
+	extender *extender
+	handlers sync.WaitGroup
+
+	// stopping is closed when the drain timeout passed: handlers still running are
+	// cancelled and their messages released, not retried with a backoff.
+	stopping chan struct{}
+}
+
+// NewPoller returns a Poller for cfg. It does nothing until Run.
+func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics) (*Poller, error) {
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
+	return &Poller{
+		cfg: cfg, client: client, handler: h, log: log, metrics: m,
+		slots:    make(chan struct{}, cfg.Concurrency),
+		deleter:  newDeleter(cfg, client, log, m),
+		extender: newExtender(cfg, client, log, m),
+		stopping: make(chan struct{}),
+	}, nil
+}
+
+// Run polls until ctx is cancelled, then drains (see the package doc) and returns
+// nil. It returns an error only if it cannot start.
+func (p *Poller) Run(ctx context.Context) error {
+	// Handlers and the helpers outlive ctx by up to DrainTimeout.
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	var helpers sync.WaitGroup
+	helperCtx, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
+	helpers.Go(func() { p.deleter.run(helperCtx) })
+	helpers.Go(func() { p.extender.run(helperCtx) })
+
+	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	p.poll(ctx, jobCtx)
+
+	// Stop: running handlers get DrainTimeout, then are cancelled and released.
+	drained := make(chan struct{})
+	go func() { p.handlers.Wait(); close(drained) }()
+	timer := time.NewTimer(p.cfg.DrainTimeout)
+	select {
+	case <-drained:
+		timer.Stop()
+	case <-timer.C:
+		p.log.Warn("drain timeout: releasing unfinished messages", zap.Duration("drain_timeout", p.cfg.DrainTimeout))
+		close(p.stopping)
+		cancelJobs()
+		<-drained
+	}
+	stopHelpers() // the deleter flushes what is pending before it returns
+	helpers.Wait()
+	p.log.Info("stopped")
+	return nil
+}
+
+// poll is the receive loop; it returns when ctx is cancelled.
+func (p *Poller) poll(ctx, jobCtx context.Context) {
+	failures := 0
+	for {
+		// Capacity first: never hold a message that cannot start.
+		free, ok := p.acquire(ctx)
+		if !ok {
+			return
+		}
+		msgs, err := p.receive(ctx, free)
+		if ctx.Err() != nil {
+			p.release(free)
+			// A receive that returned as the stop came: give its messages back.
+			p.releaseMessages(msgs)
+			return
+		}
+		if err != nil {
+			p.release(free)
+			failures++
+			delay := backoff(failures, 100*time.Millisecond, 20*time.Second)
+			if failures == 1 || failures%10 == 0 {
+				p.log.Error("receive failed; backing off", zap.Error(err), zap.Int("consecutive_failures", failures), zap.Duration("backoff", delay))
+			}
+			if !sleep(ctx, delay) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			p.log.Info("receive recovered", zap.Int("after_failures", failures))
+			failures = 0
+		}
+		p.release(free - len(msgs))
+		for _, raw := range msgs {
+			p.start(jobCtx, raw)
+		}
+	}
+}
+
+// acquire blocks for one slot, then takes up to 9 more that are free right now.
+func (p *Poller) acquire(ctx context.Context) (int, bool) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, false
+	}
+	n := 1
+	for n < 10 {
+		select {
+		case p.slots <- struct{}{}:
+			n++
+		default:
+			return n, true
+		}
+	}
+	return n, true
+}
+
+func (p *Poller) release(n int) {
+	for range n {
+		<-p.slots
+	}
+}
+
+func (p *Poller) receive(ctx context.Context, max int) ([]types.Message, error) {
+	p.metrics.requests.WithLabelValues(p.cfg.Queue, "ReceiveMessage").Inc()
+	out, err := p.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:                    aws.String(p.cfg.QueueURL),
+		MaxNumberOfMessages:         int32(max),
+		WaitTimeSeconds:             int32(p.cfg.PollWait / time.Second),
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
+		MessageAttributeNames:       []string{"All"},
+	})
+	if ctx.Err() != nil && err != nil {
+		return nil, ctx.Err() // a stop, not a failure
+	}
+	if p.cfg.ReceiveResultFunc != nil {
+		p.cfg.ReceiveResultFunc(err)
+	}
+	if err != nil {
+		p.metrics.receiveCalls.WithLabelValues(p.cfg.Queue, "error").Inc()
+		return nil, fmt.Errorf("receive from %s: %w", p.cfg.Queue, err)
+	}
+	if len(out.Messages) == 0 {
+		p.metrics.receiveCalls.WithLabelValues(p.cfg.Queue, "empty").Inc()
+	} else {
+		p.metrics.receiveCalls.WithLabelValues(p.cfg.Queue, "messages").Inc()
+		p.metrics.received.WithLabelValues(p.cfg.Queue).Add(float64(len(out.Messages)))
+	}
+	return out.Messages, nil
+}
+
+// start runs the handler of one message in its own goroutine; the slot it holds is
+// freed when the message's fate is settled.
+func (p *Poller) start(jobCtx context.Context, raw types.Message) {
+	p.handlers.Add(1)
+	go func() {
+		defer p.handlers.Done()
+		defer p.release(1)
+		p.metrics.inFlight.WithLabelValues(p.cfg.Queue).Inc()
+		defer p.metrics.inFlight.WithLabelValues(p.cfg.Queue).Dec()
+
+		m := p.message(raw)
+		ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
+		defer cancel()
+		tracked := p.extender.track(aws.ToString(raw.ReceiptHandle), cancel)
+		began := time.Now()
+		err := p.call(ctx, m)
+		p.metrics.duration.WithLabelValues(p.cfg.Queue).Observe(time.Since(began).Seconds())
+		lost := p.extender.untrack(tracked)
+		p.settle(m, aws.ToString(raw.ReceiptHandle), err, lost)
+	}()
+}
+
+// call runs the handler; a panic becomes an error for this message only.
+func (p *Poller) call(ctx context.Context, m Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("handler panicked", zap.String("message_id", m.ID), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return p.handler.Handle(ctx, m)
+}
+
+// settle decides the message's fate from the handler's result: the one place that
+// does.
+func (p *Poller) settle(m Message, receipt string, err error, visibilityLost bool) {
+	log := p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
+	ctx, cancel := context.WithTimeout(context.Background(), afterStopTimeout)
+	defer cancel()
+	switch {
+	case visibilityLost:
+		// Someone else may own the message now: neither delete nor release it.
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
+		log.Warn("visibility lost while handling; leaving the message", zap.NamedError("handler_error", err))
+	case err == nil:
+		p.deleter.add(receipt)
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "deleted").Inc()
+		log.Debug("handled; deleting")
+	case IsDeadLetter(err):
+		if p.deadLetter(ctx, m, err) {
+			p.deleter.add(receipt)
+			p.metrics.handled.WithLabelValues(p.cfg.Queue, "dead_lettered").Inc()
+			log.Warn("moved to the DLQ", zap.Error(err))
+			return
+		}
+		p.retryLater(ctx, m, receipt, m.ReceiveCount) // the redrive policy takes it to the DLQ
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "retried").Inc()
+	case p.isStopping():
+		p.changeVisibility(ctx, receipt, 0, "release")
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
+		log.Info("released at shutdown", zap.NamedError("handler_error", err))
+	default:
+		p.retryLater(ctx, m, receipt, m.ReceiveCount)
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "retried").Inc()
+		log.Debug("handler failed; will be redelivered", zap.Error(err))
+	}
+}
+
+func (p *Poller) isStopping() bool {
+	select {
+	case <-p.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// retryLater makes the message visible again after a delay that grows with its
+// receive count, so a retry is quick but not hot.
+func (p *Poller) retryLater(ctx context.Context, m Message, receipt string, attempt int) {
+	delay := backoff(attempt, time.Second, p.cfg.VisibilityTimeout)
+	p.changeVisibility(ctx, receipt, delay, "backoff")
+}
+
+func (p *Poller) changeVisibility(ctx context.Context, receipt string, d time.Duration, kind string) {
+	p.metrics.requests.WithLabelValues(p.cfg.Queue, "ChangeMessageVisibility").Inc()
+	_, err := p.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(p.cfg.QueueURL), ReceiptHandle: aws.String(receipt), VisibilityTimeout: wholeSeconds(d),
+	})
+	p.metrics.visibility.WithLabelValues(p.cfg.Queue, kind, result(err)).Inc()
+	if err != nil {
+		// Harmless: the message comes back when its current visibility ends.
+		p.log.Warn("change visibility failed", zap.String("kind", kind), zap.Error(err))
+	}
+}
+
+// wholeSeconds rounds a delay up to SQS's unit, so a short backoff never becomes 0
+// (visible at once).
+func wholeSeconds(d time.Duration) int32 {
+	return int32((d + time.Second - 1) / time.Second)
+}
+
+// releaseMessages makes messages that were received but never started visible now.
+func (p *Poller) releaseMessages(msgs []types.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), afterStopTimeout)
+	defer cancel()
+	for _, raw := range msgs {
+		p.changeVisibility(ctx, aws.ToString(raw.ReceiptHandle), 0, "release")
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
+	}
+}
+
+// maxReasonLen keeps the DLQ's reason attribute readable and well under SQS limits.
+const maxReasonLen = 1024
+
+// deadLetter copies the message to the DLQ with why; false if it could not.
+func (p *Poller) deadLetter(ctx context.Context, m Message, cause error) bool {
+	if p.cfg.DLQURL == "" {
+		p.log.Warn("no DLQ configured; leaving the message to the redrive policy", zap.String("message_id", m.ID), zap.Error(cause))
+		return false
+	}
+	reason := cause.Error()
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	attrs := map[string]types.MessageAttributeValue{
+		"taskbridge-error":         {DataType: aws.String("String"), StringValue: aws.String(reason)},
+		"taskbridge-source-queue":  {DataType: aws.String("String"), StringValue: aws.String(p.cfg.Queue)},
+		"taskbridge-receive-count": {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.ReceiveCount))},
+	}
+	p.metrics.requests.WithLabelValues(p.cfg.Queue, "SendMessage").Inc()
+	_, err := p.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs})
+	if err != nil {
+		p.log.Error("copy to DLQ failed; the message will be retried", zap.String("message_id", m.ID), zap.Error(err))
+		return false
+	}
+	return true
+}
+
+func (p *Poller) message(raw types.Message) Message {
+	m := Message{
+		ID: aws.ToString(raw.MessageId), Queue: p.cfg.Queue, Body: aws.ToString(raw.Body),
+		MaxReceiveCount: p.cfg.MaxReceiveCount, Attributes: map[string]string{},
+	}
+	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+		m.SentAt = time.UnixMilli(ms)
+	}
+	for k, v := range raw.MessageAttributes {
+		if v.StringValue != nil {
+			m.Attributes[k] = *v.StringValue
+		}
+	}
+	return m
+}
+
+// backoff is base·2^attempt capped at max, with full jitter in its upper half so a
+// fleet does not retry in lockstep.
+func backoff(attempt int, base, max time.Duration) time.Duration {
+	if attempt < 0 {
+		attempt = 0
+	}
+	d := base << min(attempt, 30)
+	if d > max || d <= 0 {
+		d = max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx is done; false when ctx is done.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+

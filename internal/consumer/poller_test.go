@@ -1,0 +1,309 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type bundle struct {
+	sqs     *fakeSQS
+	poller  *Poller
+	metrics *Metrics
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// setup starts a Poller over a fake queue with handler h; call stop to end it.
+func setup(t *testing.T, cfg Config, h HandlerFunc) *bundle {
+	t.Helper()
+	if cfg.Queue == "" {
+		cfg.Queue = "q"
+	}
+	if cfg.QueueURL == "" {
+		cfg.QueueURL = "https://sqs.local/q"
+	}
+	if cfg.VisibilityTimeout == 0 {
+		cfg.VisibilityTimeout = 30 * time.Second
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.PollWait == 0 {
+		cfg.PollWait = time.Second
+	}
+	f := newFakeSQS(cfg.VisibilityTimeout)
+	m := NewMetrics(prometheus.NewRegistry())
+	p, err := NewPoller(cfg, f, h, zaptest.NewLogger(t), m)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &bundle{sqs: f, poller: p, metrics: m, cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- p.Run(ctx) }()
+	return b
+}
+
+func (b *bundle) stop(t *testing.T) {
+	t.Helper()
+	b.cancel()
+	require.NoError(t, <-b.done)
+}
+
+func (b *bundle) handled(outcome string) float64 {
+	return testutil.ToFloat64(b.metrics.handled.WithLabelValues("q", outcome))
+}
+
+func TestEveryMessageIsHandledAndDeletedInBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var seen sync.Map
+		b := setup(t, Config{Concurrency: 10}, func(_ context.Context, m Message) error {
+			seen.Store(m.Body, m.ReceiveCount)
+			return nil
+		})
+		bodies := make([]string, 35)
+		for i := range bodies {
+			bodies[i] = string(rune('a'+i%26)) + string(rune('0'+i/26))
+		}
+		b.sqs.send(bodies...)
+		time.Sleep(5 * time.Second) // fake time: lets the poller run to quiet
+		synctest.Wait()
+		b.stop(t)
+
+		got := b.sqs.deletedBodies()
+		sort.Strings(got)
+		want := append([]string(nil), bodies...)
+		sort.Strings(want)
+		require.Equal(t, want, got)
+		require.LessOrEqual(t, b.sqs.count("DeleteMessageBatch"), 8, "deletes go in batches")
+		require.Equal(t, 35.0, b.handled("deleted"))
+		v, _ := seen.Load(bodies[0])
+		require.Equal(t, 1, v, "receive count is exposed")
+	})
+}
+
+func TestNeverReceivesMoreThanFreeSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var running, peak atomic.Int32
+		release := make(chan struct{})
+		b := setup(t, Config{Concurrency: 3}, func(ctx context.Context, _ Message) error {
+			n := running.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			<-release
+			running.Add(-1)
+			return nil
+		})
+		b.sqs.send("1", "2", "3", "4", "5", "6", "7")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.EqualValues(t, 3, peak.Load())
+		close(release)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		b.stop(t)
+		for _, asked := range b.sqs.maxAsked {
+			require.LessOrEqual(t, asked, int32(3), "never asks for more than the free slots")
+		}
+		require.Len(t, b.sqs.deletedBodies(), 7)
+	})
+}
+
+func TestFateOfEachHandlerResult(t *testing.T) {
+	cases := []struct {
+		name    string
+		err     error
+		panic   bool
+		outcome string
+		dlq     bool
+		deleted bool
+	}{
+		{name: "success deletes", outcome: "deleted", deleted: true},
+		{name: "dead letter copies to the DLQ, then deletes", err: DeadLetter(errors.New("not JSON")), outcome: "dead_lettered", dlq: true, deleted: true},
+		{name: "error leaves it for a retry with backoff", err: errors.New("throttled"), outcome: "retried"},
+		{name: "panic is an error for this message only", panic: true, outcome: "retried"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var calls atomic.Int32
+				b := setup(t, Config{DLQURL: "https://sqs.local/dlq"}, func(context.Context, Message) error {
+					if calls.Add(1) > 1 {
+						return nil // the retry succeeds
+					}
+					if tc.panic {
+						panic("boom")
+					}
+					return tc.err
+				})
+				b.sqs.send("body")
+				time.Sleep(500 * time.Millisecond)
+				synctest.Wait()
+				require.Equal(t, 1.0, b.handled(tc.outcome))
+				if tc.dlq {
+					require.Equal(t, []string{"body"}, b.sqs.dlqBodies)
+					require.Contains(t, aws.ToString(b.sqs.dlq[0].StringValue), "not JSON", "the DLQ copy says why")
+				}
+				require.Equal(t, tc.deleted, len(b.sqs.deletedBodies()) == 1)
+				if !tc.deleted {
+					require.Len(t, b.sqs.changes, 1, "a backoff visibility change")
+					require.Greater(t, b.sqs.changes[0], time.Duration(0))
+					time.Sleep(b.sqs.changes[0] + time.Second)
+					synctest.Wait()
+					require.EqualValues(t, 2, calls.Load(), "redelivered after the backoff")
+					require.Len(t, b.sqs.deletedBodies(), 1)
+				}
+				b.stop(t)
+			})
+		})
+	}
+}
+
+func TestDeadLetterWithoutDLQFallsBackToRedrive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, Config{}, func(context.Context, Message) error { return DeadLetter(errors.New("bad")) })
+		b.sqs.send("body")
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		b.stop(t)
+		require.Empty(t, b.sqs.deletedBodies(), "nothing is lost")
+		require.Equal(t, 1.0, b.handled("retried"))
+	})
+}
+
+func TestLongHandlerKeepsItsMessageInvisible(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		b := setup(t, Config{VisibilityTimeout: 6 * time.Second}, func(ctx context.Context, _ Message) error {
+			calls.Add(1)
+			time.Sleep(20 * time.Second) // over three visibility timeouts
+			return nil
+		})
+		b.sqs.send("slow")
+		time.Sleep(25 * time.Second)
+		synctest.Wait()
+		b.stop(t)
+		require.EqualValues(t, 1, calls.Load(), "never redelivered while running")
+		require.GreaterOrEqual(t, b.sqs.count("ChangeMessageVisibilityBatch"), 3)
+		require.Equal(t, []string{"slow"}, b.sqs.deletedBodies())
+	})
+}
+
+func TestLostVisibilityCancelsTheHandlerAndKeepsTheMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cancelled := make(chan struct{})
+		var once sync.Once
+		b := setup(t, Config{VisibilityTimeout: 6 * time.Second, DrainTimeout: time.Second}, func(ctx context.Context, _ Message) error {
+			<-ctx.Done()
+			once.Do(func() { close(cancelled) })
+			return ctx.Err()
+		})
+		b.sqs.mu.Lock()
+		b.sqs.extendErr = errors.New("connection refused")
+		b.sqs.mu.Unlock()
+		b.sqs.send("m")
+		time.Sleep(8 * time.Second)
+		synctest.Wait()
+		select {
+		case <-cancelled:
+		default:
+			t.Fatal("handler not cancelled after its visibility ran out")
+		}
+		b.stop(t)
+		require.GreaterOrEqual(t, b.handled("abandoned"), 1.0)
+		require.Empty(t, b.sqs.deletedBodies(), "someone else may own it now")
+	})
+}
+
+func TestReceiveErrorsBackOffThenRecover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var failing atomic.Bool
+		failing.Store(true)
+		var results []error
+		var mu sync.Mutex
+		b := setup(t, Config{ReceiveResultFunc: func(err error) { mu.Lock(); results = append(results, err); mu.Unlock() }},
+			func(context.Context, Message) error { return nil })
+		b.sqs.mu.Lock()
+		b.sqs.receiveErr = func() error {
+			if failing.Load() {
+				return errors.New("dial tcp: connection refused")
+			}
+			return nil
+		}
+		b.sqs.mu.Unlock()
+		time.Sleep(60 * time.Second)
+		synctest.Wait()
+		calls := b.sqs.count("ReceiveMessage")
+		require.Less(t, calls, 20, "backs off instead of spinning: %d calls in a minute", calls)
+		require.Greater(t, calls, 3)
+
+		failing.Store(false)
+		b.sqs.send("after")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		b.stop(t)
+		require.Equal(t, []string{"after"}, b.sqs.deletedBodies(), "recovers when the service is back")
+		mu.Lock()
+		require.Error(t, results[0])
+		require.NoError(t, results[len(results)-1])
+		mu.Unlock()
+	})
+}
+
+func TestStopDrainsThenReleasesWhatIsUnfinished(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, Config{Concurrency: 2, DrainTimeout: 5 * time.Second}, func(ctx context.Context, m Message) error {
+			d := time.Second
+			if m.Body == "stuck" {
+				d = time.Hour
+			}
+			select {
+			case <-time.After(d):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		b.sqs.send("quick", "stuck")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		start := time.Now()
+		b.stop(t)
+		require.LessOrEqual(t, time.Since(start), 6*time.Second, "returns within the drain timeout")
+		require.Equal(t, []string{"quick"}, b.sqs.deletedBodies(), "the finished one is deleted")
+		require.Equal(t, 1.0, b.handled("released"))
+		require.Contains(t, b.sqs.changes, time.Duration(0), "the unfinished one is visible again at once")
+	})
+}
+
+func TestConfigValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	err := Config{Concurrency: 0, PollWait: time.Minute}.Validate()
+	require.Error(t, err)
+	for _, want := range []string{"Queue is empty", "QueueURL is empty", "Concurrency must be >= 1", "VisibilityTimeout", "PollWait"} {
+		require.Contains(t, err.Error(), want)
+	}
+}
+
+func TestLastAttempt(t *testing.T) {
+	t.Parallel()
+	require.False(t, Message{ReceiveCount: 4, MaxReceiveCount: 5}.LastAttempt())
+	require.True(t, Message{ReceiveCount: 5, MaxReceiveCount: 5}.LastAttempt())
+	require.False(t, Message{ReceiveCount: 9}.LastAttempt(), "unknown max: never the last")
+}

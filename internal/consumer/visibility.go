@@ -1,0 +1,126 @@
+package consumer
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+)
+
+// inflight is one message whose handler runs. Its fields are guarded by
+// extender.mu.
+type inflight struct {
+	receipt  string
+	deadline time.Time // when its visibility ends unless renewed
+	cancel   context.CancelFunc
+	lost     bool // renewal failed past the deadline: the handler was cancelled
+}
+
+// extender keeps running handlers' messages invisible: every tick it renews, in
+// ChangeMessageVisibilityBatch calls, each message with less than half its
+// visibility timeout left. If renewal fails and the deadline passes, it cancels that
+// handler, whose message must then be neither deleted nor released.
+type extender struct {
+	cfg     Config
+	client  sqsAPI
+	log     *zap.Logger
+	metrics *Metrics
+
+	mu       sync.Mutex
+	inflight map[*inflight]struct{}
+}
+
+func newExtender(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *extender {
+	return &extender{cfg: cfg, client: client, log: log, metrics: m, inflight: map[*inflight]struct{}{}}
+}
+
+func (e *extender) track(receipt string, cancel context.CancelFunc) *inflight {
+	f := &inflight{receipt: receipt, deadline: time.Now().Add(e.cfg.VisibilityTimeout), cancel: cancel}
+	e.mu.Lock()
+	e.inflight[f] = struct{}{}
+	e.mu.Unlock()
+	return f
+}
+
+// untrack stops renewing f and reports whether its visibility was lost.
+func (e *extender) untrack(f *inflight) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.inflight, f)
+	return f.lost
+}
+
+func (e *extender) tick() time.Duration {
+	return max(e.cfg.VisibilityTimeout/6, 200*time.Millisecond)
+}
+
+func (e *extender) run(ctx context.Context) {
+	t := time.NewTicker(e.tick())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.renewDue(ctx)
+		}
+	}
+}
+
+func (e *extender) renewDue(ctx context.Context) {
+	now := time.Now()
+	var due []*inflight
+	e.mu.Lock()
+	for f := range e.inflight {
+		if f.lost {
+			continue
+		}
+		if now.After(f.deadline) {
+			f.lost = true
+			f.cancel()
+			continue
+		}
+		if f.deadline.Sub(now) < e.cfg.VisibilityTimeout/2 {
+			due = append(due, f)
+		}
+	}
+	e.mu.Unlock()
+	for start := 0; start < len(due); start += maxBatch {
+		e.renew(ctx, due[start:min(start+maxBatch, len(due))])
+	}
+}
+
+func (e *extender) renew(ctx context.Context, batch []*inflight) {
+	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+	for i, f := range batch {
+		entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.receipt),
+			VisibilityTimeout: int32(e.cfg.VisibilityTimeout / time.Second),
+		}
+	}
+	sent := time.Now()
+	e.metrics.requests.WithLabelValues(e.cfg.Queue, "ChangeMessageVisibilityBatch").Inc()
+	out, err := e.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(e.cfg.QueueURL), Entries: entries})
+	if err != nil {
+		e.metrics.visibility.WithLabelValues(e.cfg.Queue, "extend", "error").Add(float64(len(batch)))
+		e.log.Warn("extend visibility failed; will retry before the deadline", zap.Int("batch_size", len(batch)), zap.Error(err))
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ok := range out.Successful {
+		if i, err := strconv.Atoi(aws.ToString(ok.Id)); err == nil && i < len(batch) {
+			batch[i].deadline = sent.Add(e.cfg.VisibilityTimeout)
+			e.metrics.visibility.WithLabelValues(e.cfg.Queue, "extend", "ok").Inc()
+		}
+	}
+	for _, f := range out.Failed {
+		e.metrics.visibility.WithLabelValues(e.cfg.Queue, "extend", "error").Inc()
+		e.log.Warn("extend visibility entry failed", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)))
+	}
+}
