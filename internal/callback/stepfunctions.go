@@ -1,0 +1,176 @@
+// Package callback reports the outcome of Step Functions callback tasks:
+// SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat, cut to the API's limits,
+// with outputs over the size limit stored in S3 (a claim check). A task that is
+// already closed is a finished outcome (TaskClosedError), not an error to retry. It
+// imports no sibling package; internal/jobs declares the interface it satisfies.
+package callback
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/telemetry"
+)
+
+// Limits of the Step Functions API.
+const (
+	MaxOutputBytes = 256 * 1024 // SendTaskSuccess output
+	MaxErrorLen    = 256        // SendTaskFailure error
+	MaxCauseLen    = 32768      // SendTaskFailure cause
+)
+
+type sfnAPI interface {
+	SendTaskSuccess(ctx context.Context, in *sfn.SendTaskSuccessInput, optFns ...func(*sfn.Options)) (*sfn.SendTaskSuccessOutput, error)
+	SendTaskFailure(ctx context.Context, in *sfn.SendTaskFailureInput, optFns ...func(*sfn.Options)) (*sfn.SendTaskFailureOutput, error)
+	SendTaskHeartbeat(ctx context.Context, in *sfn.SendTaskHeartbeatInput, optFns ...func(*sfn.Options)) (*sfn.SendTaskHeartbeatOutput, error)
+}
+
+type s3API interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// Config of the reporter.
+type Config struct {
+	DataBucket string // where claim-checked outputs go
+	// ClaimCheckPrefix is the key prefix of claim-checked outputs (default "claim-checks/").
+	ClaimCheckPrefix string
+}
+
+// StepFunctions reports task outcomes. Safe for concurrent use.
+type StepFunctions struct {
+	cfg     Config
+	sfn     sfnAPI
+	s3      s3API
+	log     *zap.Logger
+	metrics *Metrics
+}
+
+// New returns a reporter.
+func New(cfg Config, sfnClient sfnAPI, s3Client s3API, log *zap.Logger, m *Metrics) *StepFunctions {
+	if cfg.ClaimCheckPrefix == "" {
+		cfg.ClaimCheckPrefix = "claim-checks/"
+	}
+	return &StepFunctions{cfg: cfg, sfn: sfnClient, s3: s3Client, log: log.With(zap.String("component", "callback")), metrics: m}
+}
+
+// Succeed sends SendTaskSuccess with output, a JSON document. An output over the
+// 256 KiB limit is stored in the data bucket and {"claimCheck": "s3://…", "size": N}
+// is sent instead.
+func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte) error {
+	if !json.Valid(output) {
+		return errors.New("send task success: output is not valid JSON")
+	}
+	if len(output) > MaxOutputBytes {
+		pointer, err := s.claimCheck(ctx, output)
+		if err != nil {
+			return err
+		}
+		output = pointer
+	}
+	return s.call(ctx, "SendTaskSuccess", token, func() error {
+		_, err := s.sfn.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(token), Output: aws.String(string(output))})
+		return err
+	})
+}
+
+// Fail sends SendTaskFailure; code and cause are cut to the API limits on a UTF-8
+// boundary.
+func (s *StepFunctions) Fail(ctx context.Context, token, code, cause string) error {
+	return s.call(ctx, "SendTaskFailure", token, func() error {
+		_, err := s.sfn.SendTaskFailure(ctx, &sfn.SendTaskFailureInput{
+			TaskToken: aws.String(token), Error: aws.String(cut(code, MaxErrorLen)), Cause: aws.String(cut(cause, MaxCauseLen)),
+		})
+		return err
+	})
+}
+
+// Heartbeat sends SendTaskHeartbeat.
+func (s *StepFunctions) Heartbeat(ctx context.Context, token string) error {
+	return s.call(ctx, "SendTaskHeartbeat", token, func() error {
+		_, err := s.sfn.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(token)})
+		return err
+	})
+}
+
+func (s *StepFunctions) call(ctx context.Context, api, token string, send func() error) error {
+	if token == "" {
+		return fmt.Errorf("%s: empty task token", api)
+	}
+	began := time.Now()
+	err := classify(api, send())
+	s.metrics.duration.WithLabelValues(api).Observe(time.Since(began).Seconds())
+	s.metrics.calls.WithLabelValues(api, outcome(err)).Inc()
+	if IsTaskClosed(err) {
+		s.log.Info("task already closed", zap.String("api", api), telemetry.Token(token), zap.Error(err))
+	}
+	return err
+}
+
+// claimCheck stores an oversized output under a content-addressed key (a retry
+// writes the same object) and returns the pointer to send instead.
+func (s *StepFunctions) claimCheck(ctx context.Context, output []byte) ([]byte, error) {
+	sum := sha256.Sum256(output)
+	key := s.cfg.ClaimCheckPrefix + hex.EncodeToString(sum[:]) + ".json"
+	if _, err := s.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(s.cfg.DataBucket), Key: aws.String(key), Body: bytes.NewReader(output), ContentType: aws.String("application/json"),
+	}); err != nil {
+		return nil, fmt.Errorf("store claim check %s: %w", key, err)
+	}
+	s.metrics.claimChecks.Inc()
+	return json.Marshal(map[string]any{"claimCheck": "s3://" + s.cfg.DataBucket + "/" + key, "size": len(output)})
+}
+
+// KeepAlive sends a heartbeat for token every interval until the returned stop is
+// called (stop waits for the heartbeat goroutine to end). An interval of 0 sends
+// none. A closed task ends the heartbeats; other errors are logged and retried on
+// the next tick.
+func (s *StepFunctions) KeepAlive(ctx context.Context, token string, every time.Duration) (stop func()) {
+	if every <= 0 || token == "" {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				err := s.Heartbeat(ctx, token)
+				switch {
+				case IsTaskClosed(err):
+					return
+				case err != nil && ctx.Err() == nil:
+					s.log.Warn("heartbeat failed", telemetry.Token(token), zap.Error(err))
+				}
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) { // s[n] is the first byte left out
+		n--
+	}
+	return s[:n]
+}

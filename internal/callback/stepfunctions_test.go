@@ -1,0 +1,169 @@
+package callback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// fakeSFN records calls and answers with err.
+type fakeSFN struct {
+	mu         sync.Mutex
+	err        error
+	success    []*sfn.SendTaskSuccessInput
+	failure    []*sfn.SendTaskFailureInput
+	heartbeats int
+}
+
+func (f *fakeSFN) SendTaskSuccess(_ context.Context, in *sfn.SendTaskSuccessInput, _ ...func(*sfn.Options)) (*sfn.SendTaskSuccessOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.success = append(f.success, in)
+	return &sfn.SendTaskSuccessOutput{}, f.err
+}
+
+func (f *fakeSFN) SendTaskFailure(_ context.Context, in *sfn.SendTaskFailureInput, _ ...func(*sfn.Options)) (*sfn.SendTaskFailureOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failure = append(f.failure, in)
+	return &sfn.SendTaskFailureOutput{}, f.err
+}
+
+func (f *fakeSFN) SendTaskHeartbeat(context.Context, *sfn.SendTaskHeartbeatInput, ...func(*sfn.Options)) (*sfn.SendTaskHeartbeatOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.heartbeats++
+	return &sfn.SendTaskHeartbeatOutput{}, f.err
+}
+
+type fakeS3 struct {
+	puts map[string][]byte
+}
+
+func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	b, _ := io.ReadAll(in.Body)
+	f.puts[aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key)] = b
+	return &s3.PutObjectOutput{}, nil
+}
+
+func setup(t *testing.T, sfnErr error) (*StepFunctions, *fakeSFN, *fakeS3, *Metrics) {
+	t.Helper()
+	f, s := &fakeSFN{err: sfnErr}, &fakeS3{puts: map[string][]byte{}}
+	m := NewMetrics(prometheus.NewRegistry())
+	return New(Config{DataBucket: "data"}, f, s, zaptest.NewLogger(t), m), f, s, m
+}
+
+func TestClosedTaskCodesAreAFinishedOutcome(t *testing.T) {
+	t.Parallel()
+	for _, code := range []string{"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"} {
+		t.Run(code, func(t *testing.T) {
+			t.Parallel()
+			r, _, _, m := setup(t, &smithy.GenericAPIError{Code: code})
+			err := r.Succeed(context.Background(), "tok", []byte(`{}`))
+			require.True(t, IsTaskClosed(err))
+			var byBehaviour interface{ TaskClosed() bool }
+			require.True(t, errors.As(err, &byBehaviour) && byBehaviour.TaskClosed(), "recognisable without importing callback")
+			require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskSuccess", "task_closed")))
+		})
+	}
+}
+
+func TestOtherErrorsAreReturnedWrapped(t *testing.T) {
+	t.Parallel()
+	r, _, _, m := setup(t, &smithy.GenericAPIError{Code: "ThrottlingException"})
+	err := r.Fail(context.Background(), "tok", "job.Kind", "cause")
+	require.Error(t, err)
+	require.False(t, IsTaskClosed(err))
+	require.Contains(t, err.Error(), "SendTaskFailure")
+	require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskFailure", "error")))
+}
+
+func TestFailCutsErrorAndCauseToTheLimitsOnRuneBoundaries(t *testing.T) {
+	t.Parallel()
+	r, f, _, _ := setup(t, nil)
+	code := strings.Repeat("é", 200)    // 400 bytes
+	cause := strings.Repeat("名", 20000) // 60000 bytes
+	require.NoError(t, r.Fail(context.Background(), "tok", code, cause))
+	got := f.failure[0]
+	require.LessOrEqual(t, len(aws.ToString(got.Error)), MaxErrorLen)
+	require.LessOrEqual(t, len(aws.ToString(got.Cause)), MaxCauseLen)
+	require.True(t, utf8.ValidString(aws.ToString(got.Error)))
+	require.True(t, utf8.ValidString(aws.ToString(got.Cause)))
+	require.Greater(t, len(aws.ToString(got.Cause)), MaxCauseLen-4, "cuts no more than a rune")
+}
+
+func TestOversizedOutputGoesThroughAClaimCheck(t *testing.T) {
+	t.Parallel()
+	r, f, s, m := setup(t, nil)
+	big, _ := json.Marshal(map[string]string{"data": strings.Repeat("x", MaxOutputBytes)})
+	require.NoError(t, r.Succeed(context.Background(), "tok", big))
+	var pointer struct {
+		ClaimCheck string `json:"claimCheck"`
+		Size       int    `json:"size"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(aws.ToString(f.success[0].Output)), &pointer))
+	require.True(t, strings.HasPrefix(pointer.ClaimCheck, "s3://data/claim-checks/"))
+	require.Equal(t, len(big), pointer.Size)
+	require.Equal(t, big, s.puts[strings.TrimPrefix(pointer.ClaimCheck, "s3://")])
+	require.Equal(t, 1.0, testutil.ToFloat64(m.claimChecks))
+}
+
+func TestInvalidOutputOrTokenIsRefusedBeforeAnyCall(t *testing.T) {
+	t.Parallel()
+	r, f, _, _ := setup(t, nil)
+	require.ErrorContains(t, r.Succeed(context.Background(), "tok", []byte(`{nope`)), "not valid JSON")
+	require.ErrorContains(t, r.Succeed(context.Background(), "", []byte(`{}`)), "empty task token")
+	require.Empty(t, f.success)
+}
+
+func TestTokensAreNeverLoggedWhole(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.DebugLevel)
+	f := &fakeSFN{err: &smithy.GenericAPIError{Code: "InvalidToken"}}
+	r := New(Config{DataBucket: "data"}, f, &fakeS3{puts: map[string][]byte{}}, zap.New(core), NewMetrics(prometheus.NewRegistry()))
+	token := "AAAA-secret-token-BBBB"
+	_ = r.Succeed(context.Background(), token, []byte(`{}`))
+	require.NotZero(t, logs.Len())
+	for _, e := range logs.All() {
+		for _, field := range e.Context {
+			require.NotContains(t, field.String, token)
+		}
+	}
+}
+
+func TestKeepAliveBeatsUntilStoppedOrClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, f, _, _ := setup(t, nil)
+		stop := r.KeepAlive(context.Background(), "tok", 10*time.Second)
+		time.Sleep(35 * time.Second)
+		stop()
+		require.Equal(t, 3, f.heartbeats)
+
+		f.err = &smithy.GenericAPIError{Code: "TaskTimedOut"}
+		stop = r.KeepAlive(context.Background(), "tok", 10*time.Second)
+		time.Sleep(100 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 4, f.heartbeats, "a closed task ends the heartbeats")
+		stop()
+
+		require.NotPanics(t, r.KeepAlive(context.Background(), "tok", 0), "0 turns heartbeats off")
+	})
+}
