@@ -1,0 +1,42 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+)
+
+// jobError marks an error that no retry can fix, with the Kind that names it in a
+// SendTaskFailure ("<job>.<Kind>").
+type jobError struct {
+	kind     string
+	badInput bool // the message itself is bad: it goes to the DLQ after the failure
+	err      error
+}
+
+func (e *jobError) Error() string { return e.kind + ": " + e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }
+
+// Permanent marks err as final: the task fails with kind and the message is deleted.
+func Permanent(kind string, err error) error { return &jobError{kind: kind, err: err} }
+
+// Invalid marks err as bad input: the task fails with kind (when a token is known)
+// and the message goes to the DLQ.
+func Invalid(kind string, err error) error { return &jobError{kind: kind, badInput: true, err: err} }
+
+// invalidf is Invalid("InvalidInput", fmt.Errorf(...)).
+func invalidf(format string, args ...any) error {
+	return Invalid("InvalidInput", fmt.Errorf(format, args...))
+}
+
+func asJobError(err error) (*jobError, bool) {
+	var j *jobError
+	ok := errors.As(err, &j)
+	return j, ok
+}
+
+// taskClosed reports whether a Reporter error says the task is already closed. The
+// Reporter marks such errors with a TaskClosed method (see Reporter).
+func taskClosed(err error) bool {
+	var c interface{ TaskClosed() bool }
+	return errors.As(err, &c) && c.TaskClosed()
+}
