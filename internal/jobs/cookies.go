@@ -360,4 +360,3 @@ func randomNames(n int) []string {
 	}
 	return names
 }
-

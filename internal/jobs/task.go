@@ -79,4 +79,3 @@ func looseToken(body string) string {
 	}
 	return ""
 }
-
