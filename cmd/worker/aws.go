@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/glue"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/taskbridge/taskbridge/internal/bootstrap"
+	"github.com/taskbridge/taskbridge/internal/config"
+	"github.com/taskbridge/taskbridge/internal/topology"
+)
+
+// loadAWS loads the SDK's configuration the SDK's way: AWS_REGION, AWS_ENDPOINT_URL,
+// and the default credential chain. No endpoint plumbing of our own.
+func loadAWS(ctx context.Context) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load aws config: %w", err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, fmt.Errorf("load aws config: no region (set AWS_REGION)")
+	}
+	return cfg, nil
+}
+
+// newClients builds every client once. S3 uses path-style URLs against a custom
+// endpoint (emulators serve buckets by path), unless WORKER_S3_PATH_STYLE says
+// otherwise.
+func newClients(awsCfg aws.Config, cfg config.Config) bootstrap.Clients {
+	pathStyle := awsCfg.BaseEndpoint != nil
+	if cfg.S3PathStyle != nil {
+		pathStyle = *cfg.S3PathStyle
+	}
+	return bootstrap.Clients{
+		SQS:         sqs.NewFromConfig(awsCfg),
+		EventBridge: eventbridge.NewFromConfig(awsCfg),
+		S3:          s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = pathStyle }),
+		SFN:         sfn.NewFromConfig(awsCfg),
+		Glue:        glue.NewFromConfig(awsCfg),
+		STS:         sts.NewFromConfig(awsCfg),
+	}
+}
+
+// stackOf names the stack the configuration points at.
+func stackOf(cfg config.Config) bootstrap.Stack {
+	return bootstrap.Stack{
+		Names:    topology.Names{Stack: cfg.Stack},
+		EventBus: cfg.EventBus, DataBucket: cfg.DataBucket, LandingBucket: cfg.LandingBucket, GlueJob: cfg.GlueJob,
+	}
+}
+
+// setup is what every AWS-facing subcommand starts with.
+type setup struct {
+	cfg     config.Config
+	aws     aws.Config
+	clients bootstrap.Clients
+	topo    topology.Topology
+}
+
+func newSetup(ctx context.Context) (setup, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return setup{}, fmt.Errorf("configuration:\n%w", err)
+	}
+	topo, err := topology.Load()
+	if err != nil {
+		return setup{}, err
+	}
+	awsCfg, err := loadAWS(ctx)
+	if err != nil {
+		return setup{}, err
+	}
+	return setup{cfg: cfg, aws: awsCfg, clients: newClients(awsCfg, cfg), topo: topo}, nil
+}
+
+func (s setup) bootstrapper() *bootstrap.Bootstrapper {
+	return bootstrap.New(s.topo, stackOf(s.cfg), s.clients, s.aws.Region)
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	output := fs.String("output", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *output != "text" && *output != "json" {
+		return usageError{fmt.Errorf("--output must be text or json, got %q", *output)}
+	}
+	s, err := newSetup(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := s.bootstrapper().Apply(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "event bus\t%s\n", out.EventBus)
+	fmt.Fprintf(tw, "data bucket\t%s\n", out.DataBucket)
+	fmt.Fprintf(tw, "landing bucket\t%s\n", out.LandingBucket)
+	fmt.Fprintf(tw, "glue job\t%s\n", out.GlueJob)
+	for name, arn := range out.StateMachines {
+		fmt.Fprintf(tw, "state machine %s\t%s\n", name, arn)
+	}
+	for _, name := range out.QueueNames() {
+		fmt.Fprintf(tw, "queue %s\t%s\n", name, out.Queues[name])
+		fmt.Fprintf(tw, "dlq %s\t%s\n", name, out.DLQs[name])
+	}
+	return tw.Flush()
+}

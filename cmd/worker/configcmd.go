@@ -1,0 +1,9 @@
+package main
+
+import (
+	"io"
+
+	"github.com/taskbridge/taskbridge/internal/config"
+)
+
+func runConfig(stdout io.Writer) error { return config.Usage(stdout) }

@@ -1,0 +1,294 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/bootstrap"
+)
+
+// workerBin is the worker binary under test, built once (with -race) per test binary.
+var workerBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "taskbridge-e2e-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	workerBin = filepath.Join(dir, "worker")
+	build := exec.Command("go", "build", "-race", "-o", workerBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build worker:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	awstest.Main(m)
+}
+
+// stackEnv is one test's stack on the emulator: its environment and AWS clients.
+type stackEnv struct {
+	t     *testing.T
+	env   []string
+	out   bootstrap.Output
+	sqs   *sqs.Client
+	sfn   *sfn.Client
+	s3    *s3.Client
+	extra []string
+}
+
+// newStack bootstraps a fresh stack with `worker bootstrap --output json`.
+func newStack(t *testing.T, extraEnv ...string) *stackEnv {
+	t.Helper()
+	cfg := awstest.Config(t)
+	st := &stackEnv{
+		t:   t,
+		env: append(append(os.Environ(), awstest.Env(t)...), append([]string{"WORKER_STACK=" + awstest.Stack(t), "WORKER_LOG_LEVEL=debug", "WORKER_POLL_WAIT=2s"}, extraEnv...)...),
+		sqs: sqs.NewFromConfig(cfg), sfn: sfn.NewFromConfig(cfg),
+		s3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
+	}
+	out := st.cli("bootstrap", "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &st.out), "bootstrap output: %s", out)
+	return st
+}
+
+// cli runs a worker subcommand to its end and returns its stdout.
+func (st *stackEnv) cli(args ...string) string {
+	st.t.Helper()
+	cmd := exec.Command(workerBin, args...)
+	cmd.Env = st.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(st.t, cmd.Run(), "worker %s: %s", strings.Join(args, " "), stderr.String())
+	return stdout.String()
+}
+
+// workerProc is a running `worker run`.
+type workerProc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	addr    string
+	mu      sync.Mutex
+	logs    bytes.Buffer
+	done    chan struct{}
+	waitErr error
+}
+
+// startWorker runs `worker run` against the stack, with its metrics server on a free
+// port, and stops it (SIGTERM) at the end of the test if it still runs.
+func (st *stackEnv) startWorker(extraEnv ...string) *workerProc {
+	st.t.Helper()
+	addr := freeAddr(st.t)
+	cmd := exec.Command(workerBin, "run")
+	cmd.Env = append(append(append([]string{}, st.env...), "WORKER_METRICS_ADDR="+addr), extraEnv...)
+	w := &workerProc{t: st.t, cmd: cmd, addr: addr, done: make(chan struct{})}
+	pr, pw, err := os.Pipe()
+	require.NoError(st.t, err)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	require.NoError(st.t, cmd.Start())
+	pw.Close()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1024*1024), 1024*1024)
+		for sc.Scan() {
+			w.mu.Lock()
+			w.logs.Write(sc.Bytes())
+			w.logs.WriteByte('\n')
+			w.mu.Unlock()
+		}
+	}()
+	go func() { w.waitErr = cmd.Wait(); pr.Close(); close(w.done) }()
+	st.t.Cleanup(func() {
+		w.signal(syscall.SIGTERM)
+		select {
+		case <-w.done:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			<-w.done
+		}
+		if st.t.Failed() {
+			st.t.Logf("worker log (last 8 KiB):\n%s", tail(w.Logs(), 8192))
+		}
+	})
+	w.waitHealthy()
+	return w
+}
+
+func (w *workerProc) signal(sig syscall.Signal) {
+	select {
+	case <-w.done:
+	default:
+		_ = w.cmd.Process.Signal(sig)
+	}
+}
+
+// Logs returns everything the worker wrote so far.
+func (w *workerProc) Logs() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.logs.String()
+}
+
+func (w *workerProc) waitHealthy() {
+	w.t.Helper()
+	eventually(w.t, 30*time.Second, "worker /healthz answers", func() bool {
+		select {
+		case <-w.done:
+			w.t.Fatalf("worker exited at start: %v\n%s", w.waitErr, w.Logs())
+		default:
+		}
+		resp, err := http.Get("http://" + w.addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// peakRSSKiB is the process's high-water resident set size (VmHWM), in KiB.
+func (w *workerProc) peakRSSKiB() int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	require.NoError(w.t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			require.NoError(w.t, err)
+			return n
+		}
+	}
+	w.t.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+// startExecution starts a cookies execution with input and returns its ARN.
+func (st *stackEnv) startExecution(input string) string {
+	st.t.Helper()
+	out := st.cli("start", "--input", input)
+	return strings.TrimSpace(out)
+}
+
+// waitExecution waits for an execution to end and returns its description.
+func (st *stackEnv) waitExecution(arn string, within time.Duration) *sfn.DescribeExecutionOutput {
+	st.t.Helper()
+	var d *sfn.DescribeExecutionOutput
+	eventually(st.t, within, "execution "+arn+" ends", func() bool {
+		var err error
+		d, err = st.sfn.DescribeExecution(context.Background(), &sfn.DescribeExecutionInput{ExecutionArn: aws.String(arn)})
+		require.NoError(st.t, err)
+		return d.Status != sfntypes.ExecutionStatusRunning
+	})
+	return d
+}
+
+// queueDepth is visible + in-flight + delayed messages of a queue.
+func (st *stackEnv) queueDepth(url string) int {
+	st.t.Helper()
+	out, err := st.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{
+			sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		},
+	})
+	require.NoError(st.t, err)
+	total := 0
+	for _, v := range out.Attributes {
+		n, _ := strconv.Atoi(v)
+		total += n
+	}
+	return total
+}
+
+// requireQueuesDrain waits until every job queue and DLQ is empty. A delete lost by
+// the emulator brings a message back after its visibility timeout; the worker then
+// handles it again (a closed token is a finished outcome), so this waits that long.
+func (st *stackEnv) requireQueuesDrain(within time.Duration) {
+	st.t.Helper()
+	eventually(st.t, within, "all queues and DLQs empty", func() bool {
+		for _, name := range st.out.QueueNames() {
+			if st.queueDepth(st.out.Queues[name]) != 0 || st.queueDepth(st.out.DLQs[name]) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (st *stackEnv) getJSON(bucket, key string, into any) {
+	st.t.Helper()
+	obj, err := st.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	require.NoError(st.t, err, "get s3://%s/%s", bucket, key)
+	defer obj.Body.Close()
+	require.NoError(st.t, json.NewDecoder(obj.Body).Decode(into), "decode s3://%s/%s", bucket, key)
+}
+
+func (st *stackEnv) listKeys(bucket, prefix string) []string {
+	st.t.Helper()
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(st.s3, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		require.NoError(st.t, err)
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys
+}
+
+// eventually polls cond until it holds or within passes. Polling an external system
+// (the emulator, a process) has no signal to wait on.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", within, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+var errNotReport = errors.New("not a report")

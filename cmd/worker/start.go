@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+)
+
+func runStart(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	count := fs.Int("count", -1, "number of random names (0..10000)")
+	names := fs.String("names", "", "comma-separated names (use --input for names with commas)")
+	input := fs.String("input", "", `raw execution input, e.g. {"names":["a,b","c"]}`)
+	name := fs.String("name", "", "execution name (default: a unique one)")
+	wait := fs.Bool("wait", false, "wait for the end and print the output")
+	timeout := fs.Duration("timeout", 15*time.Minute, "with --wait, how long to wait")
+	report := fs.Bool("report", false, "with --wait, also print the report object and the totals")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	in, err := executionInput(*count, *names, *input)
+	if err != nil {
+		return usageError{err}
+	}
+	if *name == "" {
+		*name = uniqueExecutionName()
+	}
+	s, err := newSetup(ctx)
+	if err != nil {
+		return err
+	}
+	arn, err := s.bootstrapper().StateMachineARN(ctx, "cookies")
+	if err != nil {
+		return err
+	}
+	// moto does not make names up, and AWS requires them unique per state machine.
+	started, err := s.clients.SFN.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: aws.String(arn), Name: aws.String(*name), Input: aws.String(in)})
+	if err != nil {
+		return fmt.Errorf("start execution: %w", err)
+	}
+	execARN := aws.ToString(started.ExecutionArn)
+	fmt.Fprintln(stderr, "started", execARN)
+	if !*wait {
+		_, err := fmt.Fprintln(stdout, execARN)
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	out, err := waitExecution(waitCtx, s.clients.SFN, execARN)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(stdout, out); err != nil || !*report {
+		return err
+	}
+	return printReport(ctx, s.clients.S3, out, stdout)
+}
+
+// printReport prints the report object that an execution's output points to, and
+// the totals.
+func printReport(ctx context.Context, client *s3.Client, output string, stdout io.Writer) error {
+	var res struct {
+		NumberOfPeople       int    `json:"numberOfPeople"`
+		TotalCookiesConsumed int    `json:"totalCookiesConsumed"`
+		Report               string `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(output), &res); err != nil {
+		return fmt.Errorf("read execution output: %w", err)
+	}
+	bucket, key, ok := strings.Cut(strings.TrimPrefix(res.Report, "s3://"), "/")
+	if !ok || !strings.HasPrefix(res.Report, "s3://") {
+		return fmt.Errorf("execution output has no report URI: %q", res.Report)
+	}
+	obj, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return fmt.Errorf("get report %s: %w", res.Report, err)
+	}
+	defer obj.Body.Close()
+	var doc any
+	if err := json.NewDecoder(obj.Body).Decode(&doc); err != nil {
+		return fmt.Errorf("decode report %s: %w", res.Report, err)
+	}
+	pretty, _ := json.MarshalIndent(doc, "", "  ")
+	_, err = fmt.Fprintf(stdout, "report %s:\n%s\npeople: %d, cookies consumed: %d\n", res.Report, pretty, res.NumberOfPeople, res.TotalCookiesConsumed)
+	return err
+}
+
+func executionInput(count int, names, raw string) (string, error) {
+	set := 0
+	for _, on := range []bool{count >= 0, names != "", raw != ""} {
+		if on {
+			set++
+		}
+	}
+	switch {
+	case set > 1:
+		return "", errors.New("use only one of --count, --names and --input")
+	case raw != "":
+		if !json.Valid([]byte(raw)) {
+			return "", errors.New("--input is not valid JSON")
+		}
+		return raw, nil
+	case names != "":
+		b, err := json.Marshal(map[string][]string{"names": strings.Split(names, ",")})
+		return string(b), err
+	case count >= 0:
+		return fmt.Sprintf(`{"count":%d}`, count), nil
+	default:
+		return "{}", nil
+	}
+}
+
+// uniqueExecutionName is sortable by start time and unique across processes.
+func uniqueExecutionName() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand does not fail on Linux
+	return "cookies-" + time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+}
+
+// waitExecution polls until the execution ends and returns its output, or an error
+// with its error and cause when it did not succeed.
+func waitExecution(ctx context.Context, client *sfn.Client, arn string) (string, error) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		d, err := client.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: aws.String(arn)})
+		if err != nil {
+			return "", fmt.Errorf("describe execution: %w", err)
+		}
+		switch d.Status {
+		case sfntypes.ExecutionStatusSucceeded:
+			return aws.ToString(d.Output), nil
+		case sfntypes.ExecutionStatusRunning, sfntypes.ExecutionStatusPendingRedrive:
+		default:
+			return "", fmt.Errorf("execution %s ended %s: %s: %s", arn, d.Status, aws.ToString(d.Error), aws.ToString(d.Cause))
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for execution %s: %w", arn, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
