@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,13 +52,12 @@ func TestMain(m *testing.M) {
 
 // stackEnv is one test's stack on the emulator: its environment and AWS clients.
 type stackEnv struct {
-	t     *testing.T
-	env   []string
-	out   bootstrap.Output
-	sqs   *sqs.Client
-	sfn   *sfn.Client
-	s3    *s3.Client
-	extra []string
+	t   *testing.T
+	env []string
+	out bootstrap.Output
+	sqs *sqs.Client
+	sfn *sfn.Client
+	s3  *s3.Client
 }
 
 // newStack bootstraps a fresh stack with `worker bootstrap --output json`.
@@ -290,5 +288,3 @@ func tail(s string, n int) string {
 	}
 	return s[len(s)-n:]
 }
-
-var errNotReport = errors.New("not a report")

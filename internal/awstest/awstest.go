@@ -227,7 +227,7 @@ func waitReady(endpoint string, within time.Duration) error {
 		last = err
 		time.Sleep(100 * time.Millisecond) // polling a process we started; nothing to wait on
 	}
-	return fmt.Errorf("not ready after %s: %v", within, last)
+	return fmt.Errorf("not ready after %s: %w", within, last)
 }
 
 // enableStepFunctions makes moto run state machines (it only records them by default).

@@ -38,7 +38,7 @@ func Parse(body []byte) (Envelope, error) {
 	}
 	var e Envelope
 	if err := json.Unmarshal(body, &e); err != nil {
-		return Envelope{}, fmt.Errorf("%w: not JSON: %v", ErrMalformed, err)
+		return Envelope{}, fmt.Errorf("%w: not JSON: %w", ErrMalformed, err)
 	}
 	switch {
 	case e.DetailType == "":

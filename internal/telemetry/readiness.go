@@ -75,7 +75,7 @@ func (r *Readiness) check() error {
 	}
 	switch {
 	case r.lastErr != nil:
-		return fmt.Errorf("last AWS call failed: %v", r.lastErr)
+		return fmt.Errorf("last AWS call failed: %w", r.lastErr)
 	case r.lastOK.IsZero():
 		return fmt.Errorf("no AWS call succeeded yet")
 	case r.now().Sub(r.lastOK) > r.staleAfter:
