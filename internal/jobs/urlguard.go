@@ -53,7 +53,7 @@ func (g *URLGuard) Check(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("%w: unparsable: %v", ErrForbiddenURL, err)
+		return nil, fmt.Errorf("%w: unparsable: %w", ErrForbiddenURL, err)
 	case u.User != nil:
 		return nil, fmt.Errorf("%w: has user info", ErrForbiddenURL)
 	case u.Scheme != g.scheme || u.Host != g.host:
