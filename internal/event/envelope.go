@@ -36,10 +36,22 @@ func Parse(body []byte) (Envelope, error) {
 	if len(body) > MaxBodyBytes {
 		return Envelope{}, fmt.Errorf("%w: body of %d bytes is over %d", ErrMalformed, len(body), MaxBodyBytes)
 	}
-	var e Envelope
-	if err := json.Unmarshal(body, &e); err != nil {
+	// Time is decoded apart: AWS writes an RFC 3339 string, some emulators (moto's
+	// S3 notifications) a Unix time in seconds.
+	type plain Envelope
+	var raw struct {
+		plain
+		Time json.RawMessage `json:"time"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
 		return Envelope{}, fmt.Errorf("%w: not JSON: %w", ErrMalformed, err)
 	}
+	e := Envelope(raw.plain)
+	t, err := parseTime(raw.Time)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	e.Time = t
 	switch {
 	case e.DetailType == "":
 		return Envelope{}, fmt.Errorf("%w: no detail-type", ErrMalformed)
@@ -51,4 +63,24 @@ func Parse(body []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: detail is not a JSON object", ErrMalformed)
 	}
 	return e, nil
+}
+
+// parseTime reads an event time: an RFC 3339 string or Unix seconds; absent is zero.
+func parseTime(raw json.RawMessage) (time.Time, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return time.Time{}, nil
+	}
+	if raw[0] == '"' {
+		var t time.Time
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return time.Time{}, fmt.Errorf("time is not RFC 3339: %s", raw)
+		}
+		return t, nil
+	}
+	var secs float64
+	if err := json.Unmarshal(raw, &secs); err != nil || secs < 0 || secs > 1e11 {
+		return time.Time{}, fmt.Errorf("time is neither RFC 3339 nor Unix seconds: %s", raw)
+	}
+	return time.Unix(0, int64(secs*1e9)).UTC(), nil
 }

@@ -53,7 +53,8 @@ func TestParseRejectsEachMalformedKind(t *testing.T) {
 		"no source":            {`{"detail-type":"x","detail":{}}`, "no source"},
 		"detail-type wrong":    {`{"detail-type":5,"source":"y","detail":{}}`, "not JSON"},
 		"oversized":            {`{"detail-type":"x","source":"y","detail":{"p":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`, "over"},
-		"time not a timestamp": {`{"detail-type":"x","source":"y","time":"yesterday","detail":{}}`, "not JSON"},
+		"time not a timestamp": {`{"detail-type":"x","source":"y","time":"yesterday","detail":{}}`, "RFC 3339"},
+		"time an object":       {`{"detail-type":"x","source":"y","time":{},"detail":{}}`, "Unix seconds"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -63,6 +64,13 @@ func TestParseRejectsEachMalformedKind(t *testing.T) {
 			require.ErrorContains(t, err, tc.why)
 		})
 	}
+}
+
+func TestParseTakesUnixSecondsAsTime(t *testing.T) {
+	t.Parallel()
+	e, err := Parse([]byte(`{"detail-type":"Object Created","source":"aws.s3","time":1795339845.5,"detail":{}}`))
+	require.NoError(t, err)
+	require.Equal(t, int64(1795339845), e.Time.Unix())
 }
 
 func FuzzParse(f *testing.F) {
