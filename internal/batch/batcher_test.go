@@ -1,0 +1,278 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/glue"
+	"github.com/aws/aws-sdk-go-v2/service/glue/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/taskbridge/taskbridge/internal/consumer"
+)
+
+type fakeS3 struct {
+	mu   sync.Mutex
+	objs map[string][]byte
+}
+
+func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	b, _ := io.ReadAll(in.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objs[aws.ToString(in.Key)] = b
+	return &s3.PutObjectOutput{}, nil
+}
+
+// fakeGlue starts runs (refusing the first refuse calls) and ends each with endState.
+type fakeGlue struct {
+	mu       sync.Mutex
+	refuse   int
+	final    error
+	endState types.JobRunState
+	started  []map[string]string
+	startAt  []time.Time
+}
+
+func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.final != nil {
+		return nil, f.final
+	}
+	if f.refuse > 0 {
+		f.refuse--
+		return nil, &types.ConcurrentRunsExceededException{Message: aws.String("busy")}
+	}
+	f.started = append(f.started, in.Arguments)
+	f.startAt = append(f.startAt, time.Now())
+	return &glue.StartJobRunOutput{JobRunId: aws.String(fmt.Sprintf("jr_%d", len(f.started)))}, nil
+}
+
+func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...func(*glue.Options)) (*glue.GetJobRunOutput, error) {
+	state := f.endState
+	if state == "" {
+		state = types.JobRunStateSucceeded
+	}
+	jr := &types.JobRun{Id: in.RunId, JobRunState: state}
+	if state == types.JobRunStateFailed {
+		jr.ErrorMessage = aws.String("script exploded")
+	}
+	return &glue.GetJobRunOutput{JobRun: jr}, nil
+}
+
+func (f *fakeGlue) GetJobRuns(context.Context, *glue.GetJobRunsInput, ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
+	return &glue.GetJobRunsOutput{}, nil
+}
+
+type fakePub struct {
+	mu     sync.Mutex
+	events map[string][]ResultDetail
+}
+
+func (p *fakePub) Publish(_ context.Context, detailType string, detail any) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events[detailType] = append(p.events[detailType], detail.(ResultDetail))
+	return nil
+}
+
+type rig struct {
+	b      *Batcher
+	s3     *fakeS3
+	glue   *fakeGlue
+	pub    *fakePub
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newRig(t *testing.T, cfg Config, g *fakeGlue) *rig {
+	t.Helper()
+	cfg.LandingBucket, cfg.DataBucket, cfg.GlueJob = "landing", "data", "etl"
+	if cfg.MaxFiles == 0 {
+		cfg.MaxFiles = 100
+	}
+	if cfg.Window == 0 {
+		cfg.Window = 15 * time.Minute
+	}
+	cfg.GluePollInterval = time.Second
+	r := &rig{s3: &fakeS3{objs: map[string][]byte{}}, glue: g, pub: &fakePub{events: map[string][]ResultDetail{}}, done: make(chan error, 1)}
+	b, err := New(cfg, r.s3, g, r.pub, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	r.b = b
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- b.Run(ctx) }()
+	return r
+}
+
+func (r *rig) stop(t *testing.T) {
+	r.cancel()
+	require.NoError(t, <-r.done)
+}
+
+func s3Event(bucket, key, etag string) consumer.Message {
+	body, _ := json.Marshal(map[string]any{
+		"version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3", "time": "2026-11-22T10:00:00Z",
+		"detail": map[string]any{"bucket": map[string]any{"name": bucket}, "object": map[string]any{"key": key, "size": 10, "etag": etag}},
+	})
+	return consumer.Message{ID: key, Queue: "landing", Body: string(body), ReceiveCount: 1}
+}
+
+// handleAll handles every message in its own goroutine, as the consumer would.
+func handleAll(b *Batcher, msgs []consumer.Message) []error {
+	errs := make([]error, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Go(func() { errs[i] = b.Handle(context.Background(), m) })
+	}
+	wg.Wait()
+	return errs
+}
+
+func (r *rig) manifests(t *testing.T) []Manifest {
+	r.s3.mu.Lock()
+	defer r.s3.mu.Unlock()
+	var out []Manifest
+	for _, b := range r.s3.objs {
+		var m Manifest
+		require.NoError(t, json.Unmarshal(b, &m))
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestBurstMakesExactBatchesAndTheRestFlushesAtTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{}, &fakeGlue{})
+		var msgs []consumer.Message
+		for i := range 250 {
+			msgs = append(msgs, s3Event("landing", fmt.Sprintf("in/f%03d.csv", i), fmt.Sprint(i)))
+		}
+		start := time.Now()
+		for _, err := range handleAll(r.b, msgs) {
+			require.NoError(t, err)
+		}
+		sizes := map[int]int{}
+		keys := map[string]int{}
+		for _, m := range r.manifests(t) {
+			sizes[len(m.Files)]++
+			for _, f := range m.Files {
+				keys[f.Key]++
+			}
+		}
+		require.Equal(t, map[int]int{100: 2, 50: 1}, sizes)
+		require.Len(t, keys, 250)
+		for k, n := range keys {
+			require.Equal(t, 1, n, "key %s in exactly one manifest", k)
+		}
+		require.Len(t, r.glue.startAt, 3)
+		require.Equal(t, 15*time.Minute, r.glue.startAt[2].Sub(start), "the last batch flushes one window after its first file")
+		require.Equal(t, "50", r.glue.started[2]["--file_count"])
+		require.Contains(t, r.glue.started[2]["--manifest"], "s3://data/manifests/")
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		r.stop(t)
+		require.Len(t, r.pub.events[DetailSuccess], 3, "an etl-success per run")
+	})
+}
+
+func TestDuplicateEventsCountOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{MaxFiles: 3, Window: time.Minute}, &fakeGlue{})
+		errs := handleAll(r.b, []consumer.Message{s3Event("landing", "a", "1"), s3Event("landing", "a", "1"), s3Event("landing", "b", "1"), s3Event("landing", "a", "2")})
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		ms := r.manifests(t)
+		require.Len(t, ms, 1)
+		require.Len(t, ms[0].Files, 3, "a re-upload (new ETag) is a new file; a redelivery is not")
+		r.stop(t)
+	})
+}
+
+func TestGlueBusyIsRetriedWhileHolding(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &fakeGlue{refuse: 3}
+		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, g)
+		require.NoError(t, r.b.Handle(context.Background(), s3Event("landing", "a", "1")))
+		require.Len(t, g.started, 1)
+		require.Equal(t, 3.0, testutil.ToFloat64(r.b.metrics.startRetries))
+		r.stop(t)
+	})
+}
+
+func TestFinalStartErrorPublishesEtlErrorAndRedelivers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &fakeGlue{final: &types.EntityNotFoundException{Message: aws.String("no such job")}}
+		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, g)
+		err := r.b.Handle(context.Background(), s3Event("landing", "a", "1"))
+		require.Error(t, err)
+		require.False(t, consumer.IsDeadLetter(err), "the message is redelivered, then the DLQ")
+		require.Len(t, r.pub.events[DetailError], 1)
+		require.Equal(t, "START_FAILED", r.pub.events[DetailError][0].State)
+		r.stop(t)
+	})
+}
+
+func TestFailedRunPublishesEtlErrorWithItsMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, &fakeGlue{endState: types.JobRunStateFailed})
+		require.NoError(t, r.b.Handle(context.Background(), s3Event("landing", "a", "1")))
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		r.stop(t)
+		got := r.pub.events[DetailError]
+		require.Len(t, got, 1)
+		require.Equal(t, "FAILED", got[0].State)
+		require.Equal(t, "script exploded", got[0].Error)
+		require.Equal(t, 1, got[0].FileCount)
+	})
+}
+
+func TestShutdownFlushesTheOpenBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{}, &fakeGlue{})
+		errc := make(chan error, 2)
+		go func() { errc <- r.b.Handle(context.Background(), s3Event("landing", "a", "1")) }()
+		go func() { errc <- r.b.Handle(context.Background(), s3Event("landing", "b", "1")) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Empty(t, r.glue.started, "the window is still open")
+		r.stop(t)
+		require.NoError(t, <-errc)
+		require.NoError(t, <-errc)
+		require.Len(t, r.glue.started, 1)
+		require.Equal(t, "2", r.glue.started[0]["--file_count"])
+		require.ErrorIs(t, r.b.Handle(context.Background(), s3Event("landing", "c", "1")), errStopped, "nothing new after a stop")
+	})
+}
+
+func TestBadEventsAreDeadLettered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{KeyPrefix: "in/"}, &fakeGlue{})
+		for name, body := range map[string]string{
+			"not JSON":       "nope",
+			"other source":   `{"detail-type":"Object Created","source":"aws.ec2","detail":{}}`,
+			"other bucket":   s3Event("elsewhere", "in/a", "1").Body,
+			"outside prefix": s3Event("landing", "out/a", "1").Body,
+			"no key":         `{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"landing"},"object":{"size":1}}}`,
+			"deleted event":  `{"detail-type":"Object Deleted","source":"aws.s3","detail":{"bucket":{"name":"landing"},"object":{"key":"in/a"}}}`,
+		} {
+			err := r.b.Handle(context.Background(), consumer.Message{ID: name, Body: body})
+			require.True(t, consumer.IsDeadLetter(err), "%s: %v", name, err)
+		}
+		r.stop(t)
+	})
+}
