@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/taskbridge/taskbridge/internal/batch"
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/callback"
 	"github.com/taskbridge/taskbridge/internal/config"
@@ -25,6 +26,8 @@ import (
 
 var (
 	_ consumer.Handler = (*jobs.Router)(nil)
+	_ consumer.Handler = (*batch.Batcher)(nil)
+	_ batch.Publisher  = (*event.Publisher)(nil)
 	_ jobs.Reporter    = (*callback.StepFunctions)(nil)
 	_ jobs.Heartbeater = (*callback.StepFunctions)(nil)
 	_ jobs.Publisher   = (*event.Publisher)(nil)
@@ -56,22 +59,30 @@ func runWorker(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	cm := consumer.NewMetrics(reg)
-	var pollers []*consumer.Poller
+	publisher := event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg)
+	var components []component
 	if s.cfg.HasRole(config.RoleJobs) {
-		ps, err := jobPollers(ctx, s, stack, log, reg, cm, ready)
+		ps, err := jobPollers(ctx, s, stack, publisher, log, reg, cm, ready)
 		if err != nil {
 			return err
 		}
-		pollers = append(pollers, ps...)
+		components = append(components, ps...)
 	}
-	if len(pollers) == 0 {
+	if s.cfg.HasRole(config.RoleBatch) {
+		cs, err := batchComponents(s, stack, publisher, log, reg, cm, ready)
+		if err != nil {
+			return err
+		}
+		components = append(components, cs...)
+	}
+	if len(components) == 0 {
 		return errors.New("nothing to run: WORKER_ROLES names no role with queues")
 	}
 
-	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.Strings("roles", s.cfg.Roles), zap.Int("queues", len(pollers)))
+	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
 	g, gctx := errgroup.WithContext(ctx)
-	for _, p := range pollers {
-		g.Go(func() error { return p.Run(gctx) })
+	for _, c := range components {
+		g.Go(func() error { return c.Run(gctx) })
 	}
 	if s.cfg.MetricsAddr != "" {
 		srv := telemetry.NewServer(s.cfg.MetricsAddr, reg, ready.Ready, log)
@@ -98,8 +109,7 @@ func runWorker(ctx context.Context, args []string, _ io.Writer) error {
 
 // jobPollers wires the callback jobs: one poller per job queue of the topology, all
 // feeding one router.
-func jobPollers(ctx context.Context, s setup, stack bootstrap.Output, log *zap.Logger, reg prometheus.Registerer, cm *consumer.Metrics, ready *telemetry.Readiness) ([]*consumer.Poller, error) {
-	publisher := event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg)
+func jobPollers(ctx context.Context, s setup, stack bootstrap.Output, publisher *event.Publisher, log *zap.Logger, reg prometheus.Registerer, cm *consumer.Metrics, ready *telemetry.Readiness) ([]component, error) {
 	reporter := callback.New(callback.Config{DataBucket: stack.DataBucket}, s.clients.SFN, s.clients.S3, log, callback.NewMetrics(reg))
 	presign := s3.NewPresignClient(s.clients.S3)
 	const probeKey = "taskbridge-presign-probe"
@@ -126,7 +136,7 @@ func jobPollers(ctx context.Context, s setup, stack bootstrap.Output, log *zap.L
 	if err != nil {
 		return nil, err
 	}
-	var pollers []*consumer.Poller
+	var pollers []component
 	for _, q := range queues {
 		p, err := consumer.NewPoller(pollerConfig(s.cfg, q, stack, ready), s.clients.SQS, router, log, cm)
 		if err != nil {
@@ -135,6 +145,42 @@ func jobPollers(ctx context.Context, s setup, stack bootstrap.Output, log *zap.L
 		pollers = append(pollers, p)
 	}
 	return pollers, nil
+}
+
+// batchComponents wires the batcher to the landing queue: its poller holds up to a
+// full batch (and the start of the next) of messages while the batch is open, each
+// kept invisible by the consumer until the run starts.
+func batchComponents(s setup, stack bootstrap.Output, publisher *event.Publisher, log *zap.Logger, reg prometheus.Registerer, cm *consumer.Metrics, ready *telemetry.Readiness) ([]component, error) {
+	var landing *topology.Queue
+	for _, q := range s.topo.Queues {
+		if q.S3ObjectCreated {
+			landing = &q
+		}
+	}
+	if landing == nil {
+		return nil, errors.New("the topology has no s3ObjectCreated queue for the batcher")
+	}
+	const startTimeout = 5 * time.Minute
+	b, err := batch.New(batch.Config{
+		LandingBucket: stack.LandingBucket, KeyPrefix: s.cfg.BatchKeyPrefix, DataBucket: stack.DataBucket, GlueJob: stack.GlueJob,
+		MaxFiles: s.cfg.BatchMaxFiles, Window: s.cfg.BatchWindow, StartTimeout: startTimeout, GluePollInterval: s.cfg.GluePollInterval,
+	}, s.clients.S3, s.clients.Glue, publisher, log, batch.NewMetrics(reg))
+	if err != nil {
+		return nil, err
+	}
+	pc := pollerConfig(s.cfg, *landing, stack, ready)
+	pc.Concurrency = s.cfg.BatchMaxFiles + 10
+	pc.HandlerTimeout = s.cfg.BatchWindow + startTimeout + time.Minute
+	p, err := consumer.NewPoller(pc, s.clients.SQS, b, log, cm)
+	if err != nil {
+		return nil, err
+	}
+	return []component{b, p}, nil
+}
+
+// component is a long-lived part of the worker.
+type component interface {
+	Run(ctx context.Context) error
 }
 
 func pollerConfig(cfg config.Config, q topology.Queue, stack bootstrap.Output, ready *telemetry.Readiness) consumer.Config {
