@@ -288,3 +288,25 @@ func tail(s string, n int) string {
 	}
 	return s[len(s)-n:]
 }
+
+// metric reads one sample of the worker's /metrics by its exact series text (name
+// and labels as exposed); -1 when it is not there.
+func (w *workerProc) metric(series string) float64 {
+	w.t.Helper()
+	resp, err := http.Get("http://" + w.addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1024*1024), 1024*1024)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}

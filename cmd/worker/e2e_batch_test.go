@@ -1,0 +1,174 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/batch"
+)
+
+// subscribeResults adds a rule for etl-success/etl-error on the stack's bus to a new
+// queue, before any event flows (rule changes disturb PutEvents on moto).
+func (st *stackEnv) subscribeResults() string {
+	st.t.Helper()
+	ctx := context.Background()
+	cfg := awstest.Config(st.t)
+	eb := eventbridge.NewFromConfig(cfg)
+	name := st.out.EventBus + "-results"
+	q, err := st.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	require.NoError(st.t, err)
+	attrs, err := st.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
+	require.NoError(st.t, err)
+	_, err = eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String(name), EventBusName: aws.String(st.out.EventBus), EventPattern: aws.String(`{"detail-type":["etl-success","etl-error"]}`)})
+	require.NoError(st.t, err)
+	_, err = eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(name), EventBusName: aws.String(st.out.EventBus), Targets: []ebtypes.Target{{Id: aws.String("q"), Arn: aws.String(attrs.Attributes["QueueArn"])}}})
+	require.NoError(st.t, err)
+	return aws.ToString(q.QueueUrl)
+}
+
+// putFiles puts n small files into the landing bucket, a few at a time, and returns
+// their keys and when the first was put.
+func (st *stackEnv) putFiles(prefix string, n int) ([]string, time.Time) {
+	st.t.Helper()
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s/file-%04d.csv", prefix, i)
+	}
+	first := time.Now()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, k := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := st.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(st.out.LandingBucket), Key: aws.String(k), Body: bytes.NewReader([]byte("a,b\n1,2\n"))})
+			require.NoError(st.t, err)
+		})
+	}
+	wg.Wait()
+	return keys, first
+}
+
+func (st *stackEnv) manifests() []batch.Manifest {
+	st.t.Helper()
+	var out []batch.Manifest
+	for _, k := range st.listKeys(st.out.DataBucket, "manifests/") {
+		var m batch.Manifest
+		st.getJSON(st.out.DataBucket, k, &m)
+		out = append(out, m)
+	}
+	return out
+}
+
+// results drains the results queue into detail-type → details.
+func (st *stackEnv) results(url string, into map[string][]batch.ResultDetail) {
+	st.t.Helper()
+	out, err := st.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	require.NoError(st.t, err)
+	for _, m := range out.Messages {
+		var env struct {
+			DetailType string             `json:"detail-type"`
+			Detail     batch.ResultDetail `json:"detail"`
+		}
+		require.NoError(st.t, json.Unmarshal([]byte(aws.ToString(m.Body)), &env))
+		into[env.DetailType] = append(into[env.DetailType], env.Detail)
+		_, _ = st.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
+	}
+}
+
+// requireEachKeyOnce checks every key is in exactly one manifest of a started run.
+func requireEachKeyOnce(t *testing.T, keys []string, ms []batch.Manifest) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, m := range ms {
+		for _, f := range m.Files {
+			seen[f.Key]++
+		}
+	}
+	for _, k := range keys {
+		require.Equal(t, 1, seen[k], "key %s in exactly one manifest", k)
+	}
+}
+
+func TestE2EBatchBurstOf250MakesThreeRuns(t *testing.T) {
+	st := newStack(t, "WORKER_ROLES=batch", "WORKER_BATCH_WINDOW=20s", "WORKER_GLUE_POLL_INTERVAL=1s")
+	results := st.subscribeResults()
+	st.startWorker()
+	keys, _ := st.putFiles("burst", 250)
+	var ms []batch.Manifest
+	eventually(t, 3*time.Minute, "three manifests", func() bool { ms = st.manifests(); return len(ms) >= 3 })
+	sizes := map[int]int{}
+	for _, m := range ms {
+		sizes[len(m.Files)]++
+	}
+	require.Equal(t, map[int]int{100: 2, 50: 1}, sizes, "manifests of 100, 100 and 50 files")
+	requireEachKeyOnce(t, keys, ms)
+
+	got := map[string][]batch.ResultDetail{}
+	eventually(t, 2*time.Minute, "an etl-success per run", func() bool { st.results(results, got); return len(got["etl-success"]) >= 3 })
+	for _, d := range got["etl-success"] {
+		require.Equal(t, st.out.GlueJob, d.JobName)
+		require.NotEmpty(t, d.JobRunID)
+		require.Equal(t, "SUCCEEDED", d.State)
+		require.True(t, strings.HasPrefix(d.Manifest, "s3://"+st.out.DataBucket+"/manifests/"+d.BatchID))
+		require.Contains(t, []int{100, 50}, d.FileCount)
+	}
+	eventually(t, 3*time.Minute, "landing queue and DLQ empty", func() bool {
+		return st.queueDepth(st.out.Queues["landing"]) == 0 && st.queueDepth(st.out.DLQs["landing"]) == 0
+	})
+}
+
+func TestE2EBatchWindowFlushesSevenFiles(t *testing.T) {
+	st := newStack(t, "WORKER_ROLES=batch", "WORKER_BATCH_WINDOW=3s", "WORKER_GLUE_POLL_INTERVAL=1s")
+	st.startWorker()
+	keys, first := st.putFiles("window", 7)
+	var ms []batch.Manifest
+	eventually(t, time.Minute, "a manifest", func() bool { ms = st.manifests(); return len(ms) >= 1 })
+	require.Len(t, ms, 1)
+	require.Len(t, ms[0].Files, 7)
+	requireEachKeyOnce(t, keys, ms)
+	// The window opens with the first file the batcher receives, which reaches it
+	// after S3 → EventBridge → SQS; it cannot close before 3 s after the first put.
+	delay := ms[0].CreatedAt.Sub(first)
+	t.Logf("flushed %s after the first file was put", delay)
+	require.GreaterOrEqual(t, delay, 3*time.Second)
+	require.Less(t, delay, 15*time.Second, "one window after the first file (5 s in the acceptance, slack for -race on moto)")
+	eventually(t, time.Minute, "landing queue empty", func() bool { return st.queueDepth(st.out.Queues["landing"]) == 0 })
+}
+
+func TestE2EBatchSurvivesSigkillInAnOpenWindow(t *testing.T) {
+	st := newStack(t, "WORKER_ROLES=batch", "WORKER_BATCH_WINDOW=1h", "WORKER_GLUE_POLL_INTERVAL=1s")
+	w := st.startWorker()
+	keys, _ := st.putFiles("crash", 12)
+	eventually(t, time.Minute, "the batcher holds every file", func() bool { return w.metric(`worker_batch_open_files`) == 12 })
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
+	<-w.done
+	require.Empty(t, st.manifests(), "nothing was flushed before the crash")
+	// The restarted worker gets the messages back after their visibility timeout and
+	// flushes them on its SIGTERM (its window is an hour).
+	w2 := st.startWorker()
+	eventually(t, 4*time.Minute, "the restarted batcher holds every file again", func() bool { return w2.metric(`worker_batch_open_files`) == 12 })
+	w2.signal(syscall.SIGTERM)
+	<-w2.done
+	require.NoError(t, w2.waitErr)
+	ms := st.manifests()
+	require.Len(t, ms, 1, "one manifest, flushed at shutdown")
+	requireEachKeyOnce(t, keys, ms)
+	eventually(t, time.Minute, "landing queue empty", func() bool { return st.queueDepth(st.out.Queues["landing"]) == 0 })
+}
