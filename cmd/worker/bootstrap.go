@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+
+	"github.com/taskbridge/taskbridge/internal/bootstrap"
 )
 
 func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	output := fs.String("output", "text", "text or json")
+	glueOptional := fs.Bool("glue-optional", false, "go on without the Glue job when the endpoint has no Glue (LocalStack community)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -23,9 +26,14 @@ func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	out, err := s.bootstrapper().Apply(ctx)
+	stack := stackOf(s.cfg)
+	stack.GlueOptional = *glueOptional
+	out, err := bootstrap.New(s.topo, stack, s.clients, s.aws.Region).Apply(ctx)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if out.GlueWarning != "" {
+		fmt.Fprintln(stderr, "warning: no Glue job, the batcher cannot start runs:", out.GlueWarning)
 	}
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)

@@ -41,6 +41,9 @@ type Output struct {
 	StateMachines map[string]string `json:"stateMachines"` // logical name → ARN
 	Queues        map[string]string `json:"queues"`        // logical name → URL
 	DLQs          map[string]string `json:"dlqs"`          // logical name → URL
+	// GlueWarning says why the Glue job is missing, when Stack.GlueOptional let
+	// bootstrap go on without it.
+	GlueWarning string `json:"glueWarning,omitempty"`
 }
 
 // Stack names the resources of one stack. Buckets and the bus may be overridden (in
@@ -51,6 +54,10 @@ type Stack struct {
 	DataBucket    string
 	LandingBucket string
 	GlueJob       string
+	// GlueOptional turns a failed Glue job creation into a warning (GlueWarning in
+	// the output): LocalStack's community image has no Glue, and the callback flows
+	// do not need it.
+	GlueOptional bool
 }
 
 func (s Stack) withDefaults() Stack {
@@ -142,7 +149,10 @@ func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 		out.StateMachines[sm.Name] = arn
 	}
 	if err := b.createGlueJob(ctx); err != nil {
-		return Output{}, err
+		if !b.stack.GlueOptional {
+			return Output{}, err
+		}
+		out.GlueWarning = err.Error()
 	}
 	return out, nil
 }
