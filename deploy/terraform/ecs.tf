@@ -1,0 +1,156 @@
+resource "aws_ecs_cluster" "this" {
+  name = var.stack
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "worker" {
+  name              = "/ecs/${var.stack}/worker"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn != "" ? var.kms_key_arn : null
+}
+
+locals {
+  # Two services share the task definition shape; WORKER_ROLES splits the work:
+  # many job workers, one batcher (a batch must be held by one process).
+  roles = {
+    jobs  = { roles = "jobs", desired = var.job_workers.desired }
+    batch = { roles = "batch", desired = 1 }
+  }
+}
+
+resource "aws_ecs_task_definition" "worker" {
+  for_each                 = local.roles
+  family                   = "${var.stack}-${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.task_cpu
+  memory                   = var.task_memory
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task.arn
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+  container_definitions = jsonencode([{
+    name                   = local.container_name
+    image                  = var.image
+    essential              = true
+    command                = ["run"]
+    readonlyRootFilesystem = true
+    user                   = "65532:65532"
+    # Above the worker's own shutdown timeout, so ECS never SIGKILLs a drain.
+    stopTimeout  = var.shutdown_timeout_seconds + 5
+    environment  = concat(local.worker_environment, [{ name = "WORKER_ROLES", value = each.value.roles }])
+    portMappings = [{ containerPort = 9090, protocol = "tcp" }]
+    healthCheck = {
+      command     = ["CMD", "/worker", "healthcheck"]
+      interval    = 15
+      timeout     = 3
+      retries     = 3
+      startPeriod = 10
+    }
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.worker.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = each.key
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "worker" {
+  for_each        = local.roles
+  name            = "${var.stack}-${each.key}"
+  cluster         = aws_ecs_cluster.this.id
+  task_definition = aws_ecs_task_definition.worker[each.key].arn
+  desired_count   = each.value.desired
+  launch_type     = "FARGATE"
+  # The batcher must never run twice at once; job workers may overlap in a deploy.
+  deployment_minimum_healthy_percent = each.key == "batch" ? 0 : 100
+  deployment_maximum_percent         = each.key == "batch" ? 100 : 200
+  network_configuration {
+    subnets          = var.vpc_subnet_ids
+    security_groups  = var.vpc_security_group_ids
+    assign_public_ip = false
+  }
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+  lifecycle {
+    ignore_changes = [desired_count] # owned by autoscaling
+  }
+}
+
+# Job workers scale on backlog per task: visible messages of the job queues divided
+# by running tasks, kept near backlog_per_task.
+resource "aws_appautoscaling_target" "jobs" {
+  service_namespace  = "ecs"
+  resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.worker["jobs"].name}"
+  scalable_dimension = "ecs:service:DesiredCount"
+  min_capacity       = var.job_workers.min
+  max_capacity       = var.job_workers.max
+}
+
+resource "aws_appautoscaling_policy" "jobs_backlog" {
+  name               = "${var.stack}-jobs-backlog-per-task"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.jobs.service_namespace
+  resource_id        = aws_appautoscaling_target.jobs.resource_id
+  scalable_dimension = aws_appautoscaling_target.jobs.scalable_dimension
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.backlog_per_task
+    scale_in_cooldown  = 120
+    scale_out_cooldown = 30
+    customized_metric_specification {
+      dynamic "metrics" {
+        for_each = local.job_queues
+        content {
+          id          = "q_${lower(replace(metrics.key, "/[^A-Za-z0-9]/", "_"))}"
+          return_data = false
+          metric_stat {
+            stat = "Sum"
+            metric {
+              namespace   = "AWS/SQS"
+              metric_name = "ApproximateNumberOfMessagesVisible"
+              dimensions {
+                name  = "QueueName"
+                value = aws_sqs_queue.queue[metrics.key].name
+              }
+            }
+          }
+        }
+      }
+      metrics {
+        id          = "tasks"
+        return_data = false
+        metric_stat {
+          stat = "Average"
+          metric {
+            namespace   = "ECS/ContainerInsights"
+            metric_name = "RunningTaskCount"
+            dimensions {
+              name  = "ClusterName"
+              value = aws_ecs_cluster.this.name
+            }
+            dimensions {
+              name  = "ServiceName"
+              value = aws_ecs_service.worker["jobs"].name
+            }
+          }
+        }
+      }
+      metrics {
+        id          = "backlog_per_task"
+        label       = "visible messages per running task"
+        expression  = "(${join(" + ", [for k, _ in local.job_queues : "q_${lower(replace(k, "/[^A-Za-z0-9]/", "_"))}"])}) / MAX([tasks, 1])"
+        return_data = true
+      }
+    }
+  }
+}

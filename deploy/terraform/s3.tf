@@ -1,0 +1,77 @@
+resource "aws_s3_bucket" "data" {
+  bucket = var.data_bucket_name
+}
+
+resource "aws_s3_bucket" "landing" {
+  bucket = var.landing_bucket_name
+}
+
+locals {
+  buckets = { data = aws_s3_bucket.data.id, landing = aws_s3_bucket.landing.id }
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each                = local.buckets
+  bucket                  = each.value
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  for_each = local.buckets
+  bucket   = each.value
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = var.kms_key_arn != "" ? "aws:kms" : "AES256"
+      kms_master_key_id = var.kms_key_arn != "" ? var.kms_key_arn : null
+    }
+    bucket_key_enabled = var.kms_key_arn != ""
+  }
+}
+
+resource "aws_s3_bucket_versioning" "this" {
+  for_each = local.buckets
+  bucket   = each.value
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  for_each = local.buckets
+  bucket   = each.value
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "this" {
+  for_each = local.buckets
+  bucket   = each.value
+  rule {
+    id     = "expire-old-versions"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+}
+
+# The landing bucket's Object Created events go to EventBridge (the default bus).
+resource "aws_s3_bucket_notification" "landing" {
+  bucket      = aws_s3_bucket.landing.id
+  eventbridge = true
+}
+
+resource "aws_s3_object" "glue_script" {
+  bucket = aws_s3_bucket.data.id
+  key    = "glue/etl.py"
+  source = "${path.module}/../glue/etl.py"
+  etag   = filemd5("${path.module}/../glue/etl.py")
+}

@@ -1,0 +1,54 @@
+resource "aws_sqs_queue" "dlq" {
+  for_each                          = local.queues
+  name                              = local.dlq_name[each.key]
+  message_retention_seconds         = 1209600 # 14 days: time to look at what failed
+  kms_master_key_id                 = local.kms_for_sqs
+  kms_data_key_reuse_period_seconds = 300
+}
+
+resource "aws_sqs_queue" "queue" {
+  for_each                          = local.queues
+  name                              = local.queue_name[each.key]
+  visibility_timeout_seconds        = each.value.visibilityTimeoutSeconds
+  receive_wait_time_seconds         = 20
+  kms_master_key_id                 = local.kms_for_sqs
+  kms_data_key_reuse_period_seconds = 300
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
+    maxReceiveCount     = each.value.maxReceiveCount
+  })
+}
+
+resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  for_each  = local.queues
+  queue_url = aws_sqs_queue.dlq[each.key].id
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.queue[each.key].arn]
+  })
+}
+
+# Only the queue's own rule may send to it.
+data "aws_iam_policy_document" "queue" {
+  for_each = local.queues
+  statement {
+    sid       = "AllowItsRule"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.queue[each.key].arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.queue[each.key].arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "queue" {
+  for_each  = local.queues
+  queue_url = aws_sqs_queue.queue[each.key].id
+  policy    = data.aws_iam_policy_document.queue[each.key].json
+}

@@ -1,0 +1,127 @@
+variable "region" {
+  description = "AWS region of the stack."
+  type        = string
+}
+
+variable "stack" {
+  description = "Name prefix of every resource, as WORKER_STACK (bus, queues, rules, state machines, Glue job)."
+  type        = string
+  default     = "taskbridge"
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,30}$", var.stack))
+    error_message = "stack must be 2-31 lowercase letters, digits or dashes."
+  }
+}
+
+variable "data_bucket_name" {
+  description = "Globally unique name of the data bucket (profiles, reports, manifests, claim checks)."
+  type        = string
+}
+
+variable "landing_bucket_name" {
+  description = "Globally unique name of the landing bucket whose Object Created events feed the batcher."
+  type        = string
+}
+
+variable "image" {
+  description = "Container image of the worker, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/taskbridge:1.0.0."
+  type        = string
+}
+
+variable "vpc_subnet_ids" {
+  description = "Private subnets of the ECS services (with a route to the AWS APIs: NAT or VPC endpoints)."
+  type        = list(string)
+}
+
+variable "vpc_security_group_ids" {
+  description = "Security groups of the ECS tasks; egress to the AWS APIs on 443 is all they need."
+  type        = list(string)
+}
+
+variable "job_workers" {
+  description = "Job-worker tasks: min, desired at creation, max (scaled on queue backlog per task)."
+  type        = object({ min = number, desired = number, max = number })
+  default     = { min = 1, desired = 1, max = 10 }
+}
+
+variable "backlog_per_task" {
+  description = "Target visible messages per job-worker task for autoscaling."
+  type        = number
+  default     = 100
+}
+
+variable "task_cpu" {
+  description = "Fargate CPU units of a task."
+  type        = number
+  default     = 256
+}
+
+variable "task_memory" {
+  description = "Fargate memory of a task, MiB."
+  type        = number
+  default     = 512
+}
+
+variable "shutdown_timeout_seconds" {
+  description = "WORKER_SHUTDOWN_TIMEOUT; the container stopTimeout is this plus 5 s."
+  type        = number
+  default     = 25
+  validation {
+    condition     = var.shutdown_timeout_seconds > 0 && var.shutdown_timeout_seconds <= 115
+    error_message = "shutdown_timeout_seconds must leave room under ECS's 120 s stopTimeout maximum."
+  }
+}
+
+variable "batch_max_files" {
+  description = "WORKER_BATCH_MAX_FILES: files that flush a batch."
+  type        = number
+  default     = 100
+}
+
+variable "batch_window" {
+  description = "WORKER_BATCH_WINDOW: time after a batch's first file that flushes it (Go duration)."
+  type        = string
+  default     = "15m"
+}
+
+variable "log_level" {
+  description = "WORKER_LOG_LEVEL."
+  type        = string
+  default     = "info"
+}
+
+variable "log_retention_days" {
+  description = "CloudWatch retention of the worker's logs."
+  type        = number
+  default     = 30
+}
+
+variable "schedule_enabled" {
+  description = "Start the cookies state machine on schedule_expression."
+  type        = bool
+  default     = false
+}
+
+variable "schedule_expression" {
+  description = "EventBridge Scheduler expression for the cookies state machine."
+  type        = string
+  default     = "cron(0 6 * * ? *)"
+}
+
+variable "etl_error_emails" {
+  description = "Addresses subscribed to the etl-error SNS topic (each must confirm)."
+  type        = list(string)
+  default     = []
+}
+
+variable "kms_key_arn" {
+  description = "KMS key for buckets, queues, topic and logs; empty uses AWS-managed keys."
+  type        = string
+  default     = ""
+}
+
+variable "tags" {
+  description = "Extra tags of every resource."
+  type        = map(string)
+  default     = {}
+}
