@@ -17,7 +17,6 @@ type Readiness struct {
 	polling     map[string]bool
 	lastOK      time.Time
 	lastErr     error
-	ready       prometheus.Gauge
 	lastSuccess prometheus.Gauge
 }
 
@@ -26,10 +25,16 @@ type Readiness struct {
 func NewReadiness(staleAfter time.Duration, reg prometheus.Registerer) *Readiness {
 	r := &Readiness{
 		staleAfter: staleAfter, now: time.Now, polling: map[string]bool{},
-		ready:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_ready", Help: "1 when /readyz answers ready."}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "worker_last_aws_success_timestamp_seconds", Help: "Unix time of the last successful AWS call."}),
 	}
-	reg.MustRegister(r.ready, r.lastSuccess)
+	// Computed at scrape time, so it says what /readyz would say now.
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "worker_ready", Help: "1 when /readyz answers ready."}, func() float64 {
+		if r.Ready() != nil {
+			return 0
+		}
+		return 1
+	})
+	reg.MustRegister(ready, r.lastSuccess)
 	return r
 }
 
@@ -55,13 +60,7 @@ func (r *Readiness) ObserveAWS(err error) {
 func (r *Readiness) Ready() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	err := r.check()
-	if err == nil {
-		r.ready.Set(1)
-	} else {
-		r.ready.Set(0)
-	}
-	return err
+	return r.check()
 }
 
 func (r *Readiness) check() error {
