@@ -25,8 +25,12 @@ build: ## build bin/worker
 emulator: ## install the pinned moto server into .venv (tests start it themselves)
 	scripts/emulator.sh install
 
+.PHONY: prometheus
+prometheus: ## install Prometheus and promtool (Debian package) for the observability test
+	scripts/prometheus.sh
+
 .PHONY: test
-test: emulator ## unit and integration tests with -race against a real moto server
+test: emulator prometheus ## unit and integration tests with -race against a real moto server and Prometheus
 	go vet ./...
 	go test -race -count=1 -timeout 20m ./...
 
@@ -35,7 +39,7 @@ test-unit: ## unit tests only (integration tests skip without an emulator unless
 	TASKBRIDGE_TEST_ENDPOINT=http://127.0.0.1:1 go test -race -count=1 -short ./...
 
 .PHONY: test-integration
-test-integration: emulator ## the end-to-end tests of the worker binary against moto
+test-integration: emulator prometheus ## the end-to-end tests of the worker binary against moto
 	go test -race -count=1 -timeout 20m -run 'Integration|E2E' ./...
 
 .PHONY: fuzz
