@@ -55,9 +55,10 @@ bench-smoke: ## every benchmark once, so they keep compiling and running
 	go test -run '^$$' -bench . -benchtime 1x ./...
 
 .PHONY: lint
-lint: $(TOOLS)/golangci-lint ## golangci-lint, gofmt
+lint: $(TOOLS)/golangci-lint ## golangci-lint, gofmt, terraform fmt, checkov over deploy/terraform
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(TOOLS)/golangci-lint run ./...
+	scripts/checkov.sh
 
 $(TOOLS)/golangci-lint:
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

