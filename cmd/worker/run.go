@@ -193,6 +193,7 @@ func pollerConfig(cfg config.Config, q topology.Queue, stack bootstrap.Output, r
 		Queue: q.Name, QueueURL: stack.Queues[q.Name], DLQURL: stack.DLQs[q.Name],
 		Concurrency: concurrency, VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
 		MaxReceiveCount: q.MaxReceiveCount, PollWait: cfg.PollWait, HandlerTimeout: cfg.JobTimeout, DrainTimeout: drain,
+		MaxPollers: cfg.MaxPollers,
 		ReceiveResultFunc: func(err error) {
 			ready.SetPolling(q.Name, true)
 			ready.ObserveAWS(err)

@@ -37,6 +37,7 @@ type Config struct {
 	Roles       []string `envconfig:"ROLES" default:"jobs,batch" desc:"what this process runs: jobs, batch, or both (comma-separated)"`
 	Concurrency *int     `envconfig:"CONCURRENCY" desc:"jobs in flight per queue per process, >= 1 (default: each queue's concurrency in the topology)"`
 
+	MaxPollers       int           `envconfig:"MAX_POLLERS" default:"4" desc:"receive loops per queue while it is busy, >= 1 (an idle queue uses one: a long poll per POLL_WAIT)"`
 	PollWait         time.Duration `envconfig:"POLL_WAIT" default:"20s" desc:"SQS long-poll wait per ReceiveMessage, 1s..20s"`
 	JobTimeout       time.Duration `envconfig:"JOB_TIMEOUT" default:"5m" desc:"deadline of one job run; its context is cancelled after it"`
 	HeartbeatEvery   time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"60s" desc:"SendTaskHeartbeat period while a callback job runs; 0 turns heartbeats off"`
@@ -102,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.Concurrency != nil && *c.Concurrency < 1 {
 		bad("CONCURRENCY", "must be >= 1, got %d", *c.Concurrency)
+	}
+	if c.MaxPollers < 1 {
+		bad("MAX_POLLERS", "must be >= 1, got %d", c.MaxPollers)
 	}
 	if c.PollWait < time.Second || c.PollWait > 20*time.Second {
 		bad("POLL_WAIT", "must be between 1s and 20s, got %s", c.PollWait)

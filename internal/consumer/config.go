@@ -26,6 +26,11 @@ type Config struct {
 	HandlerTimeout time.Duration
 	// DrainTimeout is how long running handlers may finish after a stop (default 20 s).
 	DrainTimeout time.Duration
+	// MaxPollers bounds the receive loops of the queue (default 1). One loop always
+	// runs; another starts while receives come back full and the pool has room for
+	// a full receive more, and an extra loop ends at its first empty receive. An idle
+	// queue so costs one long poll per PollWait.
+	MaxPollers int
 	// ReceiveResultFunc, when set, is called after every ReceiveMessage with its
 	// error (nil on success): readiness tracking. Called from the poller goroutine.
 	ReceiveResultFunc func(err error)
@@ -40,6 +45,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 20 * time.Second
+	}
+	if c.MaxPollers == 0 {
+		c.MaxPollers = 1
 	}
 }
 
@@ -60,6 +68,9 @@ func (c Config) Validate() error {
 	}
 	if c.PollWait < 0 || c.PollWait > 20*time.Second {
 		errs = append(errs, fmt.Errorf("consumer %s: PollWait must be 0..20s, got %s", c.Queue, c.PollWait))
+	}
+	if c.MaxPollers < 0 {
+		errs = append(errs, fmt.Errorf("consumer %s: MaxPollers must not be negative", c.Queue))
 	}
 	if c.HandlerTimeout < 0 || c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("consumer %s: timeouts must not be negative", c.Queue))

@@ -13,6 +13,7 @@ type Metrics struct {
 	deletes      *prometheus.CounterVec
 	visibility   *prometheus.CounterVec
 	requests     *prometheus.CounterVec
+	pollers      *prometheus.GaugeVec
 }
 
 // NewMetrics registers the consumer's metrics on reg.
@@ -43,8 +44,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_sqs_requests_total", Help: "SQS API requests made, by API.",
 		}, []string{"queue", "api"}),
+		pollers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "worker_extra_pollers", Help: "Receive loops running beyond the first, while a queue is busy.",
+		}, []string{"queue"}),
 	}
-	reg.MustRegister(m.received, m.handled, m.duration, m.inFlight, m.receiveCalls, m.deletes, m.visibility, m.requests)
+	reg.MustRegister(m.pollers, m.received, m.handled, m.duration, m.inFlight, m.receiveCalls, m.deletes, m.visibility, m.requests)
 	return m
 }
 

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,6 +39,8 @@ type Poller struct {
 	metrics *Metrics
 
 	slots    chan struct{} // one token per running handler
+	loops    sync.WaitGroup
+	pollers  atomic.Int32 // receive loops running
 	deleter  *deleter
 	extender *extender
 	handlers sync.WaitGroup
@@ -74,8 +77,10 @@ func (p *Poller) Run(ctx context.Context) error {
 	helpers.Go(func() { p.deleter.run(helperCtx) })
 	helpers.Go(func() { p.extender.run(helperCtx) })
 
-	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
-	p.poll(ctx, jobCtx)
+	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	p.pollers.Add(1)
+	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(ctx, jobCtx, false) })
+	p.loops.Wait()
 
 	// Stop: running handlers get DrainTimeout, then are cancelled and released.
 	drained := make(chan struct{})
@@ -96,8 +101,29 @@ func (p *Poller) Run(ctx context.Context) error {
 	return nil
 }
 
-// poll is the receive loop; it returns when ctx is cancelled.
-func (p *Poller) poll(ctx, jobCtx context.Context) {
+// startExtraLoop adds a receive loop when the last receive was full, the pool could
+// start a full receive more, and MaxPollers allows it.
+func (p *Poller) startExtraLoop(ctx, jobCtx context.Context) {
+	for {
+		n := p.pollers.Load()
+		if int(n) >= p.cfg.MaxPollers || cap(p.slots)-len(p.slots) < maxBatch {
+			return
+		}
+		if p.pollers.CompareAndSwap(n, n+1) { // reserve the place before starting
+			break
+		}
+	}
+	p.metrics.pollers.WithLabelValues(p.cfg.Queue).Inc()
+	p.loops.Go(func() {
+		defer p.pollers.Add(-1)
+		defer p.metrics.pollers.WithLabelValues(p.cfg.Queue).Dec()
+		p.poll(ctx, jobCtx, true)
+	})
+}
+
+// poll is a receive loop; it returns when ctx is cancelled or, for an extra loop,
+// at its first empty receive.
+func (p *Poller) poll(ctx, jobCtx context.Context, extra bool) {
 	failures := 0
 	for {
 		// Capacity first: never hold a message that cannot start.
@@ -132,23 +158,49 @@ func (p *Poller) poll(ctx, jobCtx context.Context) {
 		for _, raw := range msgs {
 			p.start(jobCtx, raw)
 		}
+		switch {
+		case extra && len(msgs) == 0:
+			return // the burst is over
+		case len(msgs) == maxBatch:
+			p.startExtraLoop(ctx, jobCtx)
+		}
 	}
 }
 
-// acquire blocks for one slot, then takes up to 9 more that are free right now.
+// gatherWindow is how long acquire waits for more slots after the first: handlers
+// that finish together then share one full receive instead of one receive each.
+const gatherWindow = 25 * time.Millisecond
+
+// acquire blocks for one slot, then gathers up to min(10, Concurrency) within
+// gatherWindow.
 func (p *Poller) acquire(ctx context.Context) (int, bool) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
 		return 0, false
 	}
+	want := min(maxBatch, cap(p.slots))
 	n := 1
-	for n < 10 {
+	var window <-chan time.Time
+	for n < want {
 		select {
 		case p.slots <- struct{}{}:
 			n++
+			continue
 		default:
+		}
+		if window == nil {
+			t := time.NewTimer(gatherWindow)
+			defer t.Stop()
+			window = t.C
+		}
+		select {
+		case p.slots <- struct{}{}:
+			n++
+		case <-window:
 			return n, true
+		case <-ctx.Done():
+			return n, true // the caller sees ctx and gives the slots back
 		}
 	}
 	return n, true

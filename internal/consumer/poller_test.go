@@ -307,3 +307,43 @@ func TestLastAttempt(t *testing.T) {
 	require.True(t, Message{ReceiveCount: 5, MaxReceiveCount: 5}.LastAttempt())
 	require.False(t, Message{ReceiveCount: 9}.LastAttempt(), "unknown max: never the last")
 }
+
+func TestIdleQueueCostsOneLongPollPerWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, Config{PollWait: 20 * time.Second, MaxPollers: 4}, func(context.Context, Message) error { return nil })
+		time.Sleep(10*time.Minute - time.Nanosecond) // the window [0, 10 min)
+		synctest.Wait()
+		b.stop(t)
+		perMinute := float64(b.sqs.count("ReceiveMessage")) / 10
+		t.Logf("idle: %.1f ReceiveMessage calls a minute", perMinute)
+		require.LessOrEqual(t, perMinute, 3.0)
+	})
+}
+
+func TestBusyQueueAddsPollersAndDropsBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var peak atomic.Int32
+		var b *bundle
+		b = setup(t, Config{Concurrency: 40, MaxPollers: 3}, func(context.Context, Message) error {
+			if n := b.poller.pollers.Load(); n > peak.Load() {
+				peak.Store(n)
+			}
+			time.Sleep(time.Second)
+			return nil
+		})
+		bodies := make([]string, 200)
+		for i := range bodies {
+			bodies[i] = string(rune(0x4e00 + i))
+		}
+		b.sqs.send(bodies...)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Len(t, b.sqs.deletedBodies(), 200)
+		require.Greater(t, peak.Load(), int32(1), "a busy queue gets more pollers")
+		require.LessOrEqual(t, peak.Load(), int32(3), "never more than MaxPollers")
+		require.EqualValues(t, 1, b.poller.pollers.Load(), "back to one when the queue is empty")
+		calls := b.sqs.count("ReceiveMessage")
+		b.stop(t)
+		t.Logf("200 messages: %d receives, %d delete batches", calls, b.sqs.count("DeleteMessageBatch"))
+	})
+}
