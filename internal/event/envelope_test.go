@@ -146,3 +146,17 @@ func TestPublishGivesUpWithTheReason(t *testing.T) {
 	require.ErrorContains(t, p.Publish(context.Background(), "x", map[string]string{"a": strings.Repeat("x", MaxEntryBytes)}), "limit")
 	require.ErrorContains(t, p.Publish(context.Background(), "x", func() {}), "marshal")
 }
+
+func BenchmarkParse(b *testing.B) {
+	body, err := os.ReadFile("testdata/sfn-getmultiple.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := Parse(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

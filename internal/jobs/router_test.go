@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/taskbridge/taskbridge/internal/consumer"
@@ -129,4 +130,21 @@ func FuzzRouterHandle(f *testing.F) {
 			_ = r.Handle(context.Background(), consumer.Message{ID: "m", Queue: q, Body: body, ReceiveCount: 1})
 		}
 	})
+}
+
+// BenchmarkRouterHandle is decode + route + report for one message, with a no-op job.
+func BenchmarkRouterHandle(b *testing.B) {
+	rep := newFakeReporter()
+	r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}},
+		[]Job{{Name: "job", NeedsToken: true, Completes: true, Run: ok}}, rep, noBeats{}, zap.NewNop(), NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": "tok", "executionArn": execARN}), ReceiveCount: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.Handle(context.Background(), msg); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
