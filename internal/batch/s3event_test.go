@@ -1,0 +1,54 @@
+package batch
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/event"
+)
+
+func TestParseObjectCreatedFromMotoAndAWS(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("testdata/moto-object-created.json")
+	require.NoError(t, err)
+	e, err := event.Parse(b)
+	require.NoError(t, err)
+	f, err := ParseObjectCreated(e, "tb-1-landing", "in/")
+	require.NoError(t, err)
+	require.Equal(t, File{Bucket: "tb-1-landing", Key: "in/file-0001.csv", Size: 8, ETag: "0a8f1ef5d5d2c4d6f1ba2ef7c6a6bd29"}, f, "moto spells it eTag")
+
+	b, err = os.ReadFile("../event/testdata/s3-object-created.json")
+	require.NoError(t, err)
+	e, err = event.Parse(b)
+	require.NoError(t, err)
+	f, err = ParseObjectCreated(e, "tb-landing", "")
+	require.NoError(t, err)
+	require.Equal(t, "d41d8cd98f00b204e9800998ecf8427e", f.ETag, "AWS spells it etag")
+}
+
+func FuzzParseObjectCreated(f *testing.F) {
+	for _, p := range []string{"testdata/moto-object-created.json", "../event/testdata/s3-object-created.json"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{"key":"","size":-1}}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e, err := event.Parse(body)
+		if err != nil {
+			return
+		}
+		file, err := ParseObjectCreated(e, "tb-1-landing", "in/")
+		if err != nil {
+			return
+		}
+		if file.Bucket != "tb-1-landing" || !strings.HasPrefix(file.Key, "in/") || file.Size < 0 {
+			t.Fatalf("accepted %+v", file)
+		}
+	})
+}
