@@ -291,7 +291,7 @@ func (b *Batcher) start(ctx context.Context, batch *openBatch, manifest string) 
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, err)
 		}
 		b.metrics.startRetries.Inc()
-		delay := backoff(attempt, 500*time.Millisecond, 30*time.Second)
+		delay := consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
 		b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batch.id), zap.Error(err), zap.Duration("backoff", delay))
 		select {
 		case <-ctx.Done():

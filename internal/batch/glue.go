@@ -145,12 +145,3 @@ func (f *Follower) resume(ctx context.Context) {
 		f.follow(run{batchID: strings.TrimSuffix(strings.TrimPrefix(manifest, prefix), ".json"), runID: aws.ToString(jr.Id), fileCount: n, manifest: manifest})
 	}
 }
-
-// backoff is base·2^attempt capped at max, with jitter in its upper half.
-func backoff(attempt int, base, max time.Duration) time.Duration {
-	d := base << min(attempt, 30)
-	if d > max || d <= 0 {
-		d = max
-	}
-	return d/2 + rand.N(d/2+1)
-}

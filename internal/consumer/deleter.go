@@ -97,7 +97,7 @@ func (d *deleter) delete(ctx context.Context, receipts []string) {
 		out, err := d.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(d.cfg.QueueURL), Entries: entries})
 		if err != nil {
 			d.log.Error("delete batch failed", zap.Int("attempt", attempt), zap.Int("batch_size", len(entries)), zap.Error(err))
-			if !sleep(ctx, backoff(attempt, 100*time.Millisecond, time.Second)) {
+			if !sleep(ctx, Backoff(attempt, 100*time.Millisecond, time.Second)) {
 				break
 			}
 			continue

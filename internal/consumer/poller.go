@@ -141,7 +141,7 @@ func (p *Poller) poll(ctx, jobCtx context.Context, extra bool) {
 		if err != nil {
 			p.release(free)
 			failures++
-			delay := backoff(failures, 100*time.Millisecond, 20*time.Second)
+			delay := Backoff(failures, 100*time.Millisecond, 20*time.Second)
 			if failures == 1 || failures%10 == 0 {
 				p.log.Error("receive failed; backing off", zap.Error(err), zap.Int("consecutive_failures", failures), zap.Duration("backoff", delay))
 			}
@@ -320,7 +320,7 @@ func (p *Poller) isStopping() bool {
 // retryLater makes the message visible again after a delay that grows with its
 // receive count, so a retry is quick but not hot.
 func (p *Poller) retryLater(ctx context.Context, m Message, receipt string, attempt int) {
-	delay := backoff(attempt, time.Second, p.cfg.VisibilityTimeout)
+	delay := Backoff(attempt, time.Second, p.cfg.VisibilityTimeout)
 	p.changeVisibility(ctx, receipt, delay, "backoff")
 }
 
@@ -396,9 +396,9 @@ func (p *Poller) message(raw types.Message) Message {
 	return m
 }
 
-// backoff is base·2^attempt capped at max, with full jitter in its upper half so a
-// fleet does not retry in lockstep.
-func backoff(attempt int, base, max time.Duration) time.Duration {
+// Backoff is base·2^attempt capped at max, with jitter in its upper half so a fleet
+// does not retry in lockstep.
+func Backoff(attempt int, base, max time.Duration) time.Duration {
 	if attempt < 0 {
 		attempt = 0
 	}
