@@ -5,6 +5,9 @@
 //
 //   - A Poller takes capacity first, then asks ReceiveMessage for at most
 //     min(10, free slots) with a long poll: it never holds a message it cannot start.
+//     One receive loop always runs (an idle queue costs one call per long poll);
+//     while receives come back full, more loops start, up to MaxPollers, and each
+//     extra loop ends at its first empty receive.
 //   - While a handler runs, the Extender keeps the message invisible by renewing its
 //     visibility timeout in batches. If renewal fails and the timeout passes, the job's
 //     context is cancelled and the message is not deleted: someone else may own it.
