@@ -46,7 +46,7 @@ func TestServerAndHealthcheck(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	reg := NewRegistry("test")
-	var notReady error = errors.New("consumer q is not polling")
+	notReady := errors.New("consumer q is not polling")
 	srv := NewServer(addr, reg, func() error { return notReady }, zaptest.NewLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
