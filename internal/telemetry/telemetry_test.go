@@ -1,18 +1,24 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -20,56 +26,187 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestReadiness(t *testing.T) {
 	t.Parallel()
-	reg := prometheus.NewRegistry()
-	r := NewReadiness(time.Minute, reg)
-	now := time.Unix(1000, 0)
-	r.now = func() time.Time { return now }
-	require.ErrorContains(t, r.Ready(), "no consumer started")
-	r.SetPolling("q", true)
-	require.ErrorContains(t, r.Ready(), "no AWS call succeeded yet")
-	r.ObserveAWS(nil)
-	require.NoError(t, r.Ready())
-	n, err := testutil.GatherAndCount(reg, "worker_ready")
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	r.ObserveAWS(errors.New("connection refused"))
-	require.ErrorContains(t, r.Ready(), "connection refused")
-	r.ObserveAWS(nil)
-	now = now.Add(2 * time.Minute)
-	require.ErrorContains(t, r.Ready(), "no AWS call succeeded for 2m0s")
+	start := time.Unix(1000, 0)
+	type step struct {
+		do      func(r *Readiness, now *time.Time)
+		wantErr string // "" means ready
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{name: "nothing started", steps: []step{{do: func(*Readiness, *time.Time) {}, wantErr: "no consumer started"}}},
+		{name: "polling but no call succeeded", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("q", true) }, wantErr: "no AWS call succeeded yet"},
+		}},
+		{name: "ready, then a failed call, then recovered", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("q", true); r.ObserveAWS(nil) }},
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveAWS(errors.New("connection refused")) }, wantErr: "last AWS call failed: connection refused"},
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveAWS(nil) }},
+		}},
+		{name: "stale after the window, fresh again on success", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("q", true); r.ObserveAWS(nil) }},
+			{do: func(_ *Readiness, now *time.Time) { *now = now.Add(time.Minute) }}, // exactly the window: still fresh
+			{do: func(_ *Readiness, now *time.Time) { *now = now.Add(time.Second) }, wantErr: "no AWS call succeeded for 1m1s"},
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveAWS(nil) }},
+		}},
+		{name: "every poller must poll", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("a", true); r.SetPolling("b", false); r.ObserveAWS(nil) }, wantErr: "consumer b is not polling"},
+			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("b", true) }},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := prometheus.NewRegistry()
+			r := NewReadiness(time.Minute, reg)
+			now := start
+			r.now = func() time.Time { return now }
+			for i, s := range tc.steps {
+				s.do(r, &now)
+				want := 1.0
+				if s.wantErr == "" {
+					require.NoError(t, r.Ready(), "step %d", i)
+				} else {
+					require.EqualError(t, r.Ready(), s.wantErr, "step %d", i)
+					want = 0
+				}
+				require.Equal(t, want, gaugeValue(t, reg, "worker_ready"), "step %d: worker_ready says what /readyz says", i)
+			}
+		})
+	}
 }
 
-func TestServerAndHealthcheck(t *testing.T) {
+func TestReadinessExportsLastSuccess(t *testing.T) {
 	t.Parallel()
+	reg := prometheus.NewRegistry()
+	r := NewReadiness(time.Minute, reg)
+	r.now = func() time.Time { return time.Unix(1234, 0) }
+	r.ObserveAWS(nil)
+	r.now = func() time.Time { return time.Unix(9999, 0) }
+	r.ObserveAWS(errors.New("boom")) // a failure does not move it
+	require.Equal(t, 1234.0, gaugeValue(t, reg, "worker_last_aws_success_timestamp_seconds"))
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			require.Len(t, mf.GetMetric(), 1)
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s not exported", name)
+	return 0
+}
+
+// startServer runs a Server on a free loopback port until the test ends.
+func startServer(t *testing.T, ready func() error) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
-	l.Close()
-	reg := NewRegistry("test")
-	notReady := errors.New("consumer q is not polling")
-	srv := NewServer(addr, reg, func() error { return notReady }, zaptest.NewLogger(t))
+	require.NoError(t, l.Close())
+	srv := NewServer(addr, NewRegistry("test"), ready, zaptest.NewLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	require.Eventually(t, func() bool { return Healthcheck(context.Background(), addr) == nil }, 5*time.Second, 20*time.Millisecond)
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done, "clean shutdown")
+	})
+	require.Eventually(t, func() bool { return Healthcheck(context.Background(), addr) == nil }, 5*time.Second, 10*time.Millisecond)
+	return addr
+}
 
-	resp, err := http.Get("http://" + addr + "/readyz")
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestServerEndpoints(t *testing.T) {
+	t.Parallel()
+	var reason error = errors.New("consumer q is not polling")
+	addr := startServer(t, func() error { return reason })
+
+	code, body := get(t, "http://"+addr+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+
+	code, body = get(t, "http://"+addr+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.JSONEq(t, `{"status":"not ready","reason":"consumer q is not polling"}`, body)
+
+	code, body = get(t, "http://"+addr+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `worker_build_info{goversion="go`)
+	require.Contains(t, body, "go_goroutines")
+	require.Contains(t, body, "process_start_time_seconds")
+
+	code, _ = get(t, "http://"+addr+"/nothing")
+	require.Equal(t, http.StatusNotFound, code)
+	resp, err := http.Post("http://"+addr+"/healthz", "text/plain", nil)
 	require.NoError(t, err)
 	resp.Body.Close()
-	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+}
 
-	resp, err = http.Get("http://" + addr + "/metrics")
-	require.NoError(t, err)
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.NoError(t, err)
-	require.Contains(t, string(body), `worker_build_info{goversion=`)
-	require.Contains(t, string(body), "go_goroutines")
+func TestServerReadyAnswersOK(t *testing.T) {
+	t.Parallel()
+	addr := startServer(t, func() error { return nil })
+	code, body := get(t, "http://"+addr+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"status":"ready"}`, body)
+}
 
-	cancel()
-	require.NoError(t, <-done)
-	require.Error(t, Healthcheck(context.Background(), addr), "nothing answers after shutdown")
-	require.Error(t, Healthcheck(context.Background(), "no-port"))
+func TestServerRunFailsOnABusyAddress(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	srv := NewServer(l.Addr().String(), NewRegistry("test"), func() error { return nil }, zaptest.NewLogger(t))
+	require.ErrorContains(t, srv.Run(context.Background()), "listen on")
+}
+
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	var status atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer ts.Close()
+	_, port, err := net.SplitHostPort(ts.Listener.Addr().String())
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		addr, wantErr string
+		status        int
+	}{
+		{addr: ":" + port, status: http.StatusOK},                // the worker's own ":9090" form: this host
+		{addr: "0.0.0.0:" + port, status: http.StatusOK},         // wildcard listen address
+		{addr: "127.0.0.1:" + port, status: http.StatusOK},       // explicit host
+		{addr: ":" + port, status: 500, wantErr: "healthz: 500"}, // alive but unhealthy
+		{addr: "no-port", status: http.StatusOK, wantErr: "metrics address"},
+		{addr: "127.0.0.1:1", status: http.StatusOK, wantErr: "healthz:"}, // nothing listens
+	} {
+		status.Store(int32(tc.status))
+		err := Healthcheck(context.Background(), tc.addr)
+		if tc.wantErr == "" {
+			require.NoError(t, err, tc.addr)
+		} else {
+			require.ErrorContains(t, err, tc.wantErr, tc.addr)
+		}
+	}
 }
 
 func TestTokenHashNeverShowsTheToken(t *testing.T) {
@@ -79,15 +216,54 @@ func TestTokenHashNeverShowsTheToken(t *testing.T) {
 	require.Len(t, h, 12)
 	require.NotContains(t, tok, h)
 	require.Equal(t, h, TokenHash(tok), "stable")
+	require.NotEqual(t, h, TokenHash(tok+"x"))
 	require.Empty(t, TokenHash(""))
 }
 
-func TestNewLogger(t *testing.T) {
+func TestLoggerJSONLines(t *testing.T) {
 	t.Parallel()
-	for _, f := range []string{"json", "console"} {
-		_, err := NewLogger("debug", f, "v")
-		require.NoError(t, err)
+	var buf bytes.Buffer
+	log, err := newLogger("info", "json", "v1.2.3", zapcore.AddSync(&buf))
+	require.NoError(t, err)
+	log.Debug("hidden below the level")
+	log.Info("message handled", zap.String("execution_arn", "arn:aws:states:x"), zap.Duration("duration", 1500*time.Millisecond),
+		Token("secret-task-token"))
+	require.NoError(t, log.Sync())
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 1, "debug is filtered at info")
+	var l map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &l))
+	for _, key := range []string{"ts", "level", "msg", "caller", "version", "execution_arn", "duration", "token_hash"} {
+		require.Contains(t, l, key)
 	}
-	_, err := NewLogger("loud", "json", "v")
-	require.Error(t, err)
+	require.Equal(t, "info", l["level"])
+	require.Equal(t, "v1.2.3", l["version"])
+	require.Equal(t, 1.5, l["duration"], "durations in seconds")
+	_, err = time.Parse("2006-01-02T15:04:05.000Z0700", l["ts"].(string))
+	require.NoError(t, err, "ISO 8601 time")
+	require.NotContains(t, lines[0], "secret-task-token")
+}
+
+func TestLoggerConsole(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log, err := newLogger("debug", "console", "v", zapcore.AddSync(&buf))
+	require.NoError(t, err)
+	log.Debug("shown at debug")
+	require.Contains(t, buf.String(), "shown at debug")
+	require.False(t, json.Valid(bytes.TrimSpace(buf.Bytes())), "console is not JSON")
+}
+
+func TestNewLoggerRejectsBadSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ level, format, wantErr string }{
+		{"loud", "json", "log level"},
+		{"info", "xml", `log format "xml"`},
+	} {
+		_, err := NewLogger(tc.level, tc.format, "v")
+		require.ErrorContains(t, err, tc.wantErr)
+	}
+	_, err := NewLogger("warn", "json", "v")
+	require.NoError(t, err)
 }
