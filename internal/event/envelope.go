@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -30,8 +31,10 @@ type Envelope struct {
 var ErrMalformed = errors.New("malformed event")
 
 // Parse decodes an SQS body into an Envelope. It fails, wrapping ErrMalformed, when
-// the body is too large, not JSON, not an EventBridge envelope (no detail-type or
-// source), or when detail is missing or not a JSON object.
+// the body is over MaxBodyBytes, not JSON, JSON but not an object or with a field of
+// the wrong type, not an EventBridge envelope (no detail-type or source), when detail
+// is missing, null or not a JSON object, or when time is neither RFC 3339 nor Unix
+// seconds. On success DetailType and Source are set and Detail is a JSON object.
 func Parse(body []byte) (Envelope, error) {
 	if len(body) > MaxBodyBytes {
 		return Envelope{}, fmt.Errorf("%w: body of %d bytes is over %d", ErrMalformed, len(body), MaxBodyBytes)
@@ -44,7 +47,10 @@ func Parse(body []byte) (Envelope, error) {
 		Time json.RawMessage `json:"time"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return Envelope{}, fmt.Errorf("%w: not JSON: %w", ErrMalformed, err)
+		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, decodeError(err))
+	}
+	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) { // decodes without error into nothing
+		return Envelope{}, fmt.Errorf("%w: not an envelope: a JSON null", ErrMalformed)
 	}
 	e := Envelope(raw.plain)
 	t, err := parseTime(raw.Time)
@@ -63,6 +69,20 @@ func Parse(body []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: detail is not a JSON object", ErrMalformed)
 	}
 	return e, nil
+}
+
+// decodeError says what kind of bad body failed to decode: not JSON at all, or JSON
+// that is not an envelope (an array, a field of the wrong type).
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		if typeErr.Field == "" {
+			return fmt.Errorf("not an envelope: a JSON %s, not an object", typeErr.Value)
+		}
+		// The decoder names fields through the embedded struct: "plain.detail-type".
+		return fmt.Errorf("not an envelope: %s is a JSON %s", strings.TrimPrefix(typeErr.Field, "plain."), typeErr.Value)
+	}
+	return fmt.Errorf("not JSON: %w", err)
 }
 
 // parseTime reads an event time: an RFC 3339 string or Unix seconds; absent is zero.

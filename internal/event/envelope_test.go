@@ -1,23 +1,15 @@
 package event
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"go.uber.org/zap/zaptest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -43,15 +35,21 @@ func TestParseRejectsEachMalformedKind(t *testing.T) {
 		body string
 		why  string
 	}{
+		"empty body":           {"", "not JSON"},
 		"not JSON":             {"this is not JSON", "not JSON"},
-		"a JSON array":         {`[1,2]`, "not JSON"},
+		"trailing garbage":     {`{"detail-type":"x","source":"y","detail":{}} {}`, "not JSON"},
+		"a JSON array":         {`[1,2]`, "a JSON array, not an object"},
+		"a JSON string":        {`"event"`, "a JSON string, not an object"},
+		"a JSON null":          {` null `, "a JSON null"},
 		"truncated":            {`{"detail-type":"x","source":"y","detail":{"a":`, "not JSON"},
 		"no detail":            {`{"detail-type":"x","source":"y"}`, "no detail"},
 		"detail null":          {`{"detail-type":"x","source":"y","detail":null}`, "no detail"},
 		"detail not object":    {`{"detail-type":"x","source":"y","detail":"text"}`, "not a JSON object"},
 		"no detail-type":       {`{"source":"y","detail":{}}`, "no detail-type"},
 		"no source":            {`{"detail-type":"x","detail":{}}`, "no source"},
-		"detail-type wrong":    {`{"detail-type":5,"source":"y","detail":{}}`, "not JSON"},
+		"detail-type a number": {`{"detail-type":5,"source":"y","detail":{}}`, "detail-type is a JSON number"},
+		"resources a string":   {`{"detail-type":"x","source":"y","resources":"r","detail":{}}`, "resources is a JSON string"},
+		"detail an array":      {`{"detail-type":"x","source":"y","detail":[{}]}`, "not a JSON object"},
 		"oversized":            {`{"detail-type":"x","source":"y","detail":{"p":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`, "over"},
 		"time not a timestamp": {`{"detail-type":"x","source":"y","time":"yesterday","detail":{}}`, "RFC 3339"},
 		"time an object":       {`{"detail-type":"x","source":"y","time":{},"detail":{}}`, "Unix seconds"},
@@ -83,6 +81,11 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"detail-type":"x","source":"y","detail":{}}`))
 	f.Add([]byte(`{"detail-type":"x","source":"y","detail":[]}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"detail-type":"x","source":"y","time":1e300,"detail":{}}`))
+	f.Add([]byte(`{"detail-type":"x","source":"y","time":"2026-11-22T09:30:45+14:00","detail": {"TaskToken":"\u0000"} }`))
+	f.Add([]byte(`{"detail-type":"x","source":"y","detail":{},"detail":null}`))                        // forged: a second detail
+	f.Add([]byte(`{"detail-type":"x","source":"y","detail":{"a":` + strings.Repeat("[", 10000) + `}`)) // deep
+	f.Add([]byte(`{"detail-type":"x","source":"y","detail":{"p":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		e, err := Parse(body)
 		if err != nil {
@@ -99,52 +102,6 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a detail that is not an object: %q", e.Detail)
 		}
 	})
-}
-
-// fakeBus fails the first failures entries, then accepts.
-type fakeBus struct {
-	mu       sync.Mutex
-	failures int
-	calls    int
-	err      error
-	got      []types.PutEventsRequestEntry
-}
-
-func (f *fakeBus) PutEvents(_ context.Context, in *eventbridge.PutEventsInput, _ ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	if f.err != nil {
-		return nil, f.err
-	}
-	if f.calls <= f.failures {
-		return &eventbridge.PutEventsOutput{FailedEntryCount: 1, Entries: []types.PutEventsResultEntry{{ErrorCode: aws.String("InternalFailure"), ErrorMessage: aws.String("rules changed")}}}, nil
-	}
-	f.got = append(f.got, in.Entries...)
-	return &eventbridge.PutEventsOutput{Entries: []types.PutEventsResultEntry{{EventId: aws.String("1")}}}, nil
-}
-
-func TestPublishRetriesFailedEntries(t *testing.T) {
-	t.Parallel()
-	bus := &fakeBus{failures: 2}
-	reg := prometheus.NewRegistry()
-	p := NewPublisher(PublisherConfig{EventBus: "b", Source: "s"}, bus, zaptest.NewLogger(t), reg)
-	require.NoError(t, p.Publish(context.Background(), "sideEffectDone", map[string]string{"executionArn": "arn"}))
-	require.Equal(t, 3, bus.calls)
-	require.JSONEq(t, `{"executionArn":"arn"}`, aws.ToString(bus.got[0].Detail))
-	require.Equal(t, "b", aws.ToString(bus.got[0].EventBusName))
-	require.Equal(t, 1.0, testutil.ToFloat64(p.published.WithLabelValues("sideEffectDone", "ok")))
-}
-
-func TestPublishGivesUpWithTheReason(t *testing.T) {
-	t.Parallel()
-	p := NewPublisher(PublisherConfig{EventBus: "b", Source: "s"}, &fakeBus{failures: 100}, zaptest.NewLogger(t), prometheus.NewRegistry())
-	err := p.Publish(context.Background(), "x", map[string]int{})
-	require.ErrorContains(t, err, "rules changed")
-
-	p = NewPublisher(PublisherConfig{EventBus: "b", Source: "s"}, &fakeBus{}, zaptest.NewLogger(t), prometheus.NewRegistry())
-	require.ErrorContains(t, p.Publish(context.Background(), "x", map[string]string{"a": strings.Repeat("x", MaxEntryBytes)}), "limit")
-	require.ErrorContains(t, p.Publish(context.Background(), "x", func() {}), "marshal")
 }
 
 func BenchmarkParse(b *testing.B) {
