@@ -302,6 +302,28 @@ func CheckRules(t testing.TB, files ...string) error {
 	return nil
 }
 
+// CheckConfig runs `promtool check config --syntax-only` on a Prometheus config (the
+// syntax only: its rule_files paths are those of the container it is meant for).
+func CheckConfig(t testing.TB, file string) error {
+	t.Helper()
+	out, err := exec.Command(Binary(t, "promtool"), "check", "config", "--syntax-only", file).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("promtool check config: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// TestRules runs `promtool test rules` on rule unit-test files; the error carries its
+// output, which shows the expected and the actual alerts.
+func TestRules(t testing.TB, files ...string) error {
+	t.Helper()
+	out, err := exec.Command(Binary(t, "promtool"), append([]string{"test", "rules"}, files...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("promtool test rules: %w\n%s", err, out)
+	}
+	return nil
+}
+
 type config struct {
 	Global      map[string]string `yaml:"global"`
 	RuleFiles   []string          `yaml:"rule_files,omitempty"`

@@ -170,6 +170,19 @@ func TestDashboardAndRulesOnARealPrometheus(t *testing.T) {
 	require.NotContains(t, strings.Join(got, ","), "TaskbridgeNotReady", "the worker is ready")
 }
 
+// TestAlertsFireOnTheirFailures runs the rules' unit tests: each alert fires on the
+// failure it is about and stays quiet on a healthy worker.
+func TestAlertsFireOnTheirFailures(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, promtest.TestRules(t, "../../../deploy/observability/alerts_test.yml"))
+}
+
+func TestComposePrometheusConfigIsValid(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, promtest.CheckConfig(t, "../../../deploy/observability/prometheus.yml"))
+	require.Error(t, promtest.CheckConfig(t, "promtest.go"), "not a config")
+}
+
 func TestCheckMetricsReportsLintProblems(t *testing.T) {
 	t.Parallel()
 	// A counter without _total and without help: promtool must say so.
