@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
@@ -27,10 +30,11 @@ func TestMain(m *testing.M) { awstest.Main(m) }
 // callbackStack is a bus, a rule to a queue, and a one-step waitForTaskToken state
 // machine on the emulator.
 type callbackStack struct {
-	sfn   *sfn.Client
-	sqs   *sqs.Client
-	queue string
-	sm    string
+	sfn    *sfn.Client
+	sqs    *sqs.Client
+	queue  string
+	sm     string
+	bucket string
 }
 
 func newCallbackStack(t *testing.T) *callbackStack {
@@ -53,7 +57,10 @@ func newCallbackStack(t *testing.T) *callbackStack {
 		"Parameters":{"Entries":[{"EventBusName":%q,"Source":"test","DetailType":"work","Detail":{"TaskToken.$":"$$.Task.Token"}}]},"HeartbeatSeconds":60,"End":true}}}`, name)
 	sm, err := sf.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{Name: aws.String(name), Definition: aws.String(def), RoleArn: aws.String("arn:aws:iam::123456789012:role/x")})
 	require.NoError(t, err)
-	return &callbackStack{sfn: sf, sqs: q, queue: aws.ToString(qu.QueueUrl), sm: aws.ToString(sm.StateMachineArn)}
+	bucket := name + "-data"
+	_, err = s3.NewFromConfig(cfg).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	require.NoError(t, err)
+	return &callbackStack{sfn: sf, sqs: q, queue: aws.ToString(qu.QueueUrl), sm: aws.ToString(sm.StateMachineArn), bucket: bucket}
 }
 
 // start starts an execution and returns its ARN and the token its step put out.
@@ -96,23 +103,70 @@ func (s *callbackStack) wait(t *testing.T, arn string) *sfn.DescribeExecutionOut
 func TestIntegrationCallbacksAgainstTheEmulator(t *testing.T) {
 	st := newCallbackStack(t)
 	cfg := awstest.Config(t)
-	r := New(Config{DataBucket: "unused"}, sfn.NewFromConfig(cfg), s3.NewFromConfig(cfg), zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	m := NewMetrics(prometheus.NewRegistry())
+	r := New(Config{DataBucket: st.bucket}, sfn.NewFromConfig(cfg), s3.NewFromConfig(cfg), zaptest.NewLogger(t), m)
 	ctx := context.Background()
 
-	arn, token := st.start(t, "ok")
-	require.NoError(t, r.Heartbeat(ctx, token))
-	require.NoError(t, r.Succeed(ctx, token, []byte(`{"answer":42}`)))
-	d := st.wait(t, arn)
-	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status)
-	require.JSONEq(t, `{"answer":42}`, aws.ToString(d.Output))
-	require.True(t, IsTaskClosed(r.Succeed(ctx, token, []byte(`{}`))), "a second answer finds the task closed")
+	t.Run("succeed, then the task is closed", func(t *testing.T) {
+		arn, token := st.start(t, "ok")
+		require.NoError(t, r.Heartbeat(ctx, token))
+		stop := r.KeepAlive(ctx, token, 50*time.Millisecond)
+		require.Eventually(t, func() bool {
+			return testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "ok")) >= 3
+		}, 10*time.Second, 20*time.Millisecond, "KeepAlive beats while the task is open")
+		stop()
+		require.NoError(t, r.Succeed(ctx, token, []byte(`{"answer":42}`)))
+		d := st.wait(t, arn)
+		require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status)
+		require.JSONEq(t, `{"answer":42}`, aws.ToString(d.Output))
+		require.True(t, IsTaskClosed(r.Succeed(ctx, token, []byte(`{}`))), "a second answer finds the task closed")
+		require.True(t, IsTaskClosed(r.Heartbeat(ctx, token)), "so does a heartbeat")
+		// (moto 5.2.5 accepts a late SendTaskFailure silently: it looks the token up in
+		// finished executions too. AWS answers TaskTimedOut; the unit tests cover it.)
+		require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskSuccess", "ok")))
+		require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskSuccess", "task_closed")))
+		require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "task_closed")))
 
-	arn, token = st.start(t, "fail")
-	require.NoError(t, r.Fail(ctx, token, "job.Broken", "it broke"))
-	d = st.wait(t, arn)
-	require.Equal(t, sfntypes.ExecutionStatusFailed, d.Status)
-	require.Equal(t, "job.Broken", aws.ToString(d.Error))
-	// moto keeps the cause out of DescribeExecution; the unit tests check what is sent.
+		// A KeepAlive on a closed task hears so (the unit tests show it then ends).
+		stop = r.KeepAlive(ctx, token, 20*time.Millisecond)
+		require.Eventually(t, func() bool {
+			return testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "task_closed")) == 2
+		}, 10*time.Second, 10*time.Millisecond)
+		stop()
+	})
+
+	t.Run("fail", func(t *testing.T) {
+		arn, token := st.start(t, "fail")
+		require.NoError(t, r.Fail(ctx, token, "job.Broken", "it broke"))
+		d := st.wait(t, arn)
+		require.Equal(t, sfntypes.ExecutionStatusFailed, d.Status)
+		require.Equal(t, "job.Broken", aws.ToString(d.Error))
+		// moto 5.2.5 drops the cause of SendTaskFailure (responses.send_task_failure
+		// passes only the error on); the unit tests check what is sent.
+	})
+
+	t.Run("an output over the limit arrives as a claim check", func(t *testing.T) {
+		arn, token := st.start(t, "big")
+		big, err := json.Marshal(map[string]string{"blob": strings.Repeat("é", MaxOutputBytes/2)})
+		require.NoError(t, err)
+		require.NoError(t, r.Succeed(ctx, token, big))
+		d := st.wait(t, arn)
+		require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status)
+		var pointer struct {
+			ClaimCheck string `json:"claimCheck"`
+			Size       int    `json:"size"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(aws.ToString(d.Output)), &pointer))
+		require.Equal(t, len(big), pointer.Size)
+		key, ok := strings.CutPrefix(pointer.ClaimCheck, "s3://"+st.bucket+"/")
+		require.True(t, ok, pointer.ClaimCheck)
+		obj, err := s3.NewFromConfig(cfg).GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(st.bucket), Key: aws.String(key)})
+		require.NoError(t, err)
+		defer obj.Body.Close()
+		stored, err := io.ReadAll(obj.Body)
+		require.NoError(t, err)
+		require.Equal(t, big, stored)
+	})
 }
 
 type sqsAttr = sqstypes.QueueAttributeName

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -44,9 +45,23 @@ type s3API interface {
 
 // Config of the reporter.
 type Config struct {
-	DataBucket string // where claim-checked outputs go
+	// DataBucket is where outputs over MaxOutputBytes are stored (claim checks).
+	// Without it such an output cannot be reported and Succeed returns an error.
+	DataBucket string
 	// ClaimCheckPrefix is the key prefix of claim-checked outputs (default "claim-checks/").
 	ClaimCheckPrefix string
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataBucket == "" {
+		errs = append(errs, errors.New("callback: no data bucket for claim checks"))
+	}
+	if strings.HasPrefix(c.ClaimCheckPrefix, "/") {
+		errs = append(errs, fmt.Errorf("callback: claim check prefix %q starts with /", c.ClaimCheckPrefix))
+	}
+	return errors.Join(errs...)
 }
 
 // StepFunctions reports task outcomes. Safe for concurrent use.
@@ -69,18 +84,25 @@ func New(cfg Config, sfnClient sfnAPI, s3Client s3API, log *zap.Logger, m *Metri
 // Succeed sends SendTaskSuccess with output, a JSON document. An output over the
 // 256 KiB limit is stored in the data bucket and {"claimCheck": "s3://…", "size": N}
 // is sent instead.
+//
+// An output that is not JSON is a bug of the caller: it is refused with an error
+// before any call, as is an empty token. Every refusal counts as outcome "error".
 func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte) error {
+	const api = "SendTaskSuccess"
 	if !json.Valid(output) {
-		return errors.New("send task success: output is not valid JSON")
+		return s.refuse(api, fmt.Errorf("%s: output of %d bytes is not valid JSON", api, len(output)))
+	}
+	if token == "" {
+		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
 	if len(output) > MaxOutputBytes {
 		pointer, err := s.claimCheck(ctx, output)
 		if err != nil {
-			return err
+			return s.refuse(api, fmt.Errorf("%s: %w", api, err))
 		}
 		output = pointer
 	}
-	return s.call(ctx, "SendTaskSuccess", token, func() error {
+	return s.call(ctx, api, token, func() error {
 		_, err := s.sfn.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(token), Output: aws.String(string(output))})
 		return err
 	})
@@ -107,7 +129,7 @@ func (s *StepFunctions) Heartbeat(ctx context.Context, token string) error {
 
 func (s *StepFunctions) call(ctx context.Context, api, token string, send func() error) error {
 	if token == "" {
-		return fmt.Errorf("%s: empty task token", api)
+		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
 	began := time.Now()
 	err := classify(api, send())
@@ -119,9 +141,18 @@ func (s *StepFunctions) call(ctx context.Context, api, token string, send func()
 	return err
 }
 
+// refuse counts a call that was never sent and returns its error.
+func (s *StepFunctions) refuse(api string, err error) error {
+	s.metrics.calls.WithLabelValues(api, "error").Inc()
+	return err
+}
+
 // claimCheck stores an oversized output under a content-addressed key (a retry
 // writes the same object) and returns the pointer to send instead.
 func (s *StepFunctions) claimCheck(ctx context.Context, output []byte) ([]byte, error) {
+	if s.cfg.DataBucket == "" {
+		return nil, fmt.Errorf("output of %d bytes is over the %d byte limit and no data bucket is set for a claim check", len(output), MaxOutputBytes)
+	}
 	sum := sha256.Sum256(output)
 	key := s.cfg.ClaimCheckPrefix + hex.EncodeToString(sum[:]) + ".json"
 	if _, err := s.s3.PutObject(ctx, &s3.PutObjectInput{

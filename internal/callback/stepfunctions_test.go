@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -55,10 +56,14 @@ func (f *fakeSFN) SendTaskHeartbeat(context.Context, *sfn.SendTaskHeartbeatInput
 }
 
 type fakeS3 struct {
+	err  error
 	puts map[string][]byte
 }
 
 func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
 	b, _ := io.ReadAll(in.Body)
 	f.puts[aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key)] = b
 	return &s3.PutObjectOutput{}, nil
@@ -165,5 +170,155 @@ func TestKeepAliveBeatsUntilStoppedOrClosed(t *testing.T) {
 		stop()
 
 		require.NotPanics(t, r.KeepAlive(context.Background(), "tok", 0), "0 turns heartbeats off")
+	})
+}
+
+func TestCutKeepsWholeRunesWithinTheLimit(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		in   string
+		n    int
+		want string
+	}{
+		"shorter":                       {"abc", 5, "abc"},
+		"exactly the limit":             {"abcde", 5, "abcde"},
+		"ascii over":                    {"abcdef", 5, "abcde"},
+		"limit inside a 2-byte rune":    {"abé", 3, "ab"},
+		"limit after a 2-byte rune":     {"abéx", 4, "abé"},
+		"limit inside a 4-byte rune":    {"a🍪", 4, "a"},
+		"only a rune that does not fit": {"🍪", 3, ""},
+		"empty":                         {"", 0, ""},
+		"invalid UTF-8 is cut by bytes": {"a\xff\xffb", 2, "a\xff"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, cut(tc.in, tc.n))
+		})
+	}
+}
+
+func TestOutputAtTheLimitIsSentAsIs(t *testing.T) {
+	t.Parallel()
+	r, f, s, m := setup(t, nil)
+	exact := []byte(`"` + strings.Repeat("x", MaxOutputBytes-2) + `"`)
+	require.Len(t, exact, MaxOutputBytes)
+	require.NoError(t, r.Succeed(context.Background(), "tok", exact))
+	require.Equal(t, string(exact), aws.ToString(f.success[0].Output))
+	require.Empty(t, s.puts)
+	require.Zero(t, testutil.ToFloat64(m.claimChecks))
+}
+
+func TestClaimCheckThatCannotBeStoredIsAnError(t *testing.T) {
+	t.Parallel()
+	big := []byte(`"` + strings.Repeat("x", MaxOutputBytes) + `"`)
+	cases := map[string]struct {
+		bucket string
+		s3Err  error
+		why    string
+	}{
+		"S3 refuses":     {"data", errors.New("access denied"), "access denied"},
+		"no data bucket": {"", nil, "no data bucket"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f, s := &fakeSFN{}, &fakeS3{err: tc.s3Err, puts: map[string][]byte{}}
+			m := NewMetrics(prometheus.NewRegistry())
+			r := New(Config{DataBucket: tc.bucket}, f, s, zaptest.NewLogger(t), m)
+			err := r.Succeed(context.Background(), "tok", big)
+			require.ErrorContains(t, err, tc.why)
+			require.False(t, IsTaskClosed(err))
+			require.Empty(t, f.success, "no truncated or missing output is ever sent")
+			require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskSuccess", "error")))
+			require.Zero(t, testutil.ToFloat64(m.claimChecks))
+		})
+	}
+}
+
+func TestClaimCheckKeysAreContentAddressedUnderThePrefix(t *testing.T) {
+	t.Parallel()
+	f, s := &fakeSFN{}, &fakeS3{puts: map[string][]byte{}}
+	r := New(Config{DataBucket: "data", ClaimCheckPrefix: "big/"}, f, s, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	big := []byte(`"` + strings.Repeat("y", MaxOutputBytes) + `"`)
+	require.NoError(t, r.Succeed(context.Background(), "tok", big))
+	require.NoError(t, r.Succeed(context.Background(), "tok2", big))
+	require.Len(t, s.puts, 1, "a retry writes the same object")
+	for key := range s.puts {
+		require.Regexp(t, `^data/big/[0-9a-f]{64}\.json$`, key)
+	}
+	require.Equal(t, aws.ToString(f.success[0].Output), aws.ToString(f.success[1].Output))
+}
+
+func TestEveryAPICountsItsOutcomeAndDuration(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		err     error
+		outcome string
+	}{
+		"ok":          {nil, "ok"},
+		"task_closed": {&smithy.GenericAPIError{Code: "TaskDoesNotExist"}, "task_closed"},
+		"error":       {&smithy.GenericAPIError{Code: "InternalFailure"}, "error"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r, _, _, m := setup(t, tc.err)
+			ctx := context.Background()
+			_ = r.Succeed(ctx, "tok", []byte(`{}`))
+			_ = r.Fail(ctx, "tok", "E", "c")
+			_ = r.Heartbeat(ctx, "tok")
+			for _, api := range []string{"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"} {
+				require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues(api, tc.outcome)), api)
+			}
+			require.Equal(t, 3, testutil.CollectAndCount(m.duration), "one histogram per API")
+		})
+	}
+}
+
+func TestEmptyTokenIsRefusedByEveryAPI(t *testing.T) {
+	t.Parallel()
+	r, f, _, m := setup(t, nil)
+	ctx := context.Background()
+	require.ErrorContains(t, r.Fail(ctx, "", "E", "c"), "empty task token")
+	require.ErrorContains(t, r.Heartbeat(ctx, ""), "empty task token")
+	require.Empty(t, f.failure)
+	require.Zero(t, f.heartbeats)
+	require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "error")))
+}
+
+func TestConfigValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	err := Config{ClaimCheckPrefix: "/abs/"}.Validate()
+	require.ErrorContains(t, err, "no data bucket")
+	require.ErrorContains(t, err, "starts with /")
+	require.NoError(t, Config{DataBucket: "data"}.Validate())
+}
+
+func TestKeepAliveGoesOnAfterATransientErrorAndStopsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		core, logs := observer.New(zap.WarnLevel)
+		f := &fakeSFN{err: &smithy.GenericAPIError{Code: "ServiceUnavailable"}}
+		r := New(Config{DataBucket: "data"}, f, &fakeS3{puts: map[string][]byte{}}, zap.New(core), NewMetrics(prometheus.NewRegistry()))
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := r.KeepAlive(ctx, "secret-token", time.Second)
+		time.Sleep(2500 * time.Millisecond)
+		synctest.Wait()
+		require.Equal(t, 2, f.heartbeats, "an error does not end the heartbeats")
+		require.Equal(t, 2, logs.FilterMessage("heartbeat failed").Len())
+		for _, e := range logs.All() {
+			require.NotContains(t, e.ContextMap(), "token")
+			require.NotContains(t, fmt.Sprint(e.ContextMap()), "secret-token")
+		}
+
+		cancel() // the job ends: no more heartbeats, even before stop
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 2, f.heartbeats)
+		stop()
+		stop = r.KeepAlive(context.Background(), "", time.Second)
+		time.Sleep(5 * time.Second)
+		stop()
+		require.Equal(t, 2, f.heartbeats, "no heartbeats without a token")
 	})
 }
