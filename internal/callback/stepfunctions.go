@@ -164,10 +164,12 @@ func (s *StepFunctions) claimCheck(ctx context.Context, output []byte) ([]byte, 
 	return json.Marshal(map[string]any{"claimCheck": "s3://" + s.cfg.DataBucket + "/" + key, "size": len(output)})
 }
 
-// KeepAlive sends a heartbeat for token every interval until the returned stop is
-// called (stop waits for the heartbeat goroutine to end). An interval of 0 sends
-// none. A closed task ends the heartbeats; other errors are logged and retried on
-// the next tick.
+// KeepAlive sends a heartbeat for token every interval, the first one interval from
+// now, until the returned stop is called or ctx is done. stop waits for the
+// heartbeat goroutine to end and may be called more than once. An interval of 0 (or
+// an empty token) sends none. A closed task ends the heartbeats and cancels nothing
+// else (the job learns it when it reports); other errors are logged at warn and the
+// next tick tries again.
 func (s *StepFunctions) KeepAlive(ctx context.Context, token string, every time.Duration) (stop func()) {
 	if every <= 0 || token == "" {
 		return func() {}
