@@ -42,6 +42,10 @@ test-unit: ## unit tests only (integration tests skip without an emulator unless
 test-integration: emulator prometheus ## the end-to-end tests of the worker binary against moto
 	go test -race -count=1 -timeout 20m -run 'Integration|E2E' ./...
 
+.PHONY: chaos
+chaos: emulator ## fault scenarios against moto (SIGKILL, SIGTERM, emulator outage, malformed mix); prints a table, lost must be 0
+	go test -tags chaos -count=1 -timeout 40m -run Chaos -v ./cmd/worker 2>&1 | grep -vE '^\s+(logger|e2e_harness_test)'
+
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 	scripts/fuzz.sh $(FUZZTIME)

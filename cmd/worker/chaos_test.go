@@ -1,0 +1,174 @@
+//go:build chaos
+
+// The chaos scenarios of `make chaos`: faults while the cookies workflow runs against
+// the emulator, each ending in a row of sent / completed / retried / dead-lettered /
+// lost. Lost must be 0. Run with: go test -tags chaos -run Chaos -v ./cmd/worker
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
+)
+
+type chaosRow struct {
+	scenario                                     string
+	sent, completed, retried, deadLettered, lost int
+	took                                         time.Duration
+}
+
+var (
+	chaosMu   sync.Mutex
+	chaosRows []chaosRow
+)
+
+func record(t *testing.T, r chaosRow) {
+	chaosMu.Lock()
+	chaosRows = append(chaosRows, r)
+	chaosMu.Unlock()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tsent\tcompleted\tretried\tdead-lettered\tlost\ttook")
+	for _, r := range chaosRows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.scenario, r.sent, r.completed, r.retried, r.deadLettered, r.lost, r.took.Round(time.Second))
+	}
+	_ = tw.Flush()
+	require.Zero(t, r.lost, "%s lost work", r.scenario)
+}
+
+// retriedSoFar sums the redeliveries a live worker has seen.
+func retriedSoFar(w *workerProc) int {
+	n := 0
+	for _, q := range []string{"getMultiple", "processSingle", "postProcessSingle", "sideEffect", "postProcessAll", "finisher"} {
+		for _, o := range []string{"retried", "released", "abandoned"} {
+			if v := w.metric(fmt.Sprintf(`worker_messages_handled_total{outcome=%q,queue=%q}`, o, q)); v > 0 {
+				n += int(v)
+			}
+		}
+	}
+	return n
+}
+
+// runCookies starts executions of people names each and returns their ARNs and the
+// callback tasks they make (getMultiple + one per person + postProcessAll).
+func runCookies(st *stackEnv, executions, people int) ([]string, int) {
+	arns := make([]string, executions)
+	for i := range arns {
+		arns[i] = st.startExecution(fmt.Sprintf(`{"count": %d}`, people))
+	}
+	return arns, executions * (people + 2)
+}
+
+// settle waits for every execution and counts the tasks of those that did not succeed.
+func settle(t *testing.T, st *stackEnv, arns []string, people int, within time.Duration) (completed, lost int) {
+	deadline := time.Now().Add(within)
+	for _, arn := range arns {
+		d := st.waitExecution(arn, time.Until(deadline)+time.Second)
+		if d.Status == sfntypes.ExecutionStatusSucceeded {
+			completed += people + 2
+		} else {
+			t.Logf("execution %s ended %s: %s", arn, d.Status, aws.ToString(d.Cause))
+			lost += people + 2
+		}
+	}
+	return completed, lost
+}
+
+func (st *stackEnv) dlqTotal() int {
+	n := 0
+	for _, name := range st.out.QueueNames() {
+		n += st.queueDepth(st.out.DLQs[name])
+	}
+	return n
+}
+
+func TestChaosSigkillInTheMiddleOf200Tasks(t *testing.T) {
+	start := time.Now()
+	st := newStack(t, "WORKER_SHUTDOWN_TIMEOUT=8s")
+	w := st.startWorker()
+	arns, sent := runCookies(st, 4, 48) // 4 × (48 + 2) = 200 callback tasks
+	eventually(t, 3*time.Minute, "a third of the people stored", func() bool {
+		n := 0
+		for _, arn := range arns {
+			n += len(st.listKeys(st.out.DataBucket, arn[strings.LastIndex(arn, ":")+1:]+"/people/"))
+		}
+		return n >= 64
+	})
+	retried := retriedSoFar(w)
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
+	<-w.done
+	w2 := st.startWorker()
+	completed, lost := settle(t, st, arns, 48, 8*time.Minute)
+	record(t, chaosRow{"SIGKILL mid 200 callback tasks", sent, completed, retried + retriedSoFar(w2), st.dlqTotal(), lost, time.Since(start)})
+}
+
+func TestChaosSigtermDuringABurst(t *testing.T) {
+	start := time.Now()
+	st := newStack(t, "WORKER_SHUTDOWN_TIMEOUT=8s")
+	w := st.startWorker()
+	arns, sent := runCookies(st, 8, 10)
+	time.Sleep(8 * time.Second) // mid-burst: a fault injected at a moment, not a synchronisation
+	retried := retriedSoFar(w)
+	w.signal(syscall.SIGTERM)
+	<-w.done
+	require.NoError(t, w.waitErr, "exit 0 on SIGTERM")
+	w2 := st.startWorker()
+	completed, lost := settle(t, st, arns, 10, 6*time.Minute)
+	record(t, chaosRow{"SIGTERM during a burst", sent, completed, retried + retriedSoFar(w2), st.dlqTotal(), lost, time.Since(start)})
+}
+
+func TestChaosEmulatorUnreachableFor20s(t *testing.T) {
+	start := time.Now()
+	proxy := awstest.NewProxy(t)
+	st := newStack(t)
+	w := st.startWorker("AWS_ENDPOINT_URL=" + proxy.URL())
+	arns, sent := runCookies(st, 4, 10)
+	time.Sleep(5 * time.Second) // work in flight
+	proxy.Cut()
+	time.Sleep(20 * time.Second) // the outage itself
+	proxy.Restore()
+	completed, lost := settle(t, st, arns, 10, 6*time.Minute)
+	record(t, chaosRow{"emulator unreachable 20 s", sent, completed, retriedSoFar(w), st.dlqTotal(), lost, time.Since(start)})
+}
+
+func TestChaosMalformedAmongValid(t *testing.T) {
+	start := time.Now()
+	st := newStack(t)
+	w := st.startWorker()
+	arns, sent := runCookies(st, 3, 6)
+	bad := []struct{ queue, body string }{
+		{"getMultiple", "not JSON"}, {"getMultiple", "{"}, {"getMultiple", "[]"}, {"getMultiple", `"text"`},
+		{"getMultiple", `{"detail-type":"getMultiple","source":"x"}`}, {"getMultiple", `{"detail-type":"getMultiple","source":"x","detail":null}`},
+		{"getMultiple", `{"detail-type":"getMultiple","source":"x","detail":"str"}`}, {"getMultiple", `{"source":"x","detail":{}}`},
+		{"getMultiple", envelope("getMultiple", map[string]any{"input": map[string]any{}})}, // no token
+		{"getMultiple", envelope("wrongType", map[string]any{"TaskToken": "t"})},
+		{"processSingle", envelope("processSingle", map[string]any{"TaskToken": "t", "executionArn": "arn:aws:s3:::nope", "name": "a", "index": 0})},
+		{"processSingle", envelope("processSingle", map[string]any{"TaskToken": "t", "executionArn": "arn:aws:states:us-east-1:1:execution:sm:x", "index": -1})},
+		{"processSingle", envelope("processSingle", map[string]any{"TaskToken": "t", "executionArn": "arn:aws:states:us-east-1:1:execution:sm:..", "name": "a", "index": 0})},
+		{"postProcessSingle", envelope("processSinglePost", map[string]any{"TaskToken": "t", "executionArn": "arn:aws:states:us-east-1:1:execution:sm:x", "name": "a", "index": 0, "url": "http://169.254.169.254/"})},
+		{"postProcessSingle", envelope("processSinglePost", map[string]any{"TaskToken": "t", "executionArn": "arn:aws:states:us-east-1:1:execution:sm:x", "name": "a", "index": 0, "url": "file:///etc/passwd"})},
+		{"postProcessSingle", envelope("processSinglePost", map[string]any{"TaskToken": "t", "executionArn": "arn:aws:states:us-east-1:1:execution:sm:x", "name": "a", "index": 0, "url": "http://user:pw@127.0.0.1/x"})},
+		{"sideEffect", envelope("processSinglePost", map[string]any{"executionArn": "bad", "name": 5})},
+		{"postProcessAll", envelope("postProcessAll", map[string]any{"TaskToken": "t", "executionArn": "nope"})},
+		{"finisher", envelope("taskFinished", map[string]any{"result": "no token"})},
+		{"finisher", `{"detail-type":"taskFinished","source":"x","time":"yesterday","detail":{"TaskToken":"t"}}`},
+	}
+	for _, b := range bad {
+		st.sendRaw(b.queue, b.body)
+	}
+	completed, lost := settle(t, st, arns, 6, 5*time.Minute)
+	var dead int
+	eventually(t, 2*time.Minute, "every malformed message dead-lettered", func() bool { dead = st.dlqTotal(); return dead >= len(bad) })
+	lost += len(bad) - min(dead, len(bad))
+	record(t, chaosRow{fmt.Sprintf("%d malformed among %d valid", len(bad), sent), sent + len(bad), completed, retriedSoFar(w), dead, lost, time.Since(start)})
+}
