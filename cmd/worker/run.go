@@ -78,6 +78,8 @@ func runWorker(ctx context.Context, args []string, _ io.Writer) error {
 	if len(components) == 0 {
 		return errors.New("nothing to run: WORKER_ROLES names no role with queues")
 	}
+	// DLQ depth for the dashboard and the DLQ alerts.
+	components = append(components, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: stack.DLQs}, s.clients.SQS, reg, log))
 
 	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
 	g, gctx := errgroup.WithContext(ctx)
