@@ -132,7 +132,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestServerEndpoints(t *testing.T) {
 	t.Parallel()
-	var reason error = errors.New("consumer q is not polling")
+	reason := errors.New("consumer q is not polling")
 	addr := startServer(t, func() error { return reason })
 
 	code, body := get(t, "http://"+addr+"/healthz")
