@@ -1,15 +1,10 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,134 +12,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/stretchr/testify/require"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/telemetry/promtest"
 )
 
-// needTool finds a binary the test cannot do without: with CI=true its absence is a
-// failure (scripts/prometheus.sh installs it), elsewhere a skip.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (CI=true, so this fails; scripts/prometheus.sh installs it)", name)
-		}
-		t.Skipf("%s not installed; run scripts/prometheus.sh", name)
-	}
-	return p
-}
-
-// prometheusServer runs a real Prometheus on loopback that scrapes target every second
-// and loads the project's alert rules.
-type prometheusServer struct {
-	t   *testing.T
-	url string
-}
-
-func startPrometheus(t *testing.T, target string) *prometheusServer {
-	t.Helper()
-	bin := needTool(t, "prometheus")
-	dir := t.TempDir()
-	rules, err := filepath.Abs("../../deploy/observability/alerts.yml")
-	require.NoError(t, err)
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [%q]\nscrape_configs:\n  - job_name: worker\n    static_configs:\n      - targets: [%q]\n", rules, target)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600))
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", tail(logs.String(), 4096))
-		}
-	})
-	p := &prometheusServer{t: t, url: "http://" + addr}
-	eventually(t, 30*time.Second, "prometheus scrapes the worker", func() bool {
-		n, err := p.eval(`up{job="worker"} == 1`)
-		return err == nil && n == 1
-	})
-	return p
-}
-
-// eval runs an instant query and returns how many series it returned.
-func (p *prometheusServer) eval(q string) (int, error) {
-	resp, err := http.Get(p.url + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, err
-	}
-	if out.Status != "success" {
-		return 0, fmt.Errorf("query %q: %s", q, out.Error)
-	}
-	return len(out.Data.Result), nil
-}
-
-func dashboardQueries(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile("../../deploy/observability/grafana/dashboards/taskbridge.json")
-	require.NoError(t, err)
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	require.NoError(t, json.Unmarshal(b, &d))
-	var qs []string
-	for _, p := range d.Panels {
-		for _, tg := range p.Targets {
-			qs = append(qs, tg.Expr)
-		}
-	}
-	require.NotEmpty(t, qs)
-	return qs
-}
-
-func alertQueries(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile("../../deploy/observability/alerts.yml")
-	require.NoError(t, err)
-	var r struct {
-		Groups []struct {
-			Rules []struct {
-				Expr string `yaml:"expr"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	require.NoError(t, yaml.Unmarshal(b, &r))
-	var qs []string
-	for _, g := range r.Groups {
-		for _, rule := range g.Rules {
-			qs = append(qs, rule.Expr)
-		}
-	}
-	return qs
-}
-
 func TestE2EObservabilityOnARealPrometheus(t *testing.T) {
-	promtool := needTool(t, "promtool")
+	const rules = "../../deploy/observability/alerts.yml"
+	promtest.Binary(t, "promtool")
 	proxy := awstest.NewProxy(t)
 	st := newStack(t, "WORKER_BATCH_WINDOW=2s", "WORKER_GLUE_POLL_INTERVAL=1s")
 	w := st.startWorker("AWS_ENDPOINT_URL=" + proxy.URL())
-	prom := startPrometheus(t, w.addr)
+	prom := promtest.Start(t, w.addr, rules)
+	prom.WaitForScrape(30 * time.Second)
 
 	// Work for every panel: a cookies execution, a batch, a bad message.
 	arn := st.startExecution(`{"count": 4}`)
@@ -162,11 +42,9 @@ func TestE2EObservabilityOnARealPrometheus(t *testing.T) {
 	exposition, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.NoError(t, err)
-	check := exec.Command(promtool, "check", "metrics")
-	check.Stdin = bytes.NewReader(exposition)
-	out, err := check.CombinedOutput()
-	require.NoError(t, err, "promtool check metrics:\n%s", out)
-	require.Empty(t, strings.TrimSpace(string(out)), "promtool check metrics reports nothing")
+	report, err := promtest.CheckMetrics(t, exposition)
+	require.NoError(t, err)
+	require.Empty(t, report, "promtool check metrics reports nothing")
 	for _, family := range []string{"worker_messages_received_total", "worker_messages_handled_total", "worker_job_duration_seconds", "worker_callbacks_total", "worker_jobs_in_flight"} {
 		require.Contains(t, string(exposition), family)
 	}
@@ -176,17 +54,14 @@ func TestE2EObservabilityOnARealPrometheus(t *testing.T) {
 	}
 	require.Positive(t, w.metric(`worker_callbacks_total{api="SendTaskSuccess",outcome="ok"}`))
 
-	out, err = exec.Command(promtool, "check", "rules", "../../deploy/observability/alerts.yml").CombinedOutput()
-	require.NoError(t, err, "promtool check rules:\n%s", out)
-
-	for _, q := range alertQueries(t) {
-		_, err := prom.eval(q)
-		require.NoError(t, err, "alert rule evaluates")
-	}
-	for _, q := range dashboardQueries(t) {
-		n, err := prom.eval(q)
-		require.NoError(t, err, "dashboard query evaluates")
-		require.Positive(t, n, "dashboard query returns data: %s", q)
+	require.NoError(t, promtest.CheckRules(t, rules))
+	queries, err := promtest.Queries("../../deploy/observability/grafana/dashboards/taskbridge.json", rules)
+	require.NoError(t, err)
+	for _, r := range prom.EvalAll(queries) {
+		require.NoError(t, r.Err, "%s evaluates", r.Source)
+		if r.Dashboard {
+			require.Positive(t, r.Series, "%s returns data: %s", r.Source, r.Expr)
+		}
 	}
 
 	// One grep of the execution ARN collects every job's line, sideEffect included.
