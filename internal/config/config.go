@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -28,7 +29,7 @@ const (
 // Config is filled from WORKER_* variables. The desc tags are what `worker config`
 // prints; keep them the contract for each field.
 type Config struct {
-	Stack         string `envconfig:"STACK" default:"taskbridge" desc:"name prefix of every AWS resource of the stack (bus, queues, buckets, state machines, Glue job)"`
+	Stack         string `envconfig:"STACK" default:"taskbridge" desc:"name prefix of every AWS resource of the stack (bus, queues, buckets, state machines, Glue job); 2-31 lowercase letters, digits or dashes"`
 	EventBus      string `envconfig:"EVENT_BUS" desc:"event bus name (default: <stack>)"`
 	DataBucket    string `envconfig:"DATA_BUCKET" desc:"bucket for profiles, reports, manifests and claim checks (default: <stack>-data)"`
 	LandingBucket string `envconfig:"LANDING_BUCKET" desc:"bucket whose Object Created events feed the batcher (default: <stack>-landing)"`
@@ -52,6 +53,10 @@ type Config struct {
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 }
+
+// stackName is the rule Terraform's var.stack enforces too: every resource name is
+// derived from it, and S3 bucket names allow only lowercase letters, digits and dashes.
+var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,30}$`)
 
 // Load reads the environment into a Config, fills derived defaults and validates.
 func Load() (Config, error) {
@@ -90,8 +95,8 @@ func (c Config) Validate() error {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
 	}
-	if c.Stack == "" {
-		bad("STACK", "must not be empty")
+	if !stackName.MatchString(c.Stack) {
+		bad("STACK", "must be 2-31 lowercase letters, digits or dashes, starting with a letter or digit, got %q", c.Stack)
 	}
 	if len(c.Roles) == 0 {
 		bad("ROLES", "must name at least one of %s, %s", RoleJobs, RoleBatch)

@@ -27,6 +27,7 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		env  map[string]string
 		want []string // each must appear in the error
 	}{
+		{"stack not a resource name", map[string]string{"WORKER_STACK": "My Stack"}, []string{`WORKER_STACK: must be 2-31 lowercase letters, digits or dashes, starting with a letter or digit, got "My Stack"`}},
 		{"zero concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, []string{"WORKER_CONCURRENCY: must be >= 1, got 0"}},
 		{"negative duration", map[string]string{"WORKER_HEARTBEAT_INTERVAL": "-1s"}, []string{"WORKER_HEARTBEAT_INTERVAL: must not be negative"}},
 		{"unknown log level", map[string]string{"WORKER_LOG_LEVEL": "loud"}, []string{`WORKER_LOG_LEVEL: unknown level "loud"`}},
