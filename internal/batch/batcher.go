@@ -24,6 +24,7 @@ import (
 
 type s3API interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 }
 
 type glueAPI interface {
@@ -47,7 +48,7 @@ const (
 type Config struct {
 	LandingBucket string
 	KeyPrefix     string // only keys under it are batched
-	DataBucket    string // manifests go to manifests/<batchId>.json
+	DataBucket    string // manifests go to manifests/<batchId>.json, published results to results/<batchId>.json
 	GlueJob       string
 	MaxFiles      int           // flush at this many files (1..10000)
 	Window        time.Duration // flush this long after a batch's first file
@@ -136,7 +137,7 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 	log = log.With(zap.String("component", "batcher"))
 	return &Batcher{
 		cfg: cfg, s3: s3Client, glue: glueClient, pub: pub, log: log, metrics: m,
-		follower: newFollower(cfg, glueClient, pub, log, m),
+		follower: newFollower(cfg, glueClient, s3Client, pub, log, m),
 		closed:   make(chan *openBatch, 1024),
 	}, nil
 }

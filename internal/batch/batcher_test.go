@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -14,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -35,6 +38,15 @@ func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*
 	return &s3.PutObjectOutput{}, nil
 }
 
+func (f *fakeS3) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.objs[aws.ToString(in.Key)]; !ok {
+		return nil, &s3types.NotFound{}
+	}
+	return &s3.HeadObjectOutput{}, nil
+}
+
 // fakeGlue starts runs (refusing the first refuse calls) and ends each with endState.
 type fakeGlue struct {
 	mu       sync.Mutex
@@ -43,6 +55,7 @@ type fakeGlue struct {
 	endState types.JobRunState
 	started  []map[string]string
 	startAt  []time.Time
+	history  []types.JobRun // what GetJobRuns lists, two runs a page
 }
 
 func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {
@@ -72,8 +85,14 @@ func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...fu
 	return &glue.GetJobRunOutput{JobRun: jr}, nil
 }
 
-func (f *fakeGlue) GetJobRuns(context.Context, *glue.GetJobRunsInput, ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
-	return &glue.GetJobRunsOutput{}, nil
+func (f *fakeGlue) GetJobRuns(_ context.Context, in *glue.GetJobRunsInput, _ ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
+	from, _ := strconv.Atoi(aws.ToString(in.NextToken))
+	to := min(from+2, len(f.history))
+	out := &glue.GetJobRunsOutput{JobRuns: f.history[from:to]}
+	if to < len(f.history) {
+		out.NextToken = aws.String(strconv.Itoa(to))
+	}
+	return out, nil
 }
 
 type fakePub struct {
@@ -99,6 +118,12 @@ type rig struct {
 
 func newRig(t *testing.T, cfg Config, g *fakeGlue) *rig {
 	t.Helper()
+	return newRigWithS3(t, cfg, g, &fakeS3{objs: map[string][]byte{}})
+}
+
+// newRigWithS3 starts a Batcher on an S3 that may hold what an earlier one wrote.
+func newRigWithS3(t *testing.T, cfg Config, g *fakeGlue, store *fakeS3) *rig {
+	t.Helper()
 	cfg.LandingBucket, cfg.DataBucket, cfg.GlueJob = "landing", "data", "etl"
 	if cfg.MaxFiles == 0 {
 		cfg.MaxFiles = 100
@@ -107,7 +132,7 @@ func newRig(t *testing.T, cfg Config, g *fakeGlue) *rig {
 		cfg.Window = 15 * time.Minute
 	}
 	cfg.GluePollInterval = time.Second
-	r := &rig{s3: &fakeS3{objs: map[string][]byte{}}, glue: g, pub: &fakePub{events: map[string][]ResultDetail{}}, done: make(chan error, 1)}
+	r := &rig{s3: store, glue: g, pub: &fakePub{events: map[string][]ResultDetail{}}, done: make(chan error, 1)}
 	b, err := New(cfg, r.s3, g, r.pub, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
 	require.NoError(t, err)
 	r.b = b
@@ -145,7 +170,10 @@ func (r *rig) manifests(t *testing.T) []Manifest {
 	r.s3.mu.Lock()
 	defer r.s3.mu.Unlock()
 	var out []Manifest
-	for _, b := range r.s3.objs {
+	for k, b := range r.s3.objs {
+		if !strings.HasPrefix(k, "manifests/") {
+			continue
+		}
 		var m Manifest
 		require.NoError(t, json.Unmarshal(b, &m))
 		out = append(out, m)
@@ -276,5 +304,39 @@ func TestBadEventsAreDeadLettered(t *testing.T) {
 			require.True(t, consumer.IsDeadLetter(err), "%s: %v", name, err)
 		}
 		r.stop(t)
+	})
+}
+
+// A run that ended while no worker ran (AWS keeps running it) is published by the
+// next worker's start, once: its result is recorded, and a later start skips it.
+func TestRunsThatEndedWhileDownArePublishedOnceOnRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		old := now.Add(-48 * time.Hour)
+		ours := func(id, batch string, started time.Time) types.JobRun {
+			return types.JobRun{Id: aws.String(id), JobRunState: types.JobRunStateSucceeded, StartedOn: &started,
+				Arguments: map[string]string{"--manifest": "s3://data/manifests/" + batch + ".json", "--file_count": "3"}}
+		}
+		g := &fakeGlue{history: []types.JobRun{
+			ours("jr_a", "batch-a", now),
+			{Id: aws.String("jr_other"), JobRunState: types.JobRunStateSucceeded, StartedOn: &now, Arguments: map[string]string{"--manifest": "s3://elsewhere/x.json"}},
+			ours("jr_b", "batch-b", now),
+			ours("jr_old", "batch-old", old),
+		}}
+		r := newRig(t, Config{}, g)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		r.stop(t)
+		got := r.pub.events[DetailSuccess]
+		require.Len(t, got, 2, "the two recent runs of ours, from both pages; not another job's, not one older than a day")
+		require.ElementsMatch(t, []string{"batch-a", "batch-b"}, []string{got[0].BatchID, got[1].BatchID})
+		require.Equal(t, 3, got[0].FileCount)
+		require.Contains(t, r.s3.objs, "results/batch-a.json")
+
+		restarted := newRigWithS3(t, Config{}, g, r.s3)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		restarted.stop(t)
+		require.Empty(t, restarted.pub.events[DetailSuccess], "recorded results are not published again")
 	})
 }

@@ -1,7 +1,9 @@
 package batch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 )
 
@@ -23,12 +26,15 @@ type run struct {
 }
 
 // Follower checks started runs with GetJobRun until they end and publishes
-// etl-success or etl-error. On start it also picks up runs of the job that are still
-// going and name a manifest, so a restart does not lose the result of a run it
-// started before.
+// etl-success or etl-error, then records the result at results/<batchId>.json. On
+// start it picks up every recent run of the job that names a manifest of ours and has
+// no recorded result, still going or ended while no worker ran, so a restart loses
+// no result. A crash between publishing and recording publishes the result again:
+// results are delivered at least once.
 type Follower struct {
 	cfg     Config
 	glue    glueAPI
+	s3      s3API
 	pub     Publisher
 	log     *zap.Logger
 	metrics *Metrics
@@ -38,8 +44,8 @@ type Follower struct {
 	added chan struct{}  // wakes Run when a run is added
 }
 
-func newFollower(cfg Config, g glueAPI, pub Publisher, log *zap.Logger, m *Metrics) *Follower {
-	return &Follower{cfg: cfg, glue: g, pub: pub, log: log.With(zap.String("component", "glue_follower")), metrics: m,
+func newFollower(cfg Config, g glueAPI, s3Client s3API, pub Publisher, log *zap.Logger, m *Metrics) *Follower {
+	return &Follower{cfg: cfg, glue: g, s3: s3Client, pub: pub, log: log.With(zap.String("component", "glue_follower")), metrics: m,
 		runs: map[string]run{}, added: make(chan struct{}, 1)}
 }
 
@@ -121,6 +127,7 @@ func (f *Follower) finish(ctx context.Context, r run, jr *types.JobRun) {
 		f.log.Error("publish run result failed; will try again", zap.String("job_run_id", r.runID), zap.Error(err))
 		return
 	}
+	f.record(ctx, detail)
 	f.mu.Lock()
 	delete(f.runs, r.runID)
 	f.mu.Unlock()
@@ -128,20 +135,60 @@ func (f *Follower) finish(ctx context.Context, r run, jr *types.JobRun) {
 	f.log.Info("glue run ended", zap.String("batch_id", r.batchID), zap.String("job_run_id", r.runID), zap.String("state", state))
 }
 
-// resume picks up the job's unfinished runs that carry a manifest of ours.
-func (f *Follower) resume(ctx context.Context) {
-	out, err := f.glue.GetJobRuns(ctx, &glue.GetJobRunsInput{JobName: aws.String(f.cfg.GlueJob)})
+func resultKey(batchID string) string { return "results/" + batchID + ".json" }
+
+// record writes the published result where resume looks for it. A failure only
+// means a restart publishes the result once more.
+func (f *Follower) record(ctx context.Context, d ResultDetail) {
+	body, _ := json.Marshal(d) // plain strings and ints: cannot fail
+	_, err := f.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(f.cfg.DataBucket), Key: aws.String(resultKey(d.BatchID)),
+		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
+	})
 	if err != nil {
-		f.log.Warn("list job runs to resume failed", zap.Error(err))
-		return
+		f.log.Warn("record run result failed; a restart publishes it again", zap.String("batch_id", d.BatchID), zap.Error(err))
 	}
+}
+
+// resumeHorizon bounds how far back resume looks: a worker down for longer is an
+// outage someone reruns by hand, and the first start of a version that records
+// results does not republish a long history.
+const resumeHorizon = 24 * time.Hour
+
+// resume follows the job's recent runs that name a manifest of ours and have no
+// recorded result. Checking a finished run publishes it at once.
+func (f *Follower) resume(ctx context.Context) {
 	prefix := "s3://" + f.cfg.DataBucket + "/manifests/"
-	for _, jr := range out.JobRuns {
-		manifest := jr.Arguments["--manifest"]
-		if finished(jr.JobRunState) || !strings.HasPrefix(manifest, prefix) {
-			continue
+	since := time.Now().Add(-resumeHorizon)
+	in := &glue.GetJobRunsInput{JobName: aws.String(f.cfg.GlueJob)}
+	for {
+		out, err := f.glue.GetJobRuns(ctx, in)
+		if err != nil {
+			f.log.Warn("list job runs to resume failed", zap.Error(err))
+			return
 		}
-		n, _ := strconv.Atoi(jr.Arguments["--file_count"])
-		f.follow(run{batchID: strings.TrimSuffix(strings.TrimPrefix(manifest, prefix), ".json"), runID: aws.ToString(jr.Id), fileCount: n, manifest: manifest})
+		for _, jr := range out.JobRuns {
+			manifest := jr.Arguments["--manifest"]
+			if !strings.HasPrefix(manifest, prefix) || (jr.StartedOn != nil && jr.StartedOn.Before(since)) {
+				continue
+			}
+			batchID := strings.TrimSuffix(strings.TrimPrefix(manifest, prefix), ".json")
+			if finished(jr.JobRunState) && f.recorded(ctx, batchID) {
+				continue
+			}
+			n, _ := strconv.Atoi(jr.Arguments["--file_count"])
+			f.follow(run{batchID: batchID, runID: aws.ToString(jr.Id), fileCount: n, manifest: manifest})
+		}
+		if aws.ToString(out.NextToken) == "" {
+			return
+		}
+		in.NextToken = out.NextToken
 	}
+}
+
+// recorded reports whether a batch's result was published and recorded. When S3
+// cannot say, the run is followed again: a duplicate result beats a lost one.
+func (f *Follower) recorded(ctx context.Context, batchID string) bool {
+	_, err := f.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(f.cfg.DataBucket), Key: aws.String(resultKey(batchID))})
+	return err == nil
 }
