@@ -112,16 +112,34 @@ func runWorker(ctx context.Context, args []string, _ io.Writer) error {
 // jobPollers wires the callback jobs: one poller per job queue of the topology, all
 // feeding one router.
 func jobPollers(ctx context.Context, s setup, stack bootstrap.Output, publisher *event.Publisher, log *zap.Logger, reg prometheus.Registerer, cm *consumer.Metrics, ready *telemetry.Readiness) ([]component, error) {
+	router, queues, err := jobRouter(ctx, s, stack, publisher, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	var pollers []component
+	for _, q := range queues {
+		p, err := consumer.NewPoller(pollerConfig(s.cfg, q, stack, ready), s.clients.SQS, router, log, cm)
+		if err != nil {
+			return nil, err
+		}
+		pollers = append(pollers, p)
+	}
+	return pollers, nil
+}
+
+// jobRouter builds the router of the cookies jobs and returns it with the job queues
+// it serves (every queue of the topology but the batcher's).
+func jobRouter(ctx context.Context, s setup, stack bootstrap.Output, publisher *event.Publisher, log *zap.Logger, reg prometheus.Registerer) (*jobs.Router, []topology.Queue, error) {
 	reporter := callback.New(callback.Config{DataBucket: stack.DataBucket}, s.clients.SFN, s.clients.S3, log, callback.NewMetrics(reg))
 	presign := s3.NewPresignClient(s.clients.S3)
 	const probeKey = "taskbridge-presign-probe"
 	probe, err := presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(stack.DataBucket), Key: aws.String(probeKey)})
 	if err != nil {
-		return nil, fmt.Errorf("presign probe: %w", err)
+		return nil, nil, fmt.Errorf("presign probe: %w", err)
 	}
 	guard, err := jobs.NewURLGuard(probe.URL, probeKey)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cookies := jobs.NewCookies(jobs.CookiesConfig{DataBucket: stack.DataBucket}, s.clients.S3, presign, publisher, guard)
 
@@ -135,18 +153,7 @@ func jobPollers(ctx context.Context, s setup, stack bootstrap.Output, publisher 
 		queues = append(queues, q)
 	}
 	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: s.cfg.HeartbeatEvery}, cookies.Jobs(), reporter, reporter, log, jobs.NewMetrics(reg))
-	if err != nil {
-		return nil, err
-	}
-	var pollers []component
-	for _, q := range queues {
-		p, err := consumer.NewPoller(pollerConfig(s.cfg, q, stack, ready), s.clients.SQS, router, log, cm)
-		if err != nil {
-			return nil, err
-		}
-		pollers = append(pollers, p)
-	}
-	return pollers, nil
+	return router, queues, err
 }
 
 // batchComponents wires the batcher to the landing queue: its poller holds up to a

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/loadtest"
+	"github.com/taskbridge/taskbridge/internal/telemetry"
+)
+
+// cookiesLoad is what one run of the cookies workflow measured.
+type cookiesLoad struct {
+	messages    int64
+	sqsRequests int64
+	wall, cpu   time.Duration
+	peakRSS     int64
+	latencies   []time.Duration
+}
+
+// BenchmarkCookiesAgainstEmulator runs the cookies workflow on moto (real Step
+// Functions executions, EventBridge rules and SQS queues) with the worker's own job
+// router, once behind the taskbridge pollers and once behind the naive consumer with
+// the same concurrency per queue. It reports messages per second, CPU time of this
+// process per message, SQS requests per message, callback latency (TaskStarted to
+// TaskSucceeded in the executions' histories, p50 and p99) and peak RSS.
+func BenchmarkCookiesAgainstEmulator(b *testing.B) {
+	executions, people := 4, 48 // 4 × (48 + 2) = 200 callback tasks a run
+	if testing.Short() {
+		executions, people = 1, 3
+	}
+	for _, kind := range []string{"taskbridge", "naive"} {
+		b.Run(kind, func(b *testing.B) {
+			var total cookiesLoad
+			for range b.N {
+				r := runCookiesLoad(b, kind, executions, people)
+				total.messages += r.messages
+				total.sqsRequests += r.sqsRequests
+				total.wall += r.wall
+				total.cpu += r.cpu
+				total.peakRSS = max(total.peakRSS, r.peakRSS)
+				total.latencies = append(total.latencies, r.latencies...)
+			}
+			b.ReportMetric(float64(total.messages)/total.wall.Seconds(), "msgs/s")
+			b.ReportMetric(float64(total.cpu.Microseconds())/float64(total.messages), "cpu-µs/msg")
+			b.ReportMetric(float64(total.sqsRequests)/float64(total.messages), "sqs-req/msg")
+			b.ReportMetric(float64(loadtest.Percentile(total.latencies, 50).Milliseconds()), "callback-p50-ms")
+			b.ReportMetric(float64(loadtest.Percentile(total.latencies, 99).Milliseconds()), "callback-p99-ms")
+			b.ReportMetric(float64(total.peakRSS)/(1<<20), "peak-rss-MiB")
+			b.Logf("%s: %d messages, %d callbacks, %d SQS requests, wall %s, cpu %s", kind, total.messages, len(total.latencies), total.sqsRequests, total.wall.Round(time.Millisecond), total.cpu.Round(time.Millisecond))
+		})
+	}
+}
+
+// runCookiesLoad bootstraps a fresh stack, starts the consumers, runs the executions
+// to their end and measures. Bootstrapping is not measured.
+func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLoad {
+	ctx := context.Background()
+	for _, kv := range awstest.Env(b) {
+		k, v, _ := strings.Cut(kv, "=")
+		b.Setenv(k, v)
+	}
+	b.Setenv("WORKER_STACK", awstest.Stack(b))
+	s, err := newSetup(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stack, err := s.bootstrapper().Apply(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stateMachine, err := s.bootstrapper().StateMachineARN(ctx, "cookies")
+	if err != nil {
+		b.Fatal(err)
+	}
+	log, reg := zap.NewNop(), prometheus.NewRegistry()
+	publisher := event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg)
+	router, queues, err := jobRouter(ctx, s, stack, publisher, log, reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var handled atomic.Int64
+	counted := consumer.HandlerFunc(func(ctx context.Context, m consumer.Message) error {
+		err := router.Handle(ctx, m)
+		if err == nil {
+			handled.Add(1)
+		}
+		return err
+	})
+	var requests loadtest.RequestCounter
+	client := sqs.NewFromConfig(s.aws, requests.Apply)
+	ready := telemetry.NewReadiness(time.Minute, reg)
+	metrics := consumer.NewMetrics(reg)
+
+	if err := loadtest.ResetPeakRSS(); err != nil {
+		b.Fatal(err)
+	}
+	cpu0, t0 := loadtest.CPUTime(), time.Now()
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, q := range queues {
+		if kind == "naive" {
+			nq := loadtest.NaiveQueue{Name: q.Name, URL: stack.Queues[q.Name], Concurrency: q.Concurrency, Wait: s.cfg.PollWait}
+			wg.Go(func() { loadtest.RunNaive(runCtx, client, nq, counted) })
+			continue
+		}
+		p, err := consumer.NewPoller(pollerConfig(s.cfg, q, stack, ready), client, counted, log, metrics)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() { _ = p.Run(runCtx) })
+	}
+	arns := make([]string, executions)
+	for i := range arns {
+		out, err := s.clients.SFN.StartExecution(ctx, &sfn.StartExecutionInput{
+			StateMachineArn: aws.String(stateMachine), Name: aws.String(fmt.Sprintf("%s-%d", uniqueExecutionName(), i)), Input: aws.String(fmt.Sprintf(`{"count":%d}`, people)),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		arns[i] = aws.ToString(out.ExecutionArn)
+	}
+	waitCtx, cancelWait := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancelWait()
+	for _, arn := range arns {
+		if _, err := waitExecution(waitCtx, s.clients.SFN, arn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := cookiesLoad{wall: time.Since(t0)}
+	stop()
+	wg.Wait() // the pollers' last deletes are flushed and counted
+	r.cpu = loadtest.CPUTime() - cpu0
+	r.messages, r.sqsRequests = handled.Load(), requests.Count()
+	mem, err := loadtest.ProcessMemory("self")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.peakRSS = mem.PeakRSS
+	for _, arn := range arns {
+		ls, err := loadtest.CallbackLatencies(ctx, s.clients.SFN, arn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.latencies = append(r.latencies, ls...)
+	}
+	return r
+}
