@@ -7,6 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GOLANGCI_LINT_VERSION := v2.15.0
 TOOLS := $(CURDIR)/.tools/bin
 FUZZTIME ?= 10s
+SOAK ?= 10m
 IMAGE ?= taskbridge/worker:$(VERSION)
 
 .PHONY: help
@@ -44,7 +45,11 @@ test-integration: emulator prometheus ## the end-to-end tests of the worker bina
 
 .PHONY: chaos
 chaos: emulator ## fault scenarios against moto (SIGKILL, SIGTERM, emulator outage, malformed mix); prints a table, lost must be 0
-	go test -tags chaos -count=1 -timeout 40m -run Chaos -v ./cmd/worker 2>&1 | grep -vE '^\s+(logger|e2e_harness_test)'
+	set -o pipefail; go test -tags chaos -count=1 -timeout 40m -run Chaos -v ./cmd/worker 2>&1 | grep -vE '^\s+(logger|e2e_harness_test)'
+
+.PHONY: soak
+soak: emulator ## steady cookies load on moto for SOAK (default 10m); prints goroutines, heap and RSS every 30s, fails if they keep growing
+	set -o pipefail; go test -tags soak -count=1 -timeout 0 -run Soak -v ./cmd/worker -args -soak.duration=$(SOAK) 2>&1 | grep -vE '^\s+(logger|e2e_harness_test)'
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)

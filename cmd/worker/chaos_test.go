@@ -6,6 +6,7 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,10 +18,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/glue"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/batch"
 )
 
 type chaosRow struct {
@@ -89,6 +92,21 @@ func settle(t *testing.T, st *stackEnv, arns []string, people int, within time.D
 		}
 	}
 	return completed, lost
+}
+
+// glueRunIDs lists the ids of every run of the stack's Glue job.
+func (st *stackEnv) glueRunIDs() []string {
+	client := glue.NewFromConfig(awstest.Config(st.t))
+	var ids []string
+	p := glue.NewGetJobRunsPaginator(client, &glue.GetJobRunsInput{JobName: aws.String(st.out.GlueJob)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		require.NoError(st.t, err)
+		for _, jr := range page.JobRuns {
+			ids = append(ids, aws.ToString(jr.Id))
+		}
+	}
+	return ids
 }
 
 func (st *stackEnv) dlqTotal() int {
@@ -176,4 +194,76 @@ func TestChaosMalformedAmongValid(t *testing.T) {
 	eventually(t, 2*time.Minute, "every malformed message dead-lettered", func() bool { dead = st.dlqTotal(); return dead >= len(bad) })
 	lost += len(bad) - min(dead, len(bad))
 	record(t, chaosRow{fmt.Sprintf("%d malformed among %d valid", len(bad), sent), sent + len(bad), completed, redeliveries(w), dead, lost, time.Since(start)})
+}
+
+func TestChaosBatcherKilledTwiceIn2000Files(t *testing.T) {
+	start := time.Now()
+	st := newStack(t, "WORKER_ROLES=batch", "WORKER_BATCH_WINDOW=5s", "WORKER_GLUE_POLL_INTERVAL=1s")
+	results := st.subscribeResults()
+	workers := []*workerProc{st.startWorker()}
+	const bursts, perBurst = 4, 500
+	var keys []string
+	for i := range bursts {
+		put := make(chan []string, 1)
+		go func() { k, _ := st.putFiles(fmt.Sprintf("burst-%d", i), perBurst); put <- k }()
+		if i == 1 || i == 3 { // kill while this burst is arriving and a batch is open
+			w := workers[len(workers)-1]
+			eventually(t, 2*time.Minute, "the batcher holds files of burst "+fmt.Sprint(i), func() bool { return w.metric("worker_batch_open_files") >= 20 })
+			require.NoError(t, w.cmd.Process.Signal(syscall.SIGKILL))
+			<-w.done
+			workers = append(workers, st.startWorker())
+		}
+		keys = append(keys, <-put...)
+	}
+
+	// Done when every file is in the manifest of a run that succeeded and the landing
+	// queue is empty. Files a killed batcher held come back after the landing queue's
+	// visibility timeout (120 s).
+	got := map[string][]batch.ResultDetail{}
+	succeeded := map[string]bool{} // batch id
+	completedKeys := map[string]int{}
+	eventually(t, 12*time.Minute, "every file in a succeeded run, landing queue empty", func() bool {
+		st.results(results, got)
+		for _, d := range got["etl-success"] {
+			succeeded[d.BatchID] = true
+		}
+		clear(completedKeys)
+		for _, m := range st.manifests() {
+			if succeeded[m.BatchID] {
+				for _, f := range m.Files {
+					completedKeys[f.Key]++
+				}
+			}
+		}
+		return len(completedKeys) >= len(keys) && st.queueDepth(st.out.Queues["landing"]) == 0
+	})
+	twice := 0
+	for _, n := range completedKeys {
+		twice += n - 1
+	}
+	lost := 0
+	for _, k := range keys {
+		if completedKeys[k] == 0 {
+			lost++
+		}
+	}
+	// Every Glue run started has its result on the bus, the runs of killed batchers too.
+	runs := st.glueRunIDs()
+	eventually(t, 2*time.Minute, "a result event for each of the job's runs", func() bool {
+		st.results(results, got)
+		published := map[string]bool{}
+		for _, ds := range got {
+			for _, d := range ds {
+				published[d.JobRunID] = true
+			}
+		}
+		for _, id := range runs {
+			if !published[id] {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d Glue runs; %d etl-success, %d etl-error", len(runs), len(got["etl-success"]), len(got["etl-error"]))
+	record(t, chaosRow{"2,000 S3 files in 4 bursts, batcher SIGKILLed twice", len(keys), len(keys) - lost, twice, st.queueDepth(st.out.DLQs["landing"]), lost, time.Since(start)})
 }
