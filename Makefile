@@ -45,11 +45,11 @@ test-integration: emulator prometheus ## the end-to-end tests of the worker bina
 
 .PHONY: chaos
 chaos: emulator ## fault scenarios against moto (SIGKILL, SIGTERM, emulator outage, malformed mix); prints a table, lost must be 0
-	set -o pipefail; go test -tags chaos -count=1 -timeout 40m -run Chaos -v ./cmd/worker 2>&1 | grep -vE '^\s+(logger|e2e_harness_test)'
+	set -o pipefail; go test -tags chaos -count=1 -timeout 40m -run Chaos -v ./cmd/worker 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
 
 .PHONY: soak
 soak: emulator ## steady cookies load on moto for SOAK (default 10m); prints goroutines, heap and RSS every 30s, fails if they keep growing
-	set -o pipefail; go test -tags soak -count=1 -timeout 0 -run Soak -v ./cmd/worker -args -soak.duration=$(SOAK) 2>&1 | grep -vE '^\s+(logger|e2e_harness_test)'
+	set -o pipefail; go test -tags soak -count=1 -timeout 0 -run Soak -v ./cmd/worker -args -soak.duration=$(SOAK) 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
@@ -58,6 +58,10 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 .PHONY: bench
 bench: emulator ## benchmarks: the poller beside a naive consumer on moto (msgs/s, SQS req/msg, CPU µs/msg), and the hot paths
 	go test -run '^$$' -bench . -benchmem -count 3 ./...
+
+.PHONY: bench-elasticmq
+bench-elasticmq: ## the poller beside the naive consumer on ElasticMQ (Maven Central; needs Java and Maven), where the server is not the bottleneck
+	scripts/elasticmq.sh go test -tags elasticmq -run '^$$' -bench ElasticMQ -count 3 ./internal/consumer
 
 .PHONY: bench-smoke
 bench-smoke: emulator ## every benchmark once, so they keep compiling and running

@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,9 +39,9 @@ func fill(b *testing.B, client *sqs.Client, url string, n int) {
 	}
 }
 
-func newQueue(b *testing.B, client *sqs.Client, suffix string) string {
+func newQueue(b *testing.B, client *sqs.Client, name string) string {
 	b.Helper()
-	q, err := client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(awstest.Stack(b) + "-" + suffix)})
+	q, err := client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,21 +69,26 @@ func runConsumer(ctx context.Context, b *testing.B, kind string, client *sqs.Cli
 // one delete per message, same concurrency), and reports messages per second, SQS
 // requests per message and CPU time per message of this process.
 func BenchmarkConsumerAgainstEmulator(b *testing.B) {
-	cfg := awstest.Config(b)
+	benchConsumers(b, awstest.Config(b), benchMessages, awstest.Stack(b))
+}
+
+// benchConsumers runs both consumers over messages no-op messages each on the SQS
+// server of cfg; see BenchmarkConsumerAgainstEmulator.
+func benchConsumers(b *testing.B, cfg aws.Config, messages int, prefix string) {
 	setup := sqs.NewFromConfig(cfg)
 	for _, kind := range []string{"taskbridge", "naive"} {
 		b.Run(kind, func(b *testing.B) {
 			var reqs, msgs int64
 			var wall, cpu time.Duration
-			for range b.N {
-				url := newQueue(b, setup, kind)
-				fill(b, setup, url, benchMessages)
+			for i := range b.N {
+				url := newQueue(b, setup, fmt.Sprintf("%s-%s-%d", prefix, kind, i))
+				fill(b, setup, url, messages)
 				var counter loadtest.RequestCounter
 				client := sqs.NewFromConfig(cfg, counter.Apply)
 				var handled atomic.Int64
 				done := make(chan struct{})
 				h := consumer.HandlerFunc(func(context.Context, consumer.Message) error {
-					if handled.Add(1) == benchMessages {
+					if handled.Add(1) == int64(messages) {
 						close(done)
 					}
 					return nil
@@ -101,7 +107,7 @@ func BenchmarkConsumerAgainstEmulator(b *testing.B) {
 				wg.Wait() // the poller's last deletes are flushed and counted
 				cpu += loadtest.CPUTime() - c0
 				reqs += counter.Count()
-				msgs += benchMessages
+				msgs += int64(messages)
 			}
 			b.ReportMetric(float64(msgs)/wall.Seconds(), "msgs/s")
 			b.ReportMetric(float64(reqs)/float64(msgs), "sqs-req/msg")
@@ -131,7 +137,7 @@ func BenchmarkIdleAgainstEmulator(b *testing.B) {
 		var wg sync.WaitGroup
 		counters := map[string]*loadtest.RequestCounter{}
 		for _, kind := range []string{"taskbridge", "naive"} {
-			url := newQueue(b, setup, "idle-"+kind)
+			url := newQueue(b, setup, awstest.Stack(b)+"-idle-"+kind)
 			counters[kind] = &loadtest.RequestCounter{}
 			client := sqs.NewFromConfig(cfg, counters[kind].Apply)
 			wg.Go(func() { runConsumer(ctx, b, kind, client, url, 20*time.Second, never) })
