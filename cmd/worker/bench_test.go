@@ -29,6 +29,7 @@ type cookiesLoad struct {
 	wall, cpu   time.Duration
 	peakRSS     int64
 	latencies   []time.Duration
+	byAPI       map[string]float64 // the pollers' own count of their SQS requests
 }
 
 // BenchmarkCookiesAgainstEmulator runs the cookies workflow on moto (real Step
@@ -53,6 +54,7 @@ func BenchmarkCookiesAgainstEmulator(b *testing.B) {
 				total.cpu += r.cpu
 				total.peakRSS = max(total.peakRSS, r.peakRSS)
 				total.latencies = append(total.latencies, r.latencies...)
+				b.Logf("%s: SQS requests by API (the pollers' count): %v", kind, r.byAPI)
 			}
 			b.ReportMetric(float64(total.messages)/total.wall.Seconds(), "msgs/s")
 			b.ReportMetric(float64(total.cpu.Microseconds())/float64(total.messages), "cpu-µs/msg")
@@ -150,6 +152,7 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 		b.Fatal(err)
 	}
 	r.peakRSS = mem.PeakRSS
+	r.byAPI = sqsRequestsByAPI(b, reg)
 	for _, arn := range arns {
 		ls, err := loadtest.CallbackLatencies(ctx, s.clients.SFN, arn)
 		if err != nil {
@@ -158,4 +161,25 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 		r.latencies = append(r.latencies, ls...)
 	}
 	return r
+}
+
+func sqsRequestsByAPI(b *testing.B, reg *prometheus.Registry) map[string]float64 {
+	families, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "worker_sqs_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "api" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

@@ -12,13 +12,15 @@ import (
 )
 
 const (
-	maxBatch       = 10                    // SQS batch limit
-	deleteMaxDelay = 50 * time.Millisecond // how long a delete may wait for company
-	deleteAttempts = 3                     // per entry, for entries that fail in a batch
+	maxBatch       = 10          // SQS batch limit
+	deleteMaxDelay = time.Second // how long a delete may wait for company
+	deleteAttempts = 3           // per entry, for entries that fail in a batch
 )
 
 // deleter batches deletes: up to 10 receipts per DeleteMessageBatch, sent when 10
-// are pending or deleteMaxDelay after the first. Its run goroutine owns the pending
+// are pending or deleteMaxDelay after the first. A handled message waits at most
+// that long, still invisible, so a queue that trickles (a few messages a second, as
+// a Step Functions Map makes) still shares its deletes; a stop flushes at once. Its run goroutine owns the pending
 // list; add is safe from any goroutine.
 type deleter struct {
 	cfg     Config

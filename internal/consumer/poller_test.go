@@ -153,7 +153,7 @@ func TestFateOfEachHandlerResult(t *testing.T) {
 					return tc.err
 				})
 				b.sqs.send("body")
-				time.Sleep(500 * time.Millisecond)
+				time.Sleep(deleteMaxDelay + 500*time.Millisecond)
 				synctest.Wait()
 				require.Equal(t, 1.0, b.handled(tc.outcome))
 				if tc.dlq {
