@@ -65,7 +65,7 @@ bench-elasticmq: ## the poller beside the naive consumer on ElasticMQ (Maven Cen
 
 .PHONY: bench-smoke
 bench-smoke: emulator ## every benchmark once, so they keep compiling and running
-	go test -run '^$$' -bench . -benchtime 1x ./...
+	go test -short -run '^$$' -bench . -benchtime 1x ./...
 
 .PHONY: lint
 lint: $(TOOLS)/golangci-lint ## golangci-lint, gofmt, terraform fmt, checkov over deploy/terraform

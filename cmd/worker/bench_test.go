@@ -71,6 +71,7 @@ func BenchmarkCookiesAgainstEmulator(b *testing.B) {
 // to their end and measures. Bootstrapping is not measured.
 func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLoad {
 	ctx := context.Background()
+	awstest.Reset(b) // each run on an empty emulator, whichever ran before
 	for _, kv := range awstest.Env(b) {
 		k, v, _ := strings.Cut(kv, "=")
 		b.Setenv(k, v)

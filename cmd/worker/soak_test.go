@@ -13,13 +13,11 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -76,8 +74,8 @@ func TestSoak(t *testing.T) {
 	}
 
 	start := time.Now()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "elapsed\texecutions\tmessages\tgoroutines\theap MiB\tRSS MiB\tpeak RSS MiB\t")
+	const row = "%8s %11v %9v %11v %9v %8v %13v\n" // a row a sample, aligned as it is printed
+	fmt.Printf(row, "elapsed", "executions", "messages", "goroutines", "heap MiB", "RSS MiB", "peak RSS MiB")
 	var samples []soakSample
 	sample := func() {
 		s := soakSample{
@@ -87,8 +85,7 @@ func TestSoak(t *testing.T) {
 			peakRSSMiB: float64(w.peakRSSKiB()) / 1024,
 		}
 		samples = append(samples, s)
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t\n", s.at, s.executions, s.messages, s.goroutines, s.heapMiB, s.rssMiB, s.peakRSSMiB)
-		_ = tw.Flush()
+		fmt.Printf(row, s.at, s.executions, s.messages, s.goroutines, fmt.Sprintf("%.1f", s.heapMiB), fmt.Sprintf("%.1f", s.rssMiB), fmt.Sprintf("%.1f", s.peakRSSMiB))
 	}
 	tick := time.NewTicker(*soakEvery)
 	for sample(); ctx.Err() == nil; {

@@ -109,6 +109,26 @@ func Stack(t testing.TB) string {
 	return "tb-" + hex.EncodeToString(b)
 }
 
+// Reset empties the emulator (every service's state) and turns Step Functions
+// execution back on. For benchmarks that compare runs: moto slows down as its state
+// grows, and a run should not pay for the runs before it. Never call it while other
+// tests use the emulator.
+func Reset(t testing.TB) {
+	t.Helper()
+	endpoint := Endpoint(t)
+	resp, err := http.Post(endpoint+"/moto-api/reset", "application/json", nil)
+	if err != nil {
+		t.Fatalf("reset the emulator: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reset the emulator: status %s", resp.Status)
+	}
+	if err := enableStepFunctions(endpoint); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // LogPath is the file the emulator started by this binary writes to ("" if none).
 func LogPath() string { return emu.logPath }
 

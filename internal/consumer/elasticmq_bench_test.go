@@ -30,5 +30,5 @@ func BenchmarkConsumerAgainstElasticMQ(b *testing.B) {
 	if _, err := cfg.Credentials.Retrieve(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	benchConsumers(b, cfg, 10*benchMessages, "elasticmq")
+	benchConsumers(b, cfg, 10*benchMessages, "elasticmq", nil)
 }

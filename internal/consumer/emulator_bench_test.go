@@ -69,18 +69,22 @@ func runConsumer(ctx context.Context, b *testing.B, kind string, client *sqs.Cli
 // one delete per message, same concurrency), and reports messages per second, SQS
 // requests per message and CPU time per message of this process.
 func BenchmarkConsumerAgainstEmulator(b *testing.B) {
-	benchConsumers(b, awstest.Config(b), benchMessages, awstest.Stack(b))
+	benchConsumers(b, awstest.Config(b), benchMessages, awstest.Stack(b), func() { awstest.Reset(b) })
 }
 
 // benchConsumers runs both consumers over messages no-op messages each on the SQS
-// server of cfg; see BenchmarkConsumerAgainstEmulator.
-func benchConsumers(b *testing.B, cfg aws.Config, messages int, prefix string) {
+// server of cfg; see BenchmarkConsumerAgainstEmulator. fresh, when not nil, empties
+// the server before each run.
+func benchConsumers(b *testing.B, cfg aws.Config, messages int, prefix string, fresh func()) {
 	setup := sqs.NewFromConfig(cfg)
 	for _, kind := range []string{"taskbridge", "naive"} {
 		b.Run(kind, func(b *testing.B) {
 			var reqs, msgs int64
 			var wall, cpu time.Duration
 			for i := range b.N {
+				if fresh != nil {
+					fresh()
+				}
 				url := newQueue(b, setup, fmt.Sprintf("%s-%s-%d", prefix, kind, i))
 				fill(b, setup, url, messages)
 				var counter loadtest.RequestCounter
