@@ -81,11 +81,13 @@ func benchConsumers(b *testing.B, cfg aws.Config, messages int, prefix string, f
 		b.Run(kind, func(b *testing.B) {
 			var reqs, msgs int64
 			var wall, cpu time.Duration
-			for i := range b.N {
+			for range b.N {
 				if fresh != nil {
 					fresh()
 				}
-				url := newQueue(b, setup, fmt.Sprintf("%s-%s-%d", prefix, kind, i))
+				// A new queue per run: -count repeats this function, and a reused queue
+				// would hold what the last run left in flight.
+				url := newQueue(b, setup, fmt.Sprintf("%s-%s-%d", prefix, kind, time.Now().UnixNano()))
 				fill(b, setup, url, messages)
 				var counter loadtest.RequestCounter
 				client := sqs.NewFromConfig(cfg, counter.Apply)
