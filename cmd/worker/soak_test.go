@@ -128,15 +128,16 @@ func (w *workerProc) metricSum(name string) float64 {
 	return sum
 }
 
-// executionSucceeded waits for an execution's end.
+// executionSucceeded waits for an execution's end; one still running after ten
+// minutes counts as failed, so a stuck worker ends the soak instead of hanging it.
 func executionSucceeded(st *stackEnv, arn string) bool {
-	for {
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 		d, err := st.sfn.DescribeExecution(context.Background(), &sfn.DescribeExecutionInput{ExecutionArn: aws.String(arn)})
 		if err == nil && d.Status != sfntypes.ExecutionStatusRunning {
 			return d.Status == sfntypes.ExecutionStatusSucceeded
 		}
-		time.Sleep(time.Second)
 	}
+	return false
 }
 
 // levelsOff checks memory and goroutines stop growing under a steady load: after a
