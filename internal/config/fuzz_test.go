@@ -26,9 +26,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	names := variables()
 	f.Fuzz(func(t *testing.T, which uint8, value string) {
-		if strings.ContainsRune(value, 0) {
-			t.Skip("an environment value cannot hold NUL")
-		}
+		value = strings.ReplaceAll(value, "\x00", "") // an environment value cannot hold NUL
 		name := names[int(which)%len(names)]
 		t.Setenv(name, value)
 		c, err := Load()
