@@ -12,7 +12,7 @@ COPY deploy ./deploy
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/worker ./cmd/worker
+    go build -ldflags "-s -w -X github.com/taskbridge/taskbridge/internal/cli.Version=${VERSION}" -o /out/worker ./cmd/worker
 
 FROM gcr.io/distroless/static-debian12:nonroot
 # distroless/static carries CA certificates and tzdata; it has no shell and no

@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+LDFLAGS := -s -w -X github.com/taskbridge/taskbridge/internal/cli.Version=$(VERSION)
 GOLANGCI_LINT_VERSION := v2.15.0
 TOOLS := $(CURDIR)/.tools/bin
 FUZZTIME ?= 10s

@@ -88,7 +88,7 @@ type Clients struct {
 
 // Bootstrapper creates or resolves one stack.
 type Bootstrapper struct {
-	topo    topology.Topology
+	topo    *topology.Topology
 	stack   Stack
 	c       Clients
 	region  string
@@ -96,7 +96,7 @@ type Bootstrapper struct {
 }
 
 // New returns a Bootstrapper for stack, in region.
-func New(topo topology.Topology, stack Stack, c Clients, region string) *Bootstrapper {
+func New(topo *topology.Topology, stack Stack, c Clients, region string) *Bootstrapper {
 	return &Bootstrapper{topo: topo, stack: stack.withDefaults(), c: c, region: region}
 }
 
@@ -106,16 +106,23 @@ func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 	if _, err := b.c.EventBridge.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(b.stack.EventBus)}); err != nil && !isCode(err, "ResourceAlreadyExistsException") {
 		return Output{}, fmt.Errorf("create event bus %s: %w", b.stack.EventBus, err)
 	}
-	for _, bucket := range []string{b.stack.DataBucket, b.stack.LandingBucket} {
-		if err := b.createBucket(ctx, bucket); err != nil {
+	if err := b.createBucket(ctx, b.stack.DataBucket); err != nil {
+		return Output{}, err
+	}
+	if b.batches() {
+		if err := b.createBucket(ctx, b.stack.LandingBucket); err != nil {
 			return Output{}, err
 		}
+		if _, err := b.c.S3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+			Bucket:                    aws.String(b.stack.LandingBucket),
+			NotificationConfiguration: &s3types.NotificationConfiguration{EventBridgeConfiguration: &s3types.EventBridgeConfiguration{}},
+		}); err != nil {
+			return Output{}, fmt.Errorf("turn on eventbridge notifications of %s: %w", b.stack.LandingBucket, err)
+		}
 	}
-	if _, err := b.c.S3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
-		Bucket:                    aws.String(b.stack.LandingBucket),
-		NotificationConfiguration: &s3types.NotificationConfiguration{EventBridgeConfiguration: &s3types.EventBridgeConfiguration{}},
-	}); err != nil {
-		return Output{}, fmt.Errorf("turn on eventbridge notifications of %s: %w", b.stack.LandingBucket, err)
+	steps, err := b.topo.Steps(b.vars())
+	if err != nil {
+		return Output{}, err
 	}
 	for _, q := range b.topo.Queues {
 		dlqURL, err := b.createQueue(ctx, b.stack.Names.DLQ(q.Name), map[string]string{
@@ -136,7 +143,7 @@ func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 		if err != nil {
 			return Output{}, err
 		}
-		if err := b.route(ctx, q, url); err != nil {
+		if err := b.route(ctx, q, b.topo.Sources(q, steps), url); err != nil {
 			return Output{}, err
 		}
 		out.Queues[q.Name], out.DLQs[q.Name] = url, dlqURL
@@ -147,6 +154,9 @@ func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 			return Output{}, err
 		}
 		out.StateMachines[sm.Name] = arn
+	}
+	if !b.batches() {
+		return out, nil
 	}
 	if err := b.createGlueJob(ctx); err != nil {
 		if !b.stack.GlueOptional {
@@ -171,13 +181,30 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 		}
 	}
 	for _, sm := range b.topo.StateMachines {
-		arn, err := b.stateMachineARN(ctx, b.stack.Names.StateMachine(sm.Name))
+		arn, err := b.StateMachineARN(ctx, sm.Name)
 		if err != nil {
 			return Output{}, err
 		}
 		out.StateMachines[sm.Name] = arn
 	}
 	return out, nil
+}
+
+// batches reports whether the topology has an s3Batch queue: only then does the stack
+// need the landing bucket and the Glue job.
+func (b *Bootstrapper) batches() bool {
+	for _, q := range b.topo.Queues {
+		if q.S3Batch != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Bootstrapper) vars() map[string]string {
+	vars := b.stack.Names.DefinitionVars(topology.Partition(b.region))
+	vars["event_bus_name"] = b.stack.EventBus
+	return vars
 }
 
 func (b *Bootstrapper) baseOutput() Output {
@@ -233,13 +260,18 @@ func (b *Bootstrapper) queueARN(ctx context.Context, url string) (string, error)
 // route puts the rule and target that feed queue q, and the queue policy that lets
 // only that rule send to it. An unchanged rule is left alone: re-putting rules while
 // events flow disturbs PutEvents on some emulators.
-func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, url string) error {
+func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []string, url string) error {
 	queueARN, err := b.queueARN(ctx, url)
 	if err != nil {
 		return err
 	}
+	// A producer on the bus is not trusted: a rule takes only the sources the
+	// topology allows (nil: any, for a finisher).
 	bus, pattern := b.stack.EventBus, map[string]any{"detail-type": q.DetailTypes}
-	if q.S3ObjectCreated { // S3 sends its events to the default bus
+	if sources != nil {
+		pattern["source"] = sources
+	}
+	if q.S3Batch != nil { // S3 sends its events to the default bus
 		bus = "default"
 		pattern = map[string]any{
 			"source":      []string{"aws.s3"},
@@ -301,7 +333,7 @@ func samePattern(have string, want []byte) bool {
 }
 
 func (b *Bootstrapper) putStateMachine(ctx context.Context, sm topology.StateMachine) (string, error) {
-	def, err := b.topo.Definition(sm, map[string]string{"event_bus_name": b.stack.EventBus})
+	def, err := b.topo.Definition(sm, b.vars())
 	if err != nil {
 		return "", err
 	}
@@ -317,7 +349,7 @@ func (b *Bootstrapper) putStateMachine(ctx context.Context, sm topology.StateMac
 	if !isCode(err, "StateMachineAlreadyExists") {
 		return "", fmt.Errorf("create state machine %s: %w", name, err)
 	}
-	arn, err := b.stateMachineARN(ctx, name)
+	arn, err := b.StateMachineARN(ctx, sm.Name)
 	if err != nil {
 		return "", err
 	}
@@ -325,22 +357,6 @@ func (b *Bootstrapper) putStateMachine(ctx context.Context, sm topology.StateMac
 		return "", fmt.Errorf("update state machine %s: %w", name, err)
 	}
 	return arn, nil
-}
-
-func (b *Bootstrapper) stateMachineARN(ctx context.Context, name string) (string, error) {
-	p := sfn.NewListStateMachinesPaginator(b.c.SFN, &sfn.ListStateMachinesInput{})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return "", fmt.Errorf("list state machines: %w", err)
-		}
-		for _, sm := range page.StateMachines {
-			if aws.ToString(sm.Name) == name {
-				return aws.ToString(sm.StateMachineArn), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("state machine %s not found (run `worker bootstrap` first?)", name)
 }
 
 func (b *Bootstrapper) createGlueJob(ctx context.Context) error {
@@ -366,6 +382,13 @@ func (b *Bootstrapper) createGlueJob(ctx context.Context) error {
 // roleARN names a role in the caller's account. Emulators accept any role; in AWS
 // the roles come from terraform, and bootstrap is for local stacks.
 func (b *Bootstrapper) roleARN(ctx context.Context, name string) (string, error) {
+	if _, err := b.accountID(ctx); err != nil {
+		return "", err
+	}
+	return "arn:" + topology.Partition(b.region) + ":iam::" + b.account + ":role/" + name, nil
+}
+
+func (b *Bootstrapper) accountID(ctx context.Context) (string, error) {
 	if b.account == "" {
 		id, err := b.c.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 		if err != nil {
@@ -373,7 +396,7 @@ func (b *Bootstrapper) roleARN(ctx context.Context, name string) (string, error)
 		}
 		b.account = aws.ToString(id.Account)
 	}
-	return "arn:aws:iam::" + b.account + ":role/" + name, nil
+	return b.account, nil
 }
 
 func isCode(err error, codes ...string) bool {
@@ -384,7 +407,12 @@ func isCode(err error, codes ...string) bool {
 // QueueNames lists the logical queue names of an Output, sorted.
 func (o Output) QueueNames() []string { return slices.Sorted(maps.Keys(o.Queues)) }
 
-// StateMachineARN finds the ARN of a logical state machine of the stack.
+// StateMachineARN is the ARN of a logical state machine of the stack, built from
+// the partition, region, account and name: no List* permission needed.
 func (b *Bootstrapper) StateMachineARN(ctx context.Context, logical string) (string, error) {
-	return b.stateMachineARN(ctx, b.stack.Names.StateMachine(logical))
+	account, err := b.accountID(ctx)
+	if err != nil {
+		return "", err
+	}
+	return topology.StateMachineARN(topology.Partition(b.region), b.region, account, b.stack.Names.StateMachine(logical)), nil
 }

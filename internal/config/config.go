@@ -35,6 +35,8 @@ type Config struct {
 	LandingBucket string `envconfig:"LANDING_BUCKET" desc:"bucket whose Object Created events feed the batcher (default: <stack>-landing)"`
 	GlueJob       string `envconfig:"GLUE_JOB" desc:"Glue job the batcher starts (default: <stack>-etl)"`
 
+	Topology string `envconfig:"TOPOLOGY" desc:"topology file: queues, what each runs, routing, state machines (default: the embedded cookies topology); ASL paths and relative commands resolve from its folder"`
+
 	Roles       []string `envconfig:"ROLES" default:"jobs,batch" desc:"what this process runs: jobs, batch, or both (comma-separated)"`
 	Concurrency *int     `envconfig:"CONCURRENCY" desc:"jobs in flight per queue per process, >= 1 (default: each queue's concurrency in the topology)"`
 

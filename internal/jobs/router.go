@@ -18,8 +18,10 @@ import (
 
 // Heartbeater keeps a task alive while its job runs: KeepAlive sends heartbeats every
 // interval until stop is called (stop waits for the sender to end); 0 sends none.
+// Heartbeat sends one, for a job that proves its token is live.
 type Heartbeater interface {
 	KeepAlive(ctx context.Context, token string, every time.Duration) (stop func())
+	Heartbeat(ctx context.Context, token string) error
 }
 
 // Route binds a queue to a job and the detail types it takes.
@@ -32,6 +34,10 @@ type Route struct {
 type RouterConfig struct {
 	Routes         map[string]Route
 	HeartbeatEvery time.Duration // 0: no heartbeats
+	// ReportTimeout bounds one SendTask* call made after the job (default 10 s). It
+	// runs on a context detached from the job's, so a job that used up its deadline
+	// still gets its outcome reported.
+	ReportTimeout time.Duration
 }
 
 // Router is the consumer.Handler of every job queue.
@@ -40,18 +46,26 @@ type Router struct {
 	jobs     map[string]Job
 	reporter Reporter
 	beats    Heartbeater
+	publish  Publisher
 	log      *zap.Logger
 	metrics  *Metrics
 	nowFunc  func() time.Time
 }
 
-// NewRouter checks that every route names a known job.
-func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, log *zap.Logger, m *Metrics) (*Router, error) {
+// NewRouter checks that every route names a known job. pub may be nil when no job
+// publishes events.
+func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Publisher, log *zap.Logger, m *Metrics) (*Router, error) {
+	if cfg.ReportTimeout <= 0 {
+		cfg.ReportTimeout = 10 * time.Second
+	}
 	byName := map[string]Job{}
+	var errs []error
 	for _, j := range jobs {
+		if j.Run == nil {
+			errs = append(errs, fmt.Errorf("job %q has no Run function", j.Name))
+		}
 		byName[j.Name] = j
 	}
-	var errs []error
 	for q, route := range cfg.Routes {
 		if _, ok := byName[route.Job]; !ok {
 			errs = append(errs, fmt.Errorf("route of queue %s: unknown job %q", q, route.Job))
@@ -60,12 +74,12 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, log *za
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, log: log.With(zap.String("component", "jobs")), metrics: m, nowFunc: time.Now}, nil
+	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log.With(zap.String("component", "jobs")), metrics: m, nowFunc: time.Now}, nil
 }
 
 // outcome of one message, for the log line and the metrics.
 type outcome struct {
-	name   string // success, forwarded, final_failure, retry, dead_letter, task_closed
+	name   string // success, forwarded, final_failure, retry, released, dead_letter, task_closed, token_refused
 	err    error  // what the consumer gets back
 	reason error  // why, for the log
 }
@@ -93,9 +107,9 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 		zap.String("outcome", out.name), zap.Duration("duration", took), telemetry.Token(t.Token),
 	}
 	switch out.name {
-	case "dead_letter":
-		r.log.Warn("message dead-lettered", append(fields, zap.NamedError("reason", out.reason))...)
-	case "final_failure", "retry":
+	case "dead_letter", "token_refused":
+		r.log.Warn("message "+out.name, append(fields, zap.String("source", t.Source), zap.NamedError("reason", out.reason))...)
+	case "final_failure", "retry", "released":
 		r.log.Info("message handled", append(fields, zap.NamedError("reason", out.reason))...)
 	default:
 		r.log.Info("message handled", fields...)
@@ -105,50 +119,61 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 
 // decode parses the envelope and the common fields; a non-nil outcome means the
 // message is bad and has been dealt with.
-func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job) (Task, *outcome) {
-	t := Task{Queue: m.Queue, ReceiveCount: m.ReceiveCount}
+func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job) (*Task, *outcome) {
+	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
+		publish: r.publish, beats: r.beats}
+	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
 	env, err := event.Parse([]byte(m.Body))
 	if err != nil {
-		t.Token = looseToken(m.Body)
+		if owns {
+			t.Token = looseToken(m.Body)
+		}
 		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", err))
 	}
-	t.DetailType, t.EventTime, t.Detail = env.DetailType, env.Time, env.Detail
+	t.EventID, t.DetailType, t.Source, t.EventTime, t.Detail = env.ID, env.DetailType, env.Source, env.Time, env.Detail
 	var c common
 	_ = json.Unmarshal(env.Detail, &c) // a wrong type leaves the field empty: checked below
-	t.Token, t.ExecutionArn = c.TaskToken, c.ExecutionArn
-	if t.Token == "" {
-		t.Token = looseToken(m.Body)
+	t.ExecutionArn = c.ExecutionArn
+	if owns {
+		t.Token = c.TaskToken
+		if t.Token == "" {
+			t.Token = looseToken(m.Body)
+		}
 	}
 	switch {
 	case job.Run == nil:
 		return t, r.badInput(ctx, route.Job, t, Invalid("Unrouted", fmt.Errorf("no job for queue %q", m.Queue)))
 	case !slices.Contains(route.DetailTypes, env.DetailType):
 		return t, r.badInput(ctx, route.Job, t, invalidf("detail-type %q is not one of %v", env.DetailType, route.DetailTypes))
-	case job.NeedsToken && t.Token == "":
-		return t, r.badInput(ctx, route.Job, t, Invalid("MissingToken", errNoToken))
+	case owns && t.Token == "":
+		return t, r.badInput(ctx, route.Job, t, Invalid("MissingToken", fmt.Errorf("%w: job %s completes the task of every message", errNoToken, job.Name)))
 	}
 	return t, nil
 }
 
 // run runs the job and turns its result into an outcome.
-func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t Task) *outcome {
-	if job.Completes {
+func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) *outcome {
+	if job.Mode == Complete {
 		stop := r.beats.KeepAlive(ctx, t.Token, r.cfg.HeartbeatEvery)
 		defer stop()
 	}
 	output, err := r.call(ctx, job, t)
 	var panicked *panicError
 	switch {
+	case errors.Is(err, ErrTokenRefused):
+		// A forged token, or a task that closed before the job could prove it: nothing
+		// to report, nothing to retry.
+		return &outcome{name: "token_refused", reason: err}
 	case errors.As(err, &panicked):
 		return r.badInput(ctx, job.Name, t, Invalid("Panic", err))
+	case err == nil && job.Mode == Observe:
+		return &outcome{name: "success"}
+	case err == nil && t.HandedOff():
+		return &outcome{name: "forwarded"}
 	case err == nil:
-		if !job.Completes {
-			if t.Token != "" {
-				return &outcome{name: "forwarded"}
-			}
-			return &outcome{name: "success"}
-		}
 		return r.succeed(ctx, job, t, output)
+	case isTooLarge(err):
+		err = Permanent("EventTooLarge", err) // can never fit: no retry makes it smaller
 	}
 	if je, ok := asJobError(err); ok {
 		if je.badInput {
@@ -156,18 +181,30 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t Task) *
 		}
 		return r.fail(ctx, job.Name, t, je.kind, err, "final_failure", nil)
 	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// The consumer took the message back (shutdown, lost visibility): not the
+		// job's failure, and not an attempt to count against the task.
+		return &outcome{name: "released", err: err, reason: err}
+	}
+	kind := "RetriesExhausted"
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		kind = "Timeout"
+		err = fmt.Errorf("job %s did not finish within its deadline: %w", job.Name, err)
+	}
 	if m.LastAttempt() {
-		return r.fail(ctx, job.Name, t, "RetriesExhausted", err, "dead_letter", consumer.DeadLetter(err))
+		return r.fail(ctx, job.Name, t, kind, err, "dead_letter", consumer.DeadLetter(err))
 	}
 	return &outcome{name: "retry", err: err, reason: err}
 }
 
-func (r *Router) succeed(ctx context.Context, job Job, t Task, output any) *outcome {
-	b, err := json.Marshal(output)
+func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *outcome {
+	b, err := MarshalJSON(output)
 	if err != nil {
 		return r.fail(ctx, job.Name, t, "BadOutput", err, "final_failure", nil)
 	}
-	switch err := r.reporter.Succeed(ctx, t.Token, b); {
+	rctx, cancel := r.reportContext(ctx)
+	defer cancel()
+	switch err := r.reporter.Succeed(rctx, t.Token, b); {
 	case err == nil:
 		return &outcome{name: "success"}
 	case taskClosed(err):
@@ -177,12 +214,20 @@ func (r *Router) succeed(ctx context.Context, job Job, t Task, output any) *outc
 	}
 }
 
+// reportContext is detached from the job's context, which may have ended (deadline,
+// shutdown): the outcome must still be reported, within its own short timeout.
+func (r *Router) reportContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ReportTimeout)
+}
+
 // fail reports SendTaskFailure when there is a token; then the message gets then
 // (nil: delete; consumer.DeadLetter: DLQ). A failure that could not be reported
 // leaves the message for redelivery, so the report is not lost.
-func (r *Router) fail(ctx context.Context, jobName string, t Task, kind string, cause error, name string, then error) *outcome {
+func (r *Router) fail(ctx context.Context, jobName string, t *Task, kind string, cause error, name string, then error) *outcome {
 	if t.Token != "" {
-		err := r.reporter.Fail(ctx, t.Token, jobName+"."+kind, cause.Error())
+		rctx, cancel := r.reportContext(ctx)
+		defer cancel()
+		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, cause.Error())
 		if err != nil && !taskClosed(err) {
 			return &outcome{name: "retry", err: fmt.Errorf("report failure: %w", err), reason: cause}
 		}
@@ -190,7 +235,7 @@ func (r *Router) fail(ctx context.Context, jobName string, t Task, kind string, 
 	return &outcome{name: name, err: then, reason: cause}
 }
 
-func (r *Router) badInput(ctx context.Context, jobName string, t Task, err error) *outcome {
+func (r *Router) badInput(ctx context.Context, jobName string, t *Task, err error) *outcome {
 	kind := "InvalidInput"
 	if je, ok := asJobError(err); ok {
 		kind = je.kind
@@ -205,13 +250,60 @@ type panicError struct{ msg string }
 
 func (e *panicError) Error() string { return e.msg }
 
-// call runs the job; a panic becomes an error for this message only.
-func (r *Router) call(ctx context.Context, job Job, t Task) (out any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			r.log.Error("job panicked", zap.String("job", job.Name), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
-			err = &panicError{msg: fmt.Sprintf("job %s panicked: %v", job.Name, p)}
-		}
+type result struct {
+	out any
+	err error
+}
+
+// call runs the job in its own goroutine and waits for it or for ctx: a job that
+// ignores its context must not keep the task from being reported at its deadline
+// (its goroutine is left to end on its own). A panic becomes an error for this
+// message only.
+func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				r.log.Error("job panicked", zap.String("job", job.Name), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+				done <- result{err: &panicError{msg: fmt.Sprintf("job %s panicked: %v", job.Name, p)}}
+			}
+		}()
+		out, err := job.Run(ctx, t)
+		done <- result{out: out, err: err}
 	}()
-	return job.Run(ctx, t)
+	select {
+	case res := <-done:
+		return res.out, res.err
+	case <-ctx.Done():
+		// Give a job that does watch ctx a moment to return its own error.
+		select {
+		case res := <-done:
+			if res.err == nil {
+				return res.out, nil
+			}
+			return nil, res.err
+		case <-time.After(100 * time.Millisecond):
+			return nil, fmt.Errorf("job %s still running: %w", job.Name, ctx.Err())
+		}
+	}
+}
+
+// isTooLarge: an event that can never fit on the bus (wired to event.ErrTooLarge).
+var isTooLarge = func(error) bool { return false }
+
+// looseToken reads detail.TaskToken from a body that failed stricter decoding, so a
+// bad message can still fail its task instead of leaving it to time out.
+func looseToken(body string) string {
+	var env struct {
+		Detail struct {
+			TaskToken any `json:"TaskToken"`
+		} `json:"detail"`
+	}
+	if json.Unmarshal([]byte(body), &env) != nil {
+		return ""
+	}
+	if s, ok := env.Detail.TaskToken.(string); ok {
+		return s
+	}
+	return ""
 }

@@ -1,81 +1,219 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
-// Task is one decoded message as a job sees it.
-type Task struct {
-	Queue        string
-	DetailType   string
-	EventTime    time.Time
-	Token        string // "" when the event carries none
-	ExecutionArn string // "" when the event carries none
-	Detail       json.RawMessage
-	ReceiveCount int
+// Mode says what a job does with the task token of its messages. It is one value
+// instead of two flags so that no broken combination can be written.
+type Mode int
+
+const (
+	// Complete: every message must carry a TaskToken (one without is bad input, sent
+	// to the DLQ at once). The job's output completes the token, unless the job
+	// handed the token forward (Task.HandOff); its final error fails it.
+	Complete Mode = iota
+	// Observe: the job reacts to an event without owning its token (a fan-out
+	// consumer, a side effect). The worker never reports on the token, whatever the
+	// job returns: the task belongs to another consumer.
+	Observe
+)
+
+func (m Mode) String() string {
+	if m == Observe {
+		return "observe"
+	}
+	return "complete"
 }
 
 // Job is the work bound to a queue.
 type Job struct {
 	Name string
-	// NeedsToken: a message without a TaskToken is bad input.
-	NeedsToken bool
-	// Completes: the job's output completes the token (SendTaskSuccess). Otherwise
-	// the job hands the token forward, or has none.
-	Completes bool
-	// Run does the work. Its output (marshalled to JSON) completes the token when
-	// Completes. Errors: Permanent, Invalid, or anything else for a retry.
-	Run func(ctx context.Context, t Task) (output any, err error)
+	Mode Mode
+	// Run does the work. Its output (JSON-encoded; a json.RawMessage as it is)
+	// completes the token in Complete mode. Errors: Permanent, Invalid, or anything
+	// else for a retry. ctx is cancelled at the job's deadline and when the worker
+	// takes the message back (shutdown, lost visibility).
+	Run func(ctx context.Context, t *Task) (output any, err error)
 }
 
-// common are the detail fields every job's event may carry.
+// Task is one decoded message as a job sees it. The router fills it; a job reads its
+// fields and may publish events through it.
+type Task struct {
+	Queue        string
+	Job          string
+	MessageID    string
+	EventID      string // the EventBridge event id
+	DetailType   string
+	Source       string
+	EventTime    time.Time
+	Token        string // "" when the event carries none (always "" for Observe jobs)
+	ExecutionArn string // "" when the event carries none
+	// Detail is the event's detail as received, TaskToken included.
+	Detail          json.RawMessage
+	ReceiveCount    int
+	MaxReceiveCount int
+
+	publish   Publisher
+	beats     Heartbeater
+	handedOff atomic.Bool
+}
+
+// Publisher puts an event on the bus; internal/event implements it.
+type Publisher interface {
+	Publish(ctx context.Context, detailType string, detail any) error
+}
+
+// LastAttempt reports whether this delivery is the last before the DLQ.
+func (t *Task) LastAttempt() bool {
+	return t.MaxReceiveCount > 0 && t.ReceiveCount >= t.MaxReceiveCount
+}
+
+// DetailWithoutToken returns the detail with its top-level "TaskToken" removed: what
+// a job may pass on to a process or a service (the token is a credential). A detail
+// that is not a JSON object is returned as it is.
+func (t *Task) DetailWithoutToken() (json.RawMessage, error) {
+	trimmed := bytes.TrimSpace(t.Detail)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return trimmed, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		return nil, invalidf("detail of %s: %v", t.DetailType, err)
+	}
+	if _, ok := fields["TaskToken"]; !ok {
+		return trimmed, nil
+	}
+	delete(fields, "TaskToken")
+	return MarshalJSON(fields)
+}
+
+// Decode decodes the detail into v; a detail that does not fit is bad input.
+func (t *Task) Decode(v any) error {
+	if err := json.Unmarshal(t.Detail, v); err != nil {
+		return invalidf("detail of %s does not decode: %v", t.DetailType, err)
+	}
+	return nil
+}
+
+// Publish puts a side event on the bus. It carries no token.
+func (t *Task) Publish(ctx context.Context, detailType string, detail any) error {
+	if t.publish == nil {
+		return errors.New("publish: this worker has no event publisher")
+	}
+	return t.publish.Publish(ctx, detailType, detail)
+}
+
+// HandOff publishes the next event with this task's token and execution ARN added to
+// detail (a JSON object), so that whoever handles it completes the task. The router
+// then reports nothing for this message.
+func (t *Task) HandOff(ctx context.Context, detailType string, detail any) error {
+	if t.Token == "" {
+		return Permanent("NoToken", errors.New("hand off: this task has no token to hand on"))
+	}
+	b, err := MarshalJSON(detail)
+	if err != nil {
+		return Permanent("BadHandOff", fmt.Errorf("hand off: encode detail: %w", err))
+	}
+	fields := map[string]json.RawMessage{}
+	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
+		return Permanent("BadHandOff", errors.New("hand off: detail must be a JSON object"))
+	}
+	fields["TaskToken"], _ = json.Marshal(t.Token)
+	if _, ok := fields["executionArn"]; !ok && t.ExecutionArn != "" {
+		fields["executionArn"], _ = json.Marshal(t.ExecutionArn)
+	}
+	if err := t.Publish(ctx, detailType, fields); err != nil {
+		return err
+	}
+	t.handedOff.Store(true)
+	return nil
+}
+
+// HandedOff reports whether the job handed its token forward.
+func (t *Task) HandedOff() bool { return t.handedOff.Load() }
+
+// ErrTokenRefused is wrapped by Heartbeat when Step Functions does not know the token
+// as a live task: forged, or already closed.
+var ErrTokenRefused = errors.New("task token is not live")
+
+// Heartbeat proves the task's token is live (SendTaskHeartbeat) before a job writes
+// anything on the strength of it: a producer on the bus is not trusted, and a forged
+// token is refused here. The error wraps ErrTokenRefused for a token that is not
+// live; the router then drops the message with a warning.
+func (t *Task) Heartbeat(ctx context.Context) error {
+	if t.Token == "" {
+		return Invalid("MissingToken", errNoToken)
+	}
+	if t.beats == nil {
+		return errors.New("heartbeat: this worker has no Step Functions client")
+	}
+	err := t.beats.Heartbeat(ctx, t.Token)
+	if taskClosed(err) {
+		return &tokenRefused{err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+type tokenRefused struct{ err error }
+
+func (e *tokenRefused) Error() string        { return ErrTokenRefused.Error() + ": " + e.err.Error() }
+func (e *tokenRefused) Is(target error) bool { return target == ErrTokenRefused }
+func (e *tokenRefused) Unwrap() error        { return e.err }
+
+// common are the detail fields the router reads of every event.
 type common struct {
 	TaskToken    string `json:"TaskToken"`
 	ExecutionArn string `json:"executionArn"`
 }
 
-// decodeDetail decodes a job's detail into v, as bad input when it does not fit.
-func decodeDetail(t Task, v any) error {
-	if err := json.Unmarshal(t.Detail, v); err != nil {
-		return invalidf("detail of %s: %v", t.DetailType, err)
-	}
-	return nil
-}
+// reservedNames are the worker's own top-level folders of the data bucket: an
+// execution of that name would write among the batcher's or the callbacks' records.
+var reservedNames = map[string]bool{"manifests": true, "results": true, "claim-checks": true, "glue": true}
 
 // ExecutionName is the last part of an execution ARN
-// (arn:aws:states:<region>:<account>:execution:<state machine>:<name>). It must make
-// a safe S3 prefix: not empty, no slash, not "." or "..".
+// (arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>). It
+// must make a safe S3 prefix: not empty, no slash or backslash, no control
+// character, not "." or "..", and not one of the worker's own folders.
 func ExecutionName(arn string) (string, error) {
 	parts := strings.Split(arn, ":")
 	if len(parts) < 8 || parts[0] != "arn" || parts[2] != "states" || (parts[5] != "execution" && parts[5] != "express") {
 		return "", invalidf("not an execution ARN: %q", arn)
 	}
 	name := parts[7]
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\") || len(name) > 128 {
+	switch {
+	case name == "" || name == "." || name == ".." || len(name) > 128:
 		return "", invalidf("execution name %q cannot be a key prefix", name)
+	case strings.ContainsAny(name, "/\\"):
+		return "", invalidf("execution name %q has a slash", name)
+	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }) >= 0:
+		return "", invalidf("execution name %q has a control character", name)
+	case reservedNames[name]:
+		return "", invalidf("execution name %q is one of the worker's own folders", name)
 	}
 	return name, nil
 }
 
 var errNoToken = errors.New("missing TaskToken")
 
-// looseToken reads detail.TaskToken from a body that failed stricter decoding, so a
-// bad message can still fail its task instead of leaving it to time out.
-func looseToken(body string) string {
-	var env struct {
-		Detail struct {
-			TaskToken any `json:"TaskToken"`
-		} `json:"detail"`
+// MarshalJSON encodes v as compact JSON without HTML escaping: JSON written for AWS
+// keeps <, > and & as they are (escaped, each takes 6 bytes of a 256 KiB limit).
+func MarshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	if json.Unmarshal([]byte(body), &env) != nil {
-		return ""
-	}
-	if s, ok := env.Detail.TaskToken.(string); ok {
-		return s
-	}
-	return ""
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -1,5 +1,7 @@
 package topology
 
+import "strings"
+
 // Names derives the AWS resource names of one stack. Every resource of a stack is
 // named after it, so several stacks (one per test, say) live side by side on one
 // emulator. Terraform uses the same scheme (deploy/terraform/locals.tf).
@@ -33,6 +35,30 @@ func (n Names) StateMachine(logical string) string { return n.Stack + "-" + logi
 
 // DefinitionVars are the placeholders of the ASL files, as terraform's templatefile
 // gets them.
-func (n Names) DefinitionVars() map[string]string {
-	return map[string]string{"event_bus_name": n.EventBus()}
+func (n Names) DefinitionVars(partition string) map[string]string {
+	return map[string]string{"event_bus_name": n.EventBus(), "partition": partition}
+}
+
+// Partition is the AWS partition of a region: "aws", "aws-cn", "aws-us-gov".
+func Partition(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	case strings.HasPrefix(region, "us-iso-"):
+		return "aws-iso"
+	case strings.HasPrefix(region, "us-isob-"):
+		return "aws-iso-b"
+	case strings.HasPrefix(region, "eu-isoe-"):
+		return "aws-iso-e"
+	default:
+		return "aws"
+	}
+}
+
+// StateMachineARN is the ARN of a state machine, built rather than listed: the
+// worker needs no List* permission (ListStateMachines takes no resource scope).
+func StateMachineARN(partition, region, account, name string) string {
+	return "arn:" + partition + ":states:" + region + ":" + account + ":stateMachine:" + name
 }

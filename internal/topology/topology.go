@@ -1,106 +1,238 @@
-// Package topology reads deploy/topology.json, the one source of truth for which
-// event detail-types reach which queue, which job a queue feeds and how the queue is
-// tuned, and names every AWS resource of a stack from it. The worker, `worker
-// bootstrap` and terraform all read the same file.
+// Package topology reads a topology file, the one source of truth for which event
+// detail-types reach which queue, what a queue's messages run (a registered Go job, a
+// command, an HTTP endpoint, a state machine, or the S3 batcher) and how the queue is
+// tuned, together with the ASL files of its state machines. The worker, `worker
+// bootstrap` and terraform all read the same file. The default is the embedded
+// cookies topology (deploy/topology.json).
 package topology
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/taskbridge/taskbridge/deploy"
 )
 
-// Topology is the parsed topology file.
+// Defaults of a queue's tuning, when the file leaves it out.
+const (
+	DefaultConcurrency       = 4
+	DefaultVisibilityTimeout = 60
+	DefaultMaxReceiveCount   = 5
+)
+
+// Topology is a parsed topology file.
 type Topology struct {
+	Comment string `json:"$comment,omitempty"` // free text, for people
 	// Source is the EventBridge source of the events the worker publishes.
 	Source        string         `json:"source"`
 	Queues        []Queue        `json:"queues"`
 	StateMachines []StateMachine `json:"stateMachines"`
+
+	// Path is the file it was read from ("" for the embedded default); Dir is its
+	// folder, from which ASL paths and relative commands resolve.
+	Path string `json:"-"`
+	Dir  string `json:"-"`
+	fsys fs.FS  // where ASL files are read when Dir is "" (the embedded deploy files)
 }
 
-// Queue is one SQS queue, its DLQ, the rule that feeds it and the job it feeds.
+// Queue is one SQS queue, its DLQ, the rule that feeds it and what its messages run.
+// Exactly one of Job, Exec, HTTP, StartExecution and S3Batch is set.
 type Queue struct {
-	Name string `json:"name"` // logical name, e.g. "processSingle"
-	Job  string `json:"job"`  // job kind the worker runs for its messages ("batch" = the batcher)
+	Comment string `json:"$comment,omitempty"` // free text, for people
+	Name    string `json:"name"`               // logical name, e.g. "processSingle"
 	// DetailTypes routed to this queue from the stack's event bus.
 	DetailTypes []string `json:"detailTypes,omitempty"`
-	// S3ObjectCreated routes aws.s3 "Object Created" events of the landing bucket instead.
-	S3ObjectCreated          bool `json:"s3ObjectCreated,omitempty"`
-	Concurrency              int  `json:"concurrency"`              // jobs in flight per process
-	VisibilityTimeoutSeconds int  `json:"visibilityTimeoutSeconds"` // queue default
-	MaxReceiveCount          int  `json:"maxReceiveCount"`          // receives before the DLQ
+	// Sources the rule accepts besides the topology's own (the sources its state
+	// machines put and the worker's); AnySource drops the source filter altogether
+	// (for a finisher that any producer may use: a forged token completes nothing).
+	Sources   []string `json:"sources,omitempty"`
+	AnySource bool     `json:"anySource,omitempty"`
+
+	Job            string          `json:"job,omitempty"` // a Go job registered with the worker
+	Exec           *Exec           `json:"exec,omitempty"`
+	HTTP           *HTTP           `json:"http,omitempty"`
+	StartExecution *StartExecution `json:"startExecution,omitempty"`
+	S3Batch        *S3Batch        `json:"s3Batch,omitempty"`
+
+	Concurrency              int `json:"concurrency,omitempty"`              // jobs in flight per process (default 4)
+	VisibilityTimeoutSeconds int `json:"visibilityTimeoutSeconds,omitempty"` // queue default (default 60)
+	MaxReceiveCount          int `json:"maxReceiveCount,omitempty"`          // receives before the DLQ (default 5)
 }
 
-// StateMachine is an ASL definition shipped under deploy/.
+// Exec runs a command per message (see internal/execjob).
+type Exec struct {
+	Command []string          `json:"command"`
+	Timeout Duration          `json:"timeout,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+}
+
+// HTTP posts each message to a URL (see internal/httpjob).
+type HTTP struct {
+	URL     string            `json:"url"`
+	Timeout Duration          `json:"timeout,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// StartExecution starts a state machine of the topology per event.
+type StartExecution struct {
+	StateMachine string `json:"stateMachine"`
+}
+
+// S3Batch batches the landing bucket's Object Created events into Glue runs. Zero
+// fields take the worker's WORKER_BATCH_* settings.
+type S3Batch struct {
+	MaxFiles  int      `json:"maxFiles,omitempty"`
+	Window    Duration `json:"window,omitempty"`
+	KeyPrefix string   `json:"keyPrefix,omitempty"`
+}
+
+// Kind names what a queue runs: job, exec, http, startExecution or s3Batch; "" when
+// none is set, "several" when more than one is.
+func (q Queue) Kind() string {
+	var kinds []string
+	if q.Job != "" {
+		kinds = append(kinds, "job")
+	}
+	if q.Exec != nil {
+		kinds = append(kinds, "exec")
+	}
+	if q.HTTP != nil {
+		kinds = append(kinds, "http")
+	}
+	if q.StartExecution != nil {
+		kinds = append(kinds, "startExecution")
+	}
+	if q.S3Batch != nil {
+		kinds = append(kinds, "s3Batch")
+	}
+	switch len(kinds) {
+	case 0:
+		return ""
+	case 1:
+		return kinds[0]
+	default:
+		return "several"
+	}
+}
+
+// StateMachine is an ASL definition; its path is relative to the topology's folder.
 type StateMachine struct {
 	Name       string `json:"name"`       // logical name, e.g. "cookies"
-	Definition string `json:"definition"` // path relative to deploy/
+	Definition string `json:"definition"` // e.g. "asl/cookies.asl.json"
 }
 
-// Load parses the embedded deploy/topology.json.
-func Load() (Topology, error) {
-	b, err := fs.ReadFile(deploy.Files, "topology.json")
+// Duration is a time.Duration written as "30m" in the file.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string like \"30s\" or \"15m\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
 	if err != nil {
-		return Topology{}, fmt.Errorf("read embedded topology: %w", err)
+		return err
 	}
-	return Parse(b)
+	d.Duration = v
+	return nil
 }
 
-// Parse decodes and validates a topology file.
-func Parse(b []byte) (Topology, error) {
+// MarshalJSON writes the duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Load reads the topology file at path, or the embedded default when path is "".
+// It fails only when the file cannot be read or is not a topology document; Check
+// reports everything else.
+func Load(path string) (*Topology, error) {
+	if path == "" {
+		b, err := fs.ReadFile(deploy.Files, "topology.json")
+		if err != nil {
+			return nil, fmt.Errorf("read embedded topology: %w", err)
+		}
+		return parse(b, "", deploy.Files)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("topology %s: %w", path, err)
+	}
+	b, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read topology: %w", err)
+	}
+	return parse(b, abs, nil)
+}
+
+// Parse decodes a topology document whose ASL paths resolve in fsys.
+func Parse(b []byte, fsys fs.FS) (*Topology, error) { return parse(b, "", fsys) }
+
+func parse(b []byte, path string, fsys fs.FS) (*Topology, error) {
+	name := path
+	if name == "" {
+		name = "topology"
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // a misspelt key would silently mean its default
 	var t Topology
-	if err := json.Unmarshal(b, &t); err != nil {
-		return Topology{}, fmt.Errorf("parse topology: %w", err)
+	if err := dec.Decode(&t); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, jsonError(b, err))
 	}
-	return t, t.Validate()
+	t.Path, t.fsys = path, fsys
+	if path != "" {
+		t.Dir = filepath.Dir(path)
+	}
+	for i := range t.Queues {
+		q := &t.Queues[i]
+		if q.Concurrency == 0 {
+			q.Concurrency = DefaultConcurrency
+		}
+		if q.VisibilityTimeoutSeconds == 0 {
+			q.VisibilityTimeoutSeconds = DefaultVisibilityTimeout
+		}
+		if q.MaxReceiveCount == 0 {
+			q.MaxReceiveCount = DefaultMaxReceiveCount
+		}
+	}
+	return &t, nil
 }
 
-// Validate reports every problem of the topology at once.
-func (t Topology) Validate() error {
-	var errs []error
-	if t.Source == "" {
-		errs = append(errs, errors.New("topology: source is empty"))
+// jsonError says where in b a decoding error is, as line:column.
+func jsonError(b []byte, err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var offset int64 = -1
+	switch {
+	case errors.As(err, &syntax):
+		offset = syntax.Offset
+	case errors.As(err, &typ):
+		offset = typ.Offset
 	}
-	seen := map[string]bool{}
-	for i, q := range t.Queues {
-		where := fmt.Sprintf("topology: queue %d (%q)", i, q.Name)
-		switch {
-		case q.Name == "":
-			errs = append(errs, fmt.Errorf("%s: name is empty", where))
-		case seen[q.Name]:
-			errs = append(errs, fmt.Errorf("%s: duplicate name", where))
-		}
-		seen[q.Name] = true
-		if q.Job == "" {
-			errs = append(errs, fmt.Errorf("%s: job is empty", where))
-		}
-		if len(q.DetailTypes) == 0 && !q.S3ObjectCreated {
-			errs = append(errs, fmt.Errorf("%s: routes nothing (no detailTypes, not s3ObjectCreated)", where))
-		}
-		if q.Concurrency < 1 {
-			errs = append(errs, fmt.Errorf("%s: concurrency must be >= 1", where))
-		}
-		if q.VisibilityTimeoutSeconds < 1 || q.VisibilityTimeoutSeconds > 43200 {
-			errs = append(errs, fmt.Errorf("%s: visibilityTimeoutSeconds must be 1..43200", where))
-		}
-		if q.MaxReceiveCount < 1 || q.MaxReceiveCount > 1000 {
-			errs = append(errs, fmt.Errorf("%s: maxReceiveCount must be 1..1000", where))
-		}
+	if offset < 0 {
+		return err
 	}
-	for _, sm := range t.StateMachines {
-		if sm.Name == "" || sm.Definition == "" {
-			errs = append(errs, fmt.Errorf("topology: state machine %q needs a name and a definition", sm.Name))
-		}
+	line, col := position(b, offset)
+	return fmt.Errorf("line %d, column %d: %w", line, col, err)
+}
+
+func position(b []byte, offset int64) (line, col int) {
+	if offset > int64(len(b)) {
+		offset = int64(len(b))
 	}
-	return errors.Join(errs...)
+	before := b[:offset]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = int(offset) - (bytes.LastIndexByte(before, '\n') + 1)
+	return line, max(col, 1)
 }
 
 // Queue returns the queue with the given logical name.
-func (t Topology) Queue(name string) (Queue, bool) {
+func (t *Topology) Queue(name string) (Queue, bool) {
 	for _, q := range t.Queues {
 		if q.Name == name {
 			return q, true
@@ -109,15 +241,25 @@ func (t Topology) Queue(name string) (Queue, bool) {
 	return Queue{}, false
 }
 
-// Definition returns the ASL of a state machine with its ${placeholders} filled from
-// vars (the same names terraform's templatefile gets). A placeholder without a value
-// is an error, as it is in terraform.
-func (t Topology) Definition(sm StateMachine, vars map[string]string) ([]byte, error) {
-	b, err := fs.ReadFile(deploy.Files, sm.Definition)
-	if err != nil {
-		return nil, fmt.Errorf("read definition of %s: %w", sm.Name, err)
+// StateMachine returns the state machine with the given logical name.
+func (t *Topology) StateMachine(name string) (StateMachine, bool) {
+	for _, sm := range t.StateMachines {
+		if sm.Name == name {
+			return sm, true
+		}
 	}
-	s := string(b)
+	return StateMachine{}, false
+}
+
+// Definition returns the ASL of a state machine, read relative to the topology's
+// folder, with its ${placeholders} filled from vars (the names terraform's
+// templatefile gets). A placeholder without a value is an error, as in terraform.
+func (t *Topology) Definition(sm StateMachine, vars map[string]string) ([]byte, error) {
+	raw, err := t.rawDefinition(sm)
+	if err != nil {
+		return nil, err
+	}
+	s := string(raw)
 	for k, v := range vars {
 		s = strings.ReplaceAll(s, "${"+k+"}", v)
 	}
@@ -126,10 +268,28 @@ func (t Topology) Definition(sm StateMachine, vars map[string]string) ([]byte, e
 		if end < 0 {
 			end = len(s) - i - 1
 		}
-		return nil, fmt.Errorf("definition of %s: no value for placeholder %s", sm.Name, s[i:i+end+1])
+		return nil, fmt.Errorf("state machine %s: no value for placeholder %s", sm.Name, s[i:i+end+1])
 	}
-	if !json.Valid([]byte(s)) {
-		return nil, fmt.Errorf("definition of %s: not valid JSON after filling placeholders", sm.Name)
+	if err := json.Unmarshal([]byte(s), new(any)); err != nil {
+		return nil, fmt.Errorf("state machine %s: %s is not valid JSON: %w", sm.Name, sm.Definition, jsonError([]byte(s), err))
 	}
 	return []byte(s), nil
+}
+
+func (t *Topology) rawDefinition(sm StateMachine) ([]byte, error) {
+	var b []byte
+	var err error
+	if t.Dir != "" {
+		p := sm.Definition
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(t.Dir, p)
+		}
+		b, err = os.ReadFile(p)
+	} else {
+		b, err = fs.ReadFile(t.fsys, filepath.ToSlash(filepath.Clean(sm.Definition)))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state machine %s: read definition: %w", sm.Name, err)
+	}
+	return b, nil
 }

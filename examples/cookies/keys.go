@@ -1,4 +1,4 @@
-package jobs
+package cookies
 
 import (
 	"crypto/sha256"

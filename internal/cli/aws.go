@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -35,10 +35,7 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 // endpoint (emulators serve buckets by path), unless WORKER_S3_PATH_STYLE says
 // otherwise.
 func newClients(awsCfg aws.Config, cfg config.Config) bootstrap.Clients {
-	pathStyle := awsCfg.BaseEndpoint != nil
-	if cfg.S3PathStyle != nil {
-		pathStyle = *cfg.S3PathStyle
-	}
+	pathStyle := s3PathStyle(awsCfg, cfg)
 	return bootstrap.Clients{
 		SQS:         sqs.NewFromConfig(awsCfg),
 		EventBridge: eventbridge.NewFromConfig(awsCfg),
@@ -48,6 +45,17 @@ func newClients(awsCfg aws.Config, cfg config.Config) bootstrap.Clients {
 		STS:         sts.NewFromConfig(awsCfg),
 	}
 }
+
+// s3PathStyle: path-style URLs against a custom endpoint (emulators serve buckets
+// by path), unless WORKER_S3_PATH_STYLE says otherwise.
+func s3PathStyle(awsCfg aws.Config, cfg config.Config) bool {
+	if cfg.S3PathStyle != nil {
+		return *cfg.S3PathStyle
+	}
+	return awsCfg.BaseEndpoint != nil
+}
+
+func (s setup) pathStyle() bool { return s3PathStyle(s.aws, s.cfg) }
 
 func s3Options(pathStyle bool) func(*s3.Options) {
 	return func(o *s3.Options) {
@@ -72,15 +80,15 @@ type setup struct {
 	cfg     config.Config
 	aws     aws.Config
 	clients bootstrap.Clients
-	topo    topology.Topology
+	topo    *topology.Topology
 }
 
-func newSetup(ctx context.Context) (setup, error) {
+func newSetup(ctx context.Context, registered Jobs) (setup, error) {
 	cfg, err := config.Load()
 	if err != nil {
 		return setup{}, fmt.Errorf("configuration:\n%w", err)
 	}
-	topo, err := topology.Load()
+	topo, err := loadTopology(cfg.Topology, registered)
 	if err != nil {
 		return setup{}, err
 	}

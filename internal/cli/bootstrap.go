@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,18 +11,18 @@ import (
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 )
 
-func runBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runBootstrap(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	output := fs.String("output", "text", "text or json")
 	glueOptional := fs.Bool("glue-optional", false, "go on without the Glue job when the endpoint has no Glue (LocalStack community)")
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		return UsageError{err}
 	}
 	if *output != "text" && *output != "json" {
-		return usageError{fmt.Errorf("--output must be text or json, got %q", *output)}
+		return UsageError{fmt.Errorf("--output must be text or json, got %q", *output)}
 	}
-	s, err := newSetup(ctx)
+	s, err := newSetup(ctx, registered)
 	if err != nil {
 		return err
 	}

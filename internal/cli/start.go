@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -16,33 +16,40 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+
+	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
-func runStart(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runStart(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	machine := fs.String("state-machine", "", "state machine of the topology to start (default: cookies, or the topology's only one)")
 	count := fs.Int("count", -1, "number of random names (0..10000)")
 	names := fs.String("names", "", "comma-separated names (use --input for names with commas)")
-	input := fs.String("input", "", `raw execution input, e.g. {"names":["a,b","c"]}`)
+	input := fs.String("input", "", `execution input (JSON), e.g. {"names":["a,b","c"]}`)
 	name := fs.String("name", "", "execution name (default: a unique one)")
 	wait := fs.Bool("wait", false, "wait for the end and print the output")
 	timeout := fs.Duration("timeout", 15*time.Minute, "with --wait, how long to wait")
 	report := fs.Bool("report", false, "with --wait, also print the report object and the totals")
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		return UsageError{err}
 	}
 	in, err := executionInput(*count, *names, *input)
 	if err != nil {
-		return usageError{err}
+		return UsageError{err}
 	}
-	if *name == "" {
-		*name = uniqueExecutionName()
-	}
-	s, err := newSetup(ctx)
+	s, err := newSetup(ctx, registered)
 	if err != nil {
 		return err
 	}
-	arn, err := s.bootstrapper().StateMachineARN(ctx, "cookies")
+	sm, err := pickStateMachine(s.topo, *machine)
+	if err != nil {
+		return UsageError{err}
+	}
+	if *name == "" {
+		*name = uniqueExecutionName(sm)
+	}
+	arn, err := s.bootstrapper().StateMachineARN(ctx, sm)
 	if err != nil {
 		return err
 	}
@@ -124,10 +131,43 @@ func executionInput(count int, names, raw string) (string, error) {
 }
 
 // uniqueExecutionName is sortable by start time and unique across processes.
-func uniqueExecutionName() string {
+func uniqueExecutionName(stateMachine string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b) // crypto/rand does not fail on Linux
-	return "cookies-" + time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+	prefix := stateMachine
+	if len(prefix) > 40 {
+		prefix = prefix[:40]
+	}
+	return prefix + "-" + time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+}
+
+// pickStateMachine is the named state machine of the topology; by default cookies,
+// or the only one the topology has.
+func pickStateMachine(topo *topology.Topology, name string) (string, error) {
+	if name != "" {
+		if _, ok := topo.StateMachine(name); !ok {
+			return "", fmt.Errorf("--state-machine %q is not a state machine of the topology (%s)", name, stateMachineNames(topo))
+		}
+		return name, nil
+	}
+	if _, ok := topo.StateMachine("cookies"); ok {
+		return "cookies", nil
+	}
+	if len(topo.StateMachines) == 1 {
+		return topo.StateMachines[0].Name, nil
+	}
+	return "", fmt.Errorf("name the state machine with --state-machine (%s)", stateMachineNames(topo))
+}
+
+func stateMachineNames(topo *topology.Topology) string {
+	names := make([]string, 0, len(topo.StateMachines))
+	for _, sm := range topo.StateMachines {
+		names = append(names, sm.Name)
+	}
+	if len(names) == 0 {
+		return "it has none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // waitExecution polls until the execution ends and returns its output, or an error

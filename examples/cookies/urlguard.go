@@ -1,4 +1,4 @@
-package jobs
+package cookies
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/taskbridge/taskbridge"
 )
 
 // maxProfileBytes caps what a presigned URL fetch may return.
@@ -66,34 +68,58 @@ func (g *URLGuard) Check(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// Fetch GETs raw after Check. A 403 (expired or bad signature) or 404 is Permanent;
-// other failures are transient.
+// Fetch GETs raw after Check. A redirect is ForbiddenURL (it could lead anywhere);
+// a 4xx (403 expired or bad signature, 404, any other) is final; 408, 429 and 5xx
+// answers and connection errors are transient. No error carries the URL's query
+// string: it holds the signature, a credential.
 func (g *URLGuard) Fetch(ctx context.Context, raw string) ([]byte, error) {
 	u, err := g.Check(raw)
 	if err != nil {
-		return nil, Invalid("ForbiddenURL", err)
+		return nil, taskbridge.Invalid("ForbiddenURL", err)
 	}
+	where := redact(u)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, Invalid("ForbiddenURL", err)
+		return nil, taskbridge.Invalid("ForbiddenURL", fmt.Errorf("request %s: %v", where, redactErr(err)))
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch presigned URL: %w", err)
+		return nil, fmt.Errorf("fetch %s: %w", where, redactErr(err))
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound:
-		return nil, Permanent("URLRejected", fmt.Errorf("fetch presigned URL: %s", resp.Status))
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("fetch presigned URL: %s", resp.Status)
+	switch code := resp.StatusCode; {
+	case code >= 300 && code < 400:
+		return nil, taskbridge.Invalid("ForbiddenURL", fmt.Errorf("fetch %s: redirected (%s)", where, resp.Status))
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		return nil, fmt.Errorf("fetch %s: %s", where, resp.Status)
+	case code >= 400:
+		return nil, taskbridge.Permanent("URLRejected", fmt.Errorf("fetch %s: %s", where, resp.Status))
+	case code != http.StatusOK:
+		return nil, taskbridge.Permanent("URLRejected", fmt.Errorf("fetch %s: unexpected %s", where, resp.Status))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxProfileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read presigned URL: %w", err)
+		return nil, fmt.Errorf("read %s: %w", where, redactErr(err))
 	}
 	if len(b) > maxProfileBytes {
-		return nil, Invalid("TooLarge", fmt.Errorf("object behind presigned URL is over %d bytes", maxProfileBytes))
+		return nil, taskbridge.Invalid("TooLarge", fmt.Errorf("object behind presigned URL is over %d bytes", maxProfileBytes))
 	}
 	return b, nil
+}
+
+// redact is u without its query string and user info: what may be logged.
+func redact(u *url.URL) string {
+	c := *u
+	c.RawQuery, c.ForceQuery, c.User, c.Fragment = "", false, nil, ""
+	return c.String()
+}
+
+// redactErr drops the URL from a *url.Error (net/http puts the whole URL, signature
+// included, in its message) and keeps what went wrong.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }

@@ -1,0 +1,12 @@
+package taskbridge
+
+import "github.com/taskbridge/taskbridge/internal/jobs"
+
+// Permanent marks err as final: no retry can fix it. The task fails at once with
+// the error "<job>.<kind>" and err's text as its cause, and the message is deleted.
+// kind is a short CamelCase name, e.g. "NotFound".
+func Permanent(kind string, err error) error { return jobs.Permanent(kind, err) }
+
+// Invalid marks err as bad input: the task fails with "<job>.<kind>" and the
+// message goes to the dead-letter queue, with the reason, for someone to look at.
+func Invalid(kind string, err error) error { return jobs.Invalid(kind, err) }

@@ -1,0 +1,254 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/taskbridge/taskbridge/internal/batch"
+	"github.com/taskbridge/taskbridge/internal/bootstrap"
+	"github.com/taskbridge/taskbridge/internal/callback"
+	"github.com/taskbridge/taskbridge/internal/config"
+	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/telemetry"
+	"github.com/taskbridge/taskbridge/internal/topology"
+)
+
+var (
+	_ consumer.Handler = (*jobs.Router)(nil)
+	_ consumer.Handler = (*batch.Batcher)(nil)
+	_ batch.Publisher  = (*event.Publisher)(nil)
+	_ jobs.Reporter    = (*callback.StepFunctions)(nil)
+	_ jobs.Heartbeater = (*callback.StepFunctions)(nil)
+	_ jobs.Publisher   = (*event.Publisher)(nil)
+)
+
+// flushReserve is kept from the shutdown timeout for what runs after the drain:
+// releasing unfinished messages and flushing deletes.
+const flushReserve = 4 * time.Second
+
+// wiring is what every component of `worker run` is built from.
+type wiring struct {
+	setup
+	stack     bootstrap.Output
+	log       *zap.Logger
+	reg       prometheus.Registerer
+	metrics   *consumer.Metrics
+	ready     *telemetry.Readiness
+	publisher *event.Publisher
+}
+
+func runWorker(ctx context.Context, registered Jobs, args []string) error {
+	if len(args) > 0 {
+		return UsageError{fmt.Errorf("run takes no arguments, got %v", args)}
+	}
+	s, err := newSetup(ctx, registered)
+	if err != nil {
+		return err
+	}
+	log, err := telemetry.NewLogger(s.cfg.LogLevel, s.cfg.LogFormat, Version)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	reg := telemetry.NewRegistry(Version)
+	stack, err := s.bootstrapper().Resolve(ctx)
+	if err != nil {
+		return err
+	}
+	w := wiring{
+		setup: s, stack: stack, log: log, reg: reg,
+		metrics:   consumer.NewMetrics(reg),
+		ready:     telemetry.NewReadiness(2*s.cfg.PollWait+30*time.Second, reg),
+		publisher: event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg),
+	}
+	env := Env{AWS: s.aws, S3PathStyle: s.pathStyle(), Stack: s.cfg.Stack, EventBus: stack.EventBus, DataBucket: stack.DataBucket, LandingBucket: stack.LandingBucket}
+	for _, hook := range registered.OnStart {
+		if err := hook(ctx, env); err != nil {
+			return fmt.Errorf("start jobs: %w", err)
+		}
+	}
+	var components []component
+	if s.cfg.HasRole(config.RoleJobs) {
+		ps, err := w.jobPollers(registered)
+		if err != nil {
+			return err
+		}
+		components = append(components, ps...)
+	}
+	if s.cfg.HasRole(config.RoleBatch) {
+		cs, err := w.batchComponents()
+		if err != nil {
+			return err
+		}
+		components = append(components, cs...)
+	}
+	if len(components) == 0 {
+		return fmt.Errorf("nothing to run: the topology has no queue for WORKER_ROLES=%v", s.cfg.Roles)
+	}
+	// DLQ depth for the dashboard and the DLQ alerts.
+	components = append(components, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: stack.DLQs}, s.clients.SQS, reg, log))
+
+	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
+		zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range components {
+		g.Go(func() error { return c.Run(gctx) })
+	}
+	if s.cfg.MetricsAddr != "" {
+		srv := telemetry.NewServer(s.cfg.MetricsAddr, reg, w.ready.Ready, log)
+		g.Go(func() error { return srv.Run(gctx) })
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	// Stopping: everything above is bounded by the shutdown timeout; this is the
+	// last guard, so ECS never has to SIGKILL a worker that is stuck.
+	log.Info("stopping", zap.Duration("shutdown_timeout", s.cfg.ShutdownTimeout))
+	select {
+	case err := <-done:
+		log.Info("stopped")
+		return err
+	case <-time.After(s.cfg.ShutdownTimeout):
+		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", s.cfg.ShutdownTimeout)
+	}
+}
+
+func topologyName(t *topology.Topology) string {
+	if t.Path == "" {
+		return "embedded"
+	}
+	return t.Path
+}
+
+// jobPollers wires every queue of the topology but the batcher's: one poller per
+// queue, all feeding one router.
+func (w wiring) jobPollers(registered Jobs) ([]component, error) {
+	reporter := callback.New(callback.Config{DataBucket: w.stack.DataBucket}, w.clients.SFN, w.clients.S3, w.log, callback.NewMetrics(w.reg))
+	all := append([]jobs.Job(nil), registered.Jobs...)
+	routes := map[string]jobs.Route{}
+	timeouts := map[string]time.Duration{}
+	kinds := newKindBuilder(w)
+	var queues []topology.Queue
+	for _, q := range w.topo.Queues {
+		if q.S3Batch != nil {
+			continue // the batcher's
+		}
+		jobName, timeout := q.Job, w.cfg.JobTimeout
+		if q.Job == "" {
+			job, t, err := kinds.build(q)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, job)
+			jobName, timeout = job.Name, t
+		}
+		routes[q.Name] = jobs.Route{Job: jobName, DetailTypes: q.DetailTypes}
+		timeouts[q.Name] = timeout
+		queues = append(queues, q)
+	}
+	if len(queues) == 0 {
+		return nil, nil
+	}
+	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
+	if err != nil {
+		return nil, err
+	}
+	var pollers []component
+	for _, q := range queues {
+		pc := w.pollerConfig(q)
+		pc.HandlerTimeout = timeouts[q.Name]
+		p, err := consumer.NewPoller(pc, w.clients.SQS, router, w.log, w.metrics)
+		if err != nil {
+			return nil, err
+		}
+		pollers = append(pollers, p)
+	}
+	return pollers, nil
+}
+
+// batchComponents wires the batcher to the s3Batch queue, if the topology has one.
+func (w wiring) batchComponents() ([]component, error) {
+	var landing *topology.Queue
+	for _, q := range w.topo.Queues {
+		if q.S3Batch != nil {
+			landing = &q
+		}
+	}
+	if landing == nil {
+		return nil, nil
+	}
+	cfg := batch.Config{
+		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
+		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
+	}
+	if b := landing.S3Batch; b != nil { // the topology's settings win over the environment's
+		if b.MaxFiles > 0 {
+			cfg.MaxFiles = b.MaxFiles
+		}
+		if b.Window.Duration > 0 {
+			cfg.Window = b.Window.Duration
+		}
+		if b.KeyPrefix != "" {
+			cfg.KeyPrefix = b.KeyPrefix
+		}
+	}
+	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
+	if err != nil {
+		return nil, err
+	}
+	pc := w.pollerConfig(*landing)
+	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
+	pc.HandlerTimeout = cfg.HandlerTimeout()
+	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)
+	if err != nil {
+		return nil, err
+	}
+	return []component{b, p}, nil
+}
+
+// component is a long-lived part of the worker.
+type component interface {
+	Run(ctx context.Context) error
+}
+
+func (w wiring) pollerConfig(q topology.Queue) consumer.Config {
+	concurrency := q.Concurrency
+	if w.cfg.Concurrency != nil {
+		concurrency = *w.cfg.Concurrency
+	}
+	drain := max(w.cfg.ShutdownTimeout-flushReserve, w.cfg.ShutdownTimeout/2)
+	ready := w.ready
+	return consumer.Config{
+		Queue: q.Name, QueueURL: w.stack.Queues[q.Name], DLQURL: w.stack.DLQs[q.Name],
+		Concurrency: concurrency, VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
+		MaxReceiveCount: q.MaxReceiveCount, PollWait: w.cfg.PollWait, HandlerTimeout: w.cfg.JobTimeout, DrainTimeout: drain,
+		MaxPollers: w.cfg.MaxPollers,
+		ReceiveResultFunc: func(err error) {
+			ready.SetPolling(q.Name, true)
+			ready.ObserveAWS(err)
+		},
+	}
+}
+
+func runHealthcheck(ctx context.Context) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	return telemetry.Healthcheck(ctx, cfg.MetricsAddr)
+}
+
+var errKindNotBuilt = errors.New("not available in this build")

@@ -1,0 +1,34 @@
+package taskbridge
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/taskbridge/taskbridge/internal/cli"
+)
+
+// Main runs the worker's command line with r's jobs and exits; it does not return.
+//
+//	worker [run]        serve the topology's queues until SIGTERM (the default)
+//	worker bootstrap    create the topology's stack on AWS_ENDPOINT_URL (idempotent)
+//	worker start        start an execution of one of its state machines
+//	worker validate     report every problem of the topology and its ASL files
+//	worker config       print every WORKER_* variable, its default and meaning
+//	worker healthcheck  exit 0 when /healthz answers, 1 otherwise
+//
+// Configuration comes from the environment (`worker config` lists it);
+// WORKER_TOPOLOGY names the topology file.
+func Main(r *Registry) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := cli.Main(ctx, r.cliJobs(), os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+	}
+	os.Exit(cli.ExitCode(err))
+}

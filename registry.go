@@ -1,0 +1,86 @@
+package taskbridge
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/taskbridge/taskbridge/internal/cli"
+	"github.com/taskbridge/taskbridge/internal/jobs"
+)
+
+// HandlerFunc is a job: it does the work of one task and returns its output.
+type HandlerFunc func(ctx context.Context, t *Task) (any, error)
+
+// Registry holds a program's jobs by name. Register every job before Main; a
+// Registry is not safe for concurrent registration.
+type Registry struct {
+	jobs    []jobs.Job
+	names   map[string]bool
+	onStart []func(ctx context.Context, env cli.Env) error
+}
+
+// NewRegistry returns an empty Registry. The built-in "finisher" job (complete a
+// task from a taskFinished event) is always available unless you register your own
+// job of that name.
+func NewRegistry() *Registry { return &Registry{names: map[string]bool{}} }
+
+// Option changes how a job is run.
+type Option func(*jobs.Job)
+
+// Observe registers a job that reacts to events without owning a task: its events
+// may carry another consumer's token (a fan-out), which the job never sees and the
+// worker never reports on. Its errors are retried and its bad input dead-lettered
+// like any job's. Without Observe, every message of the job must carry a TaskToken
+// (one without is dead-lettered at once) and the job's result completes it.
+func Observe() Option { return func(j *jobs.Job) { j.Mode = jobs.Observe } }
+
+// Handle registers fn as the job name, the name a topology queue gives in "job".
+// It panics when name is empty or already registered, or fn is nil: a program
+// error, found on its first start.
+func (r *Registry) Handle(name string, fn HandlerFunc, opts ...Option) {
+	switch {
+	case name == "":
+		panic("taskbridge: Handle with an empty job name")
+	case fn == nil:
+		panic(fmt.Sprintf("taskbridge: Handle(%q) with a nil function", name))
+	case r.names[name]:
+		panic(fmt.Sprintf("taskbridge: job %q registered twice", name))
+	}
+	j := jobs.Job{Name: name, Mode: jobs.Complete, Run: func(ctx context.Context, t *jobs.Task) (any, error) {
+		return fn(ctx, &Task{t: t})
+	}}
+	for _, o := range opts {
+		o(&j)
+	}
+	r.names[name] = true
+	r.jobs = append(r.jobs, j)
+}
+
+// Stack is what a worker runs against, given to OnStart functions: for jobs that
+// call AWS themselves.
+type Stack struct {
+	// AWS is the SDK configuration the worker loaded (AWS_REGION, AWS_ENDPOINT_URL,
+	// the credential chain).
+	AWS aws.Config
+	// S3PathStyle: S3 clients must use path-style URLs (local emulators; set by
+	// WORKER_S3_PATH_STYLE, default true when AWS_ENDPOINT_URL is set).
+	S3PathStyle bool
+	// Name is WORKER_STACK, the prefix of every resource name.
+	Name       string
+	EventBus   string
+	DataBucket string
+}
+
+// OnStart adds fn to what `worker run` calls once, after it found the stack and
+// before it polls any queue: build your clients there. An error stops the worker.
+func (r *Registry) OnStart(fn func(ctx context.Context, s Stack) error) {
+	r.onStart = append(r.onStart, func(ctx context.Context, env cli.Env) error {
+		return fn(ctx, Stack{AWS: env.AWS, S3PathStyle: env.S3PathStyle, Name: env.Stack, EventBus: env.EventBus, DataBucket: env.DataBucket})
+	})
+}
+
+func (r *Registry) cliJobs() cli.Jobs {
+	return cli.Jobs{Jobs: append([]jobs.Job(nil), r.jobs...), OnStart: r.onStart}
+}
