@@ -10,3 +10,8 @@ func Permanent(kind string, err error) error { return jobs.Permanent(kind, err) 
 // Invalid marks err as bad input: the task fails with "<job>.<kind>" and the
 // message goes to the dead-letter queue, with the reason, for someone to look at.
 func Invalid(kind string, err error) error { return jobs.Invalid(kind, err) }
+
+// ErrorKind reports the kind an error made with Permanent or Invalid fails its task
+// with, and whether it is bad input (dead-lettered); ok is false for any other
+// error, which the worker retries.
+func ErrorKind(err error) (kind string, badInput, ok bool) { return jobs.KindOf(err) }

@@ -54,9 +54,9 @@ func TestTerraformUsesTheOneSourceOfTruth(t *testing.T) {
 	}
 	require.Contains(t, all, `jsondecode(file("${path.module}/../topology.json"))`)
 	require.Contains(t, all, `templatefile("${path.module}/../${each.value.definition}"`)
-	topo, err := topology.Load()
+	topo, err := topology.Load("")
 	require.NoError(t, err)
-	vars := topology.Names{Stack: "x"}.DefinitionVars()
+	vars := topology.Names{Stack: "x"}.DefinitionVars("aws")
 	for name := range vars {
 		require.Contains(t, all, name+" = ", "terraform's templatefile passes %s", name)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge"
 )
 
 func TestURLGuardAllowsOnlyTheDataBucket(t *testing.T) {
@@ -55,6 +57,16 @@ func TestURLGuardFetchRefusesRedirectsAndOversizedBodies(t *testing.T) {
 			_, _ = w.Write(make([]byte, maxProfileBytes+10))
 		case strings.HasSuffix(r.URL.Path, "/expired"):
 			w.WriteHeader(http.StatusForbidden)
+		case strings.HasSuffix(r.URL.Path, "/gone"):
+			w.WriteHeader(http.StatusNotFound)
+		case strings.HasSuffix(r.URL.Path, "/teapot"):
+			w.WriteHeader(http.StatusTeapot)
+		case strings.HasSuffix(r.URL.Path, "/busy"):
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case strings.HasSuffix(r.URL.Path, "/slowdown"):
+			w.WriteHeader(http.StatusTooManyRequests)
+		case strings.HasSuffix(r.URL.Path, "/timeout"):
+			w.WriteHeader(http.StatusRequestTimeout)
 		default:
 			_, _ = w.Write([]byte(`{"name":"a"}`))
 		}
@@ -69,18 +81,43 @@ func TestURLGuardFetchRefusesRedirectsAndOversizedBodies(t *testing.T) {
 	require.JSONEq(t, `{"name":"a"}`, string(b))
 
 	_, err = g.Fetch(ctx, srv.URL+"/data/redirect")
-	require.Error(t, err, "a redirect is not followed")
+	kind, bad, ok := taskbridge.ErrorKind(err)
+	require.True(t, ok && kind == "ForbiddenURL" && bad, "a redirect is a forbidden URL, not followed: %v", err)
 
 	_, err = g.Fetch(ctx, srv.URL+"/data/big")
-	je, ok := asJobError(err)
-	require.True(t, ok && je.kind == "TooLarge", "%v", err)
+	kind, _, ok = taskbridge.ErrorKind(err)
+	require.True(t, ok && kind == "TooLarge", "%v", err)
 
-	_, err = g.Fetch(ctx, srv.URL+"/data/expired")
-	je, ok = asJobError(err)
-	require.True(t, ok && !je.badInput, "an expired URL is a final failure: %v", err)
+	for _, path := range []string{"/data/expired", "/data/gone", "/data/teapot"} {
+		_, err = g.Fetch(ctx, srv.URL+path+"?X-Amz-Signature=secret")
+		kind, bad, ok = taskbridge.ErrorKind(err)
+		require.True(t, ok && kind == "URLRejected" && !bad, "%s: a 4xx is a final failure: %v", path, err)
+		require.NotContains(t, err.Error(), "secret", "no signature in the error")
+	}
+	for _, path := range []string{"/data/busy", "/data/slowdown", "/data/timeout"} {
+		_, err = g.Fetch(ctx, srv.URL+path)
+		_, _, ok = taskbridge.ErrorKind(err)
+		require.False(t, ok, "%s is retried: %v", path, err)
+	}
 
 	_, err = g.Fetch(ctx, "http://169.254.169.254/latest/meta-data/")
-	je, ok = asJobError(err)
-	require.True(t, ok && je.kind == "ForbiddenURL" && je.badInput)
+	kind, bad, ok = taskbridge.ErrorKind(err)
+	require.True(t, ok && kind == "ForbiddenURL" && bad)
 	require.True(t, errors.Is(err, ErrForbiddenURL))
+}
+
+// A connection error's text holds the whole URL in net/http; none of it may reach a
+// log or a failure cause.
+func TestURLGuardErrorsCarryNoSignature(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	base := srv.URL
+	srv.Close() // connection refused from now on
+	g, err := NewURLGuard(base+"/data/probe", "probe")
+	require.NoError(t, err)
+	_, err = g.Fetch(context.Background(), base+"/data/run-1/x.json?X-Amz-Signature=topsecret&X-Amz-Credential=AKIA")
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "topsecret")
+	require.NotContains(t, err.Error(), "AKIA")
+	require.Contains(t, err.Error(), "/data/run-1/x.json")
 }

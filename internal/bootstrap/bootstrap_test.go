@@ -33,7 +33,7 @@ func clients(cfg aws.Config) bootstrap.Clients {
 
 func TestApplyIsIdempotentAndResolvable(t *testing.T) {
 	cfg := awstest.Config(t)
-	topo, err := topology.Load()
+	topo, err := topology.Load("")
 	require.NoError(t, err)
 	stack := awstest.Stack(t)
 	b := bootstrap.New(topo, bootstrap.Stack{Names: topology.Names{Stack: stack}}, clients(cfg), awstest.Region)
@@ -73,9 +73,29 @@ func TestApplyIsIdempotentAndResolvable(t *testing.T) {
 
 func TestResolveOfMissingStackSaysWhatToDo(t *testing.T) {
 	cfg := awstest.Config(t)
-	topo, err := topology.Load()
+	topo, err := topology.Load("")
 	require.NoError(t, err)
 	b := bootstrap.New(topo, bootstrap.Stack{Names: topology.Names{Stack: awstest.Stack(t)}}, clients(cfg), awstest.Region)
 	_, err = b.Resolve(context.Background())
 	require.ErrorContains(t, err, "worker bootstrap")
+}
+
+// A producer on the bus is not trusted: each rule takes only the sources the
+// topology allows (its state machines' and the worker's own), except the finisher's.
+func TestRulesMatchTheTopologysSources(t *testing.T) {
+	cfg := awstest.Config(t)
+	topo, err := topology.Load("")
+	require.NoError(t, err)
+	stack := awstest.Stack(t)
+	b := bootstrap.New(topo, bootstrap.Stack{Names: topology.Names{Stack: stack}}, clients(cfg), awstest.Region)
+	ctx := context.Background()
+	_, err = b.Apply(ctx)
+	require.NoError(t, err)
+	eb := eventbridge.NewFromConfig(cfg)
+	rule, err := eb.DescribeRule(ctx, &eventbridge.DescribeRuleInput{Name: aws.String(stack + "-processSingle"), EventBusName: aws.String(stack)})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"detail-type":["processSingle"],"source":["taskbridge.stepfunctions","taskbridge.worker"]}`, aws.ToString(rule.EventPattern))
+	finisher, err := eb.DescribeRule(ctx, &eventbridge.DescribeRuleInput{Name: aws.String(stack + "-finisher"), EventBusName: aws.String(stack)})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"detail-type":["taskFinished"]}`, aws.ToString(finisher.EventPattern), "any producer may finish a task")
 }

@@ -40,3 +40,13 @@ func taskClosed(err error) bool {
 	var c interface{ TaskClosed() bool }
 	return errors.As(err, &c) && c.TaskClosed()
 }
+
+// KindOf reports the kind of an error made with Permanent or Invalid and whether it
+// is bad input; ok is false for any other error (a retry).
+func KindOf(err error) (kind string, badInput, ok bool) {
+	je, ok := asJobError(err)
+	if !ok {
+		return "", false, false
+	}
+	return je.kind, je.badInput, true
+}

@@ -37,7 +37,7 @@ func routerWith(t *testing.T, job Job) (*Router, *fakeReporter, *Metrics) {
 	rep := newFakeReporter()
 	m := NewMetrics(prometheus.NewRegistry())
 	r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: job.Name, DetailTypes: []string{"work"}}}},
-		[]Job{job}, rep, noBeats{}, zaptest.NewLogger(t), m)
+		[]Job{job}, rep, noBeats{}, nil, zaptest.NewLogger(t), m)
 	require.NoError(t, err)
 	return r, rep, m
 }
@@ -48,8 +48,8 @@ func TestRouterFates(t *testing.T) {
 	cases := []struct {
 		name        string
 		body        string
-		run         func(context.Context, Task) (any, error)
-		completes   bool
+		run         func(context.Context, *Task) (any, error)
+		mode        Mode
 		last        bool
 		reporterErr error
 		outcome     string
@@ -58,15 +58,20 @@ func TestRouterFates(t *testing.T) {
 		failedCode  string
 		succeeded   bool
 	}{
-		{name: "success completes the token", body: withToken, completes: true, run: ok, outcome: "success", succeeded: true},
-		{name: "forwarding job reports nothing", body: withToken, run: ok, outcome: "forwarded"},
+		{name: "success completes the token", body: withToken, run: ok, outcome: "success", succeeded: true},
+		{name: "a job that hands the token forward reports nothing", body: withToken, run: handsOff, outcome: "forwarded"},
+		{name: "an observer never reports on the token", body: withToken, mode: Observe, run: ok, outcome: "success"},
+		{name: "an observer's final failure does not fail another's token", body: withToken, mode: Observe, run: fails(Permanent("Broken", errors.New("x"))), outcome: "final_failure"},
+		{name: "an observer's bad input is dead-lettered without a callback", body: withToken, mode: Observe, run: fails(invalidf("no name")), outcome: "dead_letter", deadLetter: true},
+		{name: "an observer needs no token", body: envelope("work", map[string]any{"executionArn": execARN}), mode: Observe, run: ok, outcome: "success"},
+		{name: "a refused token is dropped without a report", body: withToken, run: refused, outcome: "token_refused"},
 		{name: "final failure fails the task and deletes", body: withToken, run: fails(Permanent("Broken", errors.New("x"))), outcome: "final_failure", failedCode: "job.Broken"},
 		{name: "bad input fails the task and dead-letters", body: withToken, run: fails(invalidf("no name")), outcome: "dead_letter", deadLetter: true, failedCode: "job.InvalidInput"},
 		{name: "transient error is retried", body: withToken, run: fails(errors.New("throttled")), outcome: "retry", retry: true},
 		{name: "last attempt fails the task before the DLQ", body: withToken, run: fails(errors.New("throttled")), last: true, outcome: "dead_letter", deadLetter: true, failedCode: "job.RetriesExhausted"},
-		{name: "panic fails the task and dead-letters", body: withToken, run: func(context.Context, Task) (any, error) { panic("boom") }, outcome: "dead_letter", deadLetter: true, failedCode: "job.Panic"},
-		{name: "closed task is a finished outcome", body: withToken, completes: true, run: ok, reporterErr: closedErr{}, outcome: "task_closed"},
-		{name: "reporter failure is retried", body: withToken, completes: true, run: ok, reporterErr: errors.New("503"), outcome: "retry", retry: true},
+		{name: "panic fails the task and dead-letters", body: withToken, run: func(context.Context, *Task) (any, error) { panic("boom") }, outcome: "dead_letter", deadLetter: true, failedCode: "job.Panic"},
+		{name: "closed task is a finished outcome", body: withToken, run: ok, reporterErr: closedErr{}, outcome: "task_closed"},
+		{name: "reporter failure is retried", body: withToken, run: ok, reporterErr: errors.New("503"), outcome: "retry", retry: true},
 		{name: "not JSON goes to the DLQ", body: "not JSON", run: ok, outcome: "dead_letter", deadLetter: true},
 		{name: "no detail goes to the DLQ", body: `{"detail-type":"work","source":"s"}`, run: ok, outcome: "dead_letter", deadLetter: true},
 		{name: "wrong detail type fails its token, DLQ", body: envelope("other", map[string]any{"TaskToken": "tok"}), run: ok, outcome: "dead_letter", deadLetter: true, failedCode: "job.InvalidInput"},
@@ -77,7 +82,7 @@ func TestRouterFates(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r, rep, m := routerWith(t, Job{Name: "job", NeedsToken: true, Completes: tc.completes, Run: tc.run})
+			r, rep, m := routerWith(t, Job{Name: "job", Mode: tc.mode, Run: tc.run})
 			rep.err = tc.reporterErr
 			msg := consumer.Message{ID: "m", Queue: "q", Body: tc.body, ReceiveCount: 1, MaxReceiveCount: 5}
 			if tc.last {
@@ -98,14 +103,23 @@ func TestRouterFates(t *testing.T) {
 
 func TestUnknownJobInARouteIsAStartupError(t *testing.T) {
 	t.Parallel()
-	_, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "nope"}}}, nil, newFakeReporter(), noBeats{}, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	_, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "nope"}}}, nil, newFakeReporter(), noBeats{}, nil, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
 	require.ErrorContains(t, err, `unknown job "nope"`)
 }
 
-func ok(context.Context, Task) (any, error) { return map[string]int{"n": 1}, nil }
+func ok(context.Context, *Task) (any, error) { return map[string]int{"n": 1}, nil }
 
-func fails(err error) func(context.Context, Task) (any, error) {
-	return func(context.Context, Task) (any, error) { return nil, err }
+func fails(err error) func(context.Context, *Task) (any, error) {
+	return func(context.Context, *Task) (any, error) { return nil, err }
+}
+
+func handsOff(ctx context.Context, t *Task) (any, error) {
+	t.handedOff.Store(true) // as HandOff does after publishing
+	return nil, nil
+}
+
+func refused(context.Context, *Task) (any, error) {
+	return nil, &tokenRefused{err: closedErr{}}
 }
 
 // FuzzRouterHandle: any body ends in exactly one fate, and never a panic.
@@ -115,14 +129,19 @@ func FuzzRouterHandle(f *testing.F) {
 	f.Add(`{"detail-type":"work","source":"s","detail":{"TaskToken":"t","index":-1,"name":null}}`)
 	f.Add("")
 	f.Fuzz(func(t *testing.T, body string) {
-		s3 := newMemS3()
-		c := NewCookies(CookiesConfig{DataBucket: "data"}, s3, memPresigner{}, &memPublisher{}, memFetcher{s3})
 		rep := newFakeReporter()
+		jobs := []Job{
+			{Name: "complete", Run: ok}, {Name: "observe", Mode: Observe, Run: ok}, Finisher(),
+			{Name: "decode", Run: func(_ context.Context, t *Task) (any, error) {
+				var v struct{ Name string }
+				return v, t.Decode(&v)
+			}},
+		}
 		routes := map[string]Route{}
-		for _, j := range c.Jobs() {
+		for _, j := range jobs {
 			routes[j.Name] = Route{Job: j.Name, DetailTypes: []string{"work"}}
 		}
-		r, err := NewRouter(RouterConfig{Routes: routes}, c.Jobs(), rep, noBeats{}, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+		r, err := NewRouter(RouterConfig{Routes: routes}, jobs, rep, noBeats{}, nil, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +155,7 @@ func FuzzRouterHandle(f *testing.F) {
 func BenchmarkRouterHandle(b *testing.B) {
 	rep := newFakeReporter()
 	r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}},
-		[]Job{{Name: "job", NeedsToken: true, Completes: true, Run: ok}}, rep, noBeats{}, zap.NewNop(), NewMetrics(prometheus.NewRegistry()))
+		[]Job{{Name: "job", Run: ok}}, rep, noBeats{}, nil, zap.NewNop(), NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,4 +166,84 @@ func BenchmarkRouterHandle(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A job that outlives its deadline on the last receive: the failure is reported on a
+// context of its own (the job's has ended), promptly, naming the job.
+func TestTimeoutOnTheLastReceiveIsReportedAfterTheDeadline(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	stubborn := func(context.Context, *Task) (any, error) { <-release; return nil, nil } // ignores ctx
+	r, rep, _ := routerWith(t, Job{Name: "job", Run: stubborn})
+	rep.needsLiveCtx = true
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	msg := consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": "tok"}), ReceiveCount: 5, MaxReceiveCount: 5}
+	err := r.Handle(ctx, msg)
+	require.True(t, consumer.IsDeadLetter(err), "%v", err)
+	require.Equal(t, "job.Timeout", rep.failed["tok"])
+}
+
+// When the consumer takes a message back (shutdown), the job's error is not its
+// failure: no report, even on the last receive.
+func TestCancelledJobIsReleasedWithoutAReport(t *testing.T) {
+	t.Parallel()
+	r, rep, m := routerWith(t, Job{Name: "job", Run: func(ctx context.Context, _ *Task) (any, error) { <-ctx.Done(); return nil, ctx.Err() }})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	msg := consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": "tok"}), ReceiveCount: 5, MaxReceiveCount: 5}
+	err := r.Handle(ctx, msg)
+	require.Error(t, err)
+	require.False(t, consumer.IsDeadLetter(err))
+	require.Empty(t, rep.failed)
+	require.Equal(t, 1.0, testutil.ToFloat64(m.jobs.WithLabelValues("job", "released")))
+}
+
+func TestHandOffAddsTheTokenAndExecution(t *testing.T) {
+	t.Parallel()
+	pub := &recordingPublisher{}
+	task := &Task{Token: "tok", ExecutionArn: execARN, publish: pub}
+	require.NoError(t, task.HandOff(context.Background(), "next", map[string]any{"x": "<&>"}))
+	require.True(t, task.HandedOff())
+	require.Equal(t, "next", pub.detailType)
+	require.JSONEq(t, `{"x":"<&>","TaskToken":"tok","executionArn":"`+execARN+`"}`, string(pub.detail))
+	require.Contains(t, string(pub.detail), "<&>", "not HTML-escaped")
+
+	require.Error(t, task.HandOff(context.Background(), "next", []int{1}), "a detail must be an object")
+	require.Error(t, (&Task{publish: pub}).HandOff(context.Background(), "next", map[string]any{}), "no token to hand on")
+}
+
+func TestDetailWithoutToken(t *testing.T) {
+	t.Parallel()
+	task := &Task{Detail: json.RawMessage(`{"TaskToken":"secret","a":"<b>"}`)}
+	out, err := task.DetailWithoutToken()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"a":"<b>"}`, string(out))
+	require.NotContains(t, string(out), "secret")
+	require.NotContains(t, string(out), `\u003c`)
+}
+
+func TestExecutionName(t *testing.T) {
+	t.Parallel()
+	name, err := ExecutionName(execARN)
+	require.NoError(t, err)
+	require.Equal(t, "run-1", name)
+	for _, bad := range []string{"", "arn:aws:s3:::bucket", "arn:aws:states:r:a:execution:sm:", "arn:aws:states:r:a:execution:sm:..",
+		"arn:aws:states:r:a:stateMachine:sm", "arn:aws:states:r:a:execution:sm:manifests", "arn:aws:states:r:a:execution:sm:results",
+		"arn:aws:states:r:a:execution:sm:claim-checks", "arn:aws:states:r:a:execution:sm:a\tb", "arn:aws:states:r:a:execution:sm:a\u0085b"} {
+		_, err := ExecutionName(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+type recordingPublisher struct {
+	detailType string
+	detail     []byte
+}
+
+func (p *recordingPublisher) Publish(_ context.Context, detailType string, detail any) error {
+	b, err := MarshalJSON(detail)
+	p.detailType, p.detail = detailType, b
+	return err
 }

@@ -217,3 +217,7 @@ func MarshalJSON(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// RegistryJobs returns the jobs of a public taskbridge.Registry; the public package
+// sets it, so that its test package (tasktest) can run them without exporting them.
+var RegistryJobs func(registry any) []Job

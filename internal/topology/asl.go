@@ -56,7 +56,7 @@ type aslMachine struct {
 func aslSteps(smName string, def []byte) ([]Step, error) {
 	var m aslMachine
 	if err := json.Unmarshal(def, &m); err != nil {
-		return nil, fmt.Errorf("state machine %s: not an ASL document: %w", smName, err)
+		return nil, fmt.Errorf("state machine %q: not an ASL document: %w", smName, err)
 	}
 	var steps []Step
 	var walk func(prefix string, m aslMachine)

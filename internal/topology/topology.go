@@ -268,10 +268,10 @@ func (t *Topology) Definition(sm StateMachine, vars map[string]string) ([]byte, 
 		if end < 0 {
 			end = len(s) - i - 1
 		}
-		return nil, fmt.Errorf("state machine %s: no value for placeholder %s", sm.Name, s[i:i+end+1])
+		return nil, fmt.Errorf("state machine %q: no value for placeholder %s", sm.Name, s[i:i+end+1])
 	}
 	if err := json.Unmarshal([]byte(s), new(any)); err != nil {
-		return nil, fmt.Errorf("state machine %s: %s is not valid JSON: %w", sm.Name, sm.Definition, jsonError([]byte(s), err))
+		return nil, fmt.Errorf("state machine %q: %s is not valid JSON: %w", sm.Name, sm.Definition, jsonError([]byte(s), err))
 	}
 	return []byte(s), nil
 }
@@ -289,7 +289,7 @@ func (t *Topology) rawDefinition(sm StateMachine) ([]byte, error) {
 		b, err = fs.ReadFile(t.fsys, filepath.ToSlash(filepath.Clean(sm.Definition)))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("state machine %s: read definition: %w", sm.Name, err)
+		return nil, fmt.Errorf("state machine %q: read definition: %w", sm.Name, err)
 	}
 	return b, nil
 }

@@ -2,17 +2,21 @@ package topology
 
 import (
 	"encoding/json"
-	"strings"
+	"os"
+	"path/filepath"
 	"testing"
+	"testing/fstest"
 
 	"github.com/stretchr/testify/require"
 )
 
 func TestEmbeddedTopologyIsValidAndComplete(t *testing.T) {
 	t.Parallel()
-	topo, err := Load()
+	topo, err := Load("")
 	require.NoError(t, err)
-	for _, job := range []string{"getMultiple", "processSingle", "postProcessSingle", "sideEffect", "postProcessAll", "finisher", "batch"} {
+	jobs := []string{"getMultiple", "processSingle", "postProcessSingle", "sideEffect", "postProcessAll", "finisher"}
+	require.NoError(t, topo.Check(jobs))
+	for _, job := range jobs {
 		found := false
 		for _, q := range topo.Queues {
 			found = found || q.Job == job
@@ -20,49 +24,106 @@ func TestEmbeddedTopologyIsValidAndComplete(t *testing.T) {
 		require.True(t, found, "a queue feeds job %s", job)
 	}
 	for _, sm := range topo.StateMachines {
-		def, err := topo.Definition(sm, Names{Stack: "x"}.DefinitionVars())
+		def, err := topo.Definition(sm, Names{Stack: "x"}.DefinitionVars("aws-cn"))
 		require.NoError(t, err)
 		require.True(t, json.Valid(def))
 		require.Contains(t, string(def), `"EventBusName": "x"`)
+		require.Contains(t, string(def), `"arn:aws-cn:states:::events:putEvents.waitForTaskToken"`)
 	}
-}
-
-// Every detail type the ASL files put on the bus has a queue in the topology.
-func TestEveryDetailTypeOfTheStateMachinesIsRouted(t *testing.T) {
-	t.Parallel()
-	topo, err := Load()
+	steps, err := topo.Steps(Names{Stack: "x"}.DefinitionVars("aws"))
 	require.NoError(t, err)
-	routed := map[string]bool{}
-	for _, q := range topo.Queues {
-		for _, dt := range q.DetailTypes {
-			routed[dt] = true
-		}
+	require.Len(t, steps, 3)
+	for _, s := range steps {
+		require.True(t, s.WaitsForTask && s.Heartbeat, "%+v: waits for its token and declares HeartbeatSeconds", s)
 	}
-	for _, sm := range topo.StateMachines {
-		def, err := topo.Definition(sm, Names{Stack: "x"}.DefinitionVars())
-		require.NoError(t, err)
-		for _, part := range strings.Split(string(def), `"DetailType": "`)[1:] {
-			dt := part[:strings.IndexByte(part, '"')]
-			require.True(t, routed[dt], "detail type %s of %s reaches a queue", dt, sm.Name)
-		}
+	q, _ := topo.Queue("processSingle")
+	require.Equal(t, []string{"taskbridge.stepfunctions", "taskbridge.worker"}, topo.Sources(q, steps))
+	f, _ := topo.Queue("finisher")
+	require.Nil(t, topo.Sources(f, steps), "any producer may finish a task")
+}
+
+// validate reports every problem at once, each naming its queue or state machine.
+func TestCheckReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	write("good.asl.json", `{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:${partition}:states:::events:putEvents.waitForTaskToken","HeartbeatSeconds":60,
+		"Parameters":{"Entries":[{"EventBusName":"${event_bus_name}","Source":"my.app","DetailType":"orphan","Detail":{"TaskToken.$":"$$.Task.Token"}}]},"End":true}}}`)
+	write("broken.asl.json", "{\n  \"StartAt\": \"A\",\n  \"States\": {,}\n}")
+	write("topology.json", `{
+	  "source": "me",
+	  "queues": [
+	    {"name": "a", "job": "known", "detailTypes": ["x"]},
+	    {"name": "a", "job": "known", "detailTypes": ["y"]},
+	    {"name": "b", "job": "nobody", "detailTypes": ["z"]},
+	    {"name": "c", "job": "known"},
+	    {"name": "d", "job": "known", "exec": {"command": ["true"]}, "detailTypes": ["w"]},
+	    {"name": "e", "exec": {"command": ["./missing.sh"]}, "detailTypes": ["v"]},
+	    {"name": "f", "http": {"url": "ftp://x"}, "detailTypes": ["u"]},
+	    {"name": "g", "startExecution": {"stateMachine": "nope"}, "detailTypes": ["t"]},
+	    {"name": "h", "detailTypes": ["s"]}
+	  ],
+	  "stateMachines": [
+	    {"name": "good", "definition": "good.asl.json"},
+	    {"name": "missing", "definition": "missing.asl.json"},
+	    {"name": "broken", "definition": "broken.asl.json"}
+	  ]
+	}`)
+	topo, err := Load(filepath.Join(dir, "topology.json"))
+	require.NoError(t, err)
+	err = topo.Check([]string{"known"})
+	require.Error(t, err)
+	for _, want := range []string{
+		`queue "a": duplicate queue name`,
+		`queue "b": job "nobody" is not registered`,
+		`queue "c": nothing routes to it`,
+		`queue "d": sets more than one of`,
+		`queue "e": exec.command ./missing.sh`,
+		`queue "f": http.url`,
+		`queue "g": startExecution.stateMachine "nope" is not a state machine`,
+		`queue "h": says nothing to run`,
+		`state machine "good": step A puts detail type "orphan", which no queue takes`,
+		`state machine "missing": read definition`,
+		`state machine "broken": broken.asl.json is not valid JSON: line 3, column`,
+	} {
+		require.Contains(t, err.Error(), want, "want %q in:\n%s", want, err)
 	}
 }
 
-func TestParseReportsEveryProblem(t *testing.T) {
+func TestLoadSaysWhereTheFileIsWrong(t *testing.T) {
 	t.Parallel()
-	_, err := Parse([]byte(`{"queues":[{"name":"a"},{"name":"a","job":"j","detailTypes":["x"],"concurrency":1,"visibilityTimeoutSeconds":0,"maxReceiveCount":1}]}`))
-	require.Error(t, err)
-	for _, want := range []string{"source is empty", "job is empty", "routes nothing", "duplicate name", "visibilityTimeoutSeconds"} {
-		require.Contains(t, err.Error(), want)
-	}
-	_, err = Parse([]byte(`not json`))
-	require.ErrorContains(t, err, "parse topology")
+	_, err := Parse([]byte("{\n  \"source\": \"x\",\n  \"queues\": [}\n"), fstest.MapFS{})
+	require.ErrorContains(t, err, "line 3, column")
+	_, err = Parse([]byte(`{"source":"x","queus":[]}`), fstest.MapFS{})
+	require.ErrorContains(t, err, `unknown field "queus"`)
+	_, err = Parse([]byte(`{"source":"x","queues":[{"name":"a","exec":{"command":["x"],"timeout":"soon"}}]}`), fstest.MapFS{})
+	require.ErrorContains(t, err, "soon")
+}
+
+func TestDefaultsApply(t *testing.T) {
+	t.Parallel()
+	topo, err := Parse([]byte(`{"source":"x","queues":[{"name":"a","job":"j","detailTypes":["d"]}]}`), fstest.MapFS{})
+	require.NoError(t, err)
+	q := topo.Queues[0]
+	require.Equal(t, [3]int{DefaultConcurrency, DefaultVisibilityTimeout, DefaultMaxReceiveCount}, [3]int{q.Concurrency, q.VisibilityTimeoutSeconds, q.MaxReceiveCount})
+	require.NoError(t, topo.Check([]string{"j"}))
 }
 
 func TestDefinitionWithoutAValueIsAnError(t *testing.T) {
 	t.Parallel()
-	topo, err := Load()
+	topo, err := Load("")
 	require.NoError(t, err)
-	_, err = topo.Definition(topo.StateMachines[0], nil)
+	_, err = topo.Definition(topo.StateMachines[0], map[string]string{"partition": "aws"})
 	require.ErrorContains(t, err, "${event_bus_name}")
+}
+
+func TestPartition(t *testing.T) {
+	t.Parallel()
+	for region, want := range map[string]string{"us-east-1": "aws", "cn-north-1": "aws-cn", "us-gov-west-1": "aws-us-gov", "eu-west-1": "aws"} {
+		require.Equal(t, want, Partition(region))
+	}
+	require.Equal(t, "arn:aws:states:us-east-1:123:stateMachine:x", StateMachineARN("aws", "us-east-1", "123", "x"))
 }

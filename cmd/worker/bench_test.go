@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"context"
@@ -15,11 +15,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/glue"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/taskbridge/taskbridge"
+	"github.com/taskbridge/taskbridge/examples/cookies"
 	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/bootstrap"
+	"github.com/taskbridge/taskbridge/internal/callback"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/loadtest"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
+	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
 // cookiesLoad is what one run of the cookies workflow measured.
@@ -76,25 +88,47 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 		k, v, _ := strings.Cut(kv, "=")
 		b.Setenv(k, v)
 	}
-	b.Setenv("WORKER_STACK", awstest.Stack(b))
-	s, err := newSetup(ctx)
+	stackName := awstest.Stack(b)
+	cfg := awstest.Config(b)
+	topo, err := topology.Load("")
 	if err != nil {
 		b.Fatal(err)
 	}
-	stack, err := s.bootstrapper().Apply(ctx)
+	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	clients := bootstrap.Clients{
+		SQS: sqs.NewFromConfig(cfg), EventBridge: eventbridge.NewFromConfig(cfg), S3: s3c,
+		SFN: sfn.NewFromConfig(cfg), Glue: glue.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg),
+	}
+	boot := bootstrap.New(topo, bootstrap.Stack{Names: topology.Names{Stack: stackName}}, clients, awstest.Region)
+	stack, err := boot.Apply(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	stateMachine, err := s.bootstrapper().StateMachineARN(ctx, "cookies")
-	if err != nil {
-		b.Fatal(err)
-	}
+	stateMachine := stack.StateMachines["cookies"]
 	log, reg := zap.NewNop(), prometheus.NewRegistry()
-	publisher := event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg)
-	router, queues, err := jobRouter(ctx, s, stack, publisher, log, reg)
+	publisher := event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: topo.Source}, clients.EventBridge, log, reg)
+	// The cookies jobs as `worker run` wires them: registered on the public API,
+	// behind the worker's router.
+	deps, err := cookies.NewDeps(ctx, taskbridge.Stack{AWS: cfg, S3PathStyle: true, Name: stackName, EventBus: stack.EventBus, DataBucket: stack.DataBucket})
 	if err != nil {
 		b.Fatal(err)
 	}
+	registry := taskbridge.NewRegistry()
+	cookies.RegisterWith(registry, deps)
+	reporter := callback.New(callback.Config{DataBucket: stack.DataBucket}, clients.SFN, clients.S3, log, callback.NewMetrics(reg))
+	routes := map[string]jobs.Route{}
+	var queues []topology.Queue
+	for _, q := range topo.Queues {
+		if q.Job != "" {
+			routes[q.Name] = jobs.Route{Job: q.Job, DetailTypes: q.DetailTypes}
+			queues = append(queues, q)
+		}
+	}
+	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes}, append(jobs.RegistryJobs(registry), jobs.Finisher()), reporter, reporter, publisher, log, jobs.NewMetrics(reg))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const pollWait = 20 * time.Second
 	var handled atomic.Int64
 	counted := consumer.HandlerFunc(func(ctx context.Context, m consumer.Message) error {
 		err := router.Handle(ctx, m)
@@ -104,7 +138,7 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 		return err
 	})
 	var requests loadtest.RequestCounter
-	client := sqs.NewFromConfig(s.aws, requests.Apply)
+	client := sqs.NewFromConfig(cfg, requests.Apply)
 	ready := telemetry.NewReadiness(time.Minute, reg)
 	metrics := consumer.NewMetrics(reg)
 
@@ -116,11 +150,16 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 	var wg sync.WaitGroup
 	for _, q := range queues {
 		if kind == "naive" {
-			nq := loadtest.NaiveQueue{Name: q.Name, URL: stack.Queues[q.Name], Concurrency: q.Concurrency, Wait: s.cfg.PollWait}
+			nq := loadtest.NaiveQueue{Name: q.Name, URL: stack.Queues[q.Name], Concurrency: q.Concurrency, Wait: pollWait}
 			wg.Go(func() { loadtest.RunNaive(runCtx, client, nq, counted) })
 			continue
 		}
-		p, err := consumer.NewPoller(pollerConfig(s.cfg, q, stack, ready), client, counted, log, metrics)
+		p, err := consumer.NewPoller(consumer.Config{
+			Queue: q.Name, QueueURL: stack.Queues[q.Name], DLQURL: stack.DLQs[q.Name], Concurrency: q.Concurrency,
+			VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second, MaxReceiveCount: q.MaxReceiveCount,
+			PollWait: pollWait, MaxPollers: 4, DrainTimeout: 20 * time.Second,
+			ReceiveResultFunc: func(err error) { ready.SetPolling(q.Name, true); ready.ObserveAWS(err) },
+		}, client, counted, log, metrics)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -128,8 +167,8 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 	}
 	arns := make([]string, executions)
 	for i := range arns {
-		out, err := s.clients.SFN.StartExecution(ctx, &sfn.StartExecutionInput{
-			StateMachineArn: aws.String(stateMachine), Name: aws.String(fmt.Sprintf("%s-%d", uniqueExecutionName(), i)), Input: aws.String(fmt.Sprintf(`{"count":%d}`, people)),
+		out, err := clients.SFN.StartExecution(ctx, &sfn.StartExecutionInput{
+			StateMachineArn: aws.String(stateMachine), Name: aws.String(fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)), Input: aws.String(fmt.Sprintf(`{"count":%d}`, people)),
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -139,7 +178,7 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 	waitCtx, cancelWait := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancelWait()
 	for _, arn := range arns {
-		if _, err := waitExecution(waitCtx, s.clients.SFN, arn); err != nil {
+		if err := waitSucceeded(waitCtx, clients.SFN, arn); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -155,7 +194,7 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 	r.peakRSS = mem.PeakRSS
 	r.byAPI = sqsRequestsByAPI(b, reg)
 	for _, arn := range arns {
-		ls, err := loadtest.CallbackLatencies(ctx, s.clients.SFN, arn)
+		ls, err := loadtest.CallbackLatencies(ctx, clients.SFN, arn)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -183,4 +222,27 @@ func sqsRequestsByAPI(b *testing.B, reg *prometheus.Registry) map[string]float64
 		}
 	}
 	return out
+}
+
+// waitSucceeded polls an execution until it ends; an end other than success is an
+// error.
+func waitSucceeded(ctx context.Context, client *sfn.Client, arn string) error {
+	for {
+		d, err := client.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: aws.String(arn)})
+		if err != nil {
+			return fmt.Errorf("describe execution: %w", err)
+		}
+		switch d.Status {
+		case sfntypes.ExecutionStatusSucceeded:
+			return nil
+		case sfntypes.ExecutionStatusRunning:
+		default:
+			return fmt.Errorf("execution %s ended %s: %s", arn, d.Status, aws.ToString(d.Cause))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
