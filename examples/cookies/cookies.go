@@ -413,7 +413,6 @@ func (c *Jobs) getJSON(ctx context.Context, key string, v any) error {
 	return nil
 }
 
-
 func hash(s string, n int) uint64 {
 	h := sha256.New()
 	h.Write([]byte(s))
