@@ -57,6 +57,7 @@ func TestMain(m *testing.M) {
 // stackEnv is one test's stack on the emulator: its environment and AWS clients.
 type stackEnv struct {
 	t   *testing.T
+	bin string // the worker binary: workerBin, or a program built on the public API
 	env []string
 	out bootstrap.Output
 	sqs *sqs.Client
@@ -67,9 +68,16 @@ type stackEnv struct {
 // newStack bootstraps a fresh stack with `worker bootstrap --output json`.
 func newStack(t *testing.T, extraEnv ...string) *stackEnv {
 	t.Helper()
+	return newStackWith(t, workerBin, extraEnv...)
+}
+
+// newStackWith bootstraps a fresh stack with bin, a worker binary.
+func newStackWith(t *testing.T, bin string, extraEnv ...string) *stackEnv {
+	t.Helper()
 	cfg := awstest.Config(t)
 	st := &stackEnv{
 		t:   t,
+		bin: bin,
 		env: append(append(os.Environ(), awstest.Env(t)...), append([]string{"WORKER_STACK=" + awstest.Stack(t), "WORKER_LOG_LEVEL=debug", "WORKER_POLL_WAIT=2s"}, extraEnv...)...),
 		sqs: sqs.NewFromConfig(cfg), sfn: sfn.NewFromConfig(cfg),
 		s3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle, o.DisableLogOutputChecksumValidationSkipped = true, true }),
@@ -82,7 +90,7 @@ func newStack(t *testing.T, extraEnv ...string) *stackEnv {
 // cli runs a worker subcommand to its end and returns its stdout.
 func (st *stackEnv) cli(args ...string) string {
 	st.t.Helper()
-	cmd := exec.Command(workerBin, args...)
+	cmd := exec.Command(st.bin, args...)
 	cmd.Env = st.env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -106,7 +114,7 @@ type workerProc struct {
 func (st *stackEnv) startWorker(extraEnv ...string) *workerProc {
 	st.t.Helper()
 	addr := freeAddr(st.t)
-	cmd := exec.Command(workerBin, "run")
+	cmd := exec.Command(st.bin, "run")
 	cmd.Env = append(append(append([]string{}, st.env...), "WORKER_METRICS_ADDR="+addr), extraEnv...)
 	w := &workerProc{t: st.t, cmd: cmd, addr: addr, done: make(chan struct{})}
 	pr, pw, err := os.Pipe()
