@@ -31,7 +31,8 @@ var (
 )
 
 // flushReserve is kept from the shutdown timeout for what runs after the drain:
-// releasing unfinished messages and flushing deletes.
+// releasing unfinished messages and flushing deletes (the pollers' FlushTimeout,
+// three quarters of it), then stopping the HTTP server before the last guard.
 const flushReserve = 4 * time.Second
 
 // wiring is what every component of `worker run` is built from.
@@ -229,17 +230,20 @@ func (w wiring) pollerConfig(q topology.Queue) consumer.Config {
 	if w.cfg.Concurrency != nil {
 		concurrency = *w.cfg.Concurrency
 	}
+	// The stop's budget: DrainTimeout for in-flight receives and jobs, then
+	// FlushTimeout for releases and the last deletes, all together; the rest of the
+	// reserve is the margin before runWorker's last guard.
 	drain := max(w.cfg.ShutdownTimeout-flushReserve, w.cfg.ShutdownTimeout/2)
+	flush := (w.cfg.ShutdownTimeout - drain) * 3 / 4
 	ready := w.ready
 	return consumer.Config{
 		Queue: q.Name, QueueURL: w.stack.Queues[q.Name], DLQURL: w.stack.DLQs[q.Name],
 		Concurrency: concurrency, VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
-		MaxReceiveCount: q.MaxReceiveCount, PollWait: w.cfg.PollWait, HandlerTimeout: w.cfg.JobTimeout, DrainTimeout: drain,
-		MaxPollers: w.cfg.MaxPollers,
-		ReceiveResultFunc: func(err error) {
-			ready.SetPolling(q.Name, true)
-			ready.ObserveAWS(err)
-		},
+		MaxReceiveCount: q.MaxReceiveCount, PollWait: w.cfg.PollWait, HandlerTimeout: w.cfg.JobTimeout,
+		DrainTimeout: drain, FlushTimeout: flush,
+		MaxPollers:        w.cfg.MaxPollers,
+		ReceiveResultFunc: func(err error) { ready.ObserveReceive(q.Name, err) },
+		StoppedFunc:       func() { ready.SetPolling(q.Name, false) },
 	}
 }
 

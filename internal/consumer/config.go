@@ -31,9 +31,18 @@ type Config struct {
 	// a full receive more, and an extra loop ends at its first empty receive. An idle
 	// queue so costs one long poll per PollWait.
 	MaxPollers int
+	// FlushTimeout bounds, all together, the SQS calls made after the drain: releases
+	// of unfinished messages and the last deletes (default 3 s). DrainTimeout +
+	// FlushTimeout is the most a stop takes.
+	FlushTimeout time.Duration
 	// ReceiveResultFunc, when set, is called after every ReceiveMessage with its
-	// error (nil on success): readiness tracking. Called from the poller goroutine.
+	// error (nil on success), and with nil once a long poll has been in flight for
+	// acceptedAfter without an error (the service accepted it): readiness tracking.
+	// Called from the poller's goroutines, possibly concurrently.
 	ReceiveResultFunc func(err error)
+	// StoppedFunc, when set, is called once when the poller stops polling (at the
+	// stop, before the drain): readiness tracking.
+	StoppedFunc func()
 }
 
 func (c *Config) applyDefaults() {
@@ -48,6 +57,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxPollers == 0 {
 		c.MaxPollers = 1
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = 3 * time.Second
 	}
 }
 
@@ -72,7 +84,7 @@ func (c Config) Validate() error {
 	if c.MaxPollers < 0 {
 		errs = append(errs, fmt.Errorf("consumer %s: MaxPollers must not be negative", c.Queue))
 	}
-	if c.HandlerTimeout < 0 || c.DrainTimeout < 0 {
+	if c.HandlerTimeout < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
 		errs = append(errs, fmt.Errorf("consumer %s: timeouts must not be negative", c.Queue))
 	}
 	return errors.Join(errs...)

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,14 +38,16 @@ func newDeleter(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *deleter
 // add queues a receipt handle for deletion. It never blocks for long: run drains in.
 func (d *deleter) add(receipt string) { d.in <- receipt }
 
-// run batches until ctx is done, then flushes what is pending, on a bounded context
-// of its own, and returns. Callers stop adding before they cancel ctx.
-func (d *deleter) run(ctx context.Context) {
+// run batches until ctx is done, then flushes what is pending and returns. Every
+// DeleteMessageBatch runs on afterCtx (which a stop does not cancel, but which ends
+// when the stop's flush budget is spent) with afterStopTimeout. Callers stop adding
+// before they cancel ctx.
+func (d *deleter) run(ctx, afterCtx context.Context) {
 	var pending []string
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterStopTimeout)
+		fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
 		d.delete(fctx, pending)
 		cancel()
 		pending = pending[:0]
@@ -63,21 +66,25 @@ func (d *deleter) run(ctx context.Context) {
 		case <-timer.C:
 			flush()
 		case <-ctx.Done():
+			timer.Stop()
 			for {
 				select {
 				case r := <-d.in:
 					pending = append(pending, r)
-					if len(pending) == maxBatch {
-						flush()
-					}
 					continue
 				default:
 				}
 				break
 			}
-			if len(pending) > 0 {
-				flush()
+			// The last batches go out together: the stop's budget is short.
+			fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
+			defer cancel()
+			var wg sync.WaitGroup
+			for start := 0; start < len(pending); start += maxBatch {
+				batch := pending[start:min(start+maxBatch, len(pending))]
+				wg.Go(func() { d.delete(fctx, batch) })
 			}
+			wg.Wait()
 			return
 		}
 	}

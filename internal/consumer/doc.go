@@ -20,8 +20,14 @@
 //     to the DLQ after maxReceiveCount receives.
 //   - Handlers must tolerate redelivery: a crash between a durable outcome and the
 //     delete redelivers the message.
-//   - On stop (ctx cancelled): polling stops; running handlers get DrainTimeout to
-//     finish; then their contexts are cancelled and their messages left for
-//     redelivery; messages received but not started are made visible again at once
-//     (ChangeMessageVisibility 0); pending deletes are flushed on a bounded context.
+//   - On stop (ctx cancelled): no new receive starts. A long poll already in flight
+//     is not cancelled: SQS (and moto, LocalStack) can still hand it messages on the
+//     server side, which would then stay invisible for a visibility timeout. It runs
+//     to its end within DrainTimeout, and what it brings is made visible again at
+//     once (ChangeMessageVisibilityBatch 0), unstarted. Running handlers get the same
+//     DrainTimeout to finish; then their contexts are cancelled and their messages
+//     released (visibility 0). Every SQS call after the drain (releases, the last
+//     deletes, sent together) is bounded by FlushTimeout in all, so a stop takes at
+//     most DrainTimeout + FlushTimeout however slow SQS is; a call cut by it leaves
+//     its message to come back after its visibility timeout.
 package consumer

@@ -27,6 +27,15 @@ type fakeSQS struct {
 	calls      map[string]int
 	maxAsked   []int32
 	changes    []time.Duration // ChangeMessageVisibility values
+	// batchChanges are ChangeMessageVisibilityBatch values, per entry.
+	batchChanges []time.Duration
+
+	// strandOnCancel makes a receive whose context is cancelled go on taking
+	// messages until its wait ends, and lose them, as moto, LocalStack and SQS do.
+	strandOnCancel bool
+	// callDelay slows every delete and visibility change (a slow SQS), unless the
+	// call's context ends first.
+	callDelay time.Duration
 
 	receiveErr    func() error // injected per call
 	extendErr     error
@@ -87,10 +96,53 @@ func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 		}
 		select {
 		case <-ctx.Done():
+			if f.strandOnCancel {
+				return nil, f.strand(ctx, int(in.MaxNumberOfMessages), deadline)
+			}
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// strand is the server side of a cancelled long poll: it takes what arrives until
+// the wait ends, and nobody gets the messages.
+func (f *fakeSQS) strand(ctx context.Context, max int, deadline time.Time) error {
+	for time.Now().Before(deadline) {
+		if len(f.take(max)) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return ctx.Err()
+}
+
+// slow waits callDelay or until ctx ends.
+func (f *fakeSQS) slow(ctx context.Context) error {
+	f.mu.Lock()
+	d := f.callDelay
+	f.mu.Unlock()
+	if d == 0 {
+		return nil
+	}
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// visible reports whether the message with body b can be received now.
+func (f *fakeSQS) visible(b string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range f.order {
+		if m.body == b {
+			return !m.deleted && !time.Now().Before(m.visibleAt)
+		}
+	}
+	return false
 }
 
 func (f *fakeSQS) take(max int) []types.Message {
@@ -119,7 +171,10 @@ func (f *fakeSQS) take(max int) []types.Message {
 	return out
 }
 
-func (f *fakeSQS) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+func (f *fakeSQS) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	if err := f.slow(ctx); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["DeleteMessageBatch"]++
@@ -140,7 +195,10 @@ func (f *fakeSQS) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessageBat
 	return out, nil
 }
 
-func (f *fakeSQS) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+func (f *fakeSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	if err := f.slow(ctx); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["ChangeMessageVisibility"]++
@@ -152,7 +210,10 @@ func (f *fakeSQS) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessa
 	return &sqs.ChangeMessageVisibilityOutput{}, nil
 }
 
-func (f *fakeSQS) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+func (f *fakeSQS) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if err := f.slow(ctx); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["ChangeMessageVisibilityBatch"]++
@@ -161,6 +222,7 @@ func (f *fakeSQS) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.Change
 	}
 	out := &sqs.ChangeMessageVisibilityBatchOutput{}
 	for _, e := range in.Entries {
+		f.batchChanges = append(f.batchChanges, time.Duration(e.VisibilityTimeout)*time.Second)
 		if m, ok := f.msgs[aws.ToString(e.ReceiptHandle)]; ok {
 			m.visibleAt = time.Now().Add(time.Duration(e.VisibilityTimeout) * time.Second)
 			out.Successful = append(out.Successful, types.ChangeMessageVisibilityBatchResultEntry{Id: e.Id})

@@ -25,8 +25,9 @@ type sqsAPI interface {
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
-// afterStopTimeout bounds the SQS calls made after a stop (deletes, releases, DLQ
-// copies): they run on a context detached from the cancelled one.
+// afterStopTimeout bounds one SQS call that settles a message (delete, release, DLQ
+// copy): they run on a context detached from the cancelled one. After a stop, the
+// poller's FlushTimeout bounds them all together as well.
 const afterStopTimeout = 5 * time.Second
 
 // Poller receives the messages of one queue and runs a Handler for each, at most
@@ -48,6 +49,9 @@ type Poller struct {
 	// stopping is closed when the drain timeout passed: handlers still running are
 	// cancelled and their messages released, not retried with a backoff.
 	stopping chan struct{}
+	// afterCtx is set by Run before any goroutine that reads it starts; it ends
+	// FlushTimeout after the drain (see Run).
+	afterCtx context.Context
 }
 
 // NewPoller returns a Poller for cfg. It does nothing until Run.
@@ -69,22 +73,43 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 // Run polls until ctx is cancelled, then drains (see the package doc) and returns
 // nil. It returns an error only if it cannot start.
 func (p *Poller) Run(ctx context.Context) error {
-	// Handlers and the helpers outlive ctx by up to DrainTimeout.
+	// Handlers and the helpers outlive ctx by up to DrainTimeout + FlushTimeout.
 	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelJobs()
+	// Receives outlive ctx too: a long poll cancelled on the client can still take
+	// messages on the server, which would then stay invisible for a whole visibility
+	// timeout. An in-flight receive so runs to its end (at most PollWait) within the
+	// drain, and what it brings is released at once.
+	recvCtx, cancelReceives := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReceives()
+	// afterCtx bounds every SQS call made after a stop: it ends FlushTimeout after
+	// the drain, so releases and the last deletes fit the shutdown budget together.
+	afterCtx, cancelAfter := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAfter()
+	p.afterCtx = afterCtx
 	var helpers sync.WaitGroup
 	helperCtx, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
-	helpers.Go(func() { p.deleter.run(helperCtx) })
+	helpers.Go(func() { p.deleter.run(helperCtx, afterCtx) })
 	helpers.Go(func() { p.extender.run(helperCtx) })
 
 	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
 	p.pollers.Add(1)
-	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(ctx, jobCtx, false) })
-	p.loops.Wait()
+	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(ctx, recvCtx, jobCtx, false) })
+	<-ctx.Done()
+	if p.cfg.StoppedFunc != nil {
+		p.cfg.StoppedFunc()
+	}
 
-	// Stop: running handlers get DrainTimeout, then are cancelled and released.
+	// Stop: in-flight receives and running handlers get DrainTimeout together; then
+	// handlers are cancelled and released, and the after-stop calls get FlushTimeout.
+	budget := time.AfterFunc(p.cfg.DrainTimeout+p.cfg.FlushTimeout, cancelAfter)
+	defer budget.Stop()
 	drained := make(chan struct{})
-	go func() { p.handlers.Wait(); close(drained) }()
+	go func() {
+		p.loops.Wait() // no loop starts a handler after this
+		p.handlers.Wait()
+		close(drained)
+	}()
 	timer := time.NewTimer(p.cfg.DrainTimeout)
 	select {
 	case <-drained:
@@ -92,6 +117,7 @@ func (p *Poller) Run(ctx context.Context) error {
 	case <-timer.C:
 		p.log.Warn("drain timeout: releasing unfinished messages", zap.Duration("drain_timeout", p.cfg.DrainTimeout))
 		close(p.stopping)
+		cancelReceives()
 		cancelJobs()
 		<-drained
 	}
@@ -103,7 +129,7 @@ func (p *Poller) Run(ctx context.Context) error {
 
 // startExtraLoop adds a receive loop when the last receive was full, the pool could
 // start a full receive more, and MaxPollers allows it.
-func (p *Poller) startExtraLoop(ctx, jobCtx context.Context) {
+func (p *Poller) startExtraLoop(ctx, recvCtx, jobCtx context.Context) {
 	for {
 		n := p.pollers.Load()
 		if int(n) >= p.cfg.MaxPollers || cap(p.slots)-len(p.slots) < maxBatch {
@@ -117,13 +143,13 @@ func (p *Poller) startExtraLoop(ctx, jobCtx context.Context) {
 	p.loops.Go(func() {
 		defer p.pollers.Add(-1)
 		defer p.metrics.pollers.WithLabelValues(p.cfg.Queue).Dec()
-		p.poll(ctx, jobCtx, true)
+		p.poll(ctx, recvCtx, jobCtx, true)
 	})
 }
 
 // poll is a receive loop; it returns when ctx is cancelled or, for an extra loop,
-// at its first empty receive.
-func (p *Poller) poll(ctx, jobCtx context.Context, extra bool) {
+// at its first empty receive. Receives run on recvCtx, which a stop does not cancel.
+func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 	failures := 0
 	for {
 		// Capacity first: never hold a message that cannot start.
@@ -131,10 +157,10 @@ func (p *Poller) poll(ctx, jobCtx context.Context, extra bool) {
 		if !ok {
 			return
 		}
-		msgs, err := p.receive(ctx, free)
+		msgs, err := p.receive(ctx, recvCtx, free)
 		if ctx.Err() != nil {
 			p.release(free)
-			// A receive that returned as the stop came: give its messages back.
+			// A receive that returned after the stop came: give its messages back.
 			p.releaseMessages(msgs)
 			return
 		}
@@ -162,7 +188,7 @@ func (p *Poller) poll(ctx, jobCtx context.Context, extra bool) {
 		case extra && len(msgs) == 0:
 			return // the burst is over
 		case len(msgs) == maxBatch:
-			p.startExtraLoop(ctx, jobCtx)
+			p.startExtraLoop(ctx, recvCtx, jobCtx)
 		}
 	}
 }
@@ -212,9 +238,12 @@ func (p *Poller) release(n int) {
 	}
 }
 
-func (p *Poller) receive(ctx context.Context, max int) ([]types.Message, error) {
+// receive asks for at most max messages on recvCtx; ctx is the poller's, whose
+// cancellation (a stop) does not cut the request short.
+func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message, error) {
 	p.metrics.requests.WithLabelValues(p.cfg.Queue, "ReceiveMessage").Inc()
-	out, err := p.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+	accepted := p.watchAccepted()
+	out, err := p.client.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(p.cfg.QueueURL),
 		MaxNumberOfMessages:         int32(max),
 		WaitTimeSeconds:             int32(p.cfg.PollWait / time.Second),
@@ -222,11 +251,10 @@ func (p *Poller) receive(ctx context.Context, max int) ([]types.Message, error) 
 		MessageAttributeNames:       []string{"All"},
 	})
 	if ctx.Err() != nil && err != nil {
-		return nil, ctx.Err() // a stop, not a failure
+		accepted.done(nil, false)
+		return nil, ctx.Err() // cut at the drain's end: a stop, not a failure
 	}
-	if p.cfg.ReceiveResultFunc != nil {
-		p.cfg.ReceiveResultFunc(err)
-	}
+	accepted.done(err, true)
 	if err != nil {
 		p.metrics.receiveCalls.WithLabelValues(p.cfg.Queue, "error").Inc()
 		return nil, fmt.Errorf("receive from %s: %w", p.cfg.Queue, err)
@@ -238,6 +266,49 @@ func (p *Poller) receive(ctx context.Context, max int) ([]types.Message, error) 
 		p.metrics.received.WithLabelValues(p.cfg.Queue).Add(float64(len(out.Messages)))
 	}
 	return out.Messages, nil
+}
+
+// acceptedAfter is how long a long poll must be in flight without an error to count
+// as accepted by the service: the poller is polling, long before the poll returns.
+const acceptedAfter = time.Second
+
+// acceptWatch reports a long poll as accepted, once, unless it ended before
+// acceptedAfter; it keeps the reports of one receive in order.
+type acceptWatch struct {
+	mu     sync.Mutex
+	report func(error)
+	timer  *time.Timer
+	ended  bool
+}
+
+// watchAccepted starts watching one receive; nil when nobody listens.
+func (p *Poller) watchAccepted() *acceptWatch {
+	if p.cfg.ReceiveResultFunc == nil {
+		return nil
+	}
+	w := &acceptWatch{report: p.cfg.ReceiveResultFunc}
+	w.timer = time.AfterFunc(acceptedAfter, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if !w.ended {
+			w.report(nil)
+		}
+	})
+	return w
+}
+
+// done ends the watch and, if report, reports the receive's result.
+func (w *acceptWatch) done(err error, report bool) {
+	if w == nil {
+		return
+	}
+	w.timer.Stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	if report {
+		w.report(err)
+	}
 }
 
 // start runs the handler of one message in its own goroutine; the slot it holds is
@@ -277,7 +348,7 @@ func (p *Poller) call(ctx context.Context, m Message) (err error) {
 // does.
 func (p *Poller) settle(m Message, receipt string, err error, visibilityLost bool) {
 	log := p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
-	ctx, cancel := context.WithTimeout(context.Background(), afterStopTimeout)
+	ctx, cancel := context.WithTimeout(p.afterCtx, afterStopTimeout)
 	defer cancel()
 	switch {
 	case visibilityLost:
@@ -342,13 +413,33 @@ func wholeSeconds(d time.Duration) int32 {
 	return int32((d + time.Second - 1) / time.Second)
 }
 
-// releaseMessages makes messages that were received but never started visible now.
+// releaseMessages makes messages that were received but never started visible now,
+// in ChangeMessageVisibilityBatch calls of up to 10.
 func (p *Poller) releaseMessages(msgs []types.Message) {
-	ctx, cancel := context.WithTimeout(context.Background(), afterStopTimeout)
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.afterCtx, afterStopTimeout)
 	defer cancel()
-	for _, raw := range msgs {
-		p.changeVisibility(ctx, aws.ToString(raw.ReceiptHandle), 0, "release")
-		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
+	for start := 0; start < len(msgs); start += maxBatch {
+		batch := msgs[start:min(start+maxBatch, len(msgs))]
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+		for i, raw := range batch {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: 0}
+		}
+		p.metrics.requests.WithLabelValues(p.cfg.Queue, "ChangeMessageVisibilityBatch").Inc()
+		out, err := p.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(p.cfg.QueueURL), Entries: entries})
+		failed := len(batch)
+		if err == nil {
+			failed = len(out.Failed)
+		}
+		p.metrics.visibility.WithLabelValues(p.cfg.Queue, "release", "ok").Add(float64(len(batch) - failed))
+		p.metrics.visibility.WithLabelValues(p.cfg.Queue, "release", "error").Add(float64(failed))
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Add(float64(len(batch)))
+		if failed > 0 {
+			// Harmless: they come back when their visibility ends.
+			p.log.Warn("release after stop failed", zap.Int("batch_size", len(batch)), zap.Int("failed", failed), zap.Error(err))
+		}
 	}
 }
 

@@ -29,7 +29,7 @@ type bundle struct {
 }
 
 // setup starts a Poller over a fake queue with handler h; call stop to end it.
-func setup(t *testing.T, cfg Config, h HandlerFunc) *bundle {
+func setup(t *testing.T, cfg Config, h HandlerFunc, fakeOpts ...func(*fakeSQS)) *bundle {
 	t.Helper()
 	if cfg.Queue == "" {
 		cfg.Queue = "q"
@@ -47,6 +47,9 @@ func setup(t *testing.T, cfg Config, h HandlerFunc) *bundle {
 		cfg.PollWait = time.Second
 	}
 	f := newFakeSQS(cfg.VisibilityTimeout)
+	for _, o := range fakeOpts {
+		o(f)
+	}
 	m := NewMetrics(prometheus.NewRegistry())
 	p, err := NewPoller(cfg, f, h, zaptest.NewLogger(t), m)
 	require.NoError(t, err)
@@ -345,5 +348,80 @@ func TestBusyQueueAddsPollersAndDropsBack(t *testing.T) {
 		calls := b.sqs.count("ReceiveMessage")
 		b.stop(t)
 		t.Logf("200 messages: %d receives, %d delete batches", calls, b.sqs.count("DeleteMessageBatch"))
+	})
+}
+
+// A long poll cancelled on the client still takes messages on the server (issue 12
+// item 10): the receive in flight at a stop runs to its end, and what it brings is
+// visible again at once instead of after a visibility timeout.
+func TestStopReleasesWhatAnInFlightReceiveBrings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, Config{PollWait: 20 * time.Second, DrainTimeout: 21 * time.Second, VisibilityTimeout: 120 * time.Second},
+			func(context.Context, Message) error { return nil },
+			func(f *fakeSQS) { f.strandOnCancel = true })
+		time.Sleep(2 * time.Second) // a long poll is in flight on the idle queue
+		synctest.Wait()
+		b.cancel()
+		time.Sleep(500 * time.Millisecond)
+		b.sqs.send("late-1", "late-2")
+		require.NoError(t, <-b.done)
+		require.True(t, b.sqs.visible("late-1"), "a message taken by the last receive is visible again at once")
+		require.True(t, b.sqs.visible("late-2"))
+		require.Empty(t, b.sqs.deletedBodies(), "nothing is handled after the stop")
+		require.Equal(t, 2.0, b.handled("released"))
+		require.Equal(t, []time.Duration{0, 0}, b.sqs.batchChanges, "released in one batch call")
+	})
+}
+
+// With SQS slow after a stop (issue 12 item 11), releasing the unfinished messages
+// and flushing the deletes fit FlushTimeout together, after DrainTimeout.
+func TestStopFitsItsBudgetWhenSQSIsSlow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, Config{Concurrency: 4, DrainTimeout: 5 * time.Second, FlushTimeout: 2 * time.Second},
+			func(ctx context.Context, m Message) error {
+				d := 5*time.Second - time.Millisecond // ends as the drain does
+				if m.Body == "stuck" {
+					d = time.Hour
+				}
+				select {
+				case <-time.After(d):
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		b.sqs.send("quick", "stuck")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		b.sqs.mu.Lock()
+		b.sqs.callDelay = time.Minute // every delete and release hangs
+		b.sqs.mu.Unlock()
+		start := time.Now()
+		b.stop(t)
+		require.LessOrEqual(t, time.Since(start), 7*time.Second, "DrainTimeout + FlushTimeout, not one 5 s call after another")
+	})
+}
+
+// A long poll the service accepted counts as polling (issue 12 item 12): readiness
+// hears of it within acceptedAfter, not when the 20 s poll returns.
+func TestAcceptedLongPollReportsPolling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var results []error
+		stopped := 0
+		b := setup(t, Config{PollWait: 20 * time.Second,
+			ReceiveResultFunc: func(err error) { mu.Lock(); results = append(results, err); mu.Unlock() },
+			StoppedFunc:       func() { mu.Lock(); stopped++; mu.Unlock() },
+		}, func(context.Context, Message) error { return nil })
+		time.Sleep(acceptedAfter + 100*time.Millisecond)
+		synctest.Wait()
+		mu.Lock()
+		require.Equal(t, []error{nil}, results, "accepted, long before the poll returns")
+		require.Zero(t, stopped)
+		mu.Unlock()
+		b.stop(t)
+		mu.Lock()
+		require.Equal(t, 1, stopped, "a stopped poller says so")
+		mu.Unlock()
 	})
 }

@@ -37,7 +37,7 @@ func TestReadiness(t *testing.T) {
 	}{
 		{name: "nothing started", steps: []step{{do: func(*Readiness, *time.Time) {}, wantErr: "no consumer started"}}},
 		{name: "polling but no call succeeded", steps: []step{
-			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("q", true) }, wantErr: "no AWS call succeeded yet"},
+			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("q", true) }, wantErr: "consumer q: no receive accepted yet"},
 		}},
 		{name: "ready, then a failed call, then recovered", steps: []step{
 			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("q", true); r.ObserveAWS(nil) }},
@@ -47,12 +47,34 @@ func TestReadiness(t *testing.T) {
 		{name: "stale after the window, fresh again on success", steps: []step{
 			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("q", true); r.ObserveAWS(nil) }},
 			{do: func(_ *Readiness, now *time.Time) { *now = now.Add(time.Minute) }}, // exactly the window: still fresh
-			{do: func(_ *Readiness, now *time.Time) { *now = now.Add(time.Second) }, wantErr: "no AWS call succeeded for 1m1s"},
+			{do: func(_ *Readiness, now *time.Time) { *now = now.Add(time.Second) }, wantErr: "consumer q: no AWS answer for 1m1s"},
 			{do: func(r *Readiness, _ *time.Time) { r.ObserveAWS(nil) }},
 		}},
 		{name: "every poller must poll", steps: []step{
 			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("a", true); r.SetPolling("b", false); r.ObserveAWS(nil) }, wantErr: "consumer b is not polling"},
 			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("b", true) }},
+		}},
+		// Issue 12 item 12: each consumer on its own.
+		{name: "one queue failing is not hidden by another's success", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveReceive("a", nil); r.ObserveReceive("b", nil) }},
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveReceive("a", errors.New("AccessDenied")) }, wantErr: "consumer a: last receive failed: AccessDenied"},
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveReceive("b", nil) }, wantErr: "consumer a: last receive failed: AccessDenied"},
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveReceive("a", nil) }},
+		}},
+		{name: "a consumer that stopped polling is not ready", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveReceive("a", nil); r.ObserveReceive("b", nil) }},
+			{do: func(r *Readiness, _ *time.Time) { r.SetPolling("b", false) }, wantErr: "consumer b is not polling"},
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveReceive("a", nil) }, wantErr: "consumer b is not polling"},
+		}},
+		{name: "a queue gone quiet is stale while another is fresh", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) { r.ObserveReceive("a", nil); r.ObserveReceive("b", nil) }},
+			{do: func(r *Readiness, now *time.Time) { *now = now.Add(2 * time.Minute); r.ObserveReceive("b", nil) }, wantErr: "consumer a: no AWS answer for 2m0s"},
+		}},
+		{name: "every failing queue is named", steps: []step{
+			{do: func(r *Readiness, _ *time.Time) {
+				r.ObserveReceive("b", errors.New("x"))
+				r.ObserveReceive("a", errors.New("y"))
+			}, wantErr: "consumer a: last receive failed: y\nconsumer b: last receive failed: x"},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
