@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +19,14 @@ import (
 	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
+
+// contains fails with the wanted text only, not the whole haystack.
+func contains(t *testing.T, s, want string, msgAndArgs ...any) {
+	t.Helper()
+	if !strings.Contains(s, want) {
+		require.Fail(t, fmt.Sprintf("missing %q", want), msgAndArgs...)
+	}
+}
 
 func tfFiles(t *testing.T) map[string][]byte {
 	t.Helper()
@@ -52,13 +62,15 @@ func TestTerraformUsesTheOneSourceOfTruth(t *testing.T) {
 	for _, src := range tfFiles(t) {
 		all += string(src)
 	}
-	require.Contains(t, all, `jsondecode(file("${path.module}/../topology.json"))`)
-	require.Contains(t, all, `templatefile("${path.module}/../${each.value.definition}"`)
-	topo, err := topology.Load("")
+	contains(t, all, `"${path.module}/../topology.json"`, "the shipped topology is the default")
+	contains(t, all, `jsondecode(file(local.topology_file))`)
+	contains(t, all, `topology_dir  = dirname(local.topology_file)`, "ASL paths resolve from the topology's folder")
+	contains(t, all, `templatefile(local.definition_file[each.key]`)
+	topo, err := topology.Load("topology.json")
 	require.NoError(t, err)
 	vars := topology.Names{Stack: "x"}.DefinitionVars("aws")
 	for name := range vars {
-		require.Contains(t, all, name+" = ", "terraform's templatefile passes %s", name)
+		require.Regexp(t, `(?m)^\s+`+name+`\s+= `, all, "terraform's templatefile passes %s", name)
 	}
 	for _, sm := range topo.StateMachines {
 		require.FileExists(t, sm.Definition, "ASL of %s", sm.Name)
@@ -68,9 +80,57 @@ func TestTerraformUsesTheOneSourceOfTruth(t *testing.T) {
 	// Names: terraform's locals spell the scheme of internal/topology/names.go.
 	n := topology.Names{Stack: "${var.stack}"}
 	for _, want := range []string{`"` + n.Queue("${k}") + `"`, `"` + n.DLQ("${k}") + `"`, `"` + n.GlueJob() + `"`, `"` + n.StateMachine("${k}") + `"`} {
-		require.Contains(t, all, want)
+		contains(t, all, want)
 	}
-	require.Contains(t, all, "bus_name        = var.stack")
+	contains(t, all, "bus_name        = var.stack")
+	// The worker's defaults for what a queue may omit.
+	for _, want := range []string{"try(q.visibilityTimeoutSeconds, 60)", "try(q.maxReceiveCount, 5)"} {
+		contains(t, all, want)
+	}
+}
+
+// The sources terraform's rules accept are the sources the worker's topology reader
+// derives (internal/topology: Steps and Sources), for the shipped topology and every
+// example's: the same ASL "Source" values, the worker's own source, the queue's
+// sources, nothing for anySource.
+func TestTerraformRuleSourcesMatchTheWorkers(t *testing.T) {
+	t.Parallel()
+	locals, err := os.ReadFile("terraform/locals.tf")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`regexall\(("(?:[^"\\]|\\.)*"), file\(f\)\)`).FindSubmatch(locals)
+	require.NotNil(t, m, "locals.tf reads ASL sources with regexall(...)")
+	pattern, err := strconv.Unquote(string(m[1]))
+	require.NoError(t, err)
+	sourceRe := regexp.MustCompile(pattern)
+
+	files, _ := filepath.Glob("../examples/*/topology.json")
+	for _, file := range append([]string{"topology.json"}, files...) {
+		topo, err := topology.Load(file)
+		require.NoError(t, err, file)
+		steps, err := topo.Steps(topology.Names{Stack: "x"}.DefinitionVars("aws"))
+		require.NoError(t, err, file)
+		var asl []string // what terraform computes
+		for _, sm := range topo.StateMachines {
+			def, err := os.ReadFile(filepath.Join(filepath.Dir(file), sm.Definition))
+			require.NoError(t, err)
+			for _, m := range sourceRe.FindAllStringSubmatch(string(def), -1) {
+				asl = append(asl, m[1])
+			}
+		}
+		for _, q := range topo.Queues {
+			if q.S3Batch != nil {
+				continue
+			}
+			want := topo.Sources(q, steps)
+			var got []string
+			if !q.AnySource {
+				got = append(append(append([]string{}, asl...), topo.Source), q.Sources...)
+				slices.Sort(got)
+				got = slices.Compact(got)
+			}
+			require.Equal(t, want, got, "%s: sources of queue %s", file, q.Name)
+		}
+	}
 }
 
 var actionRe = regexp.MustCompile(`"([a-zA-Z0-9-]+:[A-Za-z0-9*]+|\*)"`)
@@ -90,12 +150,51 @@ func TestIAMIsLeastPrivilege(t *testing.T) {
 			if strings.Contains(line, `resources = ["*"]`) || strings.Contains(line, `Resource = "*"`) {
 				require.Contains(t, line, "#checkov:skip=", "%s: a * resource says why: %s", path, line)
 			}
+			// ListStateMachines (and List* in general) takes no resource scope; the
+			// worker builds its ARNs instead of listing.
+			require.NotRegexp(t, `"states:List`, line, where)
 		}
 	}
-	iam, err := os.ReadFile("terraform/iam.tf")
+	b, err := os.ReadFile("terraform/iam.tf")
 	require.NoError(t, err)
-	require.Regexp(t, `actions\s+= \["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"\]\s+resources = \[for sm in aws_sfn_state_machine.this : sm.arn\]`, string(iam),
-		"task callbacks only for the project's state machines")
+	iam := string(b)
+	// SendTask* support no resource-level permissions: a grant scoped to state
+	// machine ARNs is denied on AWS. The token is the capability.
+	require.Regexp(t, `actions\s+= \["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"\]\s+resources = \["\*"\]`, iam)
+
+	// Each service has its own task role with only its own actions.
+	jobs := between(t, iam, `data "aws_iam_policy_document" "jobs"`, `data "aws_iam_policy_document" "batch"`)
+	batch := between(t, iam, `data "aws_iam_policy_document" "batch"`, `resource "aws_iam_role_policy" "task"`)
+	for _, a := range []string{"glue:", "aws_s3_bucket.landing"} {
+		require.False(t, strings.Contains(jobs, a), "job workers need no %s", a)
+	}
+	for _, a := range []string{"states:", "job_policy_statements"} {
+		require.False(t, strings.Contains(batch, a), "the batcher needs no %s", a)
+	}
+	contains(t, jobs, `resources = [for k in local.started_state_machines : aws_sfn_state_machine.this[k].arn]`,
+		"StartExecution only on the state machines that startExecution queues name")
+	ecs, err := os.ReadFile("terraform/ecs.tf")
+	require.NoError(t, err)
+	contains(t, string(ecs), "task_role_arn            = aws_iam_role.task[each.key].arn")
+}
+
+func between(t *testing.T, s, from, to string) string {
+	t.Helper()
+	i, j := strings.Index(s, from), strings.Index(s, to)
+	require.True(t, i >= 0 && j > i, "%q before %q", from, to)
+	return s[i:j]
+}
+
+// The LocalStack example must produce real ARNs: the account comes from the
+// emulator's STS, never skip_requesting_account_id (ARNs without an account).
+func TestLocalStackOverrideRequestsTheAccount(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("terraform/examples/localstack_override.tf.example")
+	require.NoError(t, err)
+	_, diags := hclparse.NewParser().ParseHCL(b, "localstack_override.tf")
+	require.False(t, diags.HasErrors(), diags.Error())
+	require.NotRegexp(t, `(?m)^\s*skip_requesting_account_id\s*=`, string(b))
+	require.Regexp(t, `(?m)^\s+sts\s+= "http://127.0.0.1:4566"`, string(b))
 }
 
 func TestDockerfileRules(t *testing.T) {

@@ -14,11 +14,12 @@ resource "aws_cloudwatch_log_group" "worker" {
 
 locals {
   # Two services share the task definition shape; WORKER_ROLES splits the work:
-  # many job workers, one batcher (a batch must be held by one process).
-  roles = {
-    jobs  = { roles = "jobs", desired = var.job_workers.desired }
-    batch = { roles = "batch", desired = 1 }
-  }
+  # many job workers, one batcher (a batch must be held by one process). A service
+  # exists only if the topology has queues for it.
+  roles = merge(
+    length(local.job_queues) > 0 ? { jobs = { roles = "jobs", desired = var.job_workers.desired } } : {},
+    length(local.batch_queues) > 0 ? { batch = { roles = "batch", desired = 1 } } : {},
+  )
 }
 
 resource "aws_ecs_task_definition" "worker" {
@@ -29,7 +30,7 @@ resource "aws_ecs_task_definition" "worker" {
   cpu                      = var.task_cpu
   memory                   = var.task_memory
   execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = aws_iam_role.task.arn
+  task_role_arn            = aws_iam_role.task[each.key].arn
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = "X86_64"
@@ -90,6 +91,7 @@ resource "aws_ecs_service" "worker" {
 # Job workers scale on backlog per task: visible messages of the job queues divided
 # by running tasks, kept near backlog_per_task.
 resource "aws_appautoscaling_target" "jobs" {
+  count              = length(local.job_queues) > 0 ? 1 : 0
   service_namespace  = "ecs"
   resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.worker["jobs"].name}"
   scalable_dimension = "ecs:service:DesiredCount"
@@ -98,11 +100,12 @@ resource "aws_appautoscaling_target" "jobs" {
 }
 
 resource "aws_appautoscaling_policy" "jobs_backlog" {
+  count              = length(local.job_queues) > 0 ? 1 : 0
   name               = "${var.stack}-jobs-backlog-per-task"
   policy_type        = "TargetTrackingScaling"
-  service_namespace  = aws_appautoscaling_target.jobs.service_namespace
-  resource_id        = aws_appautoscaling_target.jobs.resource_id
-  scalable_dimension = aws_appautoscaling_target.jobs.scalable_dimension
+  service_namespace  = aws_appautoscaling_target.jobs[0].service_namespace
+  resource_id        = aws_appautoscaling_target.jobs[0].resource_id
+  scalable_dimension = aws_appautoscaling_target.jobs[0].scalable_dimension
   target_tracking_scaling_policy_configuration {
     target_value       = var.backlog_per_task
     scale_in_cooldown  = 120

@@ -2,21 +2,33 @@ resource "aws_cloudwatch_event_bus" "this" {
   name = local.bus_name
 }
 
-# Job queues: the detail types of the topology, on the stack's bus. The landing
-# queue: S3 Object Created events of the landing bucket, which S3 puts on the
-# default bus.
+# Queues of the topology's kinds (job, exec, http, startExecution): their detail
+# types on the stack's bus, from the sources the topology allows (its state
+# machines', the worker's own, the queue's `sources`) unless the queue takes any
+# source. s3Batch queues: S3 Object Created events of the landing bucket, which S3
+# puts on the default bus.
 resource "aws_cloudwatch_event_rule" "queue" {
   for_each       = local.queues
   name           = local.rule_name[each.key]
   description    = "taskbridge: routes to queue ${each.key}"
-  event_bus_name = try(each.value.s3ObjectCreated, false) ? "default" : aws_cloudwatch_event_bus.this.name
-  event_pattern = try(each.value.s3ObjectCreated, false) ? jsonencode({
+  event_bus_name = each.value.s3_batch ? "default" : aws_cloudwatch_event_bus.this.name
+  event_pattern = each.value.s3_batch ? jsonencode({
     source        = ["aws.s3"]
     "detail-type" = ["Object Created"]
-    detail        = { bucket = { name = [aws_s3_bucket.landing.id] } }
-    }) : jsonencode({
-    "detail-type" = each.value.detailTypes
-  })
+    detail = merge(
+      { bucket = { name = [aws_s3_bucket.landing.id] } },
+      each.value.key_prefix != "" ? { object = { key = [{ prefix = each.value.key_prefix }] } } : {},
+    )
+    }) : jsonencode(merge(
+    { "detail-type" = each.value.detail_types },
+    each.value.any_source ? {} : { source = each.value.sources },
+  ))
+  lifecycle {
+    precondition {
+      condition     = each.value.s3_batch || length(each.value.detail_types) > 0
+      error_message = "queue ${each.key} of ${local.topology_file} needs detailTypes (or s3Batch)."
+    }
+  }
 }
 
 resource "aws_cloudwatch_event_target" "queue" {
@@ -32,7 +44,7 @@ resource "aws_cloudwatch_event_rule" "etl_error" {
   name           = "${var.stack}-etl-error"
   description    = "taskbridge: failed ETL batches to SNS"
   event_bus_name = aws_cloudwatch_event_bus.this.name
-  event_pattern  = jsonencode({ "detail-type" = ["etl-error"] })
+  event_pattern  = jsonencode({ "detail-type" = ["etl-error"], source = [local.topology.source] })
 }
 
 resource "aws_cloudwatch_event_target" "etl_error" {

@@ -19,35 +19,40 @@ resource "aws_iam_role_policy_attachment" "execution" {
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
-# The task role: what the worker itself calls, each action on named resources.
+# One task role per service, each with only what its WORKER_ROLES calls, each action
+# on named resources where AWS allows it. The worker builds every ARN and URL from
+# partition, region, account (sts:GetCallerIdentity, which needs no permission) and
+# name, so it needs no List* permission.
 resource "aws_iam_role" "task" {
-  name               = "${var.stack}-task"
+  for_each           = local.roles
+  name               = "${var.stack}-${each.key}-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
 }
 
-data "aws_iam_policy_document" "task" {
+# Job workers (WORKER_ROLES=jobs): the job queues, the data bucket, the bus, task
+# callbacks, the state machines that startExecution queues start, and whatever the
+# team's own Go jobs need (job_policy_statements).
+data "aws_iam_policy_document" "jobs" {
   statement {
     sid = "ConsumeQueues"
     actions = [
       "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
       "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
     ]
-    resources = [for q in aws_sqs_queue.queue : q.arn]
+    resources = [for k, _ in local.job_queues : aws_sqs_queue.queue[k].arn]
   }
   statement {
-    sid       = "DeadLetter"
+    sid       = "DeadLetter" # the copy of a message on its last receive; the DLQ depth gauge
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
-    resources = [for q in aws_sqs_queue.dlq : q.arn]
+    resources = [for k, _ in local.job_queues : aws_sqs_queue.dlq[k].arn]
   }
   statement {
-    sid       = "ReportTasks"
+    sid = "ReportTasks"
+    # SendTaskSuccess/Failure/Heartbeat support no resource-level permissions: AWS
+    # denies a grant scoped to state machine ARNs. The task token is the capability:
+    # only who holds a live token can report on it.
     actions   = ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"]
-    resources = [for sm in aws_sfn_state_machine.this : sm.arn]
-  }
-  statement {
-    sid       = "FindStateMachines"
-    actions   = ["states:ListStateMachines"]
-    resources = ["arn:${data.aws_partition.current.partition}:states:${var.region}:${data.aws_caller_identity.current.account_id}:stateMachine:*"] #checkov:skip=CKV_AWS_356:ListStateMachines is account-wide
+    resources = ["*"] #checkov:skip=CKV_AWS_111:SendTask* support no resource-level permissions; the task token is the capability
   }
   statement {
     sid       = "PublishEvents"
@@ -60,14 +65,77 @@ data "aws_iam_policy_document" "task" {
     resources = ["${aws_s3_bucket.data.arn}/*"]
   }
   statement {
-    sid       = "ListData"
+    sid       = "ListData" # an execution's own objects; a missing key answers 404, not 403
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.data.arn]
+  }
+  dynamic "statement" {
+    for_each = length(local.started_state_machines) > 0 ? [1] : []
+    content {
+      sid       = "StartExecutions"
+      actions   = ["states:StartExecution"]
+      resources = [for k in local.started_state_machines : aws_sfn_state_machine.this[k].arn]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.kms_key_arn != "" ? [1] : []
+    content {
+      sid       = "UseKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.kms_key_arn]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.job_policy_statements
+    content {
+      sid       = statement.value.sid
+      effect    = statement.value.effect
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
+  }
+}
+
+# The batcher (WORKER_ROLES=batch): the s3Batch queue, reads of the landing bucket,
+# manifests and results in the data bucket, its Glue job, the bus.
+data "aws_iam_policy_document" "batch" {
+  statement {
+    sid = "ConsumeQueues"
+    actions = [
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+    ]
+    resources = [for k, _ in local.batch_queues : aws_sqs_queue.queue[k].arn]
+  }
+  statement {
+    sid       = "DeadLetter"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+    resources = [for k, _ in local.batch_queues : aws_sqs_queue.dlq[k].arn]
+  }
+  statement {
+    sid       = "ReadLanding" # HeadObject of every file before it goes into a manifest
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
+  }
+  statement {
+    sid       = "WriteBatchRecords"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.data.arn}/manifests/*", "${aws_s3_bucket.data.arn}/results/*"]
+  }
+  statement {
+    sid       = "ListBuckets" # a missing key answers 404, not 403
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.landing.arn, aws_s3_bucket.data.arn]
   }
   statement {
     sid       = "RunGlue"
     actions   = ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns"]
     resources = [aws_glue_job.etl.arn]
+  }
+  statement {
+    sid       = "PublishEvents"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.this.arn]
   }
   dynamic "statement" {
     for_each = var.kms_key_arn != "" ? [1] : []
@@ -79,8 +147,16 @@ data "aws_iam_policy_document" "task" {
   }
 }
 
+locals {
+  task_policy = {
+    jobs  = data.aws_iam_policy_document.jobs.json
+    batch = data.aws_iam_policy_document.batch.json
+  }
+}
+
 resource "aws_iam_role_policy" "task" {
-  name   = "taskbridge-worker"
-  role   = aws_iam_role.task.id
-  policy = data.aws_iam_policy_document.task.json
+  for_each = local.roles
+  name     = "taskbridge-${each.key}"
+  role     = aws_iam_role.task[each.key].id
+  policy   = local.task_policy[each.key]
 }

@@ -1,12 +1,42 @@
 locals {
-  # The one source of truth, shared with the worker and `worker bootstrap`.
-  topology = jsondecode(file("${path.module}/../topology.json"))
-
-  job_queues     = { for q in local.topology.queues : q.name => q if !try(q.s3ObjectCreated, false) }
-  landing_queues = { for q in local.topology.queues : q.name => q if try(q.s3ObjectCreated, false) }
-  queues         = merge(local.job_queues, local.landing_queues)
+  # The one source of truth, shared with the worker and `worker bootstrap`: the
+  # shipped topology unless topology_file names another. ASL paths resolve from the
+  # topology file's folder, as the worker resolves them.
+  topology_file = var.topology_file != "" ? var.topology_file : "${path.module}/../topology.json"
+  topology_dir  = dirname(local.topology_file)
+  topology      = jsondecode(file(local.topology_file))
 
   state_machines = { for sm in local.topology.stateMachines : sm.name => sm }
+  definition_file = {
+    for k, sm in local.state_machines : k => "${local.topology_dir}/${sm.definition}"
+  }
+
+  # The sources a rule accepts by default: what the topology's own state machines
+  # put (the Source of their putEvents steps) and what the worker itself publishes.
+  asl_sources = distinct(flatten([
+    for k, f in local.definition_file : [for m in regexall("\"Source\"\\s*:\\s*\"([^\"]+)\"", file(f)) : m[0]]
+  ]))
+  own_sources = distinct(concat(local.asl_sources, [local.topology.source]))
+
+  # Every queue in one shape, with the worker's defaults for omitted fields.
+  queues = {
+    for q in local.topology.queues : q.name => {
+      s3_batch           = try(q.s3Batch, null) != null
+      key_prefix         = try(q.s3Batch.keyPrefix, "")
+      detail_types       = try(q.detailTypes, [])
+      any_source         = try(q.anySource, false)
+      sources            = distinct(concat(local.own_sources, try(q.sources, [])))
+      start_execution    = try(q.startExecution.stateMachine, "")
+      visibility_timeout = try(q.visibilityTimeoutSeconds, 60)
+      max_receive_count  = try(q.maxReceiveCount, 5)
+    }
+  }
+  job_queues   = { for k, q in local.queues : k => q if !q.s3_batch }
+  batch_queues = { for k, q in local.queues : k => q if q.s3_batch }
+
+  # State machines that startExecution queues start: the only ones the job workers
+  # may start.
+  started_state_machines = distinct([for q in local.job_queues : q.start_execution if q.start_execution != ""])
 
   # Names follow internal/topology/names.go.
   bus_name        = var.stack
@@ -19,16 +49,21 @@ locals {
   container_name  = "worker"
   shutdown_string = "${var.shutdown_timeout_seconds}s"
 
-  worker_environment = [
+  worker_environment = concat([
     { name = "AWS_REGION", value = var.region },
     { name = "WORKER_STACK", value = var.stack },
-    { name = "WORKER_DATA_BUCKET", value = var.data_bucket_name },
-    { name = "WORKER_LANDING_BUCKET", value = var.landing_bucket_name },
+    { name = "WORKER_EVENT_BUS", value = aws_cloudwatch_event_bus.this.name },
+    { name = "WORKER_DATA_BUCKET", value = aws_s3_bucket.data.id },
+    { name = "WORKER_LANDING_BUCKET", value = aws_s3_bucket.landing.id },
+    { name = "WORKER_GLUE_JOB", value = aws_glue_job.etl.name },
     { name = "WORKER_SHUTDOWN_TIMEOUT", value = local.shutdown_string },
     { name = "WORKER_BATCH_MAX_FILES", value = tostring(var.batch_max_files) },
     { name = "WORKER_BATCH_WINDOW", value = var.batch_window },
     { name = "WORKER_LOG_LEVEL", value = var.log_level },
     { name = "WORKER_LOG_FORMAT", value = "json" },
     { name = "WORKER_METRICS_ADDR", value = ":9090" },
-  ]
+    ],
+    # Empty: the topology embedded in the image (the shipped deploy/topology.json).
+    var.worker_topology != "" ? [{ name = "WORKER_TOPOLOGY", value = var.worker_topology }] : [],
+  )
 }

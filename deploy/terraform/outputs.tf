@@ -47,3 +47,13 @@ output "worker_log_group" {
   description = "CloudWatch log group of the worker (grep an execution ARN to follow one run)."
   value       = aws_cloudwatch_log_group.worker.name
 }
+
+output "task_definitions" {
+  description = "Service (jobs, batch) → ECS task definition ARN; its environment is the worker's configuration."
+  value       = { for k, td in aws_ecs_task_definition.worker : k => td.arn }
+}
+
+output "task_roles" {
+  description = "Service (jobs, batch) → task role ARN."
+  value       = { for k, r in aws_iam_role.task : k => r.arn }
+}

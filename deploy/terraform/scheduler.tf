@@ -1,15 +1,21 @@
-# Starts the cookies state machine on a schedule; off unless schedule_enabled.
-resource "aws_scheduler_schedule" "cookies" {
+# Starts a state machine of the topology on a schedule; off unless schedule_enabled.
+resource "aws_scheduler_schedule" "this" {
   count               = var.schedule_enabled ? 1 : 0
-  name                = "${var.stack}-cookies"
+  name                = "${var.stack}-${var.schedule_state_machine}"
   schedule_expression = var.schedule_expression
   flexible_time_window {
     mode = "OFF"
   }
   target {
-    arn      = aws_sfn_state_machine.this["cookies"].arn
+    arn      = aws_sfn_state_machine.this[var.schedule_state_machine].arn
     role_arn = aws_iam_role.scheduler[0].arn
-    input    = jsonencode({ count = 10 })
+    input    = var.schedule_input
+  }
+  lifecycle {
+    precondition {
+      condition     = contains(keys(local.state_machines), var.schedule_state_machine)
+      error_message = "schedule_state_machine must name a state machine of the topology."
+    }
   }
 }
 
@@ -31,10 +37,10 @@ resource "aws_iam_role" "scheduler" {
 
 resource "aws_iam_role_policy" "scheduler" {
   count = var.schedule_enabled ? 1 : 0
-  name  = "start-cookies"
+  name  = "start-${var.schedule_state_machine}"
   role  = aws_iam_role.scheduler[0].id
   policy = jsonencode({
     Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Action = ["states:StartExecution"], Resource = [aws_sfn_state_machine.this["cookies"].arn] }]
+    Statement = [{ Effect = "Allow", Action = ["states:StartExecution"], Resource = [aws_sfn_state_machine.this[var.schedule_state_machine].arn] }]
   })
 }

@@ -9,13 +9,13 @@ resource "aws_sqs_queue" "dlq" {
 resource "aws_sqs_queue" "queue" {
   for_each                          = local.queues
   name                              = local.queue_name[each.key]
-  visibility_timeout_seconds        = each.value.visibilityTimeoutSeconds
+  visibility_timeout_seconds        = each.value.visibility_timeout
   receive_wait_time_seconds         = 20
   kms_master_key_id                 = local.kms_for_sqs
   kms_data_key_reuse_period_seconds = 300
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
-    maxReceiveCount     = each.value.maxReceiveCount
+    maxReceiveCount     = each.value.max_receive_count
   })
 }
 

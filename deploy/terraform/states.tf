@@ -7,8 +7,9 @@ resource "aws_sfn_state_machine" "this" {
   name     = local.state_machine[each.key]
   role_arn = aws_iam_role.states.arn
   # The same ASL file `worker bootstrap` uses, with the same placeholders.
-  definition = templatefile("${path.module}/../${each.value.definition}", {
+  definition = templatefile(local.definition_file[each.key], {
     event_bus_name = aws_cloudwatch_event_bus.this.name
+    partition      = data.aws_partition.current.partition
   })
   logging_configuration {
     log_destination        = "${aws_cloudwatch_log_group.states.arn}:*"

@@ -13,6 +13,29 @@ variable "stack" {
   }
 }
 
+variable "topology_file" {
+  description = "Topology file (queues, what each runs, routing, state machines); ASL paths resolve from its folder. Empty: the shipped deploy/topology.json."
+  type        = string
+  default     = ""
+}
+
+variable "worker_topology" {
+  description = "WORKER_TOPOLOGY of the tasks: the same topology's path inside the container image. Empty: the topology embedded in the image (the shipped one)."
+  type        = string
+  default     = ""
+}
+
+variable "job_policy_statements" {
+  description = "Extra statements of the job workers' task role, for what the team's own Go jobs call (e.g. their tables or buckets)."
+  type = list(object({
+    sid       = optional(string)
+    effect    = optional(string, "Allow")
+    actions   = list(string)
+    resources = list(string)
+  }))
+  default = []
+}
+
 variable "data_bucket_name" {
   description = "Globally unique name of the data bucket (profiles, reports, manifests, claim checks)."
   type        = string
@@ -97,15 +120,27 @@ variable "log_retention_days" {
 }
 
 variable "schedule_enabled" {
-  description = "Start the cookies state machine on schedule_expression."
+  description = "Start schedule_state_machine on schedule_expression."
   type        = bool
   default     = false
 }
 
 variable "schedule_expression" {
-  description = "EventBridge Scheduler expression for the cookies state machine."
+  description = "EventBridge Scheduler expression for schedule_state_machine."
   type        = string
   default     = "cron(0 6 * * ? *)"
+}
+
+variable "schedule_state_machine" {
+  description = "Topology name of the state machine the schedule starts."
+  type        = string
+  default     = "cookies"
+}
+
+variable "schedule_input" {
+  description = "Execution input of the scheduled runs (JSON)."
+  type        = string
+  default     = "{\"count\":10}"
 }
 
 variable "etl_error_emails" {

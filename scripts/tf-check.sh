@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# make tf-check: deploy/terraform applied for real, and the worker run on what it made.
+#
+#  1. terraform init, validate, plan, apply against a moto server on a free loopback
+#     port, with the official hashicorp/aws provider from the machine's plugin folder
+#     (a filesystem mirror; never the registry). tools/tfcheck/moto_stubbed.py stubs
+#     the few calls the provider makes that moto lacks.
+#  2. The worker proof: bin/worker runs with the environment of the two ECS task
+#     definitions as read back from the emulator (plus the emulator's endpoint and
+#     credentials), serves a cookies execution of the state machine terraform made
+#     and a batch of files dropped into the landing bucket (manifest + Glue run).
+#  3. parliament (pinned, .tools/parliament) over every IAM policy of the stack:
+#     fails on a resource mismatch, an unknown action or a malformed policy.
+#  4. terraform destroy.
+# Nothing calls anything but loopback (and PyPI on the first run, for parliament).
+# Missing terraform or provider: a failure with CI=true, a skip otherwise.
+# KEEP=1 keeps the work folder (state, logs) for a look after a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PROVIDER=registry.terraform.io/hashicorp/aws
+PROVIDER_VERSION=5.100.0
+export CHECKPOINT_DISABLE=1 # terraform: no version check call home
+START=$SECONDS
+
+say() { printf 'tf-check [%3ds] %s\n' $((SECONDS - START)) "$*"; }
+missing() {
+  if [ "${CI:-}" = true ]; then
+    echo "tf-check: $* (CI=true, so this fails)" >&2
+    exit 1
+  fi
+  echo "tf-check: skipped: $*" >&2
+  exit 0
+}
+
+command -v terraform >/dev/null || missing "terraform is not installed (want 1.11, e.g. /usr/local/bin/terraform)"
+PLUGINS=${TF_PLUGINS:-}
+if [ -z "$PLUGINS" ]; then
+  for d in /opt/tf-plugins $(find / -maxdepth 2 -name tf-plugins -type d 2>/dev/null); do
+    if [ -d "$d/$PROVIDER/$PROVIDER_VERSION" ]; then PLUGINS=$d && break; fi
+  done
+fi
+[ -n "$PLUGINS" ] && [ -d "$PLUGINS/$PROVIDER/$PROVIDER_VERSION" ] ||
+  missing "the $PROVIDER $PROVIDER_VERSION provider is not in a terraform plugin folder (looked in ${TF_PLUGINS:-/opt/tf-plugins and /*/tf-plugins}; set TF_PLUGINS)"
+
+scripts/emulator.sh install
+make --no-print-directory build >/dev/null
+PARLIAMENT=.tools/parliament
+if ! "$PARLIAMENT/bin/pip" freeze 2>/dev/null | grep -qxF "$(grep -v '^#' tools/requirements-parliament.txt)"; then
+  python3 -m venv "$PARLIAMENT"
+  "$PARLIAMENT/bin/pip" install --quiet --disable-pip-version-check -r tools/requirements-parliament.txt
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tf-check.XXXXXX")
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ $rc -ne 0 ] || [ -n "${KEEP:-}" ]; then
+    echo "tf-check: work folder kept: $WORK (moto.log, worker-*.log, terraform state)" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+
+# The emulator: moto behind the stub layer, on a free loopback port.
+MOTO_IAM_LOAD_MANAGED_POLICIES=true .venv/bin/python tools/tfcheck/moto_stubbed.py "$WORK/port" >"$WORK/moto.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+[ -s "$WORK/port" ] || { echo "tf-check: moto did not start; see $WORK/moto.log" >&2; exit 1; }
+ENDPOINT=http://127.0.0.1:$(cat "$WORK/port")
+curl -fsS -X POST "$ENDPOINT/moto-api/config" -H 'Content-Type: application/json' \
+  -d '{"stepfunctions":{"execute_state_machine":true}}' >/dev/null
+export AWS_ENDPOINT_URL=$ENDPOINT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+STACKPY=(.venv/bin/python tools/tfcheck/stack.py)
+say "moto 5.2.5 (stubbed) on $ENDPOINT"
+
+# The module as shipped, with two files added in the copy: the emulator's provider
+# settings (an *_override.tf, merged by terraform) and the variables.
+mkdir -p "$WORK/deploy"
+cp -r deploy/terraform deploy/topology.json deploy/asl deploy/glue "$WORK/deploy/"
+TF="$WORK/deploy/terraform"
+rm -rf "$TF/.terraform" "$TF"/*.tfstate* "$TF"/*_override.tf "$TF/terraform.tfvars"
+cat >"$WORK/terraformrc" <<RC
+provider_installation {
+  filesystem_mirror {
+    path    = "$PLUGINS"
+    include = ["$PROVIDER"]
+  }
+}
+disable_checkpoint = true
+RC
+export TF_CLI_CONFIG_FILE=$WORK/terraformrc TF_IN_AUTOMATION=1 TF_INPUT=0
+services=(applicationautoscaling cloudwatch ecs events glue iam logs s3 scheduler sfn sns sqs sts)
+{
+  echo '# tf-check only: every service at the emulator. The account id comes from the'
+  echo "# emulator's STS (no skip_requesting_account_id), so ARNs are real ARNs."
+  echo 'provider "aws" {'
+  echo '  access_key              = "testing"'
+  echo '  secret_key              = "testing"'
+  echo '  skip_metadata_api_check = true'
+  echo '  s3_use_path_style       = true'
+  echo '  max_retries             = 2'
+  echo '  endpoints {'
+  for s in "${services[@]}"; do printf '    %s = "%s"\n' "$s" "$ENDPOINT"; done
+  echo '  }'
+  echo '}'
+} >"$TF/tfcheck_override.tf"
+read -r SUBNET SG < <("${STACKPY[@]}" net)
+STACK=tfcheck
+cat >"$TF/terraform.tfvars" <<VARS
+region                 = "us-east-1"
+stack                  = "$STACK"
+data_bucket_name       = "$STACK-data-bucket"
+landing_bucket_name    = "$STACK-landing-bucket"
+image                  = "taskbridge/worker:tf-check"
+vpc_subnet_ids         = ["$SUBNET"]
+vpc_security_group_ids = ["$SG"]
+batch_max_files        = 3
+batch_window           = "30s"
+log_level              = "debug"
+VARS
+tf() { terraform -chdir="$TF" "$@" -no-color; }
+
+tf init -input=false >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
+grep -qE "(Installed|Using previously-installed) ${PROVIDER#registry.terraform.io/} v$PROVIDER_VERSION" "$WORK/init.log" ||
+  { cat "$WORK/init.log"; echo "tf-check: init did not install $PROVIDER $PROVIDER_VERSION from $PLUGINS" >&2; exit 1; }
+say "init: $PROVIDER v$PROVIDER_VERSION from the filesystem mirror $PLUGINS"
+tf validate >/dev/null
+say "validate: ok"
+tf plan -input=false -out="$WORK/tfplan" >"$WORK/plan.log" 2>&1 || { cat "$WORK/plan.log"; exit 1; }
+say "plan: $(grep -E '^Plan:' "$WORK/plan.log")"
+tf apply -input=false -auto-approve "$WORK/tfplan" >"$WORK/apply.log" 2>&1 || { grep -vE 'Still creating|Creation complete|Creating\.\.\.' "$WORK/apply.log"; exit 1; }
+say "apply: $(grep -E '^Apply complete' "$WORK/apply.log")"
+tf output -json >"$WORK/outputs.json"
+
+# Real ARNs: every one names the emulator's account.
+ACCOUNT=$(jq -r '.value | to_entries[0].value' <(jq '.state_machines' "$WORK/outputs.json") | cut -d: -f5)
+[[ $ACCOUNT =~ ^[0-9]{12}$ ]] || { echo "tf-check: state machine ARN has no account id: $(jq -c .state_machines.value "$WORK/outputs.json")" >&2; exit 1; }
+if jq -r '.. | strings' "$WORK/outputs.json" | grep -E '^arn:' | grep -vE "^arn:aws:[a-z0-9-]+:(us-east-1)?:$ACCOUNT:"; then
+  echo "tf-check: the ARNs above do not name the account $ACCOUNT" >&2
+  exit 1
+fi
+say "ARNs name the account $ACCOUNT"
+
+# The worker on the stack: each service's environment exactly as its task definition
+# has it, plus what a task gets from ECS (credentials) and the emulator's endpoint.
+# Each task has its own network namespace on ECS; here the metrics listeners get
+# their own loopback ports.
+worker_env() {
+  local service=$1 port=$2
+  mapfile -t TD_ENV < <("${STACKPY[@]}" env "$service" "$WORK/outputs.json")
+  printf '%s\n' "${TD_ENV[@]}" >"$WORK/env-$service"
+  WENV=(env -i "PATH=$PATH" "HOME=$HOME" "${TD_ENV[@]}"
+    "AWS_ENDPOINT_URL=$ENDPOINT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+    "WORKER_METRICS_ADDR=127.0.0.1:$port")
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+for service in jobs batch; do
+  worker_env "$service" "$(free_port)"
+  "${WENV[@]}" bin/worker run >"$WORK/worker-$service.log" 2>&1 &
+  PIDS+=($!)
+  eval "${service^^}_PID=$!"
+done
+say "worker run: jobs ($(grep -c . "$WORK/env-jobs") variables from the task definition, $(grep '^WORKER_ROLES=' "$WORK/env-jobs")) and batch ($(grep '^WORKER_ROLES=' "$WORK/env-batch"))"
+
+"${STACKPY[@]}" land "$WORK/outputs.json" 3 >/dev/null
+worker_env jobs 0
+OUT=$(timeout 240 "${WENV[@]}" bin/worker start --count 3 --wait 2>"$WORK/start.log") ||
+  { cat "$WORK/start.log"; tail -20 "$WORK/worker-jobs.log"; echo "tf-check: the cookies execution did not succeed" >&2; exit 1; }
+[ "$(jq -r .numberOfPeople <<<"$OUT")" = 3 ] || { echo "tf-check: unexpected cookies output: $OUT" >&2; exit 1; }
+say "cookies on $(jq -r .state_machines.value.cookies "$WORK/outputs.json"): $OUT"
+"${STACKPY[@]}" batch "$WORK/outputs.json" 90 | sed 's/^/tf-check        batch: /' ||
+  { tail -20 "$WORK/worker-batch.log"; exit 1; }
+
+for p in "$JOBS_PID" "$BATCH_PID"; do kill -TERM "$p"; done
+for service in jobs batch; do
+  p=${service^^}_PID
+  wait "${!p}" || { tail -20 "$WORK/worker-$service.log"; echo "tf-check: worker ($service) did not exit 0 on SIGTERM" >&2; exit 1; }
+done
+say "workers stopped (exit 0)"
+
+# IAM that AWS accepts: parliament over every policy of the applied stack.
+"${STACKPY[@]}" policies "$WORK/policies" "$WORK/outputs.json" | sed 's/^/tf-check        /'
+"$PARLIAMENT/bin/parliament" --directory "$WORK/policies" --include_policy_extension .json --json >"$WORK/parliament.json" || true
+"${STACKPY[@]}" lint "$WORK/policies" "$WORK/parliament.json" | sed 's/^/tf-check        /'
+say "parliament: ok"
+
+tf destroy -input=false -auto-approve >"$WORK/destroy.log" 2>&1 || { grep -vE 'Still destroying|Destruction complete|Destroying\.\.\.' "$WORK/destroy.log"; exit 1; }
+say "destroy: $(grep -E '^Destroy complete' "$WORK/destroy.log")"
+say "ok"
