@@ -1,0 +1,497 @@
+// Package execjob runs a command per message: the "exec" job kind of a topology.
+//
+// The command runs without a shell, in its own process group, with the event's
+// detail (minus its task token) on stdin and the task's facts in TASKBRIDGE_*
+// variables. Exit 0: stdout is the task output (JSON; empty means {}). Exit 75
+// (EX_TEMPFAIL): a retry. Any other exit: a final failure "<job>.Exit<N>" whose
+// cause is the tail of stderr. At the timeout, or when the job's context ends
+// (shutdown, lost visibility), the whole group gets SIGTERM, then SIGKILL after a
+// grace period, and Run returns only once the command's process has been reaped.
+//
+// Whatever the outcome, the group is killed once its leader has exited: a command
+// may not leave processes behind (they would hold its pipes and outlive the task).
+//
+// When the worker is PID 1 of its container, orphaned grandchildren are reparented
+// to it and nobody reaps them; run the worker under an init (ECS
+// initProcessEnabled, tini) if commands start children.
+package execjob
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/jobs"
+)
+
+// Defaults of Config.
+const (
+	DefaultTimeout   = 30 * time.Minute
+	DefaultGrace     = 2 * time.Second
+	DefaultMaxStdout = 1 << 20  // 1 MiB
+	DefaultMaxStderr = 16 << 10 // 16 KiB: it becomes a failure cause (at most 32 KiB)
+)
+
+// ExitTempFail is EX_TEMPFAIL of sysexits.h: the command asks for a retry.
+const ExitTempFail = 75
+
+// Config of one exec queue. Zero values take the defaults.
+type Config struct {
+	// Command is the program and its arguments, run without a shell. A program with
+	// a slash ("./job.sh", "scripts/x.py") is a path, relative ones resolved from
+	// Dir; a bare name ("python3") is looked up in PATH when the job is made.
+	Command []string
+	// Dir is the topology file's folder: relative program paths resolve from it and
+	// the command runs in it. Default: the worker's working directory.
+	Dir string
+	// Timeout of one run (default 30 min). At the timeout the group is stopped and
+	// the run is a retry ("timed out after …"); on the last receive, a failure.
+	Timeout time.Duration
+	// Grace between SIGTERM and SIGKILL of the group (default 2 s).
+	Grace time.Duration
+	// Env holds extra KEY=VALUE variables, added to the worker's environment. The
+	// TASKBRIDGE_* variables of the task are set after them and win.
+	Env []string
+	// MaxStdout caps stdout in bytes (default 1 MiB): more is a final failure
+	// "OutputTooLarge".
+	MaxStdout int
+	// MaxStderr is how many trailing bytes of stderr are kept (default 16 KiB) for
+	// the failure cause.
+	MaxStderr int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Grace == 0 {
+		c.Grace = DefaultGrace
+	}
+	if c.MaxStdout == 0 {
+		c.MaxStdout = DefaultMaxStdout
+	}
+	if c.MaxStderr == 0 {
+		c.MaxStderr = DefaultMaxStderr
+	}
+	return c
+}
+
+// HandlerTimeout is the deadline the consumer should give one message of this
+// queue: the command's timeout plus the time to stop its group (SIGTERM, grace,
+// SIGKILL, reaping) and a margin, so that the job's own timeout fires first.
+func (c Config) HandlerTimeout() time.Duration {
+	c = c.withDefaults()
+	return c.Timeout + 3*c.Grace + 5*time.Second
+}
+
+// Validate reports every problem of the config at once. A relative program path
+// must name an executable file under Dir; bare names are looked up by New.
+func (c Config) Validate() error {
+	var errs []error
+	switch {
+	case len(c.Command) == 0:
+		errs = append(errs, errors.New("command is empty"))
+	case c.Command[0] == "":
+		errs = append(errs, errors.New("command: program name is empty"))
+	case strings.ContainsRune(c.Command[0], '/') && !filepath.IsAbs(c.Command[0]):
+		if err := checkExecutable(filepath.Join(c.Dir, c.Command[0])); err != nil {
+			errs = append(errs, fmt.Errorf("command %s: %w", c.Command[0], err))
+		}
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s is negative", c.Timeout))
+	}
+	if c.Grace < 0 {
+		errs = append(errs, fmt.Errorf("grace %s is negative", c.Grace))
+	}
+	if c.MaxStdout < 0 {
+		errs = append(errs, fmt.Errorf("maxStdout %d is negative", c.MaxStdout))
+	}
+	if c.MaxStderr < 0 {
+		errs = append(errs, fmt.Errorf("maxStderr %d is negative", c.MaxStderr))
+	}
+	for _, kv := range c.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		switch {
+		case !ok || k == "":
+			errs = append(errs, fmt.Errorf("env %q is not KEY=VALUE", kv))
+		case strings.HasPrefix(k, "TASKBRIDGE_"):
+			errs = append(errs, fmt.Errorf("env %s: TASKBRIDGE_* variables are the worker's", k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("no such file")
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return errors.New("not executable")
+	}
+	return nil
+}
+
+// Job runs one exec queue's command. Run may be called concurrently.
+type Job struct {
+	name string
+	cfg  Config
+	path string // the program, resolved
+	dir  string
+	log  *zap.Logger
+	m    *Metrics
+}
+
+// New checks cfg and resolves the program. m may be shared by every exec queue; nil
+// keeps the metrics unregistered.
+func New(job string, cfg Config, log *zap.Logger, m *Metrics) (*Job, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("exec job %s: %w", job, err)
+	}
+	cfg = cfg.withDefaults()
+	dir := cfg.Dir
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("exec job %s: dir: %w", job, err)
+		}
+		dir = abs
+	}
+	path := cfg.Command[0]
+	switch {
+	case filepath.IsAbs(path):
+	case strings.ContainsRune(path, '/'):
+		abs, err := filepath.Abs(filepath.Join(dir, path))
+		if err != nil {
+			return nil, fmt.Errorf("exec job %s: command: %w", job, err)
+		}
+		path = abs
+	default:
+		found, err := exec.LookPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("exec job %s: command: %w", job, err)
+		}
+		path = found
+	}
+	if m == nil {
+		m = newMetrics()
+	}
+	return &Job{name: job, cfg: cfg, path: path, dir: dir, log: log.With(zap.String("job", job)), m: m}, nil
+}
+
+// Run runs the command once for t. See the package doc for the outcomes.
+func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
+	input, err := t.DetailWithoutToken()
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	res, err := j.run(ctx, t, input)
+	if err != nil {
+		return nil, err // could not start
+	}
+	j.m.duration.WithLabelValues(j.name).Observe(time.Since(started).Seconds())
+	j.m.exits.WithLabelValues(j.name, res.code()).Inc()
+	if res.stopped != "" {
+		j.m.killed.WithLabelValues(j.name, res.stopped).Inc()
+	}
+	return j.outcome(ctx, res)
+}
+
+// result is what one run of the command left.
+type result struct {
+	state    *os.ProcessState
+	stopped  string // "timeout" or "shutdown" when we stopped the group, else ""
+	stdout   []byte
+	overflow bool // stdout went over MaxStdout
+	stderr   string
+}
+
+func (r *result) code() string {
+	switch {
+	case r.stopped == "timeout":
+		return "timeout"
+	case r.state.Exited():
+		return strconv.Itoa(r.state.ExitCode())
+	default:
+		return "signal"
+	}
+}
+
+func (j *Job) outcome(ctx context.Context, r *result) (any, error) {
+	switch {
+	case r.stopped != "" && ctx.Err() != nil:
+		return nil, fmt.Errorf("%s stopped: %w", j.cfg.Command[0], ctx.Err())
+	case r.stopped == "timeout":
+		return nil, fmt.Errorf("%s timed out after %s", j.cfg.Command[0], j.cfg.Timeout)
+	case !r.state.Exited():
+		return nil, fmt.Errorf("%s killed by %s", j.cfg.Command[0], r.state.String())
+	}
+	switch code := r.state.ExitCode(); code {
+	case 0:
+	case ExitTempFail:
+		return nil, fmt.Errorf("%s exited %d (retry): %s", j.cfg.Command[0], code, orNone(r.stderr))
+	default:
+		return nil, jobs.Permanent(fmt.Sprintf("Exit%d", code), errors.New(orNone(r.stderr)))
+	}
+	if r.overflow {
+		return nil, jobs.Permanent("OutputTooLarge", fmt.Errorf("stdout is over %d bytes", j.cfg.MaxStdout))
+	}
+	out := bytes.TrimSpace(r.stdout)
+	if len(out) == 0 {
+		return json.RawMessage(`{}`), nil
+	}
+	if !json.Valid(out) {
+		var v any
+		err := json.Unmarshal(out, &v)
+		return nil, jobs.Permanent("InvalidOutput", fmt.Errorf("stdout is not JSON (%d bytes): %v", len(out), err))
+	}
+	return json.RawMessage(out), nil
+}
+
+func orNone(stderr string) string {
+	if strings.TrimSpace(stderr) == "" {
+		return "(no stderr)"
+	}
+	return stderr
+}
+
+// run starts the command, waits for it under the timeout and ctx, and reaps it. Its
+// error is only for a command that could not start.
+func (j *Job) run(ctx context.Context, t *jobs.Task, input []byte) (*result, error) {
+	// Our own pipes rather than exec's copying goroutines: Wait then returns when
+	// the leader exits, and a grandchild that keeps a pipe open cannot hold Run.
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdin pipe: %w", err)
+	}
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		closeAll(stdinR, stdinW)
+		return nil, fmt.Errorf("stdout pipe: %w", err)
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		closeAll(stdinR, stdinW, stdoutR, stdoutW)
+		return nil, fmt.Errorf("stderr pipe: %w", err)
+	}
+	defer closeAll(stdinW, stdoutR, stderrR)
+
+	cmd := &exec.Cmd{
+		Path:        j.path,
+		Args:        append([]string{j.path}, j.cfg.Command[1:]...),
+		Dir:         j.dir,
+		Env:         j.env(t),
+		Stdin:       stdinR,
+		Stdout:      stdoutW,
+		Stderr:      stderrW,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	err = cmd.Start()
+	closeAll(stdinR, stdoutW, stderrW) // the child has its copies
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
+			return nil, jobs.Permanent("StartFailed", fmt.Errorf("start %s: %w", j.cfg.Command[0], err))
+		}
+		return nil, fmt.Errorf("start %s: %w", j.cfg.Command[0], err)
+	}
+	pgid := cmd.Process.Pid
+	log := j.log.With(zap.String("message_id", t.MessageID), zap.Int("pid", pgid))
+	log.Debug("command started")
+
+	var pipes sync.WaitGroup
+	out := &capped{max: j.cfg.MaxStdout}
+	errTail := &tail{max: j.cfg.MaxStderr}
+	pipes.Add(3)
+	go func() {
+		defer pipes.Done()
+		_, _ = stdinW.Write(input) // EPIPE when the command does not read it all: fine
+		_ = stdinW.Close()
+	}()
+	go func() { defer pipes.Done(); drain(stdoutR, out) }()
+	go func() { defer pipes.Done(); drain(stderrR, errTail) }()
+
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+
+	res := &result{}
+	timer := time.NewTimer(j.cfg.Timeout)
+	defer timer.Stop()
+	select {
+	case <-exited:
+	case <-timer.C:
+		res.stopped = "timeout"
+	case <-ctx.Done():
+		res.stopped = "shutdown"
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			res.stopped = "timeout" // the handler's deadline: a timeout too
+		}
+	}
+	if res.stopped != "" {
+		select {
+		case <-exited: // it ended at the same moment: keep its own outcome
+			res.stopped = ""
+		default:
+			log.Warn("stopping command", zap.String("reason", res.stopped), zap.Duration("grace", j.cfg.Grace))
+			j.stop(pgid, exited)
+		}
+	}
+	// The leader is reaped; what is left of its group must not outlive the task.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	j.waitGroupGone(pgid, log)
+
+	// The pipes reach EOF once every holder is dead; a process that left the group
+	// (setsid) may still hold one: close our ends after the grace.
+	ioDone := make(chan struct{})
+	go func() { pipes.Wait(); close(ioDone) }()
+	select {
+	case <-ioDone:
+	case <-time.After(j.cfg.Grace):
+		log.Warn("a process outside the command's group holds its pipes; closing them")
+		closeAll(stdinW, stdoutR, stderrR)
+		<-ioDone
+	}
+	res.state = cmd.ProcessState
+	res.stdout, res.overflow = out.buf.Bytes(), out.over
+	res.stderr = errTail.String()
+	log.Debug("command ended", zap.String("state", res.state.String()))
+	return res, nil
+}
+
+// stop sends SIGTERM to the group, then SIGKILL after the grace, and waits for the
+// leader to be reaped.
+func (j *Job) stop(pgid int, exited <-chan struct{}) {
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	grace := time.NewTimer(j.cfg.Grace)
+	defer grace.Stop()
+	select {
+	case <-exited:
+		// Give the rest of the group the same grace before the SIGKILL that follows.
+		j.waitGroupGoneWithin(pgid, grace.C)
+	case <-grace.C:
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-exited
+	}
+}
+
+func (j *Job) waitGroupGoneWithin(pgid int, deadline <-chan time.Time) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for groupAlive(pgid) {
+		select {
+		case <-deadline:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// waitGroupGone waits (up to the grace) until no process of the group is left, so
+// that a killed group is gone when Run returns.
+func (j *Job) waitGroupGone(pgid int, log *zap.Logger) {
+	deadline := time.NewTimer(j.cfg.Grace)
+	defer deadline.Stop()
+	j.waitGroupGoneWithin(pgid, deadline.C)
+	if groupAlive(pgid) {
+		log.Warn("processes of the command's group are still running after SIGKILL")
+	}
+}
+
+func groupSignalable(pgid int) bool { return syscall.Kill(-pgid, 0) == nil }
+
+// env is the worker's environment, Config.Env, then the task's facts (never the
+// token). Later entries win.
+func (j *Job) env(t *jobs.Task) []string {
+	env := append(os.Environ(), j.cfg.Env...)
+	return append(env,
+		"TASKBRIDGE_JOB="+j.name,
+		"TASKBRIDGE_QUEUE="+t.Queue,
+		"TASKBRIDGE_DETAIL_TYPE="+t.DetailType,
+		"TASKBRIDGE_EXECUTION_ARN="+t.ExecutionArn,
+		"TASKBRIDGE_RECEIVE_COUNT="+strconv.Itoa(t.ReceiveCount),
+		"TASKBRIDGE_MESSAGE_ID="+t.MessageID,
+		"TASKBRIDGE_EVENT_ID="+t.EventID,
+	)
+}
+
+func closeAll(fs ...*os.File) {
+	for _, f := range fs {
+		_ = f.Close()
+	}
+}
+
+// drain reads r to its end (or until it is closed) into w.
+func drain(r io.Reader, w io.Writer) {
+	_, _ = io.Copy(w, r)
+}
+
+// capped keeps the first max bytes and notes whether more came; it never fails a
+// write, so the command is never blocked on a full pipe.
+type capped struct {
+	max  int
+	buf  bytes.Buffer
+	over bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room < len(p) {
+		c.over = true
+		c.buf.Write(p[:max(room, 0)])
+		return len(p), nil
+	}
+	c.buf.Write(p)
+	return len(p), nil
+}
+
+// tail keeps the last max bytes written.
+type tail struct {
+	max  int
+	buf  []byte
+	lost bool
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.lost = true
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// String is the kept tail as valid UTF-8, starting at a whole rune, trimmed.
+func (t *tail) String() string {
+	b := t.buf
+	if t.lost {
+		for len(b) > 0 && !utf8.RuneStart(b[0]) {
+			b = b[1:]
+		}
+	}
+	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
+	if t.lost {
+		s = "…" + s
+	}
+	return s
+}

@@ -1,0 +1,53 @@
+package execjob
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the exec jobs, shared by every exec queue; labels: job, and the exit
+// code ("0".."255", "signal", "timeout") or the reason a group was killed.
+type Metrics struct {
+	duration *prometheus.HistogramVec
+	exits    *prometheus.CounterVec
+	killed   *prometheus.CounterVec
+}
+
+// NewMetrics registers the exec metrics on reg. Called twice on one registry, it
+// returns metrics bound to the collectors already registered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := newMetrics()
+	m.duration = register(reg, m.duration)
+	m.exits = register(reg, m.exits)
+	m.killed = register(reg, m.killed)
+	return m
+}
+
+func newMetrics() *Metrics {
+	return &Metrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "worker_exec_duration_seconds", Help: "Time an exec job's command ran, from start to reaped.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 3, 12), // 50 ms .. 2.5 h
+		}, []string{"job"}),
+		exits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_exec_exits_total", Help: "Ended commands by exit code; \"signal\" when a signal ended it, \"timeout\" when the worker stopped it at the job timeout.",
+		}, []string{"job", "code"}),
+		killed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_exec_killed_total", Help: "Process groups the worker stopped (SIGTERM, then SIGKILL), by reason: timeout or shutdown.",
+		}, []string{"job", "reason"}),
+	}
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
