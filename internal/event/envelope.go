@@ -14,6 +14,14 @@ import (
 // MaxBodyBytes is the largest SQS message body the worker accepts (the SQS limit).
 const MaxBodyBytes = 256 * 1024
 
+// MaxDepth is the deepest nesting of objects and arrays Parse accepts in a body.
+// PutEvents processes a detail nested at most 1100 levels deep (API reference,
+// PutEvents), so no event that came through EventBridge is deeper; the margin
+// covers how levels are counted. encoding/json would refuse only at 10000 levels,
+// with a bare "exceeded max depth"; a deeply nested body still has its token read
+// by FindTaskToken.
+const MaxDepth = 1200
+
 // Envelope is an EventBridge event as an SQS target receives it.
 type Envelope struct {
 	ID         string          `json:"id"`
@@ -33,11 +41,15 @@ var ErrMalformed = errors.New("malformed event")
 // Parse decodes an SQS body into an Envelope. It fails, wrapping ErrMalformed, when
 // the body is over MaxBodyBytes, not JSON, JSON but not an object or with a field of
 // the wrong type, not an EventBridge envelope (no detail-type or source), when detail
-// is missing, null or not a JSON object, or when time is neither RFC 3339 nor Unix
-// seconds. On success DetailType and Source are set and Detail is a JSON object.
+// is missing, null or not a JSON object, when time is neither RFC 3339 nor Unix
+// seconds, or when the body nests objects and arrays more than MaxDepth levels
+// deep. On success DetailType and Source are set and Detail is a JSON object.
 func Parse(body []byte) (Envelope, error) {
 	if len(body) > MaxBodyBytes {
 		return Envelope{}, fmt.Errorf("%w: body of %d bytes is over %d", ErrMalformed, len(body), MaxBodyBytes)
+	}
+	if tooDeep(body, MaxDepth) {
+		return Envelope{}, fmt.Errorf("%w: nested more than %d levels deep", ErrMalformed, MaxDepth)
 	}
 	// Time is decoded apart: AWS writes an RFC 3339 string, some emulators (moto's
 	// S3 notifications) a Unix time in seconds.
@@ -103,4 +115,32 @@ func parseTime(raw json.RawMessage) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("time is neither RFC 3339 nor Unix seconds: %s", raw)
 	}
 	return time.Unix(0, int64(secs*1e9)).UTC(), nil
+}
+
+// tooDeep reports whether b opens more than limit objects and arrays at once,
+// counting only brackets outside strings. It reads b once and allocates nothing; it
+// does not validate (the decoder does).
+func tooDeep(b []byte, limit int) bool {
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			switch c {
+			case '\\':
+				i++ // the escaped character cannot end the string
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > limit {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
 }

@@ -2,7 +2,6 @@ package event
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,9 +22,19 @@ type eventbridgeAPI interface {
 
 // Limits of PutEvents.
 const (
-	MaxEntryBytes   = 256 * 1024 // one entry: source + detail-type + detail (we set no time or resources)
-	maxBatchEntries = 10         // entries in one call
+	// MaxEntryBytes bounds one entry, measured the way EventBridge measures it
+	// ("Calculating PutEvents event entry size", EventBridge User Guide): the UTF-8
+	// bytes of Source, DetailType, Detail and each of Resources, plus 14 for Time if
+	// set (the publisher sets neither Time nor Resources). The same guide bounds the
+	// total of a call's entries by the same 256 KiB.
+	MaxEntryBytes   = 256 * 1024
+	maxBatchEntries = 10 // entries in one call
 )
+
+// ErrTooLarge is wrapped by the error of Publish and PublishMany when an event is
+// over MaxEntryBytes: it can never be put on the bus, so whoever made it should
+// fail at once instead of trying again. Nothing is sent then.
+var ErrTooLarge = errors.New("event too large")
 
 // publishAttempts bounds how often an entry that PutEvents reports as failed is sent:
 // a whole-call error is already retried by the SDK, but half-failed calls are not.
@@ -90,9 +99,11 @@ func (p *Publisher) Publish(ctx context.Context, detailType string, detail any) 
 	return p.PublishMany(ctx, []Entry{{DetailType: detailType, Detail: detail}})
 }
 
-// PublishMany puts entries on the bus, ten per call. An entry that cannot be sent (it
-// does not marshal to a JSON object, has no detail type, or is over MaxEntryBytes)
-// fails the whole call before anything is sent: that is a bug of the caller. Entries
+// PublishMany puts entries on the bus, at most ten and MaxEntryBytes per call. The
+// detail is marshalled without HTML escaping (MarshalJSON). An entry that cannot be
+// sent (it does not marshal to a JSON object, has no detail type, or is over
+// MaxEntryBytes, which wraps ErrTooLarge) fails the whole call before anything is
+// sent. Entries
 // that PutEvents reports as failed, and only they, are sent again with jittered backoff, up to
 // publishAttempts times, unless their error code says a retry cannot help. It returns
 // nil when every entry was accepted, else an error naming each entry that was not
@@ -102,12 +113,12 @@ func (p *Publisher) PublishMany(ctx context.Context, entries []Entry) error {
 	pending := make([]pendingEntry, 0, len(entries))
 	var bad []error
 	for i, e := range entries {
-		req, err := p.request(e)
+		req, size, err := p.request(e)
 		if err != nil {
 			bad = append(bad, fmt.Errorf("entry %d: %w", i, err))
 			continue
 		}
-		pending = append(pending, pendingEntry{index: i, req: req})
+		pending = append(pending, pendingEntry{index: i, req: req, size: size})
 	}
 	if len(bad) > 0 {
 		for _, e := range entries {
@@ -119,8 +130,9 @@ func (p *Publisher) PublishMany(ctx context.Context, entries []Entry) error {
 	var failed []error
 	for attempt := 1; len(pending) > 0; attempt++ {
 		var retry []pendingEntry
-		for start := 0; start < len(pending); start += maxBatchEntries {
-			chunk := pending[start:min(start+maxBatchEntries, len(pending))]
+		for start, end := 0, 0; start < len(pending); start = end {
+			end = chunkEnd(pending, start)
+			chunk := pending[start:end]
 			again, gaveUp, err := p.put(ctx, chunk, attempt)
 			if err != nil {
 				unsent := append(retry, pending[start:]...)
@@ -154,29 +166,58 @@ func (p *Publisher) PublishMany(ctx context.Context, entries []Entry) error {
 type pendingEntry struct {
 	index       int
 	req         types.PutEventsRequestEntry
+	size        int // entrySize(req)
 	lastFailure string
+}
+
+// chunkEnd returns the end of the call that starts at pending[start]: at most
+// maxBatchEntries entries whose sizes add up to at most MaxEntryBytes, and at least
+// one entry (each is within the limit).
+func chunkEnd(pending []pendingEntry, start int) int {
+	end, total := start, 0
+	for end < len(pending) && end-start < maxBatchEntries {
+		if total += pending[end].size; total > MaxEntryBytes && end > start {
+			break
+		}
+		end++
+	}
+	return end
+}
+
+// entrySize is the size EventBridge counts for an entry: the UTF-8 bytes of Source,
+// DetailType, Detail and each resource, and 14 bytes for a Time.
+func entrySize(e types.PutEventsRequestEntry) int {
+	n := len(aws.ToString(e.Source)) + len(aws.ToString(e.DetailType)) + len(aws.ToString(e.Detail))
+	for _, r := range e.Resources {
+		n += len(r)
+	}
+	if e.Time != nil {
+		n += 14
+	}
+	return n
 }
 
 func (e pendingEntry) detailType() string { return aws.ToString(e.req.DetailType) }
 
-func (p *Publisher) request(e Entry) (types.PutEventsRequestEntry, error) {
+func (p *Publisher) request(e Entry) (types.PutEventsRequestEntry, int, error) {
 	if e.DetailType == "" {
-		return types.PutEventsRequestEntry{}, errors.New("no detail type")
+		return types.PutEventsRequestEntry{}, 0, errors.New("no detail type")
 	}
-	b, err := json.Marshal(e.Detail)
+	b, err := MarshalJSON(e.Detail)
 	if err != nil {
-		return types.PutEventsRequestEntry{}, fmt.Errorf("%s: marshal detail: %w", e.DetailType, err)
+		return types.PutEventsRequestEntry{}, 0, fmt.Errorf("%s: marshal detail: %w", e.DetailType, err)
 	}
 	if len(b) == 0 || b[0] != '{' { // EventBridge takes only an object as detail
-		return types.PutEventsRequestEntry{}, fmt.Errorf("%s: detail is not a JSON object", e.DetailType)
+		return types.PutEventsRequestEntry{}, 0, fmt.Errorf("%s: detail is not a JSON object", e.DetailType)
 	}
-	if size := len(b) + len(e.DetailType) + len(p.cfg.Source); size > MaxEntryBytes {
-		return types.PutEventsRequestEntry{}, fmt.Errorf("%s: event of %d bytes is over the %d byte limit", e.DetailType, size, MaxEntryBytes)
-	}
-	return types.PutEventsRequestEntry{
+	req := types.PutEventsRequestEntry{
 		EventBusName: aws.String(p.cfg.EventBus), Source: aws.String(p.cfg.Source),
 		DetailType: aws.String(e.DetailType), Detail: aws.String(string(b)),
-	}, nil
+	}
+	if size := entrySize(req); size > MaxEntryBytes {
+		return types.PutEventsRequestEntry{}, 0, fmt.Errorf("%s: %w: %d bytes, over the %d byte limit", e.DetailType, ErrTooLarge, size, MaxEntryBytes)
+	}
+	return req, entrySize(req), nil
 }
 
 // put sends one chunk of at most ten entries. It returns the entries to send again,

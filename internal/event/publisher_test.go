@@ -253,7 +253,7 @@ func TestPublishRefusesBadEntriesBeforeSendingAny(t *testing.T) {
 		"detail an array":         {Entry{"x", []int{1}}, "not a JSON object"},
 		"detail a string":         {Entry{"x", "text"}, "not a JSON object"},
 		"detail null":             {Entry{"x", nil}, "not a JSON object"},
-		"oversized":               {Entry{"x", map[string]string{"a": strings.Repeat("x", MaxEntryBytes)}}, "over the 262144 byte limit"},
+		"oversized":               {Entry{"x", map[string]string{"a": strings.Repeat("x", MaxEntryBytes)}}, "event too large"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -267,6 +267,73 @@ func TestPublishRefusesBadEntriesBeforeSendingAny(t *testing.T) {
 			require.Equal(t, 1.0, published(p, tc.entry.DetailType, "error"))
 		})
 	}
+}
+
+// Issue 12 item 5: json.Marshal wrote each < as the 6 bytes \u003c, so 50 KB of
+// them made a 300 KB event that could never be put.
+func TestPublishDoesNotHTMLEscapeTheDetail(t *testing.T) {
+	t.Parallel()
+	bus := &fakeBus{}
+	p := newPublisher(t, bus)
+	detail := map[string]string{"s": strings.Repeat("<", 50_000) + "&>"}
+	require.NoError(t, p.Publish(context.Background(), "x", detail))
+	got := bus.details()[0][0]
+	require.Less(t, len(got), 50_020)
+	require.Equal(t, `{"s":"`+detail["s"]+`"}`, got)
+}
+
+// Issue 12 item 6: an event that can never fit is refused before any call with an
+// error that says so (errors.Is ErrTooLarge), measured as EventBridge measures an
+// entry: source + detail-type + detail.
+func TestPublishRefusesAnEventOverTheLimitWithErrTooLarge(t *testing.T) {
+	t.Parallel()
+	const source, detailType = "taskbridge.worker", "processSinglePost"
+	fill := MaxEntryBytes - len(source) - len(detailType) - len(`{"s":""}`)
+	for name, tc := range map[string]struct {
+		n      int
+		tooBig bool
+	}{
+		"exactly at the limit": {fill, false},
+		"one byte over":        {fill + 1, true},
+		"far over":             {2 * MaxEntryBytes, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			bus := &fakeBus{}
+			p := newPublisher(t, bus)
+			err := p.Publish(context.Background(), detailType, map[string]string{"s": strings.Repeat("é", tc.n/2) + strings.Repeat("a", tc.n%2)})
+			if !tc.tooBig {
+				require.NoError(t, err)
+				require.Len(t, bus.calls, 1)
+				return
+			}
+			require.ErrorIs(t, err, ErrTooLarge)
+			require.ErrorContains(t, err, "over the 262144 byte limit")
+			require.Empty(t, bus.calls, "nothing is sent")
+			require.Equal(t, 1.0, published(p, detailType, "error"))
+		})
+	}
+}
+
+// The guide bounds a call's entries together by the same 256 KiB: large entries go
+// in calls of their own.
+func TestPublishManyKeepsEachCallWithinTheTotalSize(t *testing.T) {
+	t.Parallel()
+	bus := &fakeBus{}
+	p := newPublisher(t, bus)
+	big := map[string]string{"s": strings.Repeat("a", 100_000)}
+	entries := []Entry{{"x", big}, {"x", big}, {"x", big}, {"x", struct{}{}}, {"x", big}}
+	require.NoError(t, p.PublishMany(context.Background(), entries))
+	var sizes []int
+	for _, c := range bus.calls {
+		total := 0
+		for _, e := range c {
+			total += entrySize(e)
+		}
+		require.LessOrEqual(t, total, MaxEntryBytes)
+		sizes = append(sizes, len(c))
+	}
+	require.Equal(t, []int{2, 3}, sizes)
 }
 
 func TestPublisherConfigValidateReportsEveryProblem(t *testing.T) {
