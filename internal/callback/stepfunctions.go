@@ -81,7 +81,9 @@ func New(cfg Config, sfnClient sfnAPI, s3Client s3API, log *zap.Logger, m *Metri
 	return &StepFunctions{cfg: cfg, sfn: sfnClient, s3: s3Client, log: log.With(zap.String("component", "callback")), metrics: m}
 }
 
-// Succeed sends SendTaskSuccess with output, a JSON document. An output over the
+// Succeed sends SendTaskSuccess with output, a JSON document. HTML escapes in it
+// (\u003c, \u003e, \u0026, as json.Marshal writes them) are sent as the characters
+// they stand for: the same JSON, up to six times smaller. An output still over the
 // 256 KiB limit is stored in the data bucket and {"claimCheck": "s3://…", "size": N}
 // is sent instead.
 //
@@ -95,6 +97,7 @@ func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte
 	if token == "" {
 		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
+	output = unescapeHTML(output)
 	if len(output) > MaxOutputBytes {
 		pointer, err := s.claimCheck(ctx, output)
 		if err != nil {
@@ -134,7 +137,7 @@ func (s *StepFunctions) call(ctx context.Context, api, token string, send func()
 	began := time.Now()
 	err := classify(api, send())
 	s.metrics.duration.WithLabelValues(api).Observe(time.Since(began).Seconds())
-	s.metrics.calls.WithLabelValues(api, outcome(err)).Inc()
+	s.metrics.calls.WithLabelValues(api, outcome(ctx, err)).Inc()
 	if IsTaskClosed(err) {
 		s.log.Info("task already closed", zap.String("api", api), telemetry.Token(token), zap.Error(err))
 	}
@@ -161,7 +164,7 @@ func (s *StepFunctions) claimCheck(ctx context.Context, output []byte) ([]byte, 
 		return nil, fmt.Errorf("store claim check %s: %w", key, err)
 	}
 	s.metrics.claimChecks.Inc()
-	return json.Marshal(map[string]any{"claimCheck": "s3://" + s.cfg.DataBucket + "/" + key, "size": len(output)})
+	return marshalJSON(map[string]any{"claimCheck": "s3://" + s.cfg.DataBucket + "/" + key, "size": len(output)})
 }
 
 // KeepAlive sends a heartbeat for token every interval, the first one interval from
@@ -169,7 +172,9 @@ func (s *StepFunctions) claimCheck(ctx context.Context, output []byte) ([]byte, 
 // heartbeat goroutine to end and may be called more than once. An interval of 0 (or
 // an empty token) sends none. A closed task ends the heartbeats and cancels nothing
 // else (the job learns it when it reports); other errors are logged at warn and the
-// next tick tries again.
+// next tick tries again. A heartbeat in flight when stop is called or ctx is
+// cancelled (the job ended) is abandoned, not failed: it counts as outcome
+// "cancelled" and logs nothing.
 func (s *StepFunctions) KeepAlive(ctx context.Context, token string, every time.Duration) (stop func()) {
 	if every <= 0 || token == "" {
 		return func() {}
@@ -184,6 +189,9 @@ func (s *StepFunctions) KeepAlive(ctx context.Context, token string, every time.
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if ctx.Err() != nil { // the tick and the stop came together
+					return
+				}
 				err := s.Heartbeat(ctx, token)
 				switch {
 				case IsTaskClosed(err):
