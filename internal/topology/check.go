@@ -73,6 +73,10 @@ func (t *Topology) Check(jobs []string) error {
 				add("%s: s3Batch.maxFiles must be 0..10000 and s3Batch.window not negative", where)
 			}
 		}
+		if k := q.Kind(); (k == "exec" || k == "http" || k == "startExecution") && slices.Contains(jobs, q.Name) {
+			// Such a queue's job is named after the queue, in metrics and failures.
+			add("%s: a %s queue cannot share its name with the registered Go job %q", where, k, q.Name)
+		}
 		if q.S3Batch == nil && len(q.DetailTypes) == 0 {
 			add("%s: nothing routes to it (no detailTypes)", where)
 		}
