@@ -29,20 +29,28 @@ type deleter struct {
 	log     *zap.Logger
 	metrics *Metrics
 	in      chan string
+	done    chan struct{} // closed when run returns
 }
 
 func newDeleter(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *deleter {
-	return &deleter{cfg: cfg, client: client, log: log, metrics: m, in: make(chan string, cfg.Concurrency)}
+	return &deleter{cfg: cfg, client: client, log: log, metrics: m, in: make(chan string, cfg.Concurrency), done: make(chan struct{})}
 }
 
-// add queues a receipt handle for deletion. It never blocks for long: run drains in.
-func (d *deleter) add(receipt string) { d.in <- receipt }
+// add queues a receipt handle for deletion. It never blocks for long: run drains
+// in, and once run has returned, add drops the receipt (the message comes back).
+func (d *deleter) add(receipt string) {
+	select {
+	case d.in <- receipt:
+	case <-d.done:
+	}
+}
 
 // run batches until ctx is done, then flushes what is pending and returns. Every
 // DeleteMessageBatch runs on afterCtx (which a stop does not cancel, but which ends
 // when the stop's flush budget is spent) with afterStopTimeout. Callers stop adding
 // before they cancel ctx.
 func (d *deleter) run(ctx, afterCtx context.Context) {
+	defer close(d.done)
 	var pending []string
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()

@@ -119,7 +119,15 @@ func (p *Poller) Run(ctx context.Context) error {
 		close(p.stopping)
 		cancelReceives()
 		cancelJobs()
-		<-drained
+		select {
+		case <-drained:
+		case <-afterCtx.Done():
+			// A handler that ignores its cancelled context (a call on a detached
+			// one, say) cannot hold the stop past its budget. Its message is
+			// neither deleted nor released: it comes back after its visibility
+			// timeout, and a settle that comes later does nothing (see settle).
+			p.log.Error("handlers did not return after cancel; leaving their messages for redelivery", zap.Duration("flush_timeout", p.cfg.FlushTimeout))
+		}
 	}
 	stopHelpers() // the deleter flushes what is pending before it returns
 	helpers.Wait()
@@ -351,6 +359,10 @@ func (p *Poller) settle(m Message, receipt string, err error, visibilityLost boo
 	ctx, cancel := context.WithTimeout(p.afterCtx, afterStopTimeout)
 	defer cancel()
 	switch {
+	case p.afterCtx.Err() != nil:
+		// The stop's budget is spent and Run may have returned: leave the message.
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
+		log.Warn("handler returned after the stop's budget; leaving the message", zap.NamedError("handler_error", err))
 	case visibilityLost:
 		// Someone else may own the message now: neither delete nor release it.
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()

@@ -380,8 +380,12 @@ func TestStopFitsItsBudgetWhenSQSIsSlow(t *testing.T) {
 		b := setup(t, Config{Concurrency: 4, DrainTimeout: 5 * time.Second, FlushTimeout: 2 * time.Second},
 			func(ctx context.Context, m Message) error {
 				d := 5*time.Second - time.Millisecond // ends as the drain does
-				if m.Body == "stuck" {
+				switch m.Body {
+				case "stuck":
 					d = time.Hour
+				case "deaf": // ignores its context, like a call on a detached one
+					time.Sleep(time.Hour)
+					return nil
 				}
 				select {
 				case <-time.After(d):
@@ -390,7 +394,7 @@ func TestStopFitsItsBudgetWhenSQSIsSlow(t *testing.T) {
 					return ctx.Err()
 				}
 			})
-		b.sqs.send("quick", "stuck")
+		b.sqs.send("quick", "stuck", "deaf")
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		b.sqs.mu.Lock()
@@ -399,6 +403,10 @@ func TestStopFitsItsBudgetWhenSQSIsSlow(t *testing.T) {
 		start := time.Now()
 		b.stop(t)
 		require.LessOrEqual(t, time.Since(start), 7*time.Second, "DrainTimeout + FlushTimeout, not one 5 s call after another")
+		require.Empty(t, b.sqs.deletedBodies(), "deletes cut by the budget: the messages come back")
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, 1.0, b.handled("abandoned"), "the deaf handler's late result is not acted on")
 	})
 }
 
