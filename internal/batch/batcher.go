@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -96,14 +95,15 @@ type ResultDetail struct {
 // done are guarded by Batcher.mu until the batch is closed; then only the flushing
 // goroutine touches them, and err is read after done is closed.
 type openBatch struct {
-	id     string
-	files  []File
-	seen   map[File]bool
-	opened time.Time
-	timer  *time.Timer
-	reason string
-	done   chan struct{} // closed when the batch's outcome is known
-	err    error         // nil: manifest written and run started
+	id      string
+	files   []File
+	seen    map[File]bool
+	opened  time.Time
+	timer   *time.Timer
+	reason  string
+	done    chan struct{}  // closed when the batch's outcome is known
+	err     error          // nil: manifest written and run started
+	fileErr map[File]error // the outcome of a file left out of the manifest (verify)
 }
 
 // Batcher groups landing events into Glue runs. Handle is called concurrently by the
@@ -159,6 +159,9 @@ func (b *Batcher) Handle(ctx context.Context, m consumer.Message) error {
 	}
 	select {
 	case <-batch.done:
+		if err := batch.fileErr[f]; err != nil {
+			return err
+		}
 		if batch.err == nil {
 			b.log.Debug("file in a started run", zap.String("batch_id", batch.id), zap.String("key", f.Key), zap.String("message_id", m.ID))
 		}
@@ -178,7 +181,7 @@ func (b *Batcher) add(f File) (*openBatch, error) {
 		return nil, errStopped
 	}
 	if b.open == nil {
-		batch := &openBatch{id: newBatchID(), seen: map[File]bool{}, opened: time.Now(), done: make(chan struct{})}
+		batch := &openBatch{id: newBatchID(), seen: map[File]bool{}, fileErr: map[File]error{}, opened: time.Now(), done: make(chan struct{})}
 		batch.timer = time.AfterFunc(b.cfg.Window, func() { b.closeBatch(batch, "window") })
 		b.open = batch
 	}
@@ -246,35 +249,41 @@ func (b *Batcher) Run(ctx context.Context) error {
 	}
 }
 
-// flush writes the manifest and starts the run; the batch's waiters learn the outcome.
+// flush checks the batch's files, writes the manifest of those that exist and starts
+// the run; the batch's waiters learn the outcome.
 func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	defer close(batch.done)
-	log := b.log.With(zap.String("batch_id", batch.id), zap.Int("batch_size", len(batch.files)), zap.String("reason", batch.reason))
 	b.metrics.flushes.WithLabelValues(batch.reason).Inc()
-	b.metrics.files.Observe(float64(len(batch.files)))
+	files := b.verify(ctx, batch)
+	log := b.log.With(zap.String("batch_id", batch.id), zap.Int("batch_size", len(files)), zap.String("reason", batch.reason))
+	if len(files) == 0 {
+		log.Info("no file of the batch is left to run")
+		return
+	}
+	b.metrics.files.Observe(float64(len(files)))
 	manifest := "s3://" + b.cfg.DataBucket + "/manifests/" + batch.id + ".json"
-	runID, err := b.start(ctx, batch, manifest)
+	runID, err := b.start(ctx, batch.id, files, manifest)
 	if err != nil {
 		batch.err = err
 		b.metrics.startFailures.Inc()
 		log.Error("batch not started; its files will be redelivered", zap.Error(err))
-		detail := ResultDetail{BatchID: batch.id, JobName: b.cfg.GlueJob, State: "START_FAILED", FileCount: len(batch.files), Manifest: manifest, Error: err.Error()}
+		detail := ResultDetail{BatchID: batch.id, JobName: b.cfg.GlueJob, State: "START_FAILED", FileCount: len(files), Manifest: manifest, Error: err.Error()}
 		if perr := b.pub.Publish(context.WithoutCancel(ctx), DetailError, detail); perr != nil {
 			log.Error("publish etl-error failed", zap.Error(perr))
 		}
 		return
 	}
 	log.Info("batch started", zap.String("job_run_id", runID), zap.Duration("held", time.Since(batch.opened)))
-	b.follower.follow(run{batchID: batch.id, runID: runID, fileCount: len(batch.files), manifest: manifest})
+	b.follower.follow(run{batchID: batch.id, runID: runID, fileCount: len(files), manifest: manifest})
 }
 
-func (b *Batcher) start(ctx context.Context, batch *openBatch, manifest string) (string, error) {
-	body, err := json.Marshal(Manifest{BatchID: batch.id, CreatedAt: time.Now().UTC(), Files: batch.files})
+func (b *Batcher) start(ctx context.Context, batchID string, files []File, manifest string) (string, error) {
+	body, err := event.MarshalJSON(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
 	if err != nil {
 		return "", fmt.Errorf("marshal manifest: %w", err)
 	}
 	if _, err := b.s3.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String("manifests/" + batch.id + ".json"),
+		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String("manifests/" + batchID + ".json"),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
 	}); err != nil {
 		return "", fmt.Errorf("write manifest %s: %w", manifest, err)
@@ -283,7 +292,7 @@ func (b *Batcher) start(ctx context.Context, batch *openBatch, manifest string) 
 	for attempt := 1; ; attempt++ {
 		out, err := b.glue.StartJobRun(ctx, &glue.StartJobRunInput{
 			JobName:   aws.String(b.cfg.GlueJob),
-			Arguments: map[string]string{"--manifest": manifest, "--file_count": strconv.Itoa(len(batch.files))},
+			Arguments: map[string]string{"--manifest": manifest, "--file_count": strconv.Itoa(len(files))},
 		})
 		if err == nil {
 			return aws.ToString(out.JobRunId), nil
@@ -293,7 +302,7 @@ func (b *Batcher) start(ctx context.Context, batch *openBatch, manifest string) 
 		}
 		b.metrics.startRetries.Inc()
 		delay := consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
-		b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batch.id), zap.Error(err), zap.Duration("backoff", delay))
+		b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
 		select {
 		case <-ctx.Done():
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, ctx.Err())

@@ -2,6 +2,8 @@ package batch
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -25,26 +28,61 @@ import (
 	"github.com/taskbridge/taskbridge/internal/consumer"
 )
 
+// fakeS3 holds objects by bucket and key, and answers as S3 does: HeadObject of a
+// missing object is a NotFound (HeadObject has no body, hence no NoSuchKey), a call
+// without bucket or key is refused, and ETags come quoted. headErr, when set, decides
+// HeadObject's answer for a key first.
 type fakeS3 struct {
-	mu   sync.Mutex
-	objs map[string][]byte
+	mu      sync.Mutex
+	objs    map[string][]byte // "bucket/key" → body
+	heads   []string          // keys asked for, in order
+	headErr func(key string) error
 }
 
 func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if aws.ToString(in.Bucket) == "" || aws.ToString(in.Key) == "" {
+		return nil, &smithy.GenericAPIError{Code: "InvalidRequest", Message: "bucket and key are required"}
+	}
 	b, _ := io.ReadAll(in.Body)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.objs[aws.ToString(in.Key)] = b
-	return &s3.PutObjectOutput{}, nil
+	f.objs[aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key)] = b
+	return &s3.PutObjectOutput{ETag: aws.String(etagOf(b))}, nil
 }
 
 func (f *fakeS3) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	if aws.ToString(in.Bucket) == "" || aws.ToString(in.Key) == "" {
+		return nil, &smithy.GenericAPIError{Code: "InvalidRequest", Message: "bucket and key are required"}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.objs[aws.ToString(in.Key)]; !ok {
-		return nil, &s3types.NotFound{}
+	f.heads = append(f.heads, aws.ToString(in.Key))
+	if f.headErr != nil {
+		if err := f.headErr(aws.ToString(in.Key)); err != nil {
+			return nil, err
+		}
 	}
-	return &s3.HeadObjectOutput{}, nil
+	b, ok := f.objs[aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key)]
+	if !ok {
+		return nil, &s3types.NotFound{Message: aws.String("Not Found")}
+	}
+	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(b))), ETag: aws.String(etagOf(b))}, nil
+}
+
+// etagOf is S3's ETag of a single-part upload: the quoted MD5 of the body.
+func etagOf(b []byte) string {
+	sum := md5.Sum(b)
+	return `"` + hex.EncodeToString(sum[:]) + `"`
+}
+
+// upload puts objects into the landing bucket of the rig's S3, as a producer
+// would before S3 sends their events; the body is the key.
+func (r *rig) upload(keys ...string) {
+	r.s3.mu.Lock()
+	defer r.s3.mu.Unlock()
+	for _, k := range keys {
+		r.s3.objs["landing/"+k] = []byte(k)
+	}
 }
 
 // fakeGlue starts runs (refusing the first refuse calls) and ends each with endState.
@@ -171,7 +209,7 @@ func (r *rig) manifests(t *testing.T) []Manifest {
 	defer r.s3.mu.Unlock()
 	var out []Manifest
 	for k, b := range r.s3.objs {
-		if !strings.HasPrefix(k, "manifests/") {
+		if !strings.HasPrefix(k, "data/manifests/") {
 			continue
 		}
 		var m Manifest
@@ -186,7 +224,9 @@ func TestBurstMakesExactBatchesAndTheRestFlushesAtTheWindow(t *testing.T) {
 		r := newRig(t, Config{}, &fakeGlue{})
 		var msgs []consumer.Message
 		for i := range 250 {
-			msgs = append(msgs, s3Event("landing", fmt.Sprintf("in/f%03d.csv", i), fmt.Sprint(i)))
+			key := fmt.Sprintf("in/f%03d.csv", i)
+			r.upload(key)
+			msgs = append(msgs, s3Event("landing", key, fmt.Sprint(i)))
 		}
 		start := time.Now()
 		for _, err := range handleAll(r.b, msgs) {
@@ -221,13 +261,15 @@ func TestDuplicateEventsCountOnce(t *testing.T) {
 		// The window closes the batch: with a count of 3, the duplicate could come
 		// after the batch closed and rightly open the next one.
 		r := newRig(t, Config{MaxFiles: 10, Window: time.Minute}, &fakeGlue{})
+		r.upload("a", "b")
 		errs := handleAll(r.b, []consumer.Message{s3Event("landing", "a", "1"), s3Event("landing", "a", "1"), s3Event("landing", "b", "1"), s3Event("landing", "a", "2")})
 		for _, err := range errs {
 			require.NoError(t, err)
 		}
 		ms := r.manifests(t)
 		require.Len(t, ms, 1)
-		require.Len(t, ms[0].Files, 3, "a re-upload (new ETag) is a new file; a redelivery is not")
+		require.Len(t, ms[0].Files, 2, "a redelivery and a re-upload in one batch list the object once, as it is now")
+		require.Len(t, r.s3.heads, 3, "a redelivery is not checked again")
 		r.stop(t)
 	})
 }
@@ -236,6 +278,7 @@ func TestGlueBusyIsRetriedWhileHolding(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := &fakeGlue{refuse: 3}
 		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, g)
+		r.upload("a", "b")
 		require.NoError(t, r.b.Handle(context.Background(), s3Event("landing", "a", "1")))
 		require.Len(t, g.started, 1)
 		require.Equal(t, 3.0, testutil.ToFloat64(r.b.metrics.startRetries))
@@ -247,6 +290,7 @@ func TestFinalStartErrorPublishesEtlErrorAndRedelivers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := &fakeGlue{final: &types.EntityNotFoundException{Message: aws.String("no such job")}}
 		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, g)
+		r.upload("a", "b")
 		err := r.b.Handle(context.Background(), s3Event("landing", "a", "1"))
 		require.Error(t, err)
 		require.False(t, consumer.IsDeadLetter(err), "the message is redelivered, then the DLQ")
@@ -259,6 +303,7 @@ func TestFinalStartErrorPublishesEtlErrorAndRedelivers(t *testing.T) {
 func TestFailedRunPublishesEtlErrorWithItsMessage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, &fakeGlue{endState: types.JobRunStateFailed})
+		r.upload("a", "b")
 		require.NoError(t, r.b.Handle(context.Background(), s3Event("landing", "a", "1")))
 		time.Sleep(3 * time.Second)
 		synctest.Wait()
@@ -275,6 +320,7 @@ func TestShutdownFlushesTheOpenBatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, Config{}, &fakeGlue{})
 		errc := make(chan error, 2)
+		r.upload("a", "b")
 		go func() { errc <- r.b.Handle(context.Background(), s3Event("landing", "a", "1")) }()
 		go func() { errc <- r.b.Handle(context.Background(), s3Event("landing", "b", "1")) }()
 		time.Sleep(time.Second)
@@ -331,7 +377,7 @@ func TestRunsThatEndedWhileDownArePublishedOnceOnRestart(t *testing.T) {
 		require.Len(t, got, 2, "the two recent runs of ours, from both pages; not another job's, not one older than a day")
 		require.ElementsMatch(t, []string{"batch-a", "batch-b"}, []string{got[0].BatchID, got[1].BatchID})
 		require.Equal(t, 3, got[0].FileCount)
-		require.Contains(t, r.s3.objs, "results/batch-a.json")
+		require.Contains(t, r.s3.objs, "data/results/batch-a.json")
 
 		restarted := newRigWithS3(t, Config{}, g, r.s3)
 		time.Sleep(3 * time.Second)

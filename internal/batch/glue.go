@@ -3,7 +3,6 @@ package batch
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/event"
 )
 
 // run is a started Glue run to follow.
@@ -140,7 +141,7 @@ func resultKey(batchID string) string { return "results/" + batchID + ".json" }
 // record writes the published result where resume looks for it. A failure only
 // means a restart publishes the result once more.
 func (f *Follower) record(ctx context.Context, d ResultDetail) {
-	body, _ := json.Marshal(d) // plain strings and ints: cannot fail
+	body, _ := event.MarshalJSON(d) // plain strings and ints: cannot fail
 	_, err := f.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(f.cfg.DataBucket), Key: aws.String(resultKey(d.BatchID)),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),

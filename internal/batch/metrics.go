@@ -10,6 +10,7 @@ type Metrics struct {
 	startRetries  prometheus.Counter
 	startFailures prometheus.Counter
 	runs          *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
 }
 
 // NewMetrics registers the batch metrics on reg.
@@ -34,6 +35,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "worker_glue_runs_total", Help: "Glue runs followed to their end, by final state.",
 		}, []string{"state"}),
 	}
-	reg.MustRegister(m.files, m.flushes, m.openFiles, m.startRetries, m.startFailures, m.runs)
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "worker_batch_dropped_files_total", Help: "Files left out of a manifest by reason: missing (no such object; dead-lettered), head_error (HeadObject failed; redelivered).",
+	}, []string{"reason"})
+	reg.MustRegister(m.files, m.flushes, m.openFiles, m.startRetries, m.startFailures, m.runs, m.dropped)
 	return m
 }
