@@ -96,3 +96,7 @@ down: ## docker compose down
 .PHONY: clean
 clean: ## remove build output and local emulator state
 	rm -rf bin .moto
+
+.PHONY: tf-check
+tf-check: ## deploy/terraform for real: init, validate, plan, apply, destroy against moto (provider from the local plugin folder); the worker served on the applied stack; parliament over its IAM
+	scripts/tf-check.sh

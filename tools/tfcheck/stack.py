@@ -67,11 +67,28 @@ def policies(out_dir, out_path):
             json.dump(doc, f, indent=1)
         n += 1
 
+    trusts = 0
+
+    def check_trust(role, doc):
+        # Trust policies name a Principal and no Resource: parliament reads identity
+        # policies and would call them malformed. Checked here instead.
+        nonlocal trusts
+        if isinstance(doc, str):
+            doc = json.loads(doc)
+        for st in doc["Statement"]:
+            services = st.get("Principal", {}).get("Service")
+            if st.get("Effect") != "Allow" or st.get("Action") != "sts:AssumeRole" or not services:
+                sys.exit(f"role {role}: trust statement is not an AssumeRole by a service: {st}")
+            for svc in [services] if isinstance(services, str) else services:
+                if not svc.endswith(".amazonaws.com"):
+                    sys.exit(f"role {role}: trusts {svc}")
+        trusts += 1
+
     for role in iam.list_roles()["Roles"]:
         name = role["RoleName"]
         if not name.startswith(stack + "-"):
             continue
-        write(f"role-{name}-trust", role["AssumeRolePolicyDocument"])
+        check_trust(name, role["AssumeRolePolicyDocument"])
         for p in iam.list_role_policies(RoleName=name)["PolicyNames"]:
             write(f"role-{name}-{p}", iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"])
         for a in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
@@ -87,7 +104,8 @@ def policies(out_dir, out_path):
     topic = client("sns").get_topic_attributes(TopicArn=out["etl_error_topic"])["Attributes"]
     write("topic-etl-error", topic["Policy"])
     roles = [r for r in out["task_roles"]]
-    print(f"{n} policies of stack {stack} (task roles: {', '.join(roles)})")
+    print(f"{n} policies of stack {stack} for parliament (task roles: {', '.join(roles)}); "
+          f"{trusts} trust policies: AssumeRole by an AWS service only")
 
 
 # parliament's findings that fail the check: a grant AWS would not honour or a
