@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge/taskbridge/internal/awstest"
@@ -266,4 +270,79 @@ func TestChaosBatcherKilledTwiceIn2000Files(t *testing.T) {
 	})
 	t.Logf("%d Glue runs; %d etl-success, %d etl-error", len(runs), len(got["etl-success"]), len(got["etl-error"]))
 	record(t, chaosRow{"2,000 S3 files in 4 bursts, batcher SIGKILLed twice", len(keys), len(keys) - lost, twice, st.queueDepth(st.out.DLQs["landing"]), lost, time.Since(start)})
+}
+
+// TestChaosRollingRestart is a rolling deploy while messages keep arriving: a new
+// worker starts, then the old one gets SIGTERM with its 20 s long polls in flight.
+// Every message is bad input, so its DLQ copy's SentTimestamp says when a worker
+// handled it; a message put during the restart must not wait for a visibility
+// timeout (60 s) because a cancelled long poll took it (issue 12 item 10).
+func TestChaosRollingRestart(t *testing.T) {
+	start := time.Now()
+	st := newStack(t, "WORKER_POLL_WAIT=20s", "WORKER_ROLES=jobs", "WORKER_SHUTDOWN_TIMEOUT=25s")
+	old := st.startWorker()
+	old.waitReady(30 * time.Second)
+
+	ctx, stopPutting := context.WithCancel(context.Background())
+	putAt := map[string]time.Time{}
+	var putMu sync.Mutex
+	var putters sync.WaitGroup
+	putters.Go(func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			body := fmt.Sprintf("rolling restart %d", i)
+			putMu.Lock()
+			putAt[body] = time.Now()
+			putMu.Unlock()
+			st.sendRaw("getMultiple", body)
+		}
+	})
+	time.Sleep(3 * time.Second) // messages flowing before the deploy: a moment, not a synchronisation
+	next := st.startWorker()
+	next.waitReady(30 * time.Second)
+	restartAt := time.Now()
+	old.signal(syscall.SIGTERM)
+	<-old.done
+	require.NoError(t, old.waitErr, "exit 0 on SIGTERM")
+	time.Sleep(5 * time.Second) // and after it
+	stopPutting()
+	putters.Wait()
+
+	// Every message's DLQ copy, read once each (a long visibility so none comes twice).
+	handledAt := map[string]time.Time{}
+	eventually(t, 3*time.Minute, "every message dead-lettered", func() bool {
+		out, err := st.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(st.out.DLQs["getMultiple"]), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 600,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameSentTimestamp},
+		})
+		require.NoError(t, err)
+		for _, m := range out.Messages {
+			ms, _ := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+			handledAt[aws.ToString(m.Body)] = time.UnixMilli(ms)
+		}
+		return len(handledAt) >= len(putAt)
+	})
+	var during []time.Duration // delays of the messages put from the SIGTERM on
+	lost := 0
+	for body, at := range putAt {
+		h, ok := handledAt[body]
+		if !ok {
+			lost++
+			continue
+		}
+		if !at.Before(restartAt) {
+			during = append(during, h.Sub(at))
+		}
+	}
+	slices.Sort(during)
+	p99 := during[(len(during)*99+99)/100-1]
+	t.Logf("%d messages put after the SIGTERM: p50 %s, p99 %s, max %s", len(during), during[len(during)/2], p99, during[len(during)-1])
+	record(t, chaosRow{fmt.Sprintf("rolling restart, messages arriving (p99 delay %s)", p99.Round(100*time.Millisecond)), len(putAt), len(putAt) - lost, redeliveries(old, next), len(handledAt), lost, time.Since(start)})
+	require.Less(t, p99, 10*time.Second, "a message put during the restart waits for no visibility timeout")
 }
