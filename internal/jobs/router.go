@@ -126,7 +126,7 @@ func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, jo
 	env, err := event.Parse([]byte(m.Body))
 	if err != nil {
 		if owns {
-			t.Token = looseToken(m.Body)
+			t.Token = event.FindTaskToken([]byte(m.Body))
 		}
 		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", err))
 	}
@@ -137,7 +137,7 @@ func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, jo
 	if owns {
 		t.Token = c.TaskToken
 		if t.Token == "" {
-			t.Token = looseToken(m.Body)
+			t.Token = event.FindTaskToken([]byte(m.Body)) // a token of the wrong type is no token
 		}
 	}
 	switch {
@@ -172,7 +172,7 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) 
 		return &outcome{name: "forwarded"}
 	case err == nil:
 		return r.succeed(ctx, job, t, output)
-	case isTooLarge(err):
+	case errors.Is(err, event.ErrTooLarge):
 		err = Permanent("EventTooLarge", err) // can never fit: no retry makes it smaller
 	}
 	if je, ok := asJobError(err); ok {
@@ -198,7 +198,7 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) 
 }
 
 func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *outcome {
-	b, err := MarshalJSON(output)
+	b, err := event.MarshalJSON(output)
 	if err != nil {
 		return r.fail(ctx, job.Name, t, "BadOutput", err, "final_failure", nil)
 	}
@@ -286,24 +286,4 @@ func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 			return nil, fmt.Errorf("job %s still running: %w", job.Name, ctx.Err())
 		}
 	}
-}
-
-// isTooLarge: an event that can never fit on the bus (wired to event.ErrTooLarge).
-var isTooLarge = func(error) bool { return false }
-
-// looseToken reads detail.TaskToken from a body that failed stricter decoding, so a
-// bad message can still fail its task instead of leaving it to time out.
-func looseToken(body string) string {
-	var env struct {
-		Detail struct {
-			TaskToken any `json:"TaskToken"`
-		} `json:"detail"`
-	}
-	if json.Unmarshal([]byte(body), &env) != nil {
-		return ""
-	}
-	if s, ok := env.Detail.TaskToken.(string); ok {
-		return s
-	}
-	return ""
 }

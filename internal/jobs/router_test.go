@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -243,7 +244,27 @@ type recordingPublisher struct {
 }
 
 func (p *recordingPublisher) Publish(_ context.Context, detailType string, detail any) error {
-	b, err := MarshalJSON(detail)
+	b, err := event.MarshalJSON(detail)
 	p.detailType, p.detail = detailType, b
 	return err
+}
+
+// A detail nested 100,000 levels deep cannot be parsed, but its token can be read:
+// the task fails instead of waiting for its timeout.
+func TestDeeplyNestedDetailStillFailsItsToken(t *testing.T) {
+	t.Parallel()
+	r, rep, _ := routerWith(t, Job{Name: "job", Run: ok})
+	body := `{"detail-type":"work","source":"s","detail":{"TaskToken":"tok","x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}}`
+	err := r.Handle(context.Background(), consumer.Message{ID: "m", Queue: "q", Body: body, ReceiveCount: 1, MaxReceiveCount: 5})
+	require.True(t, consumer.IsDeadLetter(err), "%v", err)
+	require.Equal(t, "job.MalformedEvent", rep.failed["tok"])
+}
+
+// An event a job puts that can never fit on the bus fails the task at once.
+func TestEventTooLargeIsFinal(t *testing.T) {
+	t.Parallel()
+	r, rep, _ := routerWith(t, Job{Name: "job", Run: fails(fmt.Errorf("publish: %w", event.ErrTooLarge))})
+	err := r.Handle(context.Background(), consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": "tok"}), ReceiveCount: 1, MaxReceiveCount: 5})
+	require.NoError(t, err, "deleted, not retried")
+	require.Equal(t, "job.EventTooLarge", rep.failed["tok"])
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskbridge/taskbridge/internal/event"
 )
 
 // Mode says what a job does with the task token of its messages. It is one value
@@ -92,7 +94,7 @@ func (t *Task) DetailWithoutToken() (json.RawMessage, error) {
 		return trimmed, nil
 	}
 	delete(fields, "TaskToken")
-	return MarshalJSON(fields)
+	return event.MarshalJSON(fields)
 }
 
 // Decode decodes the detail into v; a detail that does not fit is bad input.
@@ -118,7 +120,7 @@ func (t *Task) HandOff(ctx context.Context, detailType string, detail any) error
 	if t.Token == "" {
 		return Permanent("NoToken", errors.New("hand off: this task has no token to hand on"))
 	}
-	b, err := MarshalJSON(detail)
+	b, err := event.MarshalJSON(detail)
 	if err != nil {
 		return Permanent("BadHandOff", fmt.Errorf("hand off: encode detail: %w", err))
 	}
@@ -205,18 +207,6 @@ func ExecutionName(arn string) (string, error) {
 }
 
 var errNoToken = errors.New("missing TaskToken")
-
-// MarshalJSON encodes v as compact JSON without HTML escaping: JSON written for AWS
-// keeps <, > and & as they are (escaped, each takes 6 bytes of a 256 KiB limit).
-func MarshalJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
 
 // RegistryJobs returns the jobs of a public taskbridge.Registry; the public package
 // sets it, so that its test package (tasktest) can run them without exporting them.
