@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/topology"
+)
+
+func cookiesJobs() Jobs {
+	var js []jobs.Job
+	for _, name := range []string{"getMultiple", "processSingle", "postProcessSingle", "sideEffect", "postProcessAll"} {
+		js = append(js, jobs.Job{Name: name, Run: func(context.Context, *jobs.Task) (any, error) { return nil, nil }})
+	}
+	return Jobs{Jobs: js}
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	err := Main(context.Background(), Jobs{}, []string{"frobnicate"}, &out, &errOut)
+	require.Equal(t, 2, ExitCode(err))
+	require.Contains(t, errOut.String(), "usage: worker")
+	require.Equal(t, 2, ExitCode(flag.ErrHelp))
+	require.Equal(t, 1, ExitCode(errors.New("x")))
+	require.Equal(t, 0, ExitCode(nil))
+}
+
+func TestValidateTheEmbeddedTopology(t *testing.T) {
+	t.Setenv("WORKER_TOPOLOGY", "")
+	var out bytes.Buffer
+	require.NoError(t, Main(context.Background(), cookiesJobs(), []string{"validate"}, &out, &out))
+	require.Contains(t, out.String(), "embedded topology: 7 queues, 1 state machines: ok")
+
+	// Without the cookies jobs registered, every queue that names one is a problem.
+	err := Main(context.Background(), Jobs{}, []string{"validate"}, &out, &out)
+	require.Error(t, err)
+	for _, job := range []string{"getMultiple", "processSingle", "postProcessSingle", "sideEffect", "postProcessAll"} {
+		require.Contains(t, err.Error(), `job "`+job+`" is not registered`)
+	}
+	require.NotContains(t, err.Error(), `"finisher" is not registered`, "the finisher is built in")
+}
+
+func TestValidateAFileGivenAsArgument(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "t.json")
+	require.NoError(t, os.WriteFile(p, []byte(`{"source":"s","queues":[{"name":"q","detailTypes":["d"],"http":{"url":"http://127.0.0.1:1/x"}}]}`), 0o644))
+	var out bytes.Buffer
+	require.NoError(t, Main(context.Background(), Jobs{}, []string{"validate", p}, &out, &out))
+	require.Contains(t, out.String(), p+": 1 queues, 0 state machines: ok")
+	err := Main(context.Background(), Jobs{}, []string{"validate", p, "extra"}, &out, &out)
+	require.Equal(t, 2, ExitCode(err))
+}
+
+func TestPickStateMachine(t *testing.T) {
+	t.Parallel()
+	cookies, err := topology.Load("")
+	require.NoError(t, err)
+	name, err := pickStateMachine(cookies, "")
+	require.NoError(t, err)
+	require.Equal(t, "cookies", name)
+	_, err = pickStateMachine(cookies, "nope")
+	require.ErrorContains(t, err, `"nope" is not a state machine of the topology (cookies)`)
+
+	two := &topology.Topology{StateMachines: []topology.StateMachine{{Name: "a"}, {Name: "b"}}}
+	_, err = pickStateMachine(two, "")
+	require.ErrorContains(t, err, "--state-machine (a, b)")
+	one := &topology.Topology{StateMachines: []topology.StateMachine{{Name: "only"}}}
+	name, err = pickStateMachine(one, "")
+	require.NoError(t, err)
+	require.Equal(t, "only", name)
+}
+
+func TestExecutionInput(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		count        int
+		names, input string
+		want         string
+		bad          bool
+	}{
+		{count: -1, want: "{}"},
+		{count: 3, want: `{"count":3}`},
+		{count: -1, names: "a,b", want: `{"names":["a","b"]}`},
+		{count: -1, input: `{"x":1}`, want: `{"x":1}`},
+		{count: -1, input: `{`, bad: true},
+		{count: 2, names: "a", bad: true},
+	} {
+		got, err := executionInput(tc.count, tc.names, tc.input)
+		if tc.bad {
+			require.Error(t, err)
+			continue
+		}
+		require.NoError(t, err)
+		require.JSONEq(t, tc.want, got)
+	}
+}
+
+func TestEnvList(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []string{"A=1", "B=two"}, envList(map[string]string{"B": "two", "A": "1"}))
+}
