@@ -5,6 +5,12 @@
 // TASKBRIDGE_TEST_ENDPOINT points the tests at an emulator that is already running
 // instead. With CI=true a missing emulator fails the test; elsewhere it skips it with
 // the command that installs one (make emulator).
+//
+// TASKBRIDGE_TEST_EMULATOR names the kind of that emulator: moto (the default) or
+// localstack. LocalStack is never started here (scripts/localstack.sh does it, for
+// make test-localstack), so it needs TASKBRIDGE_TEST_ENDPOINT; the moto-only calls
+// (/moto-api/config, /moto-api/reset) are not made on it, and a test that depends on
+// moto's behaviour says so with RequireMoto.
 package awstest
 
 import (
@@ -32,6 +38,30 @@ import (
 
 // Region of every emulator call.
 const Region = "us-east-1"
+
+// Kinds of emulator, the values of TASKBRIDGE_TEST_EMULATOR.
+const (
+	Moto       = "moto"
+	LocalStack = "localstack"
+)
+
+// Emulator is the kind of emulator the tests run against: TASKBRIDGE_TEST_EMULATOR,
+// Moto when unset. An unknown value fails every test that asks for the emulator.
+func Emulator() string {
+	if k := os.Getenv("TASKBRIDGE_TEST_EMULATOR"); k != "" {
+		return k
+	}
+	return Moto
+}
+
+// RequireMoto skips a test (or subtest) that depends on moto's own behaviour when the
+// emulator is another kind; why says what the test relies on, for the skip message.
+func RequireMoto(t testing.TB, why string) {
+	t.Helper()
+	if k := Emulator(); k != Moto {
+		t.Skipf("needs moto, the emulator is %s: %s", k, why)
+	}
+}
 
 var emu struct {
 	once     sync.Once
@@ -115,6 +145,7 @@ func Stack(t testing.TB) string {
 // tests use the emulator.
 func Reset(t testing.TB) {
 	t.Helper()
+	RequireMoto(t, "Reset empties the emulator through /moto-api/reset")
 	endpoint := Endpoint(t)
 	resp, err := http.Post(endpoint+"/moto-api/reset", "application/json", nil)
 	if err != nil {
@@ -133,12 +164,22 @@ func Reset(t testing.TB) {
 func LogPath() string { return emu.logPath }
 
 func start() (string, error) {
+	kind := Emulator()
+	if kind != Moto && kind != LocalStack {
+		return "", fmt.Errorf("TASKBRIDGE_TEST_EMULATOR=%q: want %s or %s", kind, Moto, LocalStack)
+	}
 	if ep := os.Getenv("TASKBRIDGE_TEST_ENDPOINT"); ep != "" {
 		ep = strings.TrimRight(ep, "/")
 		if err := waitReady(ep, 5*time.Second); err != nil {
-			return "", fmt.Errorf("TASKBRIDGE_TEST_ENDPOINT=%s: %w", ep, err)
+			return "", fmt.Errorf("TASKBRIDGE_TEST_ENDPOINT=%s (%s): %w", ep, kind, err)
+		}
+		if kind == LocalStack {
+			return ep, nil // it runs state machines as it is
 		}
 		return ep, enableStepFunctions(ep)
+	}
+	if kind == LocalStack {
+		return "", errors.New("TASKBRIDGE_TEST_EMULATOR=localstack needs TASKBRIDGE_TEST_ENDPOINT, a running LocalStack (make test-localstack starts one)")
 	}
 	bin, err := motoBinary()
 	if err != nil {
@@ -231,12 +272,20 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// readyPath is where the emulator answers 200 once it serves requests.
+func readyPath() string {
+	if Emulator() == LocalStack {
+		return "/_localstack/health"
+	}
+	return "/moto-api/data.json"
+}
+
 func waitReady(endpoint string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	client := &http.Client{Timeout: time.Second}
 	var last error
 	for time.Now().Before(deadline) {
-		resp, err := client.Get(endpoint + "/moto-api/data.json")
+		resp, err := client.Get(endpoint + readyPath())
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -38,3 +38,26 @@ func TestStackNamesAreUnique(t *testing.T) {
 		seen[s] = true
 	}
 }
+
+func TestEmulatorKindComesFromTheEnvironment(t *testing.T) {
+	for _, tc := range []struct{ env, want string }{{"", Moto}, {"moto", Moto}, {"localstack", LocalStack}} {
+		t.Run("env="+tc.env, func(t *testing.T) {
+			t.Setenv("TASKBRIDGE_TEST_EMULATOR", tc.env)
+			if got := Emulator(); got != tc.want {
+				t.Fatalf("Emulator() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRequireMotoSkipsOnAnotherEmulator(t *testing.T) {
+	t.Setenv("TASKBRIDGE_TEST_EMULATOR", LocalStack)
+	ran := false
+	t.Run("moto only", func(t *testing.T) {
+		RequireMoto(t, "a moto quirk")
+		ran = true
+	})
+	if ran {
+		t.Fatal("RequireMoto let a moto-only test run on LocalStack")
+	}
+}
