@@ -1,0 +1,48 @@
+package httpjob
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the http jobs, shared by every http queue; labels: job, and the
+// status class of the answer (2xx, 3xx, 4xx, 5xx, or error when none came).
+type Metrics struct {
+	responses *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+}
+
+// NewMetrics registers the http metrics on reg. Called twice on one registry, it
+// returns metrics bound to the collectors already registered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := newMetrics()
+	m.responses = register(reg, m.responses)
+	m.duration = register(reg, m.duration)
+	return m
+}
+
+func newMetrics() *Metrics {
+	return &Metrics{
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_http_responses_total", Help: "Answers to http jobs' requests by status class: 2xx, 3xx, 4xx, 5xx, or error (no answer: refused, reset, timeout).",
+		}, []string{"job", "class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "worker_http_duration_seconds", Help: "Time an http job's request took, body read included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12), // 5 ms .. 19 min
+		}, []string{"job"}),
+	}
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
