@@ -1,0 +1,39 @@
+package startjob
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the startExecution jobs, shared by every such queue; labels: job and
+// outcome (started, already_started, error).
+type Metrics struct {
+	starts *prometheus.CounterVec
+}
+
+// NewMetrics registers the startExecution metrics on reg. Called twice on one
+// registry, it returns metrics bound to the collector already registered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := newMetrics()
+	if err := reg.Register(m.starts); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		existing, ok := (*prometheus.CounterVec)(nil), false
+		if errors.As(err, &are) {
+			existing, ok = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+		if !ok {
+			panic(err)
+		}
+		m.starts = existing
+	}
+	return m
+}
+
+func newMetrics() *Metrics {
+	return &Metrics{
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_start_executions_total", Help: "StartExecution calls of startExecution jobs by outcome: started, already_started (an earlier delivery of the event started it), error.",
+		}, []string{"job", "outcome"}),
+	}
+}
