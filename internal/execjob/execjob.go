@@ -198,6 +198,7 @@ func New(job string, cfg Config, log *zap.Logger, m *Metrics) (*Job, error) {
 	if m == nil {
 		m = newMetrics()
 	}
+	m.init(job)
 	return &Job{name: job, cfg: cfg, path: path, dir: dir, log: log.With(zap.String("job", job)), m: m}, nil
 }
 

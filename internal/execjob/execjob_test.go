@@ -331,3 +331,12 @@ func TestNewMetricsTwiceOnOneRegistry(t *testing.T) {
 	a.Exits("j", "0").Inc()
 	require.Equal(t, 1.0, testutil.ToFloat64(b.Exits("j", "0")))
 }
+
+func TestSeriesExistBeforeTheFirstRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.job(t, execjob.Config{Command: []string{"sh"}})
+	require.Equal(t, 2, testutil.CollectAndCount(b.reg, "worker_exec_killed_total"))
+	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "worker_exec_exits_total"))
+	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "worker_exec_duration_seconds"))
+}

@@ -39,6 +39,16 @@ func newMetrics() *Metrics {
 	}
 }
 
+// init makes the job's series exist at zero before its first run, so that rate()
+// and increase() see the first event and dashboards show the queue.
+func (m *Metrics) init(job string) {
+	m.duration.WithLabelValues(job)
+	m.exits.WithLabelValues(job, "0")
+	for _, reason := range []string{"timeout", "shutdown"} {
+		m.killed.WithLabelValues(job, reason)
+	}
+}
+
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError

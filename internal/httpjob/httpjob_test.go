@@ -317,3 +317,12 @@ func TestHandlerTimeout(t *testing.T) {
 	require.Equal(t, 35*time.Second, httpjob.Config{}.HandlerTimeout())
 	require.Equal(t, 7*time.Second, httpjob.Config{Timeout: 2 * time.Second}.HandlerTimeout())
 }
+
+func TestSeriesExistBeforeTheFirstRequest(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	_, err := httpjob.New("score", httpjob.Config{URL: "http://127.0.0.1:1"}, zaptest.NewLogger(t), httpjob.NewMetrics(reg))
+	require.NoError(t, err)
+	require.Equal(t, 5, testutil.CollectAndCount(reg, "worker_http_responses_total"))
+	require.Equal(t, 1, testutil.CollectAndCount(reg, "worker_http_duration_seconds"))
+}

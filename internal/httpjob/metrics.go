@@ -34,6 +34,15 @@ func newMetrics() *Metrics {
 	}
 }
 
+// init makes the job's series exist at zero before its first request, so that
+// rate() and increase() see the first answer and dashboards show the queue.
+func (m *Metrics) init(job string) {
+	m.duration.WithLabelValues(job)
+	for _, class := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
+		m.responses.WithLabelValues(job, class)
+	}
+}
+
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError

@@ -30,6 +30,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// init makes the job's series exist at zero before its first event, so that rate()
+// and increase() see the first start and dashboards show the queue.
+func (m *Metrics) init(job string) {
+	for _, outcome := range []string{"started", "already_started", "error"} {
+		m.starts.WithLabelValues(job, outcome)
+	}
+}
+
 func newMetrics() *Metrics {
 	return &Metrics{
 		starts: prometheus.NewCounterVec(prometheus.CounterOpts{

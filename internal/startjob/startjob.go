@@ -89,6 +89,7 @@ func New(job string, cfg Config, client sfnAPI, log *zap.Logger, m *Metrics) (*J
 	if m == nil {
 		m = newMetrics()
 	}
+	m.init(job)
 	return &Job{name: job, cfg: cfg, sfn: client, log: log.With(zap.String("job", job)), m: m}, nil
 }
 

@@ -243,3 +243,11 @@ func TestValidateAndNew(t *testing.T) {
 	require.ErrorContains(t, err, "not resolved")
 	require.Positive(t, startjob.Config{}.HandlerTimeout())
 }
+
+func TestSeriesExistBeforeTheFirstEvent(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	_, err := startjob.New("next", startjob.Config{StateMachine: "etl2", StateMachineARN: smArn}, &fakeSFN{}, zaptest.NewLogger(t), startjob.NewMetrics(reg))
+	require.NoError(t, err)
+	require.Equal(t, 3, testutil.CollectAndCount(reg, "worker_start_executions_total"))
+}
