@@ -340,3 +340,25 @@ func TestSeriesExistBeforeTheFirstRun(t *testing.T) {
 	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "worker_exec_exits_total"))
 	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "worker_exec_duration_seconds"))
 }
+
+func TestLargeDetailNotReadByTheCommand(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cmd := b.script(t, "job.sh", `echo '{"ignored": "stdin"}'`)
+	tk := task()
+	tk.Detail = json.RawMessage(`{"blob":"` + strings.Repeat("x", 300<<10) + `"}`)
+	out, err := b.job(t, execjob.Config{Command: []string{"./" + cmd}}).Run(context.Background(), tk)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"ignored": "stdin"}`, string(out.(json.RawMessage)))
+}
+
+func TestLargeDetailReadWhole(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cmd := b.script(t, "job.sh", `printf '{"bytes": %s}' "$(wc -c | tr -d ' ')"`)
+	tk := task()
+	tk.Detail = json.RawMessage(`{"blob":"` + strings.Repeat("x", 300<<10) + `"}`)
+	out, err := b.job(t, execjob.Config{Command: []string{"./" + cmd}}).Run(context.Background(), tk)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"bytes": `+strconv.Itoa(len(`{"blob":""}`)+300<<10)+`}`, string(out.(json.RawMessage)))
+}
