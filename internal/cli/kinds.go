@@ -1,14 +1,15 @@
 package cli
 
 import (
-	"fmt"
 	"sort"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/execjob"
+	"github.com/taskbridge/taskbridge/internal/httpjob"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/startjob"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -17,6 +18,8 @@ import (
 type kindBuilder struct {
 	w           wiring
 	execMetrics *execjob.Metrics
+	httpMetrics *httpjob.Metrics
+	sfnMetrics  *startjob.Metrics
 }
 
 func newKindBuilder(w wiring) *kindBuilder { return &kindBuilder{w: w} }
@@ -35,8 +38,29 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 			return jobs.Job{}, 0, err
 		}
 		return jobs.Job{Name: q.Name, Mode: jobs.Complete, Run: j.Run}, cfg.HandlerTimeout(), nil
-	default:
-		return jobs.Job{}, 0, fmt.Errorf("queue %s: %s jobs: %w", q.Name, q.Kind(), errKindNotBuilt)
+	case q.HTTP != nil:
+		if k.httpMetrics == nil {
+			k.httpMetrics = httpjob.NewMetrics(k.w.reg)
+		}
+		cfg := httpjob.Config{URL: q.HTTP.URL, Timeout: q.HTTP.Timeout.Duration, Headers: q.HTTP.Headers}
+		j, err := httpjob.New(q.Name, cfg, log, k.httpMetrics)
+		if err != nil {
+			return jobs.Job{}, 0, err
+		}
+		return jobs.Job{Name: q.Name, Mode: jobs.Complete, Run: j.Run}, cfg.HandlerTimeout(), nil
+	default: // startExecution; Check allows no other kind here
+		if k.sfnMetrics == nil {
+			k.sfnMetrics = startjob.NewMetrics(k.w.reg)
+		}
+		name := q.StartExecution.StateMachine
+		cfg := startjob.Config{StateMachine: name, StateMachineARN: k.w.stack.StateMachines[name]}
+		j, err := startjob.New(q.Name, cfg, k.w.clients.SFN, log, k.sfnMetrics)
+		if err != nil {
+			return jobs.Job{}, 0, err
+		}
+		// The event's token, if any, is not this job's: it starts an execution and
+		// reports on no task.
+		return jobs.Job{Name: q.Name, Mode: jobs.Observe, Run: j.Run}, cfg.HandlerTimeout(), nil
 	}
 }
 
