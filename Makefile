@@ -100,3 +100,11 @@ clean: ## remove build output and local emulator state
 .PHONY: tf-check
 tf-check: ## deploy/terraform for real: init, validate, plan, apply, destroy against moto (provider from the local plugin folder); the worker served on the applied stack; parliament over its IAM
 	scripts/tf-check.sh
+
+.PHONY: bench-peers
+bench-peers: ## issue 13: the raw aws-sdk-go-v2 loop beside the consumer on ElasticMQ, each in its own process; medians of 3 with ratios (PEERS_PROFILE=dir: pprof of the consumer)
+	scripts/elasticmq.sh go test -tags elasticmq -count=1 -timeout 30m -run '^TestPeers$$' -v ./internal/loadtest
+
+.PHONY: test-localstack
+test-localstack: ## the end-to-end cases LocalStack supports, on LocalStack 4.14.0 from PyPI (own venv on Python >= 3.12), loopback only; README "LocalStack"
+	scripts/localstack.sh test

@@ -28,12 +28,13 @@ type deleter struct {
 	client  sqsAPI
 	log     *zap.Logger
 	metrics *Metrics
+	hot     queueMetrics
 	in      chan string
 	done    chan struct{} // closed when run returns
 }
 
 func newDeleter(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *deleter {
-	return &deleter{cfg: cfg, client: client, log: log, metrics: m, in: make(chan string, cfg.Concurrency), done: make(chan struct{})}
+	return &deleter{cfg: cfg, client: client, log: log, metrics: m, hot: m.forQueue(cfg.Queue), in: make(chan string, cfg.Concurrency), done: make(chan struct{})}
 }
 
 // add queues a receipt handle for deletion. It never blocks for long: run drains
@@ -101,42 +102,49 @@ func (d *deleter) run(ctx, afterCtx context.Context) {
 // delete sends one batch and retries the entries that failed, unless their receipt
 // is no longer valid (the message will come back; handlers tolerate redelivery).
 func (d *deleter) delete(ctx context.Context, receipts []string) {
-	todo := map[string]string{} // entry id → receipt
+	todo := make([]types.DeleteMessageBatchRequestEntry, len(receipts))
 	for i, r := range receipts {
-		todo[strconv.Itoa(i)] = r
+		todo[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r)}
 	}
 	for attempt := 1; len(todo) > 0 && attempt <= deleteAttempts; attempt++ {
-		entries := make([]types.DeleteMessageBatchRequestEntry, 0, len(todo))
-		for id, r := range todo {
-			entries = append(entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(id), ReceiptHandle: aws.String(r)})
-		}
-		d.metrics.requests.WithLabelValues(d.cfg.Queue, "DeleteMessageBatch").Inc()
-		out, err := d.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(d.cfg.QueueURL), Entries: entries})
+		d.hot.deleteReqs.Inc()
+		out, err := d.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(d.cfg.QueueURL), Entries: todo})
 		if err != nil {
-			d.log.Error("delete batch failed", zap.Int("attempt", attempt), zap.Int("batch_size", len(entries)), zap.Error(err))
+			d.log.Error("delete batch failed", zap.Int("attempt", attempt), zap.Int("batch_size", len(todo)), zap.Error(err))
 			if !sleep(ctx, Backoff(attempt, 100*time.Millisecond, time.Second)) {
 				break
 			}
 			continue
 		}
+		d.hot.deletesOK.Add(float64(len(out.Successful)))
+		if len(out.Successful) == len(todo) {
+			todo = nil
+			break
+		}
+		// Retry what neither succeeded nor failed for good.
+		settled := make(map[string]bool, len(todo))
 		for _, ok := range out.Successful {
-			delete(todo, aws.ToString(ok.Id))
-			d.metrics.deletes.WithLabelValues(d.cfg.Queue, "ok").Inc()
+			settled[aws.ToString(ok.Id)] = true
 		}
 		for _, f := range out.Failed {
 			d.log.Warn("delete entry failed", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)), zap.Bool("sender_fault", f.SenderFault))
 			// A sender fault (e.g. ReceiptHandleIsInvalid after the visibility ran out)
 			// does not get better with a retry; the message will come back.
 			if f.SenderFault {
-				delete(todo, aws.ToString(f.Id))
+				settled[aws.ToString(f.Id)] = true
 				d.metrics.deletes.WithLabelValues(d.cfg.Queue, "error").Inc()
 			}
 		}
-	}
-	for range todo {
-		d.metrics.deletes.WithLabelValues(d.cfg.Queue, "error").Inc()
+		var retry []types.DeleteMessageBatchRequestEntry
+		for _, e := range todo {
+			if !settled[aws.ToString(e.Id)] {
+				retry = append(retry, e)
+			}
+		}
+		todo = retry
 	}
 	if len(todo) > 0 {
+		d.metrics.deletes.WithLabelValues(d.cfg.Queue, "error").Add(float64(len(todo)))
 		d.log.Error("gave up deleting; the messages will be redelivered", zap.Int("count", len(todo)))
 	}
 }

@@ -17,7 +17,7 @@ type Message struct {
 	// MaxReceiveCount is the queue's redrive maxReceiveCount; 0 when unknown.
 	MaxReceiveCount int
 	SentAt          time.Time         // SentTimestamp
-	Attributes      map[string]string // message attributes (string values only)
+	Attributes      map[string]string // message attributes (string values only); nil when none
 }
 
 // LastAttempt reports whether this delivery is the last before the queue's redrive

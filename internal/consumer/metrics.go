@@ -58,3 +58,33 @@ func result(err error) string {
 	}
 	return "ok"
 }
+
+// queueMetrics are the series a Poller touches per message or per request, looked
+// up once: WithLabelValues hashes its labels and takes a lock on every call.
+type queueMetrics struct {
+	inFlight      prometheus.Gauge
+	duration      prometheus.Observer
+	received      prometheus.Counter
+	deleted       prometheus.Counter // handled, outcome deleted
+	receiveReqs   prometheus.Counter
+	deleteReqs    prometheus.Counter
+	receiveEmpty  prometheus.Counter
+	receiveFull   prometheus.Counter // a receive that brought messages
+	receiveErrors prometheus.Counter
+	deletesOK     prometheus.Counter
+}
+
+func (m *Metrics) forQueue(queue string) queueMetrics {
+	return queueMetrics{
+		inFlight:      m.inFlight.WithLabelValues(queue),
+		duration:      m.duration.WithLabelValues(queue),
+		received:      m.received.WithLabelValues(queue),
+		deleted:       m.handled.WithLabelValues(queue, "deleted"),
+		receiveReqs:   m.requests.WithLabelValues(queue, "ReceiveMessage"),
+		deleteReqs:    m.requests.WithLabelValues(queue, "DeleteMessageBatch"),
+		receiveEmpty:  m.receiveCalls.WithLabelValues(queue, "empty"),
+		receiveFull:   m.receiveCalls.WithLabelValues(queue, "messages"),
+		receiveErrors: m.receiveCalls.WithLabelValues(queue, "error"),
+		deletesOK:     m.deletes.WithLabelValues(queue, "ok"),
+	}
+}

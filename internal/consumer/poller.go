@@ -38,8 +38,13 @@ type Poller struct {
 	handler Handler
 	log     *zap.Logger
 	metrics *Metrics
+	hot     queueMetrics
 
-	slots    chan struct{} // one token per running handler
+	slots chan struct{} // one token per running handler
+	// work hands received messages to the Concurrency handler goroutines, which
+	// live as long as Run: no goroutine (and no stack growth) per message. A
+	// message is sent only with a slot held, so a send never blocks.
+	work     chan types.Message
 	loops    sync.WaitGroup
 	pollers  atomic.Int32 // receive loops running
 	deleter  *deleter
@@ -62,8 +67,9 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 	}
 	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
 	return &Poller{
-		cfg: cfg, client: client, handler: h, log: log, metrics: m,
+		cfg: cfg, client: client, handler: h, log: log, metrics: m, hot: m.forQueue(cfg.Queue),
 		slots:    make(chan struct{}, cfg.Concurrency),
+		work:     make(chan types.Message, cfg.Concurrency),
 		deleter:  newDeleter(cfg, client, log, m),
 		extender: newExtender(cfg, client, log, m),
 		stopping: make(chan struct{}),
@@ -93,6 +99,13 @@ func (p *Poller) Run(ctx context.Context) error {
 	helpers.Go(func() { p.extender.run(helperCtx) })
 
 	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	for range p.cfg.Concurrency {
+		p.handlers.Go(func() {
+			for raw := range p.work {
+				p.handle(jobCtx, raw)
+			}
+		})
+	}
 	p.pollers.Add(1)
 	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(ctx, recvCtx, jobCtx, false) })
 	<-ctx.Done()
@@ -106,7 +119,8 @@ func (p *Poller) Run(ctx context.Context) error {
 	defer budget.Stop()
 	drained := make(chan struct{})
 	go func() {
-		p.loops.Wait() // no loop starts a handler after this
+		p.loops.Wait() // no loop sends work after this
+		close(p.work)
 		p.handlers.Wait()
 		close(drained)
 	}()
@@ -190,7 +204,7 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 		}
 		p.release(free - len(msgs))
 		for _, raw := range msgs {
-			p.start(jobCtx, raw)
+			p.work <- raw
 		}
 		switch {
 		case extra && len(msgs) == 0:
@@ -249,7 +263,7 @@ func (p *Poller) release(n int) {
 // receive asks for at most max messages on recvCtx; ctx is the poller's, whose
 // cancellation (a stop) does not cut the request short.
 func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message, error) {
-	p.metrics.requests.WithLabelValues(p.cfg.Queue, "ReceiveMessage").Inc()
+	p.hot.receiveReqs.Inc()
 	accepted := p.watchAccepted()
 	out, err := p.client.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(p.cfg.QueueURL),
@@ -264,14 +278,14 @@ func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message
 	}
 	accepted.done(err, true)
 	if err != nil {
-		p.metrics.receiveCalls.WithLabelValues(p.cfg.Queue, "error").Inc()
+		p.hot.receiveErrors.Inc()
 		return nil, fmt.Errorf("receive from %s: %w", p.cfg.Queue, err)
 	}
 	if len(out.Messages) == 0 {
-		p.metrics.receiveCalls.WithLabelValues(p.cfg.Queue, "empty").Inc()
+		p.hot.receiveEmpty.Inc()
 	} else {
-		p.metrics.receiveCalls.WithLabelValues(p.cfg.Queue, "messages").Inc()
-		p.metrics.received.WithLabelValues(p.cfg.Queue).Add(float64(len(out.Messages)))
+		p.hot.receiveFull.Inc()
+		p.hot.received.Add(float64(len(out.Messages)))
 	}
 	return out.Messages, nil
 }
@@ -319,26 +333,22 @@ func (w *acceptWatch) done(err error, report bool) {
 	}
 }
 
-// start runs the handler of one message in its own goroutine; the slot it holds is
-// freed when the message's fate is settled.
-func (p *Poller) start(jobCtx context.Context, raw types.Message) {
-	p.handlers.Add(1)
-	go func() {
-		defer p.handlers.Done()
-		defer p.release(1)
-		p.metrics.inFlight.WithLabelValues(p.cfg.Queue).Inc()
-		defer p.metrics.inFlight.WithLabelValues(p.cfg.Queue).Dec()
+// handle runs the handler of one message on a handler goroutine; the slot it holds
+// is freed when the message's fate is settled.
+func (p *Poller) handle(jobCtx context.Context, raw types.Message) {
+	defer p.release(1)
+	p.hot.inFlight.Inc()
+	defer p.hot.inFlight.Dec()
 
-		m := p.message(raw)
-		ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
-		defer cancel()
-		tracked := p.extender.track(aws.ToString(raw.ReceiptHandle), cancel)
-		began := time.Now()
-		err := p.call(ctx, m)
-		p.metrics.duration.WithLabelValues(p.cfg.Queue).Observe(time.Since(began).Seconds())
-		lost := p.extender.untrack(tracked)
-		p.settle(m, aws.ToString(raw.ReceiptHandle), err, lost)
-	}()
+	m := p.message(raw)
+	ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
+	defer cancel()
+	tracked := p.extender.track(aws.ToString(raw.ReceiptHandle), cancel)
+	began := time.Now()
+	err := p.call(ctx, m)
+	p.hot.duration.Observe(time.Since(began).Seconds())
+	lost := p.extender.untrack(tracked)
+	p.settle(m, aws.ToString(raw.ReceiptHandle), err, lost)
 }
 
 // call runs the handler; a panic becomes an error for this message only.
@@ -355,6 +365,15 @@ func (p *Poller) call(ctx context.Context, m Message) (err error) {
 // settle decides the message's fate from the handler's result: the one place that
 // does.
 func (p *Poller) settle(m Message, receipt string, err error, visibilityLost bool) {
+	if err == nil && !visibilityLost && p.afterCtx.Err() == nil {
+		// The common case first, without a context or a logger of its own.
+		p.deleter.add(receipt)
+		p.hot.deleted.Inc()
+		if ce := p.log.Check(zap.DebugLevel, "handled; deleting"); ce != nil {
+			ce.Write(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
+		}
+		return
+	}
 	log := p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
 	ctx, cancel := context.WithTimeout(p.afterCtx, afterStopTimeout)
 	defer cancel()
@@ -367,10 +386,6 @@ func (p *Poller) settle(m Message, receipt string, err error, visibilityLost boo
 		// Someone else may own the message now: neither delete nor release it.
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
 		log.Warn("visibility lost while handling; leaving the message", zap.NamedError("handler_error", err))
-	case err == nil:
-		p.deleter.add(receipt)
-		p.metrics.handled.WithLabelValues(p.cfg.Queue, "deleted").Inc()
-		log.Debug("handled; deleting")
 	case IsDeadLetter(err):
 		if p.deadLetter(ctx, m, err) {
 			p.deleter.add(receipt)
@@ -485,15 +500,18 @@ func (p *Poller) deadLetter(ctx context.Context, m Message, cause error) bool {
 func (p *Poller) message(raw types.Message) Message {
 	m := Message{
 		ID: aws.ToString(raw.MessageId), Queue: p.cfg.Queue, Body: aws.ToString(raw.Body),
-		MaxReceiveCount: p.cfg.MaxReceiveCount, Attributes: map[string]string{},
+		MaxReceiveCount: p.cfg.MaxReceiveCount,
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 		m.SentAt = time.UnixMilli(ms)
 	}
-	for k, v := range raw.MessageAttributes {
-		if v.StringValue != nil {
-			m.Attributes[k] = *v.StringValue
+	if len(raw.MessageAttributes) > 0 {
+		m.Attributes = make(map[string]string, len(raw.MessageAttributes))
+		for k, v := range raw.MessageAttributes {
+			if v.StringValue != nil {
+				m.Attributes[k] = *v.StringValue
+			}
 		}
 	}
 	return m
