@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +20,36 @@ import (
 	"github.com/taskbridge/taskbridge/internal/telemetry/promtest"
 )
 
+// cookiesWithKinds is the cookies topology plus a queue of each job kind, so that
+// every dashboard panel has a series.
+func cookiesWithKinds(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/topology.json")
+	require.NoError(t, err)
+	var topo map[string]any
+	require.NoError(t, json.Unmarshal(b, &topo))
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"ok":true}`)) }))
+	t.Cleanup(svc.Close)
+	topo["queues"] = append(topo["queues"].([]any),
+		map[string]any{"name": "obsExec", "detailTypes": []string{"obsExec"}, "exec": map[string]any{"command": []string{"cat"}}},
+		map[string]any{"name": "obsHTTP", "detailTypes": []string{"obsHTTP"}, "http": map[string]any{"url": svc.URL}},
+		map[string]any{"name": "obsStart", "detailTypes": []string{"obsStart"}, "startExecution": map[string]any{"stateMachine": "cookies"}},
+	)
+	asl, err := filepath.Abs("../../deploy/asl/cookies.asl.json")
+	require.NoError(t, err)
+	topo["stateMachines"] = []any{map[string]any{"name": "cookies", "definition": asl}}
+	out, err := json.Marshal(topo)
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "topology.json")
+	require.NoError(t, os.WriteFile(p, out, 0o644))
+	return p
+}
+
 func TestE2EObservabilityOnARealPrometheus(t *testing.T) {
 	const rules = "../../deploy/observability/alerts.yml"
 	promtest.Binary(t, "promtool")
 	proxy := awstest.NewProxy(t)
-	st := newStack(t, "WORKER_BATCH_WINDOW=2s", "WORKER_GLUE_POLL_INTERVAL=1s")
+	st := newStack(t, "WORKER_BATCH_WINDOW=2s", "WORKER_GLUE_POLL_INTERVAL=1s", "WORKER_TOPOLOGY="+cookiesWithKinds(t))
 	w := st.startWorker("AWS_ENDPOINT_URL=" + proxy.URL())
 	prom := promtest.Start(t, w.addr, rules)
 	prom.WaitForScrape(30 * time.Second)
@@ -30,6 +58,14 @@ func TestE2EObservabilityOnARealPrometheus(t *testing.T) {
 	arn := st.startExecution(`{"count": 4}`)
 	keys, _ := st.putFiles("obs", 3)
 	st.sendRaw("getMultiple", "not JSON at all")
+	// and one message for each job kind (a closed token: the run counts, the answer is task_closed)
+	st.sendRaw("obsExec", envelope("obsExec", map[string]any{"TaskToken": "closed-token"}))
+	st.sendRaw("obsHTTP", envelope("obsHTTP", map[string]any{"TaskToken": "closed-token"}))
+	st.sendRaw("obsStart", envelope("obsStart", map[string]any{"count": 0}))
+	eventually(t, time.Minute, "each kind ran", func() bool {
+		return w.metric(`worker_exec_exits_total{code="0",job="obsExec"}`) >= 1 && w.metric(`worker_http_responses_total{class="2xx",job="obsHTTP"}`) >= 1 &&
+			w.metric(`worker_start_executions_total{job="obsStart",outcome="started"}`) >= 1
+	})
 	d := st.waitExecution(arn, 3*time.Minute)
 	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s: %s", aws.ToString(d.Error), aws.ToString(d.Cause))
 	eventually(t, time.Minute, "the batch's run ended", func() bool { return w.metric(`worker_glue_runs_total{state="SUCCEEDED"}`) >= 1 })

@@ -57,6 +57,9 @@ func fakeWorker(reg prometheus.Registerer) func() {
 	published := counter("worker_events_published_total", "detail_type", "result")
 	files, flushes, open := hist("worker_batch_files"), counter("worker_batch_flushes_total", "reason"), gauge("worker_batch_open_files")
 	retries, startFailures, runs := counter("worker_glue_start_retries_total"), counter("worker_batch_start_failures_total"), counter("worker_glue_runs_total", "state")
+	execDur, execExits, execKilled := hist("worker_exec_duration_seconds", "job"), counter("worker_exec_exits_total", "job", "code"), counter("worker_exec_killed_total", "job", "reason")
+	httpResp, httpDur := counter("worker_http_responses_total", "job", "class"), hist("worker_http_duration_seconds", "job")
+	starts := counter("worker_start_executions_total", "job", "outcome")
 	return func() {
 		for _, q := range queues {
 			received.WithLabelValues(q).Add(3)
@@ -87,6 +90,12 @@ func fakeWorker(reg prometheus.Registerer) func() {
 		startFailures.WithLabelValues()
 		runs.WithLabelValues("SUCCEEDED").Inc()
 		runs.WithLabelValues("FAILED").Inc()
+		execDur.WithLabelValues("resize").Observe(2)
+		execExits.WithLabelValues("resize", "0").Inc()
+		execKilled.WithLabelValues("resize", "timeout").Inc()
+		httpResp.WithLabelValues("score", "2xx").Inc()
+		httpDur.WithLabelValues("score").Observe(0.05)
+		starts.WithLabelValues("next", "started").Inc()
 	}
 }
 
