@@ -26,15 +26,15 @@ type Registry struct {
 // job of that name.
 func NewRegistry() *Registry { return &Registry{names: map[string]bool{}} }
 
-// Option changes how a job is run.
-type Option func(*jobs.Job)
+// Option changes how a job is run; Observe makes one.
+type Option struct{ apply func(*jobs.Job) }
 
 // Observe registers a job that reacts to events without owning a task: its events
 // may carry another consumer's token (a fan-out), which the job never sees and the
 // worker never reports on. Its errors are retried and its bad input dead-lettered
 // like any job's. Without Observe, every message of the job must carry a TaskToken
 // (one without is dead-lettered at once) and the job's result completes it.
-func Observe() Option { return func(j *jobs.Job) { j.Mode = jobs.Observe } }
+func Observe() Option { return Option{apply: func(j *jobs.Job) { j.Mode = jobs.Observe }} }
 
 // Handle registers fn as the job name, the name a topology queue gives in "job".
 // It panics when name is empty or already registered, or fn is nil: a program
@@ -52,7 +52,9 @@ func (r *Registry) Handle(name string, fn HandlerFunc, opts ...Option) {
 		return fn(ctx, &Task{t: t})
 	}}
 	for _, o := range opts {
-		o(&j)
+		if o.apply != nil {
+			o.apply(&j)
+		}
 	}
 	r.names[name] = true
 	r.jobs = append(r.jobs, j)
