@@ -16,7 +16,7 @@
 //
 //   - an output (any value that encodes to JSON) completes the task with
 //     SendTaskSuccess; an output over 256 KiB goes to S3 and the task gets a
-//     claim check ({"claimCheck": "s3://..."});
+//     claim check ({"claimCheck": "s3://...", "size": N});
 //   - an error made with Permanent fails the task as "<job>.<kind>" at once;
 //   - an error made with Invalid, or a detail that Task.Decode cannot decode, fails
 //     the task as "<job>.<kind>" and moves the message to its dead-letter queue;
