@@ -78,6 +78,10 @@ func (s *callbackStack) start(t *testing.T, name string) (string, string) {
 				Detail struct{ TaskToken string } `json:"detail"`
 			}
 			require.NoError(t, json.Unmarshal([]byte(aws.ToString(out.Messages[0].Body)), &env))
+			// Deleted, or it comes back after the queue's 30 s visibility timeout and a
+			// slow run's next start takes the closed token of an earlier execution.
+			_, err = s.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(s.queue), ReceiptHandle: out.Messages[0].ReceiptHandle})
+			require.NoError(t, err)
 			return aws.ToString(ex.ExecutionArn), env.Detail.TaskToken
 		}
 	}
