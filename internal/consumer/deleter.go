@@ -13,16 +13,20 @@ import (
 )
 
 const (
-	maxBatch       = 10          // SQS batch limit
-	deleteMaxDelay = time.Second // how long a delete may wait for company
-	deleteAttempts = 3           // per entry, for entries that fail in a batch
+	maxBatch        = 10          // SQS batch limit
+	deleteMaxDelay  = time.Second // how long a delete may wait for company
+	deleteAttempts  = 3           // per entry, for entries that fail in a batch
+	deletesInFlight = 4           // DeleteMessageBatch calls of one queue at once
 )
 
 // deleter batches deletes: up to 10 receipts per DeleteMessageBatch, sent when 10
 // are pending or deleteMaxDelay after the first. A handled message waits at most
 // that long, still invisible, so a queue that trickles (a few messages a second, as
-// a Step Functions Map makes) still shares its deletes; a stop flushes at once. Its run goroutine owns the pending
-// list; add is safe from any goroutine.
+// a Step Functions Map makes) still shares its deletes; a stop flushes at once.
+// Up to deletesInFlight batches are sent at once, each on a goroutine of its own:
+// one call at a time would bound a busy queue to one batch per round trip, and the
+// handlers waiting in add would hold their slots. Its run goroutine owns the
+// pending list; add is safe from any goroutine.
 type deleter struct {
 	cfg     Config
 	client  sqsAPI
@@ -52,14 +56,22 @@ func (d *deleter) add(receipt string) {
 // before they cancel ctx.
 func (d *deleter) run(ctx, afterCtx context.Context) {
 	defer close(d.done)
-	var pending []string
+	var sending sync.WaitGroup
+	defer sending.Wait()
+	slots := make(chan struct{}, deletesInFlight)
+	pending := make([]string, 0, maxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() {
-		fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
-		d.delete(fctx, pending)
-		cancel()
-		pending = pending[:0]
+		slots <- struct{}{} // backpressure: at most deletesInFlight calls
+		batch := pending
+		pending = make([]string, 0, maxBatch)
+		sending.Go(func() {
+			defer func() { <-slots }()
+			fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
+			defer cancel()
+			d.delete(fctx, batch)
+		})
 	}
 	for {
 		select {

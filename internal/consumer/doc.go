@@ -8,11 +8,15 @@
 //     One receive loop always runs (an idle queue costs one call per long poll);
 //     while receives come back full, more loops start, up to MaxPollers, and each
 //     extra loop ends at its first empty receive.
+//   - Concurrency handler goroutines live as long as the Poller runs and take the
+//     received messages in turn, one each at a time.
 //   - While a handler runs, the Extender keeps the message invisible by renewing its
 //     visibility timeout in batches. If renewal fails and the timeout passes, the job's
 //     context is cancelled and the message is not deleted: someone else may own it.
 //   - The Handler's result decides the message's fate, in this one place:
-//     nil → deleted (batched DeleteMessageBatch, failed entries retried);
+//     nil → deleted (batched DeleteMessageBatch, up to 10 a call and a few calls
+//     at once, sent when 10 are pending or a second after the first; failed
+//     entries retried);
 //     an error wrapped with DeadLetter → copied to the queue's DLQ with the reason in
 //     message attributes, then deleted (bad input does not wait for maxReceiveCount);
 //     any other error → left for redelivery after a short backoff (visibility set to

@@ -36,7 +36,8 @@ import (
 // TestPeerChild), drain the same number of no-op messages from ElasticMQ on
 // loopback. It prints medians and ratios to the raw loop; it never fails on a figure.
 //
-// Settings (environment): PEERS_MESSAGES (5000), PEERS_ROUNDS (3), PEERS_IDLE (60s,
+// Settings (environment): PEERS_MESSAGES (5000), PEERS_ROUNDS (3), PEERS_WARMUP
+// (20000 messages per consumer first, not counted), PEERS_IDLE (60s,
 // the idle window; 0 skips it), PEERS_PROFILE (a directory: CPU and allocation
 // profiles of each consumer's last drain, in raw/ and poller/).
 
@@ -88,11 +89,12 @@ func TestPeers(t *testing.T) {
 
 	kinds := []string{"raw", "poller"}
 	// Warm-up, not counted: the JVM of ElasticMQ compiles its hot paths in the first
-	// thousands of requests, and the first consumer measured would pay for it.
+	// tens of thousands of requests, and the first consumer measured would pay for it.
+	warmup := envInt("PEERS_WARMUP", 20000)
 	for _, kind := range kinds {
 		url := peerQueue(t, setup, fmt.Sprintf("peers-warmup-%s-%d", kind, time.Now().UnixNano()))
-		peerFill(t, setup, url, messages)
-		f := runPeer(t, []string{"PEER_KIND=" + kind, "PEER_URL=" + url, "PEER_N=" + strconv.Itoa(messages), "PEER_ENDPOINT=" + endpoint})
+		peerFill(t, setup, url, warmup)
+		f := runPeer(t, []string{"PEER_KIND=" + kind, "PEER_URL=" + url, "PEER_N=" + strconv.Itoa(warmup), "PEER_ENDPOINT=" + endpoint})
 		t.Logf("warm-up %s: %d msgs in %s", kind, f.Messages, f.Wall.Round(time.Millisecond))
 	}
 	runs := map[string][]peerFigures{}
