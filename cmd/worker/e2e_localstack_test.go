@@ -1,0 +1,202 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/batch"
+)
+
+// The cases below complete the shared end-to-end tests on LocalStack (make
+// test-localstack): the finisher runs on every emulator; the TestE2ELocalStack… ones
+// need what only LocalStack does (no Glue in its community edition, EventBridge rules
+// that start state machines) and skip elsewhere, by the emulator's kind.
+
+// requireLocalStack skips a test that depends on LocalStack's own behaviour.
+func requireLocalStack(t *testing.T, why string) {
+	t.Helper()
+	if k := awstest.Emulator(); k != awstest.LocalStack {
+		t.Skipf("needs LocalStack, the emulator is %s: %s", k, why)
+	}
+}
+
+// routeToNewQueue adds a rule for detailType on the stack's bus to a new queue of the
+// test, before any event flows, and returns the queue's URL.
+func (st *stackEnv) routeToNewQueue(eb *eventbridge.Client, detailType string) string {
+	st.t.Helper()
+	ctx := context.Background()
+	name := st.out.EventBus + "-" + detailType
+	q, err := st.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	require.NoError(st.t, err)
+	attrs, err := st.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
+	require.NoError(st.t, err)
+	pattern, _ := json.Marshal(map[string]any{"detail-type": []string{detailType}})
+	_, err = eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String(name), EventBusName: aws.String(st.out.EventBus), EventPattern: aws.String(string(pattern))})
+	require.NoError(st.t, err)
+	_, err = eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(name), EventBusName: aws.String(st.out.EventBus),
+		Targets: []ebtypes.Target{{Id: aws.String("q"), Arn: aws.String(attrs.Attributes["QueueArn"])}}})
+	require.NoError(st.t, err)
+	return aws.ToString(q.QueueUrl)
+}
+
+// roleARN is a role of the emulator's account (the one of the stack's state
+// machines): LocalStack acts in the account of the role it is given, so a role of
+// another account would put events on, or start executions in, an empty account.
+func (st *stackEnv) roleARN(name string) string {
+	st.t.Helper()
+	parts := strings.Split(st.out.StateMachines["cookies"], ":")
+	require.GreaterOrEqual(st.t, len(parts), 5, "state machine ARN %q", st.out.StateMachines["cookies"])
+	return "arn:aws:iam::" + parts[4] + ":role/" + name
+}
+
+// putEvent puts one event on the stack's bus.
+func (st *stackEnv) putEvent(eb *eventbridge.Client, source, detailType string, detail any) {
+	st.t.Helper()
+	b, err := json.Marshal(detail)
+	require.NoError(st.t, err)
+	out, err := eb.PutEvents(context.Background(), &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+		EventBusName: aws.String(st.out.EventBus), Source: aws.String(source), DetailType: aws.String(detailType), Detail: aws.String(string(b)),
+	}}})
+	require.NoError(st.t, err)
+	require.Zero(st.t, out.FailedEntryCount, "PutEvents: %+v", out.Entries)
+}
+
+// TestE2EFinisherCompletesATaskFromOneEvent: a state machine waits on a task token it
+// handed to a third party (here: a queue of the test); the third party puts one
+// taskFinished event on the bus, from a source of its own, and the execution ends
+// with that event's detail, less the token, as the task's output.
+func TestE2EFinisherCompletesATaskFromOneEvent(t *testing.T) {
+	st := newStack(t, "WORKER_ROLES=jobs")
+	ctx := context.Background()
+	eb := eventbridge.NewFromConfig(awstest.Config(t))
+	inbox := st.routeToNewQueue(eb, "externalWork")
+	def := fmt.Sprintf(`{"StartAt":"Wait","States":{"Wait":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents.waitForTaskToken",
+		"Parameters":{"Entries":[{"EventBusName":%q,"Source":"e2e.caller","DetailType":"externalWork","Detail":{"TaskToken.$":"$$.Task.Token","order":42}}]},
+		"HeartbeatSeconds":120,"TimeoutSeconds":600,"End":true}}}`, st.out.EventBus)
+	sm, err := st.sfn.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{
+		Name: aws.String(st.out.EventBus + "-external"), Definition: aws.String(def), RoleArn: aws.String(st.roleARN("e2e")),
+	})
+	require.NoError(t, err)
+	st.startWorker()
+	ex, err := st.sfn.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: sm.StateMachineArn})
+	require.NoError(t, err)
+
+	var token string
+	eventually(t, time.Minute, "the third party has the token", func() bool {
+		out, err := st.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(inbox), WaitTimeSeconds: 1})
+		require.NoError(t, err)
+		if len(out.Messages) == 0 {
+			return false
+		}
+		var env struct {
+			Detail struct {
+				TaskToken string `json:"TaskToken"`
+				Order     int    `json:"order"`
+			} `json:"detail"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(aws.ToString(out.Messages[0].Body)), &env))
+		require.Equal(t, 42, env.Detail.Order)
+		token = env.Detail.TaskToken
+		return token != ""
+	})
+
+	st.putEvent(eb, "third.party", "taskFinished", map[string]any{"TaskToken": token, "shipped": true, "parcel": "Zoë/1 \"fragile\""})
+	d := st.waitExecution(aws.ToString(ex.ExecutionArn), 2*time.Minute)
+	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "error %s: %s", aws.ToString(d.Error), aws.ToString(d.Cause))
+	require.JSONEq(t, `{"shipped": true, "parcel": "Zoë/1 \"fragile\""}`, aws.ToString(d.Output))
+	st.requireQueuesDrain(time.Minute)
+}
+
+// TestE2ELocalStackBatchEndsStartFailedWithoutGlue runs the batch as far as LocalStack's
+// community edition goes: files land, the batcher writes the manifest, StartJobRun is
+// refused (no Glue), and an etl-error with state START_FAILED reaches the bus for the
+// flows that chain on it.
+func TestE2ELocalStackBatchEndsStartFailedWithoutGlue(t *testing.T) {
+	requireLocalStack(t, "moto has Glue, so its runs start")
+	st := newStack(t, "WORKER_ROLES=batch", "WORKER_BATCH_WINDOW=3s", "WORKER_GLUE_POLL_INTERVAL=1s")
+	results := st.subscribeResults()
+	w := st.startWorker()
+	keys, _ := st.putFiles("noglue", 5)
+
+	got := map[string][]batch.ResultDetail{}
+	eventually(t, 2*time.Minute, "an etl-error", func() bool { st.results(results, got); return len(got["etl-error"]) >= 1 })
+	require.Empty(t, got["etl-success"])
+	d := got["etl-error"][0]
+	require.Equal(t, "START_FAILED", d.State)
+	require.Equal(t, st.out.GlueJob, d.JobName)
+	require.Empty(t, d.JobRunID)
+	require.Equal(t, 5, d.FileCount)
+	require.NotEmpty(t, d.Error, "the etl-error says why")
+	require.True(t, strings.HasPrefix(d.Manifest, "s3://"+st.out.DataBucket+"/manifests/"+d.BatchID), d.Manifest)
+	t.Logf("etl-error: %s", d.Error)
+
+	// The manifest of the refused run is written, with every file once.
+	ms := st.manifests()
+	require.NotEmpty(t, ms)
+	requireEachKeyOnce(t, keys, ms[:1])
+	require.Contains(t, w.Logs(), "batch not started")
+}
+
+// TestE2ELocalStackRuleStartsAStateMachine: an EventBridge rule whose target is a
+// state machine (no queue, no worker in between) starts an execution with the event
+// as its input. moto records such targets but never starts anything. LocalStack 4.14
+// names the execution after the event id, and a target with InputPath, Input or an
+// InputTransformer fails to deliver there (its sender reads the id from the
+// transformed input: "Failed to deliver to target sfn: 'id'"), so the state machine
+// unwraps the detail itself.
+func TestE2ELocalStackRuleStartsAStateMachine(t *testing.T) {
+	requireLocalStack(t, "moto's EventBridge does not deliver to Step Functions targets")
+	st := newStack(t, "WORKER_ROLES=jobs")
+	ctx := context.Background()
+	eb := eventbridge.NewFromConfig(awstest.Config(t))
+	sm, err := st.sfn.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{
+		Name:       aws.String(st.out.EventBus + "-orders"),
+		Definition: aws.String(`{"StartAt":"Unwrap","States":{"Unwrap":{"Type":"Pass","OutputPath":"$.detail","End":true}}}`),
+		RoleArn:    aws.String(st.roleARN("e2e")),
+	})
+	require.NoError(t, err)
+	rule := st.out.EventBus + "-orders"
+	_, err = eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String(rule), EventBusName: aws.String(st.out.EventBus),
+		EventPattern: aws.String(`{"source":["e2e.orders"],"detail-type":["cookiesWanted"]}`)})
+	require.NoError(t, err)
+	_, err = eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(rule), EventBusName: aws.String(st.out.EventBus),
+		Targets: []ebtypes.Target{{Id: aws.String("sfn"), Arn: sm.StateMachineArn, RoleArn: aws.String(st.roleARN("e2e"))}}})
+	require.NoError(t, err)
+
+	st.putEvent(eb, "e2e.orders", "cookiesWanted", map[string]any{"names": []string{"Ada", "Zoë \"Z\""}})
+	var arn string
+	eventually(t, time.Minute, "the rule started an execution", func() bool {
+		out, err := st.sfn.ListExecutions(ctx, &sfn.ListExecutionsInput{StateMachineArn: sm.StateMachineArn})
+		require.NoError(t, err)
+		if len(out.Executions) == 0 {
+			return false
+		}
+		require.Len(t, out.Executions, 1, "one event, one execution")
+		arn = aws.ToString(out.Executions[0].ExecutionArn)
+		return true
+	})
+	d := st.waitExecution(arn, time.Minute)
+	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "error %s: %s", aws.ToString(d.Error), aws.ToString(d.Cause))
+	require.JSONEq(t, `{"names": ["Ada", "Zoë \"Z\""]}`, aws.ToString(d.Output))
+	var in struct {
+		Source     string `json:"source"`
+		DetailType string `json:"detail-type"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(aws.ToString(d.Input)), &in))
+	require.Equal(t, "e2e.orders", in.Source, "the input is the whole event")
+	require.Equal(t, "cookiesWanted", in.DetailType)
+}
