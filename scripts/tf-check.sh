@@ -181,15 +181,12 @@ OUT=$(timeout 240 "${WENV[@]}" bin/worker start --count 3 --wait 2>"$WORK/start.
   { cat "$WORK/start.log"; tail -20 "$WORK/worker-jobs.log"; echo "tf-check: the cookies execution did not succeed" >&2; exit 1; }
 [ "$(jq -r .numberOfPeople <<<"$OUT")" = 3 ] || { echo "tf-check: unexpected cookies output: $OUT" >&2; exit 1; }
 say "cookies on $(jq -r .state_machines.value.cookies "$WORK/outputs.json"): $OUT"
+"${STACKPY[@]}" report "$(jq -r .report <<<"$OUT")" 3 | sed 's/^/tf-check        /'
 "${STACKPY[@]}" batch "$WORK/outputs.json" 90 | sed 's/^/tf-check        batch: /' ||
   { tail -20 "$WORK/worker-batch.log"; exit 1; }
 
+# SIGTERM now; their drain (up to one long poll) overlaps the IAM check.
 for p in "$JOBS_PID" "$BATCH_PID"; do kill -TERM "$p"; done
-for service in jobs batch; do
-  p=${service^^}_PID
-  wait "${!p}" || { tail -20 "$WORK/worker-$service.log"; echo "tf-check: worker ($service) did not exit 0 on SIGTERM" >&2; exit 1; }
-done
-say "workers stopped (exit 0)"
 
 # IAM that AWS accepts: parliament over every policy of the applied stack. First a
 # grant AWS refuses (the old SendTask* on state machine ARNs), so a linter that
@@ -207,6 +204,13 @@ fi
 "${STACKPY[@]}" lint "$WORK/policies" "$WORK/parliament.json" | sed 's/^/tf-check        /'
 say "parliament: ok"
 
+for service in jobs batch; do
+  p=${service^^}_PID
+  wait "${!p}" || { tail -20 "$WORK/worker-$service.log"; echo "tf-check: worker ($service) did not exit 0 on SIGTERM" >&2; exit 1; }
+done
+say "workers stopped on SIGTERM (exit 0)"
+
+"${STACKPY[@]}" empty "$WORK/outputs.json" >/dev/null
 tf destroy -input=false -auto-approve >"$WORK/destroy.log" 2>&1 || { grep -vE 'Still destroying|Destruction complete|Destroying\.\.\.' "$WORK/destroy.log"; exit 1; }
 say "destroy: $(grep -E '^Destroy complete' "$WORK/destroy.log")"
 say "ok"

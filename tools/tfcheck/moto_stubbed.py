@@ -147,7 +147,28 @@ def sqs_delete(app, environ, start_response, req):
     return app(environ, start_response)
 
 
+# Step Functions (a race in moto's interpreter, not a missing call): for a task with
+# HeartbeatSeconds, moto puts the event first and only then sets up the heartbeat
+# wait. A worker that answers in between (SendTaskSuccess in a few ms) sets the
+# outcome, but the new heartbeat wait never hears of it: the task hangs for
+# HeartbeatSeconds and then fails with States.HeartbeatTimeout. Here the heartbeat
+# wait starts notified when the outcome is already in.
+def patch_heartbeat_race():
+    from moto.stepfunctions.parser.asl.eval.callback import callback
+
+    setup = callback.CallbackEndpoint.setup_heartbeat_endpoint
+
+    def setup_heartbeat_endpoint(self, heartbeat_seconds):
+        endpoint = setup(self, heartbeat_seconds)
+        if self.get_outcome() is not None:
+            endpoint.notify()
+        return endpoint
+
+    callback.CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+
+
 def main():
+    patch_heartbeat_race()
     portfile = sys.argv[1]
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(

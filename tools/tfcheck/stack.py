@@ -9,6 +9,9 @@ the worker proof. Test harness only.
     stack.py lint DIR FINDINGS        fail on parliament's findings (FINDINGS: its --json lines)
     stack.py land OUTPUTS N           put N objects into the landing bucket
     stack.py batch OUTPUTS TIMEOUT    wait for a manifest and a started Glue run; print them
+    stack.py report URI N             the cookies report at URI has N people and their total
+    stack.py empty OUTPUTS            delete what the workers wrote (every version) from both
+                                      buckets, so that destroy finds them empty
 
 Talks to AWS_ENDPOINT_URL with the emulator's credentials from the environment.
 """
@@ -159,6 +162,33 @@ def batch(out_path, timeout):
     sys.exit(f"no manifest under s3://{out['data_bucket']}/manifests/ and Glue run of {out['glue_job']} within {timeout}s")
 
 
+def report(uri, n):
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    r = json.loads(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    people = r["people"]
+    if len(people) != int(n) or r["numberOfPeople"] != int(n):
+        sys.exit(f"report {uri}: {len(people)} people, want {n}")
+    total = sum(p["numberOfCookiesConsumed"] for p in people)
+    if total != r["totalCookiesConsumed"]:
+        sys.exit(f"report {uri}: total {r['totalCookiesConsumed']} is not the sum {total}")
+    print(f"report {uri}: {n} people, {total} cookies")
+
+
+def empty(out_path):
+    # The buckets are versioned and have no force_destroy (data is not thrown away
+    # by a destroy), so the check removes what it wrote. glue/ is terraform's own.
+    out = outputs(out_path)
+    s3 = client("s3")
+    n = 0
+    for bucket in (out["data_bucket"], out["landing_bucket"]):
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                if not v["Key"].startswith("glue/"):
+                    s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+                    n += 1
+    print(f"deleted {n} object versions the check wrote")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"net": net, "env": env, "policies": policies, "lint": lint, "land": land, "batch": batch}[cmd](*args)
+    {"net": net, "env": env, "policies": policies, "lint": lint, "land": land, "batch": batch, "empty": empty, "report": report}[cmd](*args)
