@@ -80,7 +80,7 @@ func (g *URLGuard) Fetch(ctx context.Context, raw string) ([]byte, error) {
 	where := redact(u)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, taskbridge.Invalid("ForbiddenURL", fmt.Errorf("request %s: %v", where, redactErr(err)))
+		return nil, taskbridge.Invalid("ForbiddenURL", fmt.Errorf("request %s: %w", where, redactErr(err)))
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -254,5 +253,3 @@ func runHealthcheck(ctx context.Context) error {
 	}
 	return telemetry.Healthcheck(ctx, cfg.MetricsAddr)
 }
-
-var errKindNotBuilt = errors.New("not available in this build")

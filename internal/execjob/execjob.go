@@ -267,7 +267,7 @@ func (j *Job) outcome(ctx context.Context, r *result) (any, error) {
 	if !json.Valid(out) {
 		var v any
 		err := json.Unmarshal(out, &v)
-		return nil, jobs.Permanent("InvalidOutput", fmt.Errorf("stdout is not JSON (%d bytes): %v", len(out), err))
+		return nil, jobs.Permanent("InvalidOutput", fmt.Errorf("stdout is not JSON (%d bytes): %w", len(out), err))
 	}
 	return json.RawMessage(out), nil
 }

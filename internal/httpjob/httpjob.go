@@ -159,7 +159,7 @@ func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return nil, jobs.Permanent("BadRequest", fmt.Errorf("request to %s: %v", redact(j.cfg.URL), redactErr(err)))
+		return nil, jobs.Permanent("BadRequest", fmt.Errorf("request to %s: %w", redact(j.cfg.URL), redactErr(err)))
 	}
 	for name, value := range j.cfg.Headers {
 		req.Header.Set(name, value)
@@ -189,7 +189,7 @@ func (j *Job) do(ctx context.Context, req *http.Request) (any, string, error) {
 		if ctx.Err() != nil {
 			return nil, "error", fmt.Errorf("post to %s: %w", target, ctx.Err())
 		}
-		return nil, "error", fmt.Errorf("post to %s: %v", target, redactErr(err))
+		return nil, "error", fmt.Errorf("post to %s: %w", target, redactErr(err))
 	}
 	defer resp.Body.Close()
 	code := resp.StatusCode
@@ -201,7 +201,7 @@ func (j *Job) do(ctx context.Context, req *http.Request) (any, string, error) {
 			if ctx.Err() != nil {
 				return nil, "error", fmt.Errorf("read answer of %s: %w", target, ctx.Err())
 			}
-			return nil, "error", fmt.Errorf("read answer of %s: %v", target, redactErr(err))
+			return nil, "error", fmt.Errorf("read answer of %s: %w", target, redactErr(err))
 		}
 		if len(b) > j.cfg.MaxResponse {
 			return nil, class, jobs.Permanent("ResponseTooLarge", fmt.Errorf("%s answered more than %d bytes", target, j.cfg.MaxResponse))
@@ -213,7 +213,7 @@ func (j *Job) do(ctx context.Context, req *http.Request) (any, string, error) {
 		if !json.Valid(b) {
 			var v any
 			err := json.Unmarshal(b, &v)
-			return nil, class, jobs.Permanent("InvalidOutput", fmt.Errorf("%s answered %d with a body that is not JSON (%d bytes): %v", target, code, len(b), err))
+			return nil, class, jobs.Permanent("InvalidOutput", fmt.Errorf("%s answered %d with a body that is not JSON (%d bytes): %w", target, code, len(b), err))
 		}
 		return json.RawMessage(b), class, nil
 	case code >= 300 && code < 400:
