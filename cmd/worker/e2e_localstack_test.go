@@ -53,16 +53,6 @@ func (st *stackEnv) routeToNewQueue(eb *eventbridge.Client, detailType string) s
 	return aws.ToString(q.QueueUrl)
 }
 
-// roleARN is a role of the emulator's account (the one of the stack's state
-// machines): LocalStack acts in the account of the role it is given, so a role of
-// another account would put events on, or start executions in, an empty account.
-func (st *stackEnv) roleARN(name string) string {
-	st.t.Helper()
-	parts := strings.Split(st.out.StateMachines["cookies"], ":")
-	require.GreaterOrEqual(st.t, len(parts), 5, "state machine ARN %q", st.out.StateMachines["cookies"])
-	return "arn:aws:iam::" + parts[4] + ":role/" + name
-}
-
 // putEvent puts one event on the stack's bus.
 func (st *stackEnv) putEvent(eb *eventbridge.Client, source, detailType string, detail any) {
 	st.t.Helper()
@@ -88,7 +78,7 @@ func TestE2EFinisherCompletesATaskFromOneEvent(t *testing.T) {
 		"Parameters":{"Entries":[{"EventBusName":%q,"Source":"e2e.caller","DetailType":"externalWork","Detail":{"TaskToken.$":"$$.Task.Token","order":42}}]},
 		"HeartbeatSeconds":120,"TimeoutSeconds":600,"End":true}}}`, st.out.EventBus)
 	sm, err := st.sfn.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{
-		Name: aws.String(st.out.EventBus + "-external"), Definition: aws.String(def), RoleArn: aws.String(st.roleARN("e2e")),
+		Name: aws.String(st.out.EventBus + "-external"), Definition: aws.String(def), RoleArn: aws.String(awstest.RoleARN(t, "e2e")),
 	})
 	require.NoError(t, err)
 	st.startWorker()
@@ -166,7 +156,7 @@ func TestE2ELocalStackRuleStartsAStateMachine(t *testing.T) {
 	sm, err := st.sfn.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{
 		Name:       aws.String(st.out.EventBus + "-orders"),
 		Definition: aws.String(`{"StartAt":"Unwrap","States":{"Unwrap":{"Type":"Pass","OutputPath":"$.detail","End":true}}}`),
-		RoleArn:    aws.String(st.roleARN("e2e")),
+		RoleArn:    aws.String(awstest.RoleARN(t, "e2e")),
 	})
 	require.NoError(t, err)
 	rule := st.out.EventBus + "-orders"
@@ -174,7 +164,7 @@ func TestE2ELocalStackRuleStartsAStateMachine(t *testing.T) {
 		EventPattern: aws.String(`{"source":["e2e.orders"],"detail-type":["cookiesWanted"]}`)})
 	require.NoError(t, err)
 	_, err = eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(rule), EventBusName: aws.String(st.out.EventBus),
-		Targets: []ebtypes.Target{{Id: aws.String("sfn"), Arn: sm.StateMachineArn, RoleArn: aws.String(st.roleARN("e2e"))}}})
+		Targets: []ebtypes.Target{{Id: aws.String("sfn"), Arn: sm.StateMachineArn, RoleArn: aws.String(awstest.RoleARN(t, "e2e"))}}})
 	require.NoError(t, err)
 
 	st.putEvent(eb, "e2e.orders", "cookiesWanted", map[string]any{"names": []string{"Ada", "Zoë \"Z\""}})

@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"go.uber.org/goleak"
 )
 
@@ -125,6 +126,18 @@ func Env(t testing.TB) []string {
 		"AWS_ACCESS_KEY_ID=testing",
 		"AWS_SECRET_ACCESS_KEY=testing",
 	}
+}
+
+// RoleARN is the ARN of a role named name in the emulator's account. LocalStack acts
+// in the account of the role a state machine or a rule target is given, so a role
+// of another account there runs the work in an empty account (moto ignores it).
+func RoleARN(t testing.TB, name string) string {
+	t.Helper()
+	out, err := sts.NewFromConfig(Config(t)).GetCallerIdentity(context.Background(), &sts.GetCallerIdentityInput{})
+	if err != nil {
+		t.Fatalf("the emulator's account: %v", err)
+	}
+	return "arn:aws:iam::" + aws.ToString(out.Account) + ":role/" + name
 }
 
 // Stack returns a unique stack name, so each test gets its own bus, queues, buckets

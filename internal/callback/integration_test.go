@@ -55,7 +55,7 @@ func newCallbackStack(t *testing.T) *callbackStack {
 	require.NoError(t, err)
 	def := fmt.Sprintf(`{"StartAt":"Work","States":{"Work":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents.waitForTaskToken",
 		"Parameters":{"Entries":[{"EventBusName":%q,"Source":"test","DetailType":"work","Detail":{"TaskToken.$":"$$.Task.Token"}}]},"HeartbeatSeconds":60,"End":true}}}`, name)
-	sm, err := sf.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{Name: aws.String(name), Definition: aws.String(def), RoleArn: aws.String("arn:aws:iam::123456789012:role/x")})
+	sm, err := sf.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{Name: aws.String(name), Definition: aws.String(def), RoleArn: aws.String(awstest.RoleARN(t, "x"))})
 	require.NoError(t, err)
 	bucket := name + "-data"
 	_, err = s3.NewFromConfig(cfg).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
