@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge"
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
-	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 )
 
@@ -206,7 +206,7 @@ func (c *recorder) Heartbeat(_ context.Context, token string) error { return c.c
 func (c *recorder) KeepAlive(context.Context, string, time.Duration) func() { return func() {} }
 
 func (c *recorder) Publish(_ context.Context, detailType string, detail any) error {
-	b, err := event.MarshalJSON(detail)
+	b, err := awsjson.Marshal(detail)
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/batch"
-	"github.com/taskbridge/taskbridge/internal/event"
 )
 
 // s3Created is an S3 Object Created event as EventBridge delivers it to SQS, for
@@ -117,7 +117,7 @@ func TestE2EInputsAngleBracketNamesAreNotInflated(t *testing.T) {
 	st := newStack(t)
 	st.startWorker()
 	names := []string{strings.Repeat("<", 20_000), strings.Repeat("&", 20_000), strings.Repeat("<>", 10_000)}
-	input, err := event.MarshalJSON(map[string]any{"names": names}) // 60 KB; json.Marshal makes 360 KB of it
+	input, err := awsjson.Marshal(map[string]any{"names": names}) // 60 KB; json.Marshal makes 360 KB of it
 	require.NoError(t, err)
 	arn := st.startExecution(string(input))
 	d := st.waitExecution(arn, 3*time.Minute)

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
 )
@@ -278,7 +279,7 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 }
 
 func (b *Batcher) start(ctx context.Context, batchID string, files []File, manifest string) (string, error) {
-	body, err := event.MarshalJSON(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
+	body, err := awsjson.Marshal(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
 	if err != nil {
 		return "", fmt.Errorf("marshal manifest: %w", err)
 	}

@@ -13,9 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"go.uber.org/zap"
-
-	"github.com/taskbridge/taskbridge/internal/event"
 )
 
 // run is a started Glue run to follow.
@@ -141,7 +140,7 @@ func resultKey(batchID string) string { return "results/" + batchID + ".json" }
 // record writes the published result where resume looks for it. A failure only
 // means a restart publishes the result once more.
 func (f *Follower) record(ctx context.Context, d ResultDetail) {
-	body, _ := event.MarshalJSON(d) // plain strings and ints: cannot fail
+	body, _ := awsjson.Marshal(d) // plain strings and ints: cannot fail
 	_, err := f.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(f.cfg.DataBucket), Key: aws.String(resultKey(d.BatchID)),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"go.uber.org/zap"
 
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
@@ -97,7 +98,7 @@ func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte
 	if token == "" {
 		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
-	output = unescapeHTML(output)
+	output = awsjson.UnescapeHTML(output)
 	if len(output) > MaxOutputBytes {
 		pointer, err := s.claimCheck(ctx, output)
 		if err != nil {
@@ -164,7 +165,7 @@ func (s *StepFunctions) claimCheck(ctx context.Context, output []byte) ([]byte, 
 		return nil, fmt.Errorf("store claim check %s: %w", key, err)
 	}
 	s.metrics.claimChecks.Inc()
-	return marshalJSON(map[string]any{"claimCheck": "s3://" + s.cfg.DataBucket + "/" + key, "size": len(output)})
+	return awsjson.Marshal(map[string]any{"claimCheck": "s3://" + s.cfg.DataBucket + "/" + key, "size": len(output)})
 }
 
 // KeepAlive sends a heartbeat for token every interval, the first one interval from

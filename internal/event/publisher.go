@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"go.uber.org/zap"
 )
 
@@ -203,7 +204,7 @@ func (p *Publisher) request(e Entry) (types.PutEventsRequestEntry, int, error) {
 	if e.DetailType == "" {
 		return types.PutEventsRequestEntry{}, 0, errors.New("no detail type")
 	}
-	b, err := MarshalJSON(e.Detail)
+	b, err := awsjson.Marshal(e.Detail)
 	if err != nil {
 		return types.PutEventsRequestEntry{}, 0, fmt.Errorf("%s: marshal detail: %w", e.DetailType, err)
 	}

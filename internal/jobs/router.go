@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
@@ -198,7 +199,7 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) 
 }
 
 func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *outcome {
-	b, err := event.MarshalJSON(output)
+	b, err := awsjson.Marshal(output)
 	if err != nil {
 		return r.fail(ctx, job.Name, t, "BadOutput", err, "final_failure", nil)
 	}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
 )
@@ -244,7 +245,7 @@ type recordingPublisher struct {
 }
 
 func (p *recordingPublisher) Publish(_ context.Context, detailType string, detail any) error {
-	b, err := event.MarshalJSON(detail)
+	b, err := awsjson.Marshal(detail)
 	p.detailType, p.detail = detailType, b
 	return err
 }

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 )
 
 // Mode says what a job does with the task token of its messages. It is one value
@@ -94,7 +94,7 @@ func (t *Task) DetailWithoutToken() (json.RawMessage, error) {
 		return trimmed, nil
 	}
 	delete(fields, "TaskToken")
-	return event.MarshalJSON(fields)
+	return awsjson.Marshal(fields)
 }
 
 // Decode decodes the detail into v; a detail that does not fit is bad input.
@@ -120,7 +120,7 @@ func (t *Task) HandOff(ctx context.Context, detailType string, detail any) error
 	if t.Token == "" {
 		return Permanent("NoToken", errors.New("hand off: this task has no token to hand on"))
 	}
-	b, err := event.MarshalJSON(detail)
+	b, err := awsjson.Marshal(detail)
 	if err != nil {
 		return Permanent("BadHandOff", fmt.Errorf("hand off: encode detail: %w", err))
 	}

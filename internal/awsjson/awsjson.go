@@ -1,31 +1,34 @@
-package event
+// Package awsjson encodes JSON the way the worker writes it for AWS (event details,
+// task outputs, claim checks, manifests): compact, and without HTML escapes, which
+// json.Marshal writes as 6 bytes each against every 256 KiB limit.
+package awsjson
 
 import (
 	"bytes"
 	"encoding/json"
 )
 
-// MarshalJSON encodes v as compact JSON without HTML escaping: JSON written for AWS
+// Marshal encodes v as compact JSON without HTML escaping: JSON written for AWS
 // keeps <, > and & as they are, where json.Marshal writes each as a 6-byte \u003c
 // escape that counts against every 256 KiB limit (event entries, task outputs). A
 // json.RawMessage in v is compacted, not escaped; \u003c, \u003e and \u0026 escapes
 // that v already holds (a RawMessage made by json.Marshal) are written as the
 // characters themselves. The result has no trailing newline.
-func MarshalJSON(v any) ([]byte, error) {
+func Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return unescapeHTML(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+	return UnescapeHTML(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
 }
 
-// unescapeHTML rewrites the escapes \u003c, \u003e and \u0026 of valid JSON b as the
+// UnescapeHTML rewrites the escapes \u003c, \u003e and \u0026 of valid JSON b as the
 // characters <, > and &, which JSON allows unescaped in strings. In valid JSON a
 // backslash occurs only in a string and always starts an escape, so reading escape
 // by escape never mistakes an escaped backslash followed by "u003c" for one.
-func unescapeHTML(b []byte) []byte {
+func UnescapeHTML(b []byte) []byte {
 	if !bytes.Contains(b, []byte(`\u00`)) {
 		return b
 	}

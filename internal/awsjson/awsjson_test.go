@@ -1,4 +1,4 @@
-package event
+package awsjson
 
 import (
 	"encoding/json"
@@ -24,20 +24,20 @@ func TestMarshalJSONKeepsHTMLCharactersAsTheyAre(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b, err := MarshalJSON(tc.v)
+			b, err := Marshal(tc.v)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, string(b))
 			require.True(t, json.Valid(b))
 		})
 	}
-	_, err := MarshalJSON(func() {})
+	_, err := Marshal(func() {})
 	require.Error(t, err)
 }
 
 func TestMarshalJSONOf50KBOfAngleBracketsStays50KB(t *testing.T) {
 	t.Parallel()
 	detail := map[string]string{"s": strings.Repeat("<", 50_000)}
-	b, err := MarshalJSON(detail)
+	b, err := Marshal(detail)
 	require.NoError(t, err)
 	require.Less(t, len(b), 50_010, "json.Marshal makes 300 KB of it")
 	var back map[string]string
@@ -50,7 +50,7 @@ func FuzzMarshalJSONRoundTrips(f *testing.F) {
 	f.Add(`\u003c`)
 	f.Add("\u2028\\\"")
 	f.Fuzz(func(t *testing.T, s string) {
-		b, err := MarshalJSON(map[string]any{"s": s, "r": json.RawMessage(mustMarshal(t, s))})
+		b, err := Marshal(map[string]any{"s": s, "r": json.RawMessage(mustMarshal(t, s))})
 		if err != nil {
 			t.Fatal(err)
 		}
