@@ -24,91 +24,104 @@ const (
 // that long, still invisible, so a queue that trickles (a few messages a second, as
 // a Step Functions Map makes) still shares its deletes; a stop flushes at once.
 // Up to deletesInFlight batches are sent at once, each on a goroutine of its own:
-// one call at a time would bound a busy queue to one batch per round trip, and the
-// handlers waiting in add would hold their slots. Its run goroutine owns the
-// pending list; add is safe from any goroutine.
+// one call at a time would bound a busy queue to one batch per round trip. The
+// handler whose receipt fills a batch starts its call, waiting while
+// deletesInFlight are under way: backpressure on the receives, through the slot
+// that handler holds. No goroutine is woken per message. add is safe from any
+// goroutine; mu guards pending and closed.
 type deleter struct {
 	cfg     Config
 	client  sqsAPI
 	log     *zap.Logger
 	metrics *Metrics
 	hot     queueMetrics
-	in      chan string
-	done    chan struct{} // closed when run returns
+
+	afterCtx context.Context // set by run before the poller starts its loops
+	calls    chan struct{}   // one token per DeleteMessageBatch under way
+	sending  sync.WaitGroup
+
+	mu      sync.Mutex
+	pending []string
+	timer   *time.Timer // flushes a partial batch deleteMaxDelay after its first
+	closed  bool
 }
 
 func newDeleter(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *deleter {
-	return &deleter{cfg: cfg, client: client, log: log, metrics: m, hot: m.forQueue(cfg.Queue), in: make(chan string, cfg.Concurrency), done: make(chan struct{})}
+	d := &deleter{cfg: cfg, client: client, log: log, metrics: m, hot: m.forQueue(cfg.Queue), calls: make(chan struct{}, deletesInFlight)}
+	d.timer = time.AfterFunc(time.Hour, d.flushPartial)
+	d.timer.Stop()
+	return d
 }
 
-// add queues a receipt handle for deletion. It never blocks for long: run drains
-// in, and once run has returned, add drops the receipt (the message comes back).
+// add queues a receipt handle for deletion. Once the deleter has stopped, add drops
+// the receipt: the message comes back after its visibility timeout.
 func (d *deleter) add(receipt string) {
-	select {
-	case d.in <- receipt:
-	case <-d.done:
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.pending = append(d.pending, receipt)
+	var batch []string
+	switch len(d.pending) {
+	case maxBatch:
+		d.timer.Stop()
+		batch, d.pending = d.pending, make([]string, 0, maxBatch)
+	case 1:
+		d.timer.Reset(deleteMaxDelay)
+	}
+	d.mu.Unlock()
+	if batch != nil {
+		d.send(batch)
 	}
 }
 
-// run batches until ctx is done, then flushes what is pending and returns. Every
-// DeleteMessageBatch runs on afterCtx (which a stop does not cancel, but which ends
-// when the stop's flush budget is spent) with afterStopTimeout. Callers stop adding
-// before they cancel ctx.
+// flushPartial sends what is pending: the timer's function.
+func (d *deleter) flushPartial() {
+	d.mu.Lock()
+	if d.closed || len(d.pending) == 0 {
+		d.mu.Unlock()
+		return
+	}
+	batch := d.pending
+	d.pending = make([]string, 0, maxBatch)
+	d.mu.Unlock()
+	d.send(batch)
+}
+
+// send starts one DeleteMessageBatch once fewer than deletesInFlight are under way.
+func (d *deleter) send(batch []string) {
+	d.calls <- struct{}{}
+	d.sending.Go(func() {
+		defer func() { <-d.calls }()
+		ctx, cancel := context.WithTimeout(d.afterCtx, afterStopTimeout)
+		defer cancel()
+		d.delete(ctx, batch)
+	})
+}
+
+// run waits until ctx is done, then sends what is pending, all batches at once,
+// and returns when every call has ended. Every DeleteMessageBatch runs on afterCtx
+// (which a stop does not cancel, but which ends when the stop's flush budget is
+// spent) with afterStopTimeout. Callers stop adding before they cancel ctx.
 func (d *deleter) run(ctx, afterCtx context.Context) {
-	defer close(d.done)
-	var sending sync.WaitGroup
-	defer sending.Wait()
-	slots := make(chan struct{}, deletesInFlight)
-	pending := make([]string, 0, maxBatch)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	flush := func() {
-		slots <- struct{}{} // backpressure: at most deletesInFlight calls
-		batch := pending
-		pending = make([]string, 0, maxBatch)
-		sending.Go(func() {
-			defer func() { <-slots }()
+	<-ctx.Done()
+	d.mu.Lock()
+	d.closed = true
+	d.timer.Stop()
+	pending := d.pending
+	d.pending = nil
+	d.mu.Unlock()
+	// The last batches go out together: the stop's budget is short.
+	for start := 0; start < len(pending); start += maxBatch {
+		batch := pending[start:min(start+maxBatch, len(pending))]
+		d.sending.Go(func() {
 			fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
 			defer cancel()
 			d.delete(fctx, batch)
 		})
 	}
-	for {
-		select {
-		case r := <-d.in:
-			pending = append(pending, r)
-			if len(pending) == 1 {
-				timer.Reset(deleteMaxDelay)
-			}
-			if len(pending) == maxBatch {
-				timer.Stop()
-				flush()
-			}
-		case <-timer.C:
-			flush()
-		case <-ctx.Done():
-			timer.Stop()
-			for {
-				select {
-				case r := <-d.in:
-					pending = append(pending, r)
-					continue
-				default:
-				}
-				break
-			}
-			// The last batches go out together: the stop's budget is short.
-			fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
-			defer cancel()
-			var wg sync.WaitGroup
-			for start := 0; start < len(pending); start += maxBatch {
-				batch := pending[start:min(start+maxBatch, len(pending))]
-				wg.Go(func() { d.delete(fctx, batch) })
-			}
-			wg.Wait()
-			return
-		}
-	}
+	d.sending.Wait()
 }
 
 // delete sends one batch and retries the entries that failed, unless their receipt

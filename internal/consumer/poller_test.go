@@ -240,16 +240,17 @@ func TestReceiveErrorsBackOffThenRecover(t *testing.T) {
 		failing.Store(true)
 		var results []error
 		var mu sync.Mutex
+		// Failing from the first receive on: set before the poller starts.
 		b := setup(t, Config{ReceiveResultFunc: func(err error) { mu.Lock(); results = append(results, err); mu.Unlock() }},
-			func(context.Context, Message) error { return nil })
-		b.sqs.mu.Lock()
-		b.sqs.receiveErr = func() error {
-			if failing.Load() {
-				return errors.New("dial tcp: connection refused")
-			}
-			return nil
-		}
-		b.sqs.mu.Unlock()
+			func(context.Context, Message) error { return nil },
+			func(f *fakeSQS) {
+				f.receiveErr = func() error {
+					if failing.Load() {
+						return errors.New("dial tcp: connection refused")
+					}
+					return nil
+				}
+			})
 		time.Sleep(60 * time.Second)
 		synctest.Wait()
 		calls := b.sqs.count("ReceiveMessage")
