@@ -295,3 +295,25 @@ func TestObservabilityFilesAreWhereComposeMountsThem(t *testing.T) {
 	}
 	require.Contains(t, string(b), "LOCALSTACK_AUTH_TOKEN: ${LOCALSTACK_AUTH_TOKEN:-}", "the auth token is passed through when set")
 }
+
+// CI applies the terraform for real (make tf-check): against moto, with the provider
+// from the machine's plugin folder, through the LocalStack example's provider
+// settings, so the example's real ARNs are proven too.
+func TestTerraformIsAppliedInCI(t *testing.T) {
+	t.Parallel()
+	ci, err := os.ReadFile("../.ci/run")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^make tf-check$`, string(ci))
+	mk, err := os.ReadFile("../Makefile")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^tf-check: .*## `, string(mk))
+	script, err := os.ReadFile("../scripts/tf-check.sh")
+	require.NoError(t, err)
+	for _, want := range []string{
+		"filesystem_mirror", "CHECKPOINT_DISABLE=1", "MOTO_IAM_LOAD_MANAGED_POLICIES=true",
+		"examples/localstack_override.tf.example", "tf destroy", "parliament",
+	} {
+		contains(t, string(script), want)
+	}
+	require.False(t, regexp.MustCompile(`skip_requesting_account_id\s*=`).Match(script), "tf-check lets the provider ask STS for the account")
+}

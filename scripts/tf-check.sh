@@ -94,21 +94,14 @@ provider_installation {
 disable_checkpoint = true
 RC
 export TF_CLI_CONFIG_FILE=$WORK/terraformrc TF_IN_AUTOMATION=1 TF_INPUT=0
-services=(applicationautoscaling cloudwatch ecs events glue iam logs s3 scheduler sfn sns sqs sts)
-{
-  echo '# tf-check only: every service at the emulator. The account id comes from the'
-  echo "# emulator's STS (no skip_requesting_account_id), so ARNs are real ARNs."
-  echo 'provider "aws" {'
-  echo '  access_key              = "testing"'
-  echo '  secret_key              = "testing"'
-  echo '  skip_metadata_api_check = true'
-  echo '  s3_use_path_style       = true'
-  echo '  max_retries             = 2'
-  echo '  endpoints {'
-  for s in "${services[@]}"; do printf '    %s = "%s"\n' "$s" "$ENDPOINT"; done
-  echo '  }'
-  echo '}'
-} >"$TF/tfcheck_override.tf"
+# The provider settings are the LocalStack example's (examples/localstack_override.tf.example),
+# pointed at moto: the check proves them, real ARNs included. max_retries: moto
+# answers an unimplemented call with a 500, which should fail fast here.
+sed -e "s#http://127.0.0.1:4566#$ENDPOINT#" \
+  -e 's#^\(  s3_use_path_style .*\)$#\1\n  max_retries                 = 2#' \
+  deploy/terraform/examples/localstack_override.tf.example >"$TF/tfcheck_override.tf"
+grep -q "$ENDPOINT" "$TF/tfcheck_override.tf" && grep -q max_retries "$TF/tfcheck_override.tf" ||
+  { echo "tf-check: could not point examples/localstack_override.tf.example at moto" >&2; exit 1; }
 read -r SUBNET SG < <("${STACKPY[@]}" net)
 STACK=tfcheck
 cat >"$TF/terraform.tfvars" <<VARS
