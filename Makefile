@@ -108,3 +108,7 @@ bench-peers: ## issue 13: the raw aws-sdk-go-v2 loop beside the consumer on Elas
 .PHONY: test-localstack
 test-localstack: ## the end-to-end cases LocalStack supports, on LocalStack 4.14.0 from PyPI (own venv on Python >= 3.12), loopback only; README "LocalStack"
 	scripts/localstack.sh test
+
+.PHONY: bench-callback
+bench-callback: ## issue 13: time from a message put to its SendTaskSuccess leaving the worker (consumer → router → callback, no-op job) on ElasticMQ with a stub Step Functions; p50/p99 at no load, 1,000 and 5,000 msgs/s; peak RSS
+	scripts/elasticmq.sh go test -tags elasticmq -count=1 -timeout 10m -run '^TestCallbackOverhead$$' -v ./internal/loadtest
