@@ -6,8 +6,11 @@ WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY *.go ./
 COPY cmd ./cmd
+COPY examples ./examples
 COPY internal ./internal
+COPY tasktest ./tasktest
 COPY deploy ./deploy
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod \

@@ -194,7 +194,7 @@ func start() (string, error) {
 	if kind == LocalStack {
 		return "", errors.New("TASKBRIDGE_TEST_EMULATOR=localstack needs TASKBRIDGE_TEST_ENDPOINT, a running LocalStack (make test-localstack starts one)")
 	}
-	bin, err := motoBinary()
+	argv, err := motoCommand()
 	if err != nil {
 		return "", err
 	}
@@ -207,11 +207,11 @@ func start() (string, error) {
 		return "", fmt.Errorf("create emulator log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	cmd := exec.Command(argv[0], append(argv[1:], "-H", "127.0.0.1", "-p", fmt.Sprint(port))...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	setDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start %s: %w", bin, err)
+		return "", fmt.Errorf("start %s: %w", strings.Join(argv, " "), err)
 	}
 	emu.cmd, emu.logPath = cmd, logf.Name()
 	ep := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -232,11 +232,30 @@ func stop() {
 	}
 }
 
-// motoBinary finds moto_server: $MOTO_SERVER, the project's .venv, then PATH.
-func motoBinary() (string, error) {
+// motoCommand is how to start moto: $MOTO_SERVER; else the project's .venv python
+// with tools/moto/server.py (moto_server with a race of its Step Functions
+// heartbeats fixed); else moto_server from .venv or PATH.
+func motoCommand() ([]string, error) {
 	if b := os.Getenv("MOTO_SERVER"); b != "" {
-		return b, nil
+		return []string{b}, nil
 	}
+	if root, err := moduleRoot(); err == nil {
+		py, script := filepath.Join(root, ".venv", "bin", "python3"), filepath.Join(root, "tools", "moto", "server.py")
+		if _, err := os.Stat(py); err == nil {
+			if _, err := os.Stat(script); err == nil {
+				return []string{py, script}, nil
+			}
+		}
+	}
+	b, err := motoBinary()
+	if err != nil {
+		return nil, err
+	}
+	return []string{b}, nil
+}
+
+// motoBinary finds moto_server: the project's .venv, then PATH.
+func motoBinary() (string, error) {
 	if root, err := moduleRoot(); err == nil {
 		b := filepath.Join(root, ".venv", "bin", "moto_server")
 		if _, err := os.Stat(b); err == nil {

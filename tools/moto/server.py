@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""moto server with one race of moto 5.2.5's Step Functions interpreter fixed, for
+the tests, the demo and `scripts/emulator.sh` (never part of the product).
+
+For a task with HeartbeatSeconds, moto puts the event first and only then sets up
+the heartbeat wait. A worker that answers in between (SendTaskSuccess within a few
+milliseconds) sets the outcome, but the new heartbeat wait never hears of it: the
+task hangs for HeartbeatSeconds and fails with States.HeartbeatTimeout. Here the
+heartbeat wait starts notified when the outcome is already in. The same fix is in
+tools/tfcheck/moto_stubbed.py.
+
+Usage: python3 tools/moto/server.py [moto_server's arguments, e.g. -H 127.0.0.1 -p 5000]
+"""
+import sys
+
+from moto.server import main
+from moto.stepfunctions.parser.asl.eval.callback import callback
+
+
+def patch_heartbeat_race():
+    setup = callback.CallbackEndpoint.setup_heartbeat_endpoint
+
+    def setup_heartbeat_endpoint(self, heartbeat_seconds):
+        endpoint = setup(self, heartbeat_seconds)
+        if self.get_outcome() is not None:
+            endpoint.notify()
+        return endpoint
+
+    callback.CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+
+
+if __name__ == "__main__":
+    patch_heartbeat_race()
+    main(sys.argv[1:])
