@@ -22,10 +22,14 @@ REQS=tools/localstack/requirements.txt
 RUN=.tools/localstack-run # pid and state folder of `start`
 START=$SECONDS
 
-# The end-to-end cases LocalStack supports (README "LocalStack" lists them). The
-# restart case joins when its file is there.
-TESTS=${TESTS:-'^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2EBadInputGetsItsDefinedFate|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2ERestartStrandsNoMessage|TestE2ELocalStack.*|TestIntegrationCallbacksAgainstTheEmulator)$'}
-PACKAGES=${PACKAGES:-./cmd/worker/ ./internal/callback/}
+# The end-to-end cases LocalStack supports (README "LocalStack" lists them): cookies,
+# odd names, parallel executions, a hostile producer, bad input, the finisher, the
+# restarts (SIGKILL, SIGTERM, a stop while AWS is slow, messages put during a restart),
+# the callback answers where the emulators and AWS differ,
+# the batch up to START_FAILED, a rule that starts a state machine, and the callback,
+# publisher and emulator integration tests.
+TESTS=${TESTS:-'^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EBadInputGetsItsDefinedFate|TestE2EFinisherCompletesATaskFromOneEvent|TestE2ECallbackAnswersOfTheEmulator|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2ELocalStack.*|TestIntegrationCallbacksAgainstTheEmulator|TestIntegrationPublishedEventsParseBackFromTheQueue|TestEmulatorAnswers)$'}
+PACKAGES=${PACKAGES:-./cmd/worker/ ./internal/callback/ ./internal/event/ ./internal/awstest/}
 
 say() { printf 'localstack [%3ds] %s\n' $((SECONDS - START)) "$*" >&2; }
 missing() {

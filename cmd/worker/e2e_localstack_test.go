@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -189,4 +190,91 @@ func TestE2ELocalStackRuleStartsAStateMachine(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(aws.ToString(d.Input)), &in))
 	require.Equal(t, "e2e.orders", in.Source, "the input is the whole event")
 	require.Equal(t, "cookiesWanted", in.DetailType)
+}
+
+// TestE2ECallbackAnswersOfTheEmulator records, per emulator, how Step Functions answers
+// the callbacks where the emulators and AWS differ (README "LocalStack" has the
+// table): a heartbeat on a task without HeartbeatSeconds, a second answer while the
+// execution still runs, a late failure after it ended, and a failure's cause. moto
+// 5.2.5 and LocalStack 4.14.0 agree on all but the cause; a change of either shows
+// here first.
+func TestE2ECallbackAnswersOfTheEmulator(t *testing.T) {
+	st := newStack(t, "WORKER_ROLES=jobs")
+	ctx := context.Background()
+	eb := eventbridge.NewFromConfig(awstest.Config(t))
+	inbox := st.routeToNewQueue(eb, "answerMe")
+	// No HeartbeatSeconds; a 3 s Wait after the task keeps the execution running once
+	// the task is closed.
+	def := fmt.Sprintf(`{"StartAt":"Ask","States":{
+		"Ask":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents.waitForTaskToken",
+			"Parameters":{"Entries":[{"EventBusName":%q,"Source":"e2e.caller","DetailType":"answerMe","Detail":{"TaskToken.$":"$$.Task.Token"}}]},"Next":"Linger"},
+		"Linger":{"Type":"Wait","Seconds":3,"End":true}}}`, st.out.EventBus)
+	sm, err := st.sfn.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{
+		Name: aws.String(st.out.EventBus + "-answers"), Definition: aws.String(def), RoleArn: aws.String(awstest.RoleARN(t, "e2e")),
+	})
+	require.NoError(t, err)
+	runs := 0
+	token := func() (string, string) {
+		t.Helper()
+		runs++ // moto needs a name to tell two executions apart
+		ex, err := st.sfn.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: sm.StateMachineArn, Name: aws.String(fmt.Sprintf("run-%d", runs))})
+		require.NoError(t, err)
+		var tok string
+		eventually(t, time.Minute, "the task token", func() bool {
+			out, err := st.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(inbox), WaitTimeSeconds: 1})
+			require.NoError(t, err)
+			if len(out.Messages) == 0 {
+				return false
+			}
+			var env struct {
+				Detail struct{ TaskToken string } `json:"detail"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(aws.ToString(out.Messages[0].Body)), &env))
+			_, _ = st.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(inbox), ReceiptHandle: out.Messages[0].ReceiptHandle})
+			tok = env.Detail.TaskToken
+			return true
+		})
+		return aws.ToString(ex.ExecutionArn), tok
+	}
+	code := func(err error) string {
+		if err == nil {
+			return "ok"
+		}
+		var api interface{ ErrorCode() string }
+		if errors.As(err, &api) {
+			return api.ErrorCode()
+		}
+		return err.Error()
+	}
+	lsOr := func(localstack, moto string) string {
+		if awstest.Emulator() == awstest.LocalStack {
+			return localstack
+		}
+		return moto
+	}
+
+	arn, tok := token()
+	_, err = st.sfn.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(tok)})
+	t.Logf("heartbeat without HeartbeatSeconds: %s", code(err))
+	require.Equal(t, "InvalidToken", code(err), "heartbeat on a task without HeartbeatSeconds (both emulators; give callback steps HeartbeatSeconds)")
+	_, err = st.sfn.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(tok), Output: aws.String(`{"n":1}`)})
+	require.NoError(t, err)
+	_, err = st.sfn.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(tok), Output: aws.String(`{"n":2}`)})
+	t.Logf("second answer while the execution runs: %s", code(err))
+	require.Equal(t, "ok", code(err), "a second answer while the execution still runs (both emulators; AWS: TaskTimedOut)")
+	d := st.waitExecution(arn, time.Minute)
+	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status)
+	require.JSONEq(t, `{"n":1}`, aws.ToString(d.Output), "the first answer wins")
+	_, err = st.sfn.SendTaskFailure(ctx, &sfn.SendTaskFailureInput{TaskToken: aws.String(tok), Error: aws.String("late")})
+	t.Logf("late failure after the end: %s", code(err))
+	require.Equal(t, "ok", code(err), "a late SendTaskFailure after the execution ended (both emulators; AWS: TaskTimedOut)")
+
+	arn, tok = token()
+	_, err = st.sfn.SendTaskFailure(ctx, &sfn.SendTaskFailureInput{TaskToken: aws.String(tok), Error: aws.String("job.Broken"), Cause: aws.String("it broke")})
+	require.NoError(t, err)
+	d = st.waitExecution(arn, time.Minute)
+	require.Equal(t, sfntypes.ExecutionStatusFailed, d.Status)
+	require.Equal(t, "job.Broken", aws.ToString(d.Error))
+	t.Logf("failure cause: %q", aws.ToString(d.Cause))
+	require.Equal(t, lsOr("it broke", ""), aws.ToString(d.Cause), "SendTaskFailure's cause (moto drops it)")
 }
