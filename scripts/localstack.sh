@@ -129,9 +129,9 @@ wait_ready() {
   return 1
 }
 
-# halt PID stops a LocalStack process group. LocalStack ignores SIGTERM, so a
-# SIGTERM gets 3 s before SIGKILL of the whole group (the runtime's helper threads
-# and any child live in it).
+# halt PID stops a LocalStack process group. LocalStack does not reliably stop on
+# SIGTERM (it logs it and starts a shutdown that can hang), so a SIGTERM gets 3 s
+# before SIGKILL of the whole group (any child it started lives in it).
 halt() {
   local pid=$1
   kill -TERM -- "-$pid" 2>/dev/null || return 0
