@@ -300,17 +300,26 @@ func (j *Job) run(ctx context.Context, t *jobs.Task, input []byte) (*result, err
 	}
 	defer closeAll(stdinW, stdoutR, stderrR)
 
-	cmd := &exec.Cmd{
-		Path:        j.path,
-		Args:        append([]string{j.path}, j.cfg.Command[1:]...),
-		Dir:         j.dir,
-		Env:         j.env(t),
-		Stdin:       stdinR,
-		Stdout:      stdoutW,
-		Stderr:      stderrW,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	var cmd *exec.Cmd
+	for attempt := 0; ; attempt++ {
+		cmd = &exec.Cmd{
+			Path:        j.path,
+			Args:        append([]string{j.path}, j.cfg.Command[1:]...),
+			Dir:         j.dir,
+			Env:         j.env(t),
+			Stdin:       stdinR,
+			Stdout:      stdoutW,
+			Stderr:      stderrW,
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		}
+		err = cmd.Start()
+		// A script written a moment ago may still be open for writing in a process
+		// forked meanwhile (until that child execs): "text file busy" passes.
+		if !errors.Is(err, syscall.ETXTBSY) || attempt == 4 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond << attempt)
 	}
-	err = cmd.Start()
 	closeAll(stdinR, stdoutW, stderrW) // the child has its copies
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
