@@ -67,6 +67,7 @@ func (d *deleter) add(receipt string) {
 	case maxBatch:
 		d.timer.Stop()
 		batch, d.pending = d.pending, make([]string, 0, maxBatch)
+		d.sending.Add(1) // under mu: run's Wait, after closed is set, sees every call
 	case 1:
 		d.timer.Reset(deleteMaxDelay)
 	}
@@ -85,19 +86,22 @@ func (d *deleter) flushPartial() {
 	}
 	batch := d.pending
 	d.pending = make([]string, 0, maxBatch)
+	d.sending.Add(1)
 	d.mu.Unlock()
 	d.send(batch)
 }
 
 // send starts one DeleteMessageBatch once fewer than deletesInFlight are under way.
+// The caller has counted it in sending.
 func (d *deleter) send(batch []string) {
 	d.calls <- struct{}{}
-	d.sending.Go(func() {
+	go func() {
+		defer d.sending.Done()
 		defer func() { <-d.calls }()
 		ctx, cancel := context.WithTimeout(d.afterCtx, afterStopTimeout)
 		defer cancel()
 		d.delete(ctx, batch)
-	})
+	}()
 }
 
 // run waits until ctx is done, then sends what is pending, all batches at once,
