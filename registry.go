@@ -75,8 +75,9 @@ type Stack struct {
 	DataBucket string
 }
 
-// OnStart adds fn to what `worker run` calls once, after it found the stack and
-// before it polls any queue: build your clients there. An error stops the worker.
+// OnStart adds fn to what `worker run` calls once in a process that runs jobs
+// (WORKER_ROLES has "jobs"), after it found the stack and before it polls any
+// queue: build your clients there. An error stops the worker.
 func (r *Registry) OnStart(fn func(ctx context.Context, s Stack) error) {
 	r.onStart = append(r.onStart, func(ctx context.Context, env cli.Env) error {
 		return fn(ctx, Stack{AWS: env.AWS, S3PathStyle: env.S3PathStyle, Name: env.Stack, EventBus: env.EventBus, DataBucket: env.DataBucket})

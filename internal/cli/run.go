@@ -70,14 +70,15 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 		ready:     telemetry.NewReadiness(2*s.cfg.PollWait+30*time.Second, reg),
 		publisher: event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg),
 	}
-	env := Env{AWS: s.aws, S3PathStyle: s.pathStyle(), Stack: s.cfg.Stack, EventBus: stack.EventBus, DataBucket: stack.DataBucket, LandingBucket: stack.LandingBucket}
-	for _, hook := range registered.OnStart {
-		if err := hook(ctx, env); err != nil {
-			return fmt.Errorf("start jobs: %w", err)
-		}
-	}
 	var components []component
 	if s.cfg.HasRole(config.RoleJobs) {
+		// The jobs' own setup (their clients), once, before any message is polled.
+		env := Env{AWS: s.aws, S3PathStyle: s.pathStyle(), Stack: s.cfg.Stack, EventBus: stack.EventBus, DataBucket: stack.DataBucket, LandingBucket: stack.LandingBucket}
+		for _, hook := range registered.OnStart {
+			if err := hook(ctx, env); err != nil {
+				return fmt.Errorf("start jobs: %w", err)
+			}
+		}
 		ps, err := w.jobPollers(registered)
 		if err != nil {
 			return err
