@@ -23,12 +23,12 @@ const (
 // are pending or deleteMaxDelay after the first. A handled message waits at most
 // that long, still invisible, so a queue that trickles (a few messages a second, as
 // a Step Functions Map makes) still shares its deletes; a stop flushes at once.
-// Up to deletesInFlight batches are sent at once, each on a goroutine of its own:
+// Up to deletesInFlight batches are sent at once, by as many sender goroutines:
 // one call at a time would bound a busy queue to one batch per round trip. The
-// handler whose receipt fills a batch starts its call, waiting while
-// deletesInFlight are under way: backpressure on the receives, through the slot
-// that handler holds. No goroutine is woken per message. add is safe from any
-// goroutine; mu guards pending and closed.
+// handler whose receipt fills a batch hands it over, waiting while every sender is
+// busy: backpressure on the receives, through the slot that handler holds. No
+// goroutine is woken per message. add is safe from any goroutine; mu guards
+// pending and closed.
 type deleter struct {
 	cfg     Config
 	client  sqsAPI
@@ -36,9 +36,10 @@ type deleter struct {
 	metrics *Metrics
 	hot     queueMetrics
 
-	afterCtx context.Context // set by run before the poller starts its loops
-	calls    chan struct{}   // one token per DeleteMessageBatch under way
-	sending  sync.WaitGroup
+	// batches feeds the deletesInFlight sender goroutines run starts; they live as
+	// long as the deleter, so a call's deep SDK stack is grown once, not per batch.
+	batches chan []string
+	sending sync.WaitGroup // batches taken and not yet sent
 
 	mu      sync.Mutex
 	pending []string
@@ -47,7 +48,7 @@ type deleter struct {
 }
 
 func newDeleter(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *deleter {
-	d := &deleter{cfg: cfg, client: client, log: log, metrics: m, hot: m.forQueue(cfg.Queue), calls: make(chan struct{}, deletesInFlight)}
+	d := &deleter{cfg: cfg, client: client, log: log, metrics: m, hot: m.forQueue(cfg.Queue), batches: make(chan []string)}
 	d.timer = time.AfterFunc(time.Hour, d.flushPartial)
 	d.timer.Stop()
 	return d
@@ -91,24 +92,27 @@ func (d *deleter) flushPartial() {
 	d.send(batch)
 }
 
-// send starts one DeleteMessageBatch once fewer than deletesInFlight are under way.
-// The caller has counted it in sending.
-func (d *deleter) send(batch []string) {
-	d.calls <- struct{}{}
-	go func() {
-		defer d.sending.Done()
-		defer func() { <-d.calls }()
-		ctx, cancel := context.WithTimeout(d.afterCtx, afterStopTimeout)
-		defer cancel()
-		d.delete(ctx, batch)
-	}()
-}
+// send hands a batch to a sender goroutine, waiting while all deletesInFlight are
+// busy. The caller has counted it in sending.
+func (d *deleter) send(batch []string) { d.batches <- batch }
 
-// run waits until ctx is done, then sends what is pending, all batches at once,
-// and returns when every call has ended. Every DeleteMessageBatch runs on afterCtx
-// (which a stop does not cancel, but which ends when the stop's flush budget is
-// spent) with afterStopTimeout. Callers stop adding before they cancel ctx.
+// run starts the senders, waits until ctx is done, then sends what is pending, all
+// batches at once, and returns when every call has ended. Every DeleteMessageBatch
+// runs on afterCtx (which a stop does not cancel, but which ends when the stop's
+// flush budget is spent) with afterStopTimeout. Callers stop adding before they
+// cancel ctx.
 func (d *deleter) run(ctx, afterCtx context.Context) {
+	var senders sync.WaitGroup
+	for range deletesInFlight {
+		senders.Go(func() {
+			for batch := range d.batches {
+				fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
+				d.delete(fctx, batch)
+				cancel()
+				d.sending.Done()
+			}
+		})
+	}
 	<-ctx.Done()
 	d.mu.Lock()
 	d.closed = true
@@ -125,7 +129,9 @@ func (d *deleter) run(ctx, afterCtx context.Context) {
 			d.delete(fctx, batch)
 		})
 	}
-	d.sending.Wait()
+	d.sending.Wait() // no batch is taken after closed: nothing more comes to the senders
+	close(d.batches)
+	senders.Wait()
 }
 
 // delete sends one batch and retries the entries that failed, unless their receipt

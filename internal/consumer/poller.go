@@ -93,7 +93,6 @@ func (p *Poller) Run(ctx context.Context) error {
 	afterCtx, cancelAfter := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAfter()
 	p.afterCtx = afterCtx
-	p.deleter.afterCtx = afterCtx
 	var helpers sync.WaitGroup
 	helperCtx, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
 	helpers.Go(func() { p.deleter.run(helperCtx, afterCtx) })
