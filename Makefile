@@ -102,7 +102,7 @@ tf-check: ## deploy/terraform for real: init, validate, plan, apply, destroy aga
 	scripts/tf-check.sh
 
 .PHONY: bench-peers
-bench-peers: ## issue 13: the raw aws-sdk-go-v2 loop beside the consumer on ElasticMQ, each in its own process; medians of 3 with ratios (PEERS_PROFILE=dir: pprof of the consumer)
+bench-peers: ## issue 13: the raw aws-sdk-go-v2 loop beside the consumer on ElasticMQ, each in its own process; medians of 3 with ratios (PEERS_PROFILE=dir: CPU and allocation profiles of both)
 	scripts/elasticmq.sh go test -tags elasticmq -count=1 -timeout 30m -run '^TestPeers$$' -v ./internal/loadtest
 
 .PHONY: test-localstack
