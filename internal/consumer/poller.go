@@ -40,7 +40,7 @@ type Poller struct {
 	metrics *Metrics
 	hot     queueMetrics
 
-	slots chan struct{} // one token per running handler
+	slots *slotPool // one slot per message held
 	// work hands received messages to the Concurrency handler goroutines, which
 	// live as long as Run: no goroutine (and no stack growth) per message. A
 	// message is sent only with a slot held, so a send never blocks.
@@ -68,7 +68,7 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
 	return &Poller{
 		cfg: cfg, client: client, handler: h, log: log, metrics: m, hot: m.forQueue(cfg.Queue),
-		slots:    make(chan struct{}, cfg.Concurrency),
+		slots:    newSlotPool(cfg.Concurrency),
 		work:     make(chan types.Message, cfg.Concurrency),
 		deleter:  newDeleter(cfg, client, log, m),
 		extender: newExtender(cfg, client, log, m),
@@ -154,7 +154,7 @@ func (p *Poller) Run(ctx context.Context) error {
 func (p *Poller) startExtraLoop(ctx, recvCtx, jobCtx context.Context) {
 	for {
 		n := p.pollers.Load()
-		if int(n) >= p.cfg.MaxPollers || cap(p.slots)-len(p.slots) < maxBatch {
+		if int(n) >= p.cfg.MaxPollers || p.slots.available() < maxBatch {
 			return
 		}
 		if p.pollers.CompareAndSwap(n, n+1) { // reserve the place before starting
@@ -219,46 +219,13 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 // that finish together then share one full receive instead of one receive each.
 const gatherWindow = 25 * time.Millisecond
 
-// acquire blocks for one slot, then gathers up to min(10, Concurrency) within
-// gatherWindow.
+// acquire waits for min(10, Concurrency) slots, or, once one is free, gathers for
+// up to gatherWindow and takes what is free.
 func (p *Poller) acquire(ctx context.Context) (int, bool) {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0, false
-	}
-	want := min(maxBatch, cap(p.slots))
-	n := 1
-	var window <-chan time.Time
-	for n < want {
-		select {
-		case p.slots <- struct{}{}:
-			n++
-			continue
-		default:
-		}
-		if window == nil {
-			t := time.NewTimer(gatherWindow)
-			defer t.Stop()
-			window = t.C
-		}
-		select {
-		case p.slots <- struct{}{}:
-			n++
-		case <-window:
-			return n, true
-		case <-ctx.Done():
-			return n, true // the caller sees ctx and gives the slots back
-		}
-	}
-	return n, true
+	return p.slots.acquire(ctx, gatherWindow)
 }
 
-func (p *Poller) release(n int) {
-	for range n {
-		<-p.slots
-	}
-}
+func (p *Poller) release(n int) { p.slots.release(n) }
 
 // receive asks for at most max messages on recvCtx; ctx is the poller's, whose
 // cancellation (a stop) does not cut the request short.
