@@ -147,24 +147,10 @@ def sqs_delete(app, environ, start_response, req):
     return app(environ, start_response)
 
 
-# Step Functions (a race in moto's interpreter, not a missing call): for a task with
-# HeartbeatSeconds, moto puts the event first and only then sets up the heartbeat
-# wait. A worker that answers in between (SendTaskSuccess in a few ms) sets the
-# outcome, but the new heartbeat wait never hears of it: the task hangs for
-# HeartbeatSeconds and then fails with States.HeartbeatTimeout. Here the heartbeat
-# wait starts notified when the outcome is already in.
-def patch_heartbeat_race():
-    from moto.stepfunctions.parser.asl.eval.callback import callback
-
-    setup = callback.CallbackEndpoint.setup_heartbeat_endpoint
-
-    def setup_heartbeat_endpoint(self, heartbeat_seconds):
-        endpoint = setup(self, heartbeat_seconds)
-        if self.get_outcome() is not None:
-            endpoint.notify()
-        return endpoint
-
-    callback.CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+# Step Functions: moto's race of a heartbeat wait set up after the task's answer is
+# fixed the same way as for the tests (tools/moto/server.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "moto"))
+from server import patch_heartbeat_race  # noqa: E402
 
 
 def main():
