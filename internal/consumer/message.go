@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"time"
 )
 
 // Message is one SQS message as a Handler sees it. No receipt handle: only the
@@ -16,8 +15,6 @@ type Message struct {
 	ReceiveCount int
 	// MaxReceiveCount is the queue's redrive maxReceiveCount; 0 when unknown.
 	MaxReceiveCount int
-	SentAt          time.Time         // SentTimestamp
-	Attributes      map[string]string // message attributes (string values only); nil when none
 }
 
 // LastAttempt reports whether this delivery is the last before the queue's redrive

@@ -79,9 +79,11 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 // Run polls until ctx is cancelled, then drains (see the package doc) and returns
 // nil. It returns an error only if it cannot start.
 func (p *Poller) Run(ctx context.Context) error {
-	// Handlers and the helpers outlive ctx by up to DrainTimeout + FlushTimeout.
-	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelJobs()
+	// Handlers and the helpers outlive ctx by up to DrainTimeout + FlushTimeout. A
+	// handler's context has no cancelable parent (registering thousands of children
+	// a second with one parent costs a lock and a map entry each): the extender,
+	// which tracks every running handler, cancels them when the drain times out.
+	jobCtx := context.WithoutCancel(ctx)
 	// Receives outlive ctx too: a long poll cancelled on the client can still take
 	// messages on the server, which would then stay invisible for a whole visibility
 	// timeout. An in-flight receive so runs to its end (at most PollWait) within the
@@ -132,7 +134,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		p.log.Warn("drain timeout: releasing unfinished messages", zap.Duration("drain_timeout", p.cfg.DrainTimeout))
 		close(p.stopping)
 		cancelReceives()
-		cancelJobs()
+		p.extender.cancelAll()
 		select {
 		case <-drained:
 		case <-afterCtx.Done():
@@ -227,17 +229,20 @@ func (p *Poller) acquire(ctx context.Context) (int, bool) {
 
 func (p *Poller) release(n int) { p.slots.release(n) }
 
+var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount}
+
 // receive asks for at most max messages on recvCtx; ctx is the poller's, whose
 // cancellation (a stop) does not cut the request short.
 func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message, error) {
 	p.hot.receiveReqs.Inc()
 	accepted := p.watchAccepted()
 	out, err := p.client.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{
-		QueueUrl:                    aws.String(p.cfg.QueueURL),
-		MaxNumberOfMessages:         int32(max),
-		WaitTimeSeconds:             int32(p.cfg.PollWait / time.Second),
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
-		MessageAttributeNames:       []string{"All"},
+		QueueUrl:            aws.String(p.cfg.QueueURL),
+		MaxNumberOfMessages: int32(max),
+		WaitTimeSeconds:     int32(p.cfg.PollWait / time.Second),
+		// Only what the delivery semantics need: each attribute asked for is a map
+		// entry and a string the SDK decodes for every message.
+		MessageSystemAttributeNames: receiveAttributes,
 	})
 	if ctx.Err() != nil && err != nil {
 		accepted.done(nil, false)
@@ -311,6 +316,9 @@ func (p *Poller) handle(jobCtx context.Context, raw types.Message) {
 	ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
 	defer cancel()
 	tracked := p.extender.track(aws.ToString(raw.ReceiptHandle), cancel)
+	if p.isStopping() {
+		cancel() // the drain timed out before this handler was tracked
+	}
 	began := time.Now()
 	err := p.call(ctx, m)
 	p.hot.duration.Observe(time.Since(began).Seconds())
@@ -470,17 +478,6 @@ func (p *Poller) message(raw types.Message) Message {
 		MaxReceiveCount: p.cfg.MaxReceiveCount,
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
-	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-		m.SentAt = time.UnixMilli(ms)
-	}
-	if len(raw.MessageAttributes) > 0 {
-		m.Attributes = make(map[string]string, len(raw.MessageAttributes))
-		for k, v := range raw.MessageAttributes {
-			if v.StringValue != nil {
-				m.Attributes[k] = *v.StringValue
-			}
-		}
-	}
 	return m
 }
 

@@ -55,6 +55,16 @@ func (e *extender) untrack(f *inflight) bool {
 	return f.lost
 }
 
+// cancelAll cancels every running handler (the drain timed out); their messages
+// are released, not lost.
+func (e *extender) cancelAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for f := range e.inflight {
+		f.cancel()
+	}
+}
+
 func (e *extender) tick() time.Duration {
 	return max(e.cfg.VisibilityTimeout/6, 200*time.Millisecond)
 }
