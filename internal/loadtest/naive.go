@@ -48,15 +48,14 @@ func RunNaive(ctx context.Context, client NaiveSQS, q NaiveQueue, h consumer.Han
 func naiveOnce(ctx context.Context, client NaiveSQS, q NaiveQueue, h consumer.Handler) {
 	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl: aws.String(q.URL), MaxNumberOfMessages: 1, WaitTimeSeconds: int32(q.Wait / time.Second),
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 	})
 	if err != nil || len(out.Messages) == 0 {
 		return
 	}
 	m := out.Messages[0]
 	receives, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
-	sentMs, _ := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64)
-	msg := consumer.Message{ID: aws.ToString(m.MessageId), Queue: q.Name, Body: aws.ToString(m.Body), ReceiveCount: receives, SentAt: time.UnixMilli(sentMs)}
+	msg := consumer.Message{ID: aws.ToString(m.MessageId), Queue: q.Name, Body: aws.ToString(m.Body), ReceiveCount: receives}
 	if h.Handle(ctx, msg) == nil {
 		_, _ = client.DeleteMessage(context.WithoutCancel(ctx), &sqs.DeleteMessageInput{QueueUrl: aws.String(q.URL), ReceiptHandle: m.ReceiptHandle})
 	}

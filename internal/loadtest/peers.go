@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,9 @@ func (l RawLoop) Run(ctx context.Context, client RawSQS, handle func(types.Messa
 				out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 					QueueUrl: aws.String(l.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: int32(l.Wait / time.Second),
 				})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "receive:", err)
+				}
 				if err != nil || len(out.Messages) == 0 {
 					continue
 				}
@@ -70,6 +75,9 @@ type DeleteCounter struct {
 	Target int64
 	Done   chan struct{}
 	n      atomic.Int64
+	// Failed counts entries a DeleteMessageBatch answered as failed, Errors calls
+	// that failed as a whole: either keeps a drain waiting a visibility timeout.
+	Failed, Errors atomic.Int64
 }
 
 // NewDeleteCounter counts deletes through client until target.
@@ -88,8 +96,11 @@ func (d *DeleteCounter) Add(n int) {
 // DeleteMessageBatch deletes and counts.
 func (d *DeleteCounter) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
 	out, err := d.Client.DeleteMessageBatch(ctx, in, optFns...)
-	if err == nil {
-		d.Add(len(out.Successful))
+	if err != nil {
+		d.Errors.Add(1)
+		return out, err
 	}
+	d.Failed.Add(int64(len(out.Failed)))
+	d.Add(len(out.Successful))
 	return out, err
 }

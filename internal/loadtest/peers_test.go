@@ -29,6 +29,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
 // The side-by-side comparison of issue 13 (`make bench-peers`): the raw loop and the
@@ -48,12 +50,23 @@ type peerFigures struct {
 	Wall     time.Duration `json:"wall"`
 	CPU      time.Duration `json:"cpu"`
 	Requests int64         `json:"requests"`
+	// Deletes that failed: a drain that waited for redelivery says why.
+	DeleteFailed int64 `json:"delete_failed"`
+	DeleteErrors int64 `json:"delete_errors"`
+	Failed       int64 `json:"failed"` // requests without a 200
 }
 
 const peerResultPrefix = "PEER-RESULT "
 
 func envInt(key string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envString(key, def string) string {
+	if v := os.Getenv(key); v != "" {
 		return v
 	}
 	return def
@@ -90,7 +103,7 @@ func TestPeers(t *testing.T) {
 	setup := sqs.NewFromConfig(cfg)
 	t.Cleanup(cfg.HTTPClient.(*http.Client).CloseIdleConnections) // the leak check follows
 
-	kinds := []string{"raw", "poller"}
+	kinds := strings.Split(envString("PEERS_KINDS", "raw,poller,worker"), ",")
 	// Warm-up, not counted: the JVM of ElasticMQ compiles its hot paths in the first
 	// tens of thousands of requests, and the first consumer measured would pay for it.
 	warmup := envInt("PEERS_WARMUP", 20000)
@@ -104,7 +117,8 @@ func TestPeers(t *testing.T) {
 	for round := range rounds {
 		order := kinds
 		if round%2 == 1 {
-			order = []string{"poller", "raw"}
+			order = slices.Clone(kinds)
+			slices.Reverse(order)
 		}
 		for _, kind := range order {
 			url := peerQueue(t, setup, fmt.Sprintf("peers-%s-%d", kind, time.Now().UnixNano()))
@@ -114,7 +128,7 @@ func TestPeers(t *testing.T) {
 				env = append(env, "PEER_PROFILE="+filepath.Join(profile, kind))
 			}
 			f := runPeer(t, env)
-			t.Logf("round %d %s: %d msgs in %s, cpu %s, %d requests", round+1, kind, f.Messages, f.Wall.Round(time.Millisecond), f.CPU.Round(time.Millisecond), f.Requests)
+			t.Logf("round %d %s: %d msgs in %s, cpu %s, %d requests (%d without a 200), %d deletes failed", round+1, kind, f.Messages, f.Wall.Round(time.Millisecond), f.CPU.Round(time.Millisecond), f.Requests, f.Failed, f.DeleteFailed)
 			runs[kind] = append(runs[kind], f)
 		}
 	}
@@ -148,7 +162,11 @@ func TestPeers(t *testing.T) {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "consumer (%d msgs, median of %d)\tmsgs/s\tCPU µs/msg\tSQS req/msg\tidle receives/min\tmsgs/s ÷ raw\tCPU ÷ raw\t\n", messages, rounds)
-	names := map[string]string{"raw": "raw loop, 4 goroutines, receive 10 + DeleteMessageBatch", "poller": "taskbridge Poller, concurrency 20, up to 4 pollers"}
+	names := map[string]string{
+		"raw":    "raw loop, 4 goroutines, receive 10 + DeleteMessageBatch",
+		"poller": "taskbridge Poller, concurrency 20, up to 4 pollers",
+		"worker": "worker: Poller → Router → no-op Observe job, info logs",
+	}
 	for _, kind := range kinds {
 		r := med[kind]
 		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.3f\t%.1f\t%.2f\t%.2f\t\n", names[kind], r.rate, r.cpu, r.req, idlePerMin[kind], r.rate/med["raw"].rate, r.cpu/med["raw"].cpu)
@@ -156,7 +174,7 @@ func TestPeers(t *testing.T) {
 	require.NoError(t, tw.Flush())
 	fmt.Print(buf.String())
 	if profile != "" {
-		fmt.Printf("profiles of the last drains: %s/{raw,poller}/{cpu,allocs}.pprof\n", profile)
+		fmt.Printf("profiles of the last drains: %s/{%s}/{cpu,allocs}.pprof\n", profile, strings.Join(kinds, ","))
 	}
 }
 
@@ -191,7 +209,7 @@ func peerFill(t *testing.T, client *sqs.Client, url string, n int) {
 			for i := range batches {
 				var entries []types.SendMessageBatchRequestEntry
 				for j := i; j < min(i+10, n); j++ {
-					entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(`{"n":` + strconv.Itoa(j) + `}`)})
+					entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(peerBody(j))})
 				}
 				if _, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}); err != nil {
 					select {
@@ -214,6 +232,13 @@ func peerFill(t *testing.T, client *sqs.Client, url string, n int) {
 	}
 }
 
+// peerBody is an EventBridge envelope as a rule delivers it, so that every consumer
+// drains the same bytes and the worker's router accepts them.
+func peerBody(n int) string {
+	return `{"version":"0","id":"` + fmt.Sprintf("00000000-0000-4000-8000-%012d", n) + `","detail-type":"peers","source":"bench","account":"000000000000",` +
+		`"time":"2026-11-24T00:00:00Z","region":"us-east-1","resources":[],"detail":{"n":` + strconv.Itoa(n) + `}}`
+}
+
 // runPeer runs this test binary as TestPeerChild with env and returns its figures.
 func runPeer(t *testing.T, env []string) peerFigures {
 	t.Helper()
@@ -226,6 +251,9 @@ func runPeer(t *testing.T, env []string) peerFigures {
 		if rest, ok := strings.CutPrefix(line, peerResultPrefix); ok {
 			var f peerFigures
 			require.NoError(t, json.Unmarshal([]byte(rest), &f))
+			if f.Wall > 25*time.Second {
+				t.Logf("slow drain: stderr: %s", stderr.String())
+			}
 			return f
 		}
 	}
@@ -265,11 +293,23 @@ func TestPeerChild(t *testing.T) {
 	c0, t0 := CPUTime(), time.Now()
 	switch kind {
 	case "raw":
-		loop := RawLoop{URL: url, Goroutines: 4, Wait: time.Second, Deleted: dc.Add}
-		go loop.Run(ctx, client, func(types.Message) error { return nil })
+		loop := RawLoop{URL: url, Goroutines: 4, Wait: time.Second}
+		go loop.Run(ctx, dc, func(types.Message) error { return nil })
 	case "poller":
 		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: 30 * time.Second, PollWait: 20 * time.Second},
-			dc, consumer.HandlerFunc(func(context.Context, consumer.Message) error { return nil }), zap.NewNop(), consumer.NewMetrics(prometheus.NewRegistry()))
+			dc, consumer.HandlerFunc(func(context.Context, consumer.Message) error { return nil }), zap.NewExample(zap.IncreaseLevel(zap.WarnLevel)), consumer.NewMetrics(prometheus.NewRegistry()))
+		require.NoError(t, err)
+		go func() { _ = p.Run(ctx) }()
+	case "worker":
+		reg := prometheus.NewRegistry()
+		log, err := telemetry.NewLogger("info", "json", "bench")
+		require.NoError(t, err)
+		noop := jobs.Job{Name: "noop", Mode: jobs.Observe, Run: func(context.Context, *jobs.Task) (any, error) { return nil, nil }}
+		router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{"peers": {Job: "noop", DetailTypes: []string{"peers"}}}},
+			[]jobs.Job{noop}, nil, nil, noPublisher{}, log, jobs.NewMetrics(reg))
+		require.NoError(t, err)
+		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: 30 * time.Second, PollWait: 20 * time.Second},
+			dc, router, log, consumer.NewMetrics(reg))
 		require.NoError(t, err)
 		go func() { _ = p.Run(ctx) }()
 	default:
@@ -284,7 +324,7 @@ func TestPeerChild(t *testing.T) {
 			t.Fatalf("%s: %d messages not drained in 5 minutes", kind, n)
 		}
 	}
-	f := peerFigures{Kind: kind, Messages: n, Wall: time.Since(t0), CPU: CPUTime() - c0, Requests: counter.Count()}
+	f := peerFigures{Kind: kind, Messages: n, Wall: time.Since(t0), CPU: CPUTime() - c0, Requests: counter.Count(), DeleteFailed: dc.Failed.Load(), DeleteErrors: dc.Errors.Load(), Failed: counter.Failed()}
 	if stopProfile != nil {
 		stopProfile()
 	}
