@@ -53,11 +53,11 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := telemetry.NewLogger(s.cfg.LogLevel, s.cfg.LogFormat, Version)
+	log, closeLog, err := telemetry.NewLogger(s.cfg.LogLevel, s.cfg.LogFormat, Version)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
+	defer closeLog()
 
 	reg := telemetry.NewRegistry(Version)
 	stack, err := s.bootstrapper().Resolve(ctx)

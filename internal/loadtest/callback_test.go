@@ -224,7 +224,7 @@ func TestCallbackChild(t *testing.T) {
 		os.Exit(0)
 	}
 	reg := prometheus.NewRegistry()
-	log, err := telemetry.NewLogger("info", "json", "bench")
+	log, _, err := telemetry.NewLogger("info", "json", "bench")
 	require.NoError(t, err)
 	sqsClient := sqs.NewFromConfig(peerConfig(os.Getenv("PEER_ENDPOINT")))
 	sfnClient := sfn.NewFromConfig(aws.Config{

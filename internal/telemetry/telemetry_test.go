@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -283,9 +284,42 @@ func TestNewLoggerRejectsBadSettings(t *testing.T) {
 		{"loud", "json", "log level"},
 		{"info", "xml", `log format "xml"`},
 	} {
-		_, err := NewLogger(tc.level, tc.format, "v")
+		_, _, err := NewLogger(tc.level, tc.format, "v")
 		require.ErrorContains(t, err, tc.wantErr)
 	}
-	_, err := NewLogger("warn", "json", "v")
+	_, closeLog, err := NewLogger("warn", "json", "v")
 	require.NoError(t, err)
+	closeLog()
+}
+
+func TestLoggerBuffersLinesUntilTheFlushIntervalOrClose(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	log, closeLog, err := newBufferedLogger("info", "json", "v", zapcore.AddSync(&buf))
+	require.NoError(t, err)
+	log.Info("first")
+	require.Empty(t, buf.String(), "a line waits in the buffer")
+	require.Eventually(t, func() bool { return strings.Contains(buf.String(), `"msg":"first"`) },
+		10*logFlushInterval, logFlushInterval/10, "written within the flush interval")
+	log.Info("last")
+	closeLog()
+	require.Contains(t, buf.String(), `"msg":"last"`, "close writes what is left")
+}
+
+// syncBuffer is a bytes.Buffer for one writer and one reader at a time.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
