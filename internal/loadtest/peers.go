@@ -2,8 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,9 +40,6 @@ func (l RawLoop) Run(ctx context.Context, client RawSQS, handle func(types.Messa
 				out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 					QueueUrl: aws.String(l.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: int32(l.Wait / time.Second),
 				})
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "receive:", err)
-				}
 				if err != nil || len(out.Messages) == 0 {
 					continue
 				}

@@ -58,6 +58,10 @@ type peerFigures struct {
 
 const peerResultPrefix = "PEER-RESULT "
 
+// peerVisibility is the visibility timeout of the drained queues (ElasticMQ's
+// default, and the Poller's setting).
+const peerVisibility = 30 * time.Second
+
 func envInt(key string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
 		return v
@@ -114,6 +118,7 @@ func TestPeers(t *testing.T) {
 		t.Logf("warm-up %s: %d msgs in %s", kind, f.Messages, f.Wall.Round(time.Millisecond))
 	}
 	runs := map[string][]peerFigures{}
+	stalls := 0
 	for round := range rounds {
 		order := kinds
 		if round%2 == 1 {
@@ -121,15 +126,27 @@ func TestPeers(t *testing.T) {
 			slices.Reverse(order)
 		}
 		for _, kind := range order {
-			url := peerQueue(t, setup, fmt.Sprintf("peers-%s-%d", kind, time.Now().UnixNano()))
-			peerFill(t, setup, url, messages)
-			env := []string{"PEER_KIND=" + kind, "PEER_URL=" + url, "PEER_N=" + strconv.Itoa(messages), "PEER_ENDPOINT=" + endpoint}
-			if profile != "" && round == rounds-1 {
-				env = append(env, "PEER_PROFILE="+filepath.Join(profile, kind))
+			for attempt := 1; ; attempt++ {
+				url := peerQueue(t, setup, fmt.Sprintf("peers-%s-%d", kind, time.Now().UnixNano()))
+				peerFill(t, setup, url, messages)
+				env := []string{"PEER_KIND=" + kind, "PEER_URL=" + url, "PEER_N=" + strconv.Itoa(messages), "PEER_ENDPOINT=" + endpoint}
+				if profile != "" && round == rounds-1 {
+					env = append(env, "PEER_PROFILE="+filepath.Join(profile, kind))
+				}
+				f := runPeer(t, env)
+				t.Logf("round %d %s: %d msgs in %s, cpu %s, %d requests (%d without a 200), %d deletes failed", round+1, kind, f.Messages, f.Wall.Round(time.Millisecond), f.CPU.Round(time.Millisecond), f.Requests, f.Failed, f.DeleteFailed)
+				// ElasticMQ 1.7.1 now and then keeps a few received messages from a
+				// drain, whichever consumer (the raw loop too; every request answered
+				// 200, no delete failed): they come back after the 30 s visibility
+				// timeout. Such a drain measures that wait, not the consumer, so it
+				// is run again (twice at most).
+				if f.Wall < peerVisibility || attempt == 3 {
+					runs[kind] = append(runs[kind], f)
+					break
+				}
+				stalls++
+				t.Logf("round %d %s waited for a redelivery; running it again", round+1, kind)
 			}
-			f := runPeer(t, env)
-			t.Logf("round %d %s: %d msgs in %s, cpu %s, %d requests (%d without a 200), %d deletes failed", round+1, kind, f.Messages, f.Wall.Round(time.Millisecond), f.CPU.Round(time.Millisecond), f.Requests, f.Failed, f.DeleteFailed)
-			runs[kind] = append(runs[kind], f)
 		}
 	}
 	idlePerMin := map[string]float64{}
@@ -173,6 +190,9 @@ func TestPeers(t *testing.T) {
 	}
 	require.NoError(t, tw.Flush())
 	fmt.Print(buf.String())
+	if stalls > 0 {
+		fmt.Printf("%d drains waited for a redelivery by ElasticMQ and were run again\n", stalls)
+	}
 	if profile != "" {
 		fmt.Printf("profiles of the last drains: %s/{%s}/{cpu,allocs}.pprof\n", profile, strings.Join(kinds, ","))
 	}
@@ -251,9 +271,6 @@ func runPeer(t *testing.T, env []string) peerFigures {
 		if rest, ok := strings.CutPrefix(line, peerResultPrefix); ok {
 			var f peerFigures
 			require.NoError(t, json.Unmarshal([]byte(rest), &f))
-			if f.Wall > 25*time.Second {
-				t.Logf("slow drain: stderr: %s", stderr.String())
-			}
 			return f
 		}
 	}
@@ -296,19 +313,19 @@ func TestPeerChild(t *testing.T) {
 		loop := RawLoop{URL: url, Goroutines: 4, Wait: time.Second}
 		go loop.Run(ctx, dc, func(types.Message) error { return nil })
 	case "poller":
-		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: 30 * time.Second, PollWait: 20 * time.Second},
-			dc, consumer.HandlerFunc(func(context.Context, consumer.Message) error { return nil }), zap.NewExample(zap.IncreaseLevel(zap.WarnLevel)), consumer.NewMetrics(prometheus.NewRegistry()))
+		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: peerVisibility, PollWait: 20 * time.Second},
+			dc, consumer.HandlerFunc(func(context.Context, consumer.Message) error { return nil }), zap.NewNop(), consumer.NewMetrics(prometheus.NewRegistry()))
 		require.NoError(t, err)
 		go func() { _ = p.Run(ctx) }()
 	case "worker":
 		reg := prometheus.NewRegistry()
-		log, err := telemetry.NewLogger("info", "json", "bench")
+		log, _, err := telemetry.NewLogger("info", "json", "bench")
 		require.NoError(t, err)
 		noop := jobs.Job{Name: "noop", Mode: jobs.Observe, Run: func(context.Context, *jobs.Task) (any, error) { return nil, nil }}
 		router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{"peers": {Job: "noop", DetailTypes: []string{"peers"}}}},
 			[]jobs.Job{noop}, nil, nil, noPublisher{}, log, jobs.NewMetrics(reg))
 		require.NoError(t, err)
-		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: 30 * time.Second, PollWait: 20 * time.Second},
+		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: peerVisibility, PollWait: 20 * time.Second},
 			dc, router, log, consumer.NewMetrics(reg))
 		require.NoError(t, err)
 		go func() { _ = p.Run(ctx) }()
