@@ -161,12 +161,17 @@ func (w *workerProc) signal(sig syscall.Signal) {
 	}
 }
 
-// Logs returns everything the worker wrote so far.
+// Logs is what the worker wrote so far. It first waits for the worker's log buffer
+// to be written (every 200 ms), so a line of something that already happened is in.
 func (w *workerProc) Logs() string {
+	time.Sleep(logSettle)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.logs.String()
 }
+
+// logSettle is longer than the worker's log flush interval (telemetry).
+const logSettle = 500 * time.Millisecond
 
 func (w *workerProc) waitHealthy() {
 	w.t.Helper()
