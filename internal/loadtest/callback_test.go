@@ -182,8 +182,26 @@ func callbackRun(t *testing.T, client *sqs.Client, url, kind, endpoint, stubURL 
 			}
 			time.Sleep(100 * time.Millisecond) // the worker catches up; no signal from another process
 		}
-		fmt.Printf("%-22s %6d msgs at %6.0f msgs/s: p50 %7s  p99 %7s  max %7s  (%d not reported)\n", name, len(all), float64(len(all))/putFor.Seconds(),
+		fmt.Printf("%-22s %6d msgs at %6.0f msgs/s: put → SendTaskSuccess p50 %7s  p99 %7s  max %7s  (%d not reported)\n", name, len(all), float64(len(all))/putFor.Seconds(),
 			Percentile(lat, 50).Round(10*time.Microsecond), Percentile(lat, 99).Round(10*time.Microsecond), Percentile(lat, 100).Round(10*time.Microsecond), len(all)-len(lat))
+		// The process's own share: from the receive that brought a message back in
+		// its hands to its SendTaskSuccess at the stub.
+		_, err := io.WriteString(stdin, "DUMP\n")
+		require.NoError(t, err)
+		var own []time.Duration
+		for lines.Scan() && lines.Text() != "END" {
+			token, ns, _ := strings.Cut(lines.Text(), " ")
+			n, err := strconv.ParseInt(ns, 10, 64)
+			require.NoError(t, err)
+			mu.Lock()
+			at, ok := arrived[token]
+			mu.Unlock()
+			if ok {
+				own = append(own, at.Sub(time.Unix(0, n)))
+			}
+		}
+		fmt.Printf("%-22s %6d msgs in hand → SendTaskSuccess (the process's own share): p50 %7s  p99 %7s  max %7s\n", "", len(own),
+			Percentile(own, 50).Round(10*time.Microsecond), Percentile(own, 99).Round(10*time.Microsecond), Percentile(own, 100).Round(10*time.Microsecond))
 	}
 	phase("warm-up (not counted)", 1000, 5*time.Second)
 	phase("no load", 0, 10*time.Second)
@@ -204,7 +222,8 @@ func TestCallbackChild(t *testing.T) {
 	if os.Getenv("CALLBACK_KIND") == "reference" {
 		stub := os.Getenv("CALLBACK_SFN_URL")
 		loop := RawLoop{URL: url, Goroutines: 4, Wait: 20 * time.Second}
-		go loop.Run(context.Background(), sqs.NewFromConfig(peerConfig(os.Getenv("PEER_ENDPOINT"))), func(m types.Message) error {
+		stamper := &receiveStamper{Client: sqs.NewFromConfig(peerConfig(os.Getenv("PEER_ENDPOINT")))}
+		go loop.Run(context.Background(), stamper, func(m types.Message) error {
 			var env struct {
 				Detail struct{ TaskToken string } `json:"detail"`
 			}
@@ -220,13 +239,21 @@ func TestCallbackChild(t *testing.T) {
 			return resp.Body.Close()
 		})
 		fmt.Println("READY")
-		_, _ = io.Copy(io.Discard, os.Stdin)
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			w := bufio.NewWriter(os.Stdout)
+			for token, at := range stamper.take() {
+				fmt.Fprintf(w, "%s %d\n", token, at.UnixNano())
+			}
+			fmt.Fprintln(w, "END")
+			_ = w.Flush()
+		}
 		os.Exit(0)
 	}
 	reg := prometheus.NewRegistry()
 	log, _, err := telemetry.NewLogger("info", "json", "bench")
 	require.NoError(t, err)
-	sqsClient := sqs.NewFromConfig(peerConfig(os.Getenv("PEER_ENDPOINT")))
+	sqsClient := &receiveStamper{Client: sqs.NewFromConfig(peerConfig(os.Getenv("PEER_ENDPOINT")))}
 	sfnClient := sfn.NewFromConfig(aws.Config{
 		Region: "us-east-1", BaseEndpoint: aws.String(os.Getenv("CALLBACK_SFN_URL")),
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
@@ -241,8 +268,57 @@ func TestCallbackChild(t *testing.T) {
 	require.NoError(t, err)
 	go func() { _ = p.Run(context.Background()) }()
 	fmt.Println("READY")
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() { // DUMP: the receive times so far, one "token unix-nanoseconds" a line
+		w := bufio.NewWriter(os.Stdout)
+		for token, at := range sqsClient.take() {
+			fmt.Fprintf(w, "%s %d\n", token, at.UnixNano())
+		}
+		fmt.Fprintln(w, "END")
+		_ = w.Flush()
+	}
 	os.Exit(0) // no stop, no leak check: the process ends here
+}
+
+// receiveStamper records when each message was in the worker's hands: when the
+// ReceiveMessage that brought it returned. The token is cut from the body without
+// decoding it, so that the stamp costs the measured path next to nothing.
+type receiveStamper struct {
+	*sqs.Client
+	mu     sync.Mutex
+	stamps map[string]time.Time
+}
+
+func (r *receiveStamper) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out, err := r.Client.ReceiveMessage(ctx, in, optFns...)
+	if err != nil || len(out.Messages) == 0 {
+		return out, err
+	}
+	at := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stamps == nil {
+		r.stamps = map[string]time.Time{}
+	}
+	for _, m := range out.Messages {
+		body := aws.ToString(m.Body)
+		if _, rest, ok := strings.Cut(body, `"TaskToken":"`); ok {
+			if token, _, ok := strings.Cut(rest, `"`); ok {
+				if _, seen := r.stamps[token]; !seen { // a redelivery keeps the first
+					r.stamps[token] = at
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func (r *receiveStamper) take() map[string]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stamps
+	r.stamps = nil
+	return s
 }
 
 type noPublisher struct{}
