@@ -38,10 +38,16 @@ import (
 // TestPeerChild), drain the same number of no-op messages from ElasticMQ on
 // loopback. It prints medians and ratios to the raw loop; it never fails on a figure.
 //
-// Settings (environment): PEERS_MESSAGES (5000), PEERS_ROUNDS (3), PEERS_WARMUP
-// (20000 messages per consumer first, not counted), PEERS_IDLE (60s,
+// Settings (environment): PEERS_MESSAGES (5000), PEERS_ROUNDS (5), PEERS_WARMUP
+// (30000 messages per consumer first, not counted), PEERS_IDLE (60s,
 // the idle window; 0 skips it), PEERS_PROFILE (a directory: CPU and allocation
-// profiles of each consumer's last drain, in raw/ and poller/).
+// profiles of each consumer's last drain, one folder per consumer), PEERS_KINDS
+// (raw,poller,worker).
+//
+// The consumers: raw is the hand-tuned loop; poller is consumer.Poller with a no-op
+// handler; worker is what `worker run` does with a message: consumer.Poller →
+// jobs.Router (envelope checks, metrics, one JSON log line a message) → a no-op
+// Observe job.
 
 // peerFigures is what a child reports on its stdout, as one JSON line.
 type peerFigures struct {
@@ -100,7 +106,7 @@ func TestPeers(t *testing.T) {
 		}
 		t.Skip("TASKBRIDGE_ELASTICMQ_ENDPOINT is not set: run make bench-peers")
 	}
-	messages, rounds := envInt("PEERS_MESSAGES", 5000), envInt("PEERS_ROUNDS", 3)
+	messages, rounds := envInt("PEERS_MESSAGES", 5000), envInt("PEERS_ROUNDS", 5)
 	idle := envDuration("PEERS_IDLE", time.Minute)
 	profile := os.Getenv("PEERS_PROFILE")
 	cfg := peerConfig(endpoint)
@@ -110,7 +116,7 @@ func TestPeers(t *testing.T) {
 	kinds := strings.Split(envString("PEERS_KINDS", "raw,poller,worker"), ",")
 	// Warm-up, not counted: the JVM of ElasticMQ compiles its hot paths in the first
 	// tens of thousands of requests, and the first consumer measured would pay for it.
-	warmup := envInt("PEERS_WARMUP", 20000)
+	warmup := envInt("PEERS_WARMUP", 30000)
 	for _, kind := range kinds {
 		url := peerQueue(t, setup, fmt.Sprintf("peers-warmup-%s-%d", kind, time.Now().UnixNano()))
 		peerFill(t, setup, url, warmup)
