@@ -42,7 +42,7 @@ import (
 // (30000 messages per consumer first, not counted), PEERS_IDLE (60s,
 // the idle window; 0 skips it), PEERS_PROFILE (a directory: CPU and allocation
 // profiles of each consumer's last drain, one folder per consumer), PEERS_KINDS
-// (raw,poller,worker).
+// (raw,poller,worker), PEERS_CONCURRENCY (20, the Poller's).
 //
 // The consumers: raw is the hand-tuned loop; poller is consumer.Poller with a no-op
 // handler; worker is what `worker run` does with a message: consumer.Poller →
@@ -187,7 +187,7 @@ func TestPeers(t *testing.T) {
 	fmt.Fprintf(tw, "consumer (%d msgs, median of %d)\tmsgs/s\tCPU µs/msg\tSQS req/msg\tidle receives/min\tmsgs/s ÷ raw\tCPU ÷ raw\t\n", messages, rounds)
 	names := map[string]string{
 		"raw":    "raw loop, 4 goroutines, receive 10 + DeleteMessageBatch",
-		"poller": "taskbridge Poller, concurrency 20, up to 4 pollers",
+		"poller": fmt.Sprintf("taskbridge Poller, concurrency %d, up to 4 pollers", peerConcurrency()),
 		"worker": "worker: Poller → Router → no-op Observe job, info logs",
 	}
 	for _, kind := range kinds {
@@ -258,6 +258,10 @@ func peerFill(t *testing.T, client *sqs.Client, url string, n int) {
 	}
 }
 
+// peerConcurrency is the Poller's concurrency (PEERS_CONCURRENCY, 20): at most that
+// many messages in hand. The raw loop holds up to 40 (4 goroutines × 10).
+func peerConcurrency() int { return envInt("PEERS_CONCURRENCY", 20) }
+
 // peerBody is an EventBridge envelope as a rule delivers it, so that every consumer
 // drains the same bytes and the worker's router accepts them.
 func peerBody(n int) string {
@@ -319,7 +323,7 @@ func TestPeerChild(t *testing.T) {
 		loop := RawLoop{URL: url, Goroutines: 4, Wait: time.Second}
 		go loop.Run(ctx, dc, func(types.Message) error { return nil })
 	case "poller":
-		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: peerVisibility, PollWait: 20 * time.Second},
+		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: peerConcurrency(), MaxPollers: 4, VisibilityTimeout: peerVisibility, PollWait: 20 * time.Second},
 			dc, consumer.HandlerFunc(func(context.Context, consumer.Message) error { return nil }), zap.NewNop(), consumer.NewMetrics(prometheus.NewRegistry()))
 		require.NoError(t, err)
 		go func() { _ = p.Run(ctx) }()
@@ -331,7 +335,7 @@ func TestPeerChild(t *testing.T) {
 		router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{"peers": {Job: "noop", DetailTypes: []string{"peers"}}}},
 			[]jobs.Job{noop}, nil, nil, noPublisher{}, log, jobs.NewMetrics(reg))
 		require.NoError(t, err)
-		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: 20, MaxPollers: 4, VisibilityTimeout: peerVisibility, PollWait: 20 * time.Second},
+		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: peerConcurrency(), MaxPollers: 4, VisibilityTimeout: peerVisibility, PollWait: 20 * time.Second},
 			dc, router, log, consumer.NewMetrics(reg))
 		require.NoError(t, err)
 		go func() { _ = p.Run(ctx) }()
