@@ -36,6 +36,10 @@ func TestProcessFiguresOfThisProcess(t *testing.T) {
 	require.Positive(t, mem.RSS)
 	require.GreaterOrEqual(t, mem.PeakRSS, mem.RSS)
 	require.NoError(t, ResetPeakRSS())
+	// /proc counts CPU in clock ticks (10 ms): use a few, so that a quick test
+	// process has some to read.
+	for start := CPUTime(); CPUTime()-start < 50*time.Millisecond; {
+	}
 	cpu, err := ProcessCPU(os.Getpid())
 	require.NoError(t, err)
 	require.Positive(t, cpu)

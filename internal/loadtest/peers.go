@@ -25,8 +25,6 @@ type RawLoop struct {
 	URL        string
 	Goroutines int
 	Wait       time.Duration
-	// Deleted, when set, is called with the number of messages each batch deleted.
-	Deleted func(n int)
 }
 
 // Run loops until ctx is cancelled.
@@ -52,10 +50,7 @@ func (l RawLoop) Run(ctx context.Context, client RawSQS, handle func(types.Messa
 				if len(entries) == 0 {
 					continue
 				}
-				del, err := client.DeleteMessageBatch(context.WithoutCancel(ctx), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(l.URL), Entries: entries})
-				if err == nil && l.Deleted != nil {
-					l.Deleted(len(del.Successful))
-				}
+				_, _ = client.DeleteMessageBatch(context.WithoutCancel(ctx), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(l.URL), Entries: entries})
 			}
 		})
 	}
@@ -70,9 +65,9 @@ type DeleteCounter struct {
 	Target int64
 	Done   chan struct{}
 	n      atomic.Int64
-	// Failed counts entries a DeleteMessageBatch answered as failed, Errors calls
-	// that failed as a whole: either keeps a drain waiting a visibility timeout.
-	Failed, Errors atomic.Int64
+	// Failed counts the entries a DeleteMessageBatch answered as failed: each keeps
+	// a drain waiting for a visibility timeout.
+	Failed atomic.Int64
 }
 
 // NewDeleteCounter counts deletes through client until target.
@@ -92,7 +87,6 @@ func (d *DeleteCounter) Add(n int) {
 func (d *DeleteCounter) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
 	out, err := d.Client.DeleteMessageBatch(ctx, in, optFns...)
 	if err != nil {
-		d.Errors.Add(1)
 		return out, err
 	}
 	d.Failed.Add(int64(len(out.Failed)))

@@ -56,10 +56,9 @@ type peerFigures struct {
 	Wall     time.Duration `json:"wall"`
 	CPU      time.Duration `json:"cpu"`
 	Requests int64         `json:"requests"`
-	// Deletes that failed: a drain that waited for redelivery says why.
-	DeleteFailed int64 `json:"delete_failed"`
-	DeleteErrors int64 `json:"delete_errors"`
-	Failed       int64 `json:"failed"` // requests without a 200
+	// What went wrong, if anything: a drain that waited for a redelivery says why.
+	Failed       int64 `json:"failed"`        // requests without a 200
+	DeleteFailed int64 `json:"delete_failed"` // entries a DeleteMessageBatch refused
 }
 
 const peerResultPrefix = "PEER-RESULT "
@@ -188,7 +187,7 @@ func TestPeers(t *testing.T) {
 	names := map[string]string{
 		"raw":    "raw loop, 4 goroutines, receive 10 + DeleteMessageBatch",
 		"poller": fmt.Sprintf("taskbridge Poller, concurrency %d, up to 4 pollers", peerConcurrency()),
-		"worker": "worker: Poller → Router → no-op Observe job, info logs",
+		"worker": fmt.Sprintf("worker: Poller (concurrency %d) → Router → no-op Observe job, info logs", peerConcurrency()),
 	}
 	for _, kind := range kinds {
 		r := med[kind]
@@ -351,7 +350,7 @@ func TestPeerChild(t *testing.T) {
 			t.Fatalf("%s: %d messages not drained in 5 minutes", kind, n)
 		}
 	}
-	f := peerFigures{Kind: kind, Messages: n, Wall: time.Since(t0), CPU: CPUTime() - c0, Requests: counter.Count(), DeleteFailed: dc.Failed.Load(), DeleteErrors: dc.Errors.Load(), Failed: counter.Failed()}
+	f := peerFigures{Kind: kind, Messages: n, Wall: time.Since(t0), CPU: CPUTime() - c0, Requests: counter.Count(), Failed: counter.Failed(), DeleteFailed: dc.Failed.Load()}
 	if stopProfile != nil {
 		stopProfile()
 	}
