@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""moto server with one race of moto 5.2.5's Step Functions interpreter fixed, for
+"""moto server with two races of moto 5.2.5's Step Functions interpreter fixed, for
 the tests, the demo and `scripts/emulator.sh` (never part of the product).
 
 For a task with HeartbeatSeconds, moto puts the event first and only then sets up
-the heartbeat wait. A worker that answers in between (SendTaskSuccess within a few
-milliseconds) sets the outcome, but the new heartbeat wait never hears of it: the
-task hangs for HeartbeatSeconds and fails with States.HeartbeatTimeout. Here the
-heartbeat wait starts notified when the outcome is already in. The same fix is in
-tools/tfcheck/moto_stubbed.py.
+the heartbeat wait. A worker that answers in between (within a few milliseconds):
+- with SendTaskSuccess/Failure sets the outcome, but the new heartbeat wait never
+  hears of it: the task hangs for HeartbeatSeconds and fails with
+  States.HeartbeatTimeout. Here the heartbeat wait starts notified when the outcome
+  is already in.
+- with SendTaskHeartbeat gets InvalidToken, as if the task were not there, though
+  its token is live (AWS accepts it): a job that proves its token first drops the
+  message as forged and the task hangs. Here a heartbeat of a task that has no
+  outcome and whose wait is not set up yet is accepted; the wait, when it starts,
+  has its full HeartbeatSeconds.
+tools/tfcheck/moto_stubbed.py applies the same fixes.
 
 Usage: python3 tools/moto/server.py [moto_server's arguments, e.g. -H 127.0.0.1 -p 5000]
 """
@@ -27,6 +33,15 @@ def patch_heartbeat_race():
         return endpoint
 
     callback.CallbackEndpoint.setup_heartbeat_endpoint = setup_heartbeat_endpoint
+
+    notify_heartbeat = callback.CallbackEndpoint.notify_heartbeat
+
+    def notify_heartbeat_early(self):
+        if self._heartbeat_endpoint is None and self.get_outcome() is None:
+            return True  # in the pool and not answered yet: the token is live
+        return notify_heartbeat(self)
+
+    callback.CallbackEndpoint.notify_heartbeat = notify_heartbeat_early
 
 
 if __name__ == "__main__":
