@@ -13,7 +13,8 @@ type Config struct {
 	// DLQURL receives a copy of messages whose handler returned DeadLetter(err).
 	// Empty: such messages are left for the queue's redrive policy instead.
 	DLQURL string
-	// Concurrency is how many handlers run at once (>= 1).
+	// Concurrency is how many handlers run at once (>= 1). While handlers are quick,
+	// the Poller holds up to min(Concurrency, 10) messages more, received ahead.
 	Concurrency int
 	// VisibilityTimeout is the queue's visibility timeout. A running handler's message
 	// is renewed to this much whenever less than half of it remains.

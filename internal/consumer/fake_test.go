@@ -145,6 +145,19 @@ func (f *fakeSQS) visible(b string) bool {
 	return false
 }
 
+// held is how many messages are received and invisible now, not deleted.
+func (f *fakeSQS) held() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, m := range f.order {
+		if m.receives > 0 && !m.deleted && time.Now().Before(m.visibleAt) {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *fakeSQS) take(max int) []types.Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()

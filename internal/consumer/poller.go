@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
@@ -44,7 +45,14 @@ type Poller struct {
 	// work hands received messages to the Concurrency handler goroutines, which
 	// live as long as Run: no goroutine (and no stack growth) per message. A
 	// message is sent only with a slot held, so a send never blocks.
-	work     chan types.Message
+	work chan *inflight
+	// prefetch is how many messages more than Concurrency the Poller may hold while
+	// its handlers are quick (see observeHandlerTime); prefetching says whether the
+	// slot pool has them now. meanHandle is a moving mean of handler times, in ns.
+	prefetch    int
+	prefetching atomic.Bool
+	meanHandle  atomic.Int64
+
 	loops    sync.WaitGroup
 	pollers  atomic.Int32 // receive loops running
 	deleter  *deleter
@@ -66,14 +74,50 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 		return nil, err
 	}
 	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
-	return &Poller{
+	prefetch := min(cfg.Concurrency, maxPrefetch)
+	p := &Poller{
 		cfg: cfg, client: client, handler: h, log: log, metrics: m, hot: m.forQueue(cfg.Queue),
 		slots:    newSlotPool(cfg.Concurrency),
-		work:     make(chan types.Message, cfg.Concurrency),
+		work:     make(chan *inflight, cfg.Concurrency+prefetch),
+		prefetch: prefetch,
 		deleter:  newDeleter(cfg, client, log, m),
 		extender: newExtender(cfg, client, log, m),
 		stopping: make(chan struct{}),
-	}, nil
+	}
+	p.meanHandle.Store(int64(prefetchBelow)) // not quick until handlers have shown it
+	return p, nil
+}
+
+// maxPrefetch bounds the messages a Poller holds beyond its Concurrency: one full
+// receive. Measured on ElasticMQ (BENCHMARKS.md), 20 more did no better than 10.
+const maxPrefetch = maxBatch
+
+// prefetchBelow is the mean handler time under which a Poller receives ahead: it
+// then holds up to prefetch messages more than it runs, so the next receives are
+// in flight while handlers finish the last ones (with quick handlers, the wait for
+// SQS is what bounds throughput). A prefetched message waits for a handler about
+// as long as a handler takes, and is kept invisible like a running one. With
+// slower handlers it would only sit in one worker while another could run it.
+const prefetchBelow = 50 * time.Millisecond
+
+// observeHandlerTime updates the mean handler time and turns prefetching on or off
+// when it crosses prefetchBelow. Concurrent updates may lose one another: the mean
+// is a hint.
+func (p *Poller) observeHandlerTime(d time.Duration) {
+	if p.prefetch == 0 {
+		return
+	}
+	old := p.meanHandle.Load()
+	mean := old + (int64(d)-old)/8
+	p.meanHandle.Store(mean)
+	quick := mean < int64(prefetchBelow)
+	if p.prefetching.Load() != quick && p.prefetching.CompareAndSwap(!quick, quick) {
+		if quick {
+			p.slots.resize(p.prefetch)
+		} else {
+			p.slots.resize(-p.prefetch)
+		}
+	}
 }
 
 // Run polls until ctx is cancelled, then drains (see the package doc) and returns
@@ -103,8 +147,8 @@ func (p *Poller) Run(ctx context.Context) error {
 	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
 	for range p.cfg.Concurrency {
 		p.handlers.Go(func() {
-			for raw := range p.work {
-				p.handle(jobCtx, raw)
+			for f := range p.work {
+				p.handle(jobCtx, f)
 			}
 		})
 	}
@@ -181,6 +225,7 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 		if !ok {
 			return
 		}
+		sent := time.Now()
 		msgs, err := p.receive(ctx, recvCtx, free)
 		if ctx.Err() != nil {
 			p.release(free)
@@ -205,8 +250,9 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 			failures = 0
 		}
 		p.release(free - len(msgs))
-		for _, raw := range msgs {
-			p.work <- raw
+		held := p.extender.track(msgs, sent)
+		for i := range held {
+			p.work <- &held[i]
 		}
 		switch {
 		case extra && len(msgs) == 0:
@@ -305,25 +351,32 @@ func (w *acceptWatch) done(err error, report bool) {
 	}
 }
 
+// errNotStarted is the result of a message whose handler never ran: it waited for
+// one until its visibility was lost or the drain timed out.
+var errNotStarted = errors.New("not started: the drain timed out or its visibility was lost while it waited for a handler")
+
 // handle runs the handler of one message on a handler goroutine; the slot it holds
 // is freed when the message's fate is settled.
-func (p *Poller) handle(jobCtx context.Context, raw types.Message) {
+func (p *Poller) handle(jobCtx context.Context, f *inflight) {
 	defer p.release(1)
-	p.hot.inFlight.Inc()
-	defer p.hot.inFlight.Dec()
-
-	m := p.message(raw)
+	m := p.message(f.msg)
 	ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
 	defer cancel()
-	tracked := p.extender.track(aws.ToString(raw.ReceiptHandle), cancel)
-	if p.isStopping() {
-		cancel() // the drain timed out before this handler was tracked
+	// After start, a drain timeout cancels this handler; before it, isStopping
+	// tells (stopping is closed before the extender cancels).
+	if lost := p.extender.start(f, cancel); lost || p.isStopping() {
+		p.settle(m, f.receipt, errNotStarted, p.extender.untrack(f))
+		return
 	}
+	p.hot.inFlight.Inc()
 	began := time.Now()
 	err := p.call(ctx, m)
-	p.hot.duration.Observe(time.Since(began).Seconds())
-	lost := p.extender.untrack(tracked)
-	p.settle(m, aws.ToString(raw.ReceiptHandle), err, lost)
+	took := time.Since(began)
+	p.hot.inFlight.Dec()
+	p.hot.duration.Observe(took.Seconds())
+	p.observeHandlerTime(took)
+	lost := p.extender.untrack(f)
+	p.settle(m, f.receipt, err, lost)
 }
 
 // call runs the handler; a panic becomes an error for this message only.

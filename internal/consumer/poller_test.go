@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -433,4 +434,124 @@ func TestAcceptedLongPollReportsPolling(t *testing.T) {
 		require.Equal(t, 1, stopped, "a stopped poller says so")
 		mu.Unlock()
 	})
+}
+
+// With quick handlers the poller receives ahead (issue 13): it holds up to
+// Concurrency + prefetch messages, still runs at most Concurrency, and stops
+// receiving ahead once handlers are slow.
+func TestQuickHandlersReceiveAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var slow atomic.Bool
+		block := make(chan struct{})
+		var running, peak atomic.Int32
+		b := setup(t, Config{Concurrency: 4}, func(ctx context.Context, m Message) error {
+			if !slow.Load() {
+				return nil
+			}
+			n := running.Add(1)
+			defer running.Add(-1)
+			if n > peak.Load() {
+				peak.Store(n)
+			}
+			<-block
+			time.Sleep(time.Second)
+			return nil
+		})
+		b.sqs.send(bodies("quick", 20)...)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.True(t, b.poller.prefetching.Load(), "quick handlers: receiving ahead")
+
+		slow.Store(true)
+		b.sqs.send(bodies("slow", 20)...)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.EqualValues(t, 4, running.Load())
+		require.Equal(t, 8, b.sqs.held(), "Concurrency running, prefetch waiting for a handler")
+
+		close(block)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.False(t, b.poller.prefetching.Load(), "slow handlers: no receiving ahead")
+		b.stop(t)
+		require.Len(t, b.sqs.deletedBodies(), 40)
+		require.EqualValues(t, 4, peak.Load(), "never more than Concurrency at once")
+	})
+}
+
+// A message that waits for a handler is kept invisible like a running one; if that
+// fails and its visibility runs out, it is not run: someone else may own it.
+func TestPrefetchedMessageWhoseVisibilityRanOutIsNotRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		seen := map[string][]int{}
+		b := setup(t, Config{Concurrency: 1, VisibilityTimeout: 6 * time.Second}, func(ctx context.Context, m Message) error {
+			mu.Lock()
+			seen[m.Body] = append(seen[m.Body], m.ReceiveCount)
+			mu.Unlock()
+			if m.Body == "slow" && m.ReceiveCount == 1 {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		})
+		b.sqs.send(bodies("quick", 5)...)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.True(t, b.poller.prefetching.Load())
+
+		b.sqs.mu.Lock()
+		b.sqs.extendErr = errors.New("connection refused")
+		b.sqs.mu.Unlock()
+		b.sqs.send("slow", "waiting")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		b.stop(t)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, []int{2}, seen["waiting"], "not run on the delivery whose visibility ran out")
+		require.Equal(t, []int{1, 2}, seen["slow"])
+		require.Equal(t, 2.0, b.handled("abandoned"))
+		require.Contains(t, b.sqs.deletedBodies(), "waiting")
+	})
+}
+
+// At a drain timeout, a message still waiting for a handler is released unstarted.
+func TestDrainTimeoutReleasesPrefetchedMessagesUnstarted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []string
+		b := setup(t, Config{Concurrency: 1, DrainTimeout: 2 * time.Second}, func(ctx context.Context, m Message) error {
+			mu.Lock()
+			seen = append(seen, m.Body)
+			mu.Unlock()
+			if m.Body == "stuck" {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		})
+		b.sqs.send(bodies("quick", 5)...)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		b.sqs.send("stuck", "queued")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 2, b.sqs.held())
+		b.stop(t)
+		mu.Lock()
+		defer mu.Unlock()
+		require.NotContains(t, seen, "queued", "never started")
+		require.Equal(t, 2.0, b.handled("released"))
+		require.True(t, b.sqs.visible("stuck"))
+		require.True(t, b.sqs.visible("queued"), "visible again at once")
+	})
+}
+
+func bodies(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = prefix + strconv.Itoa(i)
+	}
+	return out
 }

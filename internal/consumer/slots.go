@@ -12,7 +12,8 @@ import (
 // waiting loop is woken once when the slots it wants are free (or once to start
 // its gather window), not once per slot freed: with a busy queue that is one
 // wake-up per receive instead of one per message. Waiting loops are served in
-// order. mu guards every field.
+// order. The pool can grow and shrink while in use (resize): a Poller prefetches
+// only while its handlers are quick. mu guards every field.
 type slotPool struct {
 	mu      sync.Mutex
 	free    int
@@ -40,8 +41,8 @@ func (s *slotPool) available() int {
 // it waits at most window for the rest, then takes what is free. It returns 0,
 // false when ctx ends first.
 func (s *slotPool) acquire(ctx context.Context, window time.Duration) (int, bool) {
-	want := min(maxBatch, s.size)
 	s.mu.Lock()
+	want := min(maxBatch, s.size)
 	if len(s.waiters) == 0 && s.free >= want {
 		s.free -= want
 		s.mu.Unlock()
@@ -103,6 +104,19 @@ func (s *slotPool) release(n int) {
 	s.free += n
 	s.serve()
 	s.mu.Unlock()
+}
+
+// resize adds delta slots (fewer when negative). Slots held beyond a smaller size
+// are not taken back: free goes below zero until enough are released.
+func (s *slotPool) resize(delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.size += delta
+	s.free += delta
+	for _, w := range s.waiters {
+		w.want = min(w.want, maxBatch, max(s.size, 1)) // a shrunk pool may never free the old want
+	}
+	s.serve()
 }
 
 // serve hands free slots to the first waiter that wants no more than are free, or

@@ -76,4 +76,20 @@ func TestSlotPool(t *testing.T) {
 			require.Equal(t, 1, <-order)
 		})
 	})
+	t.Run("grows and shrinks while slots are held", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			s := newSlotPool(4)
+			n, _ := s.acquire(context.Background(), time.Second)
+			require.Equal(t, 4, n)
+			got := make(chan int, 1)
+			go func() { n, _ := s.acquire(context.Background(), time.Hour); got <- n }()
+			synctest.Wait()
+			s.resize(4)
+			require.Equal(t, 4, <-got, "a waiter is served by the slots a resize adds")
+			s.resize(-4)
+			require.Equal(t, -4, s.available(), "held slots are not taken back")
+			s.release(8)
+			require.Equal(t, 4, s.available())
+		})
+	})
 }

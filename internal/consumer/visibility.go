@@ -12,19 +12,21 @@ import (
 	"go.uber.org/zap"
 )
 
-// inflight is one message whose handler runs. Its fields are guarded by
-// extender.mu.
+// inflight is one message the Poller holds, from its receipt to its fate: waiting
+// for a handler (prefetched), then running. msg and receipt never change; the other
+// fields are guarded by extender.mu.
 type inflight struct {
+	msg      types.Message
 	receipt  string
-	deadline time.Time // when its visibility ends unless renewed
-	cancel   context.CancelFunc
-	lost     bool // renewal failed past the deadline: the handler was cancelled
+	deadline time.Time          // when its visibility ends unless renewed
+	cancel   context.CancelFunc // its handler's; nil while it waits for one
+	lost     bool               // renewal failed past the deadline: the handler, if any, was cancelled
 }
 
-// extender keeps running handlers' messages invisible: every tick it renews, in
+// extender keeps the messages a Poller holds invisible: every tick it renews, in
 // ChangeMessageVisibilityBatch calls, each message with less than half its
 // visibility timeout left. If renewal fails and the deadline passes, it cancels that
-// handler, whose message must then be neither deleted nor released.
+// message's handler; the message must then be neither deleted nor released.
 type extender struct {
 	cfg     Config
 	client  sqsAPI
@@ -39,12 +41,29 @@ func newExtender(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *extend
 	return &extender{cfg: cfg, client: client, log: log, metrics: m, inflight: map[*inflight]struct{}{}}
 }
 
-func (e *extender) track(receipt string, cancel context.CancelFunc) *inflight {
-	f := &inflight{receipt: receipt, deadline: time.Now().Add(e.cfg.VisibilityTimeout), cancel: cancel}
+// track starts keeping the messages of one receive invisible; sent is when the
+// receive was sent, before SQS started their visibility timeout.
+func (e *extender) track(msgs []types.Message, sent time.Time) []inflight {
+	held := make([]inflight, len(msgs)) // one allocation for the whole receive
+	deadline := sent.Add(e.cfg.VisibilityTimeout)
+	for i, raw := range msgs {
+		held[i] = inflight{msg: raw, receipt: aws.ToString(raw.ReceiptHandle), deadline: deadline}
+	}
 	e.mu.Lock()
-	e.inflight[f] = struct{}{}
+	for i := range held {
+		e.inflight[&held[i]] = struct{}{}
+	}
 	e.mu.Unlock()
-	return f
+	return held
+}
+
+// start gives f its handler's cancel; it reports whether f's visibility was lost
+// while it waited, in which case its handler must not run.
+func (e *extender) start(f *inflight, cancel context.CancelFunc) (lost bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f.cancel = cancel
+	return f.lost
 }
 
 // untrack stops renewing f and reports whether its visibility was lost.
@@ -61,7 +80,9 @@ func (e *extender) cancelAll() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for f := range e.inflight {
-		f.cancel()
+		if f.cancel != nil {
+			f.cancel()
+		}
 	}
 }
 
@@ -92,7 +113,9 @@ func (e *extender) renewDue(ctx context.Context) {
 		}
 		if now.After(f.deadline) {
 			f.lost = true
-			f.cancel()
+			if f.cancel != nil {
+				f.cancel()
+			}
 			continue
 		}
 		if f.deadline.Sub(now) < e.cfg.VisibilityTimeout/2 {
