@@ -105,7 +105,9 @@ func parseTime(raw json.RawMessage) (time.Time, error) {
 	}
 	if raw[0] == '"' {
 		var t time.Time
-		if err := json.Unmarshal(raw, &t); err != nil {
+		// What json.Unmarshal into a time.Time does (time's UnmarshalJSON decodes no
+		// escapes either), without a second pass of the decoder.
+		if t.UnmarshalText(raw[1:len(raw)-1]) != nil {
 			return time.Time{}, fmt.Errorf("time is not RFC 3339: %s", raw)
 		}
 		return t, nil

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -49,8 +48,11 @@ type Router struct {
 	beats    Heartbeater
 	publish  Publisher
 	log      *zap.Logger
-	metrics  *Metrics
-	nowFunc  func() time.Time
+	// lineLog writes the line of each handled message, without the caller: it would
+	// always name Handle, and finding it is a stack walk per message.
+	lineLog *zap.Logger
+	metrics *Metrics
+	nowFunc func() time.Time
 }
 
 // NewRouter checks that every route names a known job. pub may be nil when no job
@@ -75,7 +77,8 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log.With(zap.String("component", "jobs")), metrics: m, nowFunc: time.Now}, nil
+	log = log.With(zap.String("component", "jobs"))
+	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m, nowFunc: time.Now}, nil
 }
 
 // outcome of one message, for the log line and the metrics.
@@ -109,11 +112,11 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	}
 	switch out.name {
 	case "dead_letter", "token_refused":
-		r.log.Warn("message "+out.name, append(fields, zap.String("source", t.Source), zap.NamedError("reason", out.reason))...)
+		r.lineLog.Warn("message "+out.name, append(fields, zap.String("source", t.Source), zap.NamedError("reason", out.reason))...)
 	case "final_failure", "retry", "released":
-		r.log.Info("message handled", append(fields, zap.NamedError("reason", out.reason))...)
+		r.lineLog.Info("message handled", append(fields, zap.NamedError("reason", out.reason))...)
 	default:
-		r.log.Info("message handled", fields...)
+		r.lineLog.Info("message handled", fields...)
 	}
 	return out.err
 }
@@ -132,11 +135,12 @@ func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, jo
 		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", err))
 	}
 	t.EventID, t.DetailType, t.Source, t.EventTime, t.Detail = env.ID, env.DetailType, env.Source, env.Time, env.Detail
-	var c common
-	_ = json.Unmarshal(env.Detail, &c) // a wrong type leaves the field empty: checked below
-	t.ExecutionArn = c.ExecutionArn
+	// The detail fields the router reads of every event; a wrong type leaves one
+	// empty: checked below.
+	common := event.StringMembers(env.Detail, "TaskToken", "executionArn")
+	t.ExecutionArn = common[1]
 	if owns {
-		t.Token = c.TaskToken
+		t.Token = common[0]
 		if t.Token == "" {
 			t.Token = event.FindTaskToken([]byte(m.Body)) // a token of the wrong type is no token
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
@@ -268,4 +270,25 @@ func TestEventTooLargeIsFinal(t *testing.T) {
 	err := r.Handle(context.Background(), consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": "tok"}), ReceiveCount: 1, MaxReceiveCount: 5})
 	require.NoError(t, err, "deleted, not retried")
 	require.Equal(t, "job.EventTooLarge", rep.failed["tok"])
+}
+
+// BenchmarkRouterHandleObserve is the worker's path for an event a job only
+// observes, as bench-peers' worker runs it: decode, route, metrics and one JSON log
+// line at info (written to nowhere, with the production logger's options).
+func BenchmarkRouterHandleObserve(b *testing.B) {
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel), zap.AddCaller())
+	noop := Job{Name: "noop", Mode: Observe, Run: func(context.Context, *Task) (any, error) { return nil, nil }}
+	r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "noop", DetailTypes: []string{"work"}}}},
+		[]Job{noop}, nil, nil, nil, log, NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"n": 1234}), ReceiveCount: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.Handle(context.Background(), msg); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -173,12 +173,6 @@ func (e *tokenRefused) Error() string        { return ErrTokenRefused.Error() + 
 func (e *tokenRefused) Is(target error) bool { return target == ErrTokenRefused }
 func (e *tokenRefused) Unwrap() error        { return e.err }
 
-// common are the detail fields the router reads of every event.
-type common struct {
-	TaskToken    string `json:"TaskToken"`
-	ExecutionArn string `json:"executionArn"`
-}
-
 // reservedNames are the worker's own top-level folders of the data bucket: an
 // execution of that name would write among the batcher's or the callbacks' records.
 var reservedNames = map[string]bool{"manifests": true, "results": true, "claim-checks": true, "glue": true}
