@@ -44,28 +44,25 @@ var ErrMalformed = errors.New("malformed event")
 // is missing, null or not a JSON object, when time is neither RFC 3339 nor Unix
 // seconds, or when the body nests objects and arrays more than MaxDepth levels
 // deep. On success DetailType and Source are set and Detail is a JSON object.
-func Parse(body []byte) (Envelope, error) {
+func Parse(body []byte) (Envelope, error) { return parse(body, readEnvelope) }
+
+// parse is Parse with the one-pass reader it tries first (tests compare it with
+// none).
+func parse(body []byte, read func([]byte) (Envelope, json.RawMessage, bool)) (Envelope, error) {
 	if len(body) > MaxBodyBytes {
 		return Envelope{}, fmt.Errorf("%w: body of %d bytes is over %d", ErrMalformed, len(body), MaxBodyBytes)
 	}
 	if tooDeep(body, MaxDepth) {
 		return Envelope{}, fmt.Errorf("%w: nested more than %d levels deep", ErrMalformed, MaxDepth)
 	}
-	// Time is decoded apart: AWS writes an RFC 3339 string, some emulators (moto's
-	// S3 notifications) a Unix time in seconds.
-	type plain Envelope
-	var raw struct {
-		plain
-		Time json.RawMessage `json:"time"`
+	e, rawTime, ok := read(body)
+	if !ok {
+		var err error
+		if e, rawTime, err = decodeEnvelope(body); err != nil {
+			return Envelope{}, err
+		}
 	}
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, decodeError(err))
-	}
-	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) { // decodes without error into nothing
-		return Envelope{}, fmt.Errorf("%w: not an envelope: a JSON null", ErrMalformed)
-	}
-	e := Envelope(raw.plain)
-	t, err := parseTime(raw.Time)
+	t, err := parseTime(rawTime)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -81,6 +78,25 @@ func Parse(body []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: detail is not a JSON object", ErrMalformed)
 	}
 	return e, nil
+}
+
+// decodeEnvelope is encoding/json's reading of body, for every body readEnvelope
+// does not take: it gives the clear error of a body that is not an envelope.
+func decodeEnvelope(body []byte) (Envelope, json.RawMessage, error) {
+	// Time is decoded apart: AWS writes an RFC 3339 string, some emulators (moto's
+	// S3 notifications) a Unix time in seconds.
+	type plain Envelope
+	var raw struct {
+		plain
+		Time json.RawMessage `json:"time"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return Envelope{}, nil, fmt.Errorf("%w: %w", ErrMalformed, decodeError(err))
+	}
+	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) { // decodes without error into nothing
+		return Envelope{}, nil, fmt.Errorf("%w: not an envelope: a JSON null", ErrMalformed)
+	}
+	return Envelope(raw.plain), raw.Time, nil
 }
 
 // decodeError says what kind of bad body failed to decode: not JSON at all, or JSON

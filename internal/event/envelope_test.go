@@ -3,8 +3,10 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -113,4 +115,78 @@ func BenchmarkParse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func noRead([]byte) (Envelope, json.RawMessage, bool) { return Envelope{}, nil, false }
+
+// The one-pass reader must take the events the worker sees, or it saves nothing.
+func TestReadEnvelopeTakesRealEvents(t *testing.T) {
+	t.Parallel()
+	files, _ := filepath.Glob("testdata/*.json")
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		_, _, ok := readEnvelope(b)
+		require.True(t, ok, f)
+	}
+}
+
+func TestReadEnvelopeAgreesWithTheDecoder(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{"detail-type":"x","source":"y","detail":{}}`,
+		` { "ID" : "1" , "Detail-Type":"x","SOURCE":"y","resources":[],"detail":{"a":[1,-2.5e+3,true,null,"\u00e9"]} } `,
+		`{"detail-type":"x","source":"y","resources":["a","b\"c"],"region":null,"time":null,"detail":{}}`,
+		`{"detail-type":"x","source":"y","resources":null,"detail":{}}`,
+		`{"detail-type":"x","source":"y","detail":{},"detail":null}`,
+		`{"detail-type":"x","source":"y","detail":null}`,
+		`{"detail-type":5,"source":"y","detail":{}}`,
+		`{"detail-type":"x","source":"y","resources":[1],"detail":{}}`,
+		`{"detail-type":"x","source":"y","resources":"r","detail":{}}`,
+		`{"detail-type":"x","source":"y","time":1795339845.5,"detail":{}}`,
+		`{"detail-type":"x","source":"y","time":"yesterday","detail":{}}`,
+		`{"detail-type":"x","source":"y","time":{},"detail":{}}`,
+		`{"detail-type":"x","source":"y","detail":{}} {}`,
+		`{"detail-type":"x","source":"y","detail":{"a":01}}`,
+		`{"detail-type":"x","source":"y","detail":{"a":"\x"}}`,
+		"{\"detail-type\":\"x\",\"source\":\"y\",\"detail\":{\"a\":\"\t\"}}",
+		"{\"detail-type\":\"x\xff\",\"source\":\"y\",\"detail\":{}}",
+		"{\"detail\u212atype\":\"x\",\"source\":\"y\",\"detail\":{}}",
+		`{"detail-type":"x","source":"y","detail":{"a":[}}`,
+		`{"detail-type":"x","source":"y","detail":{},}`,
+		`{"detail-type":"x","source":"y","detail":{"a":1.}}`,
+		`{"detail-type":"x","source":"y","detail":{"a":-}}`,
+		`{"detail-type":"x","source":"y","detail":{"a":tru}}`,
+		`[1]`, `null`, ``, `"x"`, `{`, `{"a"}`,
+	} {
+		want, wantErr := parse([]byte(body), noRead)
+		got, gotErr := parse([]byte(body), readEnvelope)
+		require.Equal(t, fmt.Sprint(wantErr), fmt.Sprint(gotErr), body)
+		require.Equal(t, want, got, body)
+	}
+}
+
+// FuzzReadEnvelope: Parse with the one-pass reader gives what the decoder alone
+// gives, error for error, field for field, on any body.
+func FuzzReadEnvelope(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
+	for _, file := range files {
+		b, _ := os.ReadFile(file)
+		f.Add(b)
+		f.Add(b[:len(b)/2])
+	}
+	f.Add([]byte(`{"Detail-Type":"x","source":"y","resources":["a"],"time":"2026-11-22T09:30:45Z","detail":{"a":[1,{"b":null}]}}`))
+	f.Add([]byte(`{"detail-type":"x","source":"y","detail":{},"detail":null}`))
+	f.Add([]byte(`{"detail-type":"x","source":"y","time":1e300,"detail":{"s":"\ud83d\ude00\u0000"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want, wantErr := parse(body, noRead)
+		got, gotErr := parse(body, readEnvelope)
+		if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) {
+			t.Fatalf("error %v, the decoder's %v: %q", gotErr, wantErr, body)
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("read %#v, the decoder %#v: %q", got, want, body)
+		}
+	})
 }
