@@ -43,7 +43,8 @@ var ErrMalformed = errors.New("malformed event")
 // the wrong type, not an EventBridge envelope (no detail-type or source), when detail
 // is missing, null or not a JSON object, when time is neither RFC 3339 nor Unix
 // seconds, or when the body nests objects and arrays more than MaxDepth levels
-// deep. On success DetailType and Source are set and Detail is a JSON object.
+// deep. On success DetailType and Source are set and Detail is a JSON object, which
+// may share body's memory.
 func Parse(body []byte) (Envelope, error) { return parse(body, readEnvelope) }
 
 // parse is Parse with the one-pass reader it tries first (tests compare it with
