@@ -225,7 +225,6 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 		if !ok {
 			return
 		}
-		sent := time.Now()
 		msgs, err := p.receive(ctx, recvCtx, free)
 		if ctx.Err() != nil {
 			p.release(free)
@@ -250,7 +249,7 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 			failures = 0
 		}
 		p.release(free - len(msgs))
-		held := p.extender.track(msgs, sent)
+		held := p.extender.track(msgs, time.Now())
 		for i := range held {
 			p.work <- &held[i]
 		}

@@ -41,11 +41,12 @@ func newExtender(cfg Config, client sqsAPI, log *zap.Logger, m *Metrics) *extend
 	return &extender{cfg: cfg, client: client, log: log, metrics: m, inflight: map[*inflight]struct{}{}}
 }
 
-// track starts keeping the messages of one receive invisible; sent is when the
-// receive was sent, before SQS started their visibility timeout.
-func (e *extender) track(msgs []types.Message, sent time.Time) []inflight {
+// track starts keeping the messages of one receive invisible; received is when
+// the receive returned. (Not when it was sent: a long poll can wait 20 s before SQS
+// hands it a message, and its visibility starts then.)
+func (e *extender) track(msgs []types.Message, received time.Time) []inflight {
 	held := make([]inflight, len(msgs)) // one allocation for the whole receive
-	deadline := sent.Add(e.cfg.VisibilityTimeout)
+	deadline := received.Add(e.cfg.VisibilityTimeout)
 	for i, raw := range msgs {
 		held[i] = inflight{msg: raw, receipt: aws.ToString(raw.ReceiptHandle), deadline: deadline}
 	}
