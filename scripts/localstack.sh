@@ -82,7 +82,10 @@ install() {
 free_port() { "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # launch PORT STATE starts LocalStack in its own process group (setsid) with its
-# state, temp files and log under STATE, and prints its pid.
+# state, temp files and log under STATE, and prints its pid. It runs through
+# tools/localstack/launch.py, which fixes the heartbeat race LocalStack's Step
+# Functions shares with moto (tools/moto/server.py), then starts the runtime as
+# `python -m localstack.runtime.main` would.
 launch() {
   local port=$1 state=$2
   mkdir -p "$state/tmp" "$state/fs" "$state/config"
@@ -105,7 +108,7 @@ launch() {
     API_ENDPOINT=http://127.0.0.1:9/v1 \
     ANALYTICS_API=http://127.0.0.1:9/v1 \
     LOCALSTACK_AUTH_TOKEN= \
-    setsid "$ROOT/$VENV/bin/python" -m localstack.runtime.main >"$state/localstack.log" 2>&1 </dev/null &
+    setsid "$ROOT/$VENV/bin/python" "$ROOT/tools/localstack/launch.py" >"$state/localstack.log" 2>&1 </dev/null &
   echo $!
 }
 
