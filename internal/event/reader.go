@@ -61,20 +61,7 @@ var envelopeFields = [...]string{"ID", "VERSION", "DETAIL-TYPE", "SOURCE", "ACCO
 // envelopeField is the index in envelopeFields of a plain ASCII member name, or -1.
 func envelopeField(key []byte) int {
 	for f, name := range envelopeFields {
-		if len(key) != len(name) {
-			continue
-		}
-		i := 0
-		for ; i < len(key); i++ {
-			c := key[i]
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			if c != name[i] {
-				break
-			}
-		}
-		if i == len(key) {
+		if upperEqual(key, name) {
 			return f
 		}
 	}
