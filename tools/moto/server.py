@@ -15,11 +15,20 @@ the heartbeat wait. A worker that answers in between (within a few milliseconds)
   has its full HeartbeatSeconds.
 tools/tfcheck/moto_stubbed.py applies the same fixes.
 
+One race of its SQS is fixed too: ReceiveMessage checks that a message is visible
+and marks it received without a lock, so two receives at once on a queue can both
+take the same message (receive counts 1 and 2 at the same moment; SQS hands a
+received message to one receive until its visibility ends). A worker with several
+receives in flight then ran one message twice at once: the batcher put one file in
+two batches. Here the receives of a queue take turns, except while they wait.
+
 Usage: python3 tools/moto/server.py [moto_server's arguments, e.g. -H 127.0.0.1 -p 5000]
 """
 import sys
+import threading
 
 from moto.server import main
+from moto.sqs import models as sqs_models
 from moto.stepfunctions.parser.asl.eval.callback import callback
 
 
@@ -44,6 +53,41 @@ def patch_heartbeat_race():
     callback.CallbackEndpoint.notify_heartbeat = notify_heartbeat_early
 
 
+def patch_receive_race():
+    guard = threading.Lock()
+
+    def receive_lock(queue):
+        with guard:
+            if not hasattr(queue, "_receive_lock"):
+                queue._receive_lock = threading.Lock()
+            return queue._receive_lock
+
+    receive = sqs_models.SQSBackend.receive_message
+
+    def receive_message(self, queue_name, *args, **kwargs):
+        try:
+            lock = receive_lock(self.get_queue(queue_name))
+        except Exception:
+            return receive(self, queue_name, *args, **kwargs)  # moto's own error
+        with lock:
+            return receive(self, queue_name, *args, **kwargs)
+
+    sqs_models.SQSBackend.receive_message = receive_message
+
+    wait = sqs_models.Queue.wait_for_messages
+
+    def wait_for_messages(self, timeout):
+        lock = receive_lock(self)
+        lock.release()  # a long poll waits without holding up the other receives
+        try:
+            wait(self, timeout)
+        finally:
+            lock.acquire()
+
+    sqs_models.Queue.wait_for_messages = wait_for_messages
+
+
 if __name__ == "__main__":
     patch_heartbeat_race()
+    patch_receive_race()
     main(sys.argv[1:])
