@@ -1,0 +1,249 @@
+package ecsprotect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config of a Protector.
+type Config struct {
+	// AgentURI is $ECS_AGENT_URI, set by ECS in every container of a task. Empty:
+	// New returns a nil Protector, which does nothing.
+	AgentURI string
+	// Minutes is how long one enable or renewal protects the task, 1..2880 (the
+	// agent's range; default 15). It is renewed at half of it while work remains,
+	// so a longer job stays protected; it bounds how long a process that froze
+	// (it cannot renew, nor drop) keeps scale-in and deployments waiting.
+	Minutes int
+	// Grace is how long the process must have been idle before protection is
+	// dropped (default 5 s): a stream of short jobs does not toggle it per message.
+	Grace time.Duration
+	// Client calls the agent (default: http.DefaultClient); every call is bounded
+	// by callTimeout.
+	Client *http.Client
+}
+
+const (
+	defaultMinutes = 15
+	defaultGrace   = 5 * time.Second
+	// callTimeout bounds one call to the agent, which is local to the task.
+	callTimeout = 5 * time.Second
+	// dropTimeout bounds the drop at a stop, which must not hold up the shutdown.
+	dropTimeout = 2 * time.Second
+	// Retries of a failed call back off from retryBase to retryMax, with jitter.
+	retryBase = time.Second
+	retryMax  = 30 * time.Second
+)
+
+// Protector holds task scale-in protection while work is in hand. Begin and End
+// may be called from any goroutine; Run owns every call to the agent. The methods
+// of a nil *Protector do nothing.
+type Protector struct {
+	cfg     Config
+	agent   agent
+	log     *zap.Logger
+	metrics *Metrics
+
+	busy atomic.Int64 // work in hand: Begins minus Ends
+	// wake tells Run that busy went from 0 to more or back to 0.
+	wake chan struct{}
+}
+
+// New returns a Protector for cfg, or nil (a valid, inert Protector) when
+// cfg.AgentURI is empty.
+func New(cfg Config, log *zap.Logger, m *Metrics) (*Protector, error) {
+	if cfg.AgentURI == "" {
+		return nil, nil
+	}
+	if cfg.Minutes == 0 {
+		cfg.Minutes = defaultMinutes
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = defaultGrace
+	}
+	if cfg.Client == nil {
+		cfg.Client = http.DefaultClient
+	}
+	var errs []error
+	if cfg.Minutes < 1 || cfg.Minutes > 2880 {
+		errs = append(errs, fmt.Errorf("ecsprotect: Minutes must be 1..2880, got %d", cfg.Minutes))
+	}
+	if cfg.Grace < 0 {
+		errs = append(errs, fmt.Errorf("ecsprotect: Grace must not be negative, got %s", cfg.Grace))
+	}
+	if !strings.HasPrefix(cfg.AgentURI, "http://") && !strings.HasPrefix(cfg.AgentURI, "https://") {
+		errs = append(errs, fmt.Errorf("ecsprotect: agent URI must be an http URL, got %q", cfg.AgentURI))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Protector{
+		cfg:     cfg,
+		agent:   agent{url: strings.TrimSuffix(cfg.AgentURI, "/") + statePath, client: cfg.Client},
+		log:     log.With(zap.String("component", "task_protection")),
+		metrics: m,
+		wake:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Begin counts n more pieces of work in hand (n >= 1). It never blocks.
+func (p *Protector) Begin(n int) {
+	if p == nil {
+		return
+	}
+	if p.busy.Add(int64(n)) == int64(n) {
+		p.signal() // from idle to busy
+	}
+}
+
+// End counts n pieces of work settled, one End for each Begin. It never blocks.
+func (p *Protector) End(n int) {
+	if p == nil {
+		return
+	}
+	if p.busy.Add(-int64(n)) == 0 {
+		p.signal() // idle now
+	}
+}
+
+func (p *Protector) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default: // Run has a wake pending already
+	}
+}
+
+// Run enables, renews and drops protection as work comes and goes, until ctx is
+// cancelled; then it drops protection (bounded by dropTimeout) and returns nil.
+func (p *Protector) Run(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	p.log.Info("task scale-in protection on", zap.Int("minutes", p.cfg.Minutes), zap.Duration("grace", p.cfg.Grace))
+	var (
+		until     time.Time // end of the protection the agent confirmed; zero: none
+		maybeHeld bool      // an enable was tried since the last confirmed drop
+		idleSince time.Time // zero while busy
+		retryAt   time.Time // after a failed call: no call before it
+		failures  int
+	)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		now := time.Now()
+		if !until.IsZero() && !now.Before(until) {
+			until = time.Time{} // expired: renewals failed for its whole length
+			p.metrics.held.Set(0)
+		}
+		held := !until.IsZero()
+		busy := p.busy.Load() > 0
+		switch {
+		case busy:
+			idleSince = time.Time{}
+		case idleSince.IsZero():
+			idleSince = now
+		}
+		renewAt := until.Add(-time.Duration(p.cfg.Minutes) * time.Minute / 2)
+		action := ""
+		switch {
+		case busy && !held:
+			action = "enable"
+		case busy && !now.Before(renewAt):
+			action = "renew"
+		case !busy && maybeHeld && now.Sub(idleSince) >= p.cfg.Grace:
+			action = "drop"
+		}
+		if action != "" && !now.Before(retryAt) {
+			enable := action != "drop"
+			maybeHeld = maybeHeld || enable
+			callCtx, cancel := context.WithTimeout(ctx, callTimeout)
+			err := p.agent.put(callCtx, enable, p.cfg.Minutes)
+			cancel()
+			if ctx.Err() != nil {
+				break // stopping: the drop below settles it
+			}
+			if err != nil {
+				failures++
+				retryAt = time.Now().Add(backoff(failures))
+				p.metrics.updates.WithLabelValues(action, "error").Inc()
+				if failures == 1 || failures%10 == 0 {
+					p.log.Warn("task protection update failed; retrying", zap.String("action", action), zap.Error(err),
+						zap.Int("consecutive_failures", failures), zap.Time("retry_at", retryAt))
+				}
+				continue
+			}
+			if failures > 0 {
+				p.log.Info("task protection update recovered", zap.String("action", action), zap.Int("after_failures", failures))
+			}
+			failures, retryAt = 0, time.Time{}
+			p.metrics.updates.WithLabelValues(action, "ok").Inc()
+			if enable {
+				until = now.Add(time.Duration(p.cfg.Minutes) * time.Minute)
+				p.metrics.held.Set(1)
+			} else {
+				until, maybeHeld = time.Time{}, false
+				p.metrics.held.Set(0)
+			}
+			if ce := p.log.Check(zap.DebugLevel, "task protection updated"); ce != nil {
+				ce.Write(zap.String("action", action))
+			}
+			continue // look again: work may have come or gone during the call
+		}
+		// Sleep until the next thing to do, or a change of busy.
+		var next time.Time
+		switch {
+		case action != "":
+			next = retryAt
+		case busy && held:
+			next = renewAt
+		case !busy && maybeHeld:
+			next = idleSince.Add(p.cfg.Grace)
+		}
+		var fire <-chan time.Time
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-p.wake:
+		case <-fire:
+		}
+		timer.Stop()
+	}
+	if maybeHeld {
+		p.drop(ctx)
+	}
+	p.log.Info("task scale-in protection stopped")
+	return nil
+}
+
+// drop removes protection at a stop, on a context detached from the cancelled one
+// and bounded by dropTimeout.
+func (p *Protector) drop(ctx context.Context) {
+	dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+	defer cancel()
+	if err := p.agent.put(dropCtx, false, 0); err != nil {
+		p.metrics.updates.WithLabelValues("drop", "error").Inc()
+		p.log.Warn("drop task protection at stop failed; it expires by itself", zap.Error(err))
+		return
+	}
+	p.metrics.updates.WithLabelValues("drop", "ok").Inc()
+	p.metrics.held.Set(0)
+}
+
+// backoff is retryBase·2^(failures-1) capped at retryMax, with jitter in its upper
+// half so that a fleet does not retry in lockstep.
+func backoff(failures int) time.Duration {
+	d := retryBase << min(failures-1, 10)
+	d = min(d, retryMax)
+	return d/2 + rand.N(d/2+1)
+}
