@@ -14,7 +14,19 @@ import (
 
 // BenchmarkDispatchWithFakeSQS measures the consumer's own overhead per message
 // (receive bookkeeping, goroutine per message, batched delete) without a network.
-func BenchmarkDispatchWithFakeSQS(b *testing.B) {
+func BenchmarkDispatchWithFakeSQS(b *testing.B) { benchDispatch(b, nil) }
+
+// BenchmarkDispatchWithActivity is the same with an Activity that counts messages
+// in hand as scale-in protection does (an atomic add per Begin and End): it must
+// add no allocation.
+func BenchmarkDispatchWithActivity(b *testing.B) { benchDispatch(b, &atomicActivity{}) }
+
+type atomicActivity struct{ n atomic.Int64 }
+
+func (a *atomicActivity) Begin(n int) { a.n.Add(int64(n)) }
+func (a *atomicActivity) End(n int)   { a.n.Add(-int64(n)) }
+
+func benchDispatch(b *testing.B, activity Activity) {
 	b.ReportAllocs()
 	f := newFakeSQS(30 * time.Second)
 	bodies := make([]string, b.N)
@@ -24,7 +36,7 @@ func BenchmarkDispatchWithFakeSQS(b *testing.B) {
 	f.send(bodies...)
 	var handled atomic.Int64
 	done := make(chan struct{})
-	p, err := NewPoller(Config{Queue: "bench", QueueURL: "u", Concurrency: 50, MaxPollers: 4, VisibilityTimeout: 30 * time.Second, PollWait: time.Second},
+	p, err := NewPoller(Config{Queue: "bench", QueueURL: "u", Concurrency: 50, MaxPollers: 4, VisibilityTimeout: 30 * time.Second, PollWait: time.Second, Activity: activity},
 		f, HandlerFunc(func(context.Context, Message) error {
 			if handled.Add(1) == int64(b.N) {
 				close(done)

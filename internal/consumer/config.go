@@ -44,6 +44,21 @@ type Config struct {
 	// StoppedFunc, when set, is called once when the poller stops polling (at the
 	// stop, before the drain): readiness tracking.
 	StoppedFunc func()
+	// Activity, when set, is told how many messages the poller has in hand (nil:
+	// nobody is).
+	Activity Activity
+}
+
+// Activity counts the messages a poller has in hand, from their receipt (a message
+// received ahead, waiting for a handler, is in hand too) to their settled fate:
+// Begin(n) when a receive brings n, End(1) when one is deleted, left for a retry,
+// dead-lettered or released, End(n) for n released unstarted at once; one End for
+// each Begin on every path. Called from the poller's goroutines, concurrently and
+// on the hot path: it must be cheap and never block. Task scale-in protection
+// (ecsprotect) implements it.
+type Activity interface {
+	Begin(n int)
+	End(n int)
 }
 
 func (c *Config) applyDefaults() {

@@ -29,6 +29,9 @@
 //     any other error → left for redelivery after a short backoff (visibility set to
 //     a delay that grows with the receive count); the queue's redrive policy moves it
 //     to the DLQ after maxReceiveCount receives.
+//   - Config.Activity, when set, counts the messages in hand (from receipt to fate,
+//     one End per Begin on every path): ECS task scale-in protection holds while
+//     it is above zero.
 //   - Handlers must tolerate redelivery: a crash between a durable outcome and the
 //     delete redelivers the message.
 //   - On stop (ctx cancelled): no new receive starts. A long poll already in flight

@@ -226,10 +226,12 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 			return
 		}
 		msgs, err := p.receive(ctx, recvCtx, free)
+		p.begin(len(msgs))
 		if ctx.Err() != nil {
 			p.release(free)
 			// A receive that returned after the stop came: give its messages back.
 			p.releaseMessages(msgs)
+			p.end(len(msgs))
 			return
 		}
 		if err != nil {
@@ -273,6 +275,19 @@ func (p *Poller) acquire(ctx context.Context) (int, bool) {
 }
 
 func (p *Poller) release(n int) { p.slots.release(n) }
+
+// begin and end tell cfg.Activity of messages taken into hand and settled.
+func (p *Poller) begin(n int) {
+	if n > 0 && p.cfg.Activity != nil {
+		p.cfg.Activity.Begin(n)
+	}
+}
+
+func (p *Poller) end(n int) {
+	if n > 0 && p.cfg.Activity != nil {
+		p.cfg.Activity.End(n)
+	}
+}
 
 var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount}
 
@@ -355,9 +370,10 @@ func (w *acceptWatch) done(err error, report bool) {
 var errNotStarted = errors.New("not started: the drain timed out or its visibility was lost while it waited for a handler")
 
 // handle runs the handler of one message on a handler goroutine; the slot it holds
-// is freed when the message's fate is settled.
+// is freed, and its activity ended, when the message's fate is settled.
 func (p *Poller) handle(jobCtx context.Context, f *inflight) {
 	defer p.release(1)
+	defer p.end(1)
 	m := p.message(f.msg)
 	ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
 	defer cancel()

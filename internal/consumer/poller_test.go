@@ -22,12 +22,33 @@ import (
 func TestMain(m *testing.M) { awstest.Main(m) } // goleak included
 
 type bundle struct {
-	sqs     *fakeSQS
-	poller  *Poller
-	metrics *Metrics
-	cancel  context.CancelFunc
-	done    chan error
+	sqs      *fakeSQS
+	poller   *Poller
+	metrics  *Metrics
+	activity *countingActivity
+	cancel   context.CancelFunc
+	done     chan error
 }
+
+// countingActivity is an Activity that checks every End has its Begin.
+type countingActivity struct {
+	t                  *testing.T
+	begun, ended, peak atomic.Int64
+}
+
+func (a *countingActivity) Begin(n int) {
+	held := a.begun.Add(int64(n)) - a.ended.Load()
+	for p := a.peak.Load(); held > p && !a.peak.CompareAndSwap(p, held); p = a.peak.Load() {
+	}
+}
+
+func (a *countingActivity) End(n int) {
+	if a.ended.Add(int64(n)) > a.begun.Load() {
+		a.t.Errorf("activity ended %d times, begun only %d", a.ended.Load(), a.begun.Load())
+	}
+}
+
+func (a *countingActivity) inHand() int64 { return a.begun.Load() - a.ended.Load() }
 
 // setup starts a Poller over a fake queue with handler h; call stop to end it.
 func setup(t *testing.T, cfg Config, h HandlerFunc, fakeOpts ...func(*fakeSQS)) *bundle {
@@ -52,18 +73,27 @@ func setup(t *testing.T, cfg Config, h HandlerFunc, fakeOpts ...func(*fakeSQS)) 
 		o(f)
 	}
 	m := NewMetrics(prometheus.NewRegistry())
+	activity := &countingActivity{t: t}
+	if cfg.Activity == nil {
+		cfg.Activity = activity
+	}
 	p, err := NewPoller(cfg, f, h, zaptest.NewLogger(t), m)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &bundle{sqs: f, poller: p, metrics: m, cancel: cancel, done: make(chan error, 1)}
+	b := &bundle{sqs: f, poller: p, metrics: m, activity: activity, cancel: cancel, done: make(chan error, 1)}
 	go func() { b.done <- p.Run(ctx) }()
 	return b
 }
 
+// stop stops the poller; every message it took in hand has been settled then,
+// unless a handler outlived the stop's budget (still running, or abandoned).
 func (b *bundle) stop(t *testing.T) {
 	t.Helper()
 	b.cancel()
 	require.NoError(t, <-b.done)
+	if b.handled("abandoned") == 0 && testutil.ToFloat64(b.metrics.inFlight.WithLabelValues("q")) == 0 {
+		require.Zero(t, b.activity.inHand(), "every Begin has its End once the poller stopped")
+	}
 }
 
 func (b *bundle) handled(outcome string) float64 {
@@ -554,4 +584,28 @@ func bodies(prefix string, n int) []string {
 		out[i] = prefix + strconv.Itoa(i)
 	}
 	return out
+}
+
+func TestActivityCountsMessagesFromReceiptToFate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		b := setup(t, Config{Concurrency: 2}, func(ctx context.Context, m Message) error {
+			<-release
+			if m.Body == "fail" {
+				return errors.New("retry me")
+			}
+			return nil
+		})
+		b.sqs.send("ok", "fail", "later")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.EqualValues(t, 2, b.activity.inHand(), "two running: in hand from receipt")
+		close(release)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		require.Zero(t, b.activity.inHand(), "deleted and retried messages are settled")
+		require.GreaterOrEqual(t, b.activity.begun.Load(), int64(3))
+		require.EqualValues(t, 2, b.activity.peak.Load())
+		b.stop(t)
+	})
 }
