@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/callback"
 	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/ecsprotect"
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
@@ -43,6 +45,7 @@ type wiring struct {
 	metrics   *consumer.Metrics
 	ready     *telemetry.Readiness
 	publisher *event.Publisher
+	protector *ecsprotect.Protector // nil off ECS: does nothing
 }
 
 func runWorker(ctx context.Context, registered Jobs, args []string) error {
@@ -70,6 +73,14 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 		ready:     telemetry.NewReadiness(2*s.cfg.PollWait+30*time.Second, reg),
 		publisher: event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg),
 	}
+	// One scale-in protection per process (task), held while any poller has a
+	// message in hand.
+	if agentURI := os.Getenv("ECS_AGENT_URI"); agentURI != "" && s.cfg.TaskProtectionMinutes > 0 {
+		w.protector, err = ecsprotect.New(ecsprotect.Config{AgentURI: agentURI, Minutes: s.cfg.TaskProtectionMinutes, Grace: s.cfg.TaskProtectionGrace}, log, ecsprotect.NewMetrics(reg))
+		if err != nil {
+			return err
+		}
+	}
 	var components []component
 	if s.cfg.HasRole(config.RoleJobs) {
 		// The jobs' own setup (their clients), once, before any message is polled.
@@ -95,8 +106,9 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if len(components) == 0 {
 		return fmt.Errorf("nothing to run: the topology has no queue for WORKER_ROLES=%v", s.cfg.Roles)
 	}
-	// DLQ depth for the dashboard and the DLQ alerts.
-	components = append(components, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: stack.DLQs}, s.clients.SQS, reg, log))
+	// Scale-in protection (its Run returns at once when it is nil, off ECS); DLQ
+	// depth for the dashboard and the DLQ alerts.
+	components = append(components, w.protector, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: stack.DLQs}, s.clients.SQS, reg, log))
 
 	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
 		zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
@@ -244,7 +256,16 @@ func (w wiring) pollerConfig(q topology.Queue) consumer.Config {
 		MaxPollers:        w.cfg.MaxPollers,
 		ReceiveResultFunc: func(err error) { ready.ObserveReceive(q.Name, err) },
 		StoppedFunc:       func() { ready.SetPolling(q.Name, false) },
+		Activity:          w.activity(),
 	}
+}
+
+// activity is what pollers tell of messages in hand: the protector, or nothing.
+func (w wiring) activity() consumer.Activity {
+	if w.protector == nil {
+		return nil
+	}
+	return w.protector
 }
 
 func runHealthcheck(ctx context.Context) error {

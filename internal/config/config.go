@@ -51,6 +51,9 @@ type Config struct {
 	BatchKeyPrefix   string        `envconfig:"BATCH_KEY_PREFIX" desc:"only landing keys with this prefix are batched (empty: all)"`
 	GluePollInterval time.Duration `envconfig:"GLUE_POLL_INTERVAL" default:"10s" desc:"how often a started Glue run is checked (GetJobRun)"`
 
+	TaskProtectionMinutes int           `envconfig:"TASK_PROTECTION_MINUTES" default:"15" desc:"on ECS (ECS_AGENT_URI set): task scale-in protection per enable or renewal while messages are in hand, in minutes, renewed at half; 1..2880, 0 turns protection off"`
+	TaskProtectionGrace   time.Duration `envconfig:"TASK_PROTECTION_GRACE" default:"5s" desc:"idle time after which a process drops its scale-in protection"`
+
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090" desc:"listen address of /metrics, /healthz and /readyz; empty turns the server off"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
@@ -135,6 +138,12 @@ func (c Config) Validate() error {
 	if c.GluePollInterval <= 0 {
 		bad("GLUE_POLL_INTERVAL", "must be positive, got %s", c.GluePollInterval)
 	}
+	if c.TaskProtectionMinutes < 0 || c.TaskProtectionMinutes > 2880 {
+		bad("TASK_PROTECTION_MINUTES", "must be between 0 (off) and 2880, got %d", c.TaskProtectionMinutes)
+	}
+	if c.TaskProtectionGrace < 0 {
+		bad("TASK_PROTECTION_GRACE", "must not be negative, got %s", c.TaskProtectionGrace)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -155,6 +164,7 @@ func Usage(w io.Writer) error {
 	fmt.Fprintln(tw, "AWS_REGION\t(SDK)\tregion of every AWS call")
 	fmt.Fprintln(tw, "AWS_ENDPOINT_URL\t(SDK)\tone endpoint for every service, e.g. a local emulator (http://127.0.0.1:5000)")
 	fmt.Fprintln(tw, "AWS_ACCESS_KEY_ID, ...\t(SDK)\tcredentials, by the SDK's default chain (env, profile, ECS task role)")
+	fmt.Fprintln(tw, "ECS_AGENT_URI\t(ECS)\tset by ECS: the agent endpoint where the worker holds task scale-in protection while jobs run; unset: no protection")
 	if err := envconfig.Usagef(Prefix, &Config{}, tw, "{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"); err != nil {
 		return fmt.Errorf("write usage: %w", err)
 	}
