@@ -42,10 +42,13 @@ resource "aws_ecs_task_definition" "worker" {
     command                = ["run"]
     readonlyRootFilesystem = true
     user                   = "65532:65532"
-    # Above the worker's own shutdown timeout, so ECS never SIGKILLs a drain.
-    stopTimeout  = var.shutdown_timeout_seconds + 5
-    environment  = concat(local.worker_environment, [{ name = "WORKER_ROLES", value = each.value.roles }])
-    portMappings = [{ containerPort = 9090, protocol = "tcp" }]
+    # Above the worker's own shutdown timeout, so ECS never SIGKILLs a drain
+    # (Fargate's ceiling is 120 s: see var.shutdown_timeout_seconds).
+    stopTimeout = var.shutdown_timeout_seconds + 5
+    # An init process as PID 1 reaps an exec job's orphaned children.
+    linuxParameters = { initProcessEnabled = true }
+    environment     = concat(local.worker_environment, [{ name = "WORKER_ROLES", value = each.value.roles }])
+    portMappings    = [{ containerPort = 9090, protocol = "tcp" }]
     healthCheck = {
       command     = ["CMD", "/worker", "healthcheck"]
       interval    = 15
@@ -88,8 +91,11 @@ resource "aws_ecs_service" "worker" {
   }
 }
 
-# Job workers scale on backlog per task: visible messages of the job queues divided
-# by running tasks, kept near backlog_per_task.
+# Job workers scale on backlog per task: messages of the job queues, visible and in
+# flight (a running job holds its message not visible), divided by running tasks,
+# kept near backlog_per_task. Counting in-flight messages keeps busy tasks from
+# looking idle; scale-in protection, which a worker holds while it has messages in
+# hand, keeps a scale-in that still comes from stopping them mid-job.
 resource "aws_appautoscaling_target" "jobs" {
   count              = length(local.job_queues) > 0 ? 1 : 0
   service_namespace  = "ecs"
@@ -112,18 +118,18 @@ resource "aws_appautoscaling_policy" "jobs_backlog" {
     scale_out_cooldown = 30
     customized_metric_specification {
       dynamic "metrics" {
-        for_each = local.job_queues
+        for_each = { for pair in setproduct(keys(local.job_queues), ["visible", "in_flight"]) : "${pair[1]}_${lower(replace(pair[0], "/[^A-Za-z0-9]/", "_"))}" => pair }
         content {
-          id          = "q_${lower(replace(metrics.key, "/[^A-Za-z0-9]/", "_"))}"
+          id          = metrics.key
           return_data = false
           metric_stat {
             stat = "Sum"
             metric {
               namespace   = "AWS/SQS"
-              metric_name = "ApproximateNumberOfMessagesVisible"
+              metric_name = metrics.value[1] == "visible" ? "ApproximateNumberOfMessagesVisible" : "ApproximateNumberOfMessagesNotVisible"
               dimensions {
                 name  = "QueueName"
-                value = aws_sqs_queue.queue[metrics.key].name
+                value = aws_sqs_queue.queue[metrics.value[0]].name
               }
             }
           }
@@ -150,8 +156,8 @@ resource "aws_appautoscaling_policy" "jobs_backlog" {
       }
       metrics {
         id          = "backlog_per_task"
-        label       = "visible messages per running task"
-        expression  = "(${join(" + ", [for k, _ in local.job_queues : "q_${lower(replace(k, "/[^A-Za-z0-9]/", "_"))}"])}) / MAX([tasks, 1])"
+        label       = "messages (visible + in flight) per running task"
+        expression  = "(${join(" + ", [for pair in setproduct(keys(local.job_queues), ["visible", "in_flight"]) : "${pair[1]}_${lower(replace(pair[0], "/[^A-Za-z0-9]/", "_"))}"])}) / MAX([tasks, 1])"
         return_data = true
       }
     }

@@ -55,6 +55,11 @@ data "aws_iam_policy_document" "jobs" {
     resources = ["*"] #checkov:skip=CKV_AWS_111:SendTask* support no resource-level permissions; the task token is the capability
   }
   statement {
+    sid       = "ScaleInProtection" # the worker holds it through the ECS agent while messages are in hand
+    actions   = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
+    resources = ["${replace(aws_ecs_cluster.this.arn, ":cluster/", ":task/")}/*"]
+  }
+  statement {
     sid       = "PublishEvents"
     actions   = ["events:PutEvents"]
     resources = [aws_cloudwatch_event_bus.this.arn]
@@ -131,6 +136,11 @@ data "aws_iam_policy_document" "batch" {
     sid       = "RunGlue"
     actions   = ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns"]
     resources = [aws_glue_job.etl.arn]
+  }
+  statement {
+    sid       = "ScaleInProtection" # the worker holds it through the ECS agent while messages are in hand
+    actions   = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
+    resources = ["${replace(aws_ecs_cluster.this.arn, ":cluster/", ":task/")}/*"]
   }
   statement {
     sid       = "PublishEvents"

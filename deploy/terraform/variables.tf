@@ -68,7 +68,7 @@ variable "job_workers" {
 }
 
 variable "backlog_per_task" {
-  description = "Target visible messages per job-worker task for autoscaling."
+  description = "Target messages (visible + in flight) per job-worker task for autoscaling."
   type        = number
   default     = 100
 }
@@ -90,8 +90,8 @@ variable "shutdown_timeout_seconds" {
   type        = number
   default     = 25
   validation {
-    condition     = var.shutdown_timeout_seconds > 0 && var.shutdown_timeout_seconds <= 115
-    error_message = "shutdown_timeout_seconds must leave room under ECS's 120 s stopTimeout maximum."
+    condition     = var.shutdown_timeout_seconds > 0 && var.shutdown_timeout_seconds + 5 <= 120
+    error_message = "shutdown_timeout_seconds + 5 is the container's stopTimeout, which Fargate caps at 120 s: shutdown_timeout_seconds must be 1..115."
   }
 }
 
