@@ -30,32 +30,34 @@ const (
 )
 
 // Do calls fn, each attempt under its own attemptTimeout, after waiting for a token
-// of l (nil: no limit). A throttle answer lowers l's rate; Do then backs off and
+// of l. With a nil l it calls fn once and returns its answer (no limit configured:
+// the SDK's retryer deals with throttles as before). A throttle answer lowers l's rate; Do then backs off and
 // tries again, for as long as ctx lives: throttling delays a call, it never fails
 // it. Any other answer, nil or not, is returned at once (the SDK's retryer has
 // already retried what else is transient). When ctx ends first, Do returns an error
 // wrapping ctx's error and, if an attempt was throttled, the last throttle answer.
 func Do(ctx context.Context, l *Limiter, attemptTimeout time.Duration, fn func(context.Context) error) error {
+	if l == nil {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		return fn(actx)
+	}
 	var last error
 	for n := 0; ; n++ {
-		if l != nil {
-			if err := l.Wait(ctx); err != nil {
-				return ended(err, last)
-			}
+		if err := l.Wait(ctx); err != nil {
+			return ended(err, last)
 		}
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		err := fn(actx)
 		cancel()
 		if !IsThrottle(err) {
-			if err == nil && l != nil {
+			if err == nil {
 				l.Succeeded()
 			}
 			return err
 		}
 		last = err
-		if l != nil {
-			l.Throttled()
-		}
+		l.Throttled()
 		t := time.NewTimer(backoff(n))
 		select {
 		case <-ctx.Done():

@@ -150,18 +150,18 @@ func TestDoWaitsThrottlingOut(t *testing.T) {
 		wantErr   error
 		wantCalls int
 	}{
-		"ok at once":                    {fakeCall{}, nil, 1},
-		"ok after 30 throttles":         {fakeCall{throttled: 30}, nil, 31},
-		"other error at once":           {fakeCall{then: errClosed}, errClosed, 1},
-		"other error after a throttle":  {fakeCall{throttled: 1, then: errClosed}, errClosed, 2},
-		"context error of the attempt":  {fakeCall{then: context.DeadlineExceeded}, context.DeadlineExceeded, 1},
-		"no limiter still waits it out": {fakeCall{throttled: 3}, nil, 4},
+		"ok at once":                   {fakeCall{}, nil, 1},
+		"ok after 30 throttles":        {fakeCall{throttled: 30}, nil, 31},
+		"other error at once":          {fakeCall{then: errClosed}, errClosed, 1},
+		"other error after a throttle": {fakeCall{throttled: 1, then: errClosed}, errClosed, 2},
+		"context error of the attempt": {fakeCall{then: context.DeadlineExceeded}, context.DeadlineExceeded, 1},
+		"no limiter: one attempt":      {fakeCall{throttled: 3}, errThrottled, 1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				var l *Limiter
-				if name != "no limiter still waits it out" {
+				if name != "no limiter: one attempt" {
 					l = NewLimiter(100, 10)
 				}
 				err := Do(t.Context(), l, time.Second, tc.call.call)
