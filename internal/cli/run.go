@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -17,6 +18,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -43,6 +45,10 @@ type wiring struct {
 	metrics   *consumer.Metrics
 	ready     *telemetry.Readiness
 	publisher *event.Publisher
+	// sfn and sfnLimits serve the per-message Step Functions calls (SendTask*,
+	// StartExecution): one limiter per API per process.
+	sfn       *sfn.Client
+	sfnLimits *throttle.Set
 }
 
 func runWorker(ctx context.Context, registered Jobs, args []string) error {
@@ -69,6 +75,8 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 		metrics:   consumer.NewMetrics(reg),
 		ready:     telemetry.NewReadiness(2*s.cfg.PollWait+30*time.Second, reg),
 		publisher: event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg),
+		sfn:       limitedSFN(s.aws),
+		sfnLimits: sfnLimits(s.cfg, reg),
 	}
 	var components []component
 	if s.cfg.HasRole(config.RoleJobs) {
@@ -137,7 +145,7 @@ func topologyName(t *topology.Topology) string {
 // jobPollers wires every queue of the topology but the batcher's: one poller per
 // queue, all feeding one router.
 func (w wiring) jobPollers(registered Jobs) ([]component, error) {
-	reporter := callback.New(callback.Config{DataBucket: w.stack.DataBucket}, w.clients.SFN, w.clients.S3, w.log, callback.NewMetrics(w.reg))
+	reporter := callback.New(callback.Config{DataBucket: w.stack.DataBucket, Limits: w.sfnLimits}, w.sfn, w.clients.S3, w.log, callback.NewMetrics(w.reg))
 	all := append([]jobs.Job(nil), registered.Jobs...)
 	routes := map[string]jobs.Route{}
 	timeouts := map[string]time.Duration{}
@@ -163,7 +171,7 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	if len(queues) == 0 {
 		return nil, nil
 	}
-	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
+	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}
