@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -141,10 +142,10 @@ func (c Config) Validate() error {
 	if c.BatchWindow < time.Second || c.BatchWindow > 12*time.Hour {
 		bad("BATCH_WINDOW", "must be between 1s and 12h, got %s", c.BatchWindow)
 	}
-	if c.SFNCallbackRate <= 0 {
+	if !(c.SFNCallbackRate > 0) || math.IsInf(c.SFNCallbackRate, 0) {
 		bad("SFN_CALLBACK_RATE", "must be positive, got %g", c.SFNCallbackRate)
 	}
-	if c.SFNStartRate <= 0 {
+	if !(c.SFNStartRate > 0) || math.IsInf(c.SFNStartRate, 0) {
 		bad("SFN_START_RATE", "must be positive, got %g", c.SFNStartRate)
 	}
 	if c.ReportTimeout < time.Second {
