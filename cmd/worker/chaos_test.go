@@ -352,3 +352,17 @@ func TestChaosRollingRestart(t *testing.T) {
 	record(t, chaosRow{fmt.Sprintf("rolling restart, messages arriving (p99 delay %s)", p99.Round(time.Millisecond)), len(putAt), len(putAt) - lost, redeliveries(old, next), len(handledAt), lost, time.Since(start)})
 	require.Less(t, p99, 10*time.Second, "a message put during the restart waits for no visibility timeout")
 }
+
+// TestChaosBurstAtTheCallbackQuota: 2,000 callback tasks at once through a Step
+// Functions that throttles SendTask* at 20 burst / 5 per s (awstest.Throttle):
+// all succeed, none dead-lettered, at most 1.1 SendTask* calls a task; the time
+// against what the bucket allows, (tasks − burst) / rate, goes in BENCHMARKS.md.
+func TestChaosBurstAtTheCallbackQuota(t *testing.T) {
+	r := runThrottled(t, 2000, 20, 5, 20*time.Minute)
+	record(t, chaosRow{scenario: fmt.Sprintf("2000 callbacks at a 20/5 per s quota (%d throttled, %.3f calls/task, %.2f× ideal)",
+		r.throttled, float64(r.calls)/float64(r.tasks), r.took.Seconds()/r.ideal.Seconds()),
+		sent: r.tasks, completed: r.tasks - r.failed, retried: r.retried, deadLettered: r.dlq, lost: r.failed, took: r.took})
+	require.Zero(t, r.failed)
+	require.Zero(t, r.dlq)
+	require.LessOrEqual(t, float64(r.calls), 1.1*float64(r.tasks), "SendTask* calls per task")
+}

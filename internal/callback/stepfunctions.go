@@ -2,7 +2,8 @@
 // SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat, cut to the API's limits,
 // with outputs over the size limit stored in S3 (a claim check). A task that is
 // already closed is a finished outcome (TaskClosedError), not an error to retry. It
-// imports no sibling package; internal/jobs declares the interface it satisfies.
+// imports no sibling package but leaf helpers (awsjson, telemetry, throttle);
+// internal/jobs declares the interface it satisfies.
 package callback
 
 import (
@@ -25,6 +26,7 @@ import (
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 )
 
 // Limits of the Step Functions API.
@@ -51,6 +53,15 @@ type Config struct {
 	DataBucket string
 	// ClaimCheckPrefix is the key prefix of claim-checked outputs (default "claim-checks/").
 	ClaimCheckPrefix string
+	// Limits holds a client-side rate limiter per API, shared by the process, named
+	// by the API (SendTaskSuccess, SendTaskFailure, SendTaskHeartbeat); nil or a
+	// missing API: no limit. A throttle answer is waited out (backoff, a lower
+	// rate) and tried again for as long as the call's context lives; the sfn client
+	// should then not retry throttles itself (throttle.LeaveThrottles).
+	Limits *throttle.Set
+	// AttemptTimeout bounds one attempt of a call (default 10 s); the call's context
+	// bounds all of them, throttle waits included.
+	AttemptTimeout time.Duration
 }
 
 // Validate reports every problem of the configuration.
@@ -79,6 +90,9 @@ func New(cfg Config, sfnClient sfnAPI, s3Client s3API, log *zap.Logger, m *Metri
 	if cfg.ClaimCheckPrefix == "" {
 		cfg.ClaimCheckPrefix = "claim-checks/"
 	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 10 * time.Second
+	}
 	return &StepFunctions{cfg: cfg, sfn: sfnClient, s3: s3Client, log: log.With(zap.String("component", "callback")), metrics: m}
 }
 
@@ -106,7 +120,7 @@ func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte
 		}
 		output = pointer
 	}
-	return s.call(ctx, api, token, func() error {
+	return s.call(ctx, api, token, func(ctx context.Context) error {
 		_, err := s.sfn.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(token), Output: aws.String(string(output))})
 		return err
 	})
@@ -115,7 +129,7 @@ func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte
 // Fail sends SendTaskFailure; code and cause are cut to the API limits on a UTF-8
 // boundary.
 func (s *StepFunctions) Fail(ctx context.Context, token, code, cause string) error {
-	return s.call(ctx, "SendTaskFailure", token, func() error {
+	return s.call(ctx, "SendTaskFailure", token, func(ctx context.Context) error {
 		_, err := s.sfn.SendTaskFailure(ctx, &sfn.SendTaskFailureInput{
 			TaskToken: aws.String(token), Error: aws.String(cut(code, MaxErrorLen)), Cause: aws.String(cut(cause, MaxCauseLen)),
 		})
@@ -125,18 +139,20 @@ func (s *StepFunctions) Fail(ctx context.Context, token, code, cause string) err
 
 // Heartbeat sends SendTaskHeartbeat.
 func (s *StepFunctions) Heartbeat(ctx context.Context, token string) error {
-	return s.call(ctx, "SendTaskHeartbeat", token, func() error {
+	return s.call(ctx, "SendTaskHeartbeat", token, func(ctx context.Context) error {
 		_, err := s.sfn.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(token)})
 		return err
 	})
 }
 
-func (s *StepFunctions) call(ctx context.Context, api, token string, send func() error) error {
+// call sends one callback: after a token of api's limiter, each attempt within
+// AttemptTimeout, throttle answers waited out until ctx ends.
+func (s *StepFunctions) call(ctx context.Context, api, token string, send func(context.Context) error) error {
 	if token == "" {
 		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
 	began := time.Now()
-	err := classify(api, send())
+	err := classify(api, throttle.Do(ctx, s.cfg.Limits.Get(api), s.cfg.AttemptTimeout, send))
 	s.metrics.duration.WithLabelValues(api).Observe(time.Since(began).Seconds())
 	s.metrics.calls.WithLabelValues(api, outcome(ctx, err)).Inc()
 	if IsTaskClosed(err) {

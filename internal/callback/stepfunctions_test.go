@@ -23,12 +23,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/taskbridge/taskbridge/internal/throttle"
 )
 
 // fakeSFN records calls and answers with err.
 type fakeSFN struct {
 	mu         sync.Mutex
 	err        error
+	throttles  int // the first calls answered ThrottlingException
 	success    []*sfn.SendTaskSuccessInput
 	failure    []*sfn.SendTaskFailureInput
 	heartbeats int
@@ -38,21 +41,30 @@ func (f *fakeSFN) SendTaskSuccess(_ context.Context, in *sfn.SendTaskSuccessInpu
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.success = append(f.success, in)
-	return &sfn.SendTaskSuccessOutput{}, f.err
+	return &sfn.SendTaskSuccessOutput{}, f.answer()
 }
 
 func (f *fakeSFN) SendTaskFailure(_ context.Context, in *sfn.SendTaskFailureInput, _ ...func(*sfn.Options)) (*sfn.SendTaskFailureOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failure = append(f.failure, in)
-	return &sfn.SendTaskFailureOutput{}, f.err
+	return &sfn.SendTaskFailureOutput{}, f.answer()
 }
 
 func (f *fakeSFN) SendTaskHeartbeat(context.Context, *sfn.SendTaskHeartbeatInput, ...func(*sfn.Options)) (*sfn.SendTaskHeartbeatOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.heartbeats++
-	return &sfn.SendTaskHeartbeatOutput{}, f.err
+	return &sfn.SendTaskHeartbeatOutput{}, f.answer()
+}
+
+// answer is the error of a call, under f.mu.
+func (f *fakeSFN) answer() error {
+	if f.throttles > 0 {
+		f.throttles--
+		return &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+	}
+	return f.err
 }
 
 type fakeS3 struct {
@@ -320,5 +332,39 @@ func TestKeepAliveGoesOnAfterATransientErrorAndStopsWithItsContext(t *testing.T)
 		time.Sleep(5 * time.Second)
 		stop()
 		require.Equal(t, 2, f.heartbeats, "no heartbeats without a token")
+	})
+}
+
+// A throttled callback is waited out and sent again under its API's limiter, the
+// throttles counted, for as long as its context lives.
+func TestThrottledCallbacksAreWaitedOut(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		limits := throttle.NewSet("sfn", reg)
+		for _, api := range []string{"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"} {
+			limits.Add(api, 500, 3000)
+		}
+		f := &fakeSFN{throttles: 12}
+		s := New(Config{DataBucket: "data", Limits: limits}, f, &fakeS3{}, zaptest.NewLogger(t), NewMetrics(reg))
+		require.NoError(t, s.Succeed(t.Context(), "tok", []byte(`{}`)))
+		require.Len(t, f.success, 13)
+		require.Less(t, limits.Get("SendTaskSuccess").Rate(), 500.0)
+
+		f.throttles = 5
+		require.NoError(t, s.Fail(t.Context(), "tok", "E", "c"))
+		require.NoError(t, s.Heartbeat(t.Context(), "tok"))
+		require.Len(t, f.failure, 6)
+		require.Equal(t, 1, f.heartbeats)
+		n, err := testutil.GatherAndCount(reg, "worker_sfn_throttled_total")
+		require.NoError(t, err)
+		require.Equal(t, 3, n, "a series per API")
+
+		f.throttles = 1 << 30
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		err = s.Succeed(ctx, "tok", []byte(`{}`))
+		require.ErrorIs(t, err, context.DeadlineExceeded, "gives up only when its context ends")
+		require.False(t, IsTaskClosed(err))
 	})
 }

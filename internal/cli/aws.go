@@ -12,9 +12,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/config"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -48,6 +50,25 @@ func newClients(awsCfg aws.Config, cfg config.Config) bootstrap.Clients {
 
 // s3PathStyle: path-style URLs against a custom endpoint (emulators serve buckets
 // by path), unless WORKER_S3_PATH_STYLE says otherwise.
+// limitedSFN is the Step Functions client of the calls that wait on a
+// throttle.Limiter (SendTask*, StartExecution): its retryer leaves throttle answers
+// to throttle.Do, so they never draw on the SDK's retry quota.
+func limitedSFN(awsCfg aws.Config) *sfn.Client {
+	return sfn.NewFromConfig(awsCfg, func(o *sfn.Options) { o.Retryer = throttle.LeaveThrottles(o.Retryer) })
+}
+
+// sfnLimits is one limiter per Step Functions API the worker calls per message,
+// for the whole process. Bursts keep the documented bucket-to-refill ratio
+// (3,000/500 for SendTask*, 1,300/300 for StartExecution; see config).
+func sfnLimits(cfg config.Config, reg prometheus.Registerer) *throttle.Set {
+	s := throttle.NewSet("sfn", reg)
+	for _, api := range []string{"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"} {
+		s.Add(api, cfg.SFNCallbackRate, max(1, int(cfg.SFNCallbackRate*6)))
+	}
+	s.Add("StartExecution", cfg.SFNStartRate, max(1, int(cfg.SFNStartRate*13/3)))
+	return s
+}
+
 func s3PathStyle(awsCfg aws.Config, cfg config.Config) bool {
 	if cfg.S3PathStyle != nil {
 		return *cfg.S3PathStyle

@@ -53,8 +53,9 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 			k.sfnMetrics = startjob.NewMetrics(k.w.reg)
 		}
 		name := q.StartExecution.StateMachine
-		cfg := startjob.Config{StateMachine: name, StateMachineARN: k.w.stack.StateMachines[name]}
-		j, err := startjob.New(q.Name, cfg, k.w.clients.SFN, log, k.sfnMetrics)
+		cfg := startjob.Config{StateMachine: name, StateMachineARN: k.w.stack.StateMachines[name],
+			Limiter: k.w.sfnLimits.Get("StartExecution"), ThrottleTimeout: k.w.cfg.ReportTimeout}
+		j, err := startjob.New(q.Name, cfg, k.w.sfn, log, k.sfnMetrics)
 		if err != nil {
 			return jobs.Job{}, 0, err
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -19,6 +20,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -46,6 +48,10 @@ type wiring struct {
 	ready     *telemetry.Readiness
 	publisher *event.Publisher
 	protector *ecsprotect.Protector // nil off ECS: does nothing
+	// sfn and sfnLimits serve the per-message Step Functions calls (SendTask*,
+	// StartExecution): one limiter per API per process.
+	sfn       *sfn.Client
+	sfnLimits *throttle.Set
 }
 
 func runWorker(ctx context.Context, registered Jobs, args []string) error {
@@ -72,6 +78,8 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 		metrics:   consumer.NewMetrics(reg),
 		ready:     telemetry.NewReadiness(2*s.cfg.PollWait+30*time.Second, reg),
 		publisher: event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg),
+		sfn:       limitedSFN(s.aws),
+		sfnLimits: sfnLimits(s.cfg, reg),
 	}
 	// One scale-in protection per process (task), held while any poller has a
 	// message in hand.
@@ -149,7 +157,7 @@ func topologyName(t *topology.Topology) string {
 // jobPollers wires every queue of the topology but the batcher's: one poller per
 // queue, all feeding one router.
 func (w wiring) jobPollers(registered Jobs) ([]component, error) {
-	reporter := callback.New(callback.Config{DataBucket: w.stack.DataBucket}, w.clients.SFN, w.clients.S3, w.log, callback.NewMetrics(w.reg))
+	reporter := callback.New(callback.Config{DataBucket: w.stack.DataBucket, Limits: w.sfnLimits}, w.sfn, w.clients.S3, w.log, callback.NewMetrics(w.reg))
 	all := append([]jobs.Job(nil), registered.Jobs...)
 	routes := map[string]jobs.Route{}
 	timeouts := map[string]time.Duration{}
@@ -175,7 +183,7 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	if len(queues) == 0 {
 		return nil, nil
 	}
-	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
+	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}

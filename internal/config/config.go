@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -50,6 +51,15 @@ type Config struct {
 	BatchWindow      time.Duration `envconfig:"BATCH_WINDOW" default:"15m" desc:"time after a batch's first file that flushes it, 1s..12h"`
 	BatchKeyPrefix   string        `envconfig:"BATCH_KEY_PREFIX" desc:"only landing keys with this prefix are batched (empty: all)"`
 	GluePollInterval time.Duration `envconfig:"GLUE_POLL_INTERVAL" default:"10s" desc:"how often a started Glue run is checked (GetJobRun)"`
+	// Step Functions' API quotas are token buckets per account and region: in
+	// us-east-1, us-west-2 and eu-west-1 SendTaskSuccess/Failure/Heartbeat each
+	// refill 500/s into a bucket of 3,000 and StartExecution 300/s into 1,300;
+	// elsewhere 300/s into 1,500 and 150/s into 800
+	// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+	// Each process holds its own limiter per API; it adapts down on throttling.
+	SFNCallbackRate float64       `envconfig:"SFN_CALLBACK_RATE" default:"500" desc:"most SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat calls per second each, per process (burst: 6 s of it); lowered at run time while Step Functions throttles"`
+	SFNStartRate    float64       `envconfig:"SFN_START_RATE" default:"300" desc:"most StartExecution calls per second per process (burst: 13/3 s of it); lowered at run time while Step Functions throttles"`
+	ReportTimeout   time.Duration `envconfig:"REPORT_TIMEOUT" default:"15m" desc:"how long a job's outcome report (SendTask*) or a StartExecution may wait out Step Functions throttling while the message stays invisible; a stop still ends it"`
 
 	TaskProtectionMinutes int           `envconfig:"TASK_PROTECTION_MINUTES" default:"15" desc:"on ECS (ECS_AGENT_URI set): task scale-in protection per enable or renewal while messages are in hand, in minutes, renewed at half; 1..2880, 0 turns protection off"`
 	TaskProtectionGrace   time.Duration `envconfig:"TASK_PROTECTION_GRACE" default:"5s" desc:"idle time after which a process drops its scale-in protection"`
@@ -134,6 +144,15 @@ func (c Config) Validate() error {
 	}
 	if c.BatchWindow < time.Second || c.BatchWindow > 12*time.Hour {
 		bad("BATCH_WINDOW", "must be between 1s and 12h, got %s", c.BatchWindow)
+	}
+	if !(c.SFNCallbackRate > 0) || math.IsInf(c.SFNCallbackRate, 0) {
+		bad("SFN_CALLBACK_RATE", "must be positive, got %g", c.SFNCallbackRate)
+	}
+	if !(c.SFNStartRate > 0) || math.IsInf(c.SFNStartRate, 0) {
+		bad("SFN_START_RATE", "must be positive, got %g", c.SFNStartRate)
+	}
+	if c.ReportTimeout < time.Second {
+		bad("REPORT_TIMEOUT", "must be at least 1s, got %s", c.ReportTimeout)
 	}
 	if c.GluePollInterval <= 0 {
 		bad("GLUE_POLL_INTERVAL", "must be positive, got %s", c.GluePollInterval)

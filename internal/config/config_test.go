@@ -34,6 +34,8 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		{"unknown role", map[string]string{"WORKER_ROLES": "jobs,cron"}, []string{`WORKER_ROLES: unknown role "cron"`}},
 		{"batch too large", map[string]string{"WORKER_BATCH_MAX_FILES": "10001"}, []string{"WORKER_BATCH_MAX_FILES: must be between 1 and 10000"}},
 		{"window too short", map[string]string{"WORKER_BATCH_WINDOW": "500ms"}, []string{"WORKER_BATCH_WINDOW: must be between 1s and 12h"}},
+		{"callback rate not a positive number", map[string]string{"WORKER_SFN_CALLBACK_RATE": "NaN", "WORKER_SFN_START_RATE": "0"}, []string{"WORKER_SFN_CALLBACK_RATE: must be positive", "WORKER_SFN_START_RATE: must be positive"}},
+		{"report timeout too short", map[string]string{"WORKER_REPORT_TIMEOUT": "10ms"}, []string{"WORKER_REPORT_TIMEOUT: must be at least 1s"}},
 		{"poll wait over SQS max", map[string]string{"WORKER_POLL_WAIT": "30s"}, []string{"WORKER_POLL_WAIT: must be between 1s and 20s"}},
 		{"shutdown past ECS max", map[string]string{"WORKER_SHUTDOWN_TIMEOUT": "5m"}, []string{"WORKER_SHUTDOWN_TIMEOUT"}},
 		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{"JOB_TIMEOUT"}},

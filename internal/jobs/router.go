@@ -34,9 +34,13 @@ type Route struct {
 type RouterConfig struct {
 	Routes         map[string]Route
 	HeartbeatEvery time.Duration // 0: no heartbeats
-	// ReportTimeout bounds one SendTask* call made after the job (default 10 s). It
-	// runs on a context detached from the job's, so a job that used up its deadline
-	// still gets its outcome reported.
+	// ReportTimeout bounds the report made after the job, throttle waits included
+	// (default 15 min; each attempt has its own short timeout in the reporter). It
+	// runs on a context detached from the job's deadline, so a job that used up its
+	// deadline still gets its outcome reported, and a report can wait Step
+	// Functions' throttling out while the consumer keeps the message invisible. A
+	// cancel of the job's context (the consumer stopping at a drain timeout, or lost
+	// visibility) ends the report too.
 	ReportTimeout time.Duration
 }
 
@@ -59,7 +63,7 @@ type Router struct {
 // publishes events.
 func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Publisher, log *zap.Logger, m *Metrics) (*Router, error) {
 	if cfg.ReportTimeout <= 0 {
-		cfg.ReportTimeout = 10 * time.Second
+		cfg.ReportTimeout = DefaultReportTimeout
 	}
 	byName := map[string]Job{}
 	var errs []error
@@ -219,10 +223,22 @@ func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *out
 	}
 }
 
-// reportContext is detached from the job's context, which may have ended (deadline,
-// shutdown): the outcome must still be reported, within its own short timeout.
+// DefaultReportTimeout is RouterConfig.ReportTimeout's default: long enough to wait
+// out a burst at Step Functions' quotas.
+const DefaultReportTimeout = 15 * time.Minute
+
+// reportContext outlives the job's deadline: the outcome must still be reported,
+// within ReportTimeout. Only a cancel of ctx (the consumer took the message back:
+// drain timeout, lost visibility) ends it early. The AfterFunc hangs on ctx, the
+// message's own context, so no parent is shared between messages.
 func (r *Router) reportContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ReportTimeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ReportTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			cancel()
+		}
+	})
+	return rctx, func() { stop(); cancel() }
 }
 
 // fail reports SendTaskFailure when there is a token; then the message gets then

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -290,5 +291,65 @@ func BenchmarkRouterHandleObserve(b *testing.B) {
 		if err := r.Handle(context.Background(), msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// slowReporter answers Succeed after wait (a report waiting Step Functions'
+// throttling out), or with its context's error if that ends first.
+type slowReporter struct {
+	fakeReporter
+	wait time.Duration
+}
+
+func (s *slowReporter) Succeed(ctx context.Context, token string, output []byte) error {
+	select {
+	case <-time.After(s.wait):
+		return s.fakeReporter.Succeed(ctx, token, output)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A report outlives the job's deadline and may wait throttling out for up to
+// ReportTimeout; only the consumer's cancel (drain timeout) ends it early.
+func TestReportWaitsThrottlingOutUntilCancelled(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		wait        time.Duration // how long the report is throttled
+		deadline    time.Duration // the job's
+		cancelAfter time.Duration // the consumer cancels the handler (0: never)
+		outcome     string
+	}{
+		"past the job's deadline":            {wait: 2 * time.Minute, deadline: time.Minute, outcome: "success"},
+		"for much longer than one attempt":   {wait: 14 * time.Minute, deadline: 5 * time.Minute, outcome: "success"},
+		"not past ReportTimeout":             {wait: 20 * time.Minute, deadline: 5 * time.Minute, outcome: "retry"},
+		"ended by the consumer's cancel":     {wait: 10 * time.Minute, deadline: 5 * time.Minute, cancelAfter: time.Minute, outcome: "retry"},
+		"cancelled after the job's deadline": {wait: 10 * time.Minute, deadline: time.Second, cancelAfter: time.Minute, outcome: "success"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				rep := &slowReporter{fakeReporter: *newFakeReporter(), wait: tc.wait}
+				m := NewMetrics(prometheus.NewRegistry())
+				r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}},
+					[]Job{{Name: "job", Run: ok}}, rep, noBeats{}, nil, zaptest.NewLogger(t), m)
+				require.NoError(t, err)
+				ctx, cancel := context.WithTimeout(t.Context(), tc.deadline)
+				defer cancel()
+				if tc.cancelAfter > 0 {
+					time.AfterFunc(tc.cancelAfter, cancel)
+				}
+				msg := consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": "tok"}), ReceiveCount: 1, MaxReceiveCount: 5}
+				began := time.Now()
+				err = r.Handle(ctx, msg)
+				require.Equal(t, 1.0, testutil.ToFloat64(m.jobs.WithLabelValues("job", tc.outcome)), "err=%v", err)
+				_, reported := rep.succeeded["tok"]
+				require.Equal(t, tc.outcome == "success", reported)
+				if tc.outcome == "retry" {
+					require.Error(t, err)
+					require.LessOrEqual(t, time.Since(began), DefaultReportTimeout, "bounded by ReportTimeout")
+				}
+			})
+		})
 	}
 }

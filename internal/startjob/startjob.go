@@ -28,10 +28,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 )
 
 // sfnAPI is what the job calls of Step Functions; *sfn.Client satisfies it. It must
-// be safe for concurrent use; its retryer retries throttling and 5xx already.
+// be safe for concurrent use; its retryer retries 5xx already, and throttling
+// unless a Limiter is configured (then throttle.Do waits it out).
 type sfnAPI interface {
 	StartExecution(ctx context.Context, in *sfn.StartExecutionInput, optFns ...func(*sfn.Options)) (*sfn.StartExecutionOutput, error)
 }
@@ -42,11 +44,31 @@ type Config struct {
 	StateMachine string
 	// StateMachineARN is its ARN, filled by the wiring from the topology's stack.
 	StateMachineARN string
+	// Limiter, filled by the wiring, is the process's StartExecution limiter; nil:
+	// no limit, the SDK's retryer deals with throttles.
+	Limiter *throttle.Limiter
+	// ThrottleTimeout, with a Limiter, is how long one message may wait Step
+	// Functions' throttling out (default 15 min) while the consumer keeps it
+	// invisible; each attempt has its own 10 s.
+	ThrottleTimeout time.Duration
 }
 
+// attemptTimeout bounds one StartExecution attempt, the SDK's retries included.
+const attemptTimeout = 10 * time.Second
+
 // HandlerTimeout is the deadline the consumer should give one message: one
-// StartExecution call with the SDK's retries.
-func (c Config) HandlerTimeout() time.Duration { return 30 * time.Second }
+// StartExecution call with the SDK's retries, or with a Limiter the time it may
+// wait throttling out.
+func (c Config) HandlerTimeout() time.Duration {
+	switch {
+	case c.Limiter == nil:
+		return 30 * time.Second
+	case c.ThrottleTimeout > 0:
+		return c.ThrottleTimeout
+	default:
+		return 15 * time.Minute
+	}
+}
 
 var stateMachineARN = regexp.MustCompile(`^arn:[a-z0-9-]+:states:[a-z0-9-]*:[0-9]*:stateMachine:[A-Za-z0-9_-]{1,80}$`)
 
@@ -116,10 +138,15 @@ func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
 		id = t.MessageID // not from EventBridge: SQS keeps a message's id across receives
 	}
 	name := ExecutionName(id)
-	out, err := j.sfn.StartExecution(ctx, &sfn.StartExecutionInput{
-		StateMachineArn: aws.String(j.cfg.StateMachineARN),
-		Name:            aws.String(name),
-		Input:           aws.String(string(input)),
+	var out *sfn.StartExecutionOutput
+	err = throttle.Do(ctx, j.cfg.Limiter, attemptTimeout, func(ctx context.Context) error {
+		var err error
+		out, err = j.sfn.StartExecution(ctx, &sfn.StartExecutionInput{
+			StateMachineArn: aws.String(j.cfg.StateMachineARN),
+			Name:            aws.String(name),
+			Input:           aws.String(string(input)),
+		})
+		return err
 	})
 	switch code := errorCode(err); {
 	case err == nil:

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/startjob"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 )
 
 const (
@@ -250,4 +253,30 @@ func TestSeriesExistBeforeTheFirstEvent(t *testing.T) {
 	_, err := startjob.New("next", startjob.Config{StateMachine: "etl2", StateMachineARN: smArn}, &fakeSFN{}, zaptest.NewLogger(t), startjob.NewMetrics(reg))
 	require.NoError(t, err)
 	require.Equal(t, 3, testutil.CollectAndCount(reg, "worker_start_executions_total"))
+}
+
+// With a limiter, a throttled StartExecution is waited out within the message's
+// time, and the consumer is told to give the message that long.
+func TestThrottledStartIsWaitedOut(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		throttles := 20
+		f := &fakeSFN{ErrFunc: func(*sfn.StartExecutionInput) error {
+			if throttles > 0 {
+				throttles--
+				return apiErr("ThrottlingException")
+			}
+			return nil
+		}}
+		limits := throttle.NewSet("sfn", prometheus.NewRegistry())
+		cfg := startjob.Config{StateMachine: "etl2", StateMachineARN: smArn, Limiter: limits.Add("StartExecution", 300, 1300)}
+		require.Equal(t, 15*time.Minute, cfg.HandlerTimeout())
+		j, err := startjob.New("next", cfg, f, zaptest.NewLogger(t), nil)
+		require.NoError(t, err)
+		out, err := j.Run(t.Context(), task())
+		require.NoError(t, err)
+		require.True(t, out.(startjob.Output).Started)
+		require.Equal(t, 21, f.calls)
+		require.Less(t, cfg.Limiter.Rate(), 300.0)
+	})
 }

@@ -1,0 +1,110 @@
+package awstest
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ThrottledAPIs are the Step Functions APIs a Throttle limits: the ones the worker
+// calls per message. Others pass through unlimited.
+var ThrottledAPIs = []string{"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat", "StartExecution"}
+
+// Throttle is an HTTP proxy in front of the emulator that throttles Step Functions
+// the way the service does: a token bucket per API (burst, refill per second),
+// and over it HTTP 400 with an AWS JSON 1.0 error body of type ThrottlingException.
+// It counts calls and throttle answers per API.
+type Throttle struct {
+	srv       *httptest.Server
+	burst     float64
+	perSecond float64
+
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+	calls     map[string]int
+	throttled map[string]int
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// NewThrottle starts a throttling proxy to the emulator; it is closed at the end of
+// the test.
+func NewThrottle(t testing.TB, burst int, perSecond float64) *Throttle {
+	t.Helper()
+	target, err := url.Parse(Endpoint(t))
+	if err != nil {
+		t.Fatalf("parse emulator endpoint: %v", err)
+	}
+	th := &Throttle{burst: float64(burst), perSecond: perSecond, buckets: map[string]*bucket{}, calls: map[string]int{}, throttled: map[string]int{}}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	th.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AWSStepFunctions.")
+		if ok && th.limited(api) && !th.take(api) {
+			// The wire shape of an AWS JSON 1.0 error: the SDK reads the code from
+			// __type (or X-Amzn-ErrorType).
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			w.Header().Set("X-Amzn-ErrorType", "ThrottlingException")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"__type":"ThrottlingException","message":"Rate exceeded"}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(th.srv.Close)
+	return th
+}
+
+// URL is the proxy's endpoint, for AWS_ENDPOINT_URL.
+func (th *Throttle) URL() string { return th.srv.URL }
+
+func (th *Throttle) limited(api string) bool {
+	for _, a := range ThrottledAPIs {
+		if a == api {
+			return true
+		}
+	}
+	return false
+}
+
+// take counts a call of api and takes a token of its bucket, false when empty.
+func (th *Throttle) take(api string) bool {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	th.calls[api]++
+	now := time.Now()
+	b := th.buckets[api]
+	if b == nil {
+		b = &bucket{tokens: th.burst, last: now}
+		th.buckets[api] = b
+	}
+	b.tokens = min(th.burst, b.tokens+now.Sub(b.last).Seconds()*th.perSecond)
+	b.last = now
+	if b.tokens < 1 {
+		th.throttled[api]++
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// Calls is how many calls of api reached the proxy, throttled ones included.
+func (th *Throttle) Calls(api string) int {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	return th.calls[api]
+}
+
+// Throttled is how many calls of api were answered ThrottlingException.
+func (th *Throttle) Throttled(api string) int {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	return th.throttled[api]
+}
