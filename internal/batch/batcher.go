@@ -417,7 +417,14 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, err)
 		}
 		b.metrics.startRetries.Inc()
-		b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
+		switch {
+		case busyFor > 1: // one line per wait, not one a minute for hours
+			b.log.Debug("glue still at its concurrent runs; waiting", zap.String("batch_id", batchID), zap.Int("attempt", busyFor), zap.Duration("backoff", delay))
+		case busyFor == 1:
+			b.log.Info("glue job at its concurrent runs; holding the batch until a run ends", zap.String("batch_id", batchID))
+		default:
+			b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
+		}
 		if !pause(ctx, delay) {
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}

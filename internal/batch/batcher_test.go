@@ -124,10 +124,13 @@ func (r *rig) upload(keys ...string) {
 	}
 }
 
-// fakeGlue starts runs (refusing the first refuse calls) and ends each with endState.
+// fakeGlue starts runs (refusing the first refuse calls, and every call before
+// busyUntil, with ConcurrentRunsExceeded as Glue does at MaxConcurrentRuns) and ends
+// each with endState.
 type fakeGlue struct {
-	mu       sync.Mutex
-	refuse   int
+	mu        sync.Mutex
+	refuse    int
+	busyUntil time.Time
 	final    error
 	endState types.JobRunState
 	started  []map[string]string
@@ -141,8 +144,8 @@ func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ .
 	if f.final != nil {
 		return nil, f.final
 	}
-	if f.refuse > 0 {
-		f.refuse--
+	if f.refuse > 0 || time.Now().Before(f.busyUntil) {
+		f.refuse = max(f.refuse-1, 0)
 		return nil, &types.ConcurrentRunsExceededException{Message: aws.String("busy")}
 	}
 	f.started = append(f.started, in.Arguments)
@@ -163,6 +166,8 @@ func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...fu
 }
 
 func (f *fakeGlue) GetJobRuns(_ context.Context, in *glue.GetJobRunsInput, _ ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	from, _ := strconv.Atoi(aws.ToString(in.NextToken))
 	to := min(from+2, len(f.history))
 	out := &glue.GetJobRunsOutput{JobRuns: f.history[from:to]}
