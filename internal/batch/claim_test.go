@@ -149,7 +149,7 @@ func TestAFileOfADeadBatcherIsTakenOverWhenItsLeaseRunsOut(t *testing.T) {
 		var rec leaseRecord
 		require.NoError(t, json.Unmarshal(r.s3.read("data/"+leaseKey(dead)), &rec))
 		require.Equal(t, stateAbandoned, rec.State)
-		require.NoError(t, json.Unmarshal(r.s3.objs["data/"+leaseKey(ms[0].BatchID)], &rec))
+		require.NoError(t, json.Unmarshal(r.s3.read("data/"+leaseKey(ms[0].BatchID)), &rec))
 		require.Equal(t, stateCommitted, rec.State)
 		require.Equal(t, "jr_1", rec.RunID)
 		r.stop(t)
@@ -207,7 +207,7 @@ func TestGlueAtItsConcurrentRunsIsWaitedOutNeverFailed(t *testing.T) {
 		var rec leaseRecord
 		ms := r.manifests(t)
 		require.Len(t, ms, 1)
-		require.NoError(t, json.Unmarshal(r.s3.objs["data/"+leaseKey(ms[0].BatchID)], &rec))
+		require.NoError(t, json.Unmarshal(r.s3.read("data/"+leaseKey(ms[0].BatchID)), &rec))
 		require.Equal(t, stateCommitted, rec.State, "the lease held through the wait")
 		r.stop(t)
 	})
