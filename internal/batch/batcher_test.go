@@ -131,11 +131,11 @@ type fakeGlue struct {
 	mu        sync.Mutex
 	refuse    int
 	busyUntil time.Time
-	final    error
-	endState types.JobRunState
-	started  []map[string]string
-	startAt  []time.Time
-	history  []types.JobRun // what GetJobRuns lists, two runs a page
+	final     error
+	endState  types.JobRunState
+	started   []map[string]string
+	startAt   []time.Time
+	history   []types.JobRun // what GetJobRuns lists, two runs a page
 }
 
 func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {

@@ -478,8 +478,3 @@ func pause(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-
-// lostLease reports whether ctx ended because the batch lost its lease.
-func lostLease(ctx context.Context) bool {
-	return errors.Is(context.Cause(ctx), errLeaseLost)
-}
