@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,7 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
@@ -171,4 +177,152 @@ func TestE2EBatchSurvivesSigkillInAnOpenWindow(t *testing.T) {
 	require.Len(t, ms, 1, "one manifest, flushed at shutdown")
 	requireEachKeyOnce(t, keys, ms)
 	eventually(t, time.Minute, "landing queue empty", func() bool { return st.queueDepth(st.out.Queues["landing"]) == 0 })
+}
+
+// batchOnce is what runBatchExactlyOnce measured.
+type batchOnce struct {
+	files, duplicates, runs, unrun, lost, twice int
+	dropped, takenOver                          float64
+	took                                        time.Duration
+}
+
+// runBatchExactlyOnce is issue 19's proof that a landing file lands in exactly one
+// run: two batchers on one landing queue (a deploy overlap), files put straight
+// into the landing bucket with their Object Created events sent onto the landing
+// queue by the test (moto's S3 → EventBridge path is ~9 events/s), every tenth
+// event twice (SQS and EventBridge deliver at least once), and one batcher
+// SIGKILLed while it holds an open batch, then restarted. The landing queue's
+// visibility timeout is 30 s (a topology of its own), so what the killed batcher
+// held comes back, and its claims can be taken over, within a minute.
+func runBatchExactlyOnce(t *testing.T, files int) batchOnce {
+	start := time.Now()
+	topo := filepath.Join(t.TempDir(), "topology.json")
+	require.NoError(t, os.WriteFile(topo, []byte(`{"source": "taskbridge.worker", "queues": [
+		{"name": "landing", "s3Batch": {}, "concurrency": 100, "visibilityTimeoutSeconds": 30, "maxReceiveCount": 5}]}`), 0o600))
+	st := newStack(t, "WORKER_ROLES=batch", "WORKER_BATCH_WINDOW=3s", "WORKER_GLUE_POLL_INTERVAL=1s", "WORKER_TOPOLOGY="+topo)
+	ctx := context.Background()
+	// No notifications: the test sends the events, so it knows each one.
+	_, err := st.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+		Bucket: aws.String(st.out.LandingBucket), NotificationConfiguration: &s3types.NotificationConfiguration{},
+	})
+	require.NoError(t, err)
+	keys, _ := st.putFiles("once", files)
+	require.Zero(t, st.queueDepth(st.out.Queues["landing"]), "S3 sent no event of its own")
+
+	var bodies []string
+	for i, k := range keys {
+		head, err := st.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(st.out.LandingBucket), Key: aws.String(k)})
+		require.NoError(t, err)
+		ev := st.landingEvent(k, strings.Trim(aws.ToString(head.ETag), `"`), aws.ToInt64(head.ContentLength), fmt.Sprintf("%018X", i+1))
+		bodies = append(bodies, ev)
+		if i%10 == 0 {
+			bodies = append(bodies, ev)
+		}
+	}
+	rnd := rand.New(rand.NewPCG(19, 3))
+	rnd.Shuffle(len(bodies), func(i, j int) { bodies[i], bodies[j] = bodies[j], bodies[i] })
+
+	w1, w2 := st.startWorker(), st.startWorker()
+	half := len(bodies) / 2
+	st.sendLanding(bodies[:half])
+	eventually(t, 2*time.Minute, "the first batcher holds an open batch", func() bool { return w1.metric("worker_batch_open_files") > 0 })
+	require.NoError(t, w1.cmd.Process.Signal(syscall.SIGKILL))
+	<-w1.done
+	w3 := st.startWorker()
+	st.sendLanding(bodies[half:])
+
+	started := map[string]bool{} // manifests of runs that started
+	var ms []batch.Manifest
+	eventually(t, 10*time.Minute, "every file in a started run, landing queue and DLQ empty", func() bool {
+		for _, m := range st.glueManifests() {
+			started[m] = true
+		}
+		ms = st.manifests()
+		listed := map[string]bool{}
+		for _, m := range ms {
+			if started["s3://"+st.out.DataBucket+"/manifests/"+m.BatchID+".json"] {
+				for _, f := range m.Files {
+					listed[f.Key] = true
+				}
+			}
+		}
+		return len(listed) == len(keys) && st.queueDepth(st.out.Queues["landing"]) == 0 && st.queueDepth(st.out.DLQs["landing"]) == 0
+	})
+	res := batchOnce{files: files, duplicates: len(bodies) - len(keys), took: time.Since(start)}
+	seen := map[string]int{}
+	for _, m := range ms {
+		if !started["s3://"+st.out.DataBucket+"/manifests/"+m.BatchID+".json"] {
+			res.unrun++ // written by the killed batcher before it could start the run
+			continue
+		}
+		res.runs++
+		for _, f := range m.Files {
+			seen[f.Key]++
+		}
+	}
+	for _, k := range keys {
+		switch n := seen[k]; {
+		case n == 0:
+			res.lost++
+		case n > 1:
+			res.twice += n - 1
+		}
+	}
+	for _, w := range []*workerProc{w2, w3} {
+		res.dropped += max(w.metric(`worker_batch_claims_total{result="duplicate"}`), 0) // -1: none yet
+		res.takenOver += max(w.metric(`worker_batch_claims_total{result="taken_over"}`), 0)
+	}
+	t.Logf("%d files, %d duplicate events, %d runs (+%d manifests never run), %d in two runs, %d lost; survivors dropped %.0f duplicates and took over %.0f claims; %s",
+		res.files, res.duplicates, res.runs, res.unrun, res.twice, res.lost, res.dropped, res.takenOver, res.took.Round(time.Second))
+	require.Zero(t, res.lost, "no file lost")
+	require.Zero(t, res.twice, "no file in two runs")
+	return res
+}
+
+// landingEvent is the Object Created event of one upload as EventBridge delivers it.
+func (st *stackEnv) landingEvent(key, etag string, size int64, sequencer string) string {
+	b, _ := json.Marshal(map[string]any{
+		"version": "0", "id": "once-" + sequencer, "detail-type": "Object Created", "source": "aws.s3",
+		"account": "123456789012", "time": time.Now().UTC().Format(time.RFC3339), "region": "us-east-1",
+		"resources": []string{"arn:aws:s3:::" + st.out.LandingBucket},
+		"detail": map[string]any{
+			"version": "0", "bucket": map[string]any{"name": st.out.LandingBucket},
+			"object": map[string]any{"key": key, "size": size, "etag": etag, "sequencer": sequencer},
+			"reason": "PutObject",
+		},
+	})
+	return string(b)
+}
+
+// sendLanding sends bodies onto the landing queue, ten a call.
+func (st *stackEnv) sendLanding(bodies []string) {
+	st.t.Helper()
+	for i := 0; i < len(bodies); i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j, b := range bodies[i:min(i+10, len(bodies))] {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(b)})
+		}
+		out, err := st.sqs.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(st.out.Queues["landing"]), Entries: entries})
+		require.NoError(st.t, err)
+		require.Empty(st.t, out.Failed)
+	}
+}
+
+// glueManifests lists the manifests named by the runs of the stack's Glue job.
+func (st *stackEnv) glueManifests() []string {
+	client := glue.NewFromConfig(awstest.Config(st.t))
+	var out []string
+	p := glue.NewGetJobRunsPaginator(client, &glue.GetJobRunsInput{JobName: aws.String(st.out.GlueJob)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		require.NoError(st.t, err)
+		for _, jr := range page.JobRuns {
+			out = append(out, jr.Arguments["--manifest"])
+		}
+	}
+	return out
+}
+
+func TestE2EBatchEachFileInExactlyOneRunWithTwoBatchersDuplicatesAndAKill(t *testing.T) {
+	runBatchExactlyOnce(t, 200)
 }

@@ -14,8 +14,10 @@ resource "aws_cloudwatch_log_group" "worker" {
 
 locals {
   # Two services share the task definition shape; WORKER_ROLES splits the work:
-  # many job workers, one batcher (a batch must be held by one process). A service
-  # exists only if the topology has queues for it.
+  # many job workers, one batcher. Batchers may overlap (a deploy runs old and new
+  # side by side): each landing file is claimed with an S3 conditional write before
+  # it enters a manifest, so it lands in one run whichever batcher holds it. A
+  # service exists only if the topology has queues for it.
   roles = merge(
     length(local.job_queues) > 0 ? { jobs = { roles = "jobs", desired = var.job_workers.desired } } : {},
     length(local.batch_queues) > 0 ? { batch = { roles = "batch", desired = 1 } } : {},
@@ -74,9 +76,10 @@ resource "aws_ecs_service" "worker" {
   task_definition = aws_ecs_task_definition.worker[each.key].arn
   desired_count   = each.value.desired
   launch_type     = "FARGATE"
-  # The batcher must never run twice at once; job workers may overlap in a deploy.
-  deployment_minimum_healthy_percent = each.key == "batch" ? 0 : 100
-  deployment_maximum_percent         = each.key == "batch" ? 100 : 200
+  # Both overlap in a deploy, so there is no window without a batcher: the new task
+  # is healthy before the old one is stopped (claims keep batches apart).
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
   network_configuration {
     subnets          = var.vpc_subnet_ids
     security_groups  = var.vpc_security_group_ids

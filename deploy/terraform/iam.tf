@@ -102,7 +102,7 @@ data "aws_iam_policy_document" "jobs" {
 }
 
 # The batcher (WORKER_ROLES=batch): the s3Batch queue, reads of the landing bucket,
-# manifests and results in the data bucket, its Glue job, the bus.
+# manifests, results and claims in the data bucket, its Glue job, the bus.
 data "aws_iam_policy_document" "batch" {
   statement {
     sid = "ConsumeQueues"
@@ -123,9 +123,13 @@ data "aws_iam_policy_document" "batch" {
     resources = ["${aws_s3_bucket.landing.arn}/*"]
   }
   statement {
-    sid       = "WriteBatchRecords"
-    actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.data.arn}/manifests/*", "${aws_s3_bucket.data.arn}/results/*"]
+    # claims/: each landing file's claim and each batch's lease, written with
+    # If-None-Match / If-Match (a conditional write with If-Match needs GetObject too).
+    sid     = "WriteBatchRecords"
+    actions = ["s3:GetObject", "s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.data.arn}/manifests/*", "${aws_s3_bucket.data.arn}/results/*", "${aws_s3_bucket.data.arn}/claims/*",
+    ]
   }
   statement {
     sid       = "ListBuckets" # a missing key answers 404, not 403

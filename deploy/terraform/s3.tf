@@ -70,6 +70,26 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       days_after_initiation = 7
     }
   }
+  # The batcher's claims and batch leases (internal/batch/claim.go): kept 15 days,
+  # longer than SQS keeps a message (14 days at most), so any redelivery of an event
+  # still finds its file's claim. A lease is rewritten every few tens of seconds
+  # while its batch is in flight; its old versions are of no use after a day.
+  dynamic "rule" {
+    for_each = each.key == "data" ? [1] : []
+    content {
+      id     = "expire-batch-claims"
+      status = "Enabled"
+      filter {
+        prefix = "claims/"
+      }
+      expiration {
+        days = 15
+      }
+      noncurrent_version_expiration {
+        noncurrent_days = 1
+      }
+    }
+  }
 }
 
 # The landing bucket's Object Created events go to EventBridge (the default bus).

@@ -25,6 +25,7 @@ import (
 type s3API interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 }
 
 type glueAPI interface {
@@ -52,9 +53,14 @@ type Config struct {
 	GlueJob       string
 	MaxFiles      int           // flush at this many files (1..10000)
 	Window        time.Duration // flush this long after a batch's first file
-	// StartTimeout bounds the retries of StartJobRun while Glue refuses a run
-	// (concurrent runs exceeded, throttling); default 5 min.
+	// StartTimeout bounds the retries of StartJobRun while Glue refuses a run for
+	// throttling or an internal error; default 5 min. ConcurrentRunsExceeded is
+	// waited out however long it lasts (the batch's messages stay in hand).
 	StartTimeout time.Duration
+	// Lease is how long a batch's claims hold without their batcher renewing them
+	// (see claim.go): the landing queue's visibility timeout; default 2 min, at
+	// least 20 s.
+	Lease time.Duration
 	// GluePollInterval is how often a started run is checked (default 10 s).
 	GluePollInterval time.Duration
 }
@@ -70,6 +76,9 @@ func (c Config) Validate() error {
 	}
 	if c.Window < time.Second || c.Window > 12*time.Hour {
 		errs = append(errs, fmt.Errorf("batch: Window must be 1s..12h, got %s", c.Window))
+	}
+	if c.Lease != 0 && c.Lease < 20*time.Second {
+		errs = append(errs, fmt.Errorf("batch: Lease must be at least 20s, got %s", c.Lease))
 	}
 	return errors.Join(errs...)
 }
@@ -104,7 +113,9 @@ type openBatch struct {
 	reason  string
 	done    chan struct{}  // closed when the batch's outcome is known
 	err     error          // nil: manifest written and run started
-	fileErr map[File]error // the outcome of a file left out of the manifest (verify)
+	fileErr map[File]error // the outcome of a file left out of the manifest (verify, claim)
+	dup     map[File]bool  // left out: in a run another batch started (acknowledged)
+	busy    map[File]bool  // left out: claimed by a batch that may still start (try the next batch)
 }
 
 // Batcher groups landing events into Glue runs. Handle is called concurrently by the
@@ -117,6 +128,7 @@ type Batcher struct {
 	log      *zap.Logger
 	metrics  *Metrics
 	follower *Follower
+	claims   *claimer
 
 	mu      sync.Mutex
 	open    *openBatch      // guarded by mu
@@ -127,10 +139,13 @@ type Batcher struct {
 // New returns a Batcher; it flushes nothing until Run.
 func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap.Logger, m *Metrics) (*Batcher, error) {
 	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 5 * time.Minute
+		cfg.StartTimeout = StartTimeoutDefault
 	}
 	if cfg.GluePollInterval == 0 {
 		cfg.GluePollInterval = 10 * time.Second
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = LeaseDefault
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -139,12 +154,15 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 	return &Batcher{
 		cfg: cfg, s3: s3Client, glue: glueClient, pub: pub, log: log, metrics: m,
 		follower: newFollower(cfg, glueClient, s3Client, pub, log, m),
+		claims:   newClaimer(cfg, s3Client, glueClient, log, m),
 		closed:   make(chan *openBatch, 1024),
 	}, nil
 }
 
 // Handle adds the message's file to the open batch and waits for that batch's
-// outcome: nil once the run started, an error otherwise (the message is redelivered).
+// outcome: nil once the run started or the file is found in a run another batch
+// started, an error otherwise (the message is redelivered). A file claimed by a
+// batch that may still start waits in hand for the next batch, which asks again.
 func (b *Batcher) Handle(ctx context.Context, m consumer.Message) error {
 	env, err := event.Parse([]byte(m.Body))
 	if err != nil {
@@ -154,21 +172,29 @@ func (b *Batcher) Handle(ctx context.Context, m consumer.Message) error {
 	if err != nil {
 		return consumer.DeadLetter(err)
 	}
-	batch, err := b.add(f)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-batch.done:
-		if err := batch.fileErr[f]; err != nil {
+	for {
+		batch, err := b.add(f)
+		if err != nil {
 			return err
+		}
+		select {
+		case <-batch.done:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for batch %s: %w", batch.id, ctx.Err())
+		}
+		switch {
+		case batch.fileErr[f] != nil:
+			return batch.fileErr[f]
+		case batch.dup[f]:
+			b.log.Debug("file already in a started run; message acknowledged", zap.String("batch_id", batch.id), zap.String("key", f.Key), zap.String("message_id", m.ID))
+			return nil
+		case batch.busy[f]:
+			continue
 		}
 		if batch.err == nil {
 			b.log.Debug("file in a started run", zap.String("batch_id", batch.id), zap.String("key", f.Key), zap.String("message_id", m.ID))
 		}
 		return batch.err
-	case <-ctx.Done():
-		return fmt.Errorf("wait for batch %s: %w", batch.id, ctx.Err())
 	}
 }
 
@@ -182,7 +208,8 @@ func (b *Batcher) add(f File) (*openBatch, error) {
 		return nil, errStopped
 	}
 	if b.open == nil {
-		batch := &openBatch{id: newBatchID(), seen: map[File]bool{}, fileErr: map[File]error{}, opened: time.Now(), done: make(chan struct{})}
+		batch := &openBatch{id: newBatchID(), seen: map[File]bool{}, fileErr: map[File]error{}, dup: map[File]bool{}, busy: map[File]bool{},
+			opened: time.Now(), done: make(chan struct{})}
 		batch.timer = time.AfterFunc(b.cfg.Window, func() { b.closeBatch(batch, "window") })
 		b.open = batch
 	}
@@ -250,22 +277,38 @@ func (b *Batcher) Run(ctx context.Context) error {
 	}
 }
 
-// flush checks the batch's files, writes the manifest of those that exist and starts
-// the run; the batch's waiters learn the outcome.
+// flush checks the batch's files, claims those that exist, writes the manifest of
+// those it claimed and starts the run; the batch's waiters learn the outcome.
 func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	defer close(batch.done)
 	b.metrics.flushes.WithLabelValues(batch.reason).Inc()
-	files := b.verify(ctx, batch)
-	log := b.log.With(zap.String("batch_id", batch.id), zap.Int("batch_size", len(files)), zap.String("reason", batch.reason))
+	log := b.log.With(zap.String("batch_id", batch.id), zap.String("reason", batch.reason))
+	checked := b.verify(ctx, batch)
+	if len(checked) == 0 {
+		log.Info("no file of the batch is left to run")
+		return
+	}
+	manifest := "s3://" + b.cfg.DataBucket + "/manifests/" + batch.id + ".json"
+	l, err := b.claims.open(ctx, batch.id, manifest)
+	if err != nil {
+		batch.err = err
+		log.Error("batch not started; its files will be redelivered", zap.Error(err))
+		return
+	}
+	lctx, stop := l.keep(ctx)
+	defer stop()
+	files := b.claim(lctx, batch, checked)
+	log = log.With(zap.Int("batch_size", len(files)))
 	if len(files) == 0 {
+		l.abandon(context.WithoutCancel(ctx))
 		log.Info("no file of the batch is left to run")
 		return
 	}
 	b.metrics.files.Observe(float64(len(files)))
-	manifest := "s3://" + b.cfg.DataBucket + "/manifests/" + batch.id + ".json"
-	runID, err := b.start(ctx, batch.id, files, manifest)
+	runID, err := b.start(lctx, l, batch.id, files, manifest)
 	if err != nil {
 		batch.err = err
+		l.abandon(context.WithoutCancel(ctx))
 		b.metrics.startFailures.Inc()
 		log.Error("batch not started; its files will be redelivered", zap.Error(err))
 		detail := ResultDetail{BatchID: batch.id, JobName: b.cfg.GlueJob, State: "START_FAILED", FileCount: len(files), Manifest: manifest, Error: err.Error()}
@@ -274,11 +317,63 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 		}
 		return
 	}
+	l.commit(context.WithoutCancel(ctx), runID)
 	log.Info("batch started", zap.String("job_run_id", runID), zap.Duration("held", time.Since(batch.opened)))
 	b.follower.follow(run{batchID: batch.id, runID: runID, fileCount: len(files), manifest: manifest})
 }
 
-func (b *Batcher) start(ctx context.Context, batchID string, files []File, manifest string) (string, error) {
+// claim claims the checked files for batch and returns the objects to list, each
+// once (two uploads of one key in a batch list the object as it is now). A file
+// that is someone else's is marked dup or busy; one that could not be claimed gets
+// its error and is redelivered.
+func (b *Batcher) claim(ctx context.Context, batch *openBatch, checked []verified) []File {
+	results := make([]claimResult, len(checked))
+	errs := make([]error, len(checked))
+	sem := make(chan struct{}, headConcurrency)
+	var wg sync.WaitGroup
+	for i, v := range checked {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			results[i], errs[i] = b.claims.claim(ctx, batch.id, v.claimFile())
+		})
+	}
+	wg.Wait()
+	var files []File
+	listed := map[File]bool{}
+	var failed []string
+	var dups, waiting int
+	for i, v := range checked {
+		switch {
+		case errs[i] != nil:
+			batch.fileErr[v.event] = errs[i]
+			failed = append(failed, v.event.Key)
+		case results[i] == duplicate:
+			batch.dup[v.event] = true
+			dups++
+		case results[i] == busy:
+			batch.busy[v.event] = true
+			waiting++
+		case !listed[v.object]:
+			listed[v.object] = true
+			files = append(files, v.object)
+		}
+	}
+	if dups+waiting > 0 {
+		b.log.Info("files claimed by other batches left out", zap.String("batch_id", batch.id), zap.Int("in_started_runs", dups), zap.Int("in_batches_not_started", waiting))
+	}
+	if len(failed) > 0 {
+		b.log.Warn("files that could not be claimed left out of the batch; their messages will be redelivered",
+			append(batchFields(batch.id, len(failed), failed), zap.Error(errors.Join(errs...)))...)
+	}
+	return files
+}
+
+// start writes the manifest and starts the run. Glue's ConcurrentRunsExceeded
+// (MaxConcurrentRuns, 1 by default) is waited out for as long as it lasts, the
+// batch's messages in hand and its lease renewed; throttling and internal errors
+// are retried until StartTimeout. A run is started only while the lease is fresh.
+func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []File, manifest string) (string, error) {
 	body, err := awsjson.Marshal(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
 	if err != nil {
 		return "", fmt.Errorf("marshal manifest: %w", err)
@@ -290,26 +385,55 @@ func (b *Batcher) start(ctx context.Context, batchID string, files []File, manif
 		return "", fmt.Errorf("write manifest %s: %w", manifest, err)
 	}
 	deadline := time.Now().Add(b.cfg.StartTimeout)
+	busyFor := 0 // attempts refused for concurrent runs in a row
 	for attempt := 1; ; attempt++ {
-		out, err := b.glue.StartJobRun(ctx, &glue.StartJobRunInput{
+		if !l.fresh() {
+			// The renewer is behind (S3 slow) or lost the lease: wait for it, a
+			// run started now could land after a taker found the lease stale.
+			if !pause(ctx, b.cfg.Lease/20) {
+				return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
+			}
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, b.cfg.Lease/4)
+		out, err := b.glue.StartJobRun(sctx, &glue.StartJobRunInput{
 			JobName:   aws.String(b.cfg.GlueJob),
 			Arguments: map[string]string{"--manifest": manifest, "--file_count": strconv.Itoa(len(files))},
 		})
+		cancel()
 		if err == nil {
 			return aws.ToString(out.JobRunId), nil
 		}
-		if !retryableStart(err) || time.Now().After(deadline) {
+		var delay time.Duration
+		switch {
+		case concurrentRunsExceeded(err):
+			busyFor++
+			b.metrics.glueBusy.Inc()
+			delay = consumer.Backoff(busyFor, time.Second, time.Minute)
+		case retryableStart(err) && time.Now().Before(deadline):
+			busyFor = 0
+			delay = consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
+		default:
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, err)
 		}
 		b.metrics.startRetries.Inc()
-		delay := consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
-		b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, ctx.Err())
-		case <-time.After(delay):
+		switch {
+		case busyFor > 1: // one line per wait, not one a minute for hours
+			b.log.Debug("glue still at its concurrent runs; waiting", zap.String("batch_id", batchID), zap.Int("attempt", busyFor), zap.Duration("backoff", delay))
+		case busyFor == 1:
+			b.log.Info("glue job at its concurrent runs; holding the batch until a run ends", zap.String("batch_id", batchID))
+		default:
+			b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
+		}
+		if !pause(ctx, delay) {
+			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}
 	}
+}
+
+// concurrentRunsExceeded: the job runs MaxConcurrentRuns already; wait, never fail.
+func concurrentRunsExceeded(err error) bool {
+	return errCode(err) == "ConcurrentRunsExceededException"
 }
 
 // retryableStart: Glue is busy, not wrong. Classified by error code, never by text.
@@ -319,7 +443,7 @@ func retryableStart(err error) bool {
 		return false
 	}
 	switch api.ErrorCode() {
-	case "ConcurrentRunsExceededException", "ThrottlingException", "ResourceNumberLimitExceededException", "InternalServiceException":
+	case "ThrottlingException", "ResourceNumberLimitExceededException", "InternalServiceException":
 		return true
 	}
 	return false

@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -29,25 +30,63 @@ import (
 )
 
 // fakeS3 holds objects by bucket and key, and answers as S3 does: HeadObject of a
-// missing object is a NotFound (HeadObject has no body, hence no NoSuchKey), a call
-// without bucket or key is refused, and ETags come quoted. headErr, when set, decides
-// HeadObject's answer for a key first.
+// missing object is a NotFound (HeadObject has no body, hence no NoSuchKey), GetObject's
+// is a NoSuchKey, a call without bucket or key is refused, and ETags come quoted. A
+// PutObject with If-None-Match: * of a key that exists, or with an If-Match that is
+// not the object's ETag, is refused with 412 PreconditionFailed, atomically; If-Match
+// of a key that does not exist is a 404 NoSuchKey; If-None-Match takes only "*".
+// headErr, when set, decides HeadObject's answer for a key first.
 type fakeS3 struct {
-	mu      sync.Mutex
-	objs    map[string][]byte // "bucket/key" → body
-	heads   []string          // keys asked for, in order
-	headErr func(key string) error
+	mu       sync.Mutex
+	objs     map[string][]byte    // "bucket/key" → body
+	modified map[string]time.Time // "bucket/key" → LastModified
+	heads    []string             // keys asked for, in order
+	headErr  func(key string) error
 }
+
+func newFakeS3() *fakeS3 { return &fakeS3{objs: map[string][]byte{}, modified: map[string]time.Time{}} }
 
 func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	if aws.ToString(in.Bucket) == "" || aws.ToString(in.Key) == "" {
 		return nil, &smithy.GenericAPIError{Code: "InvalidRequest", Message: "bucket and key are required"}
 	}
+	if in.IfNoneMatch != nil && *in.IfNoneMatch != "*" {
+		return nil, &smithy.GenericAPIError{Code: "NotImplemented", Message: "If-None-Match takes only *"}
+	}
 	b, _ := io.ReadAll(in.Body)
+	name := aws.ToString(in.Bucket) + "/" + aws.ToString(in.Key)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.objs[aws.ToString(in.Bucket)+"/"+aws.ToString(in.Key)] = b
+	cur, exists := f.objs[name]
+	switch {
+	case in.IfNoneMatch != nil && exists:
+		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	case in.IfMatch != nil && !exists:
+		return nil, &s3types.NoSuchKey{Message: aws.String("The specified key does not exist.")}
+	case in.IfMatch != nil && strings.Trim(*in.IfMatch, `"`) != strings.Trim(etagOf(cur), `"`):
+		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	}
+	f.objs[name] = b
+	if f.modified == nil {
+		f.modified = map[string]time.Time{}
+	}
+	f.modified[name] = time.Now()
 	return &s3.PutObjectOutput{ETag: aws.String(etagOf(b))}, nil
+}
+
+func (f *fakeS3) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if aws.ToString(in.Bucket) == "" || aws.ToString(in.Key) == "" {
+		return nil, &smithy.GenericAPIError{Code: "InvalidRequest", Message: "bucket and key are required"}
+	}
+	name := aws.ToString(in.Bucket) + "/" + aws.ToString(in.Key)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.objs[name]
+	if !ok {
+		return nil, &s3types.NoSuchKey{Message: aws.String("The specified key does not exist.")}
+	}
+	mod := f.modified[name]
+	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(b)), ETag: aws.String(etagOf(b)), LastModified: &mod, ContentLength: aws.Int64(int64(len(b)))}, nil
 }
 
 func (f *fakeS3) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
@@ -85,15 +124,18 @@ func (r *rig) upload(keys ...string) {
 	}
 }
 
-// fakeGlue starts runs (refusing the first refuse calls) and ends each with endState.
+// fakeGlue starts runs (refusing the first refuse calls, and every call before
+// busyUntil, with ConcurrentRunsExceeded as Glue does at MaxConcurrentRuns) and ends
+// each with endState.
 type fakeGlue struct {
-	mu       sync.Mutex
-	refuse   int
-	final    error
-	endState types.JobRunState
-	started  []map[string]string
-	startAt  []time.Time
-	history  []types.JobRun // what GetJobRuns lists, two runs a page
+	mu        sync.Mutex
+	refuse    int
+	busyUntil time.Time
+	final     error
+	endState  types.JobRunState
+	started   []map[string]string
+	startAt   []time.Time
+	history   []types.JobRun // what GetJobRuns lists, two runs a page
 }
 
 func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {
@@ -102,8 +144,8 @@ func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ .
 	if f.final != nil {
 		return nil, f.final
 	}
-	if f.refuse > 0 {
-		f.refuse--
+	if f.refuse > 0 || time.Now().Before(f.busyUntil) {
+		f.refuse = max(f.refuse-1, 0)
 		return nil, &types.ConcurrentRunsExceededException{Message: aws.String("busy")}
 	}
 	f.started = append(f.started, in.Arguments)
@@ -124,6 +166,8 @@ func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...fu
 }
 
 func (f *fakeGlue) GetJobRuns(_ context.Context, in *glue.GetJobRunsInput, _ ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	from, _ := strconv.Atoi(aws.ToString(in.NextToken))
 	to := min(from+2, len(f.history))
 	out := &glue.GetJobRunsOutput{JobRuns: f.history[from:to]}
@@ -156,7 +200,7 @@ type rig struct {
 
 func newRig(t *testing.T, cfg Config, g *fakeGlue) *rig {
 	t.Helper()
-	return newRigWithS3(t, cfg, g, &fakeS3{objs: map[string][]byte{}})
+	return newRigWithS3(t, cfg, g, newFakeS3())
 }
 
 // newRigWithS3 starts a Batcher on an S3 that may hold what an earlier one wrote.

@@ -11,6 +11,8 @@ type Metrics struct {
 	startFailures prometheus.Counter
 	runs          *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
+	claims        *prometheus.CounterVec
+	glueBusy      prometheus.Counter
 }
 
 // NewMetrics registers the batch metrics on reg.
@@ -38,6 +40,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "worker_batch_dropped_files_total", Help: "Files left out of a manifest by reason: missing (no such object; dead-lettered), head_error (HeadObject failed; redelivered).",
 	}, []string{"reason"})
-	reg.MustRegister(m.files, m.flushes, m.openFiles, m.startRetries, m.startFailures, m.runs, m.dropped)
+	m.claims = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "worker_batch_claims_total",
+		Help: "Files claimed before a manifest, by result: made (a new claim), taken_over (from a batch whose batcher died or gave up), duplicate (already in a started run; acknowledged and left out), busy (claimed by a batch that may still start; tried again in the next batch).",
+	}, []string{"result"})
+	m.glueBusy = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "worker_glue_concurrent_runs_exceeded_total", Help: "StartJobRun answers ConcurrentRunsExceeded, waited out while holding the batch.",
+	})
+	reg.MustRegister(m.files, m.flushes, m.openFiles, m.startRetries, m.startFailures, m.runs, m.dropped, m.claims, m.glueBusy)
 	return m
 }

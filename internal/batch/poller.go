@@ -13,12 +13,14 @@ func (c Config) PollerConcurrency(configured int) int {
 	return max(configured, c.MaxFiles+10) // +10: the next batch's first files
 }
 
-// HandlerTimeout is how long one landing message may stay in hand: a whole window,
-// then the start of the run, with a minute to spare.
+// HandlerTimeout is how long one landing message may stay in hand. A batch waits
+// out Glue's ConcurrentRunsExceeded however long it lasts (a run of the job may take
+// hours), so this is what SQS allows: a message's visibility can be extended up to
+// 12 h after its receive; 11 h 30 m leaves room for the extender's last renewal.
+// A message released then comes back and finds its file's claim (claim.go).
 func (c Config) HandlerTimeout() time.Duration {
-	start := c.StartTimeout
-	if start == 0 {
-		start = StartTimeoutDefault
-	}
-	return c.Window + start + time.Minute
+	return maxHold
 }
+
+// maxHold is the longest a landing message is held (see HandlerTimeout).
+const maxHold = 11*time.Hour + 30*time.Minute

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/taskbridge/taskbridge/internal/event"
 )
 
@@ -22,6 +24,10 @@ type File struct {
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
 	ETag   string `json:"etag"`
+	// Version and Sequencer name the upload an event reports (see upload); they
+	// are not part of the manifest's contract.
+	Version   string `json:"-"`
+	Sequencer string `json:"-"`
 }
 
 // ParseObjectCreated reads an S3 "Object Created" event of bucket (with key prefix,
@@ -39,6 +45,9 @@ func ParseObjectCreated(e event.Envelope, bucket, prefix string) (File, error) {
 			Size  *int64  `json:"size"`
 			ETag  string  `json:"etag"`
 			ETag2 string  `json:"eTag"` // moto's spelling
+			// version-id is null in an unversioned bucket.
+			Version   *string `json:"version-id"`
+			Sequencer string  `json:"sequencer"`
 		} `json:"object"`
 	}
 	if err := json.Unmarshal(e.Detail, &d); err != nil {
@@ -58,5 +67,6 @@ func ParseObjectCreated(e event.Envelope, bucket, prefix string) (File, error) {
 	if etag == "" {
 		etag = d.Object.ETag2
 	}
-	return File{Bucket: d.Bucket.Name, Key: *d.Object.Key, Size: *d.Object.Size, ETag: strings.Trim(etag, `"`)}, nil
+	return File{Bucket: d.Bucket.Name, Key: *d.Object.Key, Size: *d.Object.Size, ETag: strings.Trim(etag, `"`),
+		Version: aws.ToString(d.Object.Version), Sequencer: d.Object.Sequencer}, nil
 }

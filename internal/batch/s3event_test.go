@@ -18,7 +18,8 @@ func TestParseObjectCreatedFromMotoAndAWS(t *testing.T) {
 	require.NoError(t, err)
 	f, err := ParseObjectCreated(e, "tb-1-landing", "in/")
 	require.NoError(t, err)
-	require.Equal(t, File{Bucket: "tb-1-landing", Key: "in/file-0001.csv", Size: 8, ETag: "0a8f1ef5d5d2c4d6f1ba2ef7c6a6bd29"}, f, "moto spells it eTag")
+	require.Equal(t, File{Bucket: "tb-1-landing", Key: "in/file-0001.csv", Size: 8, ETag: "0a8f1ef5d5d2c4d6f1ba2ef7c6a6bd29",
+		Sequencer: "617f08299329d189"}, f, "moto spells it eTag; its version-id is null")
 
 	b, err = os.ReadFile("../event/testdata/s3-object-created.json")
 	require.NoError(t, err)
@@ -27,6 +28,7 @@ func TestParseObjectCreatedFromMotoAndAWS(t *testing.T) {
 	f, err = ParseObjectCreated(e, "tb-landing", "")
 	require.NoError(t, err)
 	require.Equal(t, "d41d8cd98f00b204e9800998ecf8427e", f.ETag, "AWS spells it etag")
+	require.Equal(t, "0062E99A88DC407460", f.Sequencer)
 }
 
 func FuzzParseObjectCreated(f *testing.F) {

@@ -24,8 +24,8 @@ const headConcurrency = 16
 var ErrNoObject = errors.New("object does not exist")
 
 // verify checks every file of batch with HeadObject before it goes into a manifest
-// and returns the files to list, named and described as S3 has them now (the key
-// that exists, HeadObject's size and ETag, each object once). A file whose object
+// and returns the files that exist, each with the object as S3 has it now (the key
+// that exists, HeadObject's size and ETag), in the batch's order. A file whose object
 // does not exist is left out and its messages are dead-lettered (a forged or stale
 // event can never succeed); a file that HeadObject could not answer for (throttling,
 // 5xx, a timeout, after the SDK's own retries) is left out and its messages are
@@ -47,7 +47,7 @@ var ErrNoObject = errors.New("object does not exist")
 // "a+b" into "a b". So the key is tried as it is first, and only when no such
 // object exists, its URL-decoded form (+ as space, %XX): HeadObject says which one
 // is real, and the manifest names that one.
-func (b *Batcher) verify(ctx context.Context, batch *openBatch) []File {
+func (b *Batcher) verify(ctx context.Context, batch *openBatch) []verified {
 	type result struct {
 		file File
 		err  error
@@ -64,17 +64,13 @@ func (b *Batcher) verify(ctx context.Context, batch *openBatch) []File {
 	}
 	wg.Wait()
 
-	var files []File
-	listed := map[File]bool{}
+	var files []verified
 	var missing, failed []string
 	for i, r := range results {
 		f := batch.files[i]
 		switch {
 		case r.err == nil:
-			if !listed[r.file] { // two events of one object (a re-upload, a decoded key)
-				listed[r.file] = true
-				files = append(files, r.file)
-			}
+			files = append(files, verified{event: f, object: r.file})
 		case errors.Is(r.err, ErrNoObject):
 			batch.fileErr[f] = consumer.DeadLetter(r.err)
 			missing = append(missing, f.Key)
@@ -95,6 +91,18 @@ func (b *Batcher) verify(ctx context.Context, batch *openBatch) []File {
 			batchFields(batch.id, len(failed), failed)...)
 	}
 	return files
+}
+
+// verified is a file of a batch whose object exists: event is what its event said,
+// object what HeadObject says now.
+type verified struct{ event, object File }
+
+// claimFile is what a claim names: the object that exists (its real key), and the
+// upload the event reported.
+func (v verified) claimFile() File {
+	f := v.event
+	f.Bucket, f.Key = v.object.Bucket, v.object.Key
+	return f
 }
 
 // head returns f as S3 has it now, trying its key as it is and then URL-decoded.

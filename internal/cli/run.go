@@ -214,6 +214,8 @@ func (w wiring) batchComponents() ([]component, error) {
 	cfg := batch.Config{
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
+		// A batch's claims hold as long as its messages do without renewal (claim.go).
+		Lease: max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
 	}
 	if b := landing.S3Batch; b != nil { // the topology's settings win over the environment's
 		if b.MaxFiles > 0 {

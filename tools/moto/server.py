@@ -22,11 +22,22 @@ received message to one receive until its visibility ends). A worker with severa
 receives in flight then ran one message twice at once: the batcher put one file in
 two batches. Here the receives of a queue take turns, except while they wait.
 
+And one race of its S3: a conditional PutObject (If-None-Match: * or If-Match) looks
+the key up and writes it as two steps without a lock, so two conditional writes of
+one key at once can both pass the check and both answer 200 (S3 lets one win and
+answers the other 412 PreconditionFailed, or 409 ConditionalRequestConflict while the
+first is in flight). The batcher's claims (internal/batch/claim.go) rely on one
+winner. Here conditional writes take turns. Stock moto 5.2.5 otherwise honours both
+headers on PutObject as S3 does: 412 PreconditionFailed when the key exists (If-None-
+Match) or its ETag differs (If-Match), 404 NoSuchKey for If-Match of a missing key;
+it never answers 409.
+
 Usage: python3 tools/moto/server.py [moto_server's arguments, e.g. -H 127.0.0.1 -p 5000]
 """
 import sys
 import threading
 
+from moto.s3 import responses as s3_responses
 from moto.server import main
 from moto.sqs import models as sqs_models
 from moto.stepfunctions.parser.asl.eval.callback import callback
@@ -87,7 +98,21 @@ def patch_receive_race():
     sqs_models.Queue.wait_for_messages = wait_for_messages
 
 
+def patch_conditional_put_race():
+    guard = threading.Lock()
+    put_object = s3_responses.S3Response.put_object
+
+    def conditional_put_object(self):
+        if self.headers.get("If-None-Match") is None and self.headers.get("If-Match") is None:
+            return put_object(self)
+        with guard:
+            return put_object(self)
+
+    s3_responses.S3Response.put_object = conditional_put_object
+
+
 if __name__ == "__main__":
     patch_heartbeat_race()
     patch_receive_race()
+    patch_conditional_put_race()
     main(sys.argv[1:])
