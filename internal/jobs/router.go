@@ -125,7 +125,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 // message is bad and has been dealt with.
 func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job) (*Task, *outcome) {
 	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
-		publish: r.publish, beats: r.beats}
+		publish: r.publish, beats: r.beats, nowFunc: r.nowFunc}
 	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
 	env, err := event.Parse([]byte(m.Body))
 	if err != nil {
