@@ -105,9 +105,13 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	took := r.nowFunc().Sub(began)
 	r.metrics.jobs.WithLabelValues(jobName, out.name).Inc()
 	r.metrics.duration.WithLabelValues(jobName).Observe(took.Seconds())
+	execution := zap.Skip() // an event without one: no empty field in the line
+	if t.ExecutionArn != "" {
+		execution = zap.String("execution_arn", t.ExecutionArn)
+	}
 	fields := []zap.Field{
 		zap.String("queue", m.Queue), zap.String("job", jobName), zap.String("message_id", m.ID),
-		zap.Int("receive_count", m.ReceiveCount), zap.String("execution_arn", t.ExecutionArn),
+		zap.Int("receive_count", m.ReceiveCount), execution,
 		zap.String("outcome", out.name), zap.Duration("duration", took), telemetry.Token(t.Token),
 	}
 	switch out.name {
