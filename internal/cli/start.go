@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -24,8 +23,7 @@ import (
 )
 
 func runStart(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("start", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("start", "start an execution of a state machine of the topology", stdout, stderr)
 	machine := fs.String("state-machine", "", "state machine of the topology to start (default: cookies, or the topology's only one)")
 	count := fs.Int("count", -1, "number of random names (0..10000)")
 	names := fs.String("names", "", "comma-separated names (use --input for names with commas)")
@@ -34,8 +32,8 @@ func runStart(ctx context.Context, registered Jobs, args []string, stdout, stder
 	wait := fs.Bool("wait", false, "wait for the end and print the output")
 	timeout := fs.Duration("timeout", 15*time.Minute, "with --wait, how long to wait")
 	report := fs.Bool("report", false, "with --wait, also print the report object and the totals")
-	if err := fs.Parse(args); err != nil {
-		return UsageError{err}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	in, err := executionInput(*count, *names, *input)
 	if err != nil {

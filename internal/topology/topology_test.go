@@ -98,7 +98,9 @@ func TestLoadSaysWhereTheFileIsWrong(t *testing.T) {
 	_, err := Parse([]byte("{\n  \"source\": \"x\",\n  \"queues\": [}\n"), fstest.MapFS{})
 	require.ErrorContains(t, err, "line 3, column")
 	_, err = Parse([]byte(`{"source":"x","queus":[]}`), fstest.MapFS{})
-	require.ErrorContains(t, err, `unknown field "queus"`)
+	require.ErrorContains(t, err, `line 1, column 15: unknown field "queus"`)
+	_, err = Parse([]byte("{\n  \"source\": \"x\",\n  \"queues\": [\n    {\"name\": \"greet\", \"job\": \"greet\",\n     \"concurrancy\": 3}\n  ]\n}"), fstest.MapFS{})
+	require.ErrorContains(t, err, `line 5, column 6: queue "greet": unknown field "concurrancy"`, "a typo names its queue and line")
 	_, err = Parse([]byte(`{"source":"x","queues":[{"name":"a","exec":{"command":["x"],"timeout":"soon"}}]}`), fstest.MapFS{})
 	require.ErrorContains(t, err, "soon")
 }
