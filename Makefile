@@ -35,6 +35,14 @@ test: emulator prometheus ## unit and integration tests with -race against a rea
 	go vet ./...
 	go test -race -count=1 -timeout 20m ./...
 
+# The cookies, restart and trust cases on stock moto_server, as users and the compose
+# file run it (the other tests use tools/moto/server.py, moto with its races fixed).
+STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution)$$
+
+.PHONY: test-stock-moto
+test-stock-moto: emulator ## the cookies, restart and trust end-to-end cases on stock moto_server (no patches; ~3 min)
+	TASKBRIDGE_TEST_MOTO=stock go test -race -count=1 -timeout 15m -run '$(STOCK_MOTO_TESTS)' ./cmd/worker
+
 .PHONY: test-unit
 test-unit: ## unit tests only (integration tests skip without an emulator unless CI=true)
 	TASKBRIDGE_TEST_ENDPOINT=http://127.0.0.1:1 go test -race -count=1 -short ./...

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/taskbridge/taskbridge/internal/cli"
@@ -25,10 +26,11 @@ import (
 // WORKER_TOPOLOGY names the topology file.
 func Main(r *Registry) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	cli.Program = filepath.Base(os.Args[0])
 	err := cli.Main(ctx, r.cliJobs(), os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "worker:", err)
+		fmt.Fprintln(os.Stderr, cli.Program+":", err)
 	}
 	os.Exit(cli.ExitCode(err))
 }

@@ -6,6 +6,11 @@
 // instead. With CI=true a missing emulator fails the test; elsewhere it skips it with
 // the command that installs one (make emulator).
 //
+// TASKBRIDGE_TEST_MOTO=stock starts the stock moto_server instead of
+// tools/moto/server.py (moto with its heartbeat and receive races fixed), as users
+// and the compose file run it: make test-stock-moto runs the cookies, restart and
+// trust cases on it. A test that needs the fixes says so with RequirePatchedMoto.
+//
 // TASKBRIDGE_TEST_EMULATOR names the kind of that emulator: moto (the default) or
 // localstack. LocalStack is never started here (scripts/localstack.sh does it, for
 // make test-localstack), so it needs TASKBRIDGE_TEST_ENDPOINT; the moto-only calls
@@ -61,6 +66,19 @@ func RequireMoto(t testing.TB, why string) {
 	t.Helper()
 	if k := Emulator(); k != Moto {
 		t.Skipf("needs moto, the emulator is %s: %s", k, why)
+	}
+}
+
+// StockMoto reports whether the tests run on stock moto_server
+// (TASKBRIDGE_TEST_MOTO=stock) rather than tools/moto/server.py.
+func StockMoto() bool { return os.Getenv("TASKBRIDGE_TEST_MOTO") == "stock" }
+
+// RequirePatchedMoto skips a test that cannot pass on stock moto_server; why names
+// the race of stock moto it runs into, for the skip message.
+func RequirePatchedMoto(t testing.TB, why string) {
+	t.Helper()
+	if StockMoto() {
+		t.Skipf("needs tools/moto/server.py, the emulator is stock moto_server: %s", why)
 	}
 }
 
@@ -233,10 +251,17 @@ func stop() {
 }
 
 // motoCommand is how to start moto: $MOTO_SERVER; else the project's .venv python
-// with tools/moto/server.py (moto_server with a race of its Step Functions
-// heartbeats fixed); else moto_server from .venv or PATH.
+// with tools/moto/server.py (moto_server with races of its Step Functions heartbeats
+// and SQS receives fixed), unless StockMoto; else moto_server from .venv or PATH.
 func motoCommand() ([]string, error) {
 	if b := os.Getenv("MOTO_SERVER"); b != "" {
+		return []string{b}, nil
+	}
+	if StockMoto() {
+		b, err := motoBinary()
+		if err != nil {
+			return nil, err
+		}
 		return []string{b}, nil
 	}
 	if root, err := moduleRoot(); err == nil {

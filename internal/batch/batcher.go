@@ -150,9 +150,10 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log = log.With(zap.String("component", "batcher"))
 	return &Batcher{
-		cfg: cfg, s3: s3Client, glue: glueClient, pub: pub, log: log, metrics: m,
+		cfg: cfg, s3: s3Client, glue: glueClient, pub: pub, log: log.With(zap.String("component", "batcher")), metrics: m,
+		// The follower names itself on the caller's logger: zap would repeat a key
+		// added twice in one JSON line.
 		follower: newFollower(cfg, glueClient, s3Client, pub, log, m),
 		claims:   newClaimer(cfg, s3Client, glueClient, log, m),
 		closed:   make(chan *openBatch, 1024),

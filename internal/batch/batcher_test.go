@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/taskbridge/taskbridge/internal/consumer"
@@ -429,4 +431,18 @@ func TestRunsThatEndedWhileDownArePublishedOnceOnRestart(t *testing.T) {
 		restarted.stop(t)
 		require.Empty(t, restarted.pub.events[DetailSuccess], "recorded results are not published again")
 	})
+}
+
+// The follower's lines name it once: zap repeats a key added twice, and a JSON line
+// with "component" twice is read differently by each log tool.
+func TestFollowerLogsItsComponentOnce(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zapcore.InfoLevel))
+	b, err := New(Config{LandingBucket: "landing", DataBucket: "data", GlueJob: "etl", MaxFiles: 10, Window: time.Minute},
+		&fakeS3{objs: map[string][]byte{}}, &fakeGlue{}, &fakePub{}, log, NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	b.follower.log.Info("x")
+	require.Equal(t, 1, strings.Count(buf.String(), `"component"`), buf.String())
+	require.Contains(t, buf.String(), `"component":"glue_follower"`)
 }

@@ -322,6 +322,8 @@ func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []st
 	return nil
 }
 
+// samePattern reports whether two JSON documents are equal, whatever their layout
+// and key order.
 func samePattern(have string, want []byte) bool {
 	var a, b any
 	if json.Unmarshal([]byte(have), &a) != nil || json.Unmarshal(want, &b) != nil {
@@ -332,12 +334,27 @@ func samePattern(have string, want []byte) bool {
 	return string(ja) == string(jb)
 }
 
+// putStateMachine creates a state machine, or brings an existing one's definition
+// up to date. It looks first instead of relying on CreateStateMachine's
+// StateMachineAlreadyExists: moto answers a create of an existing name with the
+// existing machine, its old definition kept.
 func (b *Bootstrapper) putStateMachine(ctx context.Context, sm topology.StateMachine) (string, error) {
 	def, err := b.topo.Definition(sm, b.vars())
 	if err != nil {
 		return "", err
 	}
 	name := b.stack.Names.StateMachine(sm.Name)
+	arn, err := b.StateMachineARN(ctx, sm.Name)
+	if err != nil {
+		return "", err
+	}
+	have, err := b.c.SFN.DescribeStateMachine(ctx, &sfn.DescribeStateMachineInput{StateMachineArn: aws.String(arn)})
+	switch {
+	case err == nil:
+		return arn, b.updateStateMachine(ctx, name, arn, aws.ToString(have.Definition), def)
+	case !isCode(err, "StateMachineDoesNotExist"):
+		return "", fmt.Errorf("describe state machine %s: %w", name, err)
+	}
 	role, err := b.roleARN(ctx, b.stack.Names.Stack+"-states")
 	if err != nil {
 		return "", err
@@ -346,17 +363,22 @@ func (b *Bootstrapper) putStateMachine(ctx context.Context, sm topology.StateMac
 	if err == nil {
 		return aws.ToString(out.StateMachineArn), nil
 	}
-	if !isCode(err, "StateMachineAlreadyExists") {
+	if !isCode(err, "StateMachineAlreadyExists") { // another bootstrap created it meanwhile
 		return "", fmt.Errorf("create state machine %s: %w", name, err)
 	}
-	arn, err := b.StateMachineARN(ctx, sm.Name)
-	if err != nil {
-		return "", err
+	return arn, b.updateStateMachine(ctx, name, arn, "", def)
+}
+
+// updateStateMachine puts def as the definition of arn unless have is the same
+// document: an unchanged machine is left alone (no new revision).
+func (b *Bootstrapper) updateStateMachine(ctx context.Context, name, arn, have string, def []byte) error {
+	if samePattern(have, def) {
+		return nil
 	}
 	if _, err := b.c.SFN.UpdateStateMachine(ctx, &sfn.UpdateStateMachineInput{StateMachineArn: aws.String(arn), Definition: aws.String(string(def))}); err != nil {
-		return "", fmt.Errorf("update state machine %s: %w", name, err)
+		return fmt.Errorf("update state machine %s: %w", name, err)
 	}
-	return arn, nil
+	return nil
 }
 
 func (b *Bootstrapper) createGlueJob(ctx context.Context) error {

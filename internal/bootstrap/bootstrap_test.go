@@ -2,6 +2,8 @@ package bootstrap_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -98,4 +100,43 @@ func TestRulesMatchTheTopologysSources(t *testing.T) {
 	finisher, err := eb.DescribeRule(ctx, &eventbridge.DescribeRuleInput{Name: aws.String(stack + "-finisher"), EventBusName: aws.String(stack)})
 	require.NoError(t, err)
 	require.JSONEq(t, `{"detail-type":["taskFinished"]}`, aws.ToString(finisher.EventPattern), "any producer may finish a task")
+}
+
+// A bootstrap after an ASL file changed puts the new definition (moto's
+// CreateStateMachine answers an existing name with the old machine, so bootstrap
+// must look and update); a topology without s3Batch gets no landing bucket and no
+// Glue job.
+func TestApplyUpdatesAnEditedDefinitionAndMakesNoBatchParts(t *testing.T) {
+	cfg := awstest.Config(t)
+	dir := t.TempDir()
+	asl := filepath.Join(dir, "greeter.asl.json")
+	machine := func(greeting string) string {
+		return `{"StartAt":"Greet","States":{"Greet":{"Type":"Task","Resource":"arn:${partition}:states:::events:putEvents.waitForTaskToken","HeartbeatSeconds":60,
+			"Parameters":{"Entries":[{"EventBusName":"${event_bus_name}","Source":"greeter","DetailType":"greet","Detail":{"TaskToken.$":"$$.Task.Token","greeting":"` + greeting + `"}}]},"End":true}}}`
+	}
+	require.NoError(t, os.WriteFile(asl, []byte(machine("hello")), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "topology.json"), []byte(`{"source":"greeter","queues":[{"name":"greet","job":"greet","detailTypes":["greet"]}],
+		"stateMachines":[{"name":"greeter","definition":"greeter.asl.json"}]}`), 0o644))
+	topo, err := topology.Load(filepath.Join(dir, "topology.json"))
+	require.NoError(t, err)
+	stack := awstest.Stack(t)
+	c := clients(cfg)
+	ctx := context.Background()
+	out, err := bootstrap.New(topo, bootstrap.Stack{Names: topology.Names{Stack: stack}}, c, awstest.Region).Apply(ctx)
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(asl, []byte(machine("bonjour")), 0o644))
+	again, err := bootstrap.New(topo, bootstrap.Stack{Names: topology.Names{Stack: stack}}, c, awstest.Region).Apply(ctx)
+	require.NoError(t, err)
+	require.Equal(t, out.StateMachines, again.StateMachines)
+	got, err := c.SFN.DescribeStateMachine(ctx, &sfn.DescribeStateMachineInput{StateMachineArn: aws.String(out.StateMachines["greeter"])})
+	require.NoError(t, err)
+	require.Contains(t, aws.ToString(got.Definition), "bonjour", "the edited definition is the machine's")
+
+	_, err = c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(out.LandingBucket)})
+	require.Error(t, err, "no landing bucket without an s3Batch queue")
+	_, err = c.Glue.GetJob(ctx, &glue.GetJobInput{JobName: aws.String(out.GlueJob)})
+	require.Error(t, err, "no Glue job without an s3Batch queue")
+	_, err = c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(out.DataBucket)})
+	require.NoError(t, err, "the data bucket is made")
 }

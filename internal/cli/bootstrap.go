@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -12,12 +11,11 @@ import (
 )
 
 func runBootstrap(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bootstrap", "create the stack on AWS_ENDPOINT_URL (or AWS): bus, queues and DLQs, rules, buckets, state machines; running it again updates what changed", stdout, stderr)
 	output := fs.String("output", "text", "text or json")
 	glueOptional := fs.Bool("glue-optional", false, "go on without the Glue job when the endpoint has no Glue (LocalStack community)")
-	if err := fs.Parse(args); err != nil {
-		return UsageError{err}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	if *output != "text" && *output != "json" {
 		return UsageError{fmt.Errorf("--output must be text or json, got %q", *output)}

@@ -66,14 +66,16 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &u) || errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp): // help was asked for, and printed
+		return 0
+	case errors.As(err, &u):
 		return 2
 	default:
 		return 1
 	}
 }
 
-const usage = `usage: worker [command] [flags]
+const usage = `usage: %[1]s [command] [flags]
 
 commands:
   run          run the consumers until SIGTERM (default)
@@ -82,15 +84,26 @@ commands:
   validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
   config       print every WORKER_* variable with its default and meaning
   healthcheck  exit 0 when the worker's /healthz answers, 1 otherwise
-  version      print the version
+  version      print the version (also --version)
+  help         print this text (also --help, -h)
+
+%[1]s COMMAND --help prints a command's flags.
 `
 
 // Main runs one command line (args without the program name).
 func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
 	registered = registered.withBuiltins()
+	if len(args) > 0 && slices.Contains(helpFlags, args[0]) {
+		args = append([]string{"help"}, args[1:]...)
+	} else if len(args) > 0 && slices.Contains(versionFlags, args[0]) {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	cmd := "run"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	}
+	if askedForHelp(args) && printCommandHelp(stdout, cmd) {
+		return flag.ErrHelp
 	}
 	switch cmd {
 	case "run":
@@ -109,10 +122,10 @@ func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io
 		_, err := fmt.Fprintln(stdout, Version)
 		return err
 	case "help", "-h", "--help":
-		_, err := fmt.Fprint(stdout, usage)
+		_, err := fmt.Fprintf(stdout, usage, Program)
 		return err
 	default:
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, usage, Program)
 		return UsageError{fmt.Errorf("unknown command %q", cmd)}
 	}
 }

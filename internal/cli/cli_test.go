@@ -29,7 +29,7 @@ func TestExitCodes(t *testing.T) {
 	err := Main(context.Background(), Jobs{}, []string{"frobnicate"}, &out, &errOut)
 	require.Equal(t, 2, ExitCode(err))
 	require.Contains(t, errOut.String(), "usage: worker")
-	require.Equal(t, 2, ExitCode(flag.ErrHelp))
+	require.Equal(t, 0, ExitCode(flag.ErrHelp), "help was asked for")
 	require.Equal(t, 1, ExitCode(errors.New("x")))
 	require.Equal(t, 0, ExitCode(nil))
 }
@@ -38,6 +38,7 @@ func TestValidateTheEmbeddedTopology(t *testing.T) {
 	t.Setenv("WORKER_TOPOLOGY", "")
 	var out bytes.Buffer
 	require.NoError(t, Main(context.Background(), cookiesJobs(), []string{"validate"}, &out, &out))
+	require.Contains(t, out.String(), "WORKER_TOPOLOGY is not set: checking the embedded topology")
 	require.Contains(t, out.String(), "embedded topology: 7 queues, 1 state machines: ok")
 
 	// Without the cookies jobs registered, every queue that names one is a problem.
@@ -108,4 +109,28 @@ func TestExecutionInput(t *testing.T) {
 func TestEnvList(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, []string{"A=1", "B=two"}, envList(map[string]string{"B": "two", "A": "1"}))
+}
+
+// Help and the version, asked the usual ways, go to stdout and exit 0; flags are
+// shown as --name.
+func TestHelpAndVersionExitZero(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"help"}, {"--version"}, {"version"},
+		{"validate", "--help"}, {"healthcheck", "--help"}, {"config", "-h"}, {"run", "--help"},
+		{"start", "--help"}, {"bootstrap", "-h"},
+	} {
+		var out, errOut bytes.Buffer
+		err := Main(context.Background(), Jobs{}, args, &out, &errOut)
+		require.Equal(t, 0, ExitCode(err), "%v: %v", args, err)
+		require.NotEmpty(t, out.String(), "%v prints on stdout", args)
+		require.Empty(t, errOut.String(), "%v", args)
+		if args[0] == "start" {
+			require.Contains(t, out.String(), "  --state-machine string")
+			require.NotContains(t, out.String(), "  -state-machine")
+		}
+	}
+	var out bytes.Buffer
+	require.NoError(t, Main(context.Background(), Jobs{}, []string{"--version"}, &out, &out))
+	require.Equal(t, Version+"\n", out.String())
 }

@@ -6,9 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,13 +17,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
 func runStart(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("start", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("start", "start an execution of a state machine of the topology", stdout, stderr)
 	machine := fs.String("state-machine", "", "state machine of the topology to start (default: cookies, or the topology's only one)")
 	count := fs.Int("count", -1, "number of random names (0..10000)")
 	names := fs.String("names", "", "comma-separated names (use --input for names with commas)")
@@ -31,8 +32,8 @@ func runStart(ctx context.Context, registered Jobs, args []string, stdout, stder
 	wait := fs.Bool("wait", false, "wait for the end and print the output")
 	timeout := fs.Duration("timeout", 15*time.Minute, "with --wait, how long to wait")
 	report := fs.Bool("report", false, "with --wait, also print the report object and the totals")
-	if err := fs.Parse(args); err != nil {
-		return UsageError{err}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
 	}
 	in, err := executionInput(*count, *names, *input)
 	if err != nil {
@@ -67,6 +68,10 @@ func runStart(ctx context.Context, registered Jobs, args []string, stdout, stder
 	waitCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	out, err := waitExecution(waitCtx, s.clients.SFN, execARN)
+	var failed *executionFailed
+	if errors.As(err, &failed) && failed.cause == "" {
+		failed.cause = s.findCause(ctx, execARN)
+	}
 	if err != nil {
 		return err
 	}
@@ -185,7 +190,7 @@ func waitExecution(ctx context.Context, client *sfn.Client, arn string) (string,
 			return aws.ToString(d.Output), nil
 		case sfntypes.ExecutionStatusRunning, sfntypes.ExecutionStatusPendingRedrive:
 		default:
-			return "", fmt.Errorf("execution %s ended %s: %s: %s", arn, d.Status, aws.ToString(d.Error), aws.ToString(d.Cause))
+			return "", &executionFailed{arn: arn, status: string(d.Status), code: aws.ToString(d.Error), cause: aws.ToString(d.Cause)}
 		}
 		select {
 		case <-ctx.Done():
@@ -193,4 +198,82 @@ func waitExecution(ctx context.Context, client *sfn.Client, arn string) (string,
 		case <-tick.C:
 		}
 	}
+}
+
+// executionFailed is an execution that ended without success.
+type executionFailed struct {
+	arn, status, code, cause string
+}
+
+func (e *executionFailed) Error() string {
+	return fmt.Sprintf("execution %s ended %s: %s: %s", e.arn, e.status, e.code, e.cause)
+}
+
+// findCause looks for the cause of a failed execution where DescribeExecution did
+// not give it (moto drops causes): the execution history's failure events, then a
+// message of the execution in a DLQ (its taskbridge-error attribute, read without
+// taking the message: visibility timeout 0).
+func (s setup) findCause(ctx context.Context, execARN string) string {
+	pages := sfn.NewGetExecutionHistoryPaginator(s.clients.SFN, &sfn.GetExecutionHistoryInput{ExecutionArn: aws.String(execARN), ReverseOrder: true})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			break
+		}
+		for _, ev := range page.Events {
+			if c := historyCause(ev); c != "" {
+				return c
+			}
+		}
+	}
+	if out, err := s.bootstrapper().Resolve(ctx); err == nil {
+		for _, name := range slices.Sorted(maps.Keys(out.DLQs)) {
+			if c := dlqCause(ctx, s.clients.SQS, out.DLQs[name], execARN); c != "" {
+				return c + " (from DLQ " + name + ")"
+			}
+		}
+	}
+	return "cause not available from this endpoint"
+}
+
+func historyCause(ev sfntypes.HistoryEvent) string {
+	var causes []*string
+	if d := ev.ExecutionFailedEventDetails; d != nil {
+		causes = append(causes, d.Cause)
+	}
+	if d := ev.TaskFailedEventDetails; d != nil {
+		causes = append(causes, d.Cause)
+	}
+	if d := ev.TaskTimedOutEventDetails; d != nil {
+		causes = append(causes, d.Cause)
+	}
+	if d := ev.ExecutionTimedOutEventDetails; d != nil {
+		causes = append(causes, d.Cause)
+	}
+	for _, c := range causes {
+		if aws.ToString(c) != "" {
+			return aws.ToString(c)
+		}
+	}
+	return ""
+}
+
+// dlqCause is the taskbridge-error of a message in the DLQ at url that names the
+// execution, "" if none (it peeks at up to 10 messages).
+func dlqCause(ctx context.Context, client *sqs.Client, url, execARN string) string {
+	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 0,
+		MessageAttributeNames: []string{"taskbridge-error"},
+	})
+	if err != nil {
+		return ""
+	}
+	for _, m := range out.Messages {
+		if strings.Contains(aws.ToString(m.Body), execARN) {
+			if a, ok := m.MessageAttributes["taskbridge-error"]; ok {
+				return aws.ToString(a.StringValue)
+			}
+		}
+	}
+	return ""
 }

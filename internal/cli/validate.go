@@ -31,6 +31,7 @@ func runValidate(registered Jobs, args []string, stdout io.Writer) error {
 	name := topo.Path
 	if name == "" {
 		name = "embedded topology"
+		fmt.Fprintln(stdout, "WORKER_TOPOLOGY is not set: checking the embedded topology (the cookies flow)")
 	}
 	_, err = fmt.Fprintf(stdout, "%s: %d queues, %d state machines: ok\n", name, len(topo.Queues), len(topo.StateMachines))
 	return err

@@ -77,7 +77,7 @@ var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,30}$`)
 func Load() (Config, error) {
 	var c Config
 	if err := envconfig.Process(Prefix, &c); err != nil {
-		return Config{}, fmt.Errorf("read environment: %w", err)
+		return Config{}, plainParseError(err)
 	}
 	c.fillDerived()
 	return c, c.Validate()
@@ -188,4 +188,25 @@ func Usage(w io.Writer) error {
 		return fmt.Errorf("write usage: %w", err)
 	}
 	return tw.Flush()
+}
+
+// plainParseError says which variable does not read and why, in the words of the
+// variable's type instead of the envconfig and strconv internals.
+func plainParseError(err error) error {
+	var pe *envconfig.ParseError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("read environment: %w", err)
+	}
+	want := "cannot be read as " + strings.TrimPrefix(pe.TypeName, "*")
+	switch strings.TrimPrefix(strings.TrimPrefix(pe.TypeName, "*"), "time.") {
+	case "int", "int32", "int64", "uint", "uint32", "uint64":
+		want = "is not a whole number"
+	case "float32", "float64":
+		want = "is not a number"
+	case "bool":
+		want = "is not true or false"
+	case "Duration":
+		want = "is not a duration (e.g. 500ms, 30s, 5m)"
+	}
+	return fmt.Errorf("%s: %q %s", pe.KeyName, pe.Value, want)
 }

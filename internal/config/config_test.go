@@ -38,8 +38,9 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		{"report timeout too short", map[string]string{"WORKER_REPORT_TIMEOUT": "10ms"}, []string{"WORKER_REPORT_TIMEOUT: must be at least 1s"}},
 		{"poll wait over SQS max", map[string]string{"WORKER_POLL_WAIT": "30s"}, []string{"WORKER_POLL_WAIT: must be between 1s and 20s"}},
 		{"shutdown past ECS max", map[string]string{"WORKER_SHUTDOWN_TIMEOUT": "5m"}, []string{"WORKER_SHUTDOWN_TIMEOUT"}},
-		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{"JOB_TIMEOUT"}},
-		{"not a number", map[string]string{"WORKER_BATCH_MAX_FILES": "many"}, []string{"BATCH_MAX_FILES"}},
+		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{`WORKER_JOB_TIMEOUT: "soon" is not a duration`}},
+		{"not a number", map[string]string{"WORKER_BATCH_MAX_FILES": "many"}, []string{`WORKER_BATCH_MAX_FILES: "many" is not a whole number`}},
+		{"not a number for a pointer", map[string]string{"WORKER_CONCURRENCY": "abc"}, []string{`WORKER_CONCURRENCY: "abc" is not a whole number`}},
 		{"several at once", map[string]string{"WORKER_LOG_FORMAT": "xml", "WORKER_CONCURRENCY": "-3"}, []string{"WORKER_LOG_FORMAT", "WORKER_CONCURRENCY"}},
 	}
 	for _, tc := range cases {
@@ -49,6 +50,7 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 			}
 			_, err := Load()
 			require.Error(t, err)
+			require.NotContains(t, err.Error(), "envconfig", "no library internals")
 			for _, w := range tc.want {
 				require.Contains(t, err.Error(), w)
 			}

@@ -109,9 +109,13 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	took := r.nowFunc().Sub(began)
 	r.metrics.jobs.WithLabelValues(jobName, out.name).Inc()
 	r.metrics.duration.WithLabelValues(jobName).Observe(took.Seconds())
+	execution := zap.Skip() // an event without one: no empty field in the line
+	if t.ExecutionArn != "" {
+		execution = zap.String("execution_arn", t.ExecutionArn)
+	}
 	fields := []zap.Field{
 		zap.String("queue", m.Queue), zap.String("job", jobName), zap.String("message_id", m.ID),
-		zap.Int("receive_count", m.ReceiveCount), zap.String("execution_arn", t.ExecutionArn),
+		zap.Int("receive_count", m.ReceiveCount), execution,
 		zap.String("outcome", out.name), zap.Duration("duration", took), telemetry.Token(t.Token),
 	}
 	switch out.name {
@@ -129,7 +133,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 // message is bad and has been dealt with.
 func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job) (*Task, *outcome) {
 	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
-		publish: r.publish, beats: r.beats}
+		publish: r.publish, beats: r.beats, nowFunc: r.nowFunc}
 	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
 	env, err := event.Parse([]byte(m.Body))
 	if err != nil {

@@ -353,3 +353,31 @@ func TestReportWaitsThrottlingOutUntilCancelled(t *testing.T) {
 		})
 	}
 }
+
+// A handled message's JSON line has each key once and no empty value: an event
+// without an execution or a token leaves those fields out.
+func TestLogLineHasNoEmptyOrRepeatedFields(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zapcore.InfoLevel))
+	r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}},
+		[]Job{{Name: "job", Mode: Observe, Run: ok}}, newFakeReporter(), noBeats{}, nil, log.With(zap.String("version", "v")), NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	require.NoError(t, r.Handle(context.Background(), consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"x": 1}), ReceiveCount: 1}))
+	line := strings.TrimSpace(buf.String())
+	dec := json.NewDecoder(strings.NewReader(line))
+	seen := map[string]bool{}
+	_, err = dec.Token() // {
+	require.NoError(t, err)
+	for dec.More() {
+		key, err := dec.Token()
+		require.NoError(t, err)
+		require.False(t, seen[key.(string)], "key %v twice in %s", key, line)
+		seen[key.(string)] = true
+		var v any
+		require.NoError(t, dec.Decode(&v))
+		require.NotEqual(t, "", v, "empty %v in %s", key, line)
+	}
+	require.NotContains(t, seen, "execution_arn")
+	require.NotContains(t, seen, "token_hash")
+}

@@ -65,6 +65,7 @@ type Task struct {
 
 	publish   Publisher
 	beats     Heartbeater
+	nowFunc   func() time.Time // nil: time.Now
 	handedOff atomic.Bool
 }
 
@@ -146,10 +147,24 @@ func (t *Task) HandedOff() bool { return t.handedOff.Load() }
 // as a live task: forged, or already closed.
 var ErrTokenRefused = errors.New("task token is not live")
 
+// YoungEvent is how old an event may be for a refused proving heartbeat to be asked
+// again. Stock moto (5.2.5) puts a callback step's event before it sets up the
+// task's heartbeat wait, and answers InvalidToken to a heartbeat that comes in
+// between, though the token is live: a worker that takes the message within
+// milliseconds of the event would drop it as forged and the task would hang. AWS
+// does not do this; asking again costs a forged token a few more refusals.
+const YoungEvent = 10 * time.Second
+
+// proveRetries are the waits before each new proving heartbeat of a young event
+// (about 4 s in all): the emulator's window is milliseconds, so the first retry
+// usually succeeds.
+var proveRetries = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, time.Second, 2500 * time.Millisecond}
+
 // Heartbeat proves the task's token is live (SendTaskHeartbeat) before a job writes
 // anything on the strength of it: a producer on the bus is not trusted, and a forged
 // token is refused here. The error wraps ErrTokenRefused for a token that is not
-// live; the router then drops the message with a warning.
+// live; the router then drops the message with a warning. An InvalidToken for a
+// young event on its first receive is asked again a few times first (YoungEvent).
 func (t *Task) Heartbeat(ctx context.Context) error {
 	if t.Token == "" {
 		return Invalid("MissingToken", errNoToken)
@@ -157,14 +172,51 @@ func (t *Task) Heartbeat(ctx context.Context) error {
 	if t.beats == nil {
 		return errors.New("heartbeat: this worker has no Step Functions client")
 	}
-	err := t.beats.Heartbeat(ctx, t.Token)
-	if taskClosed(err) {
-		return &tokenRefused{err: err}
+	for attempt := 0; ; attempt++ {
+		err := t.beats.Heartbeat(ctx, t.Token)
+		if err == nil {
+			return nil
+		}
+		if !taskClosed(err) {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		if attempt >= len(proveRetries) || !t.young() || errorCode(err) != "InvalidToken" {
+			return &tokenRefused{err: err}
+		}
+		wait := time.NewTimer(proveRetries[attempt])
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return fmt.Errorf("heartbeat: %w", ctx.Err())
+		case <-wait.C:
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+}
+
+// young reports whether the event may still be in an emulator's window between its
+// put and its task's heartbeat wait. The event's time comes from its producer, who
+// is not trusted: a time in the future counts as now, and only the first receive
+// qualifies (a redelivery comes long after that window), so a forger gains at most
+// the few retries of proveRetries per message.
+func (t *Task) young() bool {
+	if t.ReceiveCount > 1 || t.EventTime.IsZero() {
+		return false
 	}
-	return nil
+	now := time.Now
+	if t.nowFunc != nil {
+		now = t.nowFunc
+	}
+	return max(now().Sub(t.EventTime), 0) < YoungEvent
+}
+
+// errorCode is the service's error code of err ("" if none): the Reporter wraps the
+// SDK's error, which has an ErrorCode method.
+func errorCode(err error) string {
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) {
+		return coded.ErrorCode()
+	}
+	return ""
 }
 
 type tokenRefused struct{ err error }

@@ -21,5 +21,11 @@ func TokenHash(token string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
-// Token is the log field for a task token: its hash under the key token_hash.
-func Token(token string) zap.Field { return zap.String("token_hash", TokenHash(token)) }
+// Token is the log field for a task token: its hash under the key token_hash; no
+// field (zap.Skip) when there is no token, so a line carries no empty value.
+func Token(token string) zap.Field {
+	if token == "" {
+		return zap.Skip()
+	}
+	return zap.String("token_hash", TokenHash(token))
+}

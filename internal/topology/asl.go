@@ -3,6 +3,7 @@ package topology
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -54,11 +55,19 @@ type aslMachine struct {
 }
 
 func aslSteps(smName string, def []byte) ([]Step, error) {
+	steps, _, err := readASL(smName, def)
+	return steps, err
+}
+
+// readASL lists the putEvents steps of a definition and what is wrong with their
+// entries: what EventBridge's PutEvents would refuse when the step runs.
+func readASL(smName string, def []byte) ([]Step, []string, error) {
 	var m aslMachine
 	if err := json.Unmarshal(def, &m); err != nil {
-		return nil, fmt.Errorf("state machine %q: not an ASL document: %w", smName, err)
+		return nil, nil, fmt.Errorf("state machine %q: not an ASL document: %w", smName, err)
 	}
 	var steps []Step
+	var problems []string
 	var walk func(prefix string, m aslMachine)
 	walk = func(prefix string, m aslMachine) {
 		names := make([]string, 0, len(m.States))
@@ -88,6 +97,7 @@ func aslSteps(smName string, def []byte) ([]Step, error) {
 				Entries []map[string]any `json:"Entries"`
 			}
 			_ = json.Unmarshal(params, &p) // computed entries ("Entries.$") list nothing
+			problems = append(problems, entryProblems(path, params, p.Entries)...)
 			for _, e := range p.Entries {
 				dt, _ := e["DetailType"].(string)
 				src, _ := e["Source"].(string)
@@ -100,7 +110,71 @@ func aslSteps(smName string, def []byte) ([]Step, error) {
 		}
 	}
 	walk("", m)
-	return steps, nil
+	return steps, problems, nil
+}
+
+// entryFields are the fields of a PutEvents entry (each may be given as "<name>.$",
+// a path, instead).
+var entryFields = []string{"Detail", "DetailType", "EventBusName", "Resources", "Source", "Time", "TraceHeader"}
+
+// entryProblems checks the literal entries of a putEvents step as PutEvents would:
+// Source, DetailType and Detail are required (EventBusName is not: the default
+// bus), no other field is taken, a source may not start with "aws.", and a call
+// takes 1 to 10 entries. Computed values ("Source.$", JSONata "{% %}") pass.
+func entryProblems(state string, params json.RawMessage, entries []map[string]any) []string {
+	var problems []string
+	add := func(format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("step %s: ", state)+fmt.Sprintf(format, args...))
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(params, &top) != nil || top == nil {
+		add("has no Parameters (or Arguments) with Entries")
+		return problems
+	}
+	if _, computed := top["Entries.$"]; computed {
+		return nil
+	}
+	raw, ok := top["Entries"]
+	if !ok {
+		add("has no Entries")
+		return problems
+	}
+	if json.Unmarshal(raw, new([]map[string]any)) != nil {
+		if s := strings.TrimSpace(string(raw)); strings.HasPrefix(s, `"{%`) {
+			return nil // a JSONata expression
+		}
+		add("Entries must be a list of objects")
+		return problems
+	}
+	if len(entries) == 0 || len(entries) > 10 {
+		add("has %d entries; PutEvents takes 1 to 10", len(entries))
+	}
+	for i, e := range entries {
+		where := fmt.Sprintf("entry %d", i+1)
+		for _, k := range slices.Sorted(maps.Keys(e)) {
+			if !slices.Contains(entryFields, strings.TrimSuffix(k, ".$")) {
+				add("%s has %q, which PutEvents does not take (fields: %s)", where, k, strings.Join(entryFields, ", "))
+			}
+		}
+		for _, required := range []string{"Source", "DetailType", "Detail"} {
+			_, plain := e[required]
+			_, path := e[required+".$"]
+			if !plain && !path {
+				add("%s has no %s: PutEvents refuses it (%s is a required argument)", where, required, required)
+			}
+		}
+		if v, ok := e["Source"].(string); ok && strings.HasPrefix(v, "aws.") {
+			add("%s: source %q starts with \"aws.\", which is reserved for AWS services", where, v)
+		}
+		for _, f := range []string{"Source", "DetailType"} {
+			if v, present := e[f]; present {
+				if s, ok := v.(string); !ok || s == "" {
+					add("%s: %s must be a non-empty string", where, f)
+				}
+			}
+		}
+	}
+	return problems
 }
 
 // Sources is what a rule of queue q accepts: nil for any source; otherwise the

@@ -172,10 +172,13 @@ func (t *Topology) checkStateMachines() []error {
 			errs = append(errs, err)
 			continue
 		}
-		steps, err := aslSteps(sm.Name, def)
+		steps, problems, err := readASL(sm.Name, def)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		for _, p := range problems {
+			errs = append(errs, fmt.Errorf("%s: %s", where, p))
 		}
 		for _, s := range steps {
 			if s.DetailType != "" && !takes[s.DetailType] {

@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -215,10 +217,48 @@ func jsonError(b []byte, err error) error {
 		offset = typ.Offset
 	}
 	if offset < 0 {
-		return err
+		return unknownFieldError(b, err)
 	}
 	line, col := position(b, offset)
 	return fmt.Errorf("line %d, column %d: %w", line, col, err)
+}
+
+// unknownFieldError says where a misspelt key is: its line, and its queue when it is
+// one of a queue's keys. encoding/json names only the key.
+func unknownFieldError(b []byte, err error) error {
+	msg := err.Error()
+	const prefix = "json: unknown field "
+	if !strings.HasPrefix(msg, prefix) {
+		return err
+	}
+	key, uerr := strconv.Unquote(strings.TrimPrefix(msg, prefix))
+	if uerr != nil {
+		return err
+	}
+	where := ""
+	var loose struct {
+		Queues []map[string]json.RawMessage `json:"queues"`
+	}
+	if json.Unmarshal(b, &loose) == nil {
+		for i, q := range loose.Queues {
+			if _, ok := q[key]; ok {
+				var name string
+				_ = json.Unmarshal(q["name"], &name)
+				where = fmt.Sprintf("queue %q: ", name)
+				if name == "" {
+					where = fmt.Sprintf("queue %d: ", i+1)
+				}
+				break
+			}
+		}
+	}
+	quoted, _ := json.Marshal(key)
+	at := regexp.MustCompile(regexp.QuoteMeta(string(quoted)) + `\s*:`).FindIndex(b)
+	if at == nil {
+		return fmt.Errorf("%sunknown field %s", where, quoted)
+	}
+	line, col := position(b, int64(at[0])+1) // an offset after the byte, as json.SyntaxError gives it
+	return fmt.Errorf("line %d, column %d: %sunknown field %s", line, col, where, quoted)
 }
 
 func position(b []byte, offset int64) (line, col int) {

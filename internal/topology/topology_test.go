@@ -98,7 +98,9 @@ func TestLoadSaysWhereTheFileIsWrong(t *testing.T) {
 	_, err := Parse([]byte("{\n  \"source\": \"x\",\n  \"queues\": [}\n"), fstest.MapFS{})
 	require.ErrorContains(t, err, "line 3, column")
 	_, err = Parse([]byte(`{"source":"x","queus":[]}`), fstest.MapFS{})
-	require.ErrorContains(t, err, `unknown field "queus"`)
+	require.ErrorContains(t, err, `line 1, column 15: unknown field "queus"`)
+	_, err = Parse([]byte("{\n  \"source\": \"x\",\n  \"queues\": [\n    {\"name\": \"greet\", \"job\": \"greet\",\n     \"concurrancy\": 3}\n  ]\n}"), fstest.MapFS{})
+	require.ErrorContains(t, err, `line 5, column 6: queue "greet": unknown field "concurrancy"`, "a typo names its queue and line")
 	_, err = Parse([]byte(`{"source":"x","queues":[{"name":"a","exec":{"command":["x"],"timeout":"soon"}}]}`), fstest.MapFS{})
 	require.ErrorContains(t, err, "soon")
 }
@@ -126,4 +128,54 @@ func TestPartition(t *testing.T) {
 		require.Equal(t, want, Partition(region))
 	}
 	require.Equal(t, "arn:aws:states:us-east-1:123:stateMachine:x", StateMachineARN("aws", "us-east-1", "123", "x"))
+}
+
+// validate catches the entries EventBridge's PutEvents would refuse when the step
+// runs (the tutorial's ASL once had no Source: `validate` said ok and the execution
+// failed with "Source is a required argument").
+func TestCheckRefusesEntriesPutEventsRefuses(t *testing.T) {
+	t.Parallel()
+	step := func(name, params string) string {
+		return `"` + name + `":{"Type":"Task","Resource":"arn:${partition}:states:::events:putEvents.waitForTaskToken","HeartbeatSeconds":60,"Parameters":` + params + `,"End":true}`
+	}
+	cases := []struct {
+		name, params, want string
+	}{
+		{"no source", `{"Entries":[{"DetailType":"greet","Detail":{"TaskToken.$":"$$.Task.Token"}}]}`, "step A: entry 1 has no Source: PutEvents refuses it"},
+		{"no detail type", `{"Entries":[{"Source":"my.app","Detail":{"TaskToken.$":"$$.Task.Token"}}]}`, "entry 1 has no DetailType"},
+		{"no detail", `{"Entries":[{"Source":"my.app","DetailType":"greet"}]}`, "entry 1 has no Detail"},
+		{"unknown field", `{"Entries":[{"Source":"my.app","DetailType":"greet","Detail":{},"Sourse":"x"}]}`, `entry 1 has "Sourse", which PutEvents does not take`},
+		{"aws source", `{"Entries":[{"Source":"aws.s3","DetailType":"greet","Detail":{}}]}`, `source "aws.s3" starts with "aws."`},
+		{"no entries", `{"Entries":[]}`, "has 0 entries"},
+		{"entries missing", `{"Foo":1}`, "step A: has no Entries"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			topo := topologyWith(t, `{"StartAt":"A","States":{`+step("A", tc.params)+`}}`)
+			err := topo.Check([]string{"greet"})
+			require.ErrorContains(t, err, `state machine "sm": `)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	for name, params := range map[string]string{
+		"paths":         `{"Entries":[{"Source.$":"$.src","DetailType":"greet","Detail.$":"$","EventBusName":"b"}]}`,
+		"computed list": `{"Entries.$":"$.entries"}`,
+		"default bus":   `{"Entries":[{"Source":"my.app","DetailType":"greet","Detail":{"TaskToken.$":"$$.Task.Token"}}]}`,
+	} {
+		t.Run(name+" pass", func(t *testing.T) {
+			t.Parallel()
+			require.NoError(t, topologyWith(t, `{"StartAt":"A","States":{`+step("A", params)+`}}`).Check([]string{"greet"}))
+		})
+	}
+}
+
+// topologyWith is a topology of one queue (job greet, detail type greet) and one
+// state machine "sm" with the ASL definition def.
+func topologyWith(t *testing.T, def string) *Topology {
+	t.Helper()
+	topo, err := Parse([]byte(`{"source":"me","queues":[{"name":"greet","job":"greet","detailTypes":["greet"]}],
+		"stateMachines":[{"name":"sm","definition":"sm.asl.json"}]}`), fstest.MapFS{"sm.asl.json": {Data: []byte(def)}})
+	require.NoError(t, err)
+	return topo
 }

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Program is the name errors and usage texts give the program: the public package
+// sets it to the running binary's name (a team's `greeter`, not `worker`).
+var Program = "worker"
+
+// helpFlags and versionFlags are asked the GNU way (--help) or Go's (-help, -h).
+var (
+	helpFlags    = []string{"-h", "-help", "--help"}
+	versionFlags = []string{"-version", "--version"}
+)
+
+// commandHelp is the help of the commands that take no flags, for `<command> --help`.
+var commandHelp = map[string]string{
+	"run":         "run the consumers until SIGTERM; configured by WORKER_* variables (see `PROGRAM config`)",
+	"validate":    "[topology.json]\ncheck a topology (default: WORKER_TOPOLOGY, else the embedded one) and its ASL files; reports every problem",
+	"config":      "print every WORKER_* variable with its default and meaning",
+	"healthcheck": "exit 0 when the worker's /healthz (WORKER_METRICS_ADDR) answers, 1 otherwise",
+	"version":     "print the version",
+	"help":        "print the commands",
+}
+
+// printCommandHelp writes `usage: <program> <command>` and what it does; false for a
+// command it has no text for.
+func printCommandHelp(w io.Writer, cmd string) bool {
+	text, ok := commandHelp[cmd]
+	if !ok {
+		return false
+	}
+	args, what, found := strings.Cut(strings.ReplaceAll(text, "PROGRAM", Program), "\n")
+	if !found {
+		args, what = "", args
+	}
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace(Program+" "+cmd+" "+args), what)
+	return true
+}
+
+// askedForHelp reports whether args ask for help.
+func askedForHelp(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return slices.Contains(helpFlags, a) })
+}
+
+// newFlagSet is a subcommand's flag set: errors and usage on stderr, help (asked
+// with --help) on stdout, flags shown as --name as this command line takes them
+// (Go's flag package would show -name).
+func newFlagSet(cmd, synopsis string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s %s [flags]\n\n%s\n\nflags:\n", Program, cmd, synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			line := "  --" + f.Name
+			if name != "" {
+				line += " " + name
+			}
+			line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+				line += fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(fs.Output(), line)
+		})
+	}
+	return fs
+}
+
+// parseFlags parses args; help asked for is printed on stdout and returned as
+// flag.ErrHelp (exit 0), a wrong flag as a UsageError (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	if askedForHelp(args) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	if err := fs.Parse(args); err != nil {
+		return UsageError{err}
+	}
+	return nil
+}

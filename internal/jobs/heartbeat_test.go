@@ -1,0 +1,114 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/consumer"
+)
+
+// refusingBeats answers the first `refusals` heartbeats (all when refusals < 0) with
+// code, as a Reporter wraps Step Functions' answer: stock moto says InvalidToken
+// to a live token whose heartbeat wait it has not set up yet, then accepts it.
+type refusingBeats struct {
+	noBeats
+	refusals int
+	code     string
+	calls    atomic.Int32
+}
+
+func (f *refusingBeats) Heartbeat(context.Context, string) error {
+	n := int(f.calls.Add(1))
+	if f.refusals < 0 || n <= f.refusals {
+		return codedClosedErr{code: f.code}
+	}
+	return nil
+}
+
+type codedClosedErr struct{ code string }
+
+func (e codedClosedErr) Error() string {
+	return "SendTaskHeartbeat: task already closed (" + e.code + ")"
+}
+func (codedClosedErr) TaskClosed() bool    { return true }
+func (e codedClosedErr) ErrorCode() string { return e.code }
+
+func TestProvingHeartbeatOfAYoungEvent(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		refusals  int
+		code      string
+		age       time.Duration // event time before now; negative: in the future
+		receive   int
+		refused   bool
+		wantCalls int32
+	}{
+		{name: "an emulator that is not ready yet is asked again", refusals: 2, code: "InvalidToken", receive: 1, wantCalls: 3},
+		{name: "a forged token is refused in the end", refusals: -1, code: "InvalidToken", receive: 1, refused: true, wantCalls: int32(len(proveRetries) + 1)},
+		{name: "a forged token with a time in the future gets no more", refusals: -1, code: "InvalidToken", age: -time.Hour, receive: 1, refused: true, wantCalls: int32(len(proveRetries) + 1)},
+		{name: "an old event is refused at once", refusals: 1, code: "InvalidToken", age: YoungEvent, receive: 1, refused: true, wantCalls: 1},
+		{name: "a redelivery is refused at once", refusals: 1, code: "InvalidToken", receive: 2, refused: true, wantCalls: 1},
+		{name: "a timed-out task is closed, not asked again", refusals: 1, code: "TaskTimedOut", receive: 1, refused: true, wantCalls: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				beats := &refusingBeats{refusals: tc.refusals, code: tc.code}
+				task := &Task{Token: "tok", EventTime: time.Now().Add(-tc.age), ReceiveCount: tc.receive, beats: beats}
+				err := task.Heartbeat(context.Background())
+				require.Equal(t, tc.refused, errors.Is(err, ErrTokenRefused), "err=%v", err)
+				if !tc.refused {
+					require.NoError(t, err)
+				}
+				require.Equal(t, tc.wantCalls, beats.calls.Load())
+			})
+		})
+	}
+}
+
+// A stop while the proof waits ends it at once, as an error (the message is released),
+// not as a refused token.
+func TestProvingHeartbeatStopsWithItsContext(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		task := &Task{Token: "tok", EventTime: time.Now(), ReceiveCount: 1, beats: &refusingBeats{refusals: -1, code: "InvalidToken"}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- task.Heartbeat(ctx) }()
+		synctest.Wait()
+		cancel()
+		err := <-done
+		require.ErrorIs(t, err, context.Canceled)
+		require.NotErrorIs(t, err, ErrTokenRefused)
+	})
+}
+
+// Through the router: a young message whose first proof is refused runs its job.
+func TestRouterRunsAYoungMessageAfterARefusedProof(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		proving := func(ctx context.Context, tk *Task) (any, error) {
+			if err := tk.Heartbeat(ctx); err != nil {
+				return nil, err
+			}
+			return map[string]int{"ok": 1}, nil
+		}
+		r, rep, _ := routerWith(t, Job{Name: "job", Run: proving})
+		r.beats = &refusingBeats{refusals: 1, code: "InvalidToken"}
+		msg := consumerMessage(envelope("work", map[string]any{"TaskToken": "tok"}))
+		require.NoError(t, r.Handle(context.Background(), msg))
+		require.JSONEq(t, `{"ok":1}`, string(rep.succeeded["tok"]))
+	})
+}
+
+func consumerMessage(body string) consumer.Message {
+	return consumer.Message{ID: "m", Queue: "q", Body: body, ReceiveCount: 1, MaxReceiveCount: 5}
+}
