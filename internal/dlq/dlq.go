@@ -331,8 +331,8 @@ func parse(queue string, raw types.Message) Message {
 }
 
 // tokenMember is a "TaskToken" (or "taskToken") member with a string value, escapes
-// included.
-var tokenMember = regexp.MustCompile(`("[Tt]ask[Tt]oken"\s*:\s*)"(?:[^"\\]|\\.)*"`)
+// included, or with a string cut off by the end of a truncated body.
+var tokenMember = regexp.MustCompile(`("[Tt]ask[Tt]oken"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)`)
 
 // Redact replaces every task token in body (token, the one FindTaskToken reads, and
 // any "TaskToken" member) with its hash. A body in which a token would still be
@@ -340,8 +340,8 @@ var tokenMember = regexp.MustCompile(`("[Tt]ask[Tt]oken"\s*:\s*)"(?:[^"\\]|\\.)*
 func Redact(body, token string) string {
 	out := tokenMember.ReplaceAllStringFunc(body, func(member string) string {
 		sub := tokenMember.FindStringSubmatch(member)
-		var v string
-		_ = json.Unmarshal([]byte(member[len(sub[1]):]), &v)
+		v := member[len(sub[1]):]
+		_ = json.Unmarshal([]byte(v), &v) // a truncated value is hashed as it is
 		return sub[1] + `"` + redacted(v) + `"`
 	})
 	if token != "" {
