@@ -35,9 +35,11 @@ Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
   purge    --queue Q --yes
            deletes every message of Q's DLQ (SQS allows one purge a minute)
 
-Reading a queue in SQS means receiving: list, show and redrive hide what they read for
-up to 30 s (plus the redrive's pacing) and make it visible again as soon as they are
-done; ApproximateReceiveCount of a message SQS moved counts these reads too.
+Reading a queue in SQS means receiving: list and show hide what they read for up to
+30 s, redrive for about 15 s more than its pacing needs (--rate messages at a time),
+and each makes it visible again as soon as it is done; a killed command's messages
+come back when that time ends. ApproximateReceiveCount of a message SQS moved counts
+these reads too.
 `
 
 func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {

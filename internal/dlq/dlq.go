@@ -160,7 +160,7 @@ func (in *Inspector) List(ctx context.Context, q Queue, limit int) (Listing, err
 // (tokens redacted). Every message read is visible again when it returns.
 func (in *Inspector) Show(ctx context.Context, q Queue, limit int) ([]Message, error) {
 	var msgs []Message
-	err := in.read(ctx, q, limit, ReadVisibility, func(m Message) (keep bool, err error) {
+	err := in.read(ctx, q, limit, 10, ReadVisibility, func(m Message) (keep bool, err error) {
 		msgs = append(msgs, m)
 		return false, nil
 	})
@@ -168,12 +168,14 @@ func (in *Inspector) Show(ctx context.Context, q Queue, limit int) ([]Message, e
 	return msgs, err
 }
 
-// read receives up to limit distinct messages of q's DLQ, hiding each for
-// visibility, and calls visit on each new one in arrival order. A message visit
-// keeps is not released (it was deleted); every other one is made visible again
-// before read returns, whatever happened. It stops at limit, when a receive brings
-// no message it has not seen, or at the first error of visit or of SQS.
-func (in *Inspector) read(ctx context.Context, q Queue, limit int, visibility time.Duration, visit func(Message) (keep bool, err error)) (err error) {
+// read receives up to limit distinct messages of q's DLQ, batch (1..10) a call,
+// hiding each for visibility, and calls visit on each new one in arrival order. A
+// message visit keeps is not released (it was deleted); every other one is made
+// visible again before read returns, whatever happened. It stops at limit, when a
+// receive brings nothing, after staleReceives receives in a row brought only
+// messages it had seen (their visibility ran out during a long read), or at the
+// first error of visit or of SQS.
+func (in *Inspector) read(ctx context.Context, q Queue, limit, batch int, visibility time.Duration, visit func(Message) (keep bool, err error)) (err error) {
 	seen := map[string]bool{}
 	var held []string // receipt handles to release
 	defer func() {
@@ -184,10 +186,11 @@ func (in *Inspector) read(ctx context.Context, q Queue, limit int, visibility ti
 			err = rerr
 		}
 	}()
+	stale := 0
 	for limit <= 0 || len(seen) < limit {
-		n := int32(10)
+		n := int32(batch)
 		if limit > 0 {
-			n = int32(min(10, limit-len(seen)))
+			n = int32(min(batch, limit-len(seen)))
 		}
 		out, err := in.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: n,
@@ -218,12 +221,24 @@ func (in *Inspector) read(ctx context.Context, q Queue, limit int, visibility ti
 				return err
 			}
 		}
-		if fresh == 0 {
+		switch {
+		case len(out.Messages) == 0:
 			return nil
+		case fresh == 0:
+			stale++
+			if stale >= staleReceives {
+				return nil
+			}
+		default:
+			stale = 0
 		}
 	}
 	return nil
 }
+
+// staleReceives is how many receives in a row may bring only messages already seen
+// before a read ends: with one message a call, unseen ones still come up among them.
+const staleReceives = 10
 
 // release makes the messages of receipts visible now, ten at a time. Receipts that
 // are no longer valid (deleted, or received again by someone) are not an error:

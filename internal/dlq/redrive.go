@@ -26,6 +26,10 @@ type sfnAPI interface {
 	DescribeExecution(ctx context.Context, in *sfn.DescribeExecutionInput, opts ...func(*sfn.Options)) (*sfn.DescribeExecutionOutput, error)
 }
 
+// redriveMargin is added to the time a redrive needs for the messages it receives at
+// once (their heartbeat checks and sends).
+const redriveMargin = 15 * time.Second
+
 // RedriveOptions select and pace a redrive.
 type RedriveOptions struct {
 	// Reason, when set, selects the messages whose reason contains it.
@@ -78,12 +82,14 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 		opt.Rate = 1
 	}
 	interval := time.Duration(float64(time.Second) / opt.Rate)
-	// Received messages stay hidden while a batch of ten is paced out, plus margin.
-	visibility := ReadVisibility + time.Duration(math.Ceil(10/opt.Rate))*time.Second
+	// Receive about a second's worth at a time, hidden while it is paced out plus a
+	// margin for the checks: what an interrupted redrive hid is back soon.
+	batch := min(10, max(1, int(math.Ceil(opt.Rate))))
+	visibility := redriveMargin + time.Duration(math.Ceil(float64(batch)/opt.Rate))*time.Second
 	began := in.NowFunc()
 	sum := Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
 	var lastSend time.Time
-	err := in.read(ctx, q, 0, visibility, func(m Message) (bool, error) {
+	err := in.read(ctx, q, 0, batch, visibility, func(m Message) (bool, error) {
 		o := Outcome{MessageID: m.ID, Reason: m.Reason, ExecutionARN: m.ExecutionARN, TokenHash: m.TokenHash}
 		keep := false
 		switch {
