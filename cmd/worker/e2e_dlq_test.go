@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/telemetry/promtest"
 )
 
 // dlqStep is a callback step with a long timeout and no heartbeat: an execution
@@ -175,4 +177,27 @@ func TestE2EDeadLettersInspectedAndRedriven(t *testing.T) {
 	eventually(t, time.Minute, "status says all clear", func() bool { c, _ := st.exitCode("status"); return c == 0 })
 	_, status := st.exitCode("status", "--output", "json")
 	require.Contains(t, status, `"running": 0`, status)
+}
+
+// TestE2EDashboardKindPanelsWithoutSuchQueues: with the cookies topology (no exec,
+// http or startExecution queue) the job-kind panels read one 0 series that says
+// there is no such queue, not "No data".
+func TestE2EDashboardKindPanelsWithoutSuchQueues(t *testing.T) {
+	promtest.Binary(t, "prometheus")
+	st := newStack(t)
+	w := st.startWorker()
+	prom := promtest.Start(t, w.addr)
+	prom.WaitForScrape(30 * time.Second)
+	queries, err := promtest.Queries("../../deploy/observability/grafana/dashboards/taskbridge.json", "")
+	require.NoError(t, err)
+	kinds := 0
+	for _, r := range prom.EvalAll(queries) {
+		if !strings.Contains(r.Expr, "worker_exec_") && !strings.Contains(r.Expr, "worker_http_") && !strings.Contains(r.Expr, "worker_start_executions") {
+			continue
+		}
+		kinds++
+		require.NoError(t, r.Err, "%s evaluates", r.Source)
+		require.Equal(t, 1, r.Series, "%s reads one series: %s", r.Source, r.Expr)
+	}
+	require.Equal(t, 7, kinds, "the job-kind panels' queries")
 }
