@@ -1,5 +1,5 @@
-// Package cli is the worker's command line: run, bootstrap, start, validate, config,
-// healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
+// Package cli is the worker's command line: run, bootstrap, start, validate, status,
+// dlq, config, healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
 // kinds) from the configuration and the topology; the public package hands it the
 // registered Go jobs.
 package cli

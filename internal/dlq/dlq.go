@@ -78,8 +78,8 @@ type Message struct {
 	// dead-lettered (the worker's copy says so); for a message SQS moved it is SQS's
 	// ApproximateReceiveCount, which also counts the reads of this tool.
 	ReceiveCount int       `json:"receiveCount"`
-	DeadSince    time.Time `json:"deadSince"`           // sent to the DLQ (worker copy) or first sent (SQS redrive)
-	EventTime    time.Time `json:"eventTime,omitzero"`  // the EventBridge event's time, when the body has one
+	DeadSince    time.Time `json:"deadSince"`            // sent to the DLQ (worker copy) or first sent (SQS redrive)
+	EventTime    time.Time `json:"eventTime,omitzero"`   // the EventBridge event's time, when the body has one
 	DetailType   string    `json:"detailType,omitempty"` // the event's detail-type, when the body has one
 	ExecutionARN string    `json:"executionArn,omitempty"`
 	TokenHash    string    `json:"tokenHash,omitempty"` // telemetry.TokenHash of the task token
