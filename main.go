@@ -19,6 +19,8 @@ import (
 //	worker bootstrap    create the topology's stack on AWS_ENDPOINT_URL (idempotent)
 //	worker start        start an execution of one of its state machines
 //	worker validate     report every problem of the topology and its ASL files
+//	worker status       queue and DLQ depths, running executions; exit 1 on dead letters
+//	worker dlq          list, show, redrive and purge dead letters
 //	worker config       print every WORKER_* variable, its default and meaning
 //	worker healthcheck  exit 0 when /healthz answers, 1 otherwise
 //

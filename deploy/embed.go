@@ -5,7 +5,8 @@ package deploy
 
 import "embed"
 
-// Files holds topology.json and the ASL definitions under asl/.
+// Files holds topology.json, the ASL definitions under asl/, and the Grafana
+// dashboards (`worker validate` checks that they show every queue).
 //
-//go:embed topology.json asl/*.json
+//go:embed topology.json asl/*.json observability/grafana/dashboards/*.json
 var Files embed.FS

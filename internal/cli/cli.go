@@ -1,5 +1,5 @@
-// Package cli is the worker's command line: run, bootstrap, start, validate, config,
-// healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
+// Package cli is the worker's command line: run, bootstrap, start, validate, status,
+// dlq, config, healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
 // kinds) from the configuration and the topology; the public package hands it the
 // registered Go jobs.
 package cli
@@ -82,6 +82,8 @@ commands:
   bootstrap    create the stack on AWS_ENDPOINT_URL; --output json|text
   start        start an execution; --state-machine NAME (default cookies), --input JSON | --count N | --names a,b, --wait
   validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
+  status       per queue its depth, in flight and DLQ depth; running executions; exit 1 if a DLQ is not empty
+  dlq          dead letters: list, show, redrive, purge (worker dlq --help)
   config       print every WORKER_* variable with its default and meaning
   healthcheck  exit 0 when the worker's /healthz answers, 1 otherwise
   version      print the version (also --version)
@@ -114,6 +116,10 @@ func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io
 		return runStart(ctx, registered, args, stdout, stderr)
 	case "validate":
 		return runValidate(registered, args, stdout)
+	case "status":
+		return runStatus(ctx, registered, args, stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, registered, args, stdout, stderr)
 	case "config":
 		return runConfig(stdout)
 	case "healthcheck":

@@ -119,6 +119,7 @@ func TestHelpAndVersionExitZero(t *testing.T) {
 		{"--help"}, {"-h"}, {"help"}, {"--version"}, {"version"},
 		{"validate", "--help"}, {"healthcheck", "--help"}, {"config", "-h"}, {"run", "--help"},
 		{"start", "--help"}, {"bootstrap", "-h"},
+		{"dlq", "--help"}, {"dlq", "redrive", "--help"}, {"status", "--help"},
 	} {
 		var out, errOut bytes.Buffer
 		err := Main(context.Background(), Jobs{}, args, &out, &errOut)
@@ -133,4 +134,40 @@ func TestHelpAndVersionExitZero(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, Main(context.Background(), Jobs{}, []string{"--version"}, &out, &out))
 	require.Equal(t, Version+"\n", out.String())
+}
+
+func TestValidateWarnsAndStillPasses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "sm.json"), []byte(`{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents.waitForTaskToken",
+		"Parameters":{"Entries":[{"DetailType":"d","Source":"s","Detail":{"TaskToken.$":"$$.Task.Token"}}]},"End":true}}}`), 0o644))
+	p := filepath.Join(dir, "t.json")
+	require.NoError(t, os.WriteFile(p, []byte(`{"source":"s","queues":[{"name":"q","detailTypes":["d"],"http":{"url":"http://127.0.0.1:1/x"}}],"stateMachines":[{"name":"sm","definition":"sm.json"}]}`), 0o644))
+	var out bytes.Buffer
+	require.NoError(t, Main(context.Background(), Jobs{}, []string{"validate", p}, &out, &out))
+	require.Contains(t, out.String(), `warning: state machine "sm": step A waits for a task token with neither TimeoutSeconds nor HeartbeatSeconds`)
+	require.Contains(t, out.String(), p+": 1 queues, 1 state machines: ok")
+}
+
+func TestDLQAndStatusUsageErrors(t *testing.T) {
+	t.Parallel()
+	for name, args := range map[string][]string{
+		"no dlq command":      {"dlq"},
+		"unknown dlq command": {"dlq", "frob"},
+		"purge without --yes": {"dlq", "purge", "--queue", "q"},
+		"show without queue":  {"dlq", "show"},
+		"bad rate":            {"dlq", "redrive", "--queue", "q", "--rate", "0"},
+		"bad output":          {"status", "--output", "yaml"},
+		"status argument":     {"status", "x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var out, errOut bytes.Buffer
+			err := Main(context.Background(), Jobs{}, args, &out, &errOut)
+			require.Equal(t, 2, ExitCode(err), "%v", err)
+			if name == "purge without --yes" {
+				require.ErrorContains(t, err, "add --yes")
+			}
+		})
+	}
 }

@@ -85,3 +85,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	}
 	return nil
 }
+
+// printUsage writes a command's usage text, written for a program named worker, with
+// the running program's name.
+func printUsage(w io.Writer, text string) {
+	fmt.Fprint(w, strings.ReplaceAll(text, "usage: worker ", "usage: "+Program+" "))
+}

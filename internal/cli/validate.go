@@ -3,7 +3,10 @@ package cli
 import (
 	"fmt"
 	"io"
+	"io/fs"
+	"path"
 
+	"github.com/taskbridge/taskbridge/deploy"
 	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
@@ -33,8 +36,23 @@ func runValidate(registered Jobs, args []string, stdout io.Writer) error {
 		name = "embedded topology"
 		fmt.Fprintln(stdout, "WORKER_TOPOLOGY is not set: checking the embedded topology (the cookies flow)")
 	}
+	for _, w := range topo.Warnings(dashboards()) {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
 	_, err = fmt.Fprintf(stdout, "%s: %d queues, %d state machines: ok\n", name, len(topo.Queues), len(topo.StateMachines))
 	return err
+}
+
+// dashboards are the Grafana dashboards shipped in deploy/, by file name.
+func dashboards() map[string][]byte {
+	out := map[string][]byte{}
+	paths, _ := fs.Glob(deploy.Files, "observability/grafana/dashboards/*.json")
+	for _, p := range paths {
+		if b, err := fs.ReadFile(deploy.Files, p); err == nil {
+			out[path.Base(p)] = b
+		}
+	}
+	return out
 }
 
 // loadTopology reads and checks a topology: `run`, `bootstrap` and `start` refuse one

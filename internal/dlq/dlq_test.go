@@ -1,0 +1,293 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// fakeSFN answers a heartbeat by token: "closed-…" tokens are closed, "broken-…"
+// ones fail to be checked; executions by ARN suffix.
+type fakeSFN struct{ beats []string }
+
+func (f *fakeSFN) SendTaskHeartbeat(_ context.Context, in *sfn.SendTaskHeartbeatInput, _ ...func(*sfn.Options)) (*sfn.SendTaskHeartbeatOutput, error) {
+	tok := aws.ToString(in.TaskToken)
+	f.beats = append(f.beats, tok)
+	switch {
+	case strings.HasPrefix(tok, "closed-"):
+		return nil, &smithy.GenericAPIError{Code: "TaskTimedOut", Message: "task timed out"}
+	case strings.HasPrefix(tok, "broken-"):
+		return nil, &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "no"}
+	}
+	return &sfn.SendTaskHeartbeatOutput{}, nil
+}
+
+func (f *fakeSFN) DescribeExecution(_ context.Context, in *sfn.DescribeExecutionInput, _ ...func(*sfn.Options)) (*sfn.DescribeExecutionOutput, error) {
+	if strings.HasSuffix(aws.ToString(in.ExecutionArn), ":ended") {
+		return &sfn.DescribeExecutionOutput{Status: sfntypes.ExecutionStatusFailed}, nil
+	}
+	return &sfn.DescribeExecutionOutput{Status: sfntypes.ExecutionStatusRunning}, nil
+}
+
+// failingSQS is the emulator's SQS with SendMessage or DeleteMessage failing.
+type failingSQS struct {
+	*sqs.Client
+	sendErr, deleteErr error
+}
+
+func (f failingSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, o ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if f.sendErr != nil {
+		return nil, f.sendErr
+	}
+	return f.Client.SendMessage(ctx, in, o...)
+}
+
+func (f failingSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
+	if f.deleteErr != nil {
+		return nil, f.deleteErr
+	}
+	return f.Client.DeleteMessage(ctx, in, o...)
+}
+
+type bundle struct {
+	sqs *sqs.Client
+	sfn *fakeSFN
+	q   Queue
+	in  *Inspector
+}
+
+// setup makes a queue and its DLQ on the emulator, and an Inspector that does not
+// wait between moves.
+func setup(t *testing.T) bundle {
+	t.Helper()
+	client := sqs.NewFromConfig(awstest.Config(t))
+	ctx := context.Background()
+	name := awstest.Stack(t)
+	var urls []string
+	for _, n := range []string{name, name + "-dlq"} {
+		out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(n)})
+		require.NoError(t, err)
+		urls = append(urls, aws.ToString(out.QueueUrl))
+		t.Cleanup(func() { _, _ = client.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl}) })
+	}
+	b := bundle{sqs: client, sfn: &fakeSFN{}, q: Queue{Name: "work", URL: urls[0], DLQURL: urls[1]}}
+	b.in = New(client, b.sfn)
+	b.in.SleepFunc = func(context.Context, time.Duration) error { return nil }
+	return b
+}
+
+func envelope(detail map[string]any) string {
+	b, _ := json.Marshal(map[string]any{"version": "0", "id": "1", "detail-type": "work", "source": "t", "account": "1", "time": "2026-01-02T03:04:05Z", "region": "us-east-1", "resources": []string{}, "detail": detail})
+	return string(b)
+}
+
+// deadLetter puts a message into the DLQ as the worker does (reason != "") or as
+// SQS's redrive leaves it (no attributes).
+func (b bundle) deadLetter(t *testing.T, body, reason string) {
+	t.Helper()
+	in := &sqs.SendMessageInput{QueueUrl: aws.String(b.q.DLQURL), MessageBody: aws.String(body)}
+	if reason != "" {
+		in.MessageAttributes = map[string]types.MessageAttributeValue{
+			attrError:        {DataType: aws.String("String"), StringValue: aws.String(reason)},
+			attrSourceQueue:  {DataType: aws.String("String"), StringValue: aws.String("work")},
+			attrReceiveCount: {DataType: aws.String("Number"), StringValue: aws.String("5")},
+		}
+	}
+	_, err := b.sqs.SendMessage(context.Background(), in)
+	require.NoError(t, err)
+}
+
+// drain receives every message of url and deletes it, returning the bodies.
+func (b bundle) drain(t *testing.T, url string) []string {
+	t.Helper()
+	var bodies []string
+	for {
+		out, err := b.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+		require.NoError(t, err)
+		if len(out.Messages) == 0 {
+			return bodies
+		}
+		for _, m := range out.Messages {
+			if url == b.q.URL {
+				require.NotContains(t, m.MessageAttributes, attrError, "the DLQ's notes do not travel back")
+			}
+			bodies = append(bodies, aws.ToString(m.Body))
+			_, err := b.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
+			require.NoError(t, err)
+		}
+	}
+}
+
+func TestListGroupsByReasonAndReleasesWhatItRead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-1", "executionArn": "arn:x:1"}), "job work failed: boom")
+	b.deadLetter(t, "not JSON", "malformed event")
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-2"}), "job work failed: boom")
+	b.deadLetter(t, envelope(map[string]any{"n": 1}), "")
+
+	l, err := b.in.List(ctx, b.q, 100)
+	require.NoError(t, err)
+	require.Equal(t, 4, l.Depth)
+	require.Equal(t, 4, l.Read)
+	got := map[string]int{}
+	for _, g := range l.Groups {
+		got[g.Reason] = g.Count
+		for _, m := range g.Messages {
+			require.Empty(t, m.Body, "list shows no bodies")
+		}
+	}
+	require.Equal(t, map[string]int{"job work failed: boom": 2, "malformed event": 1, ReasonMaxReceives: 1}, got)
+	require.Equal(t, "job work failed: boom", l.Groups[0].Reason, "the oldest group first")
+	require.Equal(t, "arn:x:1", l.Groups[0].Messages[0].ExecutionARN)
+	require.Equal(t, 5, l.Groups[0].Messages[0].ReceiveCount, "the source queue's receives, from the worker's note")
+
+	// Everything it read is visible again at once.
+	again, err := b.in.List(ctx, b.q, 100)
+	require.NoError(t, err)
+	require.Equal(t, 4, again.Read)
+}
+
+func TestShowRedactsTokens(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "secret-token/+=", "other": "x"}), "bad")
+	b.deadLetter(t, `{"detail":{"TaskToken":"truncated-secret`, "malformed event")
+	msgs, err := b.in.Show(context.Background(), b.q, 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 2)
+	for _, m := range msgs {
+		require.NotContains(t, m.Body, "secret", m.Body)
+	}
+	require.Contains(t, msgs[0].Body, `"other":"x"`)
+	require.NotEmpty(t, msgs[0].TokenHash)
+	require.Equal(t, "work", msgs[0].DetailType)
+}
+
+func TestRedriveMovesOpenSkipsClosedAndFiltersByReason(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	open := envelope(map[string]any{"TaskToken": "open-1"})
+	b.deadLetter(t, open, "job work failed: flag missing")
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "closed-1"}), "job work failed: flag missing")
+	b.deadLetter(t, envelope(map[string]any{"executionArn": "arn:x:ended"}), "job work failed: flag missing")
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "broken-1"}), "job work failed: flag missing")
+	b.deadLetter(t, "not JSON", "malformed event")
+
+	dry, err := b.in.Redrive(ctx, b.q, RedriveOptions{Reason: "flag missing", DryRun: true})
+	require.NoError(t, err)
+	require.Equal(t, [3]int{1, 2, 1}, [3]int{dry.Moved, dry.Skipped, dry.Left})
+	require.Empty(t, b.drain(t, b.q.URL), "a dry run moves nothing")
+
+	var seen []Outcome
+	sum, err := b.in.Redrive(ctx, b.q, RedriveOptions{Reason: "flag missing", Rate: 50, Progress: func(o Outcome) { seen = append(seen, o) }})
+	require.NoError(t, err)
+	require.Equal(t, [3]int{1, 2, 1}, [3]int{sum.Moved, sum.Skipped, sum.Left})
+	require.Equal(t, sum.Messages, seen)
+	for _, o := range sum.Messages {
+		switch o.Action {
+		case ActionSkipped:
+			require.Contains(t, []string{"task closed (TaskTimedOut)", "execution FAILED"}, o.Why)
+		case ActionLeft:
+			require.Contains(t, o.Why, "AccessDeniedException")
+		}
+	}
+	require.Equal(t, []string{open}, b.drain(t, b.q.URL), "the open task's message is back, body unchanged")
+	l, err := b.in.List(ctx, b.q, 100)
+	require.NoError(t, err)
+	require.Equal(t, 4, l.Read, "skipped, left and unselected messages stay in the DLQ")
+}
+
+func TestRedriveNeverDeletesWhatItCouldNotSend(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-1"}), "boom")
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-2"}), "boom")
+
+	b.in.sqs = failingSQS{Client: b.sqs, sendErr: errors.New("queue gone")}
+	sum, err := b.in.Redrive(ctx, b.q, RedriveOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 2, sum.Left)
+	require.Contains(t, sum.Messages[0].Why, "queue gone")
+
+	// A failed delete leaves a duplicate, never a loss.
+	b.in.sqs = failingSQS{Client: b.sqs, deleteErr: errors.New("delete refused")}
+	sum, err = b.in.Redrive(ctx, b.q, RedriveOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 2, sum.Moved)
+	require.Contains(t, sum.Messages[0].Why, "still in the DLQ too")
+	require.Len(t, b.drain(t, b.q.URL), 2)
+	require.Len(t, b.drain(t, b.q.DLQURL), 2)
+}
+
+func TestRedriveLeavesWhatWasDeadLetteredAfterItBegan(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-1"}), "boom")
+	b.in.NowFunc = func() time.Time { return time.Now().Add(-time.Hour) }
+	sum, err := b.in.Redrive(context.Background(), b.q, RedriveOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Left)
+	require.Equal(t, "dead-lettered after this redrive began", sum.Messages[0].Why)
+	require.Empty(t, b.drain(t, b.q.URL))
+}
+
+func TestPurge(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.deadLetter(t, "x", "boom")
+	require.NoError(t, b.in.Purge(context.Background(), b.q))
+	n, err := b.in.Depth(context.Background(), b.q.DLQURL)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct{ body, token, secret string }{
+		"member":         {`{"detail":{"TaskToken":"abc/+="}}`, "abc/+=", "abc/+="},
+		"escaped value":  {`{"detail":{"TaskToken":"a\u0062c"}}`, "abc", "a\\u0062c"},
+		"lower-case key": {`{"detail":{"taskToken":"s3cr3t"}}`, "", "s3cr3t"},
+		"truncated":      {`{"detail":{"TaskToken":"s3cr3t`, "s3cr3t", "s3cr3t"},
+		"escaped key":    {`{"detail":{"Task\u0054oken":"s3cr3t"}}`, "s3cr3t", "s3cr3t"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got := Redact(tc.body, tc.token)
+			require.NotContains(t, got, tc.secret)
+		})
+	}
+}
+
+// FuzzRedact: whatever the body, the token FindTaskToken reads in it is not in the
+// redacted body.
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{`{"detail":{"TaskToken":"abc"}}`, `{"detail":{"TaskToken":"a\"b"}}`, `{"detail":{"Task\u0054oken":"xyz"}}`, `not json`, `{"detail":{"TaskToken":"tr`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		m := parse("q", types.Message{Body: aws.String(body)})
+		// (A token of a few characters may also be part of the redaction's own text.)
+		if len(m.token) >= 8 && strings.Contains(m.Body, m.token) && !strings.Contains(redacted(m.token), m.token) {
+			t.Fatalf("token %q readable in %q", m.token, m.Body)
+		}
+	})
+}
