@@ -109,6 +109,10 @@ clean: ## remove build output and local emulator state
 tf-check: ## deploy/terraform for real: init, validate, plan, apply, destroy against moto (provider from the local plugin folder); the worker served on the applied stack; parliament over its IAM
 	scripts/tf-check.sh
 
+.PHONY: image-check
+image-check: ## the Dockerfile built and run with podman (Debian's): bootstrap, run, cookies, healthcheck, SIGTERM exit 0, an exec job's orphan reaped under --init; bases pulled or local stand-ins
+	scripts/image-check.sh
+
 .PHONY: bench-peers
 bench-peers: ## issue 13: the raw aws-sdk-go-v2 loop beside the consumer on ElasticMQ, each in its own process; medians of 3 with ratios (PEERS_PROFILE=dir: CPU and allocation profiles of both)
 	scripts/elasticmq.sh go test -tags elasticmq -count=1 -timeout 30m -run '^TestPeers$$' -v ./internal/loadtest

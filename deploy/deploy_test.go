@@ -189,7 +189,7 @@ func between(t *testing.T, s, from, to string) string {
 // emulator's STS, never skip_requesting_account_id (ARNs without an account).
 func TestLocalStackOverrideRequestsTheAccount(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("terraform/examples/localstack_override.tf.example")
+	b, err := os.ReadFile("terraform/examples/root/localstack_override.tf.example")
 	require.NoError(t, err)
 	_, diags := hclparse.NewParser().ParseHCL(b, "localstack_override.tf")
 	require.False(t, diags.HasErrors(), diags.Error())
@@ -240,6 +240,7 @@ type compose struct {
 			Condition string `yaml:"condition"`
 		} `yaml:"depends_on"`
 		Command []string `yaml:"command"`
+		Init    bool     `yaml:"init"`
 	} `yaml:"services"`
 }
 
@@ -259,6 +260,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	require.Equal(t, "service_completed_successfully", c.Services["worker"].DependsOn["bootstrap"].Condition, "the worker starts after bootstrap finished")
 	require.Equal(t, []string{"bootstrap", "--glue-optional"}, c.Services["bootstrap"].Command)
+	require.True(t, c.Services["worker"].Init, "the worker runs under an init that reaps what exec jobs leave (make image-check shows the zombie without one)")
 
 	// Every WORKER_* the compose file sets is a real variable, and the README
 	// documents it.
@@ -311,7 +313,7 @@ func TestTerraformIsAppliedInCI(t *testing.T) {
 	require.NoError(t, err)
 	for _, want := range []string{
 		"filesystem_mirror", "CHECKPOINT_DISABLE=1", "MOTO_IAM_LOAD_MANAGED_POLICIES=true",
-		"examples/localstack_override.tf.example", "tf destroy", "parliament",
+		"examples/root/localstack_override.tf.example", "tf destroy", "parliament",
 	} {
 		contains(t, string(script), want)
 	}

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# make tf-check: deploy/terraform applied for real, and the worker run on what it made.
+# make tf-check: the deploy/terraform module applied for real, through the root module
+# that calls it (deploy/terraform/examples/root), and the worker run on what it made.
 #
-#  1. terraform init, validate, plan, apply against a moto server on a free loopback
-#     port, with the official hashicorp/aws provider from the machine's plugin folder
-#     (a filesystem mirror; never the registry). tools/tfcheck/moto_stubbed.py stubs
-#     the few calls the provider makes that moto lacks.
+#  1. terraform init, validate, plan, apply of the root example against a moto server
+#     on a free loopback port, with the official hashicorp/aws provider from the
+#     machine's plugin folder (a filesystem mirror; never the registry).
+#     tools/tfcheck/moto_stubbed.py stubs the few calls the provider makes that moto
+#     lacks. Also: the module planned twice under for_each with an aliased provider,
+#     and the plan-time refusals of a missing topology_file and of topology_file
+#     without worker_topology.
 #  2. The worker proof: bin/worker runs with the environment of the two ECS task
 #     definitions as read back from the emulator (plus the emulator's endpoint and
 #     credentials), serves a cookies execution of the state machine terraform made
@@ -78,12 +82,14 @@ export AWS_ENDPOINT_URL=$ENDPOINT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing
 STACKPY=(.venv/bin/python tools/tfcheck/stack.py)
 say "moto 5.2.5 (stubbed) on $ENDPOINT"
 
-# The module as shipped, with two files added in the copy: the emulator's provider
-# settings (an *_override.tf, merged by terraform) and the variables.
+# The module and its root example as shipped, with two files added to the root in the
+# copy: the emulator's provider settings and the check's module settings (an
+# *_override.tf, merged by terraform) and the variables.
 mkdir -p "$WORK/deploy"
 cp -r deploy/terraform deploy/topology.json deploy/asl deploy/glue "$WORK/deploy/"
-TF="$WORK/deploy/terraform"
-rm -rf "$TF/.terraform" "$TF"/*.tfstate* "$TF"/*_override.tf "$TF/terraform.tfvars"
+MODULE="$WORK/deploy/terraform"
+TF="$MODULE/examples/root"
+rm -rf "$MODULE/.terraform" "$TF/.terraform" "$MODULE"/*.tfstate* "$TF"/*.tfstate* "$MODULE"/*_override.tf "$TF"/*_override.tf "$TF/terraform.tfvars"
 cat >"$WORK/terraformrc" <<RC
 provider_installation {
   filesystem_mirror {
@@ -94,14 +100,22 @@ provider_installation {
 disable_checkpoint = true
 RC
 export TF_CLI_CONFIG_FILE=$WORK/terraformrc TF_IN_AUTOMATION=1 TF_INPUT=0
-# The provider settings are the LocalStack example's (examples/localstack_override.tf.example),
+# The provider settings are the LocalStack example's (examples/root/localstack_override.tf.example),
 # pointed at moto: the check proves them, real ARNs included. max_retries: moto
 # answers an unimplemented call with a 500, which should fail fast here.
 sed -e "s#http://127.0.0.1:4566#$ENDPOINT#" \
   -e 's#^\(  s3_use_path_style .*\)$#\1\n  max_retries                 = 2#' \
-  deploy/terraform/examples/localstack_override.tf.example >"$TF/tfcheck_override.tf"
+  deploy/terraform/examples/root/localstack_override.tf.example >"$TF/tfcheck_override.tf"
 grep -q "$ENDPOINT" "$TF/tfcheck_override.tf" && grep -q max_retries "$TF/tfcheck_override.tf" ||
-  { echo "tf-check: could not point examples/localstack_override.tf.example at moto" >&2; exit 1; }
+  { echo "tf-check: could not point examples/root/localstack_override.tf.example at moto" >&2; exit 1; }
+# Module inputs the root example leaves at their defaults: a small batch, debug logs.
+cat >>"$TF/tfcheck_override.tf" <<'OVERRIDE'
+
+module "taskbridge" {
+  batch_max_files = 3
+  log_level       = "debug"
+}
+OVERRIDE
 read -r SUBNET SG < <("${STACKPY[@]}" net)
 STACK=tfcheck
 cat >"$TF/terraform.tfvars" <<VARS
@@ -112,9 +126,7 @@ landing_bucket_name    = "$STACK-landing-bucket"
 image                  = "taskbridge/worker:tf-check"
 vpc_subnet_ids         = ["$SUBNET"]
 vpc_security_group_ids = ["$SG"]
-batch_max_files        = 3
 batch_window           = "30s"
-log_level              = "debug"
 VARS
 tf() { terraform -chdir="$TF" "$@" -no-color; }
 
@@ -124,19 +136,62 @@ grep -qE "(Installed|Using previously-installed) ${PROVIDER#registry.terraform.i
 say "init: $PROVIDER v$PROVIDER_VERSION from the filesystem mirror $PLUGINS"
 tf validate >/dev/null
 say "validate: ok"
+
+# A module, not a root: two stacks from one call with for_each, on an aliased provider.
+MULTI="$WORK/multi"
+mkdir -p "$MULTI"
+sed -n '/^provider "aws" {/,/^}/p' "$TF/tfcheck_override.tf" | sed 's#^provider "aws" {#provider "aws" {\n  alias                       = "second"\n  region                      = "us-east-1"#' >"$MULTI/main.tf"
+cat >>"$MULTI/main.tf" <<MULTITF
+
+module "taskbridge" {
+  source                 = "../deploy/terraform"
+  for_each               = toset(["a", "b"])
+  providers              = { aws = aws.second }
+  stack                  = "$STACK-\${each.key}"
+  data_bucket_name       = "$STACK-\${each.key}-data-bucket"
+  landing_bucket_name    = "$STACK-\${each.key}-landing-bucket"
+  image                  = "taskbridge/worker:tf-check"
+  vpc_subnet_ids         = ["$SUBNET"]
+  vpc_security_group_ids = ["$SG"]
+}
+MULTITF
+terraform -chdir="$MULTI" init -input=false -no-color >"$WORK/multi-init.log" 2>&1 || { cat "$WORK/multi-init.log"; exit 1; }
+terraform -chdir="$MULTI" plan -input=false -no-color >"$WORK/multi-plan.log" 2>&1 || { cat "$WORK/multi-plan.log"; exit 1; }
+grep -q 'module.taskbridge\["b"\].aws_sfn_state_machine.this\["cookies"\] will be created' "$WORK/multi-plan.log" ||
+  { cat "$WORK/multi-plan.log"; echo "tf-check: the for_each plan lacks the second stack" >&2; exit 1; }
+say "for_each with an aliased provider: $(grep -E '^Plan:' "$WORK/multi-plan.log")"
+
+# Refused at plan, each with its own message: a topology_file that does not exist,
+# and a topology_file without worker_topology (the tasks would serve the embedded
+# cookies topology).
+refused() {
+  local want=$1
+  shift
+  if tf plan -input=false "$@" >"$WORK/refused.log" 2>&1; then
+    echo "tf-check: plan $* did not fail" >&2
+    exit 1
+  fi
+  sed 's/^[│ ]*//' "$WORK/refused.log" | tr -s ' \n' ' ' | grep -qF "$want" ||
+    { cat "$WORK/refused.log"; echo "tf-check: plan $* failed without saying: $want" >&2; exit 1; }
+}
+refused '"/nonexistent/topology.json" is not a file' -var topology_file=/nonexistent/topology.json -var worker_topology=/app/topology.json
+refused 'topology_file is set but worker_topology is empty' -var "topology_file=$ROOT/deploy/topology.json"
+say "plan refuses a missing topology_file and topology_file without worker_topology"
 tf plan -input=false -out="$WORK/tfplan" >"$WORK/plan.log" 2>&1 || { cat "$WORK/plan.log"; exit 1; }
 say "plan: $(grep -E '^Plan:' "$WORK/plan.log")"
 # Any topology: the examples' topology files plan too (rules, queues and ASL from
 # the file's folder).
 for topo in examples/*/topology.json; do
   [ -f "$topo" ] || continue
-  tf plan -input=false -var "topology_file=$ROOT/$topo" >"$WORK/plan-$(basename "$(dirname "$topo")").log" 2>&1 ||
+  tf plan -input=false -var "topology_file=$ROOT/$topo" -var worker_topology=/app/topology.json >"$WORK/plan-$(basename "$(dirname "$topo")").log" 2>&1 ||
     { cat "$WORK/plan-$(basename "$(dirname "$topo")").log"; exit 1; }
   say "plan of $topo: $(grep -E '^Plan:' "$WORK/plan-$(basename "$(dirname "$topo")").log")"
 done
 tf apply -input=false -auto-approve "$WORK/tfplan" >"$WORK/apply.log" 2>&1 || { grep -vE 'Still creating|Creation complete|Creating\.\.\.' "$WORK/apply.log"; exit 1; }
 say "apply: $(grep -E '^Apply complete' "$WORK/apply.log")"
-tf output -json >"$WORK/outputs.json"
+# The root example passes the module's outputs on as one object; stack.py reads them
+# in the module's own shape.
+tf output -json | jq '.taskbridge.value | map_values({value: .})' >"$WORK/outputs.json"
 
 # Real ARNs: every one names the emulator's account.
 ACCOUNT=$(jq -r '.state_machines.value | to_entries[0].value' "$WORK/outputs.json" | cut -d: -f5)

@@ -62,7 +62,7 @@ resource "aws_ecs_task_definition" "worker" {
       logDriver = "awslogs"
       options = {
         awslogs-group         = aws_cloudwatch_log_group.worker.name
-        awslogs-region        = var.region
+        awslogs-region        = local.region
         awslogs-stream-prefix = each.key
       }
     }

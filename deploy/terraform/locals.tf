@@ -1,4 +1,10 @@
+# The caller's provider decides the region (the module has no provider block, so
+# it takes providers, count and for_each).
+data "aws_region" "current" {}
+
 locals {
+  region = data.aws_region.current.name
+
   # The one source of truth, shared with the worker and `worker bootstrap`: the
   # shipped topology unless topology_file names another. ASL paths resolve from the
   # topology file's folder, as the worker resolves them.
@@ -50,7 +56,7 @@ locals {
   shutdown_string = "${var.shutdown_timeout_seconds}s"
 
   worker_environment = concat([
-    { name = "AWS_REGION", value = var.region },
+    { name = "AWS_REGION", value = local.region },
     { name = "WORKER_STACK", value = var.stack },
     { name = "WORKER_EVENT_BUS", value = aws_cloudwatch_event_bus.this.name },
     { name = "WORKER_DATA_BUCKET", value = aws_s3_bucket.data.id },

@@ -1,8 +1,3 @@
-variable "region" {
-  description = "AWS region of the stack."
-  type        = string
-}
-
 variable "stack" {
   description = "Name prefix of every resource, as WORKER_STACK (bus, queues, rules, state machines, Glue job)."
   type        = string
@@ -14,9 +9,18 @@ variable "stack" {
 }
 
 variable "topology_file" {
-  description = "Topology file (queues, what each runs, routing, state machines); ASL paths resolve from its folder. Empty: the shipped deploy/topology.json."
+  description = "Topology file (queues, what each runs, routing, state machines); ASL paths resolve from its folder. A relative path is read from the directory terraform runs in (path.root). Empty: the shipped deploy/topology.json."
   type        = string
   default     = ""
+  validation {
+    # try: terraform's || evaluates both sides, and fileexists fails on a folder.
+    condition     = var.topology_file == "" || try(fileexists(var.topology_file), false)
+    error_message = "topology_file \"${var.topology_file}\" is not a file (a relative path is read from the directory terraform runs in; \"$${path.module}/topology.json\" names a file beside the calling module)."
+  }
+  validation {
+    condition     = var.topology_file == "" || var.worker_topology != ""
+    error_message = "topology_file is set but worker_topology is empty: the tasks would serve the topology embedded in the image (the cookies flow), not \"${var.topology_file}\". Set worker_topology to the same file's path inside your image (e.g. \"/app/topology.json\")."
+  }
 }
 
 variable "worker_topology" {
@@ -153,10 +157,4 @@ variable "kms_key_arn" {
   description = "KMS key for buckets, queues, topic and logs; empty uses AWS-managed keys."
   type        = string
   default     = ""
-}
-
-variable "tags" {
-  description = "Extra tags of every resource."
-  type        = map(string)
-  default     = {}
 }

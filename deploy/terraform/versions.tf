@@ -1,16 +1,11 @@
 terraform {
-  required_version = ">= 1.6.0"
+  # 1.9: a variable's validation may name another variable (topology_file needs
+  # worker_topology).
+  required_version = ">= 1.9.0"
   required_providers {
     aws = {
       source  = "hashicorp/aws"
       version = "~> 5.80"
     }
-  }
-}
-
-provider "aws" {
-  region = var.region
-  default_tags {
-    tags = merge({ Project = "taskbridge", Stack = var.stack }, var.tags)
   }
 }
