@@ -55,6 +55,10 @@ test-integration: emulator prometheus ## the end-to-end tests of the worker bina
 chaos: emulator ## fault scenarios against moto (SIGKILL, SIGTERM, emulator outage, malformed mix); prints a table, lost must be 0
 	set -o pipefail; go test -tags chaos -count=1 -timeout 40m -run Chaos -v ./cmd/worker 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
 
+.PHONY: fleet
+fleet: emulator ## fleet simulation on moto: scale-out of 1/2/4 worker processes, and scale-in by the terraform's target tracking that kills no running job; prints tables
+	set -o pipefail; go test -tags fleet -count=1 -timeout 20m -run Fleet -v ./cmd/worker 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
+
 .PHONY: soak
 soak: emulator ## steady cookies load on moto for SOAK (default 10m); prints goroutines, heap and RSS every 30s, fails if they keep growing
 	set -o pipefail; go test -tags soak -count=1 -timeout 0 -run Soak -v ./cmd/worker -args -soak.duration=$(SOAK) 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
