@@ -81,8 +81,12 @@ func TestE2EDeadLettersInspectedAndRedriven(t *testing.T) {
 	broken.signal(15)
 	<-broken.done
 
-	code, _ := st.exitCode("status")
+	code, text := st.exitCode("status")
 	require.Equal(t, 1, code, "status fails while a DLQ holds messages")
+	t.Logf("worker status:\n%s", text)
+	text = st.cli("dlq", "list")
+	t.Logf("worker dlq list:\n%s", text)
+	require.Contains(t, text, "3 × maxReceiveCount exceeded")
 	var listed struct {
 		Queues []struct {
 			Queue  string

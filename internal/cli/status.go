@@ -105,7 +105,11 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 		for _, q := range queues {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", q.Queue, q.Visible, q.InFlight, q.Delayed, q.DLQ)
 		}
-		fmt.Fprintln(tw, "\t\t\t\t\t")
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "state machine\trunning\t")
 		for _, m := range machines {
 			more := ""
