@@ -191,10 +191,12 @@ type batchOnce struct {
 // into the landing bucket with their Object Created events sent onto the landing
 // queue by the test (moto's S3 → EventBridge path is ~9 events/s), every tenth
 // event twice (SQS and EventBridge deliver at least once), and one batcher
-// SIGKILLed while it holds an open batch, then restarted. The landing queue's
+// SIGKILLed while it holds an open batch (or, with atFlush, as soon as it made its
+// first claim: mid-flush, with claims made and its run perhaps not started), then
+// restarted. The landing queue's
 // visibility timeout is 30 s (a topology of its own), so what the killed batcher
 // held comes back, and its claims can be taken over, within a minute.
-func runBatchExactlyOnce(t *testing.T, files int) batchOnce {
+func runBatchExactlyOnce(t *testing.T, files int, atFlush bool) batchOnce {
 	start := time.Now()
 	topo := filepath.Join(t.TempDir(), "topology.json")
 	require.NoError(t, os.WriteFile(topo, []byte(`{"source": "taskbridge.worker", "queues": [
@@ -225,7 +227,11 @@ func runBatchExactlyOnce(t *testing.T, files int) batchOnce {
 	w1, w2 := st.startWorker(), st.startWorker()
 	half := len(bodies) / 2
 	st.sendLanding(bodies[:half])
-	eventually(t, 2*time.Minute, "the first batcher holds an open batch", func() bool { return w1.metric("worker_batch_open_files") > 0 })
+	if atFlush {
+		eventually(t, 2*time.Minute, "the first batcher claims", func() bool { return w1.metric(`worker_batch_claims_total{result="made"}`) > 0 })
+	} else {
+		eventually(t, 2*time.Minute, "the first batcher holds an open batch", func() bool { return w1.metric("worker_batch_open_files") > 0 })
+	}
 	require.NoError(t, w1.cmd.Process.Signal(syscall.SIGKILL))
 	<-w1.done
 	w3 := st.startWorker()
@@ -324,5 +330,5 @@ func (st *stackEnv) glueManifests() []string {
 }
 
 func TestE2EBatchEachFileInExactlyOneRunWithTwoBatchersDuplicatesAndAKill(t *testing.T) {
-	runBatchExactlyOnce(t, 200)
+	runBatchExactlyOnce(t, 200, false)
 }
