@@ -9,7 +9,7 @@
 // TASKBRIDGE_TEST_MOTO=stock starts the stock moto_server instead of
 // tools/moto/server.py (moto with its heartbeat and receive races fixed), as users
 // and the compose file run it: make test-stock-moto runs the cookies, restart and
-// trust cases on it. A test that needs the fixes says so with RequirePatchedMoto.
+// trust cases on it (all of them pass there: none needs the fixes).
 //
 // TASKBRIDGE_TEST_EMULATOR names the kind of that emulator: moto (the default) or
 // localstack. LocalStack is never started here (scripts/localstack.sh does it, for
@@ -72,15 +72,6 @@ func RequireMoto(t testing.TB, why string) {
 // StockMoto reports whether the tests run on stock moto_server
 // (TASKBRIDGE_TEST_MOTO=stock) rather than tools/moto/server.py.
 func StockMoto() bool { return os.Getenv("TASKBRIDGE_TEST_MOTO") == "stock" }
-
-// RequirePatchedMoto skips a test that cannot pass on stock moto_server; why names
-// the race of stock moto it runs into, for the skip message.
-func RequirePatchedMoto(t testing.TB, why string) {
-	t.Helper()
-	if StockMoto() {
-		t.Skipf("needs tools/moto/server.py, the emulator is stock moto_server: %s", why)
-	}
-}
 
 var emu struct {
 	once     sync.Once
