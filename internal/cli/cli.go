@@ -83,7 +83,7 @@ commands:
   start        start an execution; --state-machine NAME (default cookies), --input JSON | --count N | --names a,b, --wait
   validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
   status       per queue its depth, in flight and DLQ depth; running executions; exit 1 if a DLQ is not empty
-  dlq          dead letters: list, show, redrive, purge (worker dlq --help)
+  dlq          dead letters: list, show, redrive, purge (%[1]s dlq --help)
   config       print every WORKER_* variable with its default and meaning
   healthcheck  exit 0 when the worker's /healthz answers, 1 otherwise
   version      print the version (also --version)
