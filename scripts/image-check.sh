@@ -85,9 +85,9 @@ stand_in_label() { podman image inspect --format '{{index .Labels "org.taskbridg
 is_stand_in() { [ -n "$(stand_in_label "$1")" ]; }
 is_current_stand_in() { [ "$(stand_in_label "$1")" = "$RECIPE" ]; }
 bookworm_rootfs() {
-  [ -s "$CACHE/bookworm.tar" ] && return 0
+  [ -s "$CACHE/bookworm.tar" ] && [ -d "$CACHE/rootfs/etc" ] && return 0
   say "debootstrap bookworm (minbase, ca-certificates, tzdata) from Debian's packages"
-  rm -rf "$CACHE/rootfs"
+  rm -rf "$CACHE/rootfs" "$CACHE/bookworm.tar"
   mkdir -p "$CACHE"
   debootstrap --variant=minbase --include=ca-certificates,tzdata bookworm "$CACHE/rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
     { tail -20 "$CACHE/debootstrap.log"; die "debootstrap failed"; }
