@@ -55,7 +55,9 @@ python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv) # the emulator
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]} (apt-get)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # With podman's recommendations (its network backend among them): the set this
+  # check was proven with.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 export CONTAINERS_STORAGE_CONF=$ROOT/tools/imagecheck/storage.conf
 export CONTAINERS_CONF=$ROOT/tools/imagecheck/containers.conf
