@@ -319,3 +319,23 @@ func TestTerraformIsAppliedInCI(t *testing.T) {
 	}
 	require.False(t, regexp.MustCompile(`skip_requesting_account_id\s*=`).Match(script), "tf-check lets the provider ask STS for the account")
 }
+
+// CI builds the image and runs it for real (make image-check): read-only, as the
+// nonroot user, under an init, with a control run that shows the zombie without one.
+func TestImageIsRunInCI(t *testing.T) {
+	t.Parallel()
+	ci, err := os.ReadFile("../.ci/run")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^make image-check\b`, string(ci))
+	mk, err := os.ReadFile("../Makefile")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^image-check: .*## `, string(mk))
+	script, err := os.ReadFile("../scripts/image-check.sh")
+	require.NoError(t, err)
+	for _, want := range []string{
+		"--read-only --user 65532:65532 --network host", "--init", "tb-image-check-noinit",
+		"bootstrap --output json", "start --count 3 --wait", "podman healthcheck run", "--signal TERM",
+	} {
+		contains(t, string(script), want)
+	}
+}

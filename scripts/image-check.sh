@@ -55,7 +55,9 @@ python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv) # the emulator
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]} (apt-get)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # With podman's recommendations (its network backend among them): the set this
+  # check was proven with.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 export CONTAINERS_STORAGE_CONF=$ROOT/tools/imagecheck/storage.conf
 export CONTAINERS_CONF=$ROOT/tools/imagecheck/containers.conf
@@ -85,9 +87,9 @@ stand_in_label() { podman image inspect --format '{{index .Labels "org.taskbridg
 is_stand_in() { [ -n "$(stand_in_label "$1")" ]; }
 is_current_stand_in() { [ "$(stand_in_label "$1")" = "$RECIPE" ]; }
 bookworm_rootfs() {
-  [ -s "$CACHE/bookworm.tar" ] && return 0
+  [ -s "$CACHE/bookworm.tar" ] && [ -d "$CACHE/rootfs/etc" ] && return 0
   say "debootstrap bookworm (minbase, ca-certificates, tzdata) from Debian's packages"
-  rm -rf "$CACHE/rootfs"
+  rm -rf "$CACHE/rootfs" "$CACHE/bookworm.tar"
   mkdir -p "$CACHE"
   debootstrap --variant=minbase --include=ca-certificates,tzdata bookworm "$CACHE/rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
     { tail -20 "$CACHE/debootstrap.log"; die "debootstrap failed"; }
