@@ -74,6 +74,9 @@ func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time
 		r.calls += th.Calls(api)
 		r.throttled += th.Throttled(api)
 	}
+	r.span, r.upstream = th.Span("SendTaskSuccess")
+	t.Logf("at the proxy: SendTaskSuccess from first to last %s (%.2f× ideal), moto answered in %s on average",
+		r.span.Round(100*time.Millisecond), r.span.Seconds()/r.ideal.Seconds(), r.upstream.Round(time.Millisecond))
 	t.Logf("%d tasks through a %d burst / %g per s bucket: took %s (ideal %s, %.2f×), %d SendTask* calls (%.3f per task), %d throttled, %d retried, %d failed, %d in the DLQ",
 		tasks, burst, perSecond, r.took.Round(100*time.Millisecond), r.ideal, r.took.Seconds()/r.ideal.Seconds(), r.calls, float64(r.calls)/float64(tasks), r.throttled, r.retried, r.failed, r.dlq)
 	return r

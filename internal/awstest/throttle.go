@@ -28,6 +28,9 @@ type Throttle struct {
 	buckets   map[string]*bucket
 	calls     map[string]int
 	throttled map[string]int
+	first     map[string]time.Time // first call let through
+	last      map[string]time.Time // end of the last call let through
+	upstream  map[string]time.Duration
 }
 
 type bucket struct {
@@ -43,7 +46,8 @@ func NewThrottle(t testing.TB, burst int, perSecond float64) *Throttle {
 	if err != nil {
 		t.Fatalf("parse emulator endpoint: %v", err)
 	}
-	th := &Throttle{burst: float64(burst), perSecond: perSecond, buckets: map[string]*bucket{}, calls: map[string]int{}, throttled: map[string]int{}}
+	th := &Throttle{burst: float64(burst), perSecond: perSecond, buckets: map[string]*bucket{}, calls: map[string]int{}, throttled: map[string]int{},
+		first: map[string]time.Time{}, last: map[string]time.Time{}, upstream: map[string]time.Duration{}}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	th.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AWSStepFunctions.")
@@ -56,7 +60,11 @@ func NewThrottle(t testing.TB, burst int, perSecond float64) *Throttle {
 			_, _ = w.Write([]byte(`{"__type":"ThrottlingException","message":"Rate exceeded"}`))
 			return
 		}
+		began := time.Now()
 		proxy.ServeHTTP(w, r)
+		if ok && th.limited(api) {
+			th.passed(api, began)
+		}
 	}))
 	t.Cleanup(th.srv.Close)
 	return th
@@ -93,6 +101,27 @@ func (th *Throttle) take(api string) bool {
 	}
 	b.tokens--
 	return true
+}
+
+func (th *Throttle) passed(api string, began time.Time) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if th.first[api].IsZero() {
+		th.first[api] = began
+	}
+	th.last[api] = time.Now()
+	th.upstream[api] += time.Since(began)
+}
+
+// Span is the time from the first call of api let through to the end of the last
+// one, and the mean time the emulator took to answer one.
+func (th *Throttle) Span(api string) (span, meanUpstream time.Duration) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if n := th.calls[api] - th.throttled[api]; n > 0 {
+		meanUpstream = th.upstream[api] / time.Duration(n)
+	}
+	return th.last[api].Sub(th.first[api]), meanUpstream
 }
 
 // Calls is how many calls of api reached the proxy, throttled ones included.
