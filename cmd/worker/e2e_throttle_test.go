@@ -23,6 +23,7 @@ type throttleRun struct {
 	tasks, failed, dlq, retried int
 	calls, throttled            int // SendTask*, at the proxy
 	took, ideal                 time.Duration
+	span, upstream              time.Duration // first to last let-through SendTaskSuccess; the emulator's mean answer time
 }
 
 func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time.Duration) throttleRun {
