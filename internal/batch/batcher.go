@@ -391,7 +391,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 		if !l.fresh() {
 			// The renewer is behind (S3 slow) or lost the lease: wait for it, a
 			// run started now could land after a taker found the lease stale.
-			if !pause(ctx, b.cfg.Lease/20) {
+			if !consumer.Sleep(ctx, b.cfg.Lease/20) {
 				return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 			}
 			continue
@@ -426,7 +426,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 		default:
 			b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
 		}
-		if !pause(ctx, delay) {
+		if !consumer.Sleep(ctx, delay) {
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}
 	}

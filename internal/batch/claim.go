@@ -216,7 +216,7 @@ func (c *claimer) claim(ctx context.Context, batchID string, f File) (claimResul
 	key := claimKey(f)
 	rec := claimRecord{BatchID: batchID, Bucket: f.Bucket, Key: f.Key, Upload: upload(f)}
 	for try := range maxTries {
-		if try > 0 && !pause(ctx, consumer.Backoff(try, 50*time.Millisecond, 2*time.Second)) {
+		if try > 0 && !consumer.Sleep(ctx, consumer.Backoff(try, 50*time.Millisecond, 2*time.Second)) {
 			return 0, ctx.Err()
 		}
 		rec.ClaimedAt = time.Now().UTC()
@@ -452,7 +452,7 @@ func (l *lease) commit(ctx context.Context, runID string) {
 			l.c.log.Error("lease of a started batch was taken over: its files may be in two runs", zap.String("batch_id", l.rec.BatchID), zap.String("job_run_id", runID))
 			return
 		}
-		if !pause(ctx, consumer.Backoff(try, 100*time.Millisecond, 5*time.Second)) {
+		if !consumer.Sleep(ctx, consumer.Backoff(try, 100*time.Millisecond, 5*time.Second)) {
 			break
 		}
 	}
@@ -464,17 +464,5 @@ func (l *lease) commit(ctx context.Context, runID string) {
 func (l *lease) abandon(ctx context.Context) {
 	if err := l.write(ctx, stateAbandoned, ""); err != nil && !errors.Is(err, errLeaseLost) {
 		l.c.log.Warn("could not abandon the batch lease; its files are taken over when it expires", zap.String("batch_id", l.rec.BatchID), zap.Error(err))
-	}
-}
-
-// pause waits d or until ctx is done; false when ctx is done.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -146,7 +146,7 @@ func (d *deleter) delete(ctx context.Context, receipts []string) {
 		out, err := d.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(d.cfg.QueueURL), Entries: todo})
 		if err != nil {
 			d.log.Error("delete batch failed", zap.Int("attempt", attempt), zap.Int("batch_size", len(todo)), zap.Error(err))
-			if !sleep(ctx, Backoff(attempt, 100*time.Millisecond, time.Second)) {
+			if !Sleep(ctx, Backoff(attempt, 100*time.Millisecond, time.Second)) {
 				break
 			}
 			continue

@@ -241,7 +241,7 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 			if failures == 1 || failures%10 == 0 {
 				p.log.Error("receive failed; backing off", zap.Error(err), zap.Int("consecutive_failures", failures), zap.Duration("backoff", delay))
 			}
-			if !sleep(ctx, delay) {
+			if !Sleep(ctx, delay) {
 				return
 			}
 			continue
@@ -562,8 +562,9 @@ func Backoff(attempt int, base, max time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// sleep waits d or until ctx is done; false when ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d or until ctx is done; false when ctx is done. With Backoff, the
+// retry wait of the consumer and of what builds on it.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
