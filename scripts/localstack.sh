@@ -28,7 +28,7 @@ START=$SECONDS
 # the callback answers where the emulators and AWS differ,
 # the batch up to START_FAILED, a rule that starts a state machine, and the callback,
 # publisher and emulator integration tests.
-TESTS=${TESTS:-'^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EBadInputGetsItsDefinedFate|TestE2EFinisherCompletesATaskFromOneEvent|TestE2ECallbackAnswersOfTheEmulator|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2ELocalStack.*|TestIntegrationCallbacksAgainstTheEmulator|TestIntegrationPublishedEventsParseBackFromTheQueue|TestEmulatorAnswers)$'}
+TESTS=${TESTS:-'^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EBadInputGetsItsDefinedFate|TestE2EFinisherCompletesATaskFromOneEvent|TestE2ECallbackAnswersOfTheEmulator|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EDeadLettersInspectedAndRedriven|TestE2ELocalStack.*|TestIntegrationCallbacksAgainstTheEmulator|TestIntegrationPublishedEventsParseBackFromTheQueue|TestEmulatorAnswers)$'}
 PACKAGES=${PACKAGES:-./cmd/worker/ ./internal/callback/ ./internal/event/ ./internal/awstest/}
 
 say() { printf 'localstack [%3ds] %s\n' $((SECONDS - START)) "$*" >&2; }
