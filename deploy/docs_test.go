@@ -371,3 +371,21 @@ func fenceBodies(t *testing.T, page string) []string {
 	}
 	return out
 }
+
+// The README starts with the two commands that do everything on a fresh machine: the
+// demo on the local emulator, and the tests as CI runs them.
+func TestReadmeStartsWithTheTwoCommands(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	title, rest, _ := strings.Cut(string(b), "\n\n")
+	require.Equal(t, "# taskbridge", title)
+	f := fences(t, "../README.md")[0]
+	require.True(t, strings.HasPrefix(rest, "```sh\n"), "the README's first block comes right after its title")
+	require.Len(t, f.body, 2)
+	require.True(t, strings.HasPrefix(f.body[0], "make demo "), f.body[0])
+	require.True(t, strings.HasPrefix(f.body[1], "make test "), f.body[1])
+	ci, err := os.ReadFile("../.ci/run")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^make test$`, string(ci), "CI runs the README's test command")
+}
