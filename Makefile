@@ -122,7 +122,7 @@ bench-peers: ## issue 13: the raw aws-sdk-go-v2 loop beside the consumer on Elas
 	scripts/elasticmq.sh go test -tags elasticmq -count=1 -timeout 30m -run '^TestPeers$$' -v ./internal/loadtest
 
 .PHONY: test-localstack
-test-localstack: ## the end-to-end cases LocalStack supports, on LocalStack 4.14.0 from PyPI (own venv on Python >= 3.13), loopback only; README "LocalStack"
+test-localstack: ## the end-to-end cases LocalStack supports, on LocalStack 4.14.0 from PyPI (own venv on Python >= 3.13), loopback only; docs/development.md "LocalStack"
 	scripts/localstack.sh test
 
 .PHONY: bench-callback

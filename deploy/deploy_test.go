@@ -262,15 +262,14 @@ func TestComposeFile(t *testing.T) {
 	require.Equal(t, []string{"bootstrap", "--glue-optional"}, c.Services["bootstrap"].Command)
 	require.True(t, c.Services["worker"].Init, "the worker runs under an init that reaps what exec jobs leave (make image-check shows the zombie without one)")
 
-	// Every WORKER_* the compose file sets is a real variable, and the README
-	// documents it.
+	// Every WORKER_* the compose file sets is a real variable, and the guide's
+	// words on docker compose name it.
 	known := map[string]bool{}
 	typ := reflect.TypeFor[config.Config]()
 	for i := range typ.NumField() {
 		known[config.Prefix+"_"+typ.Field(i).Tag.Get("envconfig")] = true
 	}
-	readme, err := os.ReadFile("../README.md")
-	require.NoError(t, err)
+	guide := prose(t, "../docs/guide.md")
 	seen := 0
 	for _, svc := range []string{"worker", "bootstrap"} {
 		for k := range c.Services[svc].Environment {
@@ -279,7 +278,7 @@ func TestComposeFile(t *testing.T) {
 			}
 			seen++
 			require.True(t, known[k], "%s sets %s, which the worker does not read", svc, k)
-			require.Contains(t, string(readme), k, "the README documents %s", k)
+			contains(t, guide, k, "docs/guide.md says the compose file sets %s", k)
 		}
 	}
 	require.Positive(t, seen)

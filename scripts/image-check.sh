@@ -17,7 +17,7 @@
 #     compose's init: true and ECS's initProcessEnabled), a cookies execution
 #     (start --wait), the image's health check, SIGTERM -> exit 0 within the
 #     shutdown timeout.
-#  4. A derived image with an exec job (tools/imagecheck/exec, README "Your own
+#  4. A derived image with an exec job (tools/imagecheck/exec, docs/operations.md "Your own
 #     image"): a command that leaves an orphaned child. With --init no zombie is
 #     left; without it (the control) the child stays a zombie of the worker.
 # Idempotent: images, the rootfs and Go's build cache are kept between runs.

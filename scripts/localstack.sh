@@ -22,7 +22,7 @@ REQS=tools/localstack/requirements.txt
 RUN=.tools/localstack-run # pid and state folder of `start`
 START=$SECONDS
 
-# The end-to-end cases LocalStack supports (README "LocalStack" lists them): cookies,
+# The end-to-end cases LocalStack supports (docs/development.md "LocalStack" lists them): cookies,
 # odd names, parallel executions, a hostile producer, bad input, the finisher, the
 # restarts (SIGKILL, SIGTERM, a stop while AWS is slow, messages put during a restart),
 # the callback answers where the emulators and AWS differ,

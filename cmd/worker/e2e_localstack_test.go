@@ -102,7 +102,7 @@ func TestE2EFinisherCompletesATaskFromOneEvent(t *testing.T) {
 }
 
 // TestE2ECallbackAnswersOfTheEmulator records, per emulator, how Step Functions answers
-// the callbacks where the emulators and AWS differ (README "LocalStack" has the
+// the callbacks where the emulators and AWS differ (docs/development.md has the
 // table): a heartbeat on a task without HeartbeatSeconds, a second answer while the
 // execution still runs, a late failure after it ended, and a failure's cause. The
 // tests' moto and LocalStack agree on all but the cause; a change of either shows

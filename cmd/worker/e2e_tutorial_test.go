@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,38 +12,171 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestE2ETutorialGreeter follows README "Your own jobs" literally with the files of
-// examples/greeter: a new module in an empty folder, the replace steps, build,
-// validate, bootstrap, run, `start --wait`. A failed execution's `start --wait`
-// names the program and the failure's cause, though moto drops causes.
+const tutorialPage = "docs/tutorial.md"
+
+// tutorialStep is one command of the tutorial's sh blocks (a line cut at &&), as
+// words, with what its comment says it prints.
+type tutorialStep struct {
+	words   []string
+	comment string
+}
+
+// tutorialBlocks reads docs/tutorial.md: its fenced blocks by language, in order, and
+// its commands.
+func tutorialBlocks(t *testing.T, repo string) (blocks map[string][]string, steps []tutorialStep) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repo, tutorialPage))
+	require.NoError(t, err)
+	blocks = map[string][]string{}
+	var lang string
+	var body []string
+	in := false
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case !in && strings.HasPrefix(l, "```"):
+			in, lang, body = true, strings.TrimSpace(l[3:]), nil
+		case in && strings.TrimSpace(l) == "```":
+			in = false
+			blocks[lang] = append(blocks[lang], strings.Join(body, "\n")+"\n")
+		case in:
+			body = append(body, l)
+			if lang != "sh" {
+				continue
+			}
+			line, comment, _ := strings.Cut(l, " #")
+			for _, c := range strings.Split(line, "&&") {
+				if words := shellWords(t, c); len(words) > 0 {
+					steps = append(steps, tutorialStep{words: words, comment: strings.TrimSpace(comment)})
+				}
+			}
+		}
+	}
+	return blocks, steps
+}
+
+// shellWords splits a command line as sh does for the tutorial's lines: blanks,
+// single and double quotes; nothing else of the shell.
+func shellWords(t *testing.T, s string) []string {
+	t.Helper()
+	var words []string
+	var w strings.Builder
+	inWord := false
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t':
+			if inWord {
+				words, inWord = append(words, w.String()), false
+				w.Reset()
+			}
+		default:
+			w.WriteRune(r)
+			inWord = true
+		}
+	}
+	require.Zero(t, quote, "an unclosed quote in %q", s)
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+// TestE2ETutorialGreeter follows docs/tutorial.md literally: its blocks must be the
+// files of examples/greeter, and its commands run in order (a new module in an empty
+// folder, the replace, build, validate, bootstrap, run, `start --wait` with the output
+// its comment shows); the emulator is the test's, on a free port. A failed
+// execution's `start --wait` names the program and the failure's cause, though moto
+// drops causes.
 func TestE2ETutorialGreeter(t *testing.T) {
 	repo, err := filepath.Abs("../..")
 	require.NoError(t, err)
-	dir := t.TempDir()
-	for _, name := range []string{"main.go", "topology.json", "asl/greeter.asl.json"} {
-		b, err := os.ReadFile(filepath.Join(repo, "examples", "greeter", name))
-		require.NoError(t, err)
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
-	}
-	for _, args := range [][]string{
-		{"mod", "init", "example.com/greeter"},
-		{"mod", "edit", "-replace", "github.com/taskbridge/taskbridge=" + repo},
-		{"mod", "tidy"},
-		{"build", "-o", "greeter", "."},
-	} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "go %s: %s", strings.Join(args, " "), out)
-	}
-	bin := filepath.Join(dir, "greeter")
-	st := newStackWith(t, bin, "WORKER_TOPOLOGY="+filepath.Join(dir, "topology.json"))
-	require.Contains(t, st.cli("validate"), "1 queues, 1 state machines: ok")
-	st.startWorker()
+	example := filepath.Join(repo, "examples", "greeter")
+	blocks, steps := tutorialBlocks(t, repo)
 
-	out := st.cli("start", "--state-machine", "greeter", "--input", `{"name":"Ada"}`, "--wait")
-	require.JSONEq(t, `{"greeting":"Hello, Ada"}`, strings.TrimSpace(out))
+	// The blocks are the example's files.
+	mainGo, err := os.ReadFile(filepath.Join(example, "main.go"))
+	require.NoError(t, err)
+	require.Len(t, blocks["go"], 1, "%s: one Go block, main.go", tutorialPage)
+	require.Equal(t, string(mainGo[bytes.Index(mainGo, []byte("package main")):]), blocks["go"][0], "%s: main.go is examples/greeter/main.go", tutorialPage)
+	require.Len(t, blocks["json"], 2, "%s: topology.json and the ASL step", tutorialPage)
+	topo, err := os.ReadFile(filepath.Join(example, "topology.json"))
+	require.NoError(t, err)
+	require.JSONEq(t, string(topo), blocks["json"][0], "%s: topology.json is examples/greeter's", tutorialPage)
+	aslFile, err := os.ReadFile(filepath.Join(example, "asl", "greeter.asl.json"))
+	require.NoError(t, err)
+	var asl struct{ States map[string]json.RawMessage }
+	require.NoError(t, json.Unmarshal(aslFile, &asl))
+	var step map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal([]byte("{"+blocks["json"][1]+"}"), &step), "%s: the ASL step", tutorialPage)
+	require.JSONEq(t, string(asl.States["Greet"]), string(step["Greet"]), "%s: the Greet step is examples/greeter's", tutorialPage)
+
+	// The commands, in order.
+	const checkout = "/path/to/taskbridge"
+	cwd := t.TempDir()
+	bin := ""
+	var env []string
+	var st *stackEnv
+	stack := func() *stackEnv {
+		if st == nil {
+			require.NotEmpty(t, bin, "%s builds the program before it runs it", tutorialPage)
+			st = newStackWith(t, bin, env...)
+		}
+		return st
+	}
+	require.NotEmpty(t, steps)
+	for _, s := range steps {
+		w := s.words
+		t.Logf("$ %s", strings.Join(w, " "))
+		switch {
+		case w[0] == "mkdir" && len(w) == 2:
+			require.NoError(t, os.Mkdir(filepath.Join(cwd, w[1]), 0o755))
+		case w[0] == "cd" && len(w) == 2:
+			cwd = filepath.Join(cwd, w[1])
+		case w[0] == "cp" && len(w) == 4 && w[1] == "-r" && w[3] == ".":
+			require.NoError(t, os.CopyFS(cwd, os.DirFS(strings.Replace(w[2], checkout, repo, 1))))
+		case w[0] == "export":
+			for _, kv := range w[1:] {
+				k, v, _ := strings.Cut(kv, "=")
+				if strings.HasPrefix(k, "AWS_") || k == "WORKER_METRICS_ADDR" {
+					continue // the test's emulator; a free port for each worker
+				}
+				env = append(env, k+"="+strings.ReplaceAll(v, "$PWD", cwd))
+			}
+		case w[0] == "go":
+			args := make([]string, 0, len(w)-1)
+			for _, a := range w[1:] {
+				args = append(args, strings.Replace(a, checkout, repo, 1))
+			}
+			cmd := exec.Command("go", args...)
+			cmd.Dir = cwd
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "go %s: %s", strings.Join(args, " "), out)
+			if len(args) == 4 && args[0] == "build" && args[1] == "-o" {
+				bin = filepath.Join(cwd, args[2])
+			}
+		case strings.HasPrefix(w[0], "./") && filepath.Join(cwd, w[0]) == bin:
+			switch {
+			case w[len(w)-1] == "&" && len(w) == 3 && w[1] == "run":
+				stack().startWorker()
+			case w[1] == "validate":
+				require.Contains(t, stack().cli(w[1:]...), "1 queues, 1 state machines: ok")
+			case w[1] == "start" && s.comment != "":
+				require.JSONEq(t, s.comment, strings.TrimSpace(stack().cli(w[1:]...)), "what %s says it prints", tutorialPage)
+			default:
+				stack().cli(w[1:]...)
+			}
+		default:
+			require.Failf(t, "a step this test does not know", "%s: %q: teach TestE2ETutorialGreeter to run it", tutorialPage, w)
+		}
+	}
+	require.NotNil(t, st, "%s serves the job", tutorialPage)
+	require.Contains(t, env, "WORKER_TOPOLOGY="+filepath.Join(cwd, "topology.json"), "the program serves the tutorial's topology")
 
 	cmd := exec.Command(bin, "start", "--state-machine", "greeter", "--input", `{"name":42}`, "--wait")
 	cmd.Env = st.env

@@ -1,4 +1,4 @@
-// Command greeter is the README's tutorial ("Your own jobs"): one Go job, greet,
+// Command greeter is the tutorial (docs/tutorial.md): one Go job, greet,
 // served by taskbridge for the greeter state machine. Copy this folder to start a
 // worker of your own.
 package main
