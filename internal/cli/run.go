@@ -211,6 +211,24 @@ func (w wiring) batchComponents() ([]component, error) {
 	if landing == nil {
 		return nil, nil
 	}
+	cfg := w.batchConfig(*landing)
+	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
+	if err != nil {
+		return nil, err
+	}
+	pc := w.pollerConfig(*landing)
+	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
+	pc.HandlerTimeout = cfg.HandlerTimeout()
+	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)
+	if err != nil {
+		return nil, err
+	}
+	return []component{b, p}, nil
+}
+
+// batchConfig is the batcher's Config: the environment's settings, the topology's
+// s3Batch settings winning where set.
+func (w wiring) batchConfig(landing topology.Queue) batch.Config {
 	cfg := batch.Config{
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
@@ -228,18 +246,7 @@ func (w wiring) batchComponents() ([]component, error) {
 			cfg.KeyPrefix = b.KeyPrefix
 		}
 	}
-	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
-	if err != nil {
-		return nil, err
-	}
-	pc := w.pollerConfig(*landing)
-	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
-	pc.HandlerTimeout = cfg.HandlerTimeout()
-	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)
-	if err != nil {
-		return nil, err
-	}
-	return []component{b, p}, nil
+	return cfg
 }
 
 // component is a long-lived part of the worker.

@@ -99,8 +99,10 @@ func (c Config) HandlerTimeout() time.Duration {
 	return c.Timeout + 3*c.Grace + 5*time.Second
 }
 
-// Validate reports every problem of the config at once. A relative program path
-// must name an executable file under Dir; bare names are looked up by New.
+// Validate reports every problem of the config at once: the one check of an exec
+// queue, made by `worker validate` (through the topology check) and by New alike. The
+// program must be found as New will run it: a path an executable file (relative
+// ones under Dir), a bare name in PATH.
 func (c Config) Validate() error {
 	var errs []error
 	switch {
@@ -108,8 +110,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("command is empty"))
 	case c.Command[0] == "":
 		errs = append(errs, errors.New("command: program name is empty"))
-	case strings.ContainsRune(c.Command[0], '/') && !filepath.IsAbs(c.Command[0]):
-		if err := checkExecutable(filepath.Join(c.Dir, c.Command[0])); err != nil {
+	default:
+		if _, err := c.program(); err != nil {
 			errs = append(errs, fmt.Errorf("command %s: %w", c.Command[0], err))
 		}
 	}
@@ -135,6 +137,23 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// program is the absolute path of the command's program: a path (with a slash) from
+// Dir, which must name an executable file; a bare name looked up in PATH.
+func (c Config) program() (string, error) {
+	path := c.Command[0]
+	if !strings.ContainsRune(path, '/') {
+		return exec.LookPath(path)
+	}
+	if !filepath.IsAbs(path) {
+		abs, err := filepath.Abs(filepath.Join(c.Dir, path))
+		if err != nil {
+			return "", err
+		}
+		path = abs
+	}
+	return path, checkExecutable(path)
 }
 
 func checkExecutable(path string) error {
@@ -171,6 +190,10 @@ func New(job string, cfg Config, log *zap.Logger, m *Metrics) (*Job, error) {
 		return nil, fmt.Errorf("exec job %s: %w", job, err)
 	}
 	cfg = cfg.withDefaults()
+	path, err := cfg.program() // found by Validate: only a change of the disk since fails
+	if err != nil {
+		return nil, fmt.Errorf("exec job %s: command: %w", job, err)
+	}
 	dir := cfg.Dir
 	if dir != "" {
 		abs, err := filepath.Abs(dir)
@@ -178,22 +201,6 @@ func New(job string, cfg Config, log *zap.Logger, m *Metrics) (*Job, error) {
 			return nil, fmt.Errorf("exec job %s: dir: %w", job, err)
 		}
 		dir = abs
-	}
-	path := cfg.Command[0]
-	switch {
-	case filepath.IsAbs(path):
-	case strings.ContainsRune(path, '/'):
-		abs, err := filepath.Abs(filepath.Join(dir, path))
-		if err != nil {
-			return nil, fmt.Errorf("exec job %s: command: %w", job, err)
-		}
-		path = abs
-	default:
-		found, err := exec.LookPath(path)
-		if err != nil {
-			return nil, fmt.Errorf("exec job %s: command: %w", job, err)
-		}
-		path = found
 	}
 	if m == nil {
 		m = newMetrics()
