@@ -18,6 +18,7 @@ package execjob
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,27 +77,19 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Grace == 0 {
-		c.Grace = DefaultGrace
-	}
-	if c.MaxStdout == 0 {
-		c.MaxStdout = DefaultMaxStdout
-	}
-	if c.MaxStderr == 0 {
-		c.MaxStderr = DefaultMaxStderr
-	}
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.Grace = cmp.Or(c.Grace, DefaultGrace)
+	c.MaxStdout = cmp.Or(c.MaxStdout, DefaultMaxStdout)
+	c.MaxStderr = cmp.Or(c.MaxStderr, DefaultMaxStderr)
 	return c
 }
 
 // HandlerTimeout is the deadline the consumer should give one message of this
 // queue: the command's timeout plus the time to stop its group (SIGTERM, grace,
-// SIGKILL, reaping) and a margin, so that the job's own timeout fires first.
+// SIGKILL, reaping), and jobs.HandlerMargin.
 func (c Config) HandlerTimeout() time.Duration {
 	c = c.withDefaults()
-	return c.Timeout + 3*c.Grace + 5*time.Second
+	return c.Timeout + 3*c.Grace + jobs.HandlerMargin
 }
 
 // Validate reports every problem of the config at once: the one check of an exec
