@@ -71,16 +71,45 @@ func (c Config) Validate() error {
 	if c.LandingBucket == "" || c.DataBucket == "" || c.GlueJob == "" {
 		errs = append(errs, errors.New("batch: LandingBucket, DataBucket and GlueJob are required"))
 	}
-	if c.MaxFiles < 1 || c.MaxFiles > 10000 {
-		errs = append(errs, fmt.Errorf("batch: MaxFiles must be 1..10000, got %d", c.MaxFiles))
+	if err := checkMaxFiles(c.MaxFiles); err != nil {
+		errs = append(errs, fmt.Errorf("batch: %w", err))
 	}
-	if c.Window < time.Second || c.Window > 12*time.Hour {
-		errs = append(errs, fmt.Errorf("batch: Window must be 1s..12h, got %s", c.Window))
+	if err := checkWindow(c.Window); err != nil {
+		errs = append(errs, fmt.Errorf("batch: %w", err))
 	}
 	if c.Lease != 0 && c.Lease < 20*time.Second {
 		errs = append(errs, fmt.Errorf("batch: Lease must be at least 20s, got %s", c.Lease))
 	}
 	return errors.Join(errs...)
+}
+
+// CheckOverrides reports a topology's s3Batch maxFiles and window out of the ranges
+// Validate holds the batcher to; a zero one is not set (the WORKER_BATCH_* setting
+// applies). `worker validate` calls it through the topology check, so a topology it
+// passes is one New accepts.
+func CheckOverrides(maxFiles int, window time.Duration) error {
+	var errs []error
+	if maxFiles != 0 {
+		errs = append(errs, checkMaxFiles(maxFiles))
+	}
+	if window != 0 {
+		errs = append(errs, checkWindow(window))
+	}
+	return errors.Join(errs...)
+}
+
+func checkMaxFiles(n int) error {
+	if n < 1 || n > 10000 {
+		return fmt.Errorf("maxFiles must be 1..10000, got %d", n)
+	}
+	return nil
+}
+
+func checkWindow(d time.Duration) error {
+	if d < time.Second || d > 12*time.Hour {
+		return fmt.Errorf("window must be 1s..12h, got %s", d)
+	}
+	return nil
 }
 
 // Manifest is what manifests/<batchId>.json holds.

@@ -8,6 +8,7 @@
 package bootstrap
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,18 +62,10 @@ type Stack struct {
 }
 
 func (s Stack) withDefaults() Stack {
-	if s.EventBus == "" {
-		s.EventBus = s.Names.EventBus()
-	}
-	if s.DataBucket == "" {
-		s.DataBucket = s.Names.DataBucket()
-	}
-	if s.LandingBucket == "" {
-		s.LandingBucket = s.Names.LandingBucket()
-	}
-	if s.GlueJob == "" {
-		s.GlueJob = s.Names.GlueJob()
-	}
+	s.EventBus = cmp.Or(s.EventBus, s.Names.EventBus())
+	s.DataBucket = cmp.Or(s.DataBucket, s.Names.DataBucket())
+	s.LandingBucket = cmp.Or(s.LandingBucket, s.Names.LandingBucket())
+	s.GlueJob = cmp.Or(s.GlueJob, s.Names.GlueJob())
 	return s
 }
 
@@ -103,50 +96,14 @@ func New(topo *topology.Topology, stack Stack, c Clients, region string) *Bootst
 // Apply creates whatever is missing and returns the stack's resources.
 func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 	out := b.baseOutput()
-	if _, err := b.c.EventBridge.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(b.stack.EventBus)}); err != nil && !isCode(err, "ResourceAlreadyExistsException") {
-		return Output{}, fmt.Errorf("create event bus %s: %w", b.stack.EventBus, err)
-	}
-	if err := b.createBucket(ctx, b.stack.DataBucket); err != nil {
+	if err := b.createBus(ctx); err != nil {
 		return Output{}, err
 	}
-	if b.batches() {
-		if err := b.createBucket(ctx, b.stack.LandingBucket); err != nil {
-			return Output{}, err
-		}
-		if _, err := b.c.S3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
-			Bucket:                    aws.String(b.stack.LandingBucket),
-			NotificationConfiguration: &s3types.NotificationConfiguration{EventBridgeConfiguration: &s3types.EventBridgeConfiguration{}},
-		}); err != nil {
-			return Output{}, fmt.Errorf("turn on eventbridge notifications of %s: %w", b.stack.LandingBucket, err)
-		}
-	}
-	steps, err := b.topo.Steps(b.vars())
-	if err != nil {
+	if err := b.createBuckets(ctx); err != nil {
 		return Output{}, err
 	}
-	for _, q := range b.topo.Queues {
-		dlqURL, err := b.createQueue(ctx, b.stack.Names.DLQ(q.Name), map[string]string{
-			"MessageRetentionPeriod": strconv.Itoa(14 * 24 * 3600),
-		})
-		if err != nil {
-			return Output{}, err
-		}
-		dlqARN, err := b.queueARN(ctx, dlqURL)
-		if err != nil {
-			return Output{}, err
-		}
-		redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": dlqARN, "maxReceiveCount": strconv.Itoa(q.MaxReceiveCount)})
-		url, err := b.createQueue(ctx, b.stack.Names.Queue(q.Name), map[string]string{
-			"VisibilityTimeout": strconv.Itoa(q.VisibilityTimeoutSeconds),
-			"RedrivePolicy":     string(redrive),
-		})
-		if err != nil {
-			return Output{}, err
-		}
-		if err := b.route(ctx, q, b.topo.Sources(q, steps), url); err != nil {
-			return Output{}, err
-		}
-		out.Queues[q.Name], out.DLQs[q.Name] = url, dlqURL
+	if err := b.createQueues(ctx, out); err != nil {
+		return Output{}, err
 	}
 	for _, sm := range b.topo.StateMachines {
 		arn, err := b.putStateMachine(ctx, sm)
@@ -165,6 +122,69 @@ func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 		out.GlueWarning = err.Error()
 	}
 	return out, nil
+}
+
+func (b *Bootstrapper) createBus(ctx context.Context) error {
+	_, err := b.c.EventBridge.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(b.stack.EventBus)})
+	if err != nil && !isCode(err, "ResourceAlreadyExistsException") {
+		return fmt.Errorf("create event bus %s: %w", b.stack.EventBus, err)
+	}
+	return nil
+}
+
+// createBuckets creates the data bucket and, for a topology that batches, the
+// landing bucket with its EventBridge notifications on.
+func (b *Bootstrapper) createBuckets(ctx context.Context) error {
+	if err := b.createBucket(ctx, b.stack.DataBucket); err != nil {
+		return err
+	}
+	if !b.batches() {
+		return nil
+	}
+	if err := b.createBucket(ctx, b.stack.LandingBucket); err != nil {
+		return err
+	}
+	if _, err := b.c.S3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+		Bucket:                    aws.String(b.stack.LandingBucket),
+		NotificationConfiguration: &s3types.NotificationConfiguration{EventBridgeConfiguration: &s3types.EventBridgeConfiguration{}},
+	}); err != nil {
+		return fmt.Errorf("turn on eventbridge notifications of %s: %w", b.stack.LandingBucket, err)
+	}
+	return nil
+}
+
+// createQueues creates each queue of the topology with its DLQ and redrive, and the
+// rule that feeds it; their URLs go into out.
+func (b *Bootstrapper) createQueues(ctx context.Context, out Output) error {
+	steps, err := b.topo.Steps(b.vars())
+	if err != nil {
+		return err
+	}
+	for _, q := range b.topo.Queues {
+		dlqURL, err := b.createQueue(ctx, b.stack.Names.DLQ(q.Name), map[string]string{
+			"MessageRetentionPeriod": strconv.Itoa(14 * 24 * 3600),
+		})
+		if err != nil {
+			return err
+		}
+		dlqARN, err := b.queueARN(ctx, dlqURL)
+		if err != nil {
+			return err
+		}
+		redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": dlqARN, "maxReceiveCount": strconv.Itoa(q.MaxReceiveCount)})
+		url, err := b.createQueue(ctx, b.stack.Names.Queue(q.Name), map[string]string{
+			"VisibilityTimeout": strconv.Itoa(q.VisibilityTimeoutSeconds),
+			"RedrivePolicy":     string(redrive),
+		})
+		if err != nil {
+			return err
+		}
+		if err := b.route(ctx, q, b.topo.Sources(q, steps), url); err != nil {
+			return err
+		}
+		out.Queues[q.Name], out.DLQs[q.Name] = url, dlqURL
+	}
+	return nil
 }
 
 // Resolve finds an existing stack's queues and state machines without creating

@@ -6,12 +6,47 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/taskbridge/taskbridge/internal/batch"
 	"github.com/taskbridge/taskbridge/internal/execjob"
 	"github.com/taskbridge/taskbridge/internal/httpjob"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/startjob"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
+
+// checkKind is the topology.KindCheck of `validate`, `run` and the other commands:
+// each kind's own Config.Validate, on the Config its constructor gets in `run` (the
+// same functions below make both), so a topology `validate` passes is one `run`
+// builds. Only the stack's facts (a state machine's ARN, the buckets) are left to
+// the constructors.
+func checkKind(t *topology.Topology, q topology.Queue) error {
+	switch {
+	case q.Exec != nil:
+		return execConfig(t, q).Validate()
+	case q.HTTP != nil:
+		return httpConfig(q).Validate()
+	case q.StartExecution != nil:
+		return startConfig(q).Validate()
+	case q.S3Batch != nil:
+		return batch.CheckOverrides(q.S3Batch.MaxFiles, q.S3Batch.Window.Duration)
+	}
+	return nil
+}
+
+var _ topology.KindCheck = checkKind
+
+func execConfig(t *topology.Topology, q topology.Queue) execjob.Config {
+	return execjob.Config{Command: q.Exec.Command, Dir: t.Dir, Timeout: q.Exec.Timeout.Duration, Env: envList(q.Exec.Env)}
+}
+
+func httpConfig(q topology.Queue) httpjob.Config {
+	return httpjob.Config{URL: q.HTTP.URL, Timeout: q.HTTP.Timeout.Duration, Headers: q.HTTP.Headers}
+}
+
+// startConfig leaves the ARN, the limiter and the throttle timeout to the wiring.
+func startConfig(q topology.Queue) startjob.Config {
+	return startjob.Config{StateMachine: q.StartExecution.StateMachine}
+}
 
 // kindBuilder turns a queue's configured kind (exec, http, startExecution) into a
 // job named after the queue. Each kind's metrics are registered once, on first use.
@@ -32,7 +67,7 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 		if k.execMetrics == nil {
 			k.execMetrics = execjob.NewMetrics(k.w.reg)
 		}
-		cfg := execjob.Config{Command: q.Exec.Command, Dir: k.w.topo.Dir, Timeout: q.Exec.Timeout.Duration, Env: envList(q.Exec.Env)}
+		cfg := execConfig(k.w.topo, q)
 		j, err := execjob.New(q.Name, cfg, log, k.execMetrics)
 		if err != nil {
 			return jobs.Job{}, 0, err
@@ -42,7 +77,7 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 		if k.httpMetrics == nil {
 			k.httpMetrics = httpjob.NewMetrics(k.w.reg)
 		}
-		cfg := httpjob.Config{URL: q.HTTP.URL, Timeout: q.HTTP.Timeout.Duration, Headers: q.HTTP.Headers}
+		cfg := httpConfig(q)
 		j, err := httpjob.New(q.Name, cfg, log, k.httpMetrics)
 		if err != nil {
 			return jobs.Job{}, 0, err
@@ -52,9 +87,9 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 		if k.sfnMetrics == nil {
 			k.sfnMetrics = startjob.NewMetrics(k.w.reg)
 		}
-		name := q.StartExecution.StateMachine
-		cfg := startjob.Config{StateMachine: name, StateMachineARN: k.w.stack.StateMachines[name],
-			Limiter: k.w.sfnLimits.Get("StartExecution"), ThrottleTimeout: k.w.cfg.ReportTimeout}
+		cfg := startConfig(q)
+		cfg.StateMachineARN = k.w.stack.StateMachines[cfg.StateMachine]
+		cfg.Limiter, cfg.ThrottleTimeout = k.w.sfnLimits.Get("StartExecution"), k.w.cfg.ReportTimeout
 		j, err := startjob.New(q.Name, cfg, k.w.sfn, log, k.sfnMetrics)
 		if err != nil {
 			return jobs.Job{}, 0, err

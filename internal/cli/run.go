@@ -43,7 +43,7 @@ type wiring struct {
 	setup
 	stack     bootstrap.Output
 	log       *zap.Logger
-	reg       prometheus.Registerer
+	reg       *prometheus.Registry // served on /metrics
 	metrics   *consumer.Metrics
 	ready     *telemetry.Readiness
 	publisher *event.Publisher
@@ -54,6 +54,8 @@ type wiring struct {
 	sfnLimits *throttle.Set
 }
 
+// runWorker is `worker run`: set up, wire the components of the worker's roles, and
+// run them until ctx ends and they have stopped.
 func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if len(args) > 0 {
 		return UsageError{fmt.Errorf("run takes no arguments, got %v", args)}
@@ -68,10 +70,26 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	}
 	defer closeLog()
 
+	w, err := newWiring(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	components, err := w.components(ctx, registered)
+	if err != nil {
+		return err
+	}
+	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
+		zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
+	return w.serve(ctx, components)
+}
+
+// newWiring resolves the stack and builds what the components share: metrics,
+// readiness, the publisher, the Step Functions client and limits, the protector.
+func newWiring(ctx context.Context, s setup, log *zap.Logger) (wiring, error) {
 	reg := telemetry.NewRegistry(Version)
 	stack, err := s.bootstrapper().Resolve(ctx)
 	if err != nil {
-		return err
+		return wiring{}, err
 	}
 	w := wiring{
 		setup: s, stack: stack, log: log, reg: reg,
@@ -86,46 +104,54 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if agentURI := os.Getenv("ECS_AGENT_URI"); agentURI != "" && s.cfg.TaskProtectionMinutes > 0 {
 		w.protector, err = ecsprotect.New(ecsprotect.Config{AgentURI: agentURI, Minutes: s.cfg.TaskProtectionMinutes, Grace: s.cfg.TaskProtectionGrace}, log, ecsprotect.NewMetrics(reg))
 		if err != nil {
-			return err
+			return wiring{}, err
 		}
 	}
+	return w, nil
+}
+
+// components wires the pollers of the worker's roles (WORKER_ROLES), then the
+// protector and the DLQ gauge.
+func (w wiring) components(ctx context.Context, registered Jobs) ([]component, error) {
 	var components []component
-	if s.cfg.HasRole(config.RoleJobs) {
+	if w.cfg.HasRole(config.RoleJobs) {
 		// The jobs' own setup (their clients), once, before any message is polled.
-		env := Env{AWS: s.aws, S3PathStyle: s.pathStyle(), Stack: s.cfg.Stack, EventBus: stack.EventBus, DataBucket: stack.DataBucket, LandingBucket: stack.LandingBucket}
+		env := Env{AWS: w.aws, S3PathStyle: w.pathStyle(), Stack: w.cfg.Stack, EventBus: w.stack.EventBus, DataBucket: w.stack.DataBucket, LandingBucket: w.stack.LandingBucket}
 		for _, hook := range registered.OnStart {
 			if err := hook(ctx, env); err != nil {
-				return fmt.Errorf("start jobs: %w", err)
+				return nil, fmt.Errorf("start jobs: %w", err)
 			}
 		}
 		ps, err := w.jobPollers(registered)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		components = append(components, ps...)
 	}
-	if s.cfg.HasRole(config.RoleBatch) {
+	if w.cfg.HasRole(config.RoleBatch) {
 		cs, err := w.batchComponents()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		components = append(components, cs...)
 	}
 	if len(components) == 0 {
-		return fmt.Errorf("nothing to run: the topology has no queue for WORKER_ROLES=%v", s.cfg.Roles)
+		return nil, fmt.Errorf("nothing to run: the topology has no queue for WORKER_ROLES=%v", w.cfg.Roles)
 	}
 	// Scale-in protection (its Run returns at once when it is nil, off ECS); DLQ
 	// depth for the dashboard and the DLQ alerts.
-	components = append(components, w.protector, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: stack.DLQs}, s.clients.SQS, reg, log))
+	return append(components, w.protector, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: w.stack.DLQs}, w.clients.SQS, w.reg, w.log)), nil
+}
 
-	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
-		zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
+// serve runs the components and the metrics server under one errgroup until ctx
+// ends, then waits for them to stop, at most the shutdown timeout.
+func (w wiring) serve(ctx context.Context, components []component) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range components {
 		g.Go(func() error { return c.Run(gctx) })
 	}
-	if s.cfg.MetricsAddr != "" {
-		srv := telemetry.NewServer(s.cfg.MetricsAddr, reg, w.ready.Ready, log)
+	if w.cfg.MetricsAddr != "" {
+		srv := telemetry.NewServer(w.cfg.MetricsAddr, w.reg, w.ready.Ready, w.log)
 		g.Go(func() error { return srv.Run(gctx) })
 	}
 	done := make(chan error, 1)
@@ -137,13 +163,13 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	}
 	// Stopping: everything above is bounded by the shutdown timeout; this is the
 	// last guard, so ECS never has to SIGKILL a worker that is stuck.
-	log.Info("stopping", zap.Duration("shutdown_timeout", s.cfg.ShutdownTimeout))
+	w.log.Info("stopping", zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
 	select {
 	case err := <-done:
-		log.Info("stopped")
+		w.log.Info("stopped")
 		return err
-	case <-time.After(s.cfg.ShutdownTimeout):
-		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", s.cfg.ShutdownTimeout)
+	case <-time.After(w.cfg.ShutdownTimeout):
+		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", w.cfg.ShutdownTimeout)
 	}
 }
 
@@ -211,6 +237,24 @@ func (w wiring) batchComponents() ([]component, error) {
 	if landing == nil {
 		return nil, nil
 	}
+	cfg := w.batchConfig(*landing)
+	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
+	if err != nil {
+		return nil, err
+	}
+	pc := w.pollerConfig(*landing)
+	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
+	pc.HandlerTimeout = cfg.HandlerTimeout()
+	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)
+	if err != nil {
+		return nil, err
+	}
+	return []component{b, p}, nil
+}
+
+// batchConfig is the batcher's Config: the environment's settings, the topology's
+// s3Batch settings winning where set.
+func (w wiring) batchConfig(landing topology.Queue) batch.Config {
 	cfg := batch.Config{
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
@@ -228,18 +272,7 @@ func (w wiring) batchComponents() ([]component, error) {
 			cfg.KeyPrefix = b.KeyPrefix
 		}
 	}
-	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
-	if err != nil {
-		return nil, err
-	}
-	pc := w.pollerConfig(*landing)
-	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
-	pc.HandlerTimeout = cfg.HandlerTimeout()
-	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)
-	if err != nil {
-		return nil, err
-	}
-	return []component{b, p}, nil
+	return cfg
 }
 
 // component is a long-lived part of the worker.

@@ -62,7 +62,7 @@ func loadTopology(path string, registered Jobs) (*topology.Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := topo.Check(registered.names()); err != nil {
+	if err := topo.Check(registered.names(), checkKind); err != nil {
 		name := path
 		if name == "" {
 			name = "embedded topology"

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
 // Prefix of every worker variable.
@@ -84,18 +87,11 @@ func Load() (Config, error) {
 }
 
 func (c *Config) fillDerived() {
-	if c.EventBus == "" {
-		c.EventBus = c.Stack
-	}
-	if c.DataBucket == "" {
-		c.DataBucket = c.Stack + "-data"
-	}
-	if c.LandingBucket == "" {
-		c.LandingBucket = c.Stack + "-landing"
-	}
-	if c.GlueJob == "" {
-		c.GlueJob = c.Stack + "-etl"
-	}
+	names := topology.Names{Stack: c.Stack} // the one naming rule of a stack
+	c.EventBus = cmp.Or(c.EventBus, names.EventBus())
+	c.DataBucket = cmp.Or(c.DataBucket, names.DataBucket())
+	c.LandingBucket = cmp.Or(c.LandingBucket, names.LandingBucket())
+	c.GlueJob = cmp.Or(c.GlueJob, names.GlueJob())
 	for i, r := range c.Roles {
 		c.Roles[i] = strings.TrimSpace(strings.ToLower(r))
 	}

@@ -20,7 +20,14 @@ type Message struct {
 // LastAttempt reports whether this delivery is the last before the queue's redrive
 // policy moves the message to the DLQ.
 func (m Message) LastAttempt() bool {
-	return m.MaxReceiveCount > 0 && m.ReceiveCount >= m.MaxReceiveCount
+	return LastReceive(m.ReceiveCount, m.MaxReceiveCount)
+}
+
+// LastReceive reports whether the receiveCount-th delivery of a message is the last
+// before a redrive policy of maxReceiveCount (0: unknown, never the last) moves it to
+// the DLQ.
+func LastReceive(receiveCount, maxReceiveCount int) bool {
+	return maxReceiveCount > 0 && receiveCount >= maxReceiveCount
 }
 
 // Handler handles one message. It is called concurrently from many goroutines.

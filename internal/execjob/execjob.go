@@ -18,6 +18,7 @@ package execjob
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,31 +77,25 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Grace == 0 {
-		c.Grace = DefaultGrace
-	}
-	if c.MaxStdout == 0 {
-		c.MaxStdout = DefaultMaxStdout
-	}
-	if c.MaxStderr == 0 {
-		c.MaxStderr = DefaultMaxStderr
-	}
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.Grace = cmp.Or(c.Grace, DefaultGrace)
+	c.MaxStdout = cmp.Or(c.MaxStdout, DefaultMaxStdout)
+	c.MaxStderr = cmp.Or(c.MaxStderr, DefaultMaxStderr)
 	return c
 }
 
 // HandlerTimeout is the deadline the consumer should give one message of this
 // queue: the command's timeout plus the time to stop its group (SIGTERM, grace,
-// SIGKILL, reaping) and a margin, so that the job's own timeout fires first.
+// SIGKILL, reaping), and jobs.HandlerMargin.
 func (c Config) HandlerTimeout() time.Duration {
 	c = c.withDefaults()
-	return c.Timeout + 3*c.Grace + 5*time.Second
+	return c.Timeout + 3*c.Grace + jobs.HandlerMargin
 }
 
-// Validate reports every problem of the config at once. A relative program path
-// must name an executable file under Dir; bare names are looked up by New.
+// Validate reports every problem of the config at once: the one check of an exec
+// queue, made by `worker validate` (through the topology check) and by New alike. The
+// program must be found as New will run it: a path an executable file (relative
+// ones under Dir), a bare name in PATH.
 func (c Config) Validate() error {
 	var errs []error
 	switch {
@@ -108,8 +103,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("command is empty"))
 	case c.Command[0] == "":
 		errs = append(errs, errors.New("command: program name is empty"))
-	case strings.ContainsRune(c.Command[0], '/') && !filepath.IsAbs(c.Command[0]):
-		if err := checkExecutable(filepath.Join(c.Dir, c.Command[0])); err != nil {
+	default:
+		if _, err := c.program(); err != nil {
 			errs = append(errs, fmt.Errorf("command %s: %w", c.Command[0], err))
 		}
 	}
@@ -135,6 +130,23 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// program is the absolute path of the command's program: a path (with a slash) from
+// Dir, which must name an executable file; a bare name looked up in PATH.
+func (c Config) program() (string, error) {
+	path := c.Command[0]
+	if !strings.ContainsRune(path, '/') {
+		return exec.LookPath(path)
+	}
+	if !filepath.IsAbs(path) {
+		abs, err := filepath.Abs(filepath.Join(c.Dir, path))
+		if err != nil {
+			return "", err
+		}
+		path = abs
+	}
+	return path, checkExecutable(path)
 }
 
 func checkExecutable(path string) error {
@@ -171,6 +183,10 @@ func New(job string, cfg Config, log *zap.Logger, m *Metrics) (*Job, error) {
 		return nil, fmt.Errorf("exec job %s: %w", job, err)
 	}
 	cfg = cfg.withDefaults()
+	path, err := cfg.program() // found by Validate: only a change of the disk since fails
+	if err != nil {
+		return nil, fmt.Errorf("exec job %s: command: %w", job, err)
+	}
 	dir := cfg.Dir
 	if dir != "" {
 		abs, err := filepath.Abs(dir)
@@ -178,22 +194,6 @@ func New(job string, cfg Config, log *zap.Logger, m *Metrics) (*Job, error) {
 			return nil, fmt.Errorf("exec job %s: dir: %w", job, err)
 		}
 		dir = abs
-	}
-	path := cfg.Command[0]
-	switch {
-	case filepath.IsAbs(path):
-	case strings.ContainsRune(path, '/'):
-		abs, err := filepath.Abs(filepath.Join(dir, path))
-		if err != nil {
-			return nil, fmt.Errorf("exec job %s: command: %w", job, err)
-		}
-		path = abs
-	default:
-		found, err := exec.LookPath(path)
-		if err != nil {
-			return nil, fmt.Errorf("exec job %s: command: %w", job, err)
-		}
-		path = found
 	}
 	if m == nil {
 		m = newMetrics()
@@ -284,32 +284,74 @@ func orNone(stderr string) string {
 func (j *Job) run(ctx context.Context, t *jobs.Task, input []byte) (*result, error) {
 	// Our own pipes rather than exec's copying goroutines: Wait then returns when
 	// the leader exits, and a grandchild that keeps a pipe open cannot hold Run.
-	stdinR, stdinW, err := os.Pipe()
+	p, err := newPipes()
 	if err != nil {
+		return nil, err
+	}
+	defer p.closeOurEnds()
+	cmd, err := j.start(t, p)
+	if err != nil {
+		return nil, err
+	}
+	pgid := cmd.Process.Pid
+	log := j.log.With(zap.String("message_id", t.MessageID), zap.Int("pid", pgid))
+	log.Debug("command started")
+	s := j.pump(p, input)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+
+	res := &result{stopped: j.wait(ctx, pgid, exited, log)}
+	// The leader is reaped; what is left of its group must not outlive the task.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	j.waitGroupGone(pgid, log)
+	j.drainPipes(s, p, log)
+	res.state = cmd.ProcessState
+	res.stdout, res.overflow = s.out.buf.Bytes(), s.out.over
+	res.stderr = s.errTail.String()
+	log.Debug("command ended", zap.String("state", res.state.String()))
+	return res, nil
+}
+
+// pipes are the command's stdin, stdout and stderr: the child's ends (R, W, W) and
+// ours (W, R, R).
+type pipes struct {
+	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW *os.File
+}
+
+func newPipes() (*pipes, error) {
+	var p pipes
+	var err error
+	if p.stdinR, p.stdinW, err = os.Pipe(); err != nil {
 		return nil, fmt.Errorf("stdin pipe: %w", err)
 	}
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		closeAll(stdinR, stdinW)
+	if p.stdoutR, p.stdoutW, err = os.Pipe(); err != nil {
+		closeAll(p.stdinR, p.stdinW)
 		return nil, fmt.Errorf("stdout pipe: %w", err)
 	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		closeAll(stdinR, stdinW, stdoutR, stdoutW)
+	if p.stderrR, p.stderrW, err = os.Pipe(); err != nil {
+		closeAll(p.stdinR, p.stdinW, p.stdoutR, p.stdoutW)
 		return nil, fmt.Errorf("stderr pipe: %w", err)
 	}
-	defer closeAll(stdinW, stdoutR, stderrR)
+	return &p, nil
+}
 
+func (p *pipes) closeChildEnds() { closeAll(p.stdinR, p.stdoutW, p.stderrW) }
+func (p *pipes) closeOurEnds()   { closeAll(p.stdinW, p.stdoutR, p.stderrR) }
+
+// start starts the command on the child's ends of p, then closes them (the child has
+// its copies). A program that cannot be run at all is a final failure.
+func (j *Job) start(t *jobs.Task, p *pipes) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
+	var err error
 	for attempt := 0; ; attempt++ {
 		cmd = &exec.Cmd{
 			Path:        j.path,
 			Args:        append([]string{j.path}, j.cfg.Command[1:]...),
 			Dir:         j.dir,
 			Env:         j.env(t),
-			Stdin:       stdinR,
-			Stdout:      stdoutW,
-			Stderr:      stderrW,
+			Stdin:       p.stdinR,
+			Stdout:      p.stdoutW,
+			Stderr:      p.stderrW,
 			SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 		}
 		err = cmd.Start()
@@ -320,74 +362,78 @@ func (j *Job) run(ctx context.Context, t *jobs.Task, input []byte) (*result, err
 		}
 		time.Sleep(20 * time.Millisecond << attempt)
 	}
-	closeAll(stdinR, stdoutW, stderrW) // the child has its copies
+	p.closeChildEnds()
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
 			return nil, jobs.Permanent("StartFailed", fmt.Errorf("start %s: %w", j.cfg.Command[0], err))
 		}
 		return nil, fmt.Errorf("start %s: %w", j.cfg.Command[0], err)
 	}
-	pgid := cmd.Process.Pid
-	log := j.log.With(zap.String("message_id", t.MessageID), zap.Int("pid", pgid))
-	log.Debug("command started")
+	return cmd, nil
+}
 
-	var pipes sync.WaitGroup
-	out := &capped{max: j.cfg.MaxStdout}
-	errTail := &tail{max: j.cfg.MaxStderr}
-	pipes.Add(3)
+// streams are the copies between the command's pipes and the worker: input to
+// stdin, stdout and the tail of stderr into capped buffers, one goroutine each.
+type streams struct {
+	done    sync.WaitGroup
+	out     *capped
+	errTail *tail
+}
+
+func (j *Job) pump(p *pipes, input []byte) *streams {
+	s := &streams{out: &capped{max: j.cfg.MaxStdout}, errTail: &tail{max: j.cfg.MaxStderr}}
+	s.done.Add(3)
 	go func() {
-		defer pipes.Done()
-		_, _ = stdinW.Write(input) // EPIPE when the command does not read it all: fine
-		_ = stdinW.Close()
+		defer s.done.Done()
+		_, _ = p.stdinW.Write(input) // EPIPE when the command does not read it all: fine
+		_ = p.stdinW.Close()
 	}()
-	go func() { defer pipes.Done(); drain(stdoutR, out) }()
-	go func() { defer pipes.Done(); drain(stderrR, errTail) }()
+	go func() { defer s.done.Done(); drain(p.stdoutR, s.out) }()
+	go func() { defer s.done.Done(); drain(p.stderrR, s.errTail) }()
+	return s
+}
 
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-
-	res := &result{}
+// wait waits until the leader exits, the timeout passes or ctx ends, and stops the
+// group in the last two cases. It returns why it stopped it ("timeout",
+// "shutdown"), or "" when the command ended on its own.
+func (j *Job) wait(ctx context.Context, pgid int, exited <-chan struct{}, log *zap.Logger) string {
 	timer := time.NewTimer(j.cfg.Timeout)
 	defer timer.Stop()
+	var stopped string
 	select {
 	case <-exited:
+		return ""
 	case <-timer.C:
-		res.stopped = "timeout"
+		stopped = "timeout"
 	case <-ctx.Done():
-		res.stopped = "shutdown"
+		stopped = "shutdown"
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			res.stopped = "timeout" // the handler's deadline: a timeout too
+			stopped = "timeout" // the handler's deadline: a timeout too
 		}
 	}
-	if res.stopped != "" {
-		select {
-		case <-exited: // it ended at the same moment: keep its own outcome
-			res.stopped = ""
-		default:
-			log.Warn("stopping command", zap.String("reason", res.stopped), zap.Duration("grace", j.cfg.Grace))
-			j.stop(pgid, exited)
-		}
+	select {
+	case <-exited: // it ended at the same moment: keep its own outcome
+		return ""
+	default:
+		log.Warn("stopping command", zap.String("reason", stopped), zap.Duration("grace", j.cfg.Grace))
+		j.stop(pgid, exited)
+		return stopped
 	}
-	// The leader is reaped; what is left of its group must not outlive the task.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	j.waitGroupGone(pgid, log)
+}
 
-	// The pipes reach EOF once every holder is dead; a process that left the group
-	// (setsid) may still hold one: close our ends after the grace.
+// drainPipes waits for the copies to end. The pipes reach EOF once every holder is
+// dead; a process that left the group (setsid) may still hold one: our ends are
+// closed after the grace.
+func (j *Job) drainPipes(s *streams, p *pipes, log *zap.Logger) {
 	ioDone := make(chan struct{})
-	go func() { pipes.Wait(); close(ioDone) }()
+	go func() { s.done.Wait(); close(ioDone) }()
 	select {
 	case <-ioDone:
 	case <-time.After(j.cfg.Grace):
 		log.Warn("a process outside the command's group holds its pipes; closing them")
-		closeAll(stdinW, stdoutR, stderrR)
+		p.closeOurEnds()
 		<-ioDone
 	}
-	res.state = cmd.ProcessState
-	res.stdout, res.overflow = out.buf.Bytes(), out.over
-	res.stderr = errTail.String()
-	log.Debug("command ended", zap.String("state", res.state.String()))
-	return res, nil
 }
 
 // stop sends SIGTERM to the group, then SIGKILL after the grace, and waits for the

@@ -312,7 +312,9 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 	require.ErrorContains(t, execjob.Config{}.Validate(), "command is empty")
 	require.ErrorContains(t, execjob.Config{Command: []string{"scripts/missing.sh"}, Dir: dir}.Validate(), "no such file")
-	require.NoError(t, execjob.Config{Command: []string{"python3", "x.py"}}.Validate(), "bare names are looked up by New")
+	require.NoError(t, execjob.Config{Command: []string{"sh", "x.sh"}}.Validate(), "a bare name found in PATH")
+	require.ErrorContains(t, execjob.Config{Command: []string{"no-such-command-taskbridge"}}.Validate(), "no-such-command-taskbridge",
+		"a bare name is looked up as New will: validate refuses what run would")
 
 	_, err = execjob.New("j", execjob.Config{Command: []string{"no-such-command-taskbridge"}}, zaptest.NewLogger(t), nil)
 	require.ErrorContains(t, err, "no-such-command-taskbridge")

@@ -1,9 +1,9 @@
 package execjob
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
 // Metrics of the exec jobs, shared by every exec queue; labels: job, and the exit
@@ -18,9 +18,9 @@ type Metrics struct {
 // returns metrics bound to the collectors already registered.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := newMetrics()
-	m.duration = register(reg, m.duration)
-	m.exits = register(reg, m.exits)
-	m.killed = register(reg, m.killed)
+	m.duration = telemetry.Register(reg, m.duration)
+	m.exits = telemetry.Register(reg, m.exits)
+	m.killed = telemetry.Register(reg, m.killed)
 	return m
 }
 
@@ -47,17 +47,4 @@ func (m *Metrics) init(job string) {
 	for _, reason := range []string{"timeout", "shutdown"} {
 		m.killed.WithLabelValues(job, reason)
 	}
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }

@@ -12,6 +12,7 @@ package httpjob
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,20 +54,15 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.MaxResponse == 0 {
-		c.MaxResponse = DefaultMaxResponse
-	}
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.MaxResponse = cmp.Or(c.MaxResponse, DefaultMaxResponse)
 	return c
 }
 
 // HandlerTimeout is the deadline the consumer should give one message of this
-// queue: the request's timeout and a margin, so that the request's own timeout
-// fires first.
+// queue: the request's timeout and jobs.HandlerMargin.
 func (c Config) HandlerTimeout() time.Duration {
-	return c.withDefaults().Timeout + 5*time.Second
+	return c.withDefaults().Timeout + jobs.HandlerMargin
 }
 
 // Validate reports every problem of the config at once.

@@ -1,9 +1,9 @@
 package httpjob
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
 // Metrics of the http jobs, shared by every http queue; labels: job, and the
@@ -17,8 +17,8 @@ type Metrics struct {
 // returns metrics bound to the collectors already registered.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := newMetrics()
-	m.responses = register(reg, m.responses)
-	m.duration = register(reg, m.duration)
+	m.responses = telemetry.Register(reg, m.responses)
+	m.duration = telemetry.Register(reg, m.duration)
 	return m
 }
 
@@ -41,17 +41,4 @@ func (m *Metrics) init(job string) {
 	for _, class := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.responses.WithLabelValues(job, class)
 	}
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err)
-	}
-	return c
 }

@@ -7,6 +7,10 @@ type Metrics struct {
 	jobs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	eventAge *prometheus.HistogramVec
+	// abandoned and lingering count the job goroutines the router stopped waiting
+	// for (Router.call): the job ignored its context's end past giveUpAfter.
+	abandoned *prometheus.CounterVec
+	lingering *prometheus.GaugeVec
 }
 
 // NewMetrics registers the jobs' metrics on reg.
@@ -23,7 +27,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "worker_event_age_seconds", Help: "Time from an event's EventBridge time to its handling.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 12),
 		}, []string{"job"}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_job_abandoned_total", Help: "Job runs the worker stopped waiting for: the job went on 100 ms past the end of its context (deadline, shutdown, lost visibility), so its message was settled without it and its goroutine left to end on its own.",
+		}, []string{"job"}),
+		lingering: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "worker_job_abandoned_running", Help: "Abandoned job runs (worker_job_abandoned_total) still running: goroutines, and what they hold, that only the job's own return frees.",
+		}, []string{"job"}),
 	}
-	reg.MustRegister(m.jobs, m.duration, m.eventAge)
+	reg.MustRegister(m.jobs, m.duration, m.eventAge, m.abandoned, m.lingering)
 	return m
 }

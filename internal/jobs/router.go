@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -280,13 +281,33 @@ type result struct {
 	err error
 }
 
+// giveUpAfter is how long call waits, once ctx has ended, for a job that does watch
+// ctx to return its own error.
+const giveUpAfter = 100 * time.Millisecond
+
+// States of one call's job goroutine; whoever moves it off callRunning first owns
+// the ending (see call).
+const (
+	callRunning int32 = iota
+	callReturned
+	callAbandoned
+)
+
 // call runs the job in its own goroutine and waits for it or for ctx: a job that
 // ignores its context must not keep the task from being reported at its deadline
-// (its goroutine is left to end on its own). A panic becomes an error for this
-// message only.
+// (its goroutine is left to end on its own, counted in worker_job_abandoned_total
+// and, while it runs, worker_job_abandoned_running, and logged once). A panic
+// becomes an error for this message only.
 func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 	done := make(chan result, 1)
+	var state atomic.Int32
+	lingering := r.metrics.lingering.WithLabelValues(job.Name)
 	go func() {
+		defer func() {
+			if !state.CompareAndSwap(callRunning, callReturned) {
+				lingering.Dec() // abandoned: it has now ended
+			}
+		}()
 		defer func() {
 			if p := recover(); p != nil {
 				r.log.Error("job panicked", zap.String("job", job.Name), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
@@ -300,15 +321,32 @@ func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 	case res := <-done:
 		return res.out, res.err
 	case <-ctx.Done():
-		// Give a job that does watch ctx a moment to return its own error.
-		select {
-		case res := <-done:
-			if res.err == nil {
-				return res.out, nil
-			}
-			return nil, res.err
-		case <-time.After(100 * time.Millisecond):
-			return nil, fmt.Errorf("job %s still running: %w", job.Name, ctx.Err())
-		}
 	}
+	// Give a job that does watch ctx a moment to return its own error.
+	timer := time.NewTimer(giveUpAfter)
+	defer timer.Stop()
+	select {
+	case res := <-done:
+		return ctxResult(res)
+	case <-timer.C:
+	}
+	lingering.Inc() // before the swap, so that the goroutine's Dec comes after it
+	if !state.CompareAndSwap(callRunning, callAbandoned) {
+		lingering.Dec() // it returned at this moment: its result is in done
+		return ctxResult(<-done)
+	}
+	r.metrics.abandoned.WithLabelValues(job.Name).Inc()
+	r.log.Warn("job still running after its context ended; no longer waited for",
+		zap.String("queue", t.Queue), zap.String("job", job.Name), zap.String("message_id", t.MessageID),
+		zap.Duration("waited", giveUpAfter), zap.NamedError("reason", ctx.Err()))
+	return nil, fmt.Errorf("job %s still running: %w", job.Name, ctx.Err())
+}
+
+// ctxResult is the result of a job that returned after its context ended: its
+// output only with no error.
+func ctxResult(res result) (any, error) {
+	if res.err == nil {
+		return res.out, nil
+	}
+	return nil, res.err
 }

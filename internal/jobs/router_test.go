@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
@@ -380,4 +381,60 @@ func TestLogLineHasNoEmptyOrRepeatedFields(t *testing.T) {
 	}
 	require.NotContains(t, seen, "execution_arn")
 	require.NotContains(t, seen, "token_hash")
+}
+
+// A job that ignores the end of its context is given up on after giveUpAfter: the
+// message is settled without it, and the goroutine left running is counted while it
+// runs and logged once, with its queue and job, never with the token.
+func TestAJobThatIgnoresItsContextIsCountedAndLogged(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		stubborn := func(context.Context, *Task) (any, error) { <-release; return nil, nil } // ignores ctx
+		core, logs := observer.New(zap.DebugLevel)
+		m := NewMetrics(prometheus.NewRegistry())
+		r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}},
+			[]Job{{Name: "job", Run: stubborn}}, newFakeReporter(), noBeats{}, nil, zap.New(core), m)
+		require.NoError(t, err)
+		abandoned, running := m.abandoned.WithLabelValues("job"), m.lingering.WithLabelValues("job")
+
+		const token = "secret-task-token"
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the consumer took the message back
+		msg := consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": token})}
+		err = r.Handle(ctx, msg)
+		require.ErrorContains(t, err, "job job still running")
+		require.Equal(t, 1.0, testutil.ToFloat64(abandoned))
+		require.Equal(t, 1.0, testutil.ToFloat64(running), "still running")
+		leaks := logs.FilterMessage("job still running after its context ended; no longer waited for").All()
+		require.Len(t, leaks, 1, "logged once")
+		fields := leaks[0].ContextMap()
+		require.Equal(t, "q", fields["queue"])
+		require.Equal(t, "job", fields["job"])
+		require.Equal(t, zapcore.WarnLevel, leaks[0].Level)
+		for _, e := range logs.All() {
+			require.NotContains(t, fmt.Sprint(e.Message, e.ContextMap()), token)
+		}
+
+		close(release)
+		synctest.Wait() // the job returns, its goroutine ends
+		require.Equal(t, 0.0, testutil.ToFloat64(running), "ended")
+		require.Equal(t, 1.0, testutil.ToFloat64(abandoned), "a counter of give-ups")
+	})
+}
+
+// A job that returns within giveUpAfter of its context's end is waited for: nothing
+// is abandoned.
+func TestAJobThatWatchesItsContextIsNotAbandoned(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r, _, m := routerWith(t, Job{Name: "job", Run: func(ctx context.Context, _ *Task) (any, error) { <-ctx.Done(); return nil, ctx.Err() }})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := r.Handle(ctx, consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"TaskToken": "tok"})})
+		require.ErrorIs(t, err, context.Canceled)
+		require.NotContains(t, err.Error(), "still running")
+		require.Equal(t, 0.0, testutil.ToFloat64(m.abandoned.WithLabelValues("job")))
+		require.Equal(t, 0.0, testutil.ToFloat64(m.lingering.WithLabelValues("job")))
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"github.com/taskbridge/taskbridge/internal/consumer"
 )
 
 // Mode says what a job does with the task token of its messages. It is one value
@@ -46,6 +47,11 @@ type Job struct {
 	Run func(ctx context.Context, t *Task) (output any, err error)
 }
 
+// HandlerMargin is what a job kind with a timeout of its own (execjob, httpjob) adds
+// to the longest one run of it takes, to make the deadline the consumer gives one
+// message: the kind's own timeout fires first, and its error says what happened.
+const HandlerMargin = 5 * time.Second
+
 // Task is one decoded message as a job sees it. The router fills it; a job reads its
 // fields and may publish events through it.
 type Task struct {
@@ -76,7 +82,7 @@ type Publisher interface {
 
 // LastAttempt reports whether this delivery is the last before the DLQ.
 func (t *Task) LastAttempt() bool {
-	return t.MaxReceiveCount > 0 && t.ReceiveCount >= t.MaxReceiveCount
+	return consumer.LastReceive(t.ReceiveCount, t.MaxReceiveCount)
 }
 
 // DetailWithoutToken returns the detail with its top-level "TaskToken" removed: what

@@ -1,9 +1,9 @@
 package startjob
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
 // Metrics of the startExecution jobs, shared by every such queue; labels: job and
@@ -16,17 +16,7 @@ type Metrics struct {
 // registry, it returns metrics bound to the collector already registered.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := newMetrics()
-	if err := reg.Register(m.starts); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		existing, ok := (*prometheus.CounterVec)(nil), false
-		if errors.As(err, &are) {
-			existing, ok = are.ExistingCollector.(*prometheus.CounterVec)
-		}
-		if !ok {
-			panic(err)
-		}
-		m.starts = existing
-	}
+	m.starts = telemetry.Register(reg, m.starts)
 	return m
 }
 

@@ -323,3 +323,15 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Register shares one collector among all who register it, and panics on a clash
+// that is not the same metric.
+func TestRegisterReturnsTheCollectorAlreadyRegistered(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	opts := prometheus.CounterOpts{Name: "worker_things_total", Help: "Things."}
+	first := Register(reg, prometheus.NewCounterVec(opts, []string{"job"}))
+	second := Register(reg, prometheus.NewCounterVec(opts, []string{"job"}))
+	require.Same(t, first, second)
+	require.Panics(t, func() { Register(reg, prometheus.NewCounterVec(opts, []string{"queue"})) }, "same name, other labels")
+}

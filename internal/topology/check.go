@@ -3,9 +3,6 @@ package topology
 import (
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,128 +12,149 @@ import (
 // "-dlq" suffix take (80 characters in all).
 var queueName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,40}$`)
 
+// KindCheck reports the problems of the settings of a queue's kind (exec, http,
+// startExecution, s3Batch), each error one problem. They belong to the kind's own
+// package, whose constructor runs the same check when `worker run` builds the
+// queue: the caller that knows the kinds passes it (topology imports none of them),
+// so `validate` and `run` cannot disagree. nil checks none.
+type KindCheck func(t *Topology, q Queue) error
+
 // Check reports every problem of the topology and its ASL files at once, each naming
-// its queue or state machine. jobs are the names of the registered Go jobs.
-func (t *Topology) Check(jobs []string) error {
-	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if t.Source == "" {
-		add("topology: source is empty (the source of the worker's own events)")
-	}
-	if len(t.Queues) == 0 {
-		add("topology: no queues")
-	}
+// its queue or state machine. jobs are the names of the registered Go jobs; kinds
+// checks each configured kind's settings.
+func (t *Topology) Check(jobs []string, kinds KindCheck) error {
+	errs := t.checkHead()
 	seen := map[string]bool{}
 	batchers := 0
 	for i, q := range t.Queues {
 		where := fmt.Sprintf("queue %q", q.Name)
 		if q.Name == "" {
 			where = fmt.Sprintf("queue %d", i+1)
-			add("%s: name is empty", where)
-		} else if !queueName.MatchString(q.Name) {
-			add("%s: name must be 1-40 letters, digits, '-' or '_'", where)
 		}
-		if q.Name != "" && seen[q.Name] {
-			add("%s: duplicate queue name", where)
-		}
-		seen[q.Name] = true
-		switch kind := q.Kind(); kind {
-		case "":
-			add("%s: says nothing to run: set one of job, exec, http, startExecution, s3Batch", where)
-		case "several":
-			add("%s: sets more than one of job, exec, http, startExecution, s3Batch", where)
-		case "job":
-			if !slices.Contains(jobs, q.Job) {
-				add("%s: job %q is not registered with this worker (registered: %s)", where, q.Job, strings.Join(jobs, ", "))
-			}
-		case "exec":
-			errs = append(errs, t.checkExec(where, *q.Exec)...)
-		case "http":
-			if err := checkURL(q.HTTP.URL); err != nil {
-				add("%s: http.url: %v", where, err)
-			}
-			if q.HTTP.Timeout.Duration < 0 {
-				add("%s: http.timeout must not be negative", where)
-			}
-		case "startExecution":
-			if q.StartExecution.StateMachine == "" {
-				add("%s: startExecution.stateMachine is empty", where)
-			} else if _, ok := t.StateMachine(q.StartExecution.StateMachine); !ok {
-				add("%s: startExecution.stateMachine %q is not a state machine of the topology", where, q.StartExecution.StateMachine)
-			}
-		case "s3Batch":
+		errs = append(errs, checkQueueName(where, q, seen)...)
+		errs = append(errs, t.checkKind(where, q, jobs, kinds)...)
+		errs = append(errs, checkRouting(where, q)...)
+		errs = append(errs, checkTuning(where, q)...)
+		if q.Kind() == "s3Batch" {
 			batchers++
-			if len(q.DetailTypes) > 0 {
-				add("%s: an s3Batch queue takes the landing bucket's Object Created events; detailTypes do not apply", where)
-			}
-			if b := q.S3Batch; b.MaxFiles < 0 || b.MaxFiles > 10000 || b.Window.Duration < 0 {
-				add("%s: s3Batch.maxFiles must be 0..10000 and s3Batch.window not negative", where)
-			}
-		}
-		if k := q.Kind(); (k == "exec" || k == "http" || k == "startExecution") && slices.Contains(jobs, q.Name) {
-			// Such a queue's job is named after the queue, in metrics and failures.
-			add("%s: a %s queue cannot share its name with the registered Go job %q", where, k, q.Name)
-		}
-		if q.S3Batch == nil && len(q.DetailTypes) == 0 {
-			add("%s: nothing routes to it (no detailTypes)", where)
-		}
-		if slices.Contains(q.DetailTypes, "") || slices.Contains(q.Sources, "") {
-			add("%s: empty detail type or source", where)
-		}
-		if q.Concurrency < 1 || q.Concurrency > 1000 {
-			add("%s: concurrency must be 1..1000, got %d", where, q.Concurrency)
-		}
-		if q.VisibilityTimeoutSeconds < 1 || q.VisibilityTimeoutSeconds > 43200 {
-			add("%s: visibilityTimeoutSeconds must be 1..43200, got %d", where, q.VisibilityTimeoutSeconds)
-		}
-		if q.MaxReceiveCount < 1 || q.MaxReceiveCount > 1000 {
-			add("%s: maxReceiveCount must be 1..1000, got %d", where, q.MaxReceiveCount)
 		}
 	}
 	if batchers > 1 {
-		add("topology: %d s3Batch queues; the landing bucket feeds one", batchers)
+		errs = append(errs, fmt.Errorf("topology: %d s3Batch queues; the landing bucket feeds one", batchers))
 	}
 	errs = append(errs, t.checkStateMachines()...)
 	return errors.Join(errs...)
 }
 
-func (t *Topology) checkExec(where string, e Exec) []error {
+// checkHead checks what the topology says besides its queues and state machines.
+func (t *Topology) checkHead() []error {
 	var errs []error
-	if len(e.Command) == 0 || e.Command[0] == "" {
-		return []error{fmt.Errorf("%s: exec.command is empty", where)}
+	if t.Source == "" {
+		errs = append(errs, errors.New("topology: source is empty (the source of the worker's own events)"))
 	}
-	if e.Timeout.Duration < 0 {
-		errs = append(errs, fmt.Errorf("%s: exec.timeout must not be negative", where))
+	if len(t.Queues) == 0 {
+		errs = append(errs, errors.New("topology: no queues"))
 	}
-	if cmd := e.Command[0]; strings.ContainsRune(cmd, '/') && t.Dir != "" {
-		// A path (not a bare name looked up in PATH) resolves from the topology's
-		// folder; it must be there when the worker starts.
-		p := cmd
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(t.Dir, p)
+	return errs
+}
+
+// checkQueueName checks a queue's name and notes it in seen.
+func checkQueueName(where string, q Queue, seen map[string]bool) []error {
+	var errs []error
+	if q.Name == "" {
+		errs = append(errs, fmt.Errorf("%s: name is empty", where))
+	} else if !queueName.MatchString(q.Name) {
+		errs = append(errs, fmt.Errorf("%s: name must be 1-40 letters, digits, '-' or '_'", where))
+	}
+	if q.Name != "" && seen[q.Name] {
+		errs = append(errs, fmt.Errorf("%s: duplicate queue name", where))
+	}
+	seen[q.Name] = true
+	return errs
+}
+
+// checkKind checks what the queue runs: exactly one kind, what the topology knows of
+// it (registered jobs, its state machines), and the kind's own settings by kinds.
+func (t *Topology) checkKind(where string, q Queue, jobs []string, kinds KindCheck) []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...)))
+	}
+	switch kind := q.Kind(); kind {
+	case "":
+		add("says nothing to run: set one of job, exec, http, startExecution, s3Batch")
+		return errs
+	case "several":
+		add("sets more than one of job, exec, http, startExecution, s3Batch")
+		return errs
+	case "job":
+		if !slices.Contains(jobs, q.Job) {
+			add("job %q is not registered with this worker (registered: %s)", q.Job, strings.Join(jobs, ", "))
 		}
-		if st, err := os.Stat(p); err != nil {
-			errs = append(errs, fmt.Errorf("%s: exec.command %s: %w", where, cmd, err))
-		} else if st.IsDir() || st.Mode()&0o111 == 0 {
-			errs = append(errs, fmt.Errorf("%s: exec.command %s is not an executable file", where, cmd))
+		return errs
+	case "startExecution":
+		if sm := q.StartExecution.StateMachine; sm != "" {
+			if _, ok := t.StateMachine(sm); !ok {
+				add("startExecution.stateMachine %q is not a state machine of the topology", sm)
+			}
+		}
+	case "s3Batch":
+		if len(q.DetailTypes) > 0 {
+			add("an s3Batch queue takes the landing bucket's Object Created events; detailTypes do not apply")
+		}
+	}
+	if k := q.Kind(); k != "s3Batch" && slices.Contains(jobs, q.Name) {
+		// Such a queue's job is named after the queue, in metrics and failures.
+		add("a %s queue cannot share its name with the registered Go job %q", k, q.Name)
+	}
+	if kinds != nil {
+		for _, err := range each(kinds(t, q)) {
+			add("%s.%v", q.Kind(), err)
 		}
 	}
 	return errs
 }
 
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case raw == "":
-		return errors.New("empty")
-	case err != nil:
-		return err
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("%q is not an http or https URL", raw)
-	case u.Host == "":
-		return fmt.Errorf("%q has no host", raw)
+// each lists the errors of an errors.Join, or err alone.
+func each(err error) []error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var all []error
+		for _, e := range joined.Unwrap() {
+			all = append(all, each(e)...)
+		}
+		return all
+	}
+	return []error{err}
+}
+
+// checkRouting checks what routes events to the queue.
+func checkRouting(where string, q Queue) []error {
+	var errs []error
+	if q.S3Batch == nil && len(q.DetailTypes) == 0 {
+		errs = append(errs, fmt.Errorf("%s: nothing routes to it (no detailTypes)", where))
+	}
+	if slices.Contains(q.DetailTypes, "") || slices.Contains(q.Sources, "") {
+		errs = append(errs, fmt.Errorf("%s: empty detail type or source", where))
+	}
+	return errs
+}
+
+// checkTuning checks the queue's numbers against what SQS and the worker allow.
+func checkTuning(where string, q Queue) []error {
+	var errs []error
+	if q.Concurrency < 1 || q.Concurrency > 1000 {
+		errs = append(errs, fmt.Errorf("%s: concurrency must be 1..1000, got %d", where, q.Concurrency))
+	}
+	if q.VisibilityTimeoutSeconds < 1 || q.VisibilityTimeoutSeconds > 43200 {
+		errs = append(errs, fmt.Errorf("%s: visibilityTimeoutSeconds must be 1..43200, got %d", where, q.VisibilityTimeoutSeconds))
+	}
+	if q.MaxReceiveCount < 1 || q.MaxReceiveCount > 1000 {
+		errs = append(errs, fmt.Errorf("%s: maxReceiveCount must be 1..1000, got %d", where, q.MaxReceiveCount))
+	}
+	return errs
 }
 
 // checkVars fill every placeholder the worker and terraform know, to read the ASL.

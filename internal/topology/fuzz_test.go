@@ -19,7 +19,7 @@ func FuzzParseAndCheck(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = topo.Check([]string{"j"})
+		_ = topo.Check([]string{"j"}, nil)
 		steps, err := topo.Steps(map[string]string{"event_bus_name": "b", "partition": "aws"})
 		if err != nil {
 			return

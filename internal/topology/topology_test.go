@@ -2,6 +2,7 @@ package topology
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,7 +16,7 @@ func TestEmbeddedTopologyIsValidAndComplete(t *testing.T) {
 	topo, err := Load("")
 	require.NoError(t, err)
 	jobs := []string{"getMultiple", "processSingle", "postProcessSingle", "sideEffect", "postProcessAll", "finisher"}
-	require.NoError(t, topo.Check(jobs))
+	require.NoError(t, topo.Check(jobs, nil))
 	for _, job := range jobs {
 		found := false
 		for _, q := range topo.Queues {
@@ -74,15 +75,27 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 	}`)
 	topo, err := Load(filepath.Join(dir, "topology.json"))
 	require.NoError(t, err)
-	err = topo.Check([]string{"known"})
+	// The kinds' own settings are their packages' (internal/cli passes each kind's
+	// Config.Validate); each error of the check becomes one line under its queue.
+	kinds := func(_ *Topology, q Queue) error {
+		switch q.Name {
+		case "e":
+			return errors.Join(errors.New("command ./missing.sh: no such file"), errors.New("timeout -1s is negative"))
+		case "f":
+			return errors.New("url ftp://x: scheme must be http or https")
+		}
+		return nil
+	}
+	err = topo.Check([]string{"known"}, kinds)
 	require.Error(t, err)
 	for _, want := range []string{
 		`queue "a": duplicate queue name`,
 		`queue "b": job "nobody" is not registered`,
 		`queue "c": nothing routes to it`,
 		`queue "d": sets more than one of`,
-		`queue "e": exec.command ./missing.sh`,
-		`queue "f": http.url`,
+		`queue "e": exec.command ./missing.sh: no such file`,
+		`queue "e": exec.timeout -1s is negative`,
+		`queue "f": http.url ftp://x: scheme must be http or https`,
 		`queue "g": startExecution.stateMachine "nope" is not a state machine`,
 		`queue "h": says nothing to run`,
 		`state machine "good": step A puts detail type "orphan", which no queue takes`,
@@ -111,7 +124,7 @@ func TestDefaultsApply(t *testing.T) {
 	require.NoError(t, err)
 	q := topo.Queues[0]
 	require.Equal(t, [3]int{DefaultConcurrency, DefaultVisibilityTimeout, DefaultMaxReceiveCount}, [3]int{q.Concurrency, q.VisibilityTimeoutSeconds, q.MaxReceiveCount})
-	require.NoError(t, topo.Check([]string{"j"}))
+	require.NoError(t, topo.Check([]string{"j"}, nil))
 }
 
 func TestDefinitionWithoutAValueIsAnError(t *testing.T) {
@@ -153,7 +166,7 @@ func TestCheckRefusesEntriesPutEventsRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			topo := topologyWith(t, `{"StartAt":"A","States":{`+step("A", tc.params)+`}}`)
-			err := topo.Check([]string{"greet"})
+			err := topo.Check([]string{"greet"}, nil)
 			require.ErrorContains(t, err, `state machine "sm": `)
 			require.ErrorContains(t, err, tc.want)
 		})
@@ -165,7 +178,7 @@ func TestCheckRefusesEntriesPutEventsRefuses(t *testing.T) {
 	} {
 		t.Run(name+" pass", func(t *testing.T) {
 			t.Parallel()
-			require.NoError(t, topologyWith(t, `{"StartAt":"A","States":{`+step("A", params)+`}}`).Check([]string{"greet"}))
+			require.NoError(t, topologyWith(t, `{"StartAt":"A","States":{`+step("A", params)+`}}`).Check([]string{"greet"}, nil))
 		})
 	}
 }
