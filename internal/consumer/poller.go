@@ -289,7 +289,7 @@ func (p *Poller) end(n int) {
 	}
 }
 
-var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount}
+var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameAWSTraceHeader}
 
 // receive asks for at most max messages on recvCtx; ctx is the poller's, whose
 // cancellation (a stop) does not cut the request short.
@@ -546,6 +546,7 @@ func (p *Poller) message(raw types.Message) Message {
 		MaxReceiveCount: p.cfg.MaxReceiveCount,
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	m.TraceHeader = raw.Attributes[string(types.MessageSystemAttributeNameAWSTraceHeader)]
 	return m
 }
 
