@@ -285,14 +285,14 @@ func (b *Batcher) Run(ctx context.Context) error {
 // those it claimed and starts the run; the batch's waiters learn the outcome.
 func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	defer close(batch.done)
-	ctx, span := tracing.Start(ctx, "batch", trace.SpanKindInternal)
+	ctx, span := tracing.Start(ctx, "batch", "", trace.SpanKindInternal)
 	defer func() { tracing.End(span, batch.err) }()
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("taskbridge.batch_id", batch.id), attribute.String("taskbridge.flush_reason", batch.reason))
 	}
 	b.metrics.flushes.WithLabelValues(batch.reason).Inc()
 	log := b.log.With(zap.String("batch_id", batch.id), zap.String("reason", batch.reason))
-	vctx, vspan := tracing.Start(ctx, "verify", trace.SpanKindInternal) // a HeadObject span per file
+	vctx, vspan := tracing.Start(ctx, "verify", "", trace.SpanKindInternal) // a HeadObject span per file
 	checked := b.verify(vctx, batch)
 	vspan.End()
 	if len(checked) == 0 {
@@ -331,7 +331,7 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	l.commit(context.WithoutCancel(ctx), runID)
 	log.Info("batch started", zap.String("job_run_id", runID), zap.Duration("held", time.Since(batch.opened)))
 	// The run's span lasts until the follower sees it end; its result event carries it.
-	_, runSpan := tracing.Start(ctx, "glue run", trace.SpanKindInternal)
+	_, runSpan := tracing.Start(ctx, "glue run", "", trace.SpanKindInternal)
 	if runSpan.IsRecording() {
 		runSpan.SetAttributes(attribute.String("taskbridge.job_run_id", runID), attribute.Int("taskbridge.file_count", len(files)))
 	}
@@ -394,7 +394,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 	if err != nil {
 		return "", fmt.Errorf("marshal manifest: %w", err)
 	}
-	mctx, mspan := tracing.Start(ctx, "manifest", trace.SpanKindInternal)
+	mctx, mspan := tracing.Start(ctx, "manifest", "", trace.SpanKindInternal)
 	_, err = b.s3.PutObject(mctx, &s3.PutObjectInput{
 		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String("manifests/" + batchID + ".json"),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
@@ -403,7 +403,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 	if err != nil {
 		return "", fmt.Errorf("write manifest %s: %w", manifest, err)
 	}
-	ctx, gspan := tracing.Start(ctx, "glue start", trace.SpanKindInternal) // waits for a free run included
+	ctx, gspan := tracing.Start(ctx, "glue start", "", trace.SpanKindInternal) // waits for a free run included
 	defer gspan.End()
 	deadline := time.Now().Add(b.cfg.StartTimeout)
 	busyFor := 0 // attempts refused for concurrent runs in a row

@@ -153,7 +153,7 @@ func (s *StepFunctions) call(ctx context.Context, api, token string, send func(c
 	if token == "" {
 		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
-	ctx, span := tracing.Start(ctx, "callback "+api, trace.SpanKindInternal) // throttle waits included
+	ctx, span := tracing.Start(ctx, "callback", api, trace.SpanKindInternal) // throttle waits included
 	began := time.Now()
 	err := classify(api, throttle.Do(ctx, s.cfg.Limits.Get(api), s.cfg.AttemptTimeout, send))
 	tracing.Observe(ctx, s.metrics.duration.WithLabelValues(api), time.Since(began).Seconds())

@@ -117,7 +117,7 @@ func (p *Publisher) Publish(ctx context.Context, detailType string, detail any) 
 // (earlier entries may have been published: events are at least once anyway).
 // Cancelling ctx stops the retries.
 func (p *Publisher) PublishMany(ctx context.Context, entries []Entry) (err error) {
-	ctx, span := tracing.Start(ctx, "publish", trace.SpanKindProducer)
+	ctx, span := tracing.Start(ctx, "publish", "", trace.SpanKindProducer)
 	defer func() { tracing.End(span, err) }()
 	if span.IsRecording() && len(entries) > 0 {
 		span.SetAttributes(attribute.Int("taskbridge.events", len(entries)), attribute.String("taskbridge.detail_type", entries[0].DetailType))

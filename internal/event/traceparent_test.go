@@ -51,7 +51,7 @@ func TestPublishCarriesTheTrace(t *testing.T) {
 	defer func() { _ = tpr.Shutdown(context.Background()) }()
 	restore := tracing.Use(tpr)
 	defer restore()
-	ctx, span := tracing.Start(context.Background(), "job", trace.SpanKindInternal)
+	ctx, span := tracing.Start(context.Background(), "job", "", trace.SpanKindInternal)
 	require.NoError(t, p.Publish(ctx, "on", map[string]any{"a": 1}))
 	span.End()
 

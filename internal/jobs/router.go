@@ -174,7 +174,7 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) 
 		stop := r.beats.KeepAlive(ctx, t.Token, r.cfg.HeartbeatEvery)
 		defer stop()
 	}
-	jctx, jspan := tracing.Start(ctx, "job "+job.Name, trace.SpanKindInternal)
+	jctx, jspan := tracing.Start(ctx, "job", job.Name, trace.SpanKindInternal)
 	output, err := r.call(jctx, job, t)
 	tracing.End(jspan, err)
 	var panicked *panicError

@@ -24,7 +24,7 @@ func startMessageSpan(ctx context.Context, m consumer.Message, job string) (cont
 		members := event.StringMembers(env.Detail, "traceparent", "executionArn")
 		in.Traceparent, in.ExecutionArn = members[0], members[1]
 	}
-	ctx, span := tracing.Start(tracing.Extract(ctx, in), "handle "+m.Queue, trace.SpanKindConsumer)
+	ctx, span := tracing.Start(tracing.Extract(ctx, in), "handle", m.Queue, trace.SpanKindConsumer)
 	if span.IsRecording() {
 		// Never the task token: it is a credential.
 		span.SetAttributes(

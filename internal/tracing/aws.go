@@ -31,7 +31,7 @@ func (awsSpan) HandleInitialize(ctx context.Context, in middleware.InitializeInp
 		return next.HandleInitialize(ctx, in)
 	}
 	service, op := middleware.GetServiceID(ctx), middleware.GetOperationName(ctx)
-	ctx, span := Start(ctx, service+"."+op, trace.SpanKindClient)
+	ctx, span := Start(ctx, service+"."+op, "", trace.SpanKindClient)
 	span.SetAttributes(
 		attribute.String("rpc.system", "aws-api"), attribute.String("rpc.service", service),
 		attribute.String("rpc.method", op), attribute.String("cloud.region", awsmiddleware.GetRegion(ctx)),

@@ -42,7 +42,7 @@ func TestSetupConsoleToFile(t *testing.T) {
 	stop, err := Setup(context.Background(), Config{ConsolePath: path, Version: "v1"}, zaptest.NewLogger(t))
 	require.NoError(t, err)
 	require.True(t, Enabled())
-	_, span := Start(Extract(context.Background(), Incoming{ExecutionArn: "arn:x"}), "handle q", trace.SpanKindConsumer)
+	_, span := Start(Extract(context.Background(), Incoming{ExecutionArn: "arn:x"}), "handle q", "", trace.SpanKindConsumer)
 	span.End()
 	stop()
 	require.False(t, Enabled())

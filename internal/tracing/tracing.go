@@ -40,15 +40,19 @@ func Use(tp trace.TracerProvider) (restore func()) {
 }
 
 // noSpan is what Start returns while tracing is off.
-var noSpan = noop.Span{}
+var noSpan trace.Span = noop.Span{}
 
-// Start starts a span named name under ctx's span. Off, it returns ctx itself and
-// a span that does nothing. Callers set attributes only when span.IsRecording(),
-// so that an attribute list is not built for nothing.
-func Start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
+// Start starts a span under ctx's span, named name, or "name subject" when subject
+// is not empty (joined here so that a span that is off costs no concatenation).
+// Off, it returns ctx itself and a span that does nothing. Callers set attributes
+// only when span.IsRecording(), so that an attribute list is not built for nothing.
+func Start(ctx context.Context, name, subject string, kind trace.SpanKind) (context.Context, trace.Span) {
 	t := tracer.Load()
 	if t == nil {
 		return ctx, noSpan
+	}
+	if subject != "" {
+		name += " " + subject
 	}
 	return (*t).Start(ctx, name, trace.WithSpanKind(kind))
 }

@@ -113,7 +113,7 @@ func TestExtractPrefersXRayThenTraceparentThenExecution(t *testing.T) {
 		"execution last":   {in: Incoming{Traceparent: "00-bad", ExecutionArn: arn}, wantTrace: executionTraceID(arn).String()},
 	} {
 		exp.Reset()
-		_, span := Start(Extract(context.Background(), tc.in), "handle", trace.SpanKindConsumer)
+		_, span := Start(Extract(context.Background(), tc.in), "handle", "", trace.SpanKindConsumer)
 		span.End()
 		got := exp.GetSpans()
 		require.Len(t, got, 1, name)
@@ -126,7 +126,7 @@ func TestExtractPrefersXRayThenTraceparentThenExecution(t *testing.T) {
 		}
 	}
 	// Nothing to go on: a fresh random trace.
-	_, span := Start(Extract(context.Background(), Incoming{}), "handle", trace.SpanKindConsumer)
+	_, span := Start(Extract(context.Background(), Incoming{}), "handle", "", trace.SpanKindConsumer)
 	span.End()
 	require.NotEqual(t, executionTraceID("").String(), span.SpanContext().TraceID().String())
 	require.True(t, span.SpanContext().IsValid())
@@ -134,7 +134,7 @@ func TestExtractPrefersXRayThenTraceparentThenExecution(t *testing.T) {
 
 func TestInjectCarriesTheSpan(t *testing.T) {
 	on(t)
-	ctx, span := Start(Extract(context.Background(), Incoming{Traceparent: traceparent}), "publish", trace.SpanKindProducer)
+	ctx, span := Start(Extract(context.Background(), Incoming{Traceparent: traceparent}), "publish", "", trace.SpanKindProducer)
 	defer span.End()
 	out := Inject(ctx)
 	sc := span.SpanContext()
@@ -157,7 +157,7 @@ func TestOffDoesNothing(t *testing.T) {
 	ctx := context.Background()
 	got := Extract(ctx, Incoming{AWSTraceHeader: xrayHeader, Traceparent: traceparent, ExecutionArn: "arn"})
 	require.Equal(t, ctx, got, "off, Extract returns ctx itself")
-	sctx, span := Start(ctx, "x", trace.SpanKindInternal)
+	sctx, span := Start(ctx, "x", "", trace.SpanKindInternal)
 	require.Equal(t, ctx, sctx)
 	require.False(t, span.IsRecording())
 	require.Equal(t, Outgoing{}, Inject(trace.ContextWithRemoteSpanContext(ctx, mustXRay(t))))
@@ -166,7 +166,7 @@ func TestOffDoesNothing(t *testing.T) {
 func TestObserveAddsTheTraceAsExemplar(t *testing.T) {
 	on(t)
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "d", Buckets: []float64{1}})
-	ctx, span := Start(context.Background(), "handle", trace.SpanKindConsumer)
+	ctx, span := Start(context.Background(), "handle", "", trace.SpanKindConsumer)
 	Observe(ctx, h, 0.5)
 	span.End()
 	Observe(context.Background(), h, 0.7) // no span: no exemplar, the last one stays
