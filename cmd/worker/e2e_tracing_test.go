@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -44,6 +46,41 @@ func (s exportedSpan) attr(key string) string {
 
 func (s exportedSpan) hasParent() bool { return strings.Trim(s.Parent.SpanID, "0") != "" }
 
+// readSpans reads the console exporter's file: every span, and each by its id.
+func readSpans(t *testing.T, path string) ([]exportedSpan, map[string]exportedSpan) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var spans []exportedSpan
+	byID := map[string]exportedSpan{}
+	dec := json.NewDecoder(bufio.NewReader(f))
+	for {
+		var s exportedSpan
+		err := dec.Decode(&s)
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		spans = append(spans, s)
+		byID[s.SpanContext.SpanID] = s
+	}
+	require.NotEmpty(t, spans)
+	return spans, byID
+}
+
+// stopAndFlush stops the worker (SIGTERM), which flushes its spans on the way out.
+func (w *workerProc) stopAndFlush() {
+	w.t.Helper()
+	w.signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(60 * time.Second):
+		w.t.Fatal("worker did not stop")
+	}
+	require.NoError(w.t, w.waitErr)
+}
+
 // TestE2ETracingOneTracePerExecution: with OTEL_TRACES_EXPORTER=console and
 // WORKER_TRACE_FILE, one cookies execution is one trace holding every job of it,
 // sideEffect included: the jobs Step Functions' events start are roots of the
@@ -72,32 +109,9 @@ func TestE2ETracingOneTracePerExecution(t *testing.T) {
 	exemplar := regexp.MustCompile(`(?m)^worker_job_duration_seconds_bucket\{.*\} \d+ # \{trace_id="([0-9a-f]{32})"\}`).FindSubmatch(body)
 	require.NotNil(t, exemplar, "a job duration bucket has a trace exemplar:\n%s", body)
 
-	// Stop: the worker flushes its spans on the way out.
-	w.signal(syscall.SIGTERM)
-	select {
-	case <-w.done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("worker did not stop")
-	}
-	require.NoError(t, w.waitErr)
+	w.stopAndFlush()
 
-	f, err := os.Open(spansFile)
-	require.NoError(t, err)
-	defer f.Close()
-	var spans []exportedSpan
-	byID := map[string]exportedSpan{}
-	dec := json.NewDecoder(bufio.NewReader(f))
-	for {
-		var s exportedSpan
-		if err := dec.Decode(&s); err == io.EOF {
-			break
-		} else {
-			require.NoError(t, err)
-		}
-		spans = append(spans, s)
-		byID[s.SpanContext.SpanID] = s
-	}
-	require.NotEmpty(t, spans)
+	spans, byID := readSpans(t, spansFile)
 
 	// The execution's trace: the one its getMultiple message span is in.
 	var traceID string
@@ -178,4 +192,68 @@ func TestE2ETracingOneTracePerExecution(t *testing.T) {
 		}
 	}
 	require.True(t, sideEffectPublish, "sideEffect's own event is published in the trace")
+}
+
+// TestE2ETracingBatch: a batch is one trace: the batch span holds the HeadObject of
+// each file, the manifest, the Glue start and the run, and the etl-success event
+// published at the run's end carries the trace on.
+func TestE2ETracingBatch(t *testing.T) {
+	spansFile := filepath.Join(t.TempDir(), "spans.jsonl")
+	st := newStack(t, "WORKER_ROLES=batch", "WORKER_BATCH_WINDOW=5s", "WORKER_GLUE_POLL_INTERVAL=1s")
+	results := st.subscribeResults()
+	w := st.startWorker("OTEL_TRACES_EXPORTER=console", "WORKER_TRACE_FILE="+spansFile)
+	const files = 3
+	st.putFiles("traced", files)
+	var traceparent string
+	eventually(t, 2*time.Minute, "the run's result event", func() bool {
+		out, err := st.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(results), MaxNumberOfMessages: 1, WaitTimeSeconds: 1})
+		require.NoError(t, err)
+		for _, m := range out.Messages {
+			var env struct {
+				DetailType string `json:"detail-type"`
+				Detail     struct {
+					Traceparent string `json:"traceparent"`
+				} `json:"detail"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(aws.ToString(m.Body)), &env))
+			require.Equal(t, "etl-success", env.DetailType)
+			traceparent = env.Detail.Traceparent
+		}
+		return traceparent != ""
+	})
+	w.stopAndFlush()
+
+	spans, byID := readSpans(t, spansFile)
+	var root exportedSpan
+	for _, s := range spans {
+		if s.Name == "batch" {
+			require.Empty(t, root.Name, "one batch")
+			root = s
+		}
+	}
+	require.Equal(t, "batch", root.Name)
+	require.False(t, root.hasParent(), "a batch is a root")
+	parts := strings.Split(traceparent, "-")
+	require.Len(t, parts, 4, "traceparent %q", traceparent)
+	require.Equal(t, root.SpanContext.TraceID, parts[1], "the result event carries the batch's trace")
+	publish, ok := byID[parts[2]]
+	require.True(t, ok, "the result event's parent span is in the file")
+	require.Equal(t, "publish", publish.Name)
+	require.Equal(t, "glue run", byID[publish.Parent.SpanID].Name, "the result is published under the run's span")
+
+	under := map[string][]string{} // parent name → children's names
+	for _, s := range spans {
+		if s.SpanContext.TraceID != root.SpanContext.TraceID || !s.hasParent() {
+			continue
+		}
+		p, ok := byID[s.Parent.SpanID]
+		require.True(t, ok, "the parent of %s is in the file", s.Name)
+		under[p.Name] = append(under[p.Name], s.Name)
+	}
+	require.ElementsMatch(t, []string{"S3.HeadObject", "S3.HeadObject", "S3.HeadObject"}, under["verify"], "a HeadObject per file")
+	require.Contains(t, under["manifest"], "S3.PutObject")
+	require.Contains(t, under["glue start"], "Glue.StartJobRun")
+	for _, name := range []string{"verify", "manifest", "glue start", "glue run"} {
+		require.Contains(t, under["batch"], name)
+	}
 }
