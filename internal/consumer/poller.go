@@ -289,6 +289,7 @@ func (p *Poller) end(n int) {
 	}
 }
 
+// AWSTraceHeader is there only when a sender traced with X-Ray: tracing's parent.
 var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameAWSTraceHeader}
 
 // receive asks for at most max messages on recvCtx; ctx is the poller's, whose

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -27,8 +28,12 @@ type Config struct {
 	Version     string // service.version
 }
 
-// ShutdownTimeout bounds the flush of the spans still buffered at shutdown.
-const ShutdownTimeout = 5 * time.Second
+// ShutdownTimeout bounds the flush of the spans still buffered at shutdown: it
+// comes after the drain, inside ECS's stop timeout.
+const ShutdownTimeout = 2 * time.Second
+
+// errorEvery is how often a failing exporter is logged: once, then at most this often.
+const errorEvery = time.Minute
 
 // Setup turns tracing on as the standard variables say: OTEL_TRACES_EXPORTER is
 // "none" (or unset: tracing off, nothing exported, no network), "otlp"
@@ -36,12 +41,13 @@ const ShutdownTimeout = 5 * time.Second
 // endpoint and headers from the exporter's own OTEL_EXPORTER_OTLP_* variables),
 // "console", or a comma-separated list of these. OTEL_SERVICE_NAME and
 // OTEL_RESOURCE_ATTRIBUTES name the resource, OTEL_TRACES_SAMPLER[_ARG] and
-// OTEL_BSP_* tune sampling and batching as the SDK reads them. The returned stop
+// OTEL_BSP_* tune sampling and batching as the SDK reads them; OTEL_SDK_DISABLED=true
+// turns it all off. The returned stop
 // flushes buffered spans (within ShutdownTimeout) and turns tracing off; it is
 // safe to call when Setup turned nothing on.
 func Setup(ctx context.Context, cfg Config, log *zap.Logger) (stop func(), err error) {
 	names := exporterNames(os.Getenv("OTEL_TRACES_EXPORTER"))
-	if len(names) == 0 {
+	if len(names) == 0 || strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
 		return func() {}, nil
 	}
 	var opts []sdktrace.TracerProviderOption
@@ -72,8 +78,8 @@ func Setup(ctx context.Context, cfg Config, log *zap.Logger) (stop func(), err e
 	}
 	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithResource(res), sdktrace.WithIDGenerator(executionIDs{}))...)
 	// Export failures are the SDK's to report; they must not reach stderr as
-	// plain text among the JSON logs.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing export failed", zap.Error(err)) }))
+	// plain text among the JSON logs, nor repeat every batch while a collector is down.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(rateLimited(log, errorEvery)))
 	restore := Use(tp)
 	log.Info("tracing on", zap.Strings("exporters", names), zap.String("service_name", serviceName(res)))
 	return func() {
@@ -143,4 +149,22 @@ func otlpProtocol() string {
 func serviceName(res *resource.Resource) string {
 	v, _ := res.Set().Value("service.name")
 	return v.AsString()
+}
+
+// rateLimited logs an export error at once, then at most one every interval with
+// the count of those it left out.
+func rateLimited(log *zap.Logger, every time.Duration) func(error) {
+	var mu sync.Mutex
+	var last time.Time
+	skipped := 0
+	return func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if now := time.Now(); last.IsZero() || now.Sub(last) >= every {
+			log.Warn("tracing export failed; spans dropped", zap.Error(err), zap.Int("errors_not_logged", skipped))
+			last, skipped = now, 0
+			return
+		}
+		skipped++
+	}
 }

@@ -3,13 +3,17 @@ package tracing
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestSetupOffByDefault(t *testing.T) {
@@ -20,6 +24,23 @@ func TestSetupOffByDefault(t *testing.T) {
 		require.False(t, Enabled(), "OTEL_TRACES_EXPORTER=%q", v)
 		stop()
 	}
+	t.Setenv("OTEL_TRACES_EXPORTER", "console")
+	t.Setenv("OTEL_SDK_DISABLED", "true")
+	stop, err := Setup(context.Background(), Config{}, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	require.False(t, Enabled(), "OTEL_SDK_DISABLED wins")
+	stop()
+}
+
+// A collector that is down fails every batch: one line, not one per batch.
+func TestExportErrorsAreRateLimited(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	report := rateLimited(zap.New(core), time.Hour)
+	for range 5 {
+		report(errors.New("connection refused"))
+	}
+	require.Equal(t, 1, logs.Len())
 }
 
 func TestSetupRefusesUnknownExporters(t *testing.T) {
