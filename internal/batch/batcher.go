@@ -15,11 +15,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
 type s3API interface {
@@ -311,9 +314,16 @@ func (b *Batcher) Run(ctx context.Context) error {
 // those it claimed and starts the run; the batch's waiters learn the outcome.
 func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	defer close(batch.done)
+	ctx, span := tracing.Start(ctx, "batch", "", trace.SpanKindInternal)
+	defer func() { tracing.End(span, batch.err) }()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("taskbridge.batch_id", batch.id), attribute.String("taskbridge.flush_reason", batch.reason))
+	}
 	b.metrics.flushes.WithLabelValues(batch.reason).Inc()
 	log := b.log.With(zap.String("batch_id", batch.id), zap.String("reason", batch.reason))
-	checked := b.verify(ctx, batch)
+	vctx, vspan := tracing.Start(ctx, "verify", "", trace.SpanKindInternal) // a HeadObject span per file
+	checked := b.verify(vctx, batch)
+	vspan.End()
 	if len(checked) == 0 {
 		log.Info("no file of the batch is left to run")
 		return
@@ -349,7 +359,12 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	}
 	l.commit(context.WithoutCancel(ctx), runID)
 	log.Info("batch started", zap.String("job_run_id", runID), zap.Duration("held", time.Since(batch.opened)))
-	b.follower.follow(run{batchID: batch.id, runID: runID, fileCount: len(files), manifest: manifest})
+	// The run's span lasts until the follower sees it end; its result event carries it.
+	_, runSpan := tracing.Start(ctx, "glue run", "", trace.SpanKindInternal)
+	if runSpan.IsRecording() {
+		runSpan.SetAttributes(attribute.String("taskbridge.job_run_id", runID), attribute.Int("taskbridge.file_count", len(files)))
+	}
+	b.follower.follow(run{batchID: batch.id, runID: runID, fileCount: len(files), manifest: manifest, span: runSpan})
 }
 
 // claim claims the checked files for batch and returns the objects to list, each
@@ -408,12 +423,17 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 	if err != nil {
 		return "", fmt.Errorf("marshal manifest: %w", err)
 	}
-	if _, err := b.s3.PutObject(ctx, &s3.PutObjectInput{
+	mctx, mspan := tracing.Start(ctx, "manifest", "", trace.SpanKindInternal)
+	_, err = b.s3.PutObject(mctx, &s3.PutObjectInput{
 		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String("manifests/" + batchID + ".json"),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
-	}); err != nil {
+	})
+	tracing.End(mspan, err)
+	if err != nil {
 		return "", fmt.Errorf("write manifest %s: %w", manifest, err)
 	}
+	ctx, gspan := tracing.Start(ctx, "glue start", "", trace.SpanKindInternal) // waits for a free run included
+	defer gspan.End()
 	deadline := time.Now().Add(b.cfg.StartTimeout)
 	busyFor := 0 // attempts refused for concurrent runs in a row
 	for attempt := 1; ; attempt++ {

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -23,6 +25,7 @@ type run struct {
 	runID     string
 	fileCount int
 	manifest  string
+	span      trace.Span // the run's span, ended at finish; nil for a resumed run
 }
 
 // Follower checks started runs with GetJobRun until they end and publishes
@@ -123,9 +126,17 @@ func (f *Follower) finish(ctx context.Context, r run, jr *types.JobRun) {
 			detail.Error = "run ended " + state
 		}
 	}
-	if err := f.pub.Publish(ctx, detailType, detail); err != nil {
+	pctx := ctx
+	if r.span != nil {
+		pctx = trace.ContextWithSpan(ctx, r.span) // the result event joins the batch's trace
+	}
+	if err := f.pub.Publish(pctx, detailType, detail); err != nil {
 		f.log.Error("publish run result failed; will try again", zap.String("job_run_id", r.runID), zap.Error(err))
 		return
+	}
+	if r.span != nil {
+		r.span.SetAttributes(attribute.String("taskbridge.run_state", state))
+		r.span.End()
 	}
 	f.record(ctx, detail)
 	f.mu.Lock()

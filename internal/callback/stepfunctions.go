@@ -22,11 +22,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/throttle"
+	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
 // Limits of the Step Functions API.
@@ -151,9 +153,11 @@ func (s *StepFunctions) call(ctx context.Context, api, token string, send func(c
 	if token == "" {
 		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
+	ctx, span := tracing.Start(ctx, "callback", api, trace.SpanKindInternal) // throttle waits included
 	began := time.Now()
 	err := classify(api, throttle.Do(ctx, s.cfg.Limits.Get(api), s.cfg.AttemptTimeout, send))
-	s.metrics.duration.WithLabelValues(api).Observe(time.Since(began).Seconds())
+	tracing.Observe(ctx, s.metrics.duration.WithLabelValues(api), time.Since(began).Seconds())
+	tracing.End(span, err)
 	s.metrics.calls.WithLabelValues(api, outcome(ctx, err)).Inc()
 	if IsTaskClosed(err) {
 		s.log.Info("task already closed", zap.String("api", api), telemetry.Token(token), zap.Error(err))

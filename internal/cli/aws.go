@@ -18,6 +18,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
+	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
 // loadAWS loads the SDK's configuration the SDK's way: AWS_REGION, AWS_ENDPOINT_URL,
@@ -30,6 +31,7 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 	if cfg.Region == "" {
 		return aws.Config{}, fmt.Errorf("load aws config: no region (set AWS_REGION)")
 	}
+	tracing.InstrumentAWS(&cfg) // a span per call made under a span; none while tracing is off
 	return cfg, nil
 }
 

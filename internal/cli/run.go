@@ -22,6 +22,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
+	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
 var (
@@ -69,6 +70,11 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 		return err
 	}
 	defer closeLog()
+	stopTracing, err := tracing.Setup(ctx, tracing.Config{ConsolePath: s.cfg.TraceFile, Version: Version}, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // after the drain: flushes the last spans
 
 	w, err := newWiring(ctx, s, log)
 	if err != nil {

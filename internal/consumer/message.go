@@ -15,6 +15,9 @@ type Message struct {
 	ReceiveCount int
 	// MaxReceiveCount is the queue's redrive maxReceiveCount; 0 when unknown.
 	MaxReceiveCount int
+	// TraceHeader is the AWSTraceHeader system attribute (an X-Ray trace header, set
+	// by senders with X-Ray tracing on); "" when absent.
+	TraceHeader string
 }
 
 // LastAttempt reports whether this delivery is the last before the queue's redrive

@@ -289,7 +289,8 @@ func (p *Poller) end(n int) {
 	}
 }
 
-var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount}
+// AWSTraceHeader is there only when a sender traced with X-Ray: tracing's parent.
+var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameAWSTraceHeader}
 
 // receive asks for at most max messages on recvCtx; ctx is the poller's, whose
 // cancellation (a stop) does not cut the request short.
@@ -546,6 +547,7 @@ func (p *Poller) message(raw types.Message) Message {
 		MaxReceiveCount: p.cfg.MaxReceiveCount,
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	m.TraceHeader = raw.Attributes[string(types.MessageSystemAttributeNameAWSTraceHeader)]
 	return m
 }
 

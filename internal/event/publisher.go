@@ -1,7 +1,9 @@
 package event
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,8 +14,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
 // eventbridgeAPI is the one call the publisher makes; *eventbridge.Client satisfies it.
@@ -110,11 +116,17 @@ func (p *Publisher) Publish(ctx context.Context, detailType string, detail any) 
 // nil when every entry was accepted, else an error naming each entry that was not
 // (earlier entries may have been published: events are at least once anyway).
 // Cancelling ctx stops the retries.
-func (p *Publisher) PublishMany(ctx context.Context, entries []Entry) error {
+func (p *Publisher) PublishMany(ctx context.Context, entries []Entry) (err error) {
+	ctx, span := tracing.Start(ctx, "publish", "", trace.SpanKindProducer)
+	defer func() { tracing.End(span, err) }()
+	if span.IsRecording() && len(entries) > 0 {
+		span.SetAttributes(attribute.Int("taskbridge.events", len(entries)), attribute.String("taskbridge.detail_type", entries[0].DetailType))
+	}
+	tc := tracing.Inject(ctx) // every entry carries the publish span's context
 	pending := make([]pendingEntry, 0, len(entries))
 	var bad []error
 	for i, e := range entries {
-		req, size, err := p.request(e)
+		req, size, err := p.request(e, tc)
 		if err != nil {
 			bad = append(bad, fmt.Errorf("entry %d: %w", i, err))
 			continue
@@ -200,7 +212,7 @@ func entrySize(e types.PutEventsRequestEntry) int {
 
 func (e pendingEntry) detailType() string { return aws.ToString(e.req.DetailType) }
 
-func (p *Publisher) request(e Entry) (types.PutEventsRequestEntry, int, error) {
+func (p *Publisher) request(e Entry, tc tracing.Outgoing) (types.PutEventsRequestEntry, int, error) {
 	if e.DetailType == "" {
 		return types.PutEventsRequestEntry{}, 0, errors.New("no detail type")
 	}
@@ -211,9 +223,17 @@ func (p *Publisher) request(e Entry) (types.PutEventsRequestEntry, int, error) {
 	if len(b) == 0 || b[0] != '{' { // EventBridge takes only an object as detail
 		return types.PutEventsRequestEntry{}, 0, fmt.Errorf("%s: detail is not a JSON object", e.DetailType)
 	}
+	if tc.Traceparent != "" {
+		if b, err = withTraceparent(b, tc.Traceparent); err != nil {
+			return types.PutEventsRequestEntry{}, 0, fmt.Errorf("%s: %w", e.DetailType, err)
+		}
+	}
 	req := types.PutEventsRequestEntry{
 		EventBusName: aws.String(p.cfg.EventBus), Source: aws.String(p.cfg.Source),
 		DetailType: aws.String(e.DetailType), Detail: aws.String(string(b)),
+	}
+	if tc.XRay != "" {
+		req.TraceHeader = aws.String(tc.XRay) // EventBridge hands it to X-Ray-aware targets (SQS: AWSTraceHeader)
 	}
 	if size := entrySize(req); size > MaxEntryBytes {
 		return types.PutEventsRequestEntry{}, 0, fmt.Errorf("%s: %w: %d bytes, over the %d byte limit", e.DetailType, ErrTooLarge, size, MaxEntryBytes)
@@ -282,4 +302,31 @@ func describe(entries []pendingEntry) string {
 		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// withTraceparent puts traceparent in the detail object b, so that whoever handles
+// the event continues the trace (EventBridge passes the entry's TraceHeader only to
+// X-Ray-aware targets, and only with X-Ray on). A traceparent b already has (a job
+// forwarding the detail it got) is replaced: the event's parent is this publish.
+func withTraceparent(b []byte, traceparent string) ([]byte, error) {
+	// A key can be any case (encoding/json matches names case-insensitively) or
+	// escaped: only a detail with neither takes the short way.
+	if !bytes.Contains(bytes.ToLower(b), []byte("traceparent")) && !bytes.Contains(b, []byte(`\u`)) {
+		member := `"traceparent":"` + traceparent + `"`
+		if rest := bytes.TrimSpace(b[1:]); len(rest) > 0 && rest[0] == '}' {
+			return []byte("{" + member + "}"), nil
+		}
+		return append([]byte("{"+member+","), b[1:]...), nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, fmt.Errorf("add traceparent: %w", err)
+	}
+	for k := range fields {
+		if strings.EqualFold(k, "traceparent") {
+			delete(fields, k)
+		}
+	}
+	fields["traceparent"], _ = json.Marshal(traceparent)
+	return awsjson.Marshal(fields)
 }

@@ -9,12 +9,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
+	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
 // Heartbeater keeps a task alive while its job runs: KeepAlive sends heartbeats every
@@ -102,6 +104,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	if jobName == "" {
 		jobName = "unrouted"
 	}
+	ctx, span := startMessageSpan(ctx, m, jobName)
 	t, out := r.decode(ctx, m, route, job)
 	if out == nil {
 		r.metrics.eventAge.WithLabelValues(jobName).Observe(began.Sub(t.EventTime).Seconds())
@@ -109,7 +112,8 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	}
 	took := r.nowFunc().Sub(began)
 	r.metrics.jobs.WithLabelValues(jobName, out.name).Inc()
-	r.metrics.duration.WithLabelValues(jobName).Observe(took.Seconds())
+	tracing.Observe(ctx, r.metrics.duration.WithLabelValues(jobName), took.Seconds())
+	endMessageSpan(span, out)
 	execution := zap.Skip() // an event without one: no empty field in the line
 	if t.ExecutionArn != "" {
 		execution = zap.String("execution_arn", t.ExecutionArn)
@@ -171,7 +175,9 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) 
 		stop := r.beats.KeepAlive(ctx, t.Token, r.cfg.HeartbeatEvery)
 		defer stop()
 	}
-	output, err := r.call(ctx, job, t)
+	jctx, jspan := tracing.Start(ctx, "job", job.Name, trace.SpanKindInternal)
+	output, err := r.call(jctx, job, t)
+	tracing.End(jspan, err)
 	var panicked *panicError
 	switch {
 	case errors.Is(err, ErrTokenRefused):
