@@ -113,12 +113,6 @@ func anchors(t *testing.T, page string) map[string]bool {
 	return ids
 }
 
-// pendingPages are linked before they exist: written on another branch of the same
-// issue, present once it is merged. Remove an entry when its page exists.
-var pendingPages = map[string]string{
-	"docs/tracing.md": "tracing, written beside these docs",
-}
-
 // Every relative link resolves: to a file, and with #, to one of its headings.
 func TestDocsLinksResolve(t *testing.T) {
 	t.Parallel()
@@ -141,12 +135,6 @@ func TestDocsLinksResolve(t *testing.T) {
 			}
 			rel, err := filepath.Rel("..", file)
 			require.NoError(t, err)
-			if _, err := os.Stat(file); err != nil {
-				if why, ok := pendingPages[filepath.ToSlash(rel)]; ok {
-					t.Logf("%s links %s, not here yet (%s)", page, target, why)
-					continue
-				}
-			}
 			_, err = os.Stat(file)
 			require.NoError(t, err, "%s links %s", page, target)
 			if anchor != "" {
