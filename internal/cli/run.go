@@ -19,6 +19,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/ecsprotect"
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/registry"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
@@ -92,7 +93,7 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	var components []component
 	if s.cfg.HasRole(config.RoleJobs) {
 		// The jobs' own setup (their clients), once, before any message is polled.
-		env := Env{AWS: s.aws, S3PathStyle: s.pathStyle(), Stack: s.cfg.Stack, EventBus: stack.EventBus, DataBucket: stack.DataBucket, LandingBucket: stack.LandingBucket}
+		env := registry.Env{AWS: s.aws, S3PathStyle: s.pathStyle(), Stack: s.cfg.Stack, EventBus: stack.EventBus, DataBucket: stack.DataBucket, LandingBucket: stack.LandingBucket}
 		for _, hook := range registered.OnStart {
 			if err := hook(ctx, env); err != nil {
 				return fmt.Errorf("start jobs: %w", err)
