@@ -23,9 +23,10 @@ func StringMembers(obj []byte, names ...string) []string {
 	values := make([]string, len(names))
 	r := reader{b: obj}
 	r.space()
-	r.members('{', func(key, value []byte) bool {
+	m := r.members('{')
+	for key, value, ok := m.next(); ok; key, value, ok = m.next() {
 		if value[0] != '"' {
-			return true // null, or not a string: the value stays as it was
+			continue // null, or not a string: the value stays as it was
 		}
 		for n, f := range folded {
 			if nameMatches(key, f) {
@@ -34,8 +35,7 @@ func StringMembers(obj []byte, names ...string) []string {
 				}
 			}
 		}
-		return true
-	})
+	}
 	return values
 }
 

@@ -16,23 +16,23 @@ func readEnvelope(body []byte) (Envelope, json.RawMessage, bool) {
 	var seen [envelopeFields]bool
 	r := reader{b: body}
 	r.space()
-	ok := r.members('{', func(key, value []byte) bool {
+	m := r.members('{')
+	for key, value, ok := m.next(); ok; key, value, ok = m.next() {
 		name := key[1 : len(key)-1]
 		if !plainASCII(name) {
-			return false // escapes or non-ASCII: decodeEnvelope's case
+			return Envelope{}, nil, false // escapes or non-ASCII: decodeEnvelope's case
 		}
 		f, ok := read.setField(name, value)
-		switch {
-		case f < 0:
-			return true
-		case !ok || seen[f]:
-			return false // of another type, or repeated
+		if f < 0 {
+			continue
+		}
+		if !ok || seen[f] {
+			return Envelope{}, nil, false // of another type, or repeated
 		}
 		seen[f] = true
-		return true
-	})
+	}
 	r.space()
-	if !ok || r.i != len(body) {
+	if !m.whole() || r.i != len(body) {
 		return Envelope{}, nil, false
 	}
 	return read.e, read.rawTime, true
@@ -47,11 +47,15 @@ func setStrings(dst *[]string, v []byte) bool {
 	}
 	out := []string{}
 	r := reader{b: v}
-	if !r.members('[', func(_, value []byte) bool {
+	m := r.members('[')
+	for _, value, ok := m.next(); ok; _, value, ok = m.next() {
 		s, ok := stringValue(value)
+		if !ok {
+			return false
+		}
 		out = append(out, s)
-		return ok
-	}) {
+	}
+	if !m.whole() {
 		return false
 	}
 	*dst = out
@@ -121,56 +125,91 @@ func (r *reader) value() bool {
 	return false
 }
 
-// members reads the object (open '{') or array (open '[') at i and gives yield
-// each member in turn: its name token as written (nil in an array) and its value,
-// both valid JSON. It is the one loop over the members of what this package reads:
-// the envelope (readEnvelope), the detail (StringMembers) and resources
-// (setStrings). It stops at the first member yield refuses, and reports whether it
-// read the whole object or array and yield took every member.
-func (r *reader) members(open byte, yield func(key, value []byte) bool) bool {
-	if !r.next(open) {
-		return false
-	}
-	end, object := byte(']'), open == '{'
-	if object {
-		end = '}'
-	}
-	r.space()
-	if r.next(end) {
-		return true
-	}
-	for {
-		r.space()
-		var key []byte
-		if object {
-			start := r.i
-			if !r.string() {
-				return false
-			}
-			key = r.b[start:r.i]
-			r.space()
-			if !r.next(':') {
-				return false
-			}
-			r.space()
-		}
-		start := r.i
-		if !r.value() || !yield(key, r.b[start:r.i]) {
-			return false
-		}
-		r.space()
-		if r.next(end) {
-			return true
-		}
-		if !r.next(',') {
-			return false
-		}
-	}
+// members reads the members of an object or an array, one a call of next. It is
+// the one loop over the members of what this package reads: the envelope
+// (readEnvelope), its resources (setStrings) and the detail (StringMembers). (A
+// loop its callers drive, rather than one that calls them back: a call through a
+// function value for each member cost Parse 3 % more CPU.)
+type members struct {
+	r     *reader
+	end   byte // '}' or ']'
+	state memberState
 }
 
-// container validates an object (members: name, colon, value) or an array, as
-// members reads it but giving no one its members: nested values are read here, and
-// members with a no-op yield cost BenchmarkParse 3 % more CPU (BENCHMARKS.md).
+type memberState uint8
+
+const (
+	atFirst memberState = iota // just after the opening bracket
+	atNext                     // after a member
+	atEnd                      // after the closing bracket: read whole
+	broken                     // not JSON, or not the container expected
+)
+
+// members starts reading the object (open '{') or array (open '[') at i.
+func (r *reader) members(open byte) members {
+	m := members{r: r, end: ']'}
+	if open == '{' {
+		m.end = '}'
+	}
+	if !r.next(open) {
+		m.state = broken
+	}
+	return m
+}
+
+// next reads the next member: its name token as written (nil in an array) and its
+// value, both valid JSON. ok is false after the last member, and at bad JSON
+// (whole tells which).
+func (m *members) next() (key, value []byte, ok bool) {
+	r := m.r
+	switch m.state {
+	case atEnd, broken:
+		return nil, nil, false
+	case atFirst:
+		r.space()
+		if r.next(m.end) {
+			m.state = atEnd
+			return nil, nil, false
+		}
+	case atNext:
+		r.space()
+		if r.next(m.end) {
+			m.state = atEnd
+			return nil, nil, false
+		}
+		if !r.next(',') {
+			m.state = broken
+			return nil, nil, false
+		}
+	}
+	m.state = broken // until the member is read
+	r.space()
+	if m.end == '}' {
+		start := r.i
+		if !r.string() {
+			return nil, nil, false
+		}
+		key = r.b[start:r.i]
+		r.space()
+		if !r.next(':') {
+			return nil, nil, false
+		}
+		r.space()
+	}
+	start := r.i
+	if !r.value() {
+		return nil, nil, false
+	}
+	m.state = atNext
+	return key, r.b[start:r.i], true
+}
+
+// whole reports whether the object or array was read to its closing bracket.
+func (m *members) whole() bool { return m.state == atEnd }
+
+// container validates a nested object (members: name, colon, value) or array,
+// whose members no one reads: a loop of its own, as reading them through members
+// costs Parse 7 % more CPU.
 func (r *reader) container(end byte, members bool) bool {
 	r.i++
 	r.space()
