@@ -8,23 +8,26 @@ import (
 
 	"github.com/taskbridge/taskbridge/internal/cli"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/registry"
 )
 
 // HandlerFunc is a job: it does the work of one task and returns its output.
 type HandlerFunc func(ctx context.Context, t *Task) (any, error)
 
 // Registry holds a program's jobs by name. Register every job before Main; a
-// Registry is not safe for concurrent registration.
-type Registry struct {
-	jobs    []jobs.Job
-	names   map[string]bool
-	onStart []func(ctx context.Context, env cli.Env) error
-}
+// Registry is not safe for concurrent registration. Its zero value is empty and
+// ready, like NewRegistry's.
+// (Its state is an internal type that the worker and package tasktest read; a
+// Registry exports nothing of it.)
+type Registry registry.Registry
 
 // NewRegistry returns an empty Registry. The built-in "finisher" job (complete a
 // task from a taskFinished event) is always available unless you register your own
 // job of that name.
-func NewRegistry() *Registry { return &Registry{names: map[string]bool{}} }
+func NewRegistry() *Registry { return &Registry{} }
+
+// state is r as the worker's mechanisms read it.
+func (r *Registry) state() *registry.Registry { return (*registry.Registry)(r) }
 
 // Option changes how a job is run; Observe makes one.
 type Option struct{ apply func(*jobs.Job) }
@@ -45,7 +48,7 @@ func (r *Registry) Handle(name string, fn HandlerFunc, opts ...Option) {
 		panic("taskbridge: Handle with an empty job name")
 	case fn == nil:
 		panic(fmt.Sprintf("taskbridge: Handle(%q) with a nil function", name))
-	case r.names[name]:
+	case r.state().Has(name):
 		panic(fmt.Sprintf("taskbridge: job %q registered twice", name))
 	}
 	j := jobs.Job{Name: name, Mode: jobs.Complete, Run: func(ctx context.Context, t *jobs.Task) (any, error) {
@@ -56,8 +59,7 @@ func (r *Registry) Handle(name string, fn HandlerFunc, opts ...Option) {
 			o.apply(&j)
 		}
 	}
-	r.names[name] = true
-	r.jobs = append(r.jobs, j)
+	r.state().Add(j)
 }
 
 // Stack is what a worker runs against, given to OnStart functions: for jobs that
@@ -79,11 +81,11 @@ type Stack struct {
 // (WORKER_ROLES has "jobs"), after it found the stack and before it polls any
 // queue: build your clients there. An error stops the worker.
 func (r *Registry) OnStart(fn func(ctx context.Context, s Stack) error) {
-	r.onStart = append(r.onStart, func(ctx context.Context, env cli.Env) error {
+	r.state().AddOnStart(func(ctx context.Context, env registry.Env) error {
 		return fn(ctx, Stack{AWS: env.AWS, S3PathStyle: env.S3PathStyle, Name: env.Stack, EventBus: env.EventBus, DataBucket: env.DataBucket})
 	})
 }
 
 func (r *Registry) cliJobs() cli.Jobs {
-	return cli.Jobs{Jobs: append([]jobs.Job(nil), r.jobs...), OnStart: r.onStart}
+	return cli.Jobs{Jobs: r.state().Jobs(), OnStart: r.state().OnStart()}
 }

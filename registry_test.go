@@ -25,6 +25,24 @@ func TestHandleRefusesProgramErrors(t *testing.T) {
 	require.Panics(t, func() { r.Handle("x", noop) }, "registered twice")
 }
 
+// A Registry declared as a value is as ready as NewRegistry's; a Runner runs the
+// jobs registered before tasktest.New.
+func TestZeroRegistryIsReady(t *testing.T) {
+	t.Parallel()
+	var r taskbridge.Registry
+	r.Handle("greet", func(_ context.Context, t *taskbridge.Task) (any, error) {
+		return map[string]string{"type": t.DetailType()}, nil
+	})
+	run := tasktest.New(&r)
+	r.Handle("late", func(context.Context, *taskbridge.Task) (any, error) { return nil, nil })
+	res, err := run.Run(context.Background(), "greet", nil, tasktest.Delivery{})
+	require.NoError(t, err)
+	require.True(t, res.Succeeded, "%+v", res)
+	require.JSONEq(t, `{"type":"greet"}`, string(res.Output))
+	_, err = run.Run(context.Background(), "late", nil, tasktest.Delivery{})
+	require.Error(t, err, "a job registered after New is not the Runner's")
+}
+
 func TestOutcomes(t *testing.T) {
 	t.Parallel()
 	r := taskbridge.NewRegistry()

@@ -19,6 +19,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/registry"
 )
 
 // Runner runs a registry's jobs. It is safe for concurrent use.
@@ -31,7 +32,8 @@ type Runner struct {
 
 // New returns a Runner for r's jobs. Register them before.
 func New(r *taskbridge.Registry) *Runner {
-	return &Runner{jobs: jobs.RegistryJobs(r), closed: map[string]bool{}}
+	// A Registry is a registry.Registry; only this module can name the latter.
+	return &Runner{jobs: (*registry.Registry)(r).Jobs(), closed: map[string]bool{}}
 }
 
 // CloseToken makes Step Functions refuse token from now on, as it does a forged

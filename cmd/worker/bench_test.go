@@ -30,6 +30,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/loadtest"
+	"github.com/taskbridge/taskbridge/internal/registry"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
@@ -113,8 +114,8 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 	if err != nil {
 		b.Fatal(err)
 	}
-	registry := taskbridge.NewRegistry()
-	cookies.RegisterWith(registry, deps)
+	programJobs := taskbridge.NewRegistry()
+	cookies.RegisterWith(programJobs, deps)
 	reporter := callback.New(callback.Config{DataBucket: stack.DataBucket}, clients.SFN, clients.S3, log, callback.NewMetrics(reg))
 	routes := map[string]jobs.Route{}
 	var queues []topology.Queue
@@ -124,7 +125,7 @@ func runCookiesLoad(b *testing.B, kind string, executions, people int) cookiesLo
 			queues = append(queues, q)
 		}
 	}
-	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes}, append(jobs.RegistryJobs(registry), jobs.Finisher()), reporter, reporter, publisher, log, jobs.NewMetrics(reg))
+	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes}, append((*registry.Registry)(programJobs).Jobs(), jobs.Finisher()), reporter, reporter, publisher, log, jobs.NewMetrics(reg))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,9 +12,8 @@ import (
 	"io"
 	"slices"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/registry"
 )
 
 // Version is set at build time with -ldflags "-X ...cli.Version=…".
@@ -25,17 +24,7 @@ type Jobs struct {
 	Jobs []jobs.Job
 	// OnStart runs once in `worker run`, after the stack is resolved and before any
 	// message is polled; an error stops the worker.
-	OnStart []func(ctx context.Context, env Env) error
-}
-
-// Env is the stack a worker runs against, for jobs that call AWS themselves.
-type Env struct {
-	AWS           aws.Config // region, endpoint and credentials as the worker loaded them
-	S3PathStyle   bool       // S3 clients must use path-style URLs (local emulators)
-	Stack         string
-	EventBus      string
-	DataBucket    string
-	LandingBucket string
+	OnStart []func(ctx context.Context, env registry.Env) error
 }
 
 // names lists the registered jobs and the built-in ones a registry did not replace.

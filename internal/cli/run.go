@@ -19,6 +19,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/ecsprotect"
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/registry"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
@@ -122,7 +123,7 @@ func (w wiring) components(ctx context.Context, registered Jobs) ([]component, e
 	var components []component
 	if w.cfg.HasRole(config.RoleJobs) {
 		// The jobs' own setup (their clients), once, before any message is polled.
-		env := Env{AWS: w.aws, S3PathStyle: w.pathStyle(), Stack: w.cfg.Stack, EventBus: w.stack.EventBus, DataBucket: w.stack.DataBucket, LandingBucket: w.stack.LandingBucket}
+		env := registry.Env{AWS: w.aws, S3PathStyle: w.pathStyle(), Stack: w.cfg.Stack, EventBus: w.stack.EventBus, DataBucket: w.stack.DataBucket, LandingBucket: w.stack.LandingBucket}
 		for _, hook := range registered.OnStart {
 			if err := hook(ctx, env); err != nil {
 				return nil, fmt.Errorf("start jobs: %w", err)

@@ -1,5 +1,16 @@
 // Package event decodes the EventBridge envelopes that reach the worker's queues and
 // publishes the worker's own events onto the bus.
+//
+// Two readers of JSON, each where it pays. What the worker reads of every message
+// (the envelope: Parse; the detail's TaskToken and executionArn: StringMembers) goes
+// through one hand-written one-pass reader (reader.go): one member loop
+// (reader.members) for the envelope, its resources and the detail, and one table of
+// the envelope's fields (setField). BenchmarkParse and the router's benchmarks show
+// it halves the cost of a message's read. Everything else is encoding/json: the
+// bodies that reader leaves (decodeEnvelope, which also says what is wrong, and
+// which FuzzReadEnvelope holds the one-pass reader to), and FindTaskToken, a token
+// stream that finds the token of a body Parse refused (too deep, truncated), off
+// the hot path.
 package event
 
 import (
@@ -33,6 +44,65 @@ type Envelope struct {
 	Region     string          `json:"region"`
 	Resources  []string        `json:"resources"`
 	Detail     json.RawMessage `json:"detail"`
+}
+
+// envelopeRead is where readEnvelope stores the fields it reads.
+type envelopeRead struct {
+	e       Envelope
+	rawTime json.RawMessage
+}
+
+// envelopeFields is how many fields setField knows: all of Envelope's.
+const envelopeFields = 9
+
+// setField stores v (valid JSON), the value of the member name (plain ASCII), in
+// the envelope's field of that json name. It is the one table of the envelope's
+// fields for readEnvelope: a case for each, with its json name upper-cased (names
+// match case-insensitively, as encoding/json matches them), its number (a field is
+// taken once) and how its value is stored. TestSetFieldKnowsEnvelopesFields checks
+// the names against Envelope's tags, which decodeEnvelope reads. field is -1 for a
+// member that is no field; ok is false for a value not of the field's type.
+//
+// A switch rather than a slice of setter functions: a call through a function
+// value would move the envelope being read to the heap.
+func (r *envelopeRead) setField(name, v []byte) (field int, ok bool) {
+	switch {
+	case upperEqual(name, "ID"):
+		return 0, setString(&r.e.ID, v)
+	case upperEqual(name, "VERSION"):
+		return 1, setString(&r.e.Version, v)
+	case upperEqual(name, "DETAIL-TYPE"):
+		return 2, setString(&r.e.DetailType, v)
+	case upperEqual(name, "SOURCE"):
+		return 3, setString(&r.e.Source, v)
+	case upperEqual(name, "ACCOUNT"):
+		return 4, setString(&r.e.Account, v)
+	case upperEqual(name, "TIME"):
+		r.rawTime = v // parseTime reads it, as it reads decodeEnvelope's
+		return 5, true
+	case upperEqual(name, "REGION"):
+		return 6, setString(&r.e.Region, v)
+	case upperEqual(name, "RESOURCES"):
+		return 7, setStrings(&r.e.Resources, v)
+	case upperEqual(name, "DETAIL"):
+		if string(v) == "null" {
+			return 8, false // decodeEnvelope's case: it says "no detail"
+		}
+		r.e.Detail = v
+		return 8, true
+	}
+	return -1, true
+}
+
+// setString stores a string value; null leaves dst as it is (empty), as
+// encoding/json leaves it. False for any other value.
+func setString(dst *string, v []byte) bool {
+	if string(v) == "null" {
+		return true
+	}
+	s, ok := stringValue(v)
+	*dst = s
+	return ok
 }
 
 // ErrMalformed is wrapped by every Parse error: the body can never become valid.

@@ -190,3 +190,28 @@ func FuzzReadEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// setField is readEnvelope's table of the envelope's fields: it must know every
+// json name of Envelope (the names decodeEnvelope reads), each as its own field,
+// in any case, and no other name.
+func TestSetFieldKnowsEnvelopesFields(t *testing.T) {
+	t.Parallel()
+	typ := reflect.TypeFor[Envelope]()
+	require.Equal(t, typ.NumField(), envelopeFields)
+	numbers := map[int]string{}
+	for i := range typ.NumField() {
+		name := typ.Field(i).Tag.Get("json")
+		for _, spelled := range []string{name, strings.ToUpper(name)} {
+			var read envelopeRead
+			f, _ := read.setField([]byte(spelled), []byte(`null`))
+			require.True(t, f >= 0 && f < envelopeFields, "%s is not a field", spelled)
+			if other, taken := numbers[f]; taken && other != name {
+				t.Fatalf("%s and %s are both field %d", name, other, f)
+			}
+			numbers[f] = name
+		}
+	}
+	var read envelopeRead
+	f, ok := read.setField([]byte("detailtype"), []byte(`"x"`))
+	require.True(t, f == -1 && ok, "not a field: ignored")
+}

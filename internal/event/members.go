@@ -23,43 +23,20 @@ func StringMembers(obj []byte, names ...string) []string {
 	values := make([]string, len(names))
 	r := reader{b: obj}
 	r.space()
-	if !r.next('{') {
-		return values
-	}
-	r.space()
-	if r.next('}') {
-		return values
-	}
-	for {
-		r.space()
-		keyStart := r.i
-		if !r.string() {
-			return values
+	m := r.members('{')
+	for key, value, ok := m.next(); ok; key, value, ok = m.next() {
+		if value[0] != '"' {
+			continue // null, or not a string: the value stays as it was
 		}
-		key := obj[keyStart:r.i]
-		r.space()
-		if !r.next(':') {
-			return values
-		}
-		r.space()
-		valueStart := r.i
-		if !r.value() {
-			return values
-		}
-		if value := obj[valueStart:r.i]; value[0] == '"' {
-			for n, f := range folded {
-				if nameMatches(key, f) {
-					if v, ok := stringValue(value); ok {
-						values[n] = v
-					}
+		for n, f := range folded {
+			if nameMatches(key, f) {
+				if v, ok := stringValue(value); ok {
+					values[n] = v
 				}
 			}
 		}
-		r.space()
-		if !r.next(',') {
-			return values // '}', or not JSON after all
-		}
 	}
+	return values
 }
 
 // nameMatches reports whether the member name token key folds to folded; a plain

@@ -76,3 +76,22 @@ func FuzzStringMembers(f *testing.F) {
 }
 
 func equal(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") }
+
+// BenchmarkStringMembers reads what the router reads of every message's detail.
+func BenchmarkStringMembers(b *testing.B) {
+	body, err := os.ReadFile("testdata/sfn-getmultiple.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := Parse(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(e.Detail)))
+	for b.Loop() {
+		if v := StringMembers(e.Detail, "TaskToken", "executionArn"); v[0] == "" || v[1] == "" {
+			b.Fatal(v)
+		}
+	}
+}

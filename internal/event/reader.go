@@ -11,101 +11,31 @@ import "encoding/json"
 // an array of strings; detail not null). Everything else, and every body that is
 // not JSON, is left to decodeEnvelope, which also says what is wrong. The detail
 // and time it returns alias body.
-func readEnvelope(body []byte) (e Envelope, rawTime json.RawMessage, ok bool) {
+func readEnvelope(body []byte) (Envelope, json.RawMessage, bool) {
+	var read envelopeRead
+	var seen [envelopeFields]bool
 	r := reader{b: body}
 	r.space()
-	if !r.next('{') {
+	m := r.members('{')
+	for key, value, ok := m.next(); ok; key, value, ok = m.next() {
+		name := key[1 : len(key)-1]
+		if !plainASCII(name) {
+			return Envelope{}, nil, false // escapes or non-ASCII: decodeEnvelope's case
+		}
+		f, ok := read.setField(name, value)
+		if f < 0 {
+			continue
+		}
+		if !ok || seen[f] {
+			return Envelope{}, nil, false // of another type, or repeated
+		}
+		seen[f] = true
+	}
+	r.space()
+	if !m.whole() || r.i != len(body) {
 		return Envelope{}, nil, false
 	}
-	var seen [len(envelopeFields)]bool
-	r.space()
-	if !r.next('}') {
-		for {
-			r.space()
-			key, ok := r.plainString()
-			if !ok {
-				return Envelope{}, nil, false // not a string, or one with escapes: decodeEnvelope's case
-			}
-			r.space()
-			if !r.next(':') {
-				return Envelope{}, nil, false
-			}
-			r.space()
-			start := r.i
-			if !r.value() {
-				return Envelope{}, nil, false
-			}
-			if f := envelopeField(key); f >= 0 {
-				if seen[f] || !e.set(f, body[start:r.i], &rawTime) {
-					return Envelope{}, nil, false // repeated, or of another type
-				}
-				seen[f] = true
-			}
-			r.space()
-			if r.next('}') {
-				break
-			}
-			if !r.next(',') {
-				return Envelope{}, nil, false
-			}
-		}
-	}
-	r.space()
-	return e, rawTime, r.i == len(body)
-}
-
-// envelopeFields are the json names of Envelope's fields, in upper case: names
-// match case-insensitively, as encoding/json matches them.
-var envelopeFields = [...]string{"ID", "VERSION", "DETAIL-TYPE", "SOURCE", "ACCOUNT", "TIME", "REGION", "RESOURCES", "DETAIL"}
-
-// envelopeField is the index in envelopeFields of a plain ASCII member name, or -1.
-func envelopeField(key []byte) int {
-	for f, name := range envelopeFields {
-		if upperEqual(key, name) {
-			return f
-		}
-	}
-	return -1
-}
-
-// set stores the value v (valid JSON) of field f; false when its type is not the
-// field's.
-func (e *Envelope) set(f int, v []byte, rawTime *json.RawMessage) bool {
-	switch envelopeFields[f] {
-	case "TIME":
-		*rawTime = v
-		return true
-	case "DETAIL":
-		if string(v) == "null" {
-			return false
-		}
-		e.Detail = v
-		return true
-	case "RESOURCES":
-		return setStrings(&e.Resources, v)
-	}
-	var s string
-	if string(v) != "null" { // null leaves a string field as it is: empty
-		var ok bool
-		if s, ok = stringValue(v); !ok {
-			return false
-		}
-	}
-	switch envelopeFields[f] {
-	case "ID":
-		e.ID = s
-	case "VERSION":
-		e.Version = s
-	case "DETAIL-TYPE":
-		e.DetailType = s
-	case "SOURCE":
-		e.Source = s
-	case "ACCOUNT":
-		e.Account = s
-	case "REGION":
-		e.Region = s
-	}
-	return true
+	return read.e, read.rawTime, true
 }
 
 // setStrings reads an array of strings (valid JSON) into dst; null is nil, [] is
@@ -115,36 +45,21 @@ func setStrings(dst *[]string, v []byte) bool {
 		*dst = nil
 		return true
 	}
-	r := reader{b: v}
-	if !r.next('[') {
-		return false
-	}
 	out := []string{}
-	r.space()
-	if r.next(']') {
-		*dst = out
-		return true
-	}
-	for {
-		r.space()
-		start := r.i
-		if !r.string() {
-			return false
-		}
-		s, ok := stringValue(v[start:r.i])
+	r := reader{b: v}
+	m := r.members('[')
+	for _, value, ok := m.next(); ok; _, value, ok = m.next() {
+		s, ok := stringValue(value)
 		if !ok {
 			return false
 		}
 		out = append(out, s)
-		r.space()
-		if r.next(']') {
-			*dst = out
-			return true
-		}
-		if !r.next(',') {
-			return false
-		}
 	}
+	if !m.whole() {
+		return false
+	}
+	*dst = out
+	return true
 }
 
 // stringValue decodes a JSON string token: sliced when it is plain ASCII, else by
@@ -210,7 +125,91 @@ func (r *reader) value() bool {
 	return false
 }
 
-// container reads an object (members: name, colon, value) or an array.
+// members reads the members of an object or an array, one a call of next. It is
+// the one loop over the members of what this package reads: the envelope
+// (readEnvelope), its resources (setStrings) and the detail (StringMembers). (A
+// loop its callers drive, rather than one that calls them back: a call through a
+// function value for each member cost Parse 3 % more CPU.)
+type members struct {
+	r     *reader
+	end   byte // '}' or ']'
+	state memberState
+}
+
+type memberState uint8
+
+const (
+	atFirst memberState = iota // just after the opening bracket
+	atNext                     // after a member
+	atEnd                      // after the closing bracket: read whole
+	broken                     // not JSON, or not the container expected
+)
+
+// members starts reading the object (open '{') or array (open '[') at i.
+func (r *reader) members(open byte) members {
+	m := members{r: r, end: ']'}
+	if open == '{' {
+		m.end = '}'
+	}
+	if !r.next(open) {
+		m.state = broken
+	}
+	return m
+}
+
+// next reads the next member: its name token as written (nil in an array) and its
+// value, both valid JSON. ok is false after the last member, and at bad JSON
+// (whole tells which).
+func (m *members) next() (key, value []byte, ok bool) {
+	r := m.r
+	switch m.state {
+	case atEnd, broken:
+		return nil, nil, false
+	case atFirst:
+		r.space()
+		if r.next(m.end) {
+			m.state = atEnd
+			return nil, nil, false
+		}
+	case atNext:
+		r.space()
+		if r.next(m.end) {
+			m.state = atEnd
+			return nil, nil, false
+		}
+		if !r.next(',') {
+			m.state = broken
+			return nil, nil, false
+		}
+	}
+	m.state = broken // until the member is read
+	r.space()
+	if m.end == '}' {
+		start := r.i
+		if !r.string() {
+			return nil, nil, false
+		}
+		key = r.b[start:r.i]
+		r.space()
+		if !r.next(':') {
+			return nil, nil, false
+		}
+		r.space()
+	}
+	start := r.i
+	if !r.value() {
+		return nil, nil, false
+	}
+	m.state = atNext
+	return key, r.b[start:r.i], true
+}
+
+// whole reports whether the object or array was read to its closing bracket.
+func (m *members) whole() bool { return m.state == atEnd }
+
+// container validates a nested object (members: name, colon, value) or array,
+// whose members no one reads: a loop of its own, as reading them through members
+// costs Parse 7 % more CPU.
 func (r *reader) container(end byte, members bool) bool {
 	r.i++
 	r.space()
@@ -315,17 +314,6 @@ func (r *reader) string() bool {
 		}
 	}
 	return false
-}
-
-// plainString reads a string token with no escapes and only ASCII, and returns
-// its content.
-func (r *reader) plainString() ([]byte, bool) {
-	start := r.i
-	if !r.string() {
-		return nil, false
-	}
-	inner := r.b[start+1 : r.i-1]
-	return inner, plainASCII(inner)
 }
 
 func isHex(c byte) bool {

@@ -259,7 +259,3 @@ func ExecutionName(arn string) (string, error) {
 }
 
 var errNoToken = errors.New("missing TaskToken")
-
-// RegistryJobs returns the jobs of a public taskbridge.Registry; the public package
-// sets it, so that its test package (tasktest) can run them without exporting them.
-var RegistryJobs func(registry any) []Job
