@@ -150,26 +150,67 @@ func (p *Poller) Run(ctx context.Context) error {
 // DrainTimeout does): running handlers are cancelled and their messages released.
 // The end of workCtx alone stops the Poller as well. A Poller runs once.
 func (p *Poller) Work(receiveCtx, workCtx context.Context) error {
-	// A stop is either context's end.
-	stopCtx, stop := context.WithCancel(receiveCtx)
+	stopCtx, stop := context.WithCancel(receiveCtx) // a stop is either context's end
 	defer stop()
 	defer context.AfterFunc(workCtx, stop)()
-	// Handlers, receives and the settling calls outlive both contexts, by the stop
-	// budget at most. A handler's context has no cancelable parent (registering
-	// thousands of children a second with one parent costs a lock and a map entry
-	// each): the extender, which tracks every running handler, cancels them when the
-	// drain ends.
-	jobCtx := context.WithoutCancel(workCtx)
 	budget := newStopBudget(workCtx, p.cfg.DrainTimeout, p.cfg.FlushTimeout, func() { p.advance(spent) })
 	defer budget.close()
-	var helpers sync.WaitGroup
-	helperCtx, stopHelpers := context.WithCancel(context.WithoutCancel(workCtx))
-	defer stopHelpers()
-	helpers.Go(func() { p.deleter.run(helperCtx, budget.flushCtx) })
-	helpers.Go(func() { p.extender.run(helperCtx) })
+	stopHelpers := p.startHelpers(workCtx, budget)
 
-	// 1. Receive until the stop.
+	// 1. Receive and handle until the stop.
+	p.start(stopCtx, workCtx, budget)
+	<-stopCtx.Done()
+
+	// 2. Stop receiving: no new receive starts; the stop budget starts counting.
+	p.advance(draining)
+	budget.start()
+	if p.cfg.StoppedFunc != nil {
+		p.cfg.StoppedFunc()
+	}
+
+	// 3. Drain: receives in flight end on their own (what they bring is released
+	// unstarted); running handlers, and the messages waiting for one, get
+	// DrainTimeout, unless workCtx ends first.
+	drained := p.whenDrained()
+	select {
+	case <-drained:
+	case <-budget.drainEnds():
+		p.log.Warn("drain timeout: releasing unfinished messages", zap.Duration("drain_timeout", p.cfg.DrainTimeout))
+		p.cancelWork(drained, budget) // 4. Cancel what is unfinished.
+	case <-workCtx.Done():
+		p.log.Info("work cancelled: releasing unfinished messages")
+		p.cancelWork(drained, budget)
+	}
+
+	// 5. Flush: the deleter sends what is pending within what is left of the
+	// budget; then the budget is spent (close), and a late settle makes no call.
+	stopHelpers()
+	p.log.Info("stopped")
+	return nil
+}
+
+// startHelpers starts the deleter and the extender; the function returned stops
+// them (the deleter flushes what is pending) and waits for them.
+func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func() {
+	var helpers sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.WithoutCancel(workCtx))
+	helpers.Go(func() { p.deleter.run(ctx, budget.flushCtx) })
+	helpers.Go(func() { p.extender.run(ctx) })
+	return func() {
+		cancel()
+		helpers.Wait()
+	}
+}
+
+// start starts the handler goroutines and the first receive loop, which returns at
+// the stop (stopCtx's end).
+func (p *Poller) start(stopCtx, workCtx context.Context, budget *stopBudget) {
 	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	// A handler's context outlives workCtx and has no cancelable parent
+	// (registering thousands of children a second with one parent costs a lock and
+	// a map entry each): the extender, which tracks every running handler, cancels
+	// them when the drain ends.
+	jobCtx := context.WithoutCancel(workCtx)
 	for range p.cfg.Concurrency {
 		p.handlers.Go(func() {
 			for f := range p.work {
@@ -179,16 +220,11 @@ func (p *Poller) Work(receiveCtx, workCtx context.Context) error {
 	}
 	p.pollers.Add(1)
 	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(stopCtx, budget, false) })
-	<-stopCtx.Done()
-	p.advance(draining)
-	budget.start()
-	if p.cfg.StoppedFunc != nil {
-		p.cfg.StoppedFunc()
-	}
+}
 
-	// 2. Drain: the receives in flight end on their own (what they bring is
-	// released unstarted), running handlers and the messages waiting for one get
-	// DrainTimeout, unless workCtx ends first.
+// whenDrained is closed once every receive loop and every handler has returned,
+// after the stop.
+func (p *Poller) whenDrained() <-chan struct{} {
 	drained := make(chan struct{})
 	go func() {
 		p.loops.Wait() // no loop sends work after this
@@ -196,22 +232,7 @@ func (p *Poller) Work(receiveCtx, workCtx context.Context) error {
 		p.handlers.Wait()
 		close(drained)
 	}()
-	select {
-	case <-drained:
-	case <-budget.drainEnds():
-		p.log.Warn("drain timeout: releasing unfinished messages", zap.Duration("drain_timeout", p.cfg.DrainTimeout))
-		p.cancelWork(drained, budget)
-	case <-workCtx.Done():
-		p.log.Info("work cancelled: releasing unfinished messages")
-		p.cancelWork(drained, budget)
-	}
-
-	// 3. Flush: the deleter sends what is pending, within what is left of the
-	// budget; then the budget is spent (close) and late settles make no call.
-	stopHelpers()
-	helpers.Wait()
-	p.log.Info("stopped")
-	return nil
+	return drained
 }
 
 // cancelWork ends the drain: receives still in flight are cut, running handlers
