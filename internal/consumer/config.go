@@ -27,7 +27,8 @@ type Config struct {
 	PollWait time.Duration
 	// HandlerTimeout is the deadline of one handler call (default 5 min).
 	HandlerTimeout time.Duration
-	// DrainTimeout is how long running handlers may finish after a stop (default 20 s).
+	// DrainTimeout is how long running handlers may finish after a stop (default
+	// 20 s); the end of Work's workCtx cuts it short.
 	DrainTimeout time.Duration
 	// MaxPollers bounds the receive loops of the queue (default 1). One loop always
 	// runs; another starts while receives come back full and the pool has room for

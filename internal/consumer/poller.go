@@ -434,7 +434,7 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	defer cancel()
 	// Once started, the end of the drain cancels this handler; before, the phase
 	// tells (Run advances it to cancelled before the extender cancels).
-	if lost := p.extender.start(f, cancel); lost || phase(p.phase.Load()) >= cancelled {
+	if p.phaseOf(p.extender.start(f, cancel)) >= cancelled {
 		p.settle(budget, m, f.receipt, errNotStarted, p.extender.untrack(f))
 		return
 	}
