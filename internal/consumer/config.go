@@ -13,9 +13,11 @@ type Config struct {
 	// DLQURL receives a copy of messages whose handler returned DeadLetter(err).
 	// Empty: such messages are left for the queue's redrive policy instead.
 	DLQURL string
-	// Concurrency is how many handlers run at once (>= 1). While handlers are quick,
-	// the Poller holds up to min(Concurrency, 10) messages more, received ahead.
+	// Concurrency is how many handlers run at once (>= 1). How many messages the
+	// Poller holds beyond it is ReceiveMode's.
 	Concurrency int
+	// ReceiveMode shapes the receives (default ReceiveAhead).
+	ReceiveMode ReceiveMode
 	// VisibilityTimeout is the queue's visibility timeout. A running handler's message
 	// is renewed to this much whenever less than half of it remains.
 	VisibilityTimeout time.Duration
@@ -25,7 +27,8 @@ type Config struct {
 	PollWait time.Duration
 	// HandlerTimeout is the deadline of one handler call (default 5 min).
 	HandlerTimeout time.Duration
-	// DrainTimeout is how long running handlers may finish after a stop (default 20 s).
+	// DrainTimeout is how long running handlers may finish after a stop (default
+	// 20 s); the end of Work's workCtx cuts it short.
 	DrainTimeout time.Duration
 	// MaxPollers bounds the receive loops of the queue (default 1). One loop always
 	// runs; another starts while receives come back full and the pool has room for
@@ -48,6 +51,23 @@ type Config struct {
 	// nobody is).
 	Activity Activity
 }
+
+// ReceiveMode says how a Poller shapes its receives; each receive asks for at most
+// the slots free, capacity first, in every mode.
+type ReceiveMode int
+
+const (
+	// ReceiveAhead, the default, is for throughput with quick handlers: while their
+	// mean time is under 50 ms, the Poller holds up to min(Concurrency, 10)
+	// messages more than it runs, so the next receive is in flight while handlers
+	// finish the last; and once a slot is free, a receive waits up to 25 ms for
+	// more, so handlers that finish together share one receive.
+	ReceiveAhead ReceiveMode = iota
+	// ReceiveOnDemand holds no message it cannot start at once and receives as
+	// soon as a slot is free: a message never waits in one worker while another
+	// could run it.
+	ReceiveOnDemand
+)
 
 // Activity counts the messages a poller has in hand, from their receipt (a message
 // received ahead, waiting for a handler, is in hand too) to their settled fate:
@@ -99,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPollers < 0 {
 		errs = append(errs, fmt.Errorf("consumer %s: MaxPollers must not be negative", c.Queue))
+	}
+	if c.ReceiveMode != ReceiveAhead && c.ReceiveMode != ReceiveOnDemand {
+		errs = append(errs, fmt.Errorf("consumer %s: unknown ReceiveMode %d", c.Queue, c.ReceiveMode))
 	}
 	if c.HandlerTimeout < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
 		errs = append(errs, fmt.Errorf("consumer %s: timeouts must not be negative", c.Queue))

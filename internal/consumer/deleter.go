@@ -98,15 +98,14 @@ func (d *deleter) send(batch []string) { d.batches <- batch }
 
 // run starts the senders, waits until ctx is done, then sends what is pending, all
 // batches at once, and returns when every call has ended. Every DeleteMessageBatch
-// runs on afterCtx (which a stop does not cancel, but which ends when the stop's
-// flush budget is spent) with afterStopTimeout. Callers stop adding before they
-// cancel ctx.
-func (d *deleter) run(ctx, afterCtx context.Context) {
+// runs on flushCtx (the stop budget's: a stop does not cancel it, the budget's end
+// does) with afterStopTimeout. Callers stop adding before they cancel ctx.
+func (d *deleter) run(ctx, flushCtx context.Context) {
 	var senders sync.WaitGroup
 	for range deletesInFlight {
 		senders.Go(func() {
 			for batch := range d.batches {
-				fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
+				fctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 				d.delete(fctx, batch)
 				cancel()
 				d.sending.Done()
@@ -124,7 +123,7 @@ func (d *deleter) run(ctx, afterCtx context.Context) {
 	for start := 0; start < len(pending); start += maxBatch {
 		batch := pending[start:min(start+maxBatch, len(pending))]
 		d.sending.Go(func() {
-			fctx, cancel := context.WithTimeout(afterCtx, afterStopTimeout)
+			fctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 			defer cancel()
 			d.delete(fctx, batch)
 		})

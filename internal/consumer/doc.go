@@ -4,12 +4,14 @@
 // Delivery semantics (at-least-once):
 //
 //   - A Poller takes capacity first, then asks ReceiveMessage for at most
-//     min(10, free slots) with a long poll. Its slots are Concurrency, plus up to 10
-//     more while its handlers are quick (a mean under 50 ms): it then receives
-//     ahead, so the next receive is in flight while the last one's messages run. A
-//     message received ahead waits for a handler about as long as one takes; with
-//     slower handlers the Poller holds no message it cannot start at once, which
-//     would only keep it from another worker.
+//     min(10, free slots) with a long poll. Config.ReceiveMode shapes the rest. With
+//     ReceiveAhead (the default), its slots are Concurrency, plus up to 10 more
+//     while its handlers are quick (a mean under 50 ms): it then receives ahead, so
+//     the next receive is in flight while the last one's messages run, and a
+//     receive waits up to 25 ms after a slot frees for more to free. A message
+//     received ahead waits for a handler about as long as one takes; with slower
+//     handlers, or with ReceiveOnDemand, the Poller holds no message it cannot
+//     start at once, which would only keep it from another worker.
 //     One receive loop always runs (an idle queue costs one call per long poll);
 //     while receives come back full, more loops start, up to MaxPollers, and each
 //     extra loop ends at its first empty receive.
@@ -34,15 +36,24 @@
 //     it is above zero.
 //   - Handlers must tolerate redelivery: a crash between a durable outcome and the
 //     delete redelivers the message.
-//   - On stop (ctx cancelled): no new receive starts. A long poll already in flight
-//     is not cancelled: SQS (and moto, LocalStack) can still hand it messages on the
-//     server side, which would then stay invisible for a visibility timeout. It runs
-//     to its end within DrainTimeout, and what it brings is made visible again at
-//     once (ChangeMessageVisibilityBatch 0), unstarted. Running handlers get the same
-//     DrainTimeout to finish, and so do messages received ahead that wait for one;
-//     then running handlers' contexts are cancelled, and their messages and those
-//     still waiting are released (visibility 0), the waiting ones unstarted. Every SQS call after the drain (releases, the last
-//     deletes, sent together) is bounded by FlushTimeout in all, so a stop takes at
-//     most DrainTimeout + FlushTimeout however slow SQS is; a call cut by it leaves
-//     its message to come back after its visibility timeout.
+//   - Lifecycle: Work(receiveCtx, workCtx) takes two contexts of the caller's (Run(ctx)
+//     is Work(ctx, context.WithoutCancel(ctx))), and a stop goes through these
+//     steps, in order:
+//     1. The end of receiveCtx is the stop: no new receive starts. A long poll
+//     already in flight is not cancelled: SQS (and moto, LocalStack) can still
+//     hand it messages on the server side, which would then stay invisible for a
+//     visibility timeout. It runs to its end within the drain, and what it brings
+//     is made visible again at once (ChangeMessageVisibilityBatch 0), unstarted.
+//     2. The drain: running handlers, and the messages received ahead that wait for
+//     one, get DrainTimeout to finish, with the fates above.
+//     3. The end of the drain (DrainTimeout passed, or workCtx ended): receives
+//     still in flight are cut, running handlers' contexts cancelled, and their
+//     messages and those still waiting released (visibility 0), the waiting ones
+//     unstarted.
+//     4. The flush: every SQS call after the stop (releases, the last deletes,
+//     sent together) runs within one stop budget, DrainTimeout + FlushTimeout
+//     from the stop, so a stop takes at most that however slow SQS is; a call cut
+//     by it, or a handler that returns after it, leaves its message to come back
+//     after its visibility timeout.
+//     The end of workCtx alone stops the Poller too, with no drain.
 package consumer

@@ -46,10 +46,10 @@ type Poller struct {
 	// live as long as Run: no goroutine (and no stack growth) per message. A
 	// message is sent only with a slot held, so a send never blocks.
 	work chan *inflight
-	// prefetch is how many messages more than Concurrency the Poller may hold while
-	// its handlers are quick (see observeHandlerTime); prefetching says whether the
-	// slot pool has them now. meanHandle is a moving mean of handler times, in ns.
-	prefetch    int
+	// pace is how the Poller shapes its receives (Config.ReceiveMode); prefetching
+	// says whether the slot pool holds pace.prefetch more now. meanHandle is a
+	// moving mean of handler times, in ns.
+	pace        pace
 	prefetching atomic.Bool
 	meanHandle  atomic.Int64
 
@@ -59,12 +59,9 @@ type Poller struct {
 	extender *extender
 	handlers sync.WaitGroup
 
-	// stopping is closed when the drain timeout passed: handlers still running are
-	// cancelled and their messages released, not retried with a backoff.
-	stopping chan struct{}
-	// afterCtx is set by Run before any goroutine that reads it starts; it ends
-	// FlushTimeout after the drain (see Run).
-	afterCtx context.Context
+	// phase is the Poller's lifecycle phase (a phase; see phaseOf): Run moves it
+	// forward, settle reads it.
+	phase atomic.Int32
 }
 
 // NewPoller returns a Poller for cfg. It does nothing until Run.
@@ -74,23 +71,43 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 		return nil, err
 	}
 	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
-	prefetch := min(cfg.Concurrency, maxPrefetch)
+	pace := cfg.ReceiveMode.pace(cfg.Concurrency)
 	p := &Poller{
 		cfg: cfg, client: client, handler: h, log: log, metrics: m, hot: m.forQueue(cfg.Queue),
 		slots:    newSlotPool(cfg.Concurrency),
-		work:     make(chan *inflight, cfg.Concurrency+prefetch),
-		prefetch: prefetch,
+		work:     make(chan *inflight, cfg.Concurrency+pace.prefetch),
+		pace:     pace,
 		deleter:  newDeleter(cfg, client, log, m),
 		extender: newExtender(cfg, client, log, m),
-		stopping: make(chan struct{}),
 	}
 	p.meanHandle.Store(int64(prefetchBelow)) // not quick until handlers have shown it
 	return p, nil
 }
 
+// pace is what a ReceiveMode means for a Poller: the one place that shapes its
+// receives beyond "capacity first".
+type pace struct {
+	// prefetch is how many messages more than Concurrency the Poller may hold
+	// while its handlers are quick (see observeHandlerTime).
+	prefetch int
+	// gather is how long a receive waits for more slots after the first: handlers
+	// that finish together then share one full receive instead of one receive each.
+	gather time.Duration
+}
+
+func (m ReceiveMode) pace(concurrency int) pace {
+	if m == ReceiveOnDemand {
+		return pace{}
+	}
+	return pace{prefetch: min(concurrency, maxPrefetch), gather: gatherWindow}
+}
+
 // maxPrefetch bounds the messages a Poller holds beyond its Concurrency: one full
 // receive. Measured on ElasticMQ (BENCHMARKS.md), 20 more did no better than 10.
 const maxPrefetch = maxBatch
+
+// gatherWindow is ReceiveAhead's gather: 25 ms, short beside a long poll's round trip.
+const gatherWindow = 25 * time.Millisecond
 
 // prefetchBelow is the mean handler time under which a Poller receives ahead: it
 // then holds up to prefetch messages more than it runs, so the next receives are
@@ -104,7 +121,7 @@ const prefetchBelow = 50 * time.Millisecond
 // when it crosses prefetchBelow. Concurrent updates may lose one another: the mean
 // is a hint.
 func (p *Poller) observeHandlerTime(d time.Duration) {
-	if p.prefetch == 0 {
+	if p.pace.prefetch == 0 {
 		return
 	}
 	old := p.meanHandle.Load()
@@ -113,56 +130,101 @@ func (p *Poller) observeHandlerTime(d time.Duration) {
 	quick := mean < int64(prefetchBelow)
 	if p.prefetching.Load() != quick && p.prefetching.CompareAndSwap(!quick, quick) {
 		if quick {
-			p.slots.resize(p.prefetch)
+			p.slots.resize(p.pace.prefetch)
 		} else {
-			p.slots.resize(-p.prefetch)
+			p.slots.resize(-p.pace.prefetch)
 		}
 	}
 }
 
-// Run polls until ctx is cancelled, then drains (see the package doc) and returns
-// nil. It returns an error only if it cannot start.
+// Run receives until ctx ends, then stops within DrainTimeout + FlushTimeout: it is
+// Work(ctx, context.WithoutCancel(ctx)). It returns nil once stopped, an error only
+// if it cannot start.
 func (p *Poller) Run(ctx context.Context) error {
-	// Handlers and the helpers outlive ctx by up to DrainTimeout + FlushTimeout. A
-	// handler's context has no cancelable parent (registering thousands of children
-	// a second with one parent costs a lock and a map entry each): the extender,
-	// which tracks every running handler, cancels them when the drain times out.
-	jobCtx := context.WithoutCancel(ctx)
-	// Receives outlive ctx too: a long poll cancelled on the client can still take
-	// messages on the server, which would then stay invisible for a whole visibility
-	// timeout. An in-flight receive so runs to its end (at most PollWait) within the
-	// drain, and what it brings is released at once.
-	recvCtx, cancelReceives := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelReceives()
-	// afterCtx bounds every SQS call made after a stop: it ends FlushTimeout after
-	// the drain, so releases and the last deletes fit the shutdown budget together.
-	afterCtx, cancelAfter := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelAfter()
-	p.afterCtx = afterCtx
-	var helpers sync.WaitGroup
-	helperCtx, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
-	helpers.Go(func() { p.deleter.run(helperCtx, afterCtx) })
-	helpers.Go(func() { p.extender.run(helperCtx) })
+	return p.Work(ctx, context.WithoutCancel(ctx))
+}
 
-	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
-	for range p.cfg.Concurrency {
-		p.handlers.Go(func() {
-			for f := range p.work {
-				p.handle(jobCtx, f)
-			}
-		})
-	}
-	p.pollers.Add(1)
-	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(ctx, recvCtx, jobCtx, false) })
-	<-ctx.Done()
+// Work receives until receiveCtx ends, then stops (see the package doc); it returns
+// nil once stopped. The two contexts are the caller's: the end of receiveCtx stops
+// receiving and starts the drain, the end of workCtx ends the drain at once (as
+// DrainTimeout does): running handlers are cancelled and their messages released.
+// The end of workCtx alone stops the Poller as well. A Poller runs once.
+func (p *Poller) Work(receiveCtx, workCtx context.Context) error {
+	stopCtx, stop := context.WithCancel(receiveCtx) // a stop is either context's end
+	defer stop()
+	defer context.AfterFunc(workCtx, stop)()
+	budget := newStopBudget(workCtx, p.cfg.DrainTimeout, p.cfg.FlushTimeout, func() { p.advance(spent) })
+	defer budget.close()
+	stopHelpers := p.startHelpers(workCtx, budget)
+
+	// 1. Receive and handle until the stop.
+	p.start(stopCtx, workCtx, budget)
+	<-stopCtx.Done()
+
+	// 2. Stop receiving: no new receive starts; the stop budget starts counting.
+	p.advance(draining)
+	budget.start()
 	if p.cfg.StoppedFunc != nil {
 		p.cfg.StoppedFunc()
 	}
 
-	// Stop: in-flight receives and running handlers get DrainTimeout together; then
-	// handlers are cancelled and released, and the after-stop calls get FlushTimeout.
-	budget := time.AfterFunc(p.cfg.DrainTimeout+p.cfg.FlushTimeout, cancelAfter)
-	defer budget.Stop()
+	// 3. Drain: receives in flight end on their own (what they bring is released
+	// unstarted); running handlers, and the messages waiting for one, get
+	// DrainTimeout, unless workCtx ends first.
+	drained := p.whenDrained()
+	select {
+	case <-drained:
+	case <-budget.drainEnds():
+		p.log.Warn("drain timeout: releasing unfinished messages", zap.Duration("drain_timeout", p.cfg.DrainTimeout))
+		p.cancelWork(drained, budget) // 4. Cancel what is unfinished.
+	case <-workCtx.Done():
+		p.log.Info("work cancelled: releasing unfinished messages")
+		p.cancelWork(drained, budget)
+	}
+
+	// 5. Flush: the deleter sends what is pending within what is left of the
+	// budget; then the budget is spent (close), and a late settle makes no call.
+	stopHelpers()
+	p.log.Info("stopped")
+	return nil
+}
+
+// startHelpers starts the deleter and the extender; the function returned stops
+// them (the deleter flushes what is pending) and waits for them.
+func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func() {
+	var helpers sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.WithoutCancel(workCtx))
+	helpers.Go(func() { p.deleter.run(ctx, budget.flushCtx) })
+	helpers.Go(func() { p.extender.run(ctx) })
+	return func() {
+		cancel()
+		helpers.Wait()
+	}
+}
+
+// start starts the handler goroutines and the first receive loop, which returns at
+// the stop (stopCtx's end).
+func (p *Poller) start(stopCtx, workCtx context.Context, budget *stopBudget) {
+	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	// A handler's context outlives workCtx and has no cancelable parent
+	// (registering thousands of children a second with one parent costs a lock and
+	// a map entry each): the extender, which tracks every running handler, cancels
+	// them when the drain ends.
+	jobCtx := context.WithoutCancel(workCtx)
+	for range p.cfg.Concurrency {
+		p.handlers.Go(func() {
+			for f := range p.work {
+				p.handle(jobCtx, budget, f)
+			}
+		})
+	}
+	p.pollers.Add(1)
+	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(stopCtx, budget, false) })
+}
+
+// whenDrained is closed once every receive loop and every handler has returned,
+// after the stop.
+func (p *Poller) whenDrained() <-chan struct{} {
 	drained := make(chan struct{})
 	go func() {
 		p.loops.Wait() // no loop sends work after this
@@ -170,34 +232,30 @@ func (p *Poller) Run(ctx context.Context) error {
 		p.handlers.Wait()
 		close(drained)
 	}()
-	timer := time.NewTimer(p.cfg.DrainTimeout)
+	return drained
+}
+
+// cancelWork ends the drain: receives still in flight are cut, running handlers
+// cancelled, and their messages and those still waiting released (phase
+// cancelled). It waits for the handlers to return, until the budget is spent.
+func (p *Poller) cancelWork(drained <-chan struct{}, budget *stopBudget) {
+	p.advance(cancelled) // before the extender cancels: see handle
+	budget.cutReceives()
+	p.extender.cancelAll()
 	select {
 	case <-drained:
-		timer.Stop()
-	case <-timer.C:
-		p.log.Warn("drain timeout: releasing unfinished messages", zap.Duration("drain_timeout", p.cfg.DrainTimeout))
-		close(p.stopping)
-		cancelReceives()
-		p.extender.cancelAll()
-		select {
-		case <-drained:
-		case <-afterCtx.Done():
-			// A handler that ignores its cancelled context (a call on a detached
-			// one, say) cannot hold the stop past its budget. Its message is
-			// neither deleted nor released: it comes back after its visibility
-			// timeout, and a settle that comes later does nothing (see settle).
-			p.log.Error("handlers did not return after cancel; leaving their messages for redelivery", zap.Duration("flush_timeout", p.cfg.FlushTimeout))
-		}
+	case <-budget.flushCtx.Done():
+		// A handler that ignores its cancelled context (a call on a detached one,
+		// say) cannot hold the stop past its budget. Its message is neither deleted
+		// nor released: it comes back after its visibility timeout, and a settle
+		// that comes later makes no call (phase spent).
+		p.log.Error("handlers did not return after cancel; leaving their messages for redelivery", zap.Duration("flush_timeout", p.cfg.FlushTimeout))
 	}
-	stopHelpers() // the deleter flushes what is pending before it returns
-	helpers.Wait()
-	p.log.Info("stopped")
-	return nil
 }
 
 // startExtraLoop adds a receive loop when the last receive was full, the pool could
 // start a full receive more, and MaxPollers allows it.
-func (p *Poller) startExtraLoop(ctx, recvCtx, jobCtx context.Context) {
+func (p *Poller) startExtraLoop(ctx context.Context, budget *stopBudget) {
 	for {
 		n := p.pollers.Load()
 		if int(n) >= p.cfg.MaxPollers || p.slots.available() < maxBatch {
@@ -211,13 +269,14 @@ func (p *Poller) startExtraLoop(ctx, recvCtx, jobCtx context.Context) {
 	p.loops.Go(func() {
 		defer p.pollers.Add(-1)
 		defer p.metrics.pollers.WithLabelValues(p.cfg.Queue).Dec()
-		p.poll(ctx, recvCtx, jobCtx, true)
+		p.poll(ctx, budget, true)
 	})
 }
 
-// poll is a receive loop; it returns when ctx is cancelled or, for an extra loop,
-// at its first empty receive. Receives run on recvCtx, which a stop does not cancel.
-func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
+// poll is a receive loop; it returns when ctx is cancelled (the stop) or, for an
+// extra loop, at its first empty receive. Receives run on the budget's receiveCtx,
+// which the stop does not cancel.
+func (p *Poller) poll(ctx context.Context, budget *stopBudget, extra bool) {
 	failures := 0
 	for {
 		// Capacity first: never hold a message that cannot start.
@@ -225,12 +284,12 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 		if !ok {
 			return
 		}
-		msgs, err := p.receive(ctx, recvCtx, free)
+		msgs, err := p.receive(ctx, budget.receiveCtx, free)
 		p.begin(len(msgs))
 		if ctx.Err() != nil {
 			p.release(free)
 			// A receive that returned after the stop came: give its messages back.
-			p.releaseMessages(msgs)
+			p.releaseMessages(budget.flushCtx, msgs)
 			p.end(len(msgs))
 			return
 		}
@@ -259,19 +318,15 @@ func (p *Poller) poll(ctx, recvCtx, jobCtx context.Context, extra bool) {
 		case extra && len(msgs) == 0:
 			return // the burst is over
 		case len(msgs) == maxBatch:
-			p.startExtraLoop(ctx, recvCtx, jobCtx)
+			p.startExtraLoop(ctx, budget)
 		}
 	}
 }
 
-// gatherWindow is how long acquire waits for more slots after the first: handlers
-// that finish together then share one full receive instead of one receive each.
-const gatherWindow = 25 * time.Millisecond
-
 // acquire waits for min(10, Concurrency) slots, or, once one is free, gathers for
-// up to gatherWindow and takes what is free.
+// up to pace.gather and takes what is free.
 func (p *Poller) acquire(ctx context.Context) (int, bool) {
-	return p.slots.acquire(ctx, gatherWindow)
+	return p.slots.acquire(ctx, p.pace.gather)
 }
 
 func (p *Poller) release(n int) { p.slots.release(n) }
@@ -372,16 +427,16 @@ var errNotStarted = errors.New("not started: the drain timed out or its visibili
 
 // handle runs the handler of one message on a handler goroutine; the slot it holds
 // is freed, and its activity ended, when the message's fate is settled.
-func (p *Poller) handle(jobCtx context.Context, f *inflight) {
+func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight) {
 	defer p.release(1)
 	defer p.end(1)
 	m := p.message(f.msg)
 	ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
 	defer cancel()
-	// After start, a drain timeout cancels this handler; before it, isStopping
-	// tells (stopping is closed before the extender cancels).
-	if lost := p.extender.start(f, cancel); lost || p.isStopping() {
-		p.settle(m, f.receipt, errNotStarted, p.extender.untrack(f))
+	// Once started, the end of the drain cancels this handler; before, the phase
+	// tells (Run advances it to cancelled before the extender cancels).
+	if p.phaseOf(p.extender.start(f, cancel)) >= cancelled {
+		p.settle(budget, m, f.receipt, errNotStarted, p.extender.untrack(f))
 		return
 	}
 	p.hot.inFlight.Inc()
@@ -392,7 +447,7 @@ func (p *Poller) handle(jobCtx context.Context, f *inflight) {
 	p.hot.duration.Observe(took.Seconds())
 	p.observeHandlerTime(took)
 	lost := p.extender.untrack(f)
-	p.settle(m, f.receipt, err, lost)
+	p.settle(budget, m, f.receipt, err, lost)
 }
 
 // call runs the handler; a panic becomes an error for this message only.
@@ -406,10 +461,14 @@ func (p *Poller) call(ctx context.Context, m Message) (err error) {
 	return p.handler.Handle(ctx, m)
 }
 
-// settle decides the message's fate from the handler's result: the one place that
-// does.
-func (p *Poller) settle(m Message, receipt string, err error, visibilityLost bool) {
-	if err == nil && !visibilityLost && p.afterCtx.Err() == nil {
+// settle decides the message's fate, the one place that does, from the handler's
+// result and the message's phase (see phase): a success is deleted and a
+// DeadLetter error dead-lettered while the Poller may still act on the message;
+// another error is retried after a backoff while the handlers may finish, and
+// released once they are cancelled.
+func (p *Poller) settle(budget *stopBudget, m Message, receipt string, err error, visibilityLost bool) {
+	ph := p.phaseOf(visibilityLost)
+	if err == nil && ph < lost {
 		// The common case first, without a context or a logger of its own.
 		p.deleter.add(receipt)
 		p.hot.deleted.Inc()
@@ -419,44 +478,47 @@ func (p *Poller) settle(m Message, receipt string, err error, visibilityLost boo
 		return
 	}
 	log := p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount))
-	ctx, cancel := context.WithTimeout(p.afterCtx, afterStopTimeout)
+	ctx, cancel := context.WithTimeout(budget.flushCtx, afterStopTimeout)
 	defer cancel()
-	switch {
-	case p.afterCtx.Err() != nil:
-		// The stop's budget is spent and Run may have returned: leave the message.
-		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
-		log.Warn("handler returned after the stop's budget; leaving the message", zap.NamedError("handler_error", err))
-	case visibilityLost:
-		// Someone else may own the message now: neither delete nor release it.
-		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
-		log.Warn("visibility lost while handling; leaving the message", zap.NamedError("handler_error", err))
-	case IsDeadLetter(err):
-		if p.deadLetter(ctx, m, err) {
-			p.deleter.add(receipt)
-			p.metrics.handled.WithLabelValues(p.cfg.Queue, "dead_lettered").Inc()
-			log.Warn("moved to the DLQ", zap.Error(err))
+	switch ph {
+	case receiving, draining:
+		if IsDeadLetter(err) {
+			p.deadLetterOrRetry(ctx, log, m, receipt, err)
 			return
 		}
-		p.retryLater(ctx, m, receipt, m.ReceiveCount) // the redrive policy takes it to the DLQ
-		p.metrics.handled.WithLabelValues(p.cfg.Queue, "retried").Inc()
-	case p.isStopping():
-		p.changeVisibility(ctx, receipt, 0, "release")
-		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
-		log.Info("released at shutdown", zap.NamedError("handler_error", err))
-	default:
 		p.retryLater(ctx, m, receipt, m.ReceiveCount)
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "retried").Inc()
 		log.Debug("handler failed; will be redelivered", zap.Error(err))
+	case cancelled:
+		if IsDeadLetter(err) {
+			p.deadLetterOrRetry(ctx, log, m, receipt, err)
+			return
+		}
+		p.changeVisibility(ctx, receipt, 0, "release")
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
+		log.Info("released at shutdown", zap.NamedError("handler_error", err))
+	case lost:
+		// Someone else may own the message now: neither delete nor release it.
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
+		log.Warn("visibility lost while handling; leaving the message", zap.NamedError("handler_error", err))
+	case spent:
+		// The stop's budget is spent and Run may have returned: leave the message.
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
+		log.Warn("handler returned after the stop's budget; leaving the message", zap.NamedError("handler_error", err))
 	}
 }
 
-func (p *Poller) isStopping() bool {
-	select {
-	case <-p.stopping:
-		return true
-	default:
-		return false
+// deadLetterOrRetry copies the message to the DLQ and deletes it, or, if it cannot,
+// leaves it for the redrive policy to take there.
+func (p *Poller) deadLetterOrRetry(ctx context.Context, log *zap.Logger, m Message, receipt string, err error) {
+	if p.deadLetter(ctx, m, err) {
+		p.deleter.add(receipt)
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "dead_lettered").Inc()
+		log.Warn("moved to the DLQ", zap.Error(err))
+		return
 	}
+	p.retryLater(ctx, m, receipt, m.ReceiveCount)
+	p.metrics.handled.WithLabelValues(p.cfg.Queue, "retried").Inc()
 }
 
 // retryLater makes the message visible again after a delay that grows with its
@@ -486,11 +548,11 @@ func wholeSeconds(d time.Duration) int32 {
 
 // releaseMessages makes messages that were received but never started visible now,
 // in ChangeMessageVisibilityBatch calls of up to 10.
-func (p *Poller) releaseMessages(msgs []types.Message) {
+func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message) {
 	if len(msgs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(p.afterCtx, afterStopTimeout)
+	ctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 	defer cancel()
 	for start := 0; start < len(msgs); start += maxBatch {
 		batch := msgs[start:min(start+maxBatch, len(msgs))]

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"sync"
@@ -26,8 +27,10 @@ type bundle struct {
 	poller   *Poller
 	metrics  *Metrics
 	activity *countingActivity
-	cancel   context.CancelFunc
-	done     chan error
+	cancel   context.CancelFunc // ends receiveCtx: the stop
+	// cancelWork ends workCtx: the drain ends at once.
+	cancelWork context.CancelFunc
+	done       chan error
 }
 
 // countingActivity is an Activity that checks every End has its Begin.
@@ -80,8 +83,9 @@ func setup(t *testing.T, cfg Config, h HandlerFunc, fakeOpts ...func(*fakeSQS)) 
 	p, err := NewPoller(cfg, f, h, zaptest.NewLogger(t), m)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &bundle{sqs: f, poller: p, metrics: m, activity: activity, cancel: cancel, done: make(chan error, 1)}
-	go func() { b.done <- p.Run(ctx) }()
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	b := &bundle{sqs: f, poller: p, metrics: m, activity: activity, cancel: cancel, cancelWork: cancelWork, done: make(chan error, 1)}
+	go func() { b.done <- p.Work(ctx, workCtx) }()
 	return b
 }
 
@@ -91,6 +95,7 @@ func (b *bundle) stop(t *testing.T) {
 	t.Helper()
 	b.cancel()
 	require.NoError(t, <-b.done)
+	b.cancelWork()
 	if b.handled("abandoned") == 0 && testutil.ToFloat64(b.metrics.inFlight.WithLabelValues("q")) == 0 {
 		require.Zero(t, b.activity.inHand(), "every Begin has its End once the poller stopped")
 	}
@@ -608,4 +613,131 @@ func TestActivityCountsMessagesFromReceiptToFate(t *testing.T) {
 		require.EqualValues(t, 2, b.activity.peak.Load())
 		b.stop(t)
 	})
+}
+
+// The caller's work context ends the drain at once, after the stop or alone (a
+// hard stop): running handlers are cancelled and their messages released, the
+// finished ones deleted, every Begin ended.
+func TestEndOfWorkEndsTheDrainAtOnce(t *testing.T) {
+	for _, stopFirst := range []bool{true, false} {
+		t.Run(map[bool]string{true: "after the stop", false: "alone"}[stopFirst], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := setup(t, Config{Concurrency: 2, DrainTimeout: time.Hour}, func(ctx context.Context, m Message) error {
+					if m.Body == "quick" {
+						return nil
+					}
+					<-ctx.Done()
+					return ctx.Err()
+				})
+				b.sqs.send("quick", "stuck")
+				time.Sleep(100 * time.Millisecond)
+				synctest.Wait()
+				start := time.Now()
+				if stopFirst {
+					b.cancel()
+					time.Sleep(time.Second)
+					synctest.Wait()
+					require.Empty(t, b.done, "still draining: the hour of DrainTimeout is not over")
+				}
+				b.cancelWork()
+				require.NoError(t, <-b.done)
+				require.Less(t, time.Since(start), time.Minute, "not the hour of DrainTimeout")
+				b.cancel()
+				require.Zero(t, b.activity.inHand(), "every Begin has its End")
+				require.Equal(t, []string{"quick"}, b.sqs.deletedBodies())
+				require.Equal(t, 1.0, b.handled("released"))
+				require.True(t, b.sqs.visible("stuck"), "visible again at once")
+			})
+		})
+	}
+}
+
+// ReceiveOnDemand holds no message it cannot start, even with quick handlers.
+func TestReceiveOnDemandHoldsOnlyWhatRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var slow atomic.Bool
+		block := make(chan struct{})
+		b := setup(t, Config{Concurrency: 4, ReceiveMode: ReceiveOnDemand}, func(ctx context.Context, m Message) error {
+			if slow.Load() {
+				<-block
+			}
+			return nil
+		})
+		b.sqs.send(bodies("quick", 20)...)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.False(t, b.poller.prefetching.Load(), "never receives ahead")
+		slow.Store(true)
+		b.sqs.send(bodies("slow", 20)...)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 4, b.sqs.held(), "Concurrency running, none waiting")
+		close(block)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		b.stop(t)
+		require.Len(t, b.sqs.deletedBodies(), 40)
+	})
+}
+
+// settle is the one place that decides a message's fate: the handler's result and
+// the message's phase, nothing else.
+func TestSettleFateByPhase(t *testing.T) {
+	dead := DeadLetter(errors.New("not JSON"))
+	failed := errors.New("throttled")
+	cases := []struct {
+		phase   phase
+		err     error
+		outcome string
+		calls   string // the SQS call it makes, if any
+	}{
+		{receiving, nil, "deleted", "DeleteMessageBatch"},
+		{receiving, dead, "dead_lettered", "SendMessage"},
+		{receiving, failed, "retried", "ChangeMessageVisibility"},
+		{draining, nil, "deleted", "DeleteMessageBatch"},
+		{draining, failed, "retried", "ChangeMessageVisibility"},
+		{cancelled, nil, "deleted", "DeleteMessageBatch"},
+		{cancelled, dead, "dead_lettered", "SendMessage"},
+		{cancelled, failed, "released", "ChangeMessageVisibility"},
+		{cancelled, errNotStarted, "released", "ChangeMessageVisibility"},
+		{lost, nil, "abandoned", ""},
+		{lost, failed, "abandoned", ""},
+		{spent, nil, "abandoned", ""},
+		{spent, dead, "abandoned", ""},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d %v", tc.phase, tc.err), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeSQS(30 * time.Second)
+				f.send("body")
+				raw := f.take(1)[0]
+				m := NewMetrics(prometheus.NewRegistry())
+				p, err := NewPoller(Config{Queue: "q", QueueURL: "u", DLQURL: "dlq", Concurrency: 1, VisibilityTimeout: 30 * time.Second}, f, nil, zaptest.NewLogger(t), m)
+				require.NoError(t, err)
+				budget := newStopBudget(context.Background(), time.Second, time.Second, func() {})
+				defer budget.close()
+				ctx, stop := context.WithCancel(context.Background())
+				var deleter sync.WaitGroup
+				deleter.Go(func() { p.deleter.run(ctx, budget.flushCtx) })
+				ph, lostVisibility := tc.phase, tc.phase == lost
+				if lostVisibility {
+					ph = receiving // lost is the message's, not the Poller's
+				}
+				p.advance(ph)
+				p.settle(budget, p.message(raw), aws.ToString(raw.ReceiptHandle), tc.err, lostVisibility)
+				stop() // the deleter flushes
+				deleter.Wait()
+				require.Equal(t, 1.0, testutil.ToFloat64(m.handled.WithLabelValues("q", tc.outcome)))
+				total := 0
+				for _, n := range f.calls {
+					total += n
+				}
+				if tc.calls == "" {
+					require.Zero(t, total, "no SQS call: the message is not ours to settle")
+				} else {
+					require.Positive(t, f.calls[tc.calls])
+				}
+			})
+		})
+	}
 }
