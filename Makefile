@@ -56,8 +56,8 @@ chaos: emulator ## fault scenarios against moto (SIGKILL, SIGTERM, emulator outa
 	set -o pipefail; go test -tags chaos -count=1 -timeout 40m -run Chaos -v ./cmd/worker 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
 
 .PHONY: fleet
-fleet: emulator ## fleet simulation on moto: scale-out of 1/2/4 worker processes, and scale-in by the terraform's target tracking that kills no running job; prints tables
-	set -o pipefail; go test -tags fleet -count=1 -timeout 20m -run Fleet -v ./cmd/worker 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
+fleet: emulator ## fleet simulation: scale-out of 1/2/4 worker processes on ElasticMQ (Maven Central; needs Java and Maven), and scale-in on moto by the terraform's target tracking that kills no running job; prints tables
+	set -o pipefail; scripts/elasticmq.sh go test -tags fleet -count=1 -timeout 20m -run Fleet -v ./cmd/worker 2>&1 | grep --line-buffered -vE '^\s+(logger|e2e_harness_test)'
 
 .PHONY: soak
 soak: emulator ## steady cookies load on moto for SOAK (default 10m); prints goroutines, heap and RSS every 30s, fails if they keep growing

@@ -11,7 +11,7 @@ VENV=.venv
 STATE=.moto
 
 install() {
-  if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/pip" freeze 2>/dev/null | grep -qxF "$(grep -v '^#' tools/requirements.txt | sed 's/\[server\]//')"; then
+  if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/pip" freeze 2>/dev/null | grep -xF "$(grep -v '^#' tools/requirements.txt | sed 's/\[server\]//')" >/dev/null; then
     return 0
   fi
   python3 -m venv "$VENV"

@@ -355,12 +355,14 @@ func TestChaosRollingRestart(t *testing.T) {
 
 // TestChaosBurstAtTheCallbackQuota: 2,000 callback tasks at once through a Step
 // Functions that throttles SendTask* at 20 burst / 5 per s (awstest.Throttle):
-// all succeed, none dead-lettered, at most 1.1 SendTask* calls a task; the time
-// against what the bucket allows, (tasks − burst) / rate, goes in BENCHMARKS.md.
+// all succeed, none dead-lettered, at most 1.1 SendTask* calls a task. The time
+// the bucket let calls through, against what it allows ((tasks − burst) / rate),
+// goes in BENCHMARKS.md; moto's part (the worker's start, closing the Map) is
+// logged beside it.
 func TestChaosBurstAtTheCallbackQuota(t *testing.T) {
 	r := runThrottled(t, 2000, 20, 5, 20*time.Minute)
-	record(t, chaosRow{scenario: fmt.Sprintf("2000 callbacks at a 20/5 per s quota (%d throttled, %.3f calls/task, %.2f× ideal)",
-		r.throttled, float64(r.calls)/float64(r.tasks), r.took.Seconds()/r.ideal.Seconds()),
+	record(t, chaosRow{scenario: fmt.Sprintf("2000 callbacks at a 20/5 per s quota (%d throttled, %.3f calls/task, let through over %s = %.3f× ideal)",
+		r.throttled, float64(r.calls)/float64(r.tasks), r.span.Round(100*time.Millisecond), r.span.Seconds()/r.ideal.Seconds()),
 		sent: r.tasks, completed: r.tasks - r.failed, retried: r.retried, deadLettered: r.dlq, lost: r.failed, took: r.took})
 	require.Zero(t, r.failed)
 	require.Zero(t, r.dlq)

@@ -24,6 +24,11 @@ type throttleRun struct {
 	calls, throttled            int // SendTask*, at the proxy
 	took, ideal                 time.Duration
 	span, upstream              time.Duration // first to last let-through SendTaskSuccess; the emulator's mean answer time
+	startup, closing            time.Duration // worker start to the first let-through; the last to the execution's end seen
+	// Capacity the bucket had and the worker left unused (seconds of its refill),
+	// by what the worker was doing in that second: no message in hand (waiting on
+	// SQS), messages in hand with its limiter below the bucket's rate, or neither.
+	idleNoMessage, idleLimiter, idleOther float64
 }
 
 func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time.Duration) throttleRun {
@@ -57,8 +62,12 @@ func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time
 
 	began := time.Now()
 	w := st.startWorker("AWS_ENDPOINT_URL=" + th.URL())
+	r := throttleRun{tasks: tasks, ideal: time.Duration(float64(tasks-burst) / perSecond * float64(time.Second))}
+	stopSampling := sampleIdle(w, th, perSecond, &r)
 	d := st.waitExecution(aws.ToString(exec.ExecutionArn), within)
-	r := throttleRun{tasks: tasks, took: time.Since(began), ideal: time.Duration(float64(tasks-burst) / perSecond * float64(time.Second))}
+	ended := time.Now()
+	stopSampling()
+	r.took = ended.Sub(began)
 	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "execution: %s %s", aws.ToString(d.Error), aws.ToString(d.Cause))
 	var out []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(aws.ToString(d.Output)), &out))
@@ -76,11 +85,49 @@ func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time
 		r.throttled += th.Throttled(api)
 	}
 	r.span, r.upstream = th.Span("SendTaskSuccess")
-	t.Logf("at the proxy: SendTaskSuccess from first to last %s (%.2f× ideal), moto answered in %s on average",
-		r.span.Round(100*time.Millisecond), r.span.Seconds()/r.ideal.Seconds(), r.upstream.Round(time.Millisecond))
+	first, last := th.Window("SendTaskSuccess")
+	r.startup, r.closing = first.Sub(began), ended.Sub(last)
+	t.Logf("at the proxy: SendTaskSuccess from first to last %s (%.3f× ideal), moto answered in %s on average; worker start to first call %s, last call to the execution's end seen %s",
+		r.span.Round(100*time.Millisecond), r.span.Seconds()/r.ideal.Seconds(), r.upstream.Round(time.Millisecond), r.startup.Round(100*time.Millisecond), r.closing.Round(100*time.Millisecond))
+	t.Logf("bucket capacity left unused: %.1f s with no message in hand, %.1f s with the limiter under %g/s, %.1f s otherwise",
+		r.idleNoMessage, r.idleLimiter, perSecond, r.idleOther)
 	t.Logf("%d tasks through a %d burst / %g per s bucket: took %s (ideal %s, %.2f×), %d SendTask* calls (%.3f per task), %d throttled, %d retried, %d failed, %d in the DLQ",
 		tasks, burst, perSecond, r.took.Round(100*time.Millisecond), r.ideal, r.took.Seconds()/r.ideal.Seconds(), r.calls, float64(r.calls)/float64(tasks), r.throttled, r.retried, r.failed, r.dlq)
 	return r
+}
+
+// sampleIdle samples, once a second until stop is called, the bucket's unused
+// capacity at th and what w was doing: messages of the finisher in hand, and its
+// SendTaskSuccess limiter's rate. Each second's unused capacity goes to its cause in r.
+func sampleIdle(w *workerProc, th *awstest.Throttle, perSecond float64, r *throttleRun) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		prev := th.Unused("SendTaskSuccess")
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			inHand := w.metric(`worker_jobs_in_flight{queue="finisher"}`)
+			rate := w.metric(`worker_sfn_rate_limit{api="SendTaskSuccess"}`)
+			u := th.Unused("SendTaskSuccess")
+			idle := (u - prev) / perSecond
+			prev = u
+			switch {
+			case inHand <= 0:
+				r.idleNoMessage += idle
+			case rate < perSecond:
+				r.idleLimiter += idle
+			default:
+				r.idleOther += idle
+			}
+		}
+	}()
+	return func() { close(done); <-exited }
 }
 
 // TestE2EBurstAtTheCallbackQuota: 150 callback tasks at once against a bucket of

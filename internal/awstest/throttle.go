@@ -36,6 +36,9 @@ type Throttle struct {
 type bucket struct {
 	tokens float64
 	last   time.Time
+	// unused is the refill the full bucket could not hold since its first call:
+	// capacity the caller left on the table.
+	unused float64
 }
 
 // NewThrottle starts a throttling proxy to the emulator; it is closed at the end of
@@ -93,14 +96,34 @@ func (th *Throttle) take(api string) bool {
 		b = &bucket{tokens: th.burst, last: now}
 		th.buckets[api] = b
 	}
-	b.tokens = min(th.burst, b.tokens+now.Sub(b.last).Seconds()*th.perSecond)
-	b.last = now
+	th.refill(b, now)
 	if b.tokens < 1 {
 		th.throttled[api]++
 		return false
 	}
 	b.tokens--
 	return true
+}
+
+func (th *Throttle) refill(b *bucket, now time.Time) {
+	full := b.tokens + now.Sub(b.last).Seconds()*th.perSecond
+	b.unused += max(0, full-th.burst)
+	b.tokens = min(th.burst, full)
+	b.last = now
+}
+
+// Unused is how many calls of api the bucket would have let through but nobody
+// made, since the first call: the refill that found it full. Divided by the
+// refill rate it is the time the caller lost against the bucket.
+func (th *Throttle) Unused(api string) float64 {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	b := th.buckets[api]
+	if b == nil {
+		return 0
+	}
+	th.refill(b, time.Now())
+	return b.unused
 }
 
 func (th *Throttle) passed(api string, began time.Time) {
@@ -122,6 +145,13 @@ func (th *Throttle) Span(api string) (span, meanUpstream time.Duration) {
 		meanUpstream = th.upstream[api] / time.Duration(n)
 	}
 	return th.last[api].Sub(th.first[api]), meanUpstream
+}
+
+// Window is when the first call of api let through began and the last one ended.
+func (th *Throttle) Window(api string) (first, last time.Time) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	return th.first[api], th.last[api]
 }
 
 // Calls is how many calls of api reached the proxy, throttled ones included.

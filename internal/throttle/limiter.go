@@ -14,14 +14,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Adaptation: a throttle answer halves the rate; each success raises it by 1/50 of
-// itself, up to the configured rate. The raise is proportional rather than a fixed
-// step so it behaves the same at 500/s as at 5/s: back from 1 % of the maximum in
-// about 230 successes, and at a steady quota about one throttle per 35 successes
-// (a fixed step small enough for 5/s would take minutes to climb back to 500/s).
+// Adaptation. A token bucket (Step Functions') that is empty admits its refill
+// rate, so the rate of calls it accepted lately is the best guess of what it
+// allows. A throttle answer lowers the rate to cut × that accepted rate, or halves
+// it if that is higher (little was accepted: a start at the configured rate, or
+// after a pause). Only one answer lowers it per overshoot: answers to calls sent
+// before the last cut were sent at the old rate and say nothing new (halving on
+// each, as before, collapsed the rate when a wave of calls in flight was throttled
+// at once, and climbing back left the service's bucket full and unused). Each
+// success raises the rate by probe/rate of itself, probe of itself a second while
+// calls flow at the rate, the same at 5/s as at 500/s: the rate comes back to the
+// quota a few seconds after a cut (the service's bucket, refilled meanwhile, is
+// not overrun), overshoots it slowly, and a higher quota (fewer processes sharing
+// it) is found, doubling in 35 s, without throttling every few seconds.
 const (
-	decrease = 0.5
-	increase = 1.0 / 50
+	halve    = 0.5
+	cut      = 0.9
+	probe    = 0.02            // relative raise per second, at the rate
+	accepted = 2 * time.Second // time constant of the accepted rate's moving average
 )
 
 // Limiter is a token bucket whose rate adapts to the service's answers. Safe for
@@ -33,11 +43,17 @@ type Limiter struct {
 	burst float64
 
 	throttled prometheus.Counter // nil: not counted
+	now       func() time.Time
 
 	mu     sync.Mutex
 	rate   float64 // current rate
+	cutAt  time.Time
 	tokens float64
 	last   time.Time // of the last refill
+	// Calls accepted lately: an exponentially decaying count (time constant
+	// accepted) as of okAt; okCount/accepted is the rate.
+	okCount float64
+	okAt    time.Time
 }
 
 // NewLimiter returns a limiter of perSecond (> 0) tokens a second that holds at
@@ -46,7 +62,9 @@ func NewLimiter(perSecond float64, burst int) *Limiter {
 	if perSecond <= 0 || burst < 1 {
 		panic("throttle.NewLimiter: rate must be > 0 and burst >= 1")
 	}
-	return &Limiter{max: perSecond, floor: math.Min(perSecond, 1), burst: float64(burst), rate: perSecond, tokens: float64(burst), last: time.Now()}
+	now := time.Now()
+	return &Limiter{max: perSecond, floor: math.Min(perSecond, 1), burst: float64(burst), now: time.Now,
+		rate: perSecond, tokens: float64(burst), last: now, okAt: now}
 }
 
 // Wait blocks until a token is free or ctx ends (then it returns ctx's error).
@@ -56,7 +74,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 	var timer *time.Timer
 	for {
-		wait := l.take(time.Now())
+		wait := l.take(l.now())
 		if wait == 0 {
 			if timer != nil {
 				timer.Stop()
@@ -94,27 +112,45 @@ func (l *Limiter) take(now time.Time) time.Duration {
 	return max(time.Duration(math.Ceil((1-l.tokens)/l.rate*float64(time.Second))), time.Millisecond)
 }
 
-// Throttled tells the limiter the service refused a call for its rate: the rate
-// halves (not below 1/s, or the configured rate if lower) and the bucket empties,
-// so what was saved up while the rate was too high is not spent at once.
-func (l *Limiter) Throttled() {
+// Throttled tells the limiter the service refused a call sent at sent for its
+// rate. Unless the rate was lowered after sent, it drops to cut × the rate
+// accepted lately, or to half if that is higher (never up, never below 1/s or the
+// configured rate if lower). The bucket empties either way, so what was saved up
+// while the rate was too high is not spent at once.
+func (l *Limiter) Throttled(sent time.Time) {
 	if l.throttled != nil {
 		l.throttled.Inc()
 	}
+	now := l.now()
 	l.mu.Lock()
-	l.rate = math.Max(l.floor, l.rate*decrease)
+	defer l.mu.Unlock()
 	l.tokens = 0
-	l.mu.Unlock()
+	if sent.Before(l.cutAt) {
+		return
+	}
+	target := max(l.rate*halve, cut*l.decayed(now)/accepted.Seconds())
+	l.rate = max(l.floor, min(l.rate, target))
+	l.cutAt = now
 }
 
-// Succeeded tells the limiter a call went through: the rate grows back towards the
-// configured one.
+// Succeeded tells the limiter a call went through: it counts as accepted, and the
+// rate grows towards the configured one by probe/rate of itself.
 func (l *Limiter) Succeeded() {
+	now := l.now()
 	l.mu.Lock()
-	if l.rate < l.max {
-		l.rate = math.Min(l.max, l.rate*(1+increase))
+	defer l.mu.Unlock()
+	l.okCount = l.decayed(now) + 1
+	l.okAt = now
+	l.rate = min(l.max, l.rate+probe)
+}
+
+// decayed is the count of calls accepted lately, at now.
+func (l *Limiter) decayed(now time.Time) float64 {
+	dt := now.Sub(l.okAt)
+	if dt <= 0 {
+		return l.okCount
 	}
-	l.mu.Unlock()
+	return l.okCount * math.Exp(-dt.Seconds()/accepted.Seconds())
 }
 
 // Rate is the current rate in tokens per second.

@@ -47,6 +47,7 @@ func Do(ctx context.Context, l *Limiter, attemptTimeout time.Duration, fn func(c
 		if err := l.Wait(ctx); err != nil {
 			return ended(err, last)
 		}
+		sent := l.now()
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		err := fn(actx)
 		cancel()
@@ -57,7 +58,7 @@ func Do(ctx context.Context, l *Limiter, attemptTimeout time.Duration, fn func(c
 			return err
 		}
 		last = err
-		l.Throttled()
+		l.Throttled(sent)
 		t := time.NewTimer(backoff(n))
 		select {
 		case <-ctx.Done():

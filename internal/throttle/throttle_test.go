@@ -3,6 +3,9 @@ package throttle
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -59,27 +62,183 @@ func TestLimiterTakesItsBurstThenSpacesTokensAtItsRate(t *testing.T) {
 	require.LessOrEqual(t, l.tokens, l.burst, "never more than burst")
 }
 
-func TestLimiterHalvesOnThrottleAndGrowsBackOnSuccess(t *testing.T) {
+// fakeClock is a limiter's clock that moves only when told.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time          { return c.t }
+func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+func onFakeClock(l *Limiter) *fakeClock      { c := &fakeClock{t: l.last}; l.now = c.Now; return c }
+func approx(t *testing.T, want, got float64, msg string) {
+	t.Helper()
+	require.InEpsilon(t, want, got, 0.02, msg)
+}
+
+func TestLimiterHalvesWhenLittleWasAccepted(t *testing.T) {
 	t.Parallel()
 	l := NewLimiter(500, 3000)
-	l.Throttled()
+	c := onFakeClock(l)
+	l.Throttled(c.Now())
 	require.Equal(t, 250.0, l.Rate())
 	require.Zero(t, l.tokens, "a throttle empties the bucket")
 	require.Equal(t, 4*time.Millisecond, l.take(l.last), "the next token comes at the new rate")
 	for range 20 {
-		l.Throttled()
+		c.Advance(time.Millisecond)
+		l.Throttled(c.Now())
 	}
 	require.Equal(t, 1.0, l.Rate(), "floor of 1/s")
-	n := 0
-	for ; l.Rate() < 500; n++ {
-		l.Succeeded()
-	}
-	require.Equal(t, 500.0, l.Rate(), "bounded by the configured rate")
-	require.Less(t, n, 400, "recovers from the floor within a few hundred successes")
 
 	slow := NewLimiter(0.2, 1)
-	slow.Throttled()
+	slow.Throttled(slow.now())
 	require.Equal(t, 0.2, slow.Rate(), "the floor is never above the configured rate")
+}
+
+func TestLimiterLowersOnceForAWaveOfAnswers(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(500, 3000)
+	c := onFakeClock(l)
+	sent := c.Now()
+	c.Advance(10 * time.Millisecond)
+	for range 30 { // 30 calls sent together, all throttled
+		l.Throttled(sent)
+	}
+	require.Equal(t, 250.0, l.Rate(), "one cut for calls sent before it")
+	c.Advance(time.Millisecond)
+	l.Throttled(c.Now().Add(-time.Microsecond))
+	require.Equal(t, 125.0, l.Rate(), "a call sent after the cut that is throttled cuts again")
+}
+
+func TestLimiterCutsToTheAcceptedRate(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(500, 3000)
+	c := onFakeClock(l)
+	for range 100 { // 20 s of 5 calls a second accepted
+		c.Advance(200 * time.Millisecond)
+		l.Succeeded()
+	}
+	l.Throttled(c.Now())
+	require.Equal(t, 250.0, l.Rate(), "a halving, while that is above the accepted rate")
+	for range 10 { // each call sent after the last cut, and throttled
+		c.Advance(time.Millisecond)
+		l.Throttled(c.Now())
+	}
+	// Sampled just after a success the moving average reads a little high.
+	require.InEpsilon(t, cut*5, l.Rate(), 0.1, "down to cut × the accepted rate, and no further")
+}
+
+func TestLimiterProbesUpwardAFewPercentASecond(t *testing.T) {
+	t.Parallel()
+	for _, quota := range []float64{5, 500} {
+		l := NewLimiter(quota*10, int(quota*6))
+		c := onFakeClock(l)
+		l.rate = quota
+		for elapsed := time.Duration(0); elapsed < 10*time.Second; { // calls at the rate
+			step := time.Duration(float64(time.Second) / l.Rate())
+			c.Advance(step)
+			elapsed += step
+			l.Succeeded()
+		}
+		approx(t, quota*math.Exp(10*probe), l.Rate(), fmt.Sprintf("at %g/s: probe of itself a second", quota))
+	}
+	l := NewLimiter(5, 30)
+	for range 1000 {
+		l.Succeeded()
+	}
+	require.Equal(t, 5.0, l.Rate(), "bounded by the configured rate")
+}
+
+// simulate sends calls through l from callers at once against a service's token
+// bucket (burst, refill perSecond; every call answered after latency), each caller as Do does (wait for a token,
+// call; on a throttle, back off and call again), on l's fake clock. It returns the
+// time from the first call to the last one accepted, and the calls made.
+func simulate(l *Limiter, c *fakeClock, calls, callers int, burst, perSecond float64, latency time.Duration) (time.Duration, int) {
+	type caller struct {
+		at       time.Time
+		inFlight bool
+		ok       bool
+		sent     time.Time
+		tries    int
+	}
+	cs := make([]*caller, callers)
+	for i := range cs {
+		cs[i] = &caller{at: c.Now()}
+	}
+	tokens, refilled := burst, c.Now()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var first, last time.Time
+	started, done, made := 0, 0, 0
+	for done < calls {
+		next := cs[0]
+		for _, x := range cs[1:] {
+			if x.at.Before(next.at) {
+				next = x
+			}
+		}
+		if next.at.After(c.Now()) {
+			c.Advance(next.at.Sub(c.Now()))
+		}
+		now := c.Now()
+		switch {
+		case next.inFlight && next.ok:
+			next.inFlight = false
+			l.Succeeded()
+			done++
+			last = now
+			next.tries = 0
+		case next.inFlight:
+			next.inFlight = false
+			l.Throttled(next.sent)
+			next.at = now.Add(time.Duration(rng.Int64N(int64(min(backoffCap, backoffBase<<next.tries)))) + 1)
+			next.tries++
+		case !next.inFlight && next.tries == 0 && started == calls:
+			next.at = now.Add(time.Hour) // no call left for it
+		default:
+			if wait := l.take(now); wait > 0 {
+				next.at = now.Add(wait)
+				continue
+			}
+			if next.tries == 0 {
+				started++
+			}
+			made++
+			if first.IsZero() {
+				first = now
+			}
+			tokens = min(burst, tokens+now.Sub(refilled).Seconds()*perSecond)
+			refilled = now
+			next.inFlight, next.sent, next.ok = true, now, tokens >= 1
+			next.at = now.Add(latency) // a throttle answer too: calls sent meanwhile are throttled in a wave
+			if next.ok {
+				tokens--
+			}
+		}
+	}
+	return last.Sub(first), made
+}
+
+// The quota burst, simulated: 2,000 callbacks at once at a bucket of 20 and
+// 5 a second take what the bucket allows, (2,000 − 20) / 5 s, within 10 %, with at
+// most 1.1 calls a callback. And at Step Functions' own bucket (3,000, 500/s).
+func TestLimiterHoldsAQuotaBurstAtTheBucketsRate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		calls, callers   int
+		burst, perSecond float64
+		latency          time.Duration
+	}{
+		{2000, 16, 20, 5, 30 * time.Millisecond},
+		{2000, 4, 20, 5, 30 * time.Millisecond},
+		{2000, 64, 20, 5, 30 * time.Millisecond},
+		{12000, 64, 3000, 500, 30 * time.Millisecond},
+	} {
+		l := NewLimiter(500, 3000)
+		c := onFakeClock(l)
+		span, made := simulate(l, c, tc.calls, tc.callers, tc.burst, tc.perSecond, tc.latency)
+		ideal := time.Duration((float64(tc.calls) - tc.burst) / tc.perSecond * float64(time.Second))
+		t.Logf("%d calls, %d callers, bucket %g / %g per s: %s (ideal %s, %.3f×), %.3f calls a call", tc.calls, tc.callers, tc.burst, tc.perSecond,
+			span.Round(100*time.Millisecond), ideal, span.Seconds()/ideal.Seconds(), float64(made)/float64(tc.calls))
+		require.LessOrEqual(t, span.Seconds(), 1.1*ideal.Seconds(), "within 10 %% of what the bucket allows")
+		require.LessOrEqual(t, float64(made), 1.1*float64(tc.calls), "calls a call")
+	}
 }
 
 func TestLimiterWaitEndsWithItsContext(t *testing.T) {
@@ -102,6 +261,7 @@ func FuzzLimiterStaysInBounds(f *testing.F) {
 			return
 		}
 		l := NewLimiter(float64(rate)/10, int(burst))
+		c := onFakeClock(l)
 		now := l.last
 		for _, op := range ops {
 			switch op % 4 {
@@ -111,8 +271,10 @@ func FuzzLimiterStaysInBounds(f *testing.F) {
 					require.Zero(t, l.take(now), "a token is there when take said it would be")
 				}
 			case 1:
-				l.Throttled()
+				c.t = now
+				l.Throttled(now.Add(-time.Duration(op) * time.Millisecond))
 			case 2:
+				c.t = now
 				l.Succeeded()
 			case 3:
 				now = now.Add(time.Duration(op) * time.Millisecond)
@@ -226,7 +388,7 @@ func TestSetMetrics(t *testing.T) {
 	require.Same(t, l, s.Get("SendTaskSuccess"))
 	require.Nil(t, s.Get("SendTaskFailure"))
 	require.Nil(t, (*Set)(nil).Get("SendTaskSuccess"))
-	l.Throttled()
+	l.Throttled(time.Now())
 	require.Equal(t, 1.0, testutil.ToFloat64(s.throttled.WithLabelValues("SendTaskSuccess")))
 	n, err := testutil.GatherAndCount(reg, "worker_sfn_rate_limit")
 	require.NoError(t, err)
