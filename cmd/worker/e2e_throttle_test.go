@@ -31,7 +31,7 @@ type throttleRun struct {
 	idleNoMessage, idleLimiter, idleOther float64
 }
 
-func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time.Duration) throttleRun {
+func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time.Duration, workerEnv ...string) throttleRun {
 	t.Helper()
 	st := newStack(t)
 	th := awstest.NewThrottle(t, burst, perSecond)
@@ -61,7 +61,7 @@ func runThrottled(t *testing.T, tasks, burst int, perSecond float64, within time
 	eventually(t, within, fmt.Sprintf("%d callback messages queued", tasks), func() bool { return st.queueDepth(queue) >= tasks })
 
 	began := time.Now()
-	w := st.startWorker("AWS_ENDPOINT_URL=" + th.URL())
+	w := st.startWorker(append([]string{"AWS_ENDPOINT_URL=" + th.URL()}, workerEnv...)...)
 	r := throttleRun{tasks: tasks, ideal: time.Duration(float64(tasks-burst) / perSecond * float64(time.Second))}
 	stopSampling := sampleIdle(w, th, perSecond, &r)
 	d := st.waitExecution(aws.ToString(exec.ExecutionArn), within)
