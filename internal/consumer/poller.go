@@ -70,6 +70,7 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.PollWait = min(cfg.PollWait, PollWaitWithin(cfg.DrainTimeout))
 	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
 	pace := cfg.ReceiveMode.pace(cfg.Concurrency)
 	p := &Poller{
@@ -205,7 +206,7 @@ func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func(
 // start starts the handler goroutines and the first receive loop, which returns at
 // the stop (stopCtx's end).
 func (p *Poller) start(stopCtx, workCtx context.Context, budget *stopBudget) {
-	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout), zap.Duration("poll_wait", p.cfg.PollWait))
 	// A handler's context outlives workCtx and has no cancelable parent
 	// (registering thousands of children a second with one parent costs a lock and
 	// a map entry each): the extender, which tracks every running handler, cancels
@@ -496,7 +497,7 @@ func (p *Poller) settle(budget *stopBudget, m Message, receipt string, err error
 		}
 		p.changeVisibility(ctx, receipt, 0, "release")
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
-		log.Info("released at shutdown", zap.NamedError("handler_error", err))
+		p.logRelease(log, m, zap.NamedError("handler_error", err))
 	case lost:
 		// Someone else may own the message now: neither delete nor release it.
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
@@ -546,11 +547,27 @@ func wholeSeconds(d time.Duration) int32 {
 	return int32((d + time.Second - 1) / time.Second)
 }
 
+// logRelease tells of a message released at a stop with its receive count: the
+// interrupted run counted as a receive, and on its last allowed one the queue's
+// redrive policy moves the message to the DLQ at its next receive.
+func (p *Poller) logRelease(log *zap.Logger, m Message, fields ...zap.Field) {
+	fields = append(fields, zap.Int("max_receive_count", m.MaxReceiveCount))
+	if m.MaxReceiveCount > 0 && m.ReceiveCount >= m.MaxReceiveCount {
+		log.Warn("released at shutdown on its last allowed receive: the redrive policy moves it to the DLQ at its next receive", fields...)
+		return
+	}
+	log.Info("released at shutdown; the interrupted run counts as a receive", fields...)
+}
+
 // releaseMessages makes messages that were received but never started visible now,
 // in ChangeMessageVisibilityBatch calls of up to 10.
 func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message) {
 	if len(msgs) == 0 {
 		return
+	}
+	for _, raw := range msgs {
+		m := p.message(raw)
+		p.logRelease(p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount)), m, zap.Bool("unstarted", true))
 	}
 	ctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 	defer cancel()
