@@ -75,7 +75,7 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	}
 	defer closeLog()
 	// The first line says what runs, before anything can fail on the way.
-	log.Info("worker starting", zap.String("version", Version), zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
+	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
 		zap.Strings("roles", s.cfg.Roles))
 	stopTracing, err := tracing.Setup(ctx, tracing.Config{ConsolePath: s.cfg.TraceFile, Version: Version}, log)
 	if err != nil {
