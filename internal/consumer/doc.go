@@ -59,4 +59,8 @@
 //     by it, or a handler that returns after it, leaves its message to come back
 //     after its visibility timeout.
 //     The end of workCtx alone stops the Poller too, with no drain.
+//     A receive cut in flight (by the end of workCtx before its wait ended: a
+//     second signal) goes on on the server until its wait ends; messages released
+//     meanwhile get a visibility that outlasts it (at most PollWait + 1 s) instead
+//     of 0, so that it cannot take them and strand them for a visibility timeout.
 package consumer

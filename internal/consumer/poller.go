@@ -55,6 +55,7 @@ type Poller struct {
 
 	loops    sync.WaitGroup
 	pollers  atomic.Int32 // receive loops running
+	receives receiveWatch
 	deleter  *deleter
 	extender *extender
 	handlers sync.WaitGroup
@@ -241,6 +242,7 @@ func (p *Poller) whenDrained() <-chan struct{} {
 // cancelled). It waits for the handlers to return, until the budget is spent.
 func (p *Poller) cancelWork(drained <-chan struct{}, budget *stopBudget) {
 	p.advance(cancelled) // before the extender cancels: see handle
+	p.receives.cut()
 	budget.cutReceives()
 	p.extender.cancelAll()
 	select {
@@ -353,6 +355,8 @@ var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAt
 func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message, error) {
 	p.hot.receiveReqs.Inc()
 	accepted := p.watchAccepted()
+	p.receives.begin(p.cfg.PollWait + receiveMargin)
+	defer p.receives.end()
 	out, err := p.client.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(p.cfg.QueueURL),
 		MaxNumberOfMessages: int32(max),
@@ -495,9 +499,10 @@ func (p *Poller) settle(budget *stopBudget, m Message, receipt string, err error
 			p.deadLetterOrRetry(ctx, log, m, receipt, err)
 			return
 		}
-		p.changeVisibility(ctx, receipt, 0, "release")
+		delay := p.receives.releaseDelay()
+		p.changeVisibility(ctx, receipt, delay, "release")
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
-		p.logRelease(log, m, zap.NamedError("handler_error", err))
+		p.logRelease(log, m, delay, zap.NamedError("handler_error", err))
 	case lost:
 		// Someone else may own the message now: neither delete nor release it.
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
@@ -550,8 +555,11 @@ func wholeSeconds(d time.Duration) int32 {
 // logRelease tells of a message released at a stop with its receive count: the
 // interrupted run counted as a receive, and on its last allowed one the queue's
 // redrive policy moves the message to the DLQ at its next receive.
-func (p *Poller) logRelease(log *zap.Logger, m Message, fields ...zap.Field) {
+func (p *Poller) logRelease(log *zap.Logger, m Message, delay time.Duration, fields ...zap.Field) {
 	fields = append(fields, zap.Int("max_receive_count", m.MaxReceiveCount))
+	if delay > 0 { // see receiveWatch
+		fields = append(fields, zap.Duration("visible_in", delay.Round(time.Second)))
+	}
 	if m.MaxReceiveCount > 0 && m.ReceiveCount >= m.MaxReceiveCount {
 		log.Warn("released at shutdown on its last allowed receive: the redrive policy moves it to the DLQ at its next receive", fields...)
 		return
@@ -565,9 +573,10 @@ func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message)
 	if len(msgs) == 0 {
 		return
 	}
+	delay := p.receives.releaseDelay()
 	for _, raw := range msgs {
 		m := p.message(raw)
-		p.logRelease(p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount)), m, zap.Bool("unstarted", true))
+		p.logRelease(p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount)), m, delay, zap.Bool("unstarted", true))
 	}
 	ctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 	defer cancel()
@@ -575,7 +584,7 @@ func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message)
 		batch := msgs[start:min(start+maxBatch, len(msgs))]
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
 		for i, raw := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: 0}
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: wholeSeconds(delay)}
 		}
 		p.metrics.requests.WithLabelValues(p.cfg.Queue, "ChangeMessageVisibilityBatch").Inc()
 		out, err := p.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(p.cfg.QueueURL), Entries: entries})

@@ -445,6 +445,40 @@ func TestPollWaitFitsTheDrainAndTheLastReceiveIsReleased(t *testing.T) {
 	})
 }
 
+// A stop cut short (the end of workCtx: a second signal) cuts the receive in flight,
+// which goes on taking messages on the server until its wait ends. The running
+// handler's message is released with a visibility that outlasts that orphaned poll:
+// released at 0, the orphan would take it and strand it for a visibility timeout.
+func TestCutReceiveDoesNotStrandTheReleasedMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan struct{})
+		b := setup(t, Config{Concurrency: 2, PollWait: 20 * time.Second, DrainTimeout: time.Minute, VisibilityTimeout: time.Hour},
+			func(ctx context.Context, m Message) error {
+				close(started)
+				<-ctx.Done()
+				return ctx.Err()
+			},
+			func(f *fakeSQS) { f.strandOnCancel = true })
+		b.sqs.send("running")
+		<-started
+		time.Sleep(3 * time.Second) // the next long poll (20 s) is in flight
+		synctest.Wait()
+		b.cancel()     // the stop: the drain would give the handler a minute
+		b.cancelWork() // a second signal: at once
+		require.NoError(t, <-b.done)
+		require.Equal(t, 1.0, b.handled("released"))
+		b.sqs.mu.Lock()
+		changes := append([]time.Duration(nil), b.sqs.changes...)
+		b.sqs.mu.Unlock()
+		require.Len(t, changes, 1)
+		require.Greater(t, changes[0], time.Duration(0), "not visible while the cut poll still runs on the server")
+		require.LessOrEqual(t, changes[0], 20*time.Second+receiveMargin+time.Second, "visible once it ends, not after the hour of visibility")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.True(t, b.sqs.visible("running"), "the orphaned poll did not take it")
+	})
+}
+
 func TestPollWaitWithin(t *testing.T) {
 	t.Parallel()
 	for drain, want := range map[time.Duration]time.Duration{
@@ -694,7 +728,14 @@ func TestEndOfWorkEndsTheDrainAtOnce(t *testing.T) {
 				require.Zero(t, b.activity.inHand(), "every Begin has its End")
 				require.Equal(t, []string{"quick"}, b.sqs.deletedBodies())
 				require.Equal(t, 1.0, b.handled("released"))
-				require.True(t, b.sqs.visible("stuck"), "visible again at once")
+				if !stopFirst {
+					// The receive in flight was cut: it may take messages on the server
+					// until its wait ends, so the release outlasts it (receiveWatch).
+					require.False(t, b.sqs.visible("stuck"), "not while the cut poll may take it")
+					time.Sleep(time.Second + receiveMargin)
+					synctest.Wait()
+				}
+				require.True(t, b.sqs.visible("stuck"), "visible again at once, or once the cut poll ended; not after the visibility timeout")
 			})
 		})
 	}
