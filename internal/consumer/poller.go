@@ -567,8 +567,9 @@ func (p *Poller) logRelease(log *zap.Logger, m Message, delay time.Duration, fie
 	log.Info("released at shutdown; the interrupted run counts as a receive", fields...)
 }
 
-// releaseMessages makes messages that were received but never started visible now,
-// in ChangeMessageVisibilityBatch calls of up to 10.
+// releaseMessages makes messages that were received but never started visible now
+// (or once cut receives have ended on the server: see receiveWatch), in
+// ChangeMessageVisibilityBatch calls of up to 10.
 func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message) {
 	if len(msgs) == 0 {
 		return
