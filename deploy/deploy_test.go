@@ -338,3 +338,26 @@ func TestImageIsRunInCI(t *testing.T) {
 		contains(t, string(script), want)
 	}
 }
+
+// The worker listens on 127.0.0.1:9090 by default (issue 29 item 4); a container
+// must listen on every interface for Prometheus and the health check to reach it, so
+// the image, the compose file and the terraform each set it.
+func TestContainersSetTheMetricsAddress(t *testing.T) {
+	t.Parallel()
+	def := reflect.TypeFor[config.Config]()
+	field, ok := def.FieldByName("MetricsAddr")
+	require.True(t, ok)
+	require.Equal(t, "127.0.0.1:9090", field.Tag.Get("default"), "loopback by default")
+
+	docker, err := os.ReadFile("../Dockerfile")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^ENV WORKER_METRICS_ADDR=:9090$`, string(docker))
+	b, err := os.ReadFile("../docker-compose.yml")
+	require.NoError(t, err)
+	var c compose
+	require.NoError(t, yaml.Unmarshal(b, &c))
+	require.Equal(t, ":9090", c.Services["worker"].Environment["WORKER_METRICS_ADDR"])
+	tf, err := os.ReadFile("terraform/locals.tf")
+	require.NoError(t, err)
+	require.Regexp(t, `\{ name = "WORKER_METRICS_ADDR", value = ":9090" \}`, string(tf))
+}

@@ -151,7 +151,7 @@ func TestDocsLinksResolve(t *testing.T) {
 // that TestDocsCommandsAreExercised does not read.
 func TestDocsFencesNameTheirLanguage(t *testing.T) {
 	t.Parallel()
-	known := []string{"sh", "go", "json", "hcl", "dockerfile", "text"}
+	known := []string{"sh", "go", "json", "hcl", "dockerfile", "text", "python"}
 	for _, page := range docPages(t) {
 		for _, f := range fences(t, page) {
 			require.Contains(t, known, f.lang, "%s:%d: a fence names its language, one of %v", f.page, f.line, known)

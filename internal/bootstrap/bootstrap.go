@@ -195,7 +195,7 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 		for name, into := range map[string]map[string]string{b.stack.Names.Queue(q.Name): out.Queues, b.stack.Names.DLQ(q.Name): out.DLQs} {
 			got, err := b.c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 			if err != nil {
-				return Output{}, fmt.Errorf("find queue %s (run `worker bootstrap` first?): %w", name, err)
+				return Output{}, resolveError(name, err)
 			}
 			into[q.Name] = aws.ToString(got.QueueUrl)
 		}
@@ -208,6 +208,21 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 		out.StateMachines[sm.Name] = arn
 	}
 	return out, nil
+}
+
+// resolveError tells apart why a queue of the stack was not found: no such queue
+// (the stack is not bootstrapped on this endpoint), no answer at all (a wrong or
+// stopped endpoint), or another refusal.
+func resolveError(queue string, err error) error {
+	var api smithy.APIError
+	switch {
+	case isCode(err, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+		return fmt.Errorf("no queue %s on this endpoint (run `worker bootstrap` first?): %w", queue, err)
+	case !errors.As(err, &api):
+		return fmt.Errorf("find queue %s: cannot reach the endpoint (check AWS_ENDPOINT_URL and AWS_REGION, and that the service runs): %w", queue, err)
+	default:
+		return fmt.Errorf("find queue %s: %w", queue, err)
+	}
 }
 
 // batches reports whether the topology has an s3Batch queue: only then does the stack

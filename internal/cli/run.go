@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -54,6 +55,8 @@ type wiring struct {
 	// StartExecution): one limiter per API per process.
 	sfn       *sfn.Client
 	sfnLimits *throttle.Set
+	// hardStop ends at a second signal (NotifyStop): the pollers' drain ends at once.
+	hardStop context.Context
 }
 
 // runWorker is `worker run`: set up, wire the components of the worker's roles, and
@@ -71,6 +74,9 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 		return err
 	}
 	defer closeLog()
+	// The first line says what runs, before anything can fail on the way.
+	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
+		zap.Strings("roles", s.cfg.Roles))
 	stopTracing, err := tracing.Setup(ctx, tracing.Config{ConsolePath: s.cfg.TraceFile, Version: Version}, log)
 	if err != nil {
 		return err
@@ -85,8 +91,13 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
-		zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
+	budget := newStopBudget(s.cfg)
+	if budget.pollWait < s.cfg.PollWait {
+		// Said once for the process: every poller caps the same way (consumer.PollWaitWithin).
+		log.Info("poll wait capped to fit the shutdown timeout: a receive in flight at a stop must return within the drain, or SQS may keep its messages invisible for a visibility timeout",
+			zap.Duration("poll_wait", s.cfg.PollWait), zap.Duration("capped_to", budget.pollWait), zap.Duration("shutdown_timeout", s.cfg.ShutdownTimeout))
+	}
+	log.Info("worker wired", zap.Int("components", len(components)), zap.Duration("poll_wait", budget.pollWait))
 	return w.serve(ctx, components)
 }
 
@@ -105,6 +116,7 @@ func newWiring(ctx context.Context, s setup, log *zap.Logger) (wiring, error) {
 		publisher: event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg),
 		sfn:       limitedSFN(s.aws),
 		sfnLimits: sfnLimits(s.cfg, reg),
+		hardStop:  hardStopOf(ctx),
 	}
 	// One scale-in protection per process (task), held while any poller has a
 	// message in hand.
@@ -153,13 +165,21 @@ func (w wiring) components(ctx context.Context, registered Jobs) ([]component, e
 // serve runs the components and the metrics server under one errgroup until ctx
 // ends, then waits for them to stop, at most the shutdown timeout.
 func (w wiring) serve(ctx context.Context, components []component) error {
+	// The metrics port is taken before any poller starts: a port in use fails the
+	// start at once, not after a long poll and a drain.
+	var srv *telemetry.Server
+	if w.cfg.MetricsAddr != "" {
+		srv = telemetry.NewServer(w.cfg.MetricsAddr, w.reg, w.ready.Ready, w.log)
+		if err := srv.Listen(); err != nil {
+			return fmt.Errorf("metrics server (WORKER_METRICS_ADDR=%s; set a free address, or empty to turn it off): %w", w.cfg.MetricsAddr, err)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	if srv != nil {
+		g.Go(func() error { return srv.Run(gctx) })
+	}
 	for _, c := range components {
 		g.Go(func() error { return c.Run(gctx) })
-	}
-	if w.cfg.MetricsAddr != "" {
-		srv := telemetry.NewServer(w.cfg.MetricsAddr, w.reg, w.ready.Ready, w.log)
-		g.Go(func() error { return srv.Run(gctx) })
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
@@ -170,21 +190,54 @@ func (w wiring) serve(ctx context.Context, components []component) error {
 	}
 	// Stopping: everything above is bounded by the shutdown timeout; this is the
 	// last guard, so ECS never has to SIGKILL a worker that is stuck.
-	w.log.Info("stopping", zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
+	budget := newStopBudget(w.cfg)
+	w.log.Info("stopping: waiting for the long polls in flight to return and for running jobs to finish; signal again to stop at once",
+		zap.Duration("poll_wait", budget.pollWait), zap.Duration("drain_timeout", budget.drain), zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
 	select {
 	case err := <-done:
 		w.log.Info("stopped")
 		return err
+	case <-w.hardStop.Done():
 	case <-time.After(w.cfg.ShutdownTimeout):
 		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", w.cfg.ShutdownTimeout)
 	}
+	// A second signal: the pollers cancel their jobs and release what they hold
+	// (their drain ended with it); give that the flush's time, no more.
+	w.log.Warn("second signal: stopping at once; cancelling running jobs and releasing the messages in hand", zap.Duration("within", budget.flush))
+	select {
+	case err := <-done:
+		w.log.Info("stopped")
+		return err
+	case <-time.After(budget.flush + time.Second):
+		return errors.New("stopped at a second signal before every message was released; those come back after their visibility timeout")
+	}
 }
 
+// topologyName says which topology runs; the embedded one, which nobody chose, is
+// named with why it runs.
 func topologyName(t *topology.Topology) string {
 	if t.Path == "" {
-		return "embedded"
+		return "embedded cookies topology (WORKER_TOPOLOGY is not set)"
 	}
 	return t.Path
+}
+
+// stopBudget is how a stop spends the shutdown timeout: every poller drains (waits
+// for receives in flight and running jobs) for drain, then settles what is left
+// within flush; the rest of flushReserve is the margin before serve's last guard.
+// pollWait is WORKER_POLL_WAIT capped so that a receive in flight at the stop
+// returns within the drain.
+type stopBudget struct {
+	drain, flush, pollWait time.Duration
+}
+
+func newStopBudget(cfg config.Config) stopBudget {
+	drain := max(cfg.ShutdownTimeout-flushReserve, cfg.ShutdownTimeout/2)
+	return stopBudget{
+		drain:    drain,
+		flush:    (cfg.ShutdownTimeout - drain) * 3 / 4,
+		pollWait: min(cfg.PollWait, consumer.PollWaitWithin(drain)),
+	}
 }
 
 // jobPollers wires every queue of the topology but the batcher's: one poller per
@@ -228,7 +281,7 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 		if err != nil {
 			return nil, err
 		}
-		pollers = append(pollers, p)
+		pollers = append(pollers, w.stoppable(p))
 	}
 	return pollers, nil
 }
@@ -256,7 +309,7 @@ func (w wiring) batchComponents() ([]component, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []component{b, p}, nil
+	return []component{b, w.stoppable(p)}, nil
 }
 
 // batchConfig is the batcher's Config: the environment's settings, the topology's
@@ -287,22 +340,34 @@ type component interface {
 	Run(ctx context.Context) error
 }
 
+// stoppable runs a poller whose drain a second signal ends (wiring.hardStop).
+func (w wiring) stoppable(p *consumer.Poller) component { return pollerRun{p, w.hardStop} }
+
+type pollerRun struct {
+	p    *consumer.Poller
+	hard context.Context
+}
+
+// Run works until ctx ends; its work context keeps ctx's values and ends with hard.
+func (r pollerRun) Run(ctx context.Context) error {
+	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(r.hard, cancel)()
+	return r.p.Work(ctx, workCtx)
+}
+
 func (w wiring) pollerConfig(q topology.Queue) consumer.Config {
 	concurrency := q.Concurrency
 	if w.cfg.Concurrency != nil {
 		concurrency = *w.cfg.Concurrency
 	}
-	// The stop's budget: DrainTimeout for in-flight receives and jobs, then
-	// FlushTimeout for releases and the last deletes, all together; the rest of the
-	// reserve is the margin before runWorker's last guard.
-	drain := max(w.cfg.ShutdownTimeout-flushReserve, w.cfg.ShutdownTimeout/2)
-	flush := (w.cfg.ShutdownTimeout - drain) * 3 / 4
+	budget := newStopBudget(w.cfg)
 	ready := w.ready
 	return consumer.Config{
 		Queue: q.Name, QueueURL: w.stack.Queues[q.Name], DLQURL: w.stack.DLQs[q.Name],
 		Concurrency: concurrency, VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
-		MaxReceiveCount: q.MaxReceiveCount, PollWait: w.cfg.PollWait, HandlerTimeout: w.cfg.JobTimeout,
-		DrainTimeout: drain, FlushTimeout: flush,
+		MaxReceiveCount: q.MaxReceiveCount, PollWait: budget.pollWait, HandlerTimeout: w.cfg.JobTimeout,
+		DrainTimeout: budget.drain, FlushTimeout: budget.flush,
 		MaxPollers:        w.cfg.MaxPollers,
 		ReceiveResultFunc: func(err error) { ready.ObserveReceive(q.Name, err) },
 		StoppedFunc:       func() { ready.SetPolling(q.Name, false) },

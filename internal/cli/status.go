@@ -68,6 +68,9 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 	}
 	resolved, err := s.bootstrapper().Resolve(ctx)
 	if err != nil {
+		if s.topo.Path == "" { // a fallback nobody chose: say it
+			return fmt.Errorf("%w\n(WORKER_TOPOLOGY is not set: the embedded cookies topology was used)", err)
+		}
 		return err
 	}
 	in := dlq.New(s.clients.SQS, s.clients.SFN)

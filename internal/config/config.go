@@ -67,7 +67,7 @@ type Config struct {
 	TaskProtectionMinutes int           `envconfig:"TASK_PROTECTION_MINUTES" default:"15" desc:"on ECS (ECS_AGENT_URI set): task scale-in protection per enable or renewal while messages are in hand, in minutes, renewed at half; 1..2880, 0 turns protection off"`
 	TaskProtectionGrace   time.Duration `envconfig:"TASK_PROTECTION_GRACE" default:"5s" desc:"idle time after which a process drops its scale-in protection"`
 
-	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090" desc:"listen address of /metrics, /healthz and /readyz; empty turns the server off"`
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:"127.0.0.1:9090" desc:"listen address of /metrics, /healthz and /readyz (this host only by default; a container sets :9090); empty turns the server off"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 	// TraceFile is where OTEL_TRACES_EXPORTER=console writes spans (docs/tracing.md).

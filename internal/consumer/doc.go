@@ -42,8 +42,11 @@
 //     1. The end of receiveCtx is the stop: no new receive starts. A long poll
 //     already in flight is not cancelled: SQS (and moto, LocalStack) can still
 //     hand it messages on the server side, which would then stay invisible for a
-//     visibility timeout. It runs to its end within the drain, and what it brings
+//     visibility timeout. It runs to its end within the drain (the Poller caps
+//     PollWait to PollWaitWithin(DrainTimeout) so that it can), and what it brings
 //     is made visible again at once (ChangeMessageVisibilityBatch 0), unstarted.
+//     Each release is logged with the message's receive count: an interrupted
+//     run counts as a receive towards the redrive's maxReceiveCount.
 //     2. The drain: running handlers, and the messages received ahead that wait for
 //     one, get DrainTimeout to finish, with the fates above.
 //     3. The end of the drain (DrainTimeout passed, or workCtx ended): receives
@@ -56,4 +59,8 @@
 //     by it, or a handler that returns after it, leaves its message to come back
 //     after its visibility timeout.
 //     The end of workCtx alone stops the Poller too, with no drain.
+//     A receive cut in flight (by the end of workCtx before its wait ended: a
+//     second signal) goes on on the server until its wait ends; messages released
+//     meanwhile get a visibility that outlasts it (at most PollWait + 1 s) instead
+//     of 0, so that it cannot take them and strand them for a visibility timeout.
 package consumer

@@ -26,6 +26,7 @@ type fakeSQS struct {
 	dlqBodies  []string
 	calls      map[string]int
 	maxAsked   []int32
+	waits      []int32         // WaitTimeSeconds of each receive
 	changes    []time.Duration // ChangeMessageVisibility values
 	// batchChanges are ChangeMessageVisibilityBatch values, per entry.
 	batchChanges []time.Duration
@@ -79,6 +80,7 @@ func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 	f.mu.Lock()
 	f.calls["ReceiveMessage"]++
 	f.maxAsked = append(f.maxAsked, in.MaxNumberOfMessages)
+	f.waits = append(f.waits, in.WaitTimeSeconds)
 	inject := f.receiveErr
 	f.mu.Unlock()
 	if inject != nil {

@@ -55,6 +55,7 @@ type Poller struct {
 
 	loops    sync.WaitGroup
 	pollers  atomic.Int32 // receive loops running
+	receives receiveWatch
 	deleter  *deleter
 	extender *extender
 	handlers sync.WaitGroup
@@ -70,6 +71,7 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.PollWait = min(cfg.PollWait, PollWaitWithin(cfg.DrainTimeout))
 	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
 	pace := cfg.ReceiveMode.pace(cfg.Concurrency)
 	p := &Poller{
@@ -205,7 +207,7 @@ func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func(
 // start starts the handler goroutines and the first receive loop, which returns at
 // the stop (stopCtx's end).
 func (p *Poller) start(stopCtx, workCtx context.Context, budget *stopBudget) {
-	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout), zap.Duration("poll_wait", p.cfg.PollWait))
 	// A handler's context outlives workCtx and has no cancelable parent
 	// (registering thousands of children a second with one parent costs a lock and
 	// a map entry each): the extender, which tracks every running handler, cancels
@@ -240,6 +242,7 @@ func (p *Poller) whenDrained() <-chan struct{} {
 // cancelled). It waits for the handlers to return, until the budget is spent.
 func (p *Poller) cancelWork(drained <-chan struct{}, budget *stopBudget) {
 	p.advance(cancelled) // before the extender cancels: see handle
+	p.receives.cut()
 	budget.cutReceives()
 	p.extender.cancelAll()
 	select {
@@ -352,6 +355,8 @@ var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAt
 func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message, error) {
 	p.hot.receiveReqs.Inc()
 	accepted := p.watchAccepted()
+	p.receives.begin(p.cfg.PollWait + receiveMargin)
+	defer p.receives.end()
 	out, err := p.client.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(p.cfg.QueueURL),
 		MaxNumberOfMessages: int32(max),
@@ -494,9 +499,10 @@ func (p *Poller) settle(budget *stopBudget, m Message, receipt string, err error
 			p.deadLetterOrRetry(ctx, log, m, receipt, err)
 			return
 		}
-		p.changeVisibility(ctx, receipt, 0, "release")
+		delay := p.receives.releaseDelay()
+		p.changeVisibility(ctx, receipt, delay, "release")
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
-		log.Info("released at shutdown", zap.NamedError("handler_error", err))
+		p.logRelease(log, m, delay, zap.NamedError("handler_error", err))
 	case lost:
 		// Someone else may own the message now: neither delete nor release it.
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
@@ -546,11 +552,32 @@ func wholeSeconds(d time.Duration) int32 {
 	return int32((d + time.Second - 1) / time.Second)
 }
 
-// releaseMessages makes messages that were received but never started visible now,
-// in ChangeMessageVisibilityBatch calls of up to 10.
+// logRelease tells of a message released at a stop with its receive count: the
+// interrupted run counted as a receive, and on its last allowed one the queue's
+// redrive policy moves the message to the DLQ at its next receive.
+func (p *Poller) logRelease(log *zap.Logger, m Message, delay time.Duration, fields ...zap.Field) {
+	fields = append(fields, zap.Int("max_receive_count", m.MaxReceiveCount))
+	if delay > 0 { // see receiveWatch
+		fields = append(fields, zap.Duration("visible_in", delay.Round(time.Second)))
+	}
+	if m.MaxReceiveCount > 0 && m.ReceiveCount >= m.MaxReceiveCount {
+		log.Warn("released at shutdown on its last allowed receive: the redrive policy moves it to the DLQ at its next receive", fields...)
+		return
+	}
+	log.Info("released at shutdown; the interrupted run counts as a receive", fields...)
+}
+
+// releaseMessages makes messages that were received but never started visible now
+// (or once cut receives have ended on the server: see receiveWatch), in
+// ChangeMessageVisibilityBatch calls of up to 10.
 func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message) {
 	if len(msgs) == 0 {
 		return
+	}
+	delay := p.receives.releaseDelay()
+	for _, raw := range msgs {
+		m := p.message(raw)
+		p.logRelease(p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount)), m, delay, zap.Bool("unstarted", true))
 	}
 	ctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 	defer cancel()
@@ -558,7 +585,7 @@ func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message)
 		batch := msgs[start:min(start+maxBatch, len(msgs))]
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
 		for i, raw := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: 0}
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: wholeSeconds(delay)}
 		}
 		p.metrics.requests.WithLabelValues(p.cfg.Queue, "ChangeMessageVisibilityBatch").Inc()
 		out, err := p.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(p.cfg.QueueURL), Entries: entries})

@@ -41,6 +41,10 @@ const (
 	// Retries of a failed call back off from retryBase to retryMax, with jitter.
 	retryBase = time.Second
 	retryMax  = 30 * time.Second
+	// maxPermanentRefusals is how many refusals that no retry changes
+	// (TASK_NOT_VALID), in a row, turn protection off for the process: a few, in
+	// case the agent says so only while the task settles.
+	maxPermanentRefusals = 3
 )
 
 // Protector holds task scale-in protection while work is in hand. Begin and End
@@ -134,6 +138,7 @@ func (p *Protector) Run(ctx context.Context) error {
 		idleSince time.Time // zero while busy
 		retryAt   time.Time // after a failed call: no call before it
 		failures  int
+		refusals  int // permanent refusals in a row
 	)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -174,6 +179,14 @@ func (p *Protector) Run(ctx context.Context) error {
 				failures++
 				retryAt = time.Now().Add(backoff(failures))
 				p.metrics.updates.WithLabelValues(action, "error").Inc()
+				refusals++
+				if !isPermanent(err) {
+					refusals = 0
+				}
+				if refusals >= maxPermanentRefusals {
+					p.giveUp(ctx, err, refusals)
+					return nil
+				}
 				if failures == 1 || failures%10 == 0 {
 					p.log.Warn("task protection update failed; retrying", zap.String("action", action), zap.Error(err),
 						zap.Int("consecutive_failures", failures), zap.Time("retry_at", retryAt))
@@ -183,7 +196,7 @@ func (p *Protector) Run(ctx context.Context) error {
 			if failures > 0 {
 				p.log.Info("task protection update recovered", zap.String("action", action), zap.Int("after_failures", failures))
 			}
-			failures, retryAt = 0, time.Time{}
+			failures, refusals, retryAt = 0, 0, time.Time{}
 			p.metrics.updates.WithLabelValues(action, "ok").Inc()
 			if enable {
 				until = now.Add(time.Duration(p.cfg.Minutes) * time.Minute)
@@ -224,6 +237,17 @@ func (p *Protector) Run(ctx context.Context) error {
 	}
 	p.log.Info("task scale-in protection stopped")
 	return nil
+}
+
+// giveUp turns protection off for the rest of the process after ECS refused it
+// for good: one error line, no more calls; Run then only waits for the stop.
+func (p *Protector) giveUp(ctx context.Context, err error, refusals int) {
+	p.metrics.held.Set(0)
+	p.metrics.disabled.Set(1)
+	p.log.Error("ECS refuses task scale-in protection for this task; no more attempts until the process restarts (a task outside a service cannot be protected; set WORKER_TASK_PROTECTION_MINUTES=0 to turn it off)",
+		zap.Error(err), zap.Int("refusals", refusals))
+	<-ctx.Done()
+	p.log.Info("task scale-in protection stopped")
 }
 
 // drop removes protection at a stop, on a context detached from the cancelled one

@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/taskbridge/taskbridge/internal/ecsagenttest"
 )
@@ -176,6 +178,45 @@ func TestAgentErrorsAreRetriedWithoutBlocking(t *testing.T) {
 		require.Equal(t, 1.0, testutil.ToFloat64(b.metrics.updates.WithLabelValues("enable", "ok")))
 		require.Equal(t, 1.0, testutil.ToFloat64(b.metrics.held))
 		b.p.End(1)
+	})
+}
+
+// Issue 27 item 8: ECS's permanent refusal (TASK_NOT_VALID: a task protection does
+// not apply to) is not retried forever: after a few in a row the process stops
+// asking, says so once at error, and the stop still returns.
+func TestPermanentRefusalsStopAfterABoundedNumber(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		a := ecsagenttest.New()
+		a.FailNext(ecsagenttest.FaultServerError) // a fault first: not a refusal, not counted
+		for range 50 {
+			a.FailNext(ecsagenttest.FaultFailure)
+		}
+		core, logs := observer.New(zap.InfoLevel)
+		m := NewMetrics(prometheus.NewRegistry())
+		p, err := New(Config{AgentURI: ecsagenttest.URI("http://agent.invalid", "t1"), Client: &http.Client{Transport: inProcess{a}}}, zap.New(core), m)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+
+		p.Begin(1)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, 1+maxPermanentRefusals, a.Refused(), "the fault, then a bounded number of refusals")
+		require.Equal(t, 1.0, testutil.ToFloat64(m.disabled))
+		require.Equal(t, 0.0, testutil.ToFloat64(m.held))
+		require.Len(t, logs.FilterLevelExact(zap.ErrorLevel).All(), 1, "said once, at error")
+		require.Contains(t, logs.FilterLevelExact(zap.ErrorLevel).All()[0].Message, "refuses task scale-in protection")
+
+		p.End(1)
+		p.Begin(1) // more work later asks nothing
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, 1+maxPermanentRefusals, a.Refused())
+		require.Empty(t, a.Updates())
+		cancel()
+		require.NoError(t, <-done)
 	})
 }
 
