@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PROVIDER=registry.terraform.io/hashicorp/aws
+PROVIDER_TYPE=hashicorp/aws # its registry host is the plugin folder's (<host>/hashicorp/aws/<version>)
 PROVIDER_VERSION=5.100.0
 export CHECKPOINT_DISABLE=1 # terraform: no version check call home
 START=$SECONDS
@@ -38,14 +38,19 @@ missing() {
 }
 
 command -v terraform >/dev/null || missing "terraform is not installed (want 1.11, e.g. /usr/local/bin/terraform)"
-PLUGINS=${TF_PLUGINS:-}
-if [ -z "$PLUGINS" ]; then
-  for d in /opt/tf-plugins $(find / -maxdepth 2 -name tf-plugins -type d 2>/dev/null); do
-    if [ -d "$d/$PROVIDER/$PROVIDER_VERSION" ]; then PLUGINS=$d && break; fi
+# The provider's full address (<host>/hashicorp/aws) is the one the plugin folder
+# holds: this script names no registry.
+PLUGINS='' PROVIDER=''
+for d in ${TF_PLUGINS:-/opt/tf-plugins $(find / -maxdepth 2 -name tf-plugins -type d 2>/dev/null)}; do
+  for v in "$d"/*/"$PROVIDER_TYPE/$PROVIDER_VERSION"; do
+    if [ -d "$v" ]; then
+      PLUGINS=$d PROVIDER=${v#"$d"/} PROVIDER=${PROVIDER%/"$PROVIDER_VERSION"}
+      break 2
+    fi
   done
-fi
-[ -n "$PLUGINS" ] && [ -d "$PLUGINS/$PROVIDER/$PROVIDER_VERSION" ] ||
-  missing "the $PROVIDER $PROVIDER_VERSION provider is not in a terraform plugin folder (looked in ${TF_PLUGINS:-/opt/tf-plugins and /*/tf-plugins}; set TF_PLUGINS)"
+done
+[ -n "$PLUGINS" ] ||
+  missing "the $PROVIDER_TYPE $PROVIDER_VERSION provider is not in a terraform plugin folder (looked in ${TF_PLUGINS:-/opt/tf-plugins and /*/tf-plugins}; set TF_PLUGINS)"
 
 scripts/emulator.sh install
 make --no-print-directory build >/dev/null
@@ -131,7 +136,7 @@ VARS
 tf() { terraform -chdir="$TF" "$@" -no-color; }
 
 tf init -input=false >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
-grep -qE "(Installed|Using previously-installed) ${PROVIDER#registry.terraform.io/} v$PROVIDER_VERSION" "$WORK/init.log" ||
+grep -qE "(Installed|Using previously-installed) $PROVIDER_TYPE v$PROVIDER_VERSION" "$WORK/init.log" ||
   { cat "$WORK/init.log"; echo "tf-check: init did not install $PROVIDER $PROVIDER_VERSION from $PLUGINS" >&2; exit 1; }
 say "init: $PROVIDER v$PROVIDER_VERSION from the filesystem mirror $PLUGINS"
 tf validate >/dev/null

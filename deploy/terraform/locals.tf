@@ -44,6 +44,11 @@ locals {
   # may start.
   started_state_machines = distinct([for q in local.job_queues : q.start_execution if q.start_execution != ""])
 
+  # The worker's own top-level folders of the data bucket, the one list shared with
+  # the worker's execution-name check; those with expireDays get a lifecycle rule.
+  data_bucket_folders = jsondecode(file("${path.module}/../data-bucket.json")).reservedFolders
+  expiring_folders    = { for f in local.data_bucket_folders : f.name => f if try(f.expireDays, null) != null }
+
   # Names follow internal/topology/names.go.
   bus_name        = var.stack
   glue_job_name   = "${var.stack}-etl"
