@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/taskbridge/taskbridge/internal/dlq"
+	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
 const dlqUsage = `usage: worker dlq <list|show|redrive|purge> [flags]
 
-Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
+Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK), and of the
+stack's events DLQ: --queue eventbridge names the events EventBridge could not
+deliver to a rule's queue (its retry policy spent; topology "eventDelivery").
 
   list     [--queue Q] [--limit N] [--output text|json]
            per queue: the DLQ's depth and its messages grouped by reason (the worker's
@@ -32,6 +35,10 @@ Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
            SendTaskHeartbeat with its token (it changes nothing of the task but its
            heartbeat timer), or, without a token, reads the status of the detail's
            executionArn. Ends with a summary of moved / skipped / left.
+           --queue eventbridge: each event goes back on the bus of the rule that could
+           not deliver it (PutEvents, with its own trace header: every rule of the
+           bus sees it again), or, for an aws.* source (S3), into the rule's queue;
+           it is deleted from the events DLQ only once accepted.
   purge    --queue Q --yes
            deletes every message of Q's DLQ (SQS allows one purge a minute)
 
@@ -97,16 +104,19 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	if *queue != "" {
+	if *queue != "" && *queue != topology.EventsDLQName {
 		if _, ok := s.topo.Queue(*queue); !ok {
-			return UsageError{fmt.Errorf("--queue %q is not a queue of the topology (%s)", *queue, queueNames(s))}
+			return UsageError{fmt.Errorf("--queue %q is not a queue of the topology (%s, or %s: the events DLQ)", *queue, queueNames(s), topology.EventsDLQName)}
 		}
 	}
 	queues, err := resolveQueues(ctx, s, *queue)
 	if err != nil {
 		return err
 	}
-	in := dlq.New(s.clients.SQS, s.clients.SFN)
+	if len(queues) == 0 {
+		return fmt.Errorf("the stack has no events DLQ (%s): run `worker bootstrap` (or terraform apply) to make it, unless the topology's eventDelivery turns it off", topology.Names{Stack: s.cfg.Stack}.EventsDLQ())
+	}
+	in := dlq.New(s.clients.SQS, s.clients.SFN).WithEvents(s.clients.EventBridge, s.clients.SQS)
 	switch cmd {
 	case "list":
 		return dlqList(ctx, in, queues, *limit, *output, stdout)
@@ -134,6 +144,9 @@ func resolveQueues(ctx context.Context, s setup, only string) ([]dlq.Queue, erro
 		if only == "" || name == only {
 			qs = append(qs, dlq.Queue{Name: name, URL: out.Queues[name], DLQURL: out.DLQs[name]})
 		}
+	}
+	if out.EventsDLQ != "" && (only == "" || only == topology.EventsDLQName) {
+		qs = append(qs, dlq.Queue{Name: topology.EventsDLQName, DLQURL: out.EventsDLQ, Events: true})
 	}
 	return qs, nil
 }
@@ -178,6 +191,9 @@ func dlqList(ctx context.Context, in *dlq.Inspector, queues []dlq.Queue, limit i
 				if m.ExecutionARN != "" {
 					fmt.Fprintf(w, "  %s", m.ExecutionARN)
 				}
+				if m.TargetARN != "" {
+					fmt.Fprintf(w, "  → %s", m.TargetARN)
+				}
 				fmt.Fprintln(w)
 			}
 		}
@@ -207,6 +223,9 @@ func dlqShow(ctx context.Context, in *dlq.Inspector, q dlq.Queue, limit int, out
 		}
 		if m.TokenHash != "" {
 			fmt.Fprintf(w, "  token hash:  %s\n", m.TokenHash)
+		}
+		if m.RuleARN != "" {
+			fmt.Fprintf(w, "  rule:        %s\n  target:      %s\n  error:       %s\n", m.RuleARN, m.TargetARN, m.ErrorMessage)
 		}
 		fmt.Fprintf(w, "  body:        %s\n", m.Body)
 	}
