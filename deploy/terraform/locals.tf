@@ -37,6 +37,15 @@ locals {
       max_receive_count  = try(q.maxReceiveCount, 5)
     }
   }
+  # How EventBridge delivers to the queues (topology "eventDelivery", defaults of
+  # internal/topology/delivery.go): every target's retry policy, and the stack's
+  # events DLQ unless deadLetter is false.
+  event_delivery = {
+    dead_letter     = try(local.topology.eventDelivery.deadLetter, true)
+    retry_attempts  = try(local.topology.eventDelivery.retryAttempts, 185)
+    max_event_age_s = try(local.topology.eventDelivery.maxEventAgeSeconds, 3600)
+  }
+
   job_queues   = { for k, q in local.queues : k => q if !q.s3_batch }
   batch_queues = { for k, q in local.queues : k => q if q.s3_batch }
 
@@ -54,6 +63,7 @@ locals {
   glue_job_name   = "${var.stack}-etl"
   queue_name      = { for k, _ in local.queues : k => "${var.stack}-${k}" }
   dlq_name        = { for k, _ in local.queues : k => "${var.stack}-${k}-dlq" }
+  events_dlq_name = "${var.stack}-eventbridge-dlq"
   rule_name       = { for k, _ in local.queues : k => "${var.stack}-${k}" }
   state_machine   = { for k, _ in local.state_machines : k => "${var.stack}-${k}" }
   kms_for_sqs     = var.kms_key_arn != "" ? var.kms_key_arn : "alias/aws/sqs"

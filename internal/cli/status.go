@@ -25,7 +25,7 @@ The state of the topology's stack at a glance: per queue its depth (visible mess
 in flight (received, not yet deleted), delayed, and its DLQ's depth (SQS's approximate
 counts, GetQueueAttributes); per state machine its RUNNING executions (ListExecutions,
 counted up to 10000); the depth of the stack's events DLQ (what EventBridge could
-not deliver to a queue: 'worker dlq list --queue eventbridge'). The age of a queue's oldest message is not shown: SQS gives it
+not deliver to a queue; 'worker dlq list' shows it as queue eventbridge). The age of a queue's oldest message is not shown: SQS gives it
 only as the CloudWatch metric ApproximateAgeOfOldestMessage, and reading a message to
 find out would take it from the workers (see the worker_event_age_seconds metric, and
 'worker dlq list' for the dead letters' ages). Reads nothing but counts.
