@@ -91,7 +91,7 @@ say "moto 5.2.5 (stubbed) on $ENDPOINT"
 # copy: the emulator's provider settings and the check's module settings (an
 # *_override.tf, merged by terraform) and the variables.
 mkdir -p "$WORK/deploy"
-cp -r deploy/terraform deploy/topology.json deploy/asl deploy/glue "$WORK/deploy/"
+cp -r deploy/terraform deploy/topology.json deploy/data-bucket.json deploy/asl deploy/glue "$WORK/deploy/"
 MODULE="$WORK/deploy/terraform"
 TF="$MODULE/examples/root"
 rm -rf "$MODULE/.terraform" "$TF/.terraform" "$MODULE"/*.tfstate* "$TF"/*.tfstate* "$MODULE"/*_override.tf "$TF"/*_override.tf "$TF/terraform.tfvars"

@@ -72,6 +72,9 @@ func ruleBusAndName(arn string) (bus, name string) {
 		return "", ""
 	}
 	if b, n, ok := strings.Cut(res, "/"); ok {
+		if b == "" || n == "" {
+			return "", "" // not a rule's ARN
+		}
 		return b, n
 	}
 	return "default", res
@@ -108,7 +111,7 @@ func (in *Inspector) putBack(ctx context.Context, q Queue, m Message) (action, w
 		}
 		to = "its target queue " + url
 	case bus == "":
-		return ActionLeft, "no RULE_ARN attribute: its bus is unknown", false
+		return ActionLeft, fmt.Sprintf("RULE_ARN %q names no rule: its bus is unknown", m.RuleARN), false
 	default:
 		entry := ebtypes.PutEventsRequestEntry{
 			EventBusName: aws.String(bus), Source: aws.String(ev.Source), DetailType: aws.String(ev.DetailType),

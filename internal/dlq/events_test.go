@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -180,4 +181,29 @@ func TestRuleBusAndName(t *testing.T) {
 		bus, name := ruleBusAndName(arn)
 		require.Equal(t, want, [2]string{bus, name}, arn)
 	}
+}
+
+// EventBridge's attributes come from outside: any RULE_ARN, retry count or error
+// parses without a panic, and a rule name never holds the bus.
+func FuzzParseEventBridge(f *testing.F) {
+	f.Add("NO_PERMISSIONS", "arn:aws:events:eu-west-1:1:rule/stack/stack-work", "185", "arn:aws:sqs:eu-west-1:1:q")
+	f.Add("THROTTLING", "arn:aws:events:eu-west-1:1:rule/stack-landing", "x", "")
+	f.Add("", "rule/", "-1", "arn:aws:sqs")
+	f.Fuzz(func(t *testing.T, code, ruleARN, retries, target string) {
+		str := func(v string) types.MessageAttributeValue {
+			return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+		}
+		m := parse("eventbridge", types.Message{Body: aws.String(`{}`), MessageAttributes: map[string]types.MessageAttributeValue{
+			attrEBErrorCode: str(code), attrEBRuleARN: str(ruleARN), attrEBRetries: str(retries), attrEBTargetARN: str(target),
+		}})
+		if code == "" {
+			require.Equal(t, ReasonMaxReceives, m.Reason, "not EventBridge's")
+			return
+		}
+		require.Contains(t, m.Reason, code)
+		if bus, name := ruleBusAndName(ruleARN); name != "" {
+			require.NotEmpty(t, bus)
+			require.Equal(t, ruleARN, strings.TrimSuffix(ruleARN, name)+name)
+		}
+	})
 }
