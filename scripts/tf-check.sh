@@ -9,6 +9,8 @@
 #     lacks. Also: the module planned twice under for_each with an aliased provider,
 #     and the plan-time refusals of a missing topology_file and of topology_file
 #     without worker_topology.
+#     Every rule target read back: an explicit retry policy and the events DLQ; the
+#     CloudWatch alarms on FailedInvocations and the events DLQ's depth exist.
 #  2. The worker proof: bin/worker runs with the environment of the two ECS task
 #     definitions as read back from the emulator (plus the emulator's endpoint and
 #     credentials), serves a cookies execution of the state machine terraform made
@@ -16,7 +18,8 @@
 #  3. parliament (pinned, .tools/parliament) over every IAM policy of the stack:
 #     fails on a resource mismatch, an unknown action or a malformed policy.
 #  4. terraform destroy.
-# Nothing calls anything but loopback (and PyPI on the first run, for parliament).
+# Nothing calls anything but loopback (and the package index pip is configured with,
+# on the first run, for parliament).
 # Missing terraform or provider: a failure with CI=true, a skip otherwise.
 # KEEP=1 keeps the work folder (state, logs) for a look after a failure.
 set -euo pipefail
@@ -206,6 +209,8 @@ if jq -r '.. | strings' "$WORK/outputs.json" | grep -E '^arn:' | grep -vE "^arn:
   exit 1
 fi
 say "ARNs name the account $ACCOUNT"
+# Nothing EventBridge cannot deliver vanishes: every target read back.
+say "delivery: $("${STACKPY[@]}" delivery "$WORK/outputs.json")"
 
 # The worker on the stack: each service's environment exactly as its task definition
 # has it, plus what a task gets from ECS (credentials) and the emulator's endpoint.
