@@ -27,7 +27,7 @@ deliver to a rule's queue (its retry policy spent; topology "eventDelivery").
            redrive policy moved), oldest first, with receive counts and execution ARNs
   show     --queue Q [--limit N] [--output text|json]
            the messages themselves: body, reason, times; task tokens replaced by a hash
-  redrive  --queue Q [--reason R] [--rate N] [--dry-run] [--output text|json]
+  redrive  --queue Q [--reason R] [--rate N] [--dry-run] [--to bus|queue] [--output text|json]
            moves the messages (those whose reason contains R) back to Q, at most N a
            second (default 1); each is deleted from the DLQ only after it is in Q, so an
            interrupted redrive duplicates a message, never loses one. A message whose
@@ -37,8 +37,9 @@ deliver to a rule's queue (its retry policy spent; topology "eventDelivery").
            executionArn. Ends with a summary of moved / skipped / left.
            --queue eventbridge: each event goes back on the bus of the rule that could
            not deliver it (PutEvents, with its own trace header: every rule of the
-           bus sees it again), or, for an aws.* source (S3), into the rule's queue;
-           it is deleted from the events DLQ only once accepted.
+           bus sees it again), or, with --to queue or for an aws.* source (S3), into
+           the queue of the rule that could not deliver it (the other rules' queues
+           got it already); it is deleted from the events DLQ only once accepted.
   purge    --queue Q --yes
            deletes every message of Q's DLQ (SQS allows one purge a minute)
 
@@ -68,6 +69,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	var reason *string
 	var rate *float64
 	var dryRun, yes *bool
+	var to *string
 	switch cmd {
 	case "list":
 		limit = fs.Int("limit", 1000, "most messages read per DLQ")
@@ -77,6 +79,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 		reason = fs.String("reason", "", "move only the messages whose reason contains this")
 		rate = fs.Float64("rate", 1, "most messages moved per second")
 		dryRun = fs.Bool("dry-run", false, "report what would move; move nothing")
+		to = fs.String("to", "bus", "--queue "+topology.EventsDLQName+" only: put each event back on its rule's bus, or into the rule's queue")
 	case "purge":
 		yes = fs.Bool("yes", false, "really delete every message of the DLQ")
 	default:
@@ -97,6 +100,10 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 		return UsageError{fmt.Errorf("--limit must be at least 1, got %d", *limit)}
 	case rate != nil && (*rate <= 0 || *rate > 1000):
 		return UsageError{fmt.Errorf("--rate must be in (0, 1000] messages a second, got %v", *rate)}
+	case to != nil && *to != "bus" && *to != "queue":
+		return UsageError{fmt.Errorf("--to must be bus or queue, got %q", *to)}
+	case to != nil && *to == "queue" && *queue != topology.EventsDLQName:
+		return UsageError{fmt.Errorf("--to queue is for --queue %s (a queue's own DLQ goes back to its queue anyway)", topology.EventsDLQName)}
 	case yes != nil && !*yes:
 		return UsageError{fmt.Errorf("dlq purge deletes every message of the DLQ of %s for good: add --yes to do it", *queue)}
 	}
@@ -123,6 +130,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	case "show":
 		return dlqShow(ctx, in, queues[0], *limit, *output, stdout)
 	case "redrive":
+		queues[0].ToTarget = *to == "queue"
 		return dlqRedrive(ctx, in, queues[0], dlq.RedriveOptions{Reason: *reason, Rate: *rate, DryRun: *dryRun}, *output, stdout)
 	default:
 		if err := in.Purge(ctx, queues[0]); err != nil {

@@ -67,8 +67,10 @@ type Queue struct {
 	URL    string
 	DLQURL string
 	// Events marks the stack's events DLQ (URL empty): the events EventBridge could
-	// not deliver to a rule target. A redrive puts them back on their bus (events.go).
-	Events bool
+	// not deliver to a rule target. A redrive puts them back on their bus (events.go),
+	// or, with ToTarget, into the queue of the rule that could not deliver them.
+	Events   bool
+	ToTarget bool
 }
 
 // Message is one dead letter as an operator sees it. Body has every task token

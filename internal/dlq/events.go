@@ -82,9 +82,10 @@ func ruleBusAndName(arn string) (bus, name string) {
 
 // putBack redrives one dead letter of the events DLQ: onto the bus of the rule that
 // could not deliver it (PutEvents, with the event's own trace header, so that every
-// rule of the bus sees it again), or, for an event of an AWS source (S3's Object
-// Created: no one may put an aws.* source), straight into the target queue. It is
-// deleted from the DLQ only once EventBridge or SQS accepted it.
+// rule of the bus sees it again), or straight into the target queue, the body as
+// EventBridge would have sent it, when q.ToTarget asks (the other rules' queues got
+// it already) or the event has an AWS source (S3's Object Created: no one may put an
+// aws.* source). It is deleted from the DLQ only once EventBridge or SQS accepted it.
 func (in *Inspector) putBack(ctx context.Context, q Queue, m Message) (action, why string, keep bool) {
 	var ev struct {
 		Source     string          `json:"source"`
@@ -101,7 +102,7 @@ func (in *Inspector) putBack(ctx context.Context, q Queue, m Message) (action, w
 	switch {
 	case in.events == nil || in.lookup == nil:
 		return ActionLeft, "no EventBridge client to put it back with", false
-	case strings.HasPrefix(ev.Source, "aws."):
+	case q.ToTarget || strings.HasPrefix(ev.Source, "aws."):
 		url, err := in.targetQueueURL(ctx, m.TargetARN)
 		if err != nil {
 			return ActionLeft, err.Error(), false

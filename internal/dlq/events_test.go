@@ -170,6 +170,23 @@ func TestEventsDLQRedriveKeepsWhatWasNotAccepted(t *testing.T) {
 	require.Len(t, e.drain(t, e.events.DLQURL), 1, "the closed task's event stays")
 }
 
+// With ToTarget an event goes into the queue of the rule that could not deliver
+// it, not onto the bus (whose other rules got it already).
+func TestEventsDLQRedriveToTheRulesQueue(t *testing.T) {
+	t.Parallel()
+	e := setupEvents(t)
+	body := envelope(map[string]any{"TaskToken": "open-1"})
+	e.undeliverable(t, body, "")
+	q := e.events
+	q.ToTarget = true
+	sum, err := e.in.Redrive(context.Background(), q, RedriveOptions{Rate: 10})
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Moved, "%+v", sum)
+	require.Empty(t, e.eb.entries, "nothing put on the bus")
+	require.Equal(t, []string{body}, e.drain(t, e.q.URL), "the event as EventBridge would have sent it")
+	require.Empty(t, e.drain(t, e.events.DLQURL))
+}
+
 func TestRuleBusAndName(t *testing.T) {
 	t.Parallel()
 	for arn, want := range map[string][2]string{
