@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/taskbridge/taskbridge/deploy"
+	"github.com/taskbridge/taskbridge/internal/batch"
 	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
@@ -225,7 +227,7 @@ func TestDockerfileRules(t *testing.T) {
 		require.NotContains(t, img, ":latest", "base image %s is pinned", img) // DL3007
 	}
 	last := strings.Join(final, "\n")
-	require.True(t, strings.HasPrefix(froms[len(froms)-1], "gcr.io/distroless/static"), "final stage is distroless/static: no shell, no package manager")
+	require.Contains(t, froms[len(froms)-1], "/distroless/static", "final stage is distroless/static: no shell, no package manager")
 	require.Regexp(t, `(?m)^USER (65532|nonroot)`, last, "final stage runs as non-root") // DL3002
 	require.NotRegexp(t, `(?m)^RUN `, last, "nothing runs in the final stage (it has no shell)")
 	require.Regexp(t, `(?m)^HEALTHCHECK .*"/worker", "healthcheck"`, last)
@@ -360,4 +362,29 @@ func TestContainersSetTheMetricsAddress(t *testing.T) {
 	tf, err := os.ReadFile("terraform/locals.tf")
 	require.NoError(t, err)
 	require.Regexp(t, `\{ name = "WORKER_METRICS_ADDR", value = ":9090" \}`, string(tf))
+}
+
+// The data bucket's reserved folders are one list (data-bucket.json): the worker's
+// own prefixes are in it, terraform's lifecycle rules read it, and the guide names
+// every folder where it says which execution names are refused.
+func TestDataBucketFoldersAreOneList(t *testing.T) {
+	t.Parallel()
+	folders := deploy.ReservedFolders()
+	for _, prefix := range []string{batch.ClaimPrefix, "manifests/", "results/", "claim-checks/", "glue/"} {
+		require.Contains(t, folders, strings.TrimSuffix(prefix, "/"), "a prefix the worker writes")
+	}
+	s3tf, err := os.ReadFile("terraform/s3.tf")
+	require.NoError(t, err)
+	locals, err := os.ReadFile("terraform/locals.tf")
+	require.NoError(t, err)
+	contains(t, string(locals), `jsondecode(file("${path.module}/../data-bucket.json")).reservedFolders`)
+	contains(t, string(s3tf), "local.expiring_folders")
+	require.NotContains(t, string(s3tf), `prefix = "claims/"`, "no folder spelt out beside the list")
+	guide, err := os.ReadFile("../docs/guide.md")
+	require.NoError(t, err)
+	row := regexp.MustCompile("(?m)^\\| a bad execution ARN.*$").Find(guide)
+	require.NotNil(t, row, "the guide's row on refused execution names")
+	for _, f := range folders {
+		require.Contains(t, string(row), "`"+f+"`", "the guide names reserved folder %s", f)
+	}
 }

@@ -46,6 +46,14 @@ data "aws_iam_policy_document" "jobs" {
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
     resources = [for k, _ in local.job_queues : aws_sqs_queue.dlq[k].arn]
   }
+  dynamic "statement" {
+    for_each = local.event_delivery.dead_letter ? [1] : []
+    content {
+      sid       = "EventsDLQDepth" # the stack's events DLQ: found at start, its depth gauged
+      actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+      resources = [aws_sqs_queue.events_dlq[0].arn]
+    }
+  }
   statement {
     sid = "ReportTasks"
     # SendTaskSuccess/Failure/Heartbeat support no resource-level permissions: AWS
@@ -116,6 +124,14 @@ data "aws_iam_policy_document" "batch" {
     sid       = "DeadLetter"
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
     resources = [for k, _ in local.batch_queues : aws_sqs_queue.dlq[k].arn]
+  }
+  dynamic "statement" {
+    for_each = local.event_delivery.dead_letter ? [1] : []
+    content {
+      sid       = "EventsDLQDepth" # the stack's events DLQ: found at start, its depth gauged
+      actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+      resources = [aws_sqs_queue.events_dlq[0].arn]
+    }
   }
   statement {
     sid       = "ReadLanding" # HeadObject of every file before it goes into a manifest

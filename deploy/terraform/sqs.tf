@@ -52,3 +52,41 @@ resource "aws_sqs_queue_policy" "queue" {
   queue_url = aws_sqs_queue.queue[each.key].id
   policy    = data.aws_iam_policy_document.queue[each.key].json
 }
+
+# The events DLQ: what EventBridge could not deliver to a rule target once the
+# target's retry policy is spent (`worker dlq list --queue eventbridge`). SSE-SQS
+# unless kms_key_arn is set: EventBridge cannot use the AWS-managed SQS key, and a
+# customer key's policy must let events.amazonaws.com GenerateDataKey and Decrypt.
+resource "aws_sqs_queue" "events_dlq" {
+  count                             = local.event_delivery.dead_letter ? 1 : 0
+  name                              = local.events_dlq_name
+  message_retention_seconds         = 1209600 # 14 days, as every DLQ
+  sqs_managed_sse_enabled           = var.kms_key_arn == "" ? true : null
+  kms_master_key_id                 = var.kms_key_arn != "" ? var.kms_key_arn : null
+  kms_data_key_reuse_period_seconds = var.kms_key_arn != "" ? 300 : null
+}
+
+# Only the stack's rules may send to it.
+data "aws_iam_policy_document" "events_dlq" {
+  count = local.event_delivery.dead_letter ? 1 : 0
+  statement {
+    sid       = "AllowTheStacksRules"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.events_dlq[0].arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = concat([for r in aws_cloudwatch_event_rule.queue : r.arn], [aws_cloudwatch_event_rule.etl_error.arn])
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "events_dlq" {
+  count     = local.event_delivery.dead_letter ? 1 : 0
+  queue_url = aws_sqs_queue.events_dlq[0].id
+  policy    = data.aws_iam_policy_document.events_dlq[0].json
+}

@@ -42,6 +42,10 @@ type Output struct {
 	StateMachines map[string]string `json:"stateMachines"` // logical name → ARN
 	Queues        map[string]string `json:"queues"`        // logical name → URL
 	DLQs          map[string]string `json:"dlqs"`          // logical name → URL
+	// EventsDLQ is the URL of the dead-letter queue of every rule target (what
+	// EventBridge could not deliver); empty when the topology turns it off, or the
+	// stack was bootstrapped before it existed.
+	EventsDLQ string `json:"eventsDlq,omitempty"`
 	// GlueWarning says why the Glue job is missing, when Stack.GlueOptional let
 	// bootstrap go on without it.
 	GlueWarning string `json:"glueWarning,omitempty"`
@@ -102,7 +106,7 @@ func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 	if err := b.createBuckets(ctx); err != nil {
 		return Output{}, err
 	}
-	if err := b.createQueues(ctx, out); err != nil {
+	if err := b.createQueues(ctx, &out); err != nil {
 		return Output{}, err
 	}
 	for _, sm := range b.topo.StateMachines {
@@ -155,11 +159,18 @@ func (b *Bootstrapper) createBuckets(ctx context.Context) error {
 
 // createQueues creates each queue of the topology with its DLQ and redrive, and the
 // rule that feeds it; their URLs go into out.
-func (b *Bootstrapper) createQueues(ctx context.Context, out Output) error {
+func (b *Bootstrapper) createQueues(ctx context.Context, out *Output) error {
 	steps, err := b.topo.Steps(b.vars())
 	if err != nil {
 		return err
 	}
+	var events eventsDLQ
+	if b.topo.DeadLetters() {
+		if events, err = b.createEventsDLQ(ctx); err != nil {
+			return err
+		}
+	}
+	var ruleARNs []string
 	for _, q := range b.topo.Queues {
 		dlqURL, err := b.createQueue(ctx, b.stack.Names.DLQ(q.Name), map[string]string{
 			"MessageRetentionPeriod": strconv.Itoa(14 * 24 * 3600),
@@ -179,10 +190,18 @@ func (b *Bootstrapper) createQueues(ctx context.Context, out Output) error {
 		if err != nil {
 			return err
 		}
-		if err := b.route(ctx, q, b.topo.Sources(q, steps), url); err != nil {
+		ruleARN, err := b.route(ctx, q, b.topo.Sources(q, steps), url, events.arn)
+		if err != nil {
 			return err
 		}
+		ruleARNs = append(ruleARNs, ruleARN)
 		out.Queues[q.Name], out.DLQs[q.Name] = url, dlqURL
+	}
+	if events.url != "" {
+		if err := b.allowRules(ctx, events, ruleARNs); err != nil {
+			return err
+		}
+		out.EventsDLQ = events.url
 	}
 	return nil
 }
@@ -198,6 +217,16 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 				return Output{}, resolveError(name, err)
 			}
 			into[q.Name] = aws.ToString(got.QueueUrl)
+		}
+	}
+	if b.topo.DeadLetters() {
+		// Optional: a stack bootstrapped before the events DLQ existed still runs.
+		got, err := b.c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(b.stack.Names.EventsDLQ())})
+		switch {
+		case err == nil:
+			out.EventsDLQ = aws.ToString(got.QueueUrl)
+		case !isCode(err, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+			return Output{}, fmt.Errorf("find queue %s: %w", b.stack.Names.EventsDLQ(), err)
 		}
 	}
 	for _, sm := range b.topo.StateMachines {
@@ -293,12 +322,14 @@ func (b *Bootstrapper) queueARN(ctx context.Context, url string) (string, error)
 }
 
 // route puts the rule and target that feed queue q, and the queue policy that lets
-// only that rule send to it. An unchanged rule is left alone: re-putting rules while
-// events flow disturbs PutEvents on some emulators.
-func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []string, url string) error {
+// only that rule send to it, and returns the rule's ARN. The target carries the
+// topology's retry policy and, when dlqARN is set, the events DLQ. An unchanged rule
+// or target is left alone: re-putting rules while events flow disturbs PutEvents on
+// some emulators.
+func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []string, url, dlqARN string) (string, error) {
 	queueARN, err := b.queueARN(ctx, url)
 	if err != nil {
-		return err
+		return "", err
 	}
 	// A producer on the bus is not trusted: a rule takes only the sources the
 	// topology allows (nil: any, for a finisher).
@@ -326,21 +357,21 @@ func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []st
 			State: ebtypes.RuleStateEnabled, Description: aws.String("taskbridge: routes to queue " + q.Name),
 		})
 		if err != nil {
-			return fmt.Errorf("put rule %s: %w", ruleName, err)
+			return "", fmt.Errorf("put rule %s: %w", ruleName, err)
 		}
 		ruleARN = aws.ToString(put.RuleArn)
 	}
+	want := b.target(q, queueARN, dlqARN)
 	targets, err := b.c.EventBridge.ListTargetsByRule(ctx, &eventbridge.ListTargetsByRuleInput{Rule: aws.String(ruleName), EventBusName: aws.String(bus)})
-	if err != nil || !slices.ContainsFunc(targets.Targets, func(t ebtypes.Target) bool { return aws.ToString(t.Arn) == queueARN }) {
+	if err != nil || !slices.ContainsFunc(targets.Targets, func(t ebtypes.Target) bool { return SameTarget(t, want) }) {
 		put, err := b.c.EventBridge.PutTargets(ctx, &eventbridge.PutTargetsInput{
-			Rule: aws.String(ruleName), EventBusName: aws.String(bus),
-			Targets: []ebtypes.Target{{Id: aws.String("sqs-" + q.Name), Arn: aws.String(queueARN)}},
+			Rule: aws.String(ruleName), EventBusName: aws.String(bus), Targets: []ebtypes.Target{want},
 		})
 		if err != nil {
-			return fmt.Errorf("put target of rule %s: %w", ruleName, err)
+			return "", fmt.Errorf("put target of rule %s: %w", ruleName, err)
 		}
 		if put.FailedEntryCount > 0 {
-			return fmt.Errorf("put target of rule %s: %d failed entries", ruleName, put.FailedEntryCount)
+			return "", fmt.Errorf("put target of rule %s: %d failed entries", ruleName, put.FailedEntryCount)
 		}
 	}
 	policy, _ := json.Marshal(map[string]any{
@@ -352,9 +383,9 @@ func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []st
 		}},
 	})
 	if _, err := b.c.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: map[string]string{"Policy": string(policy)}}); err != nil {
-		return fmt.Errorf("set policy of queue %s: %w", q.Name, err)
+		return "", fmt.Errorf("set policy of queue %s: %w", q.Name, err)
 	}
-	return nil
+	return ruleARN, nil
 }
 
 // samePattern reports whether two JSON documents are equal, whatever their layout

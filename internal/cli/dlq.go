@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/taskbridge/taskbridge/internal/dlq"
+	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
 const dlqUsage = `usage: worker dlq <list|show|redrive|purge> [flags]
 
-Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
+Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK), and of the
+stack's events DLQ: --queue eventbridge names the events EventBridge could not
+deliver to a rule's queue (its retry policy spent; topology "eventDelivery").
 
   list     [--queue Q] [--limit N] [--output text|json]
            per queue: the DLQ's depth and its messages grouped by reason (the worker's
@@ -24,7 +27,7 @@ Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
            redrive policy moved), oldest first, with receive counts and execution ARNs
   show     --queue Q [--limit N] [--output text|json]
            the messages themselves: body, reason, times; task tokens replaced by a hash
-  redrive  --queue Q [--reason R] [--rate N] [--dry-run] [--output text|json]
+  redrive  --queue Q [--reason R] [--rate N] [--dry-run] [--to bus|queue] [--output text|json]
            moves the messages (those whose reason contains R) back to Q, at most N a
            second (default 1); each is deleted from the DLQ only after it is in Q, so an
            interrupted redrive duplicates a message, never loses one. A message whose
@@ -32,6 +35,11 @@ Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
            SendTaskHeartbeat with its token (it changes nothing of the task but its
            heartbeat timer), or, without a token, reads the status of the detail's
            executionArn. Ends with a summary of moved / skipped / left.
+           --queue eventbridge: each event goes back on the bus of the rule that could
+           not deliver it (PutEvents, with its own trace header: every rule of the
+           bus sees it again), or, with --to queue or for an aws.* source (S3), into
+           the queue of the rule that could not deliver it (the other rules' queues
+           got it already); it is deleted from the events DLQ only once accepted.
   purge    --queue Q --yes
            deletes every message of Q's DLQ (SQS allows one purge a minute)
 
@@ -61,6 +69,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	var reason *string
 	var rate *float64
 	var dryRun, yes *bool
+	var to *string
 	switch cmd {
 	case "list":
 		limit = fs.Int("limit", 1000, "most messages read per DLQ")
@@ -70,6 +79,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 		reason = fs.String("reason", "", "move only the messages whose reason contains this")
 		rate = fs.Float64("rate", 1, "most messages moved per second")
 		dryRun = fs.Bool("dry-run", false, "report what would move; move nothing")
+		to = fs.String("to", "bus", "--queue "+topology.EventsDLQName+" only: put each event back on its rule's bus, or into the rule's queue")
 	case "purge":
 		yes = fs.Bool("yes", false, "really delete every message of the DLQ")
 	default:
@@ -90,6 +100,10 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 		return UsageError{fmt.Errorf("--limit must be at least 1, got %d", *limit)}
 	case rate != nil && (*rate <= 0 || *rate > 1000):
 		return UsageError{fmt.Errorf("--rate must be in (0, 1000] messages a second, got %v", *rate)}
+	case to != nil && *to != "bus" && *to != "queue":
+		return UsageError{fmt.Errorf("--to must be bus or queue, got %q", *to)}
+	case to != nil && *to == "queue" && *queue != topology.EventsDLQName:
+		return UsageError{fmt.Errorf("--to queue is for --queue %s (a queue's own DLQ goes back to its queue anyway)", topology.EventsDLQName)}
 	case yes != nil && !*yes:
 		return UsageError{fmt.Errorf("dlq purge deletes every message of the DLQ of %s for good: add --yes to do it", *queue)}
 	}
@@ -97,22 +111,26 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	if *queue != "" {
+	if *queue != "" && *queue != topology.EventsDLQName {
 		if _, ok := s.topo.Queue(*queue); !ok {
-			return UsageError{fmt.Errorf("--queue %q is not a queue of the topology (%s)", *queue, queueNames(s))}
+			return UsageError{fmt.Errorf("--queue %q is not a queue of the topology (%s, or %s: the events DLQ)", *queue, queueNames(s), topology.EventsDLQName)}
 		}
 	}
 	queues, err := resolveQueues(ctx, s, *queue)
 	if err != nil {
 		return err
 	}
-	in := dlq.New(s.clients.SQS, s.clients.SFN)
+	if len(queues) == 0 {
+		return fmt.Errorf("the stack has no events DLQ (%s): run `worker bootstrap` (or terraform apply) to make it, unless the topology's eventDelivery turns it off", topology.Names{Stack: s.cfg.Stack}.EventsDLQ())
+	}
+	in := dlq.New(s.clients.SQS, s.clients.SFN).WithEvents(s.clients.EventBridge, s.clients.SQS)
 	switch cmd {
 	case "list":
 		return dlqList(ctx, in, queues, *limit, *output, stdout)
 	case "show":
 		return dlqShow(ctx, in, queues[0], *limit, *output, stdout)
 	case "redrive":
+		queues[0].ToTarget = *to == "queue"
 		return dlqRedrive(ctx, in, queues[0], dlq.RedriveOptions{Reason: *reason, Rate: *rate, DryRun: *dryRun}, *output, stdout)
 	default:
 		if err := in.Purge(ctx, queues[0]); err != nil {
@@ -134,6 +152,9 @@ func resolveQueues(ctx context.Context, s setup, only string) ([]dlq.Queue, erro
 		if only == "" || name == only {
 			qs = append(qs, dlq.Queue{Name: name, URL: out.Queues[name], DLQURL: out.DLQs[name]})
 		}
+	}
+	if out.EventsDLQ != "" && (only == "" || only == topology.EventsDLQName) {
+		qs = append(qs, dlq.Queue{Name: topology.EventsDLQName, DLQURL: out.EventsDLQ, Events: true})
 	}
 	return qs, nil
 }
@@ -178,6 +199,9 @@ func dlqList(ctx context.Context, in *dlq.Inspector, queues []dlq.Queue, limit i
 				if m.ExecutionARN != "" {
 					fmt.Fprintf(w, "  %s", m.ExecutionARN)
 				}
+				if m.TargetARN != "" {
+					fmt.Fprintf(w, "  → %s", m.TargetARN)
+				}
 				fmt.Fprintln(w)
 			}
 		}
@@ -207,6 +231,9 @@ func dlqShow(ctx context.Context, in *dlq.Inspector, q dlq.Queue, limit int, out
 		}
 		if m.TokenHash != "" {
 			fmt.Fprintf(w, "  token hash:  %s\n", m.TokenHash)
+		}
+		if m.RuleARN != "" {
+			fmt.Fprintf(w, "  rule:        %s\n  target:      %s\n  error:       %s\n", m.RuleARN, m.TargetARN, m.ErrorMessage)
 		}
 		fmt.Fprintf(w, "  body:        %s\n", m.Body)
 	}

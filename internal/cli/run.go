@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"time"
 
@@ -159,7 +160,7 @@ func (w wiring) components(ctx context.Context, registered Jobs) ([]component, e
 	}
 	// Scale-in protection (its Run returns at once when it is nil, off ECS); DLQ
 	// depth for the dashboard and the DLQ alerts.
-	return append(components, w.protector, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: w.stack.DLQs}, w.clients.SQS, w.reg, w.log)), nil
+	return append(components, w.protector, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: dlqsToWatch(w.stack)}, w.clients.SQS, w.reg, w.log)), nil
 }
 
 // serve runs the components and the metrics server under one errgroup until ctx
@@ -389,4 +390,14 @@ func runHealthcheck(ctx context.Context) error {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	return telemetry.Healthcheck(ctx, cfg.MetricsAddr)
+}
+
+// dlqsToWatch are the DLQs whose depth the gauge reports: each queue's, and the
+// stack's events DLQ as queue "eventbridge" (so TaskbridgeDLQGrowing sees both).
+func dlqsToWatch(stack bootstrap.Output) map[string]string {
+	out := maps.Clone(stack.DLQs)
+	if stack.EventsDLQ != "" {
+		out[topology.EventsDLQName] = stack.EventsDLQ
+	}
+	return out
 }

@@ -66,6 +66,11 @@ type Queue struct {
 	Name   string // logical name in the topology
 	URL    string
 	DLQURL string
+	// Events marks the stack's events DLQ (URL empty): the events EventBridge could
+	// not deliver to a rule target. A redrive puts them back on their bus (events.go),
+	// or, with ToTarget, into the queue of the rule that could not deliver them.
+	Events   bool
+	ToTarget bool
 }
 
 // Message is one dead letter as an operator sees it. Body has every task token
@@ -84,11 +89,19 @@ type Message struct {
 	ExecutionARN string    `json:"executionArn,omitempty"`
 	TokenHash    string    `json:"tokenHash,omitempty"` // telemetry.TokenHash of the task token
 	Body         string    `json:"body,omitempty"`
+	// Rule, RuleARN, TargetARN and ErrorMessage are EventBridge's, for an event it
+	// could not deliver (the events DLQ).
+	Rule         string `json:"rule,omitempty"`
+	RuleARN      string `json:"ruleArn,omitempty"`
+	TargetARN    string `json:"targetArn,omitempty"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
 
 	token   string // the task token, for the redrive's check; never printed
 	rawBody string
 	attrs   map[string]types.MessageAttributeValue
 	receipt string
+
+	traceHeader string // the AWSTraceHeader system attribute, for the events DLQ's redrive
 }
 
 // Group is the dead letters of one queue with one reason, oldest first.
@@ -120,6 +133,9 @@ type Inspector struct {
 	NowFunc func() time.Time
 	// SleepFunc waits d or until ctx ends; the redrive's pacing (tests set it).
 	SleepFunc func(ctx context.Context, d time.Duration) error
+
+	events eventsAPI      // WithEvents: the events DLQ's redrive
+	lookup queueLookupAPI // WithEvents
 }
 
 // New returns an Inspector over the two clients.
@@ -342,6 +358,7 @@ func parse(queue string, raw types.Message) Message {
 		}
 	}
 	m.Body = Redact(body, m.token)
+	parseEventBridge(&m, raw)
 	return m
 }
 

@@ -136,6 +136,9 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 // move sends m to its queue, then deletes it from the DLQ. keep reports that it no
 // longer needs releasing.
 func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why string, keep bool) {
+	if q.Events {
+		return in.putBack(ctx, q, m)
+	}
 	attrs := map[string]types.MessageAttributeValue{}
 	for k, v := range m.attrs {
 		if !strings.HasPrefix(k, "taskbridge-") { // the DLQ's own notes, not the event's

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/taskbridge/taskbridge/deploy"
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
@@ -240,6 +241,13 @@ func TestExecutionName(t *testing.T) {
 		"arn:aws:states:r:a:execution:sm:claim-checks", "arn:aws:states:r:a:execution:sm:a\tb", "arn:aws:states:r:a:execution:sm:a\u0085b"} {
 		_, err := ExecutionName(bad)
 		require.Error(t, err, bad)
+	}
+	// Every reserved folder of the data bucket, claims (the batcher's, which a
+	// lifecycle rule expires) among them.
+	require.Contains(t, deploy.ReservedFolders(), "claims")
+	for _, folder := range deploy.ReservedFolders() {
+		_, err := ExecutionName("arn:aws:states:r:a:execution:sm:" + folder)
+		require.ErrorContains(t, err, "one of the worker's own folders", folder)
 	}
 }
 

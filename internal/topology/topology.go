@@ -36,6 +36,9 @@ type Topology struct {
 	Source        string         `json:"source"`
 	Queues        []Queue        `json:"queues"`
 	StateMachines []StateMachine `json:"stateMachines"`
+	// EventDelivery tunes how EventBridge delivers to the queues (retry policy,
+	// events DLQ); nil takes the defaults (see EventDelivery).
+	EventDelivery *EventDelivery `json:"eventDelivery,omitempty"`
 
 	// Path is the file it was read from ("" for the embedded default); Dir is its
 	// folder, from which ASL paths and relative commands resolve.
