@@ -66,7 +66,12 @@ locals {
   events_dlq_name = "${var.stack}-eventbridge-dlq"
   rule_name       = { for k, _ in local.queues : k => "${var.stack}-${k}" }
   state_machine   = { for k, _ in local.state_machines : k => "${var.stack}-${k}" }
-  kms_for_sqs     = var.kms_key_arn != "" ? var.kms_key_arn : "alias/aws/sqs"
+  # SSE-SQS, or kms_key_arn (see sqs.tf: never the AWS-managed key).
+  sqs_sse = {
+    managed = var.kms_key_arn == "" ? true : null
+    key     = var.kms_key_arn != "" ? var.kms_key_arn : null
+    reuse   = var.kms_key_arn != "" ? 300 : null
+  }
   container_name  = "worker"
   shutdown_string = "${var.shutdown_timeout_seconds}s"
 

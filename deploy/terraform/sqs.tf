@@ -1,9 +1,14 @@
+# Every queue is encrypted with SSE-SQS, or with kms_key_arn when set: never the
+# AWS-managed key alias/aws/sqs, whose policy cannot let EventBridge (a rule
+# target) use it, so every delivery to such a queue fails. A customer key's policy
+# must let events.amazonaws.com GenerateDataKey and Decrypt (docs/operations.md).
 resource "aws_sqs_queue" "dlq" {
   for_each                          = local.queues
   name                              = local.dlq_name[each.key]
   message_retention_seconds         = 1209600 # 14 days: time to look at what failed
-  kms_master_key_id                 = local.kms_for_sqs
-  kms_data_key_reuse_period_seconds = 300
+  sqs_managed_sse_enabled           = local.sqs_sse.managed
+  kms_master_key_id                 = local.sqs_sse.key
+  kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
 }
 
 resource "aws_sqs_queue" "queue" {
@@ -11,8 +16,9 @@ resource "aws_sqs_queue" "queue" {
   name                              = local.queue_name[each.key]
   visibility_timeout_seconds        = each.value.visibility_timeout
   receive_wait_time_seconds         = 20
-  kms_master_key_id                 = local.kms_for_sqs
-  kms_data_key_reuse_period_seconds = 300
+  sqs_managed_sse_enabled           = local.sqs_sse.managed
+  kms_master_key_id                 = local.sqs_sse.key
+  kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
     maxReceiveCount     = each.value.max_receive_count
@@ -54,16 +60,15 @@ resource "aws_sqs_queue_policy" "queue" {
 }
 
 # The events DLQ: what EventBridge could not deliver to a rule target once the
-# target's retry policy is spent (`worker dlq list --queue eventbridge`). SSE-SQS
-# unless kms_key_arn is set: EventBridge cannot use the AWS-managed SQS key, and a
-# customer key's policy must let events.amazonaws.com GenerateDataKey and Decrypt.
+# target's retry policy is spent (`worker dlq list --queue eventbridge`), encrypted
+# as every queue.
 resource "aws_sqs_queue" "events_dlq" {
   count                             = local.event_delivery.dead_letter ? 1 : 0
   name                              = local.events_dlq_name
   message_retention_seconds         = 1209600 # 14 days, as every DLQ
-  sqs_managed_sse_enabled           = var.kms_key_arn == "" ? true : null
-  kms_master_key_id                 = var.kms_key_arn != "" ? var.kms_key_arn : null
-  kms_data_key_reuse_period_seconds = var.kms_key_arn != "" ? 300 : null
+  sqs_managed_sse_enabled           = local.sqs_sse.managed
+  kms_master_key_id                 = local.sqs_sse.key
+  kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
 }
 
 # Only the stack's rules may send to it.
