@@ -21,7 +21,9 @@ Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
   list     [--queue Q] [--limit N] [--output text|json]
            per queue: the DLQ's depth and its messages grouped by reason (the worker's
            taskbridge-error attribute, or "maxReceiveCount exceeded" for a message SQS's
-           redrive policy moved), oldest first, with receive counts and execution ARNs
+           redrive policy moved), oldest first, with receive counts, execution ARNs and
+           when each was dead-lettered (SQS keeps no time of its own moves: for those,
+           when the message was first sent)
   show     --queue Q [--limit N] [--output text|json]
            the messages themselves: body, reason, times; task tokens replaced by a hash
   redrive  --queue Q [--reason R] [--rate N] [--dry-run] [--output text|json]
@@ -174,7 +176,7 @@ func dlqList(ctx context.Context, in *dlq.Inspector, queues []dlq.Queue, limit i
 		for _, g := range l.Groups {
 			fmt.Fprintf(w, "  %d × %s\n    oldest %s, newest %s\n", g.Count, g.Reason, stamp(g.Oldest), stamp(g.Newest))
 			for _, m := range g.Messages {
-				fmt.Fprintf(w, "    %s  receives %d  dead since %s", m.ID, m.ReceiveCount, stamp(m.DeadSince))
+				fmt.Fprintf(w, "    %s  receives %d  %s", m.ID, m.ReceiveCount, deadSince(m))
 				if m.ExecutionARN != "" {
 					fmt.Fprintf(w, "  %s", m.ExecutionARN)
 				}
@@ -198,7 +200,7 @@ func dlqShow(ctx context.Context, in *dlq.Inspector, q dlq.Queue, limit int, out
 		return err
 	}
 	for _, m := range msgs {
-		fmt.Fprintf(w, "message %s\n  reason:      %s\n  receives:    %d\n  dead since:  %s\n", m.ID, m.Reason, m.ReceiveCount, stamp(m.DeadSince))
+		fmt.Fprintf(w, "message %s\n  reason:      %s\n  receives:    %d\n  dead:        %s\n", m.ID, m.Reason, m.ReceiveCount, deadSince(m))
 		if !m.EventTime.IsZero() {
 			fmt.Fprintf(w, "  event time:  %s\n  detail-type: %s\n", stamp(m.EventTime), m.DetailType)
 		}
@@ -240,6 +242,15 @@ func dlqRedrive(ctx context.Context, in *dlq.Inspector, q dlq.Queue, opt dlq.Red
 		return fmt.Errorf("redrive %s: %w", q.Name, err)
 	}
 	return nil
+}
+
+// deadSince says when m was moved to the DLQ, or, for a message SQS's redrive
+// policy moved (SQS keeps no time of the move), when it was first sent.
+func deadSince(m dlq.Message) string {
+	if m.DeadSince.IsZero() {
+		return "moved by SQS at an unrecorded time; first sent " + stamp(m.FirstSent)
+	}
+	return "dead since " + stamp(m.DeadSince)
 }
 
 func stamp(t time.Time) string {

@@ -77,18 +77,34 @@ type Message struct {
 	// ReceiveCount is how often the source queue delivered it before it was
 	// dead-lettered (the worker's copy says so); for a message SQS moved it is SQS's
 	// ApproximateReceiveCount, which also counts the reads of this tool.
-	ReceiveCount int       `json:"receiveCount"`
-	DeadSince    time.Time `json:"deadSince"`            // sent to the DLQ (worker copy) or first sent (SQS redrive)
+	ReceiveCount int `json:"receiveCount"`
+	// DeadSince is when the message was moved to the DLQ: the send time of the
+	// worker's copy. SQS keeps no such time for a message its redrive policy moved
+	// (the moved message keeps its first SentTimestamp): zero then.
+	DeadSince time.Time `json:"deadSince,omitzero"`
+	// FirstSent is when the message was first sent to its source queue, for a
+	// message SQS moved; zero for the worker's copy (the event's time says it).
+	FirstSent    time.Time `json:"firstSent,omitzero"`
 	EventTime    time.Time `json:"eventTime,omitzero"`   // the EventBridge event's time, when the body has one
 	DetailType   string    `json:"detailType,omitempty"` // the event's detail-type, when the body has one
 	ExecutionARN string    `json:"executionArn,omitempty"`
 	TokenHash    string    `json:"tokenHash,omitempty"` // telemetry.TokenHash of the task token
 	Body         string    `json:"body,omitempty"`
 
-	token   string // the task token, for the redrive's check; never printed
-	rawBody string
-	attrs   map[string]types.MessageAttributeValue
-	receipt string
+	token       string // the task token, for the redrive's check; never printed
+	traceHeader string // the AWSTraceHeader system attribute; kept by a redrive
+	rawBody     string
+	attrs       map[string]types.MessageAttributeValue
+	receipt     string
+}
+
+// deadOrSent is the message's time in the DLQ listing order: when it was moved, or,
+// when SQS moved it, no later than that: when it was first sent.
+func (m Message) deadOrSent() time.Time {
+	if m.DeadSince.IsZero() {
+		return m.FirstSent
+	}
+	return m.DeadSince
 }
 
 // Group is the dead letters of one queue with one reason, oldest first.
@@ -146,11 +162,11 @@ func (in *Inspector) List(ctx context.Context, q Queue, limit int) (Listing, err
 		if !ok {
 			i = len(l.Groups)
 			byReason[m.Reason] = i
-			l.Groups = append(l.Groups, Group{Reason: m.Reason, Oldest: m.DeadSince})
+			l.Groups = append(l.Groups, Group{Reason: m.Reason, Oldest: m.deadOrSent()})
 		}
 		g := &l.Groups[i]
 		g.Count++
-		g.Newest = m.DeadSince
+		g.Newest = m.deadOrSent()
 		g.Messages = append(g.Messages, m)
 	}
 	return l, nil
@@ -164,7 +180,7 @@ func (in *Inspector) Show(ctx context.Context, q Queue, limit int) ([]Message, e
 		msgs = append(msgs, m)
 		return false, nil
 	})
-	slices.SortStableFunc(msgs, func(a, b Message) int { return a.DeadSince.Compare(b.DeadSince) })
+	slices.SortStableFunc(msgs, func(a, b Message) int { return a.deadOrSent().Compare(b.deadOrSent()) })
 	return msgs, err
 }
 
@@ -318,8 +334,19 @@ func parse(queue string, raw types.Message) Message {
 		ID: aws.ToString(raw.MessageId), Queue: queue, Reason: ReasonMaxReceives,
 		rawBody: body, attrs: raw.MessageAttributes, receipt: aws.ToString(raw.ReceiptHandle),
 	}
+	m.token = event.FindTaskToken([]byte(body))
+	m.TokenHash = telemetry.TokenHash(m.token)
+	m.traceHeader = raw.Attributes[string(types.MessageSystemAttributeNameAWSTraceHeader)]
+	sent := time.Time{}
+	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+		sent = time.UnixMilli(ms).UTC()
+	}
 	if v := raw.MessageAttributes[attrError].StringValue; v != nil {
-		m.Reason = *v
+		// The worker's copy: sent when it was dead-lettered. Its reason is a job's
+		// error text, which may quote the token (older workers did not redact it).
+		m.Reason, m.DeadSince = RedactText(*v, m.token), sent
+	} else {
+		m.FirstSent = sent
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	if v := raw.MessageAttributes[attrReceiveCount].StringValue; v != nil {
@@ -327,11 +354,6 @@ func parse(queue string, raw types.Message) Message {
 			m.ReceiveCount = n
 		}
 	}
-	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-		m.DeadSince = time.UnixMilli(ms).UTC()
-	}
-	m.token = event.FindTaskToken([]byte(body))
-	m.TokenHash = telemetry.TokenHash(m.token)
 	if env, err := event.Parse([]byte(body)); err == nil {
 		m.DetailType, m.EventTime = env.DetailType, env.Time
 		var d struct {
@@ -359,18 +381,18 @@ func Redact(body, token string) string {
 		_ = json.Unmarshal([]byte(v), &v) // a truncated value is hashed as it is
 		return sub[1] + `"` + redacted(v) + `"`
 	})
-	if token != "" {
-		out = strings.ReplaceAll(out, token, redacted(token))
-	}
+	out = RedactText(out, token)
 	if t := event.FindTaskToken([]byte(out)); t != "" && !strings.HasPrefix(t, "<redacted") {
 		return "<body withheld: it holds a task token that could not be redacted>"
 	}
 	return out
 }
 
-func redacted(token string) string {
-	return "<redacted token " + telemetry.TokenHash(token) + ">"
-}
+// RedactText replaces token in a text (an error's reason) with its hash: see
+// telemetry.RedactToken.
+func RedactText(text, token string) string { return telemetry.RedactToken(text, token) }
+
+func redacted(token string) string { return telemetry.RedactedToken(token) }
 
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -146,6 +146,12 @@ func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why 
 	if len(attrs) > 0 {
 		in2.MessageAttributes = attrs
 	}
+	if m.traceHeader != "" {
+		// The X-Ray trace the message arrived with: the redriven delivery joins it.
+		in2.MessageSystemAttributes = map[string]types.MessageSystemAttributeValue{
+			string(types.MessageSystemAttributeNameForSendsAWSTraceHeader): {DataType: aws.String("String"), StringValue: aws.String(m.traceHeader)},
+		}
+	}
 	if _, err := in.sqs.SendMessage(ctx, in2); err != nil {
 		return ActionLeft, fmt.Sprintf("send to %s: %v", q.Name, err), false
 	}

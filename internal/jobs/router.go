@@ -95,6 +95,13 @@ type outcome struct {
 	reason error  // why, for the log
 }
 
+// withoutToken redacts token from the outcome's errors' texts: they become the
+// DLQ copy's reason, the span's status and the log line, and a job's error may
+// quote its input. errors.Is and errors.As still see through them.
+func (o *outcome) withoutToken(token string) {
+	o.err, o.reason = redactToken(o.err, token), redactToken(o.reason, token)
+}
+
 // Handle implements consumer.Handler.
 func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	began := r.nowFunc()
@@ -110,6 +117,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 		r.metrics.eventAge.WithLabelValues(jobName).Observe(began.Sub(t.EventTime).Seconds())
 		out = r.run(ctx, m, job, t)
 	}
+	out.withoutToken(t.Token)
 	took := r.nowFunc().Sub(began)
 	r.metrics.jobs.WithLabelValues(jobName, out.name).Inc()
 	tracing.Observe(ctx, r.metrics.duration.WithLabelValues(jobName), took.Seconds())
@@ -177,7 +185,7 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) 
 	}
 	jctx, jspan := tracing.Start(ctx, "job", job.Name, trace.SpanKindInternal)
 	output, err := r.call(jctx, job, t)
-	tracing.End(jspan, err)
+	tracing.End(jspan, redactToken(err, t.Token))
 	var panicked *panicError
 	switch {
 	case errors.Is(err, ErrTokenRefused):
@@ -259,7 +267,7 @@ func (r *Router) fail(ctx context.Context, jobName string, t *Task, kind string,
 	if t.Token != "" {
 		rctx, cancel := r.reportContext(ctx)
 		defer cancel()
-		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, cause.Error())
+		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, telemetry.RedactToken(cause.Error(), t.Token))
 		if err != nil && !taskClosed(err) {
 			return &outcome{name: "retry", err: fmt.Errorf("report failure: %w", err), reason: cause}
 		}
