@@ -192,6 +192,12 @@ func (in *Inspector) Show(ctx context.Context, q Queue, limit int) ([]Message, e
 // messages it had seen (their visibility ran out during a long read), or at the
 // first error of visit or of SQS.
 func (in *Inspector) read(ctx context.Context, q Queue, limit, batch int, visibility time.Duration, visit func(Message) (keep bool, err error)) (err error) {
+	return in.readPaced(ctx, q, limit, batch, visibility, nil, visit)
+}
+
+// readPaced is read with beforeReceive (when not nil) called before each receive: a
+// paced reader waits there, not while it holds messages hidden.
+func (in *Inspector) readPaced(ctx context.Context, q Queue, limit, batch int, visibility time.Duration, beforeReceive func() error, visit func(Message) (keep bool, err error)) (err error) {
 	seen := map[string]bool{}
 	var held []string // receipt handles to release
 	defer func() {
@@ -207,6 +213,11 @@ func (in *Inspector) read(ctx context.Context, q Queue, limit, batch int, visibi
 		n := int32(batch)
 		if limit > 0 {
 			n = int32(min(batch, limit-len(seen)))
+		}
+		if beforeReceive != nil {
+			if err := beforeReceive(); err != nil {
+				return err
+			}
 		}
 		out, err := in.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: n,

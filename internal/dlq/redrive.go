@@ -89,7 +89,15 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 	began := in.NowFunc()
 	sum := Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
 	var lastSend time.Time
-	err := in.read(ctx, q, 0, batch, visibility, func(m Message) (bool, error) {
+	// Wait out the pacing before a receive, not with the received messages hidden: a
+	// redrive killed while it waits hides nothing.
+	pace := func() error {
+		if lastSend.IsZero() {
+			return nil
+		}
+		return in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastSend))
+	}
+	err := in.readPaced(ctx, q, 0, batch, visibility, pace, func(m Message) (bool, error) {
 		o := Outcome{MessageID: m.ID, Reason: m.Reason, ExecutionARN: m.ExecutionARN, TokenHash: m.TokenHash}
 		keep := false
 		switch {

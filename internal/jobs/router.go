@@ -45,6 +45,16 @@ type RouterConfig struct {
 	// cancel of the job's context (the consumer stopping at a drain timeout, or lost
 	// visibility) ends the report too.
 	ReportTimeout time.Duration
+	// FailureNotes, when set, keeps the last failure reported for an execution
+	// whose event names it (detail executionArn), where any endpoint can show it
+	// (Step Functions emulators drop failure causes). A note that cannot be written
+	// is logged, never retried: the failure itself is reported.
+	FailureNotes FailureNotes
+}
+
+// FailureNotes keeps the last failure of an execution. Called concurrently.
+type FailureNotes interface {
+	NoteFailure(ctx context.Context, executionArn, job, code, cause string) error
 }
 
 // Router is the consumer.Handler of every job queue.
@@ -267,12 +277,27 @@ func (r *Router) fail(ctx context.Context, jobName string, t *Task, kind string,
 	if t.Token != "" {
 		rctx, cancel := r.reportContext(ctx)
 		defer cancel()
-		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, telemetry.RedactToken(cause.Error(), t.Token))
+		why := telemetry.RedactToken(cause.Error(), t.Token)
+		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, why)
 		if err != nil && !taskClosed(err) {
 			return &outcome{name: "retry", err: fmt.Errorf("report failure: %w", err), reason: cause}
 		}
+		if err == nil {
+			r.noteFailure(rctx, t, jobName+"."+kind, why)
+		}
 	}
 	return &outcome{name: name, err: then, reason: cause}
+}
+
+// noteFailure keeps a failure just reported with t's live token (see
+// RouterConfig.FailureNotes).
+func (r *Router) noteFailure(ctx context.Context, t *Task, code, cause string) {
+	if r.cfg.FailureNotes == nil || t.ExecutionArn == "" {
+		return
+	}
+	if err := r.cfg.FailureNotes.NoteFailure(ctx, t.ExecutionArn, t.Job, code, cause); err != nil {
+		r.log.Warn("failure note not written; the failure was reported", zap.String("execution_arn", t.ExecutionArn), zap.Error(err))
+	}
 }
 
 func (r *Router) badInput(ctx context.Context, jobName string, t *Task, err error) *outcome {
