@@ -296,4 +296,23 @@ func TestE2EStartWaitShowsTheCauseAndTheDLQStaysVisible(t *testing.T) {
 	out = st.cli("dlq", "list", "--queue", "flaky", "--output", "json")
 	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
 	require.Equal(t, []struct{ Depth, Read int }{{1, 1}}, listed.Queues, "still visible after all those reads: %s", out)
+
+	// The worker failed that execution (RetriesExhausted on the last receive): status
+	// lists it as redrivable, and `dlq redrive --executions` would redrive it. moto
+	// has no RedriveExecution: the command says so plainly, fails, and deletes nothing.
+	flaky := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(stderr, "\n", 2)[0], "started "))
+	require.True(t, strings.HasPrefix(flaky, "arn:"), stderr)
+	_, text, _ := st.run("status")
+	t.Logf("worker status:\n%s", text)
+	require.Contains(t, text, "redrivable executions")
+	require.Contains(t, text, flaky)
+	out = st.cli("dlq", "redrive", "--queue", "flaky", "--executions", "--dry-run")
+	t.Logf("dlq redrive --executions --dry-run:\n%s", out)
+	require.Contains(t, out, "would_redrive_execution")
+	require.Contains(t, out, "executions would redrive 1 (1 dead letters), skipped 0, left 0")
+	code, out, stderr = st.run("dlq", "redrive", "--queue", "flaky", "--executions")
+	t.Logf("dlq redrive --executions:\n%s%s", out, stderr)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "does not implement Step Functions RedriveExecution")
+	require.Equal(t, 1, st.queueDepth(st.out.DLQs["flaky"]), "nothing deleted")
 }

@@ -34,14 +34,26 @@ Dead letters of the topology's queues (WORKER_TOPOLOGY, WORKER_STACK).
            SendTaskHeartbeat with its token (it changes nothing of the task but its
            heartbeat timer), or, without a token, reads the status of the detail's
            executionArn. Ends with a summary of moved / skipped / left.
+  redrive  --queue Q --executions [--reason R] [--rate N] [--dry-run] [--output text|json]
+           redrives the executions (Step Functions RedriveExecution: the execution goes
+           on from its failed step) of the dead letters a worker failed: the message
+           has the worker's reason, its task is closed, and its execution (the
+           detail's executionArn) is FAILED, stopped less than 14 days ago and
+           redrivable. Never an execution a person stopped (ABORTED), one that timed
+           out, or one still running: those are skipped, saying why. Each execution
+           once, at most N a second; its dead letters are then deleted (obsolete: the
+           redriven step sends a new event). Ends with a summary. An endpoint without
+           RedriveExecution (moto) is said so, and nothing is redriven.
   purge    --queue Q --yes
            deletes every message of Q's DLQ (SQS allows one purge a minute)
 
-Reading a queue in SQS means receiving: list and show hide what they read for up to
-30 s, redrive for about 15 s more than its pacing needs (--rate messages at a time),
-and each makes it visible again as soon as it is done; a killed command's messages
-come back when that time ends. ApproximateReceiveCount of a message SQS moved counts
-these reads too.
+Reading a queue in SQS means receiving: list and show hide what they read only while
+they read (a receive's visibility, 30 s at most, for a killed command), redrive for
+about 15 s more than its pacing needs (--rate messages at a time; it waits out its
+pacing before a receive, not while it holds messages), and each makes everything it
+read visible again as soon as it is done, so list, show, redrive, status and
+start --wait agree with each other. ApproximateReceiveCount of a message SQS moved
+counts these reads too.
 `
 
 func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
@@ -62,7 +74,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	var limit *int
 	var reason *string
 	var rate *float64
-	var dryRun, yes *bool
+	var dryRun, yes, executions *bool
 	switch cmd {
 	case "list":
 		limit = fs.Int("limit", 1000, "most messages read per DLQ")
@@ -72,6 +84,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 		reason = fs.String("reason", "", "move only the messages whose reason contains this")
 		rate = fs.Float64("rate", 1, "most messages moved per second")
 		dryRun = fs.Bool("dry-run", false, "report what would move; move nothing")
+		executions = fs.Bool("executions", false, "redrive the executions a worker failed (Step Functions RedriveExecution), not the messages")
 	case "purge":
 		yes = fs.Bool("yes", false, "really delete every message of the DLQ")
 	default:
@@ -115,7 +128,11 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	case "show":
 		return dlqShow(ctx, in, queues[0], *limit, *output, stdout)
 	case "redrive":
-		return dlqRedrive(ctx, in, queues[0], dlq.RedriveOptions{Reason: *reason, Rate: *rate, DryRun: *dryRun}, *output, stdout)
+		opt := dlq.RedriveOptions{Reason: *reason, Rate: *rate, DryRun: *dryRun}
+		if *executions {
+			return dlqRedriveExecutions(ctx, in, queues[0], opt, *output, stdout)
+		}
+		return dlqRedrive(ctx, in, queues[0], opt, *output, stdout)
 	default:
 		if err := in.Purge(ctx, queues[0]); err != nil {
 			return err
@@ -251,6 +268,37 @@ func deadSince(m dlq.Message) string {
 		return "moved by SQS at an unrecorded time; first sent " + stamp(m.FirstSent)
 	}
 	return "dead since " + stamp(m.DeadSince)
+}
+
+func dlqRedriveExecutions(ctx context.Context, in *dlq.Inspector, q dlq.Queue, opt dlq.RedriveOptions, output string, w io.Writer) error {
+	if output == "text" {
+		opt.Progress = func(o dlq.Outcome) {
+			line := o.Action + " " + o.MessageID
+			if o.ExecutionARN != "" {
+				line += " " + o.ExecutionARN
+			}
+			if o.Why != "" {
+				line += ": " + o.Why
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	sum, err := in.RedriveExecutions(ctx, q, opt)
+	if output == "json" {
+		if werr := writeJSON(w, sum); werr != nil && err == nil {
+			err = werr
+		}
+	} else {
+		verb := "redriven"
+		if sum.DryRun {
+			verb = "would redrive"
+		}
+		fmt.Fprintf(w, "%s: executions %s %d (%d dead letters), skipped %d, left %d\n", q.Name, verb, sum.Executions, sum.Moved, sum.Skipped, sum.Left)
+	}
+	if err != nil {
+		return fmt.Errorf("redrive the executions of %s: %w", q.Name, err)
+	}
+	return nil
 }
 
 func stamp(t time.Time) string {

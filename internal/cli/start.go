@@ -235,7 +235,7 @@ func (s setup) findCause(ctx context.Context, execARN string) string {
 	}
 	notes := failnote.New(s.clients.S3, s.cfg.DataBucket)
 	if n, found, err := notes.Read(ctx, execARN); err == nil && found {
-		return n.Error + ": " + n.Cause + " (from the worker's failure note " + notes.Location(execARN) + ")"
+		return n.Cause + " (from the worker's failure note " + notes.Location(execARN) + ")"
 	}
 	return "cause not available from this endpoint: no failure in the execution's history, no dead letter of it, no worker's failure note at " +
 		notes.Location(execARN) + " (written when the event's detail has executionArn); the worker's log line of this execution_arn has it"

@@ -40,6 +40,8 @@ type RedriveOptions struct {
 	DryRun bool
 	// Progress, when set, is called with each message's outcome as it is decided.
 	Progress func(Outcome)
+	// Limit, when above 0, is the most dead letters RedriveExecutions reads.
+	Limit int
 }
 
 // The actions of a redrive on one message.
@@ -62,12 +64,15 @@ type Outcome struct {
 
 // Summary is the result of a redrive of one queue's DLQ.
 type Summary struct {
-	Queue    string    `json:"queue"`
-	DryRun   bool      `json:"dryRun"`
-	Moved    int       `json:"moved"` // with DryRun: would move
-	Skipped  int       `json:"skipped"`
-	Left     int       `json:"left"`
-	Messages []Outcome `json:"messages"`
+	Queue   string `json:"queue"`
+	DryRun  bool   `json:"dryRun"`
+	Moved   int    `json:"moved"` // with DryRun: would move
+	Skipped int    `json:"skipped"`
+	Left    int    `json:"left"`
+	// Executions is how many executions RedriveExecutions redrove (with DryRun:
+	// would redrive).
+	Executions int       `json:"executions,omitempty"`
+	Messages   []Outcome `json:"messages"`
 }
 
 // Redrive moves the dead letters of q that opt selects back to q, at most opt.Rate
