@@ -249,6 +249,9 @@ var exercisedBy = map[string]exercised{
 	"bin/worker dlq redrive --queue processSingle --dry-run":  {in: "internal/dlq/dlq_test.go", with: []string{"DryRun: true"}},
 	"bin/worker dlq redrive --queue processSingle --reason RetriesExhausted --rate 5": {
 		in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "work", "--reason", "maxReceiveCount", "--rate"`}},
+	"bin/worker dlq redrive --queue processSingle --executions --dry-run": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "flaky", "--executions", "--dry-run"`}},
+	"bin/worker dlq redrive --queue processSingle --executions": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "flaky", "--executions")`},
+		note: "moto lacks RedriveExecution: the e2e test proves it says so; internal/dlq's executions_test.go proves the redrive against Step Functions' types"},
 	"bin/worker dlq purge --queue processSingle --yes": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "purge", "--queue", "work", "--yes"`}},
 
 	// Development: LocalStack by hand is what make test-localstack does.
