@@ -275,6 +275,7 @@ func TestE2EStartWaitShowsTheCauseAndTheDLQStaysVisible(t *testing.T) {
 	require.Equal(t, 1, code, stderr)
 	require.Contains(t, stderr, "upstream 503")
 	require.Contains(t, stderr, "from DLQ flaky")
+	require.Contains(t, stderr, "worker dlq redrive --queue flaky --executions --dry-run", "start says how to redrive it")
 
 	// Right after: every command sees the dead letter (visible, not in flight).
 	var listed struct {
@@ -300,7 +301,7 @@ func TestE2EStartWaitShowsTheCauseAndTheDLQStaysVisible(t *testing.T) {
 	// The worker failed that execution (RetriesExhausted on the last receive): status
 	// lists it as redrivable, and `dlq redrive --executions` would redrive it. moto
 	// has no RedriveExecution: the command says so plainly, fails, and deletes nothing.
-	flaky := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(stderr, "\n", 2)[0], "started "))
+	flaky := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(stderr, "\n", 2)[0], "started ")) // start's first line
 	require.True(t, strings.HasPrefix(flaky, "arn:"), stderr)
 	_, text, _ := st.run("status")
 	t.Logf("worker status:\n%s", text)

@@ -69,7 +69,11 @@ func runStart(ctx context.Context, registered Jobs, args []string, stdout, stder
 	out, err := waitExecution(waitCtx, s.clients.SFN, execARN)
 	var failed *executionFailed
 	if errors.As(err, &failed) && failed.cause == "" {
-		failed.cause = s.findCause(ctx, execARN)
+		var deadIn string
+		failed.cause, deadIn = s.findCause(ctx, execARN)
+		if deadIn != "" {
+			fmt.Fprintf(stderr, "once the cause is fixed: worker dlq redrive --queue %s --executions --dry-run (then without --dry-run)\n", deadIn)
+		}
 	}
 	if err != nil {
 		return err
@@ -211,8 +215,9 @@ func (e *executionFailed) Error() string {
 // findCause looks for the cause of a failed execution where DescribeExecution did
 // not give it (moto drops causes): the execution history's failure events, then a
 // message of the execution in a DLQ (its reason; the read leaves it visible), then
-// the worker's failure note of the execution (failnote).
-func (s setup) findCause(ctx context.Context, execARN string) string {
+// the worker's failure note of the execution (failnote). deadIn names the queue
+// whose DLQ holds the execution's dead letter, if one does.
+func (s setup) findCause(ctx context.Context, execARN string) (cause, deadIn string) {
 	pages := sfn.NewGetExecutionHistoryPaginator(s.clients.SFN, &sfn.GetExecutionHistoryInput{ExecutionArn: aws.String(execARN), ReverseOrder: true})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
@@ -221,7 +226,7 @@ func (s setup) findCause(ctx context.Context, execARN string) string {
 		}
 		for _, ev := range page.Events {
 			if c := historyCause(ev); c != "" {
-				return c
+				return c, ""
 			}
 		}
 	}
@@ -229,16 +234,16 @@ func (s setup) findCause(ctx context.Context, execARN string) string {
 		in := dlq.New(s.clients.SQS, s.clients.SFN)
 		for _, q := range queues {
 			if c := dlqCause(ctx, in, q, execARN); c != "" {
-				return c + " (from DLQ " + q.Name + ")"
+				return c + " (from DLQ " + q.Name + ")", q.Name
 			}
 		}
 	}
 	notes := failnote.New(s.clients.S3, s.cfg.DataBucket)
 	if n, found, err := notes.Read(ctx, execARN); err == nil && found {
-		return n.Cause + " (from the worker's failure note " + notes.Location(execARN) + ")"
+		return n.Cause + " (from the worker's failure note " + notes.Location(execARN) + ")", ""
 	}
 	return "cause not available from this endpoint: no failure in the execution's history, no dead letter of it, no worker's failure note at " +
-		notes.Location(execARN) + " (written when the event's detail has executionArn); the worker's log line of this execution_arn has it"
+		notes.Location(execARN) + " (written when the event's detail has executionArn); the worker's log line of this execution_arn has it", ""
 }
 
 func historyCause(ev sfntypes.HistoryEvent) string {

@@ -99,7 +99,7 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 		}
 		machines = append(machines, machineStatus{StateMachine: name, Running: n, AtLeast: more})
 	}
-	redrivable, err := redrivableExecutions(ctx, in, resolved.QueueNames(), resolved.Queues, resolved.DLQs, queues)
+	redrivable, err := redrivableExecutions(ctx, in, resolved.Queues, resolved.DLQs, queues)
 	if err != nil {
 		return err
 	}
@@ -154,10 +154,11 @@ type redrivableExecution struct {
 // redrivableExecutions lists the executions that `dlq redrive --executions` would
 // redrive, from the first redrivableRead dead letters of each DLQ that has any (a
 // dry run: it reads, and leaves every message visible).
-func redrivableExecutions(ctx context.Context, in *dlq.Inspector, names []string, urls, dlqs map[string]string, counts []queueStatus) ([]redrivableExecution, error) {
+func redrivableExecutions(ctx context.Context, in *dlq.Inspector, urls, dlqs map[string]string, counts []queueStatus) ([]redrivableExecution, error) {
 	out := []redrivableExecution{}
-	for i, name := range names {
-		if counts[i].DLQ == 0 {
+	for _, c := range counts {
+		name := c.Queue
+		if c.DLQ == 0 || dlqs[name] == "" {
 			continue
 		}
 		sum, err := in.RedriveExecutions(ctx, dlq.Queue{Name: name, URL: urls[name], DLQURL: dlqs[name]}, dlq.RedriveOptions{DryRun: true, Limit: redrivableRead, Rate: 1000})
