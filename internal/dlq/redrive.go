@@ -108,7 +108,7 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 		switch {
 		case opt.Reason != "" && !strings.Contains(m.Reason, opt.Reason):
 			return false, nil // not selected: not part of the summary
-		case m.DeadSince.After(began):
+		case m.deadOrSent().After(began): // SQS moved it: sent (by this redrive, perhaps) after it began
 			o.Action, o.Why = ActionLeft, "dead-lettered after this redrive began"
 		default:
 			closed, why, err := in.taskClosed(ctx, m)
