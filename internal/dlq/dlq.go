@@ -10,6 +10,8 @@
 // own. Redrive moves messages back to their source queue one at a time, each deleted
 // from the DLQ only after SendMessage to the queue succeeded: a crash mid-way
 // duplicates a message (delivery is at-least-once anyway), it never loses one.
+// RedriveExecutions redrives instead the executions a worker failed (Step Functions
+// RedriveExecution), for the dead letters whose task the worker itself closed.
 package dlq
 
 import (
