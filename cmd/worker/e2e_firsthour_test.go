@@ -26,11 +26,11 @@ import (
 // The first hour of a new user, second round (issue 29 items 4, 5, 6 and 8; issue 27
 // item 8): each test runs what the user ran, the worker binary on the emulator.
 
-// run runs the worker binary with env to its end (within a minute) and returns its
-// exit code, stdout and stderr.
-func (st *stackEnv) run(env []string, args ...string) (code int, stdout, stderr string) {
+// runWith runs the worker binary with env added to the stack's, to its end (within
+// three minutes), and returns its exit code, stdout and stderr.
+func (st *stackEnv) runWith(env []string, args ...string) (code int, stdout, stderr string) {
 	st.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, st.bin, args...)
 	cmd.Env = append(append([]string{}, st.env...), env...)
@@ -52,13 +52,13 @@ func TestE2EMetricsPortTakenFailsBeforePolling(t *testing.T) {
 	require.NoError(t, err)
 	defer taken.Close()
 	st := newStack(t, "WORKER_POLL_WAIT=20s")
-	code, stdout, stderr := st.run([]string{"WORKER_METRICS_ADDR=" + taken.Addr().String()}, "run")
+	code, stdout, stderr := st.runWith([]string{"WORKER_METRICS_ADDR=" + taken.Addr().String()}, "run")
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	require.Contains(t, stderr, "WORKER_METRICS_ADDR="+taken.Addr().String())
 	require.Contains(t, stderr, "address already in use")
 	require.NotContains(t, stdout+stderr, `"msg":"polling"`, "no poller started")
 
-	_, config, _ := st.run(nil, "config")
+	_, config, _ := st.runWith(nil, "config")
 	require.Regexp(t, `(?m)^WORKER_METRICS_ADDR\s+127\.0\.0\.1:9090\s`, config, "the default is this host only")
 }
 
@@ -114,7 +114,7 @@ func TestE2EFallbacksAndHintsSayWhatHappened(t *testing.T) {
 	first, _, _ := strings.Cut(w.Logs(), "\n")
 	require.Contains(t, first, `"topology":"embedded cookies topology (WORKER_TOPOLOGY is not set)"`, "the first log line")
 
-	code, _, stderr := st.run([]string{"WORKER_STACK=not-bootstrapped"}, "status")
+	code, _, stderr := st.runWith([]string{"WORKER_STACK=not-bootstrapped"}, "status")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "no queue not-bootstrapped-")
 	require.Contains(t, stderr, "run `worker bootstrap` first?")
@@ -124,7 +124,7 @@ func TestE2EFallbacksAndHintsSayWhatHappened(t *testing.T) {
 	require.NoError(t, err)
 	addr := closed.Addr().String()
 	closed.Close() // nothing listens there now
-	code, _, stderr = st.run([]string{"AWS_ENDPOINT_URL=http://" + addr, "AWS_MAX_ATTEMPTS=1"}, "status")
+	code, _, stderr = st.runWith([]string{"AWS_ENDPOINT_URL=http://" + addr, "AWS_MAX_ATTEMPTS=1"}, "status")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "cannot reach the endpoint")
 	require.NotContains(t, stderr, "bootstrap` first", "a refused connection is not a missing stack")
@@ -132,7 +132,7 @@ func TestE2EFallbacksAndHintsSayWhatHappened(t *testing.T) {
 	dir := t.TempDir()
 	topo := "{\n  \"source\": \"my.app\",\n  \"queues\": [\n    {\"name\": \"resize\", \"detailTypes\": [\"resize\"],\n     \"exec\": {\"command\": [\"cat\"], \"timeout\": \"30 minute\"}}\n  ]\n}\n"
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "topology.json"), []byte(topo), 0o644))
-	code, stdout, stderr := st.run(nil, "validate", filepath.Join(dir, "topology.json"))
+	code, stdout, stderr := st.runWith(nil, "validate", filepath.Join(dir, "topology.json"))
 	require.Equal(t, 1, code)
 	require.Contains(t, stdout+stderr, `line 5, column 46: queue "resize": "30 minute" is not a duration`)
 }

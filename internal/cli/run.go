@@ -20,6 +20,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/ecsprotect"
 	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/failnote"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/registry"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
@@ -270,7 +271,8 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	if len(queues) == 0 {
 		return nil, nil
 	}
-	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
+	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout,
+		FailureNotes: failnote.New(w.clients.S3, w.stack.DataBucket)}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}

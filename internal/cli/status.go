@@ -25,10 +25,12 @@ The state of the topology's stack at a glance: per queue its depth (visible mess
 in flight (received, not yet deleted), delayed, and its DLQ's depth (SQS's approximate
 counts, GetQueueAttributes); per state machine its RUNNING executions (ListExecutions,
 counted up to 10000); the depth of the stack's events DLQ (what EventBridge could
-not deliver to a queue; 'worker dlq list' shows it as queue eventbridge). The age of a queue's oldest message is not shown: SQS gives it
+not deliver to a queue; 'worker dlq list' shows it as queue eventbridge); the executions a worker failed that 'worker dlq redrive
+--executions' can redrive (read from the first 100 dead letters of each DLQ, which stay
+visible). The age of a queue's oldest message is not shown: SQS gives it
 only as the CloudWatch metric ApproximateAgeOfOldestMessage, and reading a message to
 find out would take it from the workers (see the worker_event_age_seconds metric, and
-'worker dlq list' for the dead letters' ages). Reads nothing but counts.
+'worker dlq list' for the dead letters' ages).
 
 Exit status: 0, or 1 when any DLQ (the events DLQ too) holds a message, or the
 topology wants an events DLQ that the stack lacks (for scripts and alarms).
@@ -126,8 +128,12 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 		}
 		machines = append(machines, machineStatus{StateMachine: name, Running: n, AtLeast: more})
 	}
+	redrivable, err := redrivableExecutions(ctx, in, resolved.Queues, resolved.DLQs, queues)
+	if err != nil {
+		return err
+	}
 	if *output == "json" {
-		err = writeJSON(stdout, map[string]any{"queues": queues, "eventsDlq": events, "stateMachines": machines})
+		err = writeJSON(stdout, map[string]any{"queues": queues, "eventsDlq": events, "stateMachines": machines, "redrivableExecutions": redrivable})
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "queue\tvisible\tin flight\tdelayed\tdlq\t")
@@ -154,6 +160,12 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 			fmt.Fprintf(tw, "%s\t%s%d\t\n", m.StateMachine, more, m.Running)
 		}
 		err = tw.Flush()
+		if err == nil && len(redrivable) > 0 {
+			fmt.Fprintln(stdout, "\nredrivable executions (a worker failed them; worker dlq redrive --queue Q --executions):")
+			for _, r := range redrivable {
+				fmt.Fprintf(stdout, "  %s  %s  %s\n", r.Queue, r.ExecutionARN, r.Why)
+			}
+		}
 	}
 	if err != nil {
 		return err
@@ -165,6 +177,39 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 		return errors.New(events.Missing)
 	}
 	return nil
+}
+
+// redrivableRead bounds the dead letters status reads per DLQ to find redrivable
+// executions.
+const redrivableRead = 100
+
+type redrivableExecution struct {
+	Queue        string `json:"queue"`
+	ExecutionARN string `json:"executionArn"`
+	Why          string `json:"why"`
+}
+
+// redrivableExecutions lists the executions that `dlq redrive --executions` would
+// redrive, from the first redrivableRead dead letters of each DLQ that has any (a
+// dry run: it reads, and leaves every message visible).
+func redrivableExecutions(ctx context.Context, in *dlq.Inspector, urls, dlqs map[string]string, counts []queueStatus) ([]redrivableExecution, error) {
+	out := []redrivableExecution{}
+	for _, c := range counts {
+		name := c.Queue
+		if c.DLQ == 0 || dlqs[name] == "" {
+			continue
+		}
+		sum, err := in.RedriveExecutions(ctx, dlq.Queue{Name: name, URL: urls[name], DLQURL: dlqs[name]}, dlq.RedriveOptions{DryRun: true, Limit: redrivableRead, Rate: 1000})
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range sum.Messages {
+			if o.Action == dlq.ActionWouldRedrive && o.Why != dlq.WhyCountedAbove {
+				out = append(out, redrivableExecution{Queue: name, ExecutionARN: o.ExecutionARN, Why: o.Why})
+			}
+		}
+	}
+	return out, nil
 }
 
 // countRunning counts the RUNNING executions of a state machine, up to

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 )
 
 // fakeSQS is an in-memory queue with visibility timeouts, enough of SQS for the
@@ -24,6 +25,7 @@ type fakeSQS struct {
 	deleted    []string // message bodies
 	dlq        []types.MessageAttributeValue
 	dlqBodies  []string
+	dlqTraces  []string // the AWSTraceHeader system attribute of each DLQ copy
 	calls      map[string]int
 	maxAsked   []int32
 	waits      []int32         // WaitTimeSeconds of each receive
@@ -45,6 +47,7 @@ type fakeSQS struct {
 
 type fakeMsg struct {
 	id, body, receipt string
+	traceHeader       string
 	visibleAt         time.Time
 	receives          int
 	deleted           bool
@@ -62,6 +65,14 @@ func (f *fakeSQS) send(bodies ...string) {
 		m := &fakeMsg{id: fmt.Sprintf("m%d", f.seq), body: b}
 		f.order = append(f.order, m)
 	}
+}
+
+// sendTraced queues a message that arrived with an X-Ray trace header.
+func (f *fakeSQS) sendTraced(body, traceHeader string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	f.order = append(f.order, &fakeMsg{id: fmt.Sprintf("m%d", f.seq), body: body, traceHeader: traceHeader})
 }
 
 func (f *fakeSQS) count(api string) int {
@@ -182,6 +193,9 @@ func (f *fakeSQS) take(max int) []types.Message {
 			MessageId: aws.String(m.id), Body: aws.String(m.body), ReceiptHandle: aws.String(m.receipt),
 			Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(m.receives), "SentTimestamp": "1700000000000"},
 		})
+		if m.traceHeader != "" {
+			out[len(out)-1].Attributes["AWSTraceHeader"] = m.traceHeader
+		}
 	}
 	return out
 }
@@ -250,6 +264,12 @@ func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["SendMessage"]++
+	for name, v := range in.MessageSystemAttributes {
+		if name != "AWSTraceHeader" || aws.ToString(v.DataType) != "String" {
+			return nil, &smithy.GenericAPIError{Code: "InvalidParameterValue", Message: "only AWSTraceHeader, of type String, is a system attribute of a send"}
+		}
+	}
+	f.dlqTraces = append(f.dlqTraces, aws.ToString(in.MessageSystemAttributes["AWSTraceHeader"].StringValue))
 	f.dlqBodies = append(f.dlqBodies, aws.ToString(in.MessageBody))
 	f.dlq = append(f.dlq, in.MessageAttributes["taskbridge-error"])
 	return &sqs.SendMessageOutput{}, nil

@@ -621,8 +621,15 @@ func (p *Poller) deadLetter(ctx context.Context, m Message, cause error) bool {
 		"taskbridge-source-queue":  {DataType: aws.String("String"), StringValue: aws.String(p.cfg.Queue)},
 		"taskbridge-receive-count": {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.ReceiveCount))},
 	}
+	in := &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs}
+	if m.TraceHeader != "" {
+		// Kept, so that a redrive of the copy still joins the trace it arrived with.
+		in.MessageSystemAttributes = map[string]types.MessageSystemAttributeValue{
+			string(types.MessageSystemAttributeNameForSendsAWSTraceHeader): {DataType: aws.String("String"), StringValue: aws.String(m.TraceHeader)},
+		}
+	}
 	p.metrics.requests.WithLabelValues(p.cfg.Queue, "SendMessage").Inc()
-	_, err := p.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs})
+	_, err := p.client.SendMessage(ctx, in)
 	if err != nil {
 		p.log.Error("copy to DLQ failed; the message will be retried", zap.String("message_id", m.ID), zap.Error(err))
 		return false

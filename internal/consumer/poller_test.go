@@ -214,6 +214,26 @@ func TestFateOfEachHandlerResult(t *testing.T) {
 	}
 }
 
+// The worker's DLQ copy keeps the X-Ray trace header the message arrived with, so
+// that a redrive of it still joins that trace.
+func TestDeadLetterCopyKeepsTheTraceHeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+		b := setup(t, Config{DLQURL: "https://sqs.local/dlq"}, func(context.Context, Message) error { return DeadLetter(errors.New("bad")) })
+		b.sqs.sendTraced("traced", trace)
+		b.sqs.send("untraced")
+		time.Sleep(deleteMaxDelay + 500*time.Millisecond)
+		synctest.Wait()
+		b.stop(t)
+		require.Equal(t, 2.0, b.handled("dead_lettered"))
+		traces := map[string]string{}
+		for i, body := range b.sqs.dlqBodies {
+			traces[body] = b.sqs.dlqTraces[i]
+		}
+		require.Equal(t, map[string]string{"traced": trace, "untraced": ""}, traces)
+	})
+}
+
 func TestDeadLetterWithoutDLQFallsBackToRedrive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, Config{}, func(context.Context, Message) error { return DeadLetter(errors.New("bad")) })

@@ -3,6 +3,9 @@ package jobs
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
 // jobError marks an error that no retry can fix, with the Kind that names it in a
@@ -50,3 +53,20 @@ func KindOf(err error) (kind string, badInput, ok bool) {
 	}
 	return je.kind, je.badInput, true
 }
+
+// redactToken is err with token replaced by its hash in its text
+// (telemetry.RedactToken); nil stays nil, and err stays what it wraps.
+func redactToken(err error, token string) error {
+	if err == nil || token == "" || !strings.Contains(err.Error(), token[:min(len(token), 16)]) {
+		return err
+	}
+	return &tokenRedacted{err: err, token: token}
+}
+
+type tokenRedacted struct {
+	err   error
+	token string
+}
+
+func (e *tokenRedacted) Error() string { return telemetry.RedactToken(e.err.Error(), e.token) }
+func (e *tokenRedacted) Unwrap() error { return e.err }
