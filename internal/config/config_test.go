@@ -38,6 +38,8 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		{"report timeout too short", map[string]string{"WORKER_REPORT_TIMEOUT": "10ms"}, []string{"WORKER_REPORT_TIMEOUT: must be at least 1s"}},
 		{"poll wait over SQS max", map[string]string{"WORKER_POLL_WAIT": "30s"}, []string{"WORKER_POLL_WAIT: must be between 1s and 20s"}},
 		{"shutdown past ECS max", map[string]string{"WORKER_SHUTDOWN_TIMEOUT": "5m"}, []string{"WORKER_SHUTDOWN_TIMEOUT"}},
+		{"protection minutes above the agent's range", map[string]string{"WORKER_TASK_PROTECTION_MINUTES": "2881"}, []string{"WORKER_TASK_PROTECTION_MINUTES: must be between 0 (off) and 2880"}},
+		{"negative protection minutes", map[string]string{"WORKER_TASK_PROTECTION_MINUTES": "-1"}, []string{"WORKER_TASK_PROTECTION_MINUTES: must be between 0 (off) and 2880"}},
 		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{`WORKER_JOB_TIMEOUT: "soon" is not a duration`}},
 		{"not a number", map[string]string{"WORKER_BATCH_MAX_FILES": "many"}, []string{`WORKER_BATCH_MAX_FILES: "many" is not a whole number`}},
 		{"not a number for a pointer", map[string]string{"WORKER_CONCURRENCY": "abc"}, []string{`WORKER_CONCURRENCY: "abc" is not a whole number`}},
