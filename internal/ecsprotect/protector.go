@@ -26,6 +26,9 @@ type Config struct {
 	// Grace is how long the process must have been idle before protection is
 	// dropped (default 5 s): a stream of short jobs does not toggle it per message.
 	Grace time.Duration
+	// DropTimeout bounds the drop at a stop, which must not hold up the shutdown
+	// (default 2 s; the stop's budget gives it: config.StopBudget).
+	DropTimeout time.Duration
 	// Client calls the agent (default: a client of the Protector's own, with a
 	// timeout of callTimeout); every call is bounded by callTimeout besides.
 	Client *http.Client
@@ -35,9 +38,8 @@ const (
 	defaultMinutes = 15
 	defaultGrace   = 5 * time.Second
 	// callTimeout bounds one call to the agent, which is local to the task.
-	callTimeout = 5 * time.Second
-	// dropTimeout bounds the drop at a stop, which must not hold up the shutdown.
-	dropTimeout = 2 * time.Second
+	callTimeout        = 5 * time.Second
+	defaultDropTimeout = 2 * time.Second
 	// Retries of a failed call back off from retryBase to retryMax, with jitter
 	// (consumer.Backoff).
 	retryBase = time.Second
@@ -73,6 +75,9 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Protector, error) {
 	}
 	if cfg.Grace == 0 {
 		cfg.Grace = defaultGrace
+	}
+	if cfg.DropTimeout == 0 {
+		cfg.DropTimeout = defaultDropTimeout
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: callTimeout}
@@ -124,7 +129,7 @@ func (p *Protector) signal() {
 }
 
 // Run enables, renews and drops protection as work comes and goes, until ctx is
-// cancelled; then it drops protection (bounded by dropTimeout) and returns nil.
+// cancelled; then it drops protection (bounded by Config.DropTimeout) and returns nil.
 // Each turn reads the state (machine.observe), makes the call the state's step
 // asks for once it is due, or sleeps until it is due or the work changes.
 func (p *Protector) Run(ctx context.Context) error {
@@ -210,9 +215,9 @@ func (p *Protector) giveUp(err error, refusals int) {
 }
 
 // drop removes protection at a stop, on a context detached from the cancelled one
-// and bounded by dropTimeout.
+// and bounded by Config.DropTimeout.
 func (p *Protector) drop(ctx context.Context) {
-	dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+	dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DropTimeout)
 	defer cancel()
 	if err := p.agent.put(dropCtx, false, 0); err != nil {
 		p.metrics.updates.WithLabelValues("drop", "error").Inc()
