@@ -168,6 +168,7 @@ func (w wiring) serve(ctx context.Context, components []component) error {
 	var srv *telemetry.Server
 	if w.cfg.MetricsAddr != "" {
 		srv = telemetry.NewServer(w.cfg.MetricsAddr, w.reg, w.ready.Ready, w.log)
+		srv.StopTimeout = w.cfg.Stop().ServerStop
 		if err := srv.Listen(); err != nil {
 			return fmt.Errorf("metrics server (WORKER_METRICS_ADDR=%s; set a free address, or empty to turn it off): %w", w.cfg.MetricsAddr, err)
 		}
@@ -312,7 +313,8 @@ func (w wiring) batchConfig(landing topology.Queue) batch.Config {
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
 		// A batch's claims hold as long as its messages do without renewal (claim.go).
-		Lease: max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		Lease:     max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		StopFlush: w.cfg.Stop().BatchFlush,
 	}
 	if b := landing.S3Batch; b != nil { // the topology's settings win over the environment's
 		if b.MaxFiles > 0 {

@@ -18,6 +18,9 @@ const (
 	// protectionDrop bounds the call that drops task scale-in protection at the
 	// stop; it runs beside the drain, inside the shutdown timeout.
 	protectionDrop = 2 * time.Second
+	// serverStop bounds the HTTP server's shutdown (/metrics, /healthz, /readyz),
+	// which starts with the stop, beside the drain.
+	serverStop = 3 * time.Second
 	// secondSignalGrace is what a second signal adds to the flush for the pollers
 	// to return, still within the last guard.
 	secondSignalGrace = time.Second
@@ -54,6 +57,11 @@ type StopBudget struct {
 	SecondSignal time.Duration
 	// ProtectionDrop bounds the drop of task scale-in protection, beside the drain.
 	ProtectionDrop time.Duration
+	// BatchFlush bounds the batcher's flush of its open batch, beside the drain:
+	// the batch's messages are the drain's to wait for, released after it.
+	BatchFlush time.Duration
+	// ServerStop bounds the HTTP server's shutdown, beside the drain.
+	ServerStop time.Duration
 	// TracingFlush bounds the flush of the buffered spans, after the last guard
 	// at the latest.
 	TracingFlush time.Duration
@@ -73,6 +81,8 @@ func NewStopBudget(shutdown time.Duration) StopBudget {
 		Flush:          flush,
 		SecondSignal:   flush + secondSignalGrace,
 		ProtectionDrop: min(protectionDrop, shutdown),
+		BatchFlush:     drain,
+		ServerStop:     min(serverStop, shutdown),
 		TracingFlush:   tracingFlush,
 	}
 }

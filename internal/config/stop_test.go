@@ -25,7 +25,9 @@ func TestStopBudgetSpendsTheShutdownTimeout(t *testing.T) {
 			require.Equal(t, tc.drain, b.Drain)
 			require.Equal(t, tc.flush, b.Flush)
 			require.LessOrEqual(t, b.Drain+b.Flush, b.Shutdown, "the pollers' stop fits before the last guard")
-			require.LessOrEqual(t, b.ProtectionDrop, b.Shutdown, "the protection's drop, beside the drain, too")
+			for name, part := range map[string]time.Duration{"protection drop": b.ProtectionDrop, "batch flush": b.BatchFlush, "server stop": b.ServerStop} {
+				require.LessOrEqual(t, part, b.Shutdown, "the %s, beside the drain, fits before the last guard", name)
+			}
 			require.Equal(t, b.Shutdown+b.TracingFlush, b.Exit())
 			require.Less(t, b.Exit(), b.ECSStopTimeout(), "the tracing flush and the exit fit before ECS's SIGKILL")
 			require.Equal(t, b.Shutdown+ECSStopMargin, b.ECSStopTimeout())
