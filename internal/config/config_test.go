@@ -120,7 +120,7 @@ func TestLoadRefusesBadStandardValues(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
 	_, err := Load()
 	require.Error(t, err)
-	for _, w := range []string{`ECS_AGENT_URI: must be an http URL`, `OTEL_TRACES_EXPORTER: unknown exporter "jaeger"`, `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL: unknown protocol "http/json"`} {
+	for _, w := range []string{`ECS_AGENT_URI: must be an http URL`, `OTEL_TRACES_EXPORTER: unknown exporter "jaeger"`, `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "http/json"`} {
 		require.Contains(t, err.Error(), w)
 	}
 }

@@ -95,7 +95,7 @@ func (c Config) validateStandard() []error {
 		}
 	}
 	if p := c.Tracing.OTLPProtocol; slices.Contains(c.Tracing.Exporters, "otlp") && p != "http/protobuf" && p != "grpc" {
-		errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL: unknown protocol %q (want http/protobuf or grpc)", p))
+		errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol %q (want http/protobuf or grpc)", p))
 	}
 	if u := c.ECSAgentURI; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		errs = append(errs, fmt.Errorf("ECS_AGENT_URI: must be an http URL, got %q", u))
