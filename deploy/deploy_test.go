@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -241,8 +242,9 @@ type compose struct {
 		DependsOn   map[string]struct {
 			Condition string `yaml:"condition"`
 		} `yaml:"depends_on"`
-		Command []string `yaml:"command"`
-		Init    bool     `yaml:"init"`
+		Command         []string `yaml:"command"`
+		Init            bool     `yaml:"init"`
+		StopGracePeriod string   `yaml:"stop_grace_period"`
 	} `yaml:"services"`
 }
 
@@ -387,4 +389,48 @@ func TestDataBucketFoldersAreOneList(t *testing.T) {
 	for _, f := range folders {
 		require.Contains(t, string(row), "`"+f+"`", "the guide names reserved folder %s", f)
 	}
+}
+
+// The stop's time has one owner, config.StopBudget: terraform's stopTimeout is the
+// shutdown timeout plus the budget's ECSStopMargin, its ceiling is Fargate's as the
+// budget knows it, and its default is the worker's; docker compose's grace period
+// is the same sum.
+func TestTerraformStopTimeoutIsTheBudgets(t *testing.T) {
+	t.Parallel()
+	margin := int(config.ECSStopMargin.Seconds())
+	ceiling := int(config.ECSStopTimeoutMax.Seconds())
+	def := config.NewStopBudget(config.DefaultShutdownTimeout())
+	seconds := func(t *testing.T, re, text string) int {
+		t.Helper()
+		m := regexp.MustCompile(re).FindStringSubmatch(text)
+		require.NotNil(t, m, "%s", re)
+		n, err := strconv.Atoi(m[1])
+		require.NoError(t, err)
+		return n
+	}
+	ecs, err := os.ReadFile("terraform/ecs.tf")
+	require.NoError(t, err)
+	require.Equal(t, margin, seconds(t, `(?m)^\s*stopTimeout\s*=\s*var\.shutdown_timeout_seconds \+ (\d+)\s*$`, string(ecs)), "ecs.tf's stopTimeout")
+
+	vars, err := os.ReadFile("terraform/variables.tf")
+	require.NoError(t, err)
+	block := string(vars)[strings.Index(string(vars), `variable "shutdown_timeout_seconds"`):]
+	block = block[:strings.Index(block, "\n}\n")]
+	require.Equal(t, int(def.Shutdown.Seconds()), seconds(t, `default\s*=\s*(\d+)`, block), "the default is WORKER_SHUTDOWN_TIMEOUT's")
+	require.Equal(t, margin, seconds(t, `var\.shutdown_timeout_seconds \+ (\d+) <=`, block), "the validation's margin")
+	require.Equal(t, ceiling, seconds(t, `var\.shutdown_timeout_seconds \+ \d+ <= (\d+)`, block), "the validation's ceiling")
+	require.Equal(t, margin, seconds(t, `stopTimeout is this plus (\d+) s`, block), "the description's margin")
+	require.Equal(t, ceiling-margin, seconds(t, `must be 1\.\.(\d+)`, block), "the error message's maximum")
+	require.Equal(t, int(def.ECSStopTimeout().Seconds()), int(def.Shutdown.Seconds())+margin)
+
+	b, err := os.ReadFile("../docker-compose.yml")
+	require.NoError(t, err)
+	var c compose
+	require.NoError(t, yaml.Unmarshal(b, &c))
+	w := c.Services["worker"]
+	shutdown, err := time.ParseDuration(fmt.Sprint(w.Environment["WORKER_SHUTDOWN_TIMEOUT"]))
+	require.NoError(t, err)
+	grace, err := time.ParseDuration(w.StopGracePeriod)
+	require.NoError(t, err)
+	require.Equal(t, config.NewStopBudget(shutdown).ECSStopTimeout(), grace, "compose's stop_grace_period is the budget's stop timeout")
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
@@ -37,11 +36,6 @@ var (
 	_ jobs.Heartbeater = (*callback.StepFunctions)(nil)
 	_ jobs.Publisher   = (*event.Publisher)(nil)
 )
-
-// flushReserve is kept from the shutdown timeout for what runs after the drain:
-// releasing unfinished messages and flushing deletes (the pollers' FlushTimeout,
-// three quarters of it), then stopping the HTTP server before the last guard.
-const flushReserve = 4 * time.Second
 
 // wiring is what every component of `worker run` is built from.
 type wiring struct {
@@ -79,7 +73,10 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	// The first line says what runs, before anything can fail on the way.
 	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
 		zap.Strings("roles", s.cfg.Roles))
-	stopTracing, err := tracing.Setup(ctx, tracing.Config{ConsolePath: s.cfg.TraceFile, Version: Version}, log)
+	stopTracing, err := tracing.Setup(ctx, tracing.Config{
+		Exporters: s.cfg.Tracing.Exporters, OTLPProtocol: s.cfg.Tracing.OTLPProtocol, ConsolePath: s.cfg.TraceFile, Version: Version,
+		FlushTimeout: s.cfg.Stop().TracingFlush,
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -93,13 +90,12 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if err != nil {
 		return err
 	}
-	budget := newStopBudget(s.cfg)
-	if budget.pollWait < s.cfg.PollWait {
+	if wait := pollWait(s.cfg); wait < s.cfg.PollWait {
 		// Said once for the process: every poller caps the same way (consumer.PollWaitWithin).
 		log.Info("poll wait capped to fit the shutdown timeout: a receive in flight at a stop must return within the drain, or SQS may keep its messages invisible for a visibility timeout",
-			zap.Duration("poll_wait", s.cfg.PollWait), zap.Duration("capped_to", budget.pollWait), zap.Duration("shutdown_timeout", s.cfg.ShutdownTimeout))
+			zap.Duration("poll_wait", s.cfg.PollWait), zap.Duration("capped_to", wait), zap.Duration("shutdown_timeout", s.cfg.ShutdownTimeout))
 	}
-	log.Info("worker wired", zap.Int("components", len(components)), zap.Duration("poll_wait", budget.pollWait))
+	log.Info("worker wired", zap.Int("components", len(components)), zap.Duration("poll_wait", pollWait(s.cfg)))
 	return w.serve(ctx, components)
 }
 
@@ -122,8 +118,10 @@ func newWiring(ctx context.Context, s setup, log *zap.Logger) (wiring, error) {
 	}
 	// One scale-in protection per process (task), held while any poller has a
 	// message in hand.
-	if agentURI := os.Getenv("ECS_AGENT_URI"); agentURI != "" && s.cfg.TaskProtectionMinutes > 0 {
-		w.protector, err = ecsprotect.New(ecsprotect.Config{AgentURI: agentURI, Minutes: s.cfg.TaskProtectionMinutes, Grace: s.cfg.TaskProtectionGrace}, log, ecsprotect.NewMetrics(reg))
+	if s.cfg.ECSAgentURI != "" && s.cfg.TaskProtectionMinutes > 0 {
+		w.protector, err = ecsprotect.New(ecsprotect.Config{
+			AgentURI: s.cfg.ECSAgentURI, Minutes: s.cfg.TaskProtectionMinutes, Grace: s.cfg.TaskProtectionGrace, DropTimeout: s.cfg.Stop().ProtectionDrop,
+		}, log, ecsprotect.NewMetrics(reg))
 		if err != nil {
 			return wiring{}, err
 		}
@@ -172,6 +170,7 @@ func (w wiring) serve(ctx context.Context, components []component) error {
 	var srv *telemetry.Server
 	if w.cfg.MetricsAddr != "" {
 		srv = telemetry.NewServer(w.cfg.MetricsAddr, w.reg, w.ready.Ready, w.log)
+		srv.StopTimeout = w.cfg.Stop().ServerStop
 		if err := srv.Listen(); err != nil {
 			return fmt.Errorf("metrics server (WORKER_METRICS_ADDR=%s; set a free address, or empty to turn it off): %w", w.cfg.MetricsAddr, err)
 		}
@@ -190,29 +189,36 @@ func (w wiring) serve(ctx context.Context, components []component) error {
 		return err
 	case <-ctx.Done():
 	}
-	// Stopping: everything above is bounded by the shutdown timeout; this is the
-	// last guard, so ECS never has to SIGKILL a worker that is stuck.
-	budget := newStopBudget(w.cfg)
+	// Stopping: everything above is bounded by the stop's budget; its last guard
+	// (budget.Shutdown from the signal) ends the wait, so ECS never has to SIGKILL
+	// a worker that is stuck.
+	budget := w.cfg.Stop()
+	guard := time.NewTimer(budget.Shutdown)
+	defer guard.Stop()
 	w.log.Info("stopping: waiting for the long polls in flight to return and for running jobs to finish; signal again to stop at once",
-		zap.Duration("poll_wait", budget.pollWait), zap.Duration("drain_timeout", budget.drain), zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
+		zap.Duration("poll_wait", pollWait(w.cfg)), zap.Duration("drain_timeout", budget.Drain), zap.Duration("shutdown_timeout", budget.Shutdown))
 	select {
 	case err := <-done:
 		w.log.Info("stopped")
 		return err
 	case <-w.hardStop.Done():
-	case <-time.After(w.cfg.ShutdownTimeout):
-		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", w.cfg.ShutdownTimeout)
+	case <-guard.C:
+		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", budget.Shutdown)
 	}
 	// A second signal: the pollers cancel their jobs and release what they hold
-	// (their drain ended with it); give that the flush's time, no more.
-	w.log.Warn("second signal: stopping at once; cancelling running jobs and releasing the messages in hand", zap.Duration("within", budget.flush))
+	// (their drain ended with it); give that the flush's time, no more, and never
+	// past the last guard.
+	w.log.Warn("second signal: stopping at once; cancelling running jobs and releasing the messages in hand", zap.Duration("within", budget.Flush))
+	released := time.NewTimer(budget.SecondSignal)
+	defer released.Stop()
 	select {
 	case err := <-done:
 		w.log.Info("stopped")
 		return err
-	case <-time.After(budget.flush + time.Second):
-		return errors.New("stopped at a second signal before every message was released; those come back after their visibility timeout")
+	case <-released.C:
+	case <-guard.C:
 	}
+	return errors.New("stopped at a second signal before every message was released; those come back after their visibility timeout")
 }
 
 // topologyName says which topology runs; the embedded one, which nobody chose, is
@@ -224,22 +230,10 @@ func topologyName(t *topology.Topology) string {
 	return t.Path
 }
 
-// stopBudget is how a stop spends the shutdown timeout: every poller drains (waits
-// for receives in flight and running jobs) for drain, then settles what is left
-// within flush; the rest of flushReserve is the margin before serve's last guard.
 // pollWait is WORKER_POLL_WAIT capped so that a receive in flight at the stop
 // returns within the drain.
-type stopBudget struct {
-	drain, flush, pollWait time.Duration
-}
-
-func newStopBudget(cfg config.Config) stopBudget {
-	drain := max(cfg.ShutdownTimeout-flushReserve, cfg.ShutdownTimeout/2)
-	return stopBudget{
-		drain:    drain,
-		flush:    (cfg.ShutdownTimeout - drain) * 3 / 4,
-		pollWait: min(cfg.PollWait, consumer.PollWaitWithin(drain)),
-	}
+func pollWait(cfg config.Config) time.Duration {
+	return min(cfg.PollWait, consumer.PollWaitWithin(cfg.Stop().Drain))
 }
 
 // jobPollers wires every queue of the topology but the batcher's: one poller per
@@ -322,7 +316,8 @@ func (w wiring) batchConfig(landing topology.Queue) batch.Config {
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
 		// A batch's claims hold as long as its messages do without renewal (claim.go).
-		Lease: max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		Lease:     max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		StopFlush: w.cfg.Stop().BatchFlush,
 	}
 	if b := landing.S3Batch; b != nil { // the topology's settings win over the environment's
 		if b.MaxFiles > 0 {
@@ -364,13 +359,13 @@ func (w wiring) pollerConfig(q topology.Queue) consumer.Config {
 	if w.cfg.Concurrency != nil {
 		concurrency = *w.cfg.Concurrency
 	}
-	budget := newStopBudget(w.cfg)
+	budget := w.cfg.Stop()
 	ready := w.ready
 	return consumer.Config{
 		Queue: q.Name, QueueURL: w.stack.Queues[q.Name], DLQURL: w.stack.DLQs[q.Name],
 		Concurrency: concurrency, VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
-		MaxReceiveCount: q.MaxReceiveCount, PollWait: budget.pollWait, HandlerTimeout: w.cfg.JobTimeout,
-		DrainTimeout: budget.drain, FlushTimeout: budget.flush,
+		MaxReceiveCount: q.MaxReceiveCount, PollWait: pollWait(w.cfg), HandlerTimeout: w.cfg.JobTimeout,
+		DrainTimeout: budget.Drain, FlushTimeout: budget.Flush,
 		MaxPollers:        w.cfg.MaxPollers,
 		ReceiveResultFunc: func(err error) { ready.ObserveReceive(q.Name, err) },
 		StoppedFunc:       func() { ready.SetPolling(q.Name, false) },

@@ -48,7 +48,7 @@ type Config struct {
 	PollWait         time.Duration `envconfig:"POLL_WAIT" default:"20s" desc:"SQS long-poll wait per ReceiveMessage, 1s..20s"`
 	JobTimeout       time.Duration `envconfig:"JOB_TIMEOUT" default:"5m" desc:"deadline of one job run; its context is cancelled after it"`
 	HeartbeatEvery   time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"60s" desc:"SendTaskHeartbeat period while a callback job runs; 0 turns heartbeats off"`
-	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight jobs may finish before they are released (keep below ECS stopTimeout, 30s by default)"`
+	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, the whole stop of the pollers and jobs: in-flight jobs finish (the drain), then what is left is released; the spans' flush follows it. ECS stopTimeout must be at least this plus 5s (terraform sets it so); at most 115s"`
 	S3PathStyle      *bool         `envconfig:"S3_PATH_STYLE" desc:"path-style S3 URLs (default: true when AWS_ENDPOINT_URL is set, for local emulators)"`
 	BatchMaxFiles    int           `envconfig:"BATCH_MAX_FILES" default:"100" desc:"files that flush a batch, 1..10000"`
 	BatchWindow      time.Duration `envconfig:"BATCH_WINDOW" default:"15m" desc:"time after a batch's first file that flushes it, 1s..12h"`
@@ -72,18 +72,29 @@ type Config struct {
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 	// TraceFile is where OTEL_TRACES_EXPORTER=console writes spans (docs/tracing.md).
 	TraceFile string `envconfig:"TRACE_FILE" desc:"file the console trace exporter (OTEL_TRACES_EXPORTER=console) appends spans to, one JSON object a line; empty writes them to stdout. Tracing itself is set by the standard OTEL_* variables, off by default"`
+
+	// The standard variables the worker reads itself (standards), under their own
+	// names, not WORKER_*.
+
+	// ECSAgentURI is $ECS_AGENT_URI, set by ECS in every container of a task;
+	// empty off ECS.
+	ECSAgentURI string `ignored:"true"`
+	// Tracing is what the OTEL_* variables the worker reads say.
+	Tracing Tracing `ignored:"true"`
 }
 
 // stackName is the rule Terraform's var.stack enforces too: every resource name is
 // derived from it, and S3 bucket names allow only lowercase letters, digits and dashes.
 var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,30}$`)
 
-// Load reads the environment into a Config, fills derived defaults and validates.
+// Load reads the environment (the WORKER_* variables and the standard ones the
+// worker reads itself) into a Config, fills derived defaults and validates.
 func Load() (Config, error) {
 	var c Config
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return Config{}, plainParseError(err)
 	}
+	c.readStandard()
 	c.fillDerived()
 	return c, c.Validate()
 }
@@ -134,8 +145,8 @@ func (c Config) Validate() error {
 	if c.HeartbeatEvery < 0 {
 		bad("HEARTBEAT_INTERVAL", "must not be negative, got %s", c.HeartbeatEvery)
 	}
-	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout >= 120*time.Second {
-		bad("SHUTDOWN_TIMEOUT", "must be between 0s and 120s (ECS stopTimeout's maximum), got %s", c.ShutdownTimeout)
+	if most := ECSStopTimeoutMax - ECSStopMargin; c.ShutdownTimeout <= 0 || c.ShutdownTimeout > most {
+		bad("SHUTDOWN_TIMEOUT", "must be above 0s and at most %s (ECS stopTimeout, at most %s, is it plus %s), got %s", most, ECSStopTimeoutMax, ECSStopMargin, c.ShutdownTimeout)
 	}
 	if c.BatchMaxFiles < 1 || c.BatchMaxFiles > 10000 {
 		bad("BATCH_MAX_FILES", "must be between 1 and 10000, got %d", c.BatchMaxFiles)
@@ -161,6 +172,7 @@ func (c Config) Validate() error {
 	if c.TaskProtectionGrace < 0 {
 		bad("TASK_PROTECTION_GRACE", "must not be negative, got %s", c.TaskProtectionGrace)
 	}
+	errs = append(errs, c.validateStandard()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -174,14 +186,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Usage writes every variable with its default and meaning, for `worker config`.
+// Usage writes every variable with its default and meaning, for `worker config`:
+// the standard ones first, marked so, then the worker's own.
 func Usage(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	fmt.Fprintln(tw, "AWS_REGION\t(SDK)\tregion of every AWS call")
-	fmt.Fprintln(tw, "AWS_ENDPOINT_URL\t(SDK)\tone endpoint for every service, e.g. a local emulator (http://127.0.0.1:5000)")
-	fmt.Fprintln(tw, "AWS_ACCESS_KEY_ID, ...\t(SDK)\tcredentials, by the SDK's default chain (env, profile, ECS task role)")
-	fmt.Fprintln(tw, "ECS_AGENT_URI\t(ECS)\tset by ECS: the agent endpoint where the worker holds task scale-in protection while jobs run; unset: no protection")
+	// Section lines hold tabs so that the columns stay one block.
+	fmt.Fprintln(tw, "# standard variables\t\t(read under their own names)")
+	for _, s := range standards {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, s.def, s.desc)
+	}
+	fmt.Fprintln(tw, "# the worker's own\t\t("+Prefix+"_*)")
 	if err := envconfig.Usagef(Prefix, &Config{}, tw, "{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"); err != nil {
 		return fmt.Errorf("write usage: %w", err)
 	}

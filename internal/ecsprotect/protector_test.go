@@ -82,10 +82,9 @@ func TestWithoutAgentURIDoesNothing(t *testing.T) {
 func TestNewRefusesBadConfig(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]Config{
-		"minutes above the agent's range": {AgentURI: "http://169.254.170.2/api/x", Minutes: 2881},
-		"negative minutes":                {AgentURI: "http://169.254.170.2/api/x", Minutes: -1},
-		"negative grace":                  {AgentURI: "http://169.254.170.2/api/x", Grace: -time.Second},
-		"not an http URL":                 {AgentURI: "169.254.170.2/api/x"},
+		// Minutes' range is config's to check (WORKER_TASK_PROTECTION_MINUTES).
+		"negative grace":  {AgentURI: "http://169.254.170.2/api/x", Grace: -time.Second},
+		"not an http URL": {AgentURI: "169.254.170.2/api/x"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -244,6 +243,16 @@ func TestIdleStopCallsNothing(t *testing.T) {
 		require.Empty(t, b.agent.Updates())
 		require.Zero(t, b.agent.Refused())
 	})
+}
+
+// TestDefaultClientHasItsOwnTimeout: the agent is called with a client of the
+// Protector's own, bounded, not http.DefaultClient.
+func TestDefaultClientHasItsOwnTimeout(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{AgentURI: "http://169.254.170.2/api/x"}, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	require.NotSame(t, http.DefaultClient, p.cfg.Client)
+	require.Equal(t, callTimeout, p.cfg.Client.Timeout)
 }
 
 // TestOverHTTP runs the Protector against the stand-in on a real socket.

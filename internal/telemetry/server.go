@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,10 @@ func NewRegistry(version string) *prometheus.Registry {
 
 // Server serves /metrics, /healthz (alive) and /readyz (ready to work).
 type Server struct {
+	// StopTimeout bounds the server's shutdown when Run's context ends (default
+	// 3 s; the worker gives its stop budget's, config.StopBudget). Set it before Run.
+	StopTimeout time.Duration
+
 	addr  string
 	l     net.Listener // set by Listen, or by Run
 	srv   *http.Server
@@ -82,7 +87,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(s.StopTimeout, 3*time.Second))
 	defer cancel()
 	if err := s.srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shut down http server: %w", err)
