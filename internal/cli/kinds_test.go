@@ -130,6 +130,6 @@ func buildAsRun(t *testing.T, path string) error {
 		_, err := batch.New(w.batchConfig(q), nil, nil, nil, w.log, nil)
 		return err
 	}
-	_, _, err = newKindBuilder(w).build(q)
+	_, _, err = newKindBuilder(w, nil).build(q)
 	return err
 }

@@ -194,7 +194,7 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	all := append([]jobs.Job(nil), registered.Jobs...)
 	routes := map[string]jobs.Route{}
 	timeouts := map[string]time.Duration{}
-	kinds := newKindBuilder(w)
+	kinds := newKindBuilder(w, reporter.Fit)
 	var queues []topology.Queue
 	for _, q := range w.topo.Queues {
 		if q.S3Batch != nil {
