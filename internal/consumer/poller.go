@@ -59,6 +59,10 @@ type Poller struct {
 	extender *extender
 	handlers sync.WaitGroup
 
+	// messageAttributes are the message attributes a receive asks for: the lease
+	// of a continuation with a HandOver, none otherwise.
+	messageAttributes []string
+
 	// phase is the Poller's lifecycle phase (a phase; see phaseOf): Run moves it
 	// forward, settle reads it.
 	phase atomic.Int32
@@ -81,6 +85,9 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 		extender: newExtender(cfg, client, log, m),
 	}
 	p.meanHandle.Store(int64(prefetchBelow)) // not quick until handlers have shown it
+	if cfg.HandOver != nil {
+		p.messageAttributes = []string{LeaseAttribute}
+	}
 	return p, nil
 }
 
@@ -196,6 +203,9 @@ func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func(
 	ctx, cancel := context.WithCancel(context.WithoutCancel(workCtx))
 	helpers.Go(func() { p.deleter.run(ctx, budget.flushCtx) })
 	helpers.Go(func() { p.extender.run(ctx) })
+	if p.cfg.HandOver != nil {
+		helpers.Go(func() { p.runHandOver(ctx) })
+	}
 	return func() {
 		cancel()
 		helpers.Wait()
@@ -359,6 +369,7 @@ func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message
 		// Only what the delivery semantics need: each attribute asked for is a map
 		// entry and a string the SDK decodes for every message.
 		MessageSystemAttributeNames: receiveAttributes,
+		MessageAttributeNames:       p.messageAttributes,
 	})
 	if ctx.Err() != nil && err != nil {
 		accepted.done(nil, false)
@@ -439,6 +450,11 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 		p.settle(budget, m, f.receipt, errNotStarted, p.extender.untrack(f))
 		return
 	}
+	if p.cfg.HandOver != nil {
+		if key := leaseKey(f.msg); key != "" && !p.claimContinuation(ctx, budget, f, m, key) {
+			return
+		}
+	}
 	p.hot.inFlight.Inc()
 	began := time.Now()
 	err := p.call(ctx, m)
@@ -447,6 +463,9 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	p.hot.duration.Observe(took.Seconds())
 	p.observeHandlerTime(took)
 	lost := p.extender.untrack(f)
+	if p.cfg.HandOver != nil && p.finishHandOver(budget, m, f, err, lost) {
+		return
+	}
 	p.settle(budget, m, f.receipt, err, lost)
 }
 

@@ -20,7 +20,10 @@ type inflight struct {
 	receipt  string
 	deadline time.Time          // when its visibility ends unless renewed
 	cancel   context.CancelFunc // its handler's; nil while it waits for one
-	lost     bool               // renewal failed past the deadline: the handler, if any, was cancelled
+	lost     bool               // renewal failed past the deadline (or its lease was lost): the handler, if any, was cancelled
+	received time.Time          // when the receive returned; never changes
+	handedOn bool               // deleted and continued by the hand-over: no visibility to keep
+	hand     handState          // the hand-over's; guarded by hand.mu, not extender.mu
 }
 
 // extender keeps the messages a Poller holds invisible: every tick it renews, in
@@ -48,7 +51,7 @@ func (e *extender) track(msgs []types.Message, received time.Time) []inflight {
 	held := make([]inflight, len(msgs)) // one allocation for the whole receive
 	deadline := received.Add(e.cfg.VisibilityTimeout)
 	for i, raw := range msgs {
-		held[i] = inflight{msg: raw, receipt: aws.ToString(raw.ReceiptHandle), deadline: deadline}
+		held[i] = inflight{msg: raw, receipt: aws.ToString(raw.ReceiptHandle), deadline: deadline, received: received}
 	}
 	e.mu.Lock()
 	for i := range held {
@@ -109,7 +112,7 @@ func (e *extender) renewDue(ctx context.Context) {
 	var due []*inflight
 	e.mu.Lock()
 	for f := range e.inflight {
-		if f.lost {
+		if f.lost || f.handedOn {
 			continue
 		}
 		if now.After(f.deadline) {
@@ -156,5 +159,42 @@ func (e *extender) renew(ctx context.Context, batch []*inflight) {
 	for _, f := range out.Failed {
 		e.metrics.visibility.WithLabelValues(e.cfg.Queue, "extend", "error").Inc()
 		e.log.Warn("extend visibility entry failed", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)))
+	}
+}
+
+// handOverDue returns the running messages received at least after ago and not
+// yet handed on, and every running message (whose leases, if any, may be due a
+// renewal).
+func (e *extender) handOverDue(now time.Time, after time.Duration) (due, running []*inflight) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for f := range e.inflight {
+		if f.lost || f.cancel == nil {
+			continue
+		}
+		running = append(running, f)
+		if !f.handedOn && now.Sub(f.received) >= after {
+			due = append(due, f)
+		}
+	}
+	return due, running
+}
+
+// handedOn records that f was deleted and continued: its visibility is no longer
+// kept, and no deadline of it passes.
+func (e *extender) handedOn(f *inflight) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f.handedOn = true
+}
+
+// loseLease stops f's handler: another worker holds its job's lease. Its message
+// is then neither deleted nor released.
+func (e *extender) loseLease(f *inflight) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f.lost = true
+	if f.cancel != nil {
+		f.cancel()
 	}
 }
