@@ -44,3 +44,8 @@ const (
 	// SQSMaxDelay is the longest DelaySeconds of a sent message: 15 min.
 	SQSMaxDelay = 15 * time.Minute
 )
+
+// StepFunctionsMaxExecution is how long a Standard workflow's execution may run:
+// one year (Step Functions Developer Guide, "Step Functions service quotas",
+// checked 2026-12-07). No task waits longer, so no job may be given longer.
+const StepFunctionsMaxExecution = 365 * 24 * time.Hour

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -78,6 +79,11 @@ type Config struct {
 	TraceFile string `envconfig:"TRACE_FILE" desc:"file the console trace exporter (OTEL_TRACES_EXPORTER=console) appends spans to, one JSON object a line; empty writes them to stdout. Tracing itself is set by the standard OTEL_* variables, off by default"`
 }
 
+// maxJobTimeout is jobs.MaxTimeout (config imports no job package): runs longer
+// than SQS's 12 h cap are handed on under a lease, but no task outlives its
+// execution's year.
+const maxJobTimeout = awslimit.StepFunctionsMaxExecution
+
 // stackName is the rule Terraform's var.stack enforces too: every resource name is
 // derived from it, and S3 bucket names allow only lowercase letters, digits and dashes.
 var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,30}$`)
@@ -134,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.JobTimeout <= 0 {
 		bad("JOB_TIMEOUT", "must be positive, got %s", c.JobTimeout)
+	}
+	if c.JobTimeout > maxJobTimeout {
+		bad("JOB_TIMEOUT", "%s cannot be honoured: a Step Functions Standard execution runs at most a year (8760h), and its task closes with it", c.JobTimeout)
 	}
 	if c.HeartbeatEvery < 0 {
 		bad("HEARTBEAT_INTERVAL", "must not be negative, got %s", c.HeartbeatEvery)

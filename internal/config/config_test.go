@@ -38,6 +38,8 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		{"report timeout too short", map[string]string{"WORKER_REPORT_TIMEOUT": "10ms"}, []string{"WORKER_REPORT_TIMEOUT: must be at least 1s"}},
 		{"poll wait over SQS max", map[string]string{"WORKER_POLL_WAIT": "30s"}, []string{"WORKER_POLL_WAIT: must be between 1s and 20s"}},
 		{"shutdown past ECS max", map[string]string{"WORKER_SHUTDOWN_TIMEOUT": "5m"}, []string{"WORKER_SHUTDOWN_TIMEOUT"}},
+		{"job timeout past an execution's year", map[string]string{"WORKER_JOB_TIMEOUT": "9000h"}, []string{"WORKER_JOB_TIMEOUT: 9000h0m0s cannot be honoured: a Step Functions Standard execution runs at most a year"}},
+		{"visibility cap past SQS's", map[string]string{"WORKER_TEST_VISIBILITY_CAP": "13h"}, []string{"WORKER_TEST_VISIBILITY_CAP: must be between 4s and 12h"}},
 		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{`WORKER_JOB_TIMEOUT: "soon" is not a duration`}},
 		{"not a number", map[string]string{"WORKER_BATCH_MAX_FILES": "many"}, []string{`WORKER_BATCH_MAX_FILES: "many" is not a whole number`}},
 		{"not a number for a pointer", map[string]string{"WORKER_CONCURRENCY": "abc"}, []string{`WORKER_CONCURRENCY: "abc" is not a whole number`}},

@@ -274,7 +274,7 @@ func (p *Poller) finishHandOver(budget *stopBudget, m Message, f *inflight, err 
 	if hs.lease == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(budget.flushCtx), afterStopTimeout)
+	ctx, cancel := context.WithTimeout(budget.flushCtx, afterStopTimeout)
 	defer cancel()
 	done := err == nil || IsDeadLetter(err)
 	if hs.handedOn && IsDeadLetter(err) && !lost && !p.deadLetter(ctx, m, err) {
@@ -296,7 +296,10 @@ func (p *Poller) finishHandOver(budget *stopBudget, m Message, f *inflight, err 
 		return false // its own receipt still stands: settle decides
 	}
 	outcome := "handed_on_done"
-	if !done {
+	switch {
+	case lost:
+		outcome = "lease_lost" // the taker's now: nothing written here
+	case !done:
 		outcome = "handed_on_released"
 	}
 	p.metrics.handled.WithLabelValues(p.cfg.Queue, outcome).Inc()
