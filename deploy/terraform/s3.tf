@@ -93,6 +93,29 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       }
     }
   }
+  # Long jobs' leases (internal/lease): a running job's lease is rewritten every few
+  # minutes, so only a finished job's is ever 15 days old, by when no continuation
+  # naming it is left (SQS keeps one 14 days at most; a lease gone reads as done).
+  # Its old versions are of no use after a day.
+  dynamic "rule" {
+    for_each = each.key == "data" ? [1] : []
+    content {
+      id     = "expire-job-leases"
+      status = "Enabled"
+      filter {
+        prefix = "leases/"
+      }
+      expiration {
+        days = 15
+      }
+      noncurrent_version_expiration {
+        noncurrent_days = 1
+      }
+      abort_incomplete_multipart_upload {
+        days_after_initiation = 7
+      }
+    }
+  }
 }
 
 # The landing bucket's Object Created events go to EventBridge (the default bus).

@@ -233,7 +233,7 @@ func (e *tokenRefused) Unwrap() error        { return e.err }
 
 // reservedNames are the worker's own top-level folders of the data bucket: an
 // execution of that name would write among the batcher's or the callbacks' records.
-var reservedNames = map[string]bool{"manifests": true, "results": true, "claim-checks": true, "glue": true}
+var reservedNames = map[string]bool{"manifests": true, "results": true, "claim-checks": true, "glue": true, "leases": true}
 
 // ExecutionName is the last part of an execution ARN
 // (arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>). It
