@@ -95,6 +95,7 @@ var (
 // loop and the message's handler goroutine both act on it; S3 and SQS calls are
 // made under it, so a hand-over and the handler's end never cross).
 type handState struct {
+	received  time.Time // when the receive returned; set at track, never changed
 	mu        sync.Mutex
 	key       string    // the lease's key; "" before the first hand-over
 	lease     HeldLease // nil until held
@@ -117,7 +118,7 @@ const hideMargin = 2 * time.Second
 // claimContinuation judges a received continuation before its handler may run;
 // false means it was settled here.
 func (p *Poller) claimContinuation(ctx context.Context, budget *stopBudget, f *inflight, m Message, key string) bool {
-	hs := &f.hand
+	hs := f.hand
 	c, err := p.cfg.HandOver.Leases.Claim(ctx, key)
 	switch {
 	case err != nil:
@@ -131,7 +132,9 @@ func (p *Poller) claimContinuation(ctx context.Context, budget *stopBudget, f *i
 		p.extender.untrack(f)
 		p.hide(budget, f, m, key, c.HeldUntil)
 	default:
-		hs.key, hs.lease, hs.handedOn = key, c.Lease, false
+		hs.mu.Lock() // the hand-over loop may already look at f: it runs
+		hs.key, hs.lease = key, c.Lease
+		hs.mu.Unlock()
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "taken_over").Inc()
 		p.log.Info("long job taken over from a dead or released lease", zap.String("message_id", m.ID), zap.String("lease", key))
 		return true
@@ -193,7 +196,7 @@ func (p *Poller) runHandOver(ctx context.Context) {
 // handOn hands f on: lease, continuation, delete, each step once; a step that
 // fails is tried again at the next tick.
 func (p *Poller) handOn(ctx context.Context, f *inflight) {
-	hs := &f.hand
+	hs := f.hand
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.finished || hs.handedOn {
@@ -245,7 +248,7 @@ func (p *Poller) handOn(ctx context.Context, f *inflight) {
 // renewLease renews f's lease when every is past its last write; a lease lost
 // stops the handler (another worker runs the job now).
 func (p *Poller) renewLease(ctx context.Context, f *inflight, every time.Duration) {
-	hs := &f.hand
+	hs := f.hand
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.finished || hs.lease == nil || time.Since(hs.lease.Renewed()) < every {
@@ -267,7 +270,7 @@ func (p *Poller) renewLease(ctx context.Context, f *inflight, every time.Duratio
 // copied to the DLQ first), released for anything else. For a continuation taken
 // over and not handed on again, settle decides its fate and the lease follows.
 func (p *Poller) finishHandOver(budget *stopBudget, m Message, f *inflight, err error, lost bool) (handled bool) {
-	hs := &f.hand
+	hs := f.hand
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.finished = true
