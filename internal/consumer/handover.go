@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -36,8 +37,14 @@ import (
 	"github.com/taskbridge/taskbridge/internal/awslimit"
 )
 
-// LeaseAttribute is the message attribute of a continuation: its lease's key.
-const LeaseAttribute = "taskbridge-lease"
+// Message attributes of a continuation: its lease's key, and the receives its job
+// had before it (each run of the job counts as one: Message.ReceiveCount of a
+// continuation taken over adds them, so a job that keeps failing after its
+// hand-over still reaches maxReceiveCount and its final failure).
+const (
+	LeaseAttribute    = "taskbridge-lease"
+	ReceivesAttribute = "taskbridge-receives"
+)
 
 // HandOver lets handlers of a queue run past SQS's visibility cap.
 type HandOver struct {
@@ -102,6 +109,7 @@ type handState struct {
 	continued bool      // a continuation was sent
 	handedOn  bool      // and the received message deleted
 	finished  bool      // the handler returned: no more hand-over
+	receives  int       // the job's receives so far: what a continuation carries
 }
 
 // leaseKey is the key of a continuation's lease, "" for another message.
@@ -112,17 +120,24 @@ func leaseKey(raw types.Message) string {
 	return ""
 }
 
+// priorReceives is what a continuation says its job was received before it.
+func priorReceives(raw types.Message) int {
+	n, _ := strconv.Atoi(aws.ToString(raw.MessageAttributes[ReceivesAttribute].StringValue))
+	return max(n, 0)
+}
+
 // hideMargin is how long after its lease's expiry a hidden continuation comes back.
 const hideMargin = 2 * time.Second
 
 // claimContinuation judges a received continuation before its handler may run;
 // false means it was settled here.
-func (p *Poller) claimContinuation(ctx context.Context, budget *stopBudget, f *inflight, m Message, key string) bool {
+func (p *Poller) claimContinuation(ctx context.Context, budget *stopBudget, f *inflight, m *Message, key string) bool {
 	hs := f.hand
+	prior := priorReceives(f.msg)
 	c, err := p.cfg.HandOver.Leases.Claim(ctx, key)
 	switch {
 	case err != nil:
-		p.settle(budget, m, f.receipt, fmt.Errorf("judge continuation by lease %s: %w", key, err), p.extender.untrack(f))
+		p.settle(budget, *m, f.receipt, fmt.Errorf("judge continuation by lease %s: %w", key, err), p.extender.untrack(f))
 	case c.Done:
 		p.extender.untrack(f)
 		p.deleter.add(f.receipt)
@@ -130,10 +145,11 @@ func (p *Poller) claimContinuation(ctx context.Context, budget *stopBudget, f *i
 		p.log.Info("continuation of a finished job dropped", zap.String("message_id", m.ID), zap.String("lease", key))
 	case c.Lease == nil:
 		p.extender.untrack(f)
-		p.hide(budget, f, m, key, c.HeldUntil)
+		p.hide(budget, f, *m, key, prior, c.HeldUntil)
 	default:
-		hs.mu.Lock() // the hand-over loop may already look at f: it runs
-		hs.key, hs.lease = key, c.Lease
+		m.ReceiveCount += prior // this run is one more of the job's
+		hs.mu.Lock()            // the hand-over loop may already look at f: it runs
+		hs.key, hs.lease, hs.receives = key, c.Lease, m.ReceiveCount
 		hs.mu.Unlock()
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "taken_over").Inc()
 		p.log.Info("long job taken over from a dead or released lease", zap.String("message_id", m.ID), zap.String("lease", key))
@@ -145,11 +161,11 @@ func (p *Poller) claimContinuation(ctx context.Context, budget *stopBudget, f *i
 // hide keeps a continuation out of sight until its lease would expire: a fresh
 // copy with that delay, and this one deleted; if the copy cannot be sent, this one
 // is hidden by its visibility instead (its receive count then grows by one).
-func (p *Poller) hide(budget *stopBudget, f *inflight, m Message, key string, until time.Time) {
+func (p *Poller) hide(budget *stopBudget, f *inflight, m Message, key string, prior int, until time.Time) {
 	delay := min(max(time.Until(until)+hideMargin, time.Second), awslimit.SQSMaxDelay)
 	ctx, cancel := context.WithTimeout(budget.flushCtx, afterStopTimeout)
 	defer cancel()
-	if err := p.sendContinuation(ctx, m.Body, key, delay); err != nil {
+	if err := p.sendContinuation(ctx, m.Body, key, prior, delay); err != nil { // a check is no run: the count stays
 		p.log.Warn("copy of a continuation failed; hiding it by its visibility", zap.String("message_id", m.ID), zap.Error(err))
 		p.changeVisibility(ctx, f.receipt, delay, "hide")
 		return
@@ -161,11 +177,14 @@ func (p *Poller) hide(budget *stopBudget, f *inflight, m Message, key string, un
 	}
 }
 
-func (p *Poller) sendContinuation(ctx context.Context, body, key string, delay time.Duration) error {
+func (p *Poller) sendContinuation(ctx context.Context, body, key string, receives int, delay time.Duration) error {
 	p.metrics.requests.WithLabelValues(p.cfg.Queue, "SendMessage").Inc()
 	_, err := p.client.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl: aws.String(p.cfg.QueueURL), MessageBody: aws.String(body), DelaySeconds: wholeSeconds(delay),
-		MessageAttributes: map[string]types.MessageAttributeValue{LeaseAttribute: {DataType: aws.String("String"), StringValue: aws.String(key)}},
+		MessageAttributes: map[string]types.MessageAttributeValue{
+			LeaseAttribute:    {DataType: aws.String("String"), StringValue: aws.String(key)},
+			ReceivesAttribute: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(receives))},
+		},
 	})
 	return err
 }
@@ -204,7 +223,8 @@ func (p *Poller) handOn(ctx context.Context, f *inflight) {
 	}
 	log := p.log.With(zap.String("message_id", aws.ToString(f.msg.MessageId)))
 	leases := p.cfg.HandOver.Leases
-	if hs.lease == nil {
+	if hs.lease == nil { // the job's first hand-over
+		hs.receives = p.message(f.msg).ReceiveCount
 		hs.key = leases.Key(p.cfg.Queue, aws.ToString(f.msg.MessageId))
 		l, err := leases.Hold(ctx, hs.key)
 		if errors.Is(err, ErrLeaseHeld) {
@@ -221,7 +241,7 @@ func (p *Poller) handOn(ctx context.Context, f *inflight) {
 		hs.lease = l
 	}
 	if !hs.continued {
-		if err := p.sendContinuation(ctx, aws.ToString(f.msg.Body), hs.key, min(leases.TTL(), awslimit.SQSMaxDelay)); err != nil {
+		if err := p.sendContinuation(ctx, aws.ToString(f.msg.Body), hs.key, hs.receives, min(leases.TTL(), awslimit.SQSMaxDelay)); err != nil {
 			log.Warn("hand-over: send continuation failed; will try again", zap.Error(err))
 			return
 		}

@@ -2,16 +2,21 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 )
 
 // fakeLeases keeps leases in memory, judged by the (synctest) clock, and refuses
@@ -262,5 +267,66 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// A job's runs count across its hand-overs: a continuation taken over after four
+// receives of its job is the fifth, the last before the DLQ with maxReceiveCount 5,
+// and a transient failure of it dead-letters the job instead of running it forever.
+func TestRunsCountAcrossHandOvers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := newFakeLeases(5 * time.Second)
+		seen := make(chan Message, 1)
+		b := setup(t, Config{HandlerTimeout: time.Minute, MaxReceiveCount: 5, DLQURL: "https://sqs.local/q-dlq", HandOver: &HandOver{Cap: 40 * time.Second, Leases: leases}},
+			func(ctx context.Context, m Message) error {
+				seen <- m
+				if m.LastAttempt() {
+					return DeadLetter(errors.New("still failing"))
+				}
+				return errors.New("transient")
+			})
+		leases.seed("leases/q/job.json", "released", time.Now())
+		b.sqs.mu.Lock()
+		b.sqs.seq++
+		b.sqs.order = append(b.sqs.order, &fakeMsg{id: "c1", body: "job", attrs: map[string]types.MessageAttributeValue{
+			LeaseAttribute:    {DataType: aws.String("String"), StringValue: aws.String("leases/q/job.json")},
+			ReceivesAttribute: {DataType: aws.String("Number"), StringValue: aws.String("4")},
+		}})
+		b.sqs.mu.Unlock()
+		time.Sleep(5 * time.Second)
+		m := <-seen
+		require.Equal(t, 5, m.ReceiveCount, "four earlier runs and this one")
+		require.True(t, m.LastAttempt())
+		b.stop(t)
+		require.Equal(t, 1.0, b.handled("dead_lettered"))
+		require.Equal(t, "done", leases.stateOf("leases/q/job.json"), "the job's outcome is settled")
+		require.Equal(t, []string{"job"}, b.sqs.dlqBodies)
+	})
+}
+
+// A DLQ copy of a body near SQS's 1 MiB keeps what of its reason fits, or no
+// attribute: never a copy SQS refuses.
+func TestDeadLetterCopyFitsSQSsLargestMessage(t *testing.T) {
+	t.Parallel()
+	size := func(body int, attrs map[string]types.MessageAttributeValue) int {
+		for name, v := range attrs {
+			body += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue))
+		}
+		return body
+	}
+	attrs := func() map[string]types.MessageAttributeValue {
+		return map[string]types.MessageAttributeValue{
+			"taskbridge-error":        {DataType: aws.String("String"), StringValue: aws.String(strings.Repeat("é", 500))},
+			"taskbridge-source-queue": {DataType: aws.String("String"), StringValue: aws.String("q")},
+		}
+	}
+	for _, body := range []int{1000, awslimit.SQSMessageBytes - 2000, awslimit.SQSMessageBytes - 500, awslimit.SQSMessageBytes - 20, awslimit.SQSMessageBytes} {
+		a := attrs()
+		fitAttributes(body, a)
+		require.LessOrEqual(t, size(body, a), awslimit.SQSMessageBytes, "body of %d", body)
+		require.True(t, utf8.ValidString(aws.ToString(a["taskbridge-error"].StringValue)), "cut on a character")
+		if body <= awslimit.SQSMessageBytes-2000 {
+			require.Equal(t, attrs(), a, "room enough: nothing cut")
+		}
 	}
 }

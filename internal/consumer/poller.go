@@ -10,11 +10,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 )
 
 // sqsAPI is what the consumer calls; *sqs.Client satisfies it.
@@ -86,7 +89,7 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 	}
 	p.meanHandle.Store(int64(prefetchBelow)) // not quick until handlers have shown it
 	if cfg.HandOver != nil {
-		p.messageAttributes = []string{LeaseAttribute}
+		p.messageAttributes = []string{LeaseAttribute, ReceivesAttribute}
 	}
 	return p, nil
 }
@@ -451,7 +454,7 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 		return
 	}
 	if p.cfg.HandOver != nil {
-		if key := leaseKey(f.msg); key != "" && !p.claimContinuation(ctx, budget, f, m, key) {
+		if key := leaseKey(f.msg); key != "" && !p.claimContinuation(ctx, budget, f, &m, key) {
 			return
 		}
 	}
@@ -613,6 +616,7 @@ func (p *Poller) deadLetter(ctx context.Context, m Message, cause error) bool {
 		"taskbridge-source-queue":  {DataType: aws.String("String"), StringValue: aws.String(p.cfg.Queue)},
 		"taskbridge-receive-count": {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.ReceiveCount))},
 	}
+	fitAttributes(len(m.Body), attrs)
 	p.metrics.requests.WithLabelValues(p.cfg.Queue, "SendMessage").Inc()
 	_, err := p.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs})
 	if err != nil {
@@ -656,4 +660,30 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// fitAttributes makes a DLQ copy fit in SQS's largest message, which counts the
+// body and each attribute's name, type and value: a body near 1 MiB (an event may
+// be that large since 2026-01-29) keeps as much of the reason as fits, or no
+// attribute at all, rather than a copy SQS refuses.
+func fitAttributes(bodyLen int, attrs map[string]types.MessageAttributeValue) {
+	size := bodyLen
+	for name, v := range attrs {
+		size += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue))
+	}
+	over := size - awslimit.SQSMessageBytes
+	if over <= 0 {
+		return
+	}
+	reason := attrs["taskbridge-error"]
+	if text := aws.ToString(reason.StringValue); over < len(text) {
+		cut := len(text) - over
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut-- // on a character's first byte: SQS takes valid Unicode only
+		}
+		reason.StringValue = aws.String(text[:cut])
+		attrs["taskbridge-error"] = reason
+		return
+	}
+	clear(attrs)
 }
