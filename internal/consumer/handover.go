@@ -26,8 +26,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -120,6 +122,15 @@ func leaseKey(raw types.Message) string {
 	return ""
 }
 
+// ownLease reports whether key can be a lease of this queue's jobs: the key of a
+// message id of the queue (one path segment, no dot-dot), as Leases.Key makes it.
+func (p *Poller) ownLease(key string) bool {
+	before, after, _ := strings.Cut(p.cfg.HandOver.Leases.Key(p.cfg.Queue, "\x00"), "\x00")
+	id, ok := strings.CutPrefix(key, before)
+	id, ok2 := strings.CutSuffix(id, after)
+	return ok && ok2 && id != "" && !strings.ContainsAny(id, "/\\") && !strings.Contains(id, "..") && utf8.ValidString(id)
+}
+
 // priorReceives is what a continuation says its job was received before it.
 func priorReceives(raw types.Message) int {
 	n, _ := strconv.Atoi(aws.ToString(raw.MessageAttributes[ReceivesAttribute].StringValue))
@@ -134,6 +145,13 @@ const hideMargin = 2 * time.Second
 func (p *Poller) claimContinuation(ctx context.Context, budget *stopBudget, f *inflight, m *Message, key string) bool {
 	hs := f.hand
 	prior := priorReceives(f.msg)
+	if !p.ownLease(key) {
+		// Only this queue's hand-over writes continuations: one that names another
+		// object of the data bucket would have a take-over overwrite it.
+		err := DeadLetter(fmt.Errorf("continuation names %q, not a lease of queue %s", key, p.cfg.Queue))
+		p.settle(budget, *m, f.receipt, err, p.extender.untrack(f))
+		return false
+	}
 	c, err := p.cfg.HandOver.Leases.Claim(ctx, key)
 	switch {
 	case err != nil:

@@ -178,7 +178,7 @@ func TestContinuationsAreJudgedByTheirLease(t *testing.T) {
 		leases := newFakeLeases(5 * time.Second)
 		var mu sync.Mutex
 		ran := map[string]int{}
-		b := setup(t, Config{HandlerTimeout: time.Minute, HandOver: &HandOver{Cap: 40 * time.Second, Leases: leases}},
+		b := setup(t, Config{HandlerTimeout: time.Minute, DLQURL: "https://sqs.local/q-dlq", HandOver: &HandOver{Cap: 40 * time.Second, Leases: leases}},
 			func(ctx context.Context, m Message) error {
 				mu.Lock()
 				ran[m.Body]++
@@ -191,6 +191,7 @@ func TestContinuationsAreJudgedByTheirLease(t *testing.T) {
 		b.sqs.sendContinuation("dead", "leases/q/dead.json")
 		b.sqs.sendContinuation("done", "leases/q/done.json")
 		b.sqs.sendContinuation("alive", "leases/q/alive.json")
+		b.sqs.sendContinuation("forged", "manifests/batch-1.json")
 		time.Sleep(4 * time.Second) // within the live lease's TTL
 		mu.Lock()
 		require.Equal(t, map[string]int{"dead": 1}, ran, "the dead lease's job taken over; the others not run")
@@ -199,6 +200,8 @@ func TestContinuationsAreJudgedByTheirLease(t *testing.T) {
 		require.Equal(t, 1.0, b.handled("taken_over"))
 		require.Equal(t, 1.0, b.handled("continuation_dropped"))
 		require.Equal(t, 1.0, b.handled("continuation_hidden"))
+		require.Equal(t, []string{"forged"}, b.sqs.dlqBodies, "a continuation naming another object: DLQ, not run")
+		require.Empty(t, leases.stateOf("manifests/batch-1.json"), "and nothing written there")
 
 		// The live holder keeps renewing for a while, then releases the job (its
 		// worker stopped): the continuation runs then.
@@ -328,5 +331,32 @@ func TestDeadLetterCopyFitsSQSsLargestMessage(t *testing.T) {
 		if body <= awslimit.SQSMessageBytes-2000 {
 			require.Equal(t, attrs(), a, "room enough: nothing cut")
 		}
+	}
+}
+
+// A continuation must name a lease of its own queue: anything else would have a
+// take-over overwrite another object of the data bucket. It goes to the DLQ.
+func FuzzOwnLease(f *testing.F) {
+	p := &Poller{cfg: Config{Queue: "q", HandOver: &HandOver{Leases: newFakeLeases(time.Second)}}}
+	for _, seed := range []string{"leases/q/m1.json", "leases/q/../x.json", "leases/other/m1.json", "claims/batches/b.json", "leases/q/a/b.json", "leases/q/.json", "leases/q/m1"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		if !p.ownLease(key) {
+			return
+		}
+		id := strings.TrimSuffix(strings.TrimPrefix(key, "leases/q/"), ".json")
+		if !strings.HasPrefix(key, "leases/q/") || !strings.HasSuffix(key, ".json") || id == "" || strings.ContainsAny(id, "/\\") || strings.Contains(id, "..") {
+			t.Fatalf("%q taken as a lease of queue q", key)
+		}
+	})
+}
+
+func TestOwnLease(t *testing.T) {
+	t.Parallel()
+	p := &Poller{cfg: Config{Queue: "q", HandOver: &HandOver{Leases: newFakeLeases(time.Second)}}}
+	require.True(t, p.ownLease("leases/q/0b7c-4c3e.json"))
+	for _, key := range []string{"leases/q/../x.json", "leases/other/m1.json", "claims/batches/b.json", "leases/q/a/b.json", "leases/q/.json", "leases/q/m1", ""} {
+		require.False(t, p.ownLease(key), key)
 	}
 }
