@@ -246,10 +246,16 @@ func (p *Poller) handOn(ctx context.Context, f *inflight) {
 		hs.key = leases.Key(p.cfg.Queue, aws.ToString(f.msg.MessageId))
 		l, err := leases.Hold(ctx, hs.key)
 		if errors.Is(err, ErrLeaseHeld) {
-			// Another worker runs this job under the lease (the message came twice):
-			// the lease decides, this run stops.
-			log.Error("another worker holds this job's lease; stopping this run", zap.String("lease", hs.key))
+			// The job has a lease already: this message is a second delivery of one
+			// that was handed on. The lease decides: this run stops, and the message
+			// goes (else it would come back and stop again, until the redrive took
+			// it to the DLQ). A delete that fails leaves it to the same end.
+			log.Error("a job handed on before holds this message's lease; stopping this run and deleting the message", zap.String("lease", hs.key))
 			p.extender.loseLease(f)
+			if err := p.deleteNow(ctx, f.receipt); err != nil {
+				log.Warn("delete of a message whose job is held elsewhere failed", zap.Error(err))
+			}
+			hs.finished = true
 			return
 		}
 		if err != nil {
@@ -265,13 +271,7 @@ func (p *Poller) handOn(ctx context.Context, f *inflight) {
 		}
 		hs.continued = true
 	}
-	p.metrics.requests.WithLabelValues(p.cfg.Queue, "DeleteMessageBatch").Inc()
-	out, err := p.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(p.cfg.QueueURL),
-		Entries: []types.DeleteMessageBatchRequestEntry{{Id: aws.String("0"), ReceiptHandle: aws.String(f.receipt)}}})
-	if err == nil && len(out.Failed) > 0 {
-		err = fmt.Errorf("%s: %s", aws.ToString(out.Failed[0].Code), aws.ToString(out.Failed[0].Message))
-	}
-	if err != nil {
+	if err := p.deleteNow(ctx, f.receipt); err != nil {
 		// The extender keeps it invisible meanwhile; a delete that landed with its
 		// reply lost succeeds again on the same receipt handle.
 		log.Warn("hand-over: delete of the received message failed; will try again", zap.Error(err))
@@ -281,6 +281,18 @@ func (p *Poller) handOn(ctx context.Context, f *inflight) {
 	p.extender.handedOn(f)
 	p.metrics.handled.WithLabelValues(p.cfg.Queue, "handed_on").Inc()
 	log.Info("long job handed on before SQS's visibility cap", zap.String("lease", hs.key), zap.Duration("cap", p.cfg.HandOver.Cap))
+}
+
+// deleteNow deletes one message at once, not through the batching deleter: the
+// hand-over must know it is gone before it goes on.
+func (p *Poller) deleteNow(ctx context.Context, receipt string) error {
+	p.metrics.requests.WithLabelValues(p.cfg.Queue, "DeleteMessageBatch").Inc()
+	out, err := p.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(p.cfg.QueueURL),
+		Entries: []types.DeleteMessageBatchRequestEntry{{Id: aws.String("0"), ReceiptHandle: aws.String(receipt)}}})
+	if err == nil && len(out.Failed) > 0 {
+		err = fmt.Errorf("%s: %s", aws.ToString(out.Failed[0].Code), aws.ToString(out.Failed[0].Message))
+	}
+	return err
 }
 
 // renewLease renews f's lease when every is past its last write; a lease lost

@@ -360,3 +360,27 @@ func TestOwnLease(t *testing.T) {
 		require.False(t, p.ownLease(key), key)
 	}
 }
+
+// A second delivery of a message whose job was handed on before (its lease
+// exists) stops at its own hand-over point and is deleted: the lease's holder runs
+// the job.
+func TestSecondDeliveryOfAHandedOnJobStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := newFakeLeases(5 * time.Second)
+		stopped := make(chan error, 1)
+		b := setup(t, Config{VisibilityTimeout: 10 * time.Second, HandlerTimeout: time.Hour, HandOver: &HandOver{Cap: 40 * time.Second, Leases: leases}},
+			func(ctx context.Context, m Message) error {
+				err := sleepCtx(ctx, time.Hour)
+				stopped <- err
+				return err
+			})
+		leases.seed("leases/q/m1.json", "held", time.Now().Add(time.Hour)) // another worker's
+		b.sqs.send("long")
+		time.Sleep(35 * time.Second)
+		require.ErrorIs(t, <-stopped, context.Canceled)
+		require.Zero(t, b.sqs.pending(), "deleted")
+		require.Zero(t, b.handled("handed_on"))
+		b.stop(t)
+		require.Equal(t, "held", leases.stateOf("leases/q/m1.json"), "the holder's lease untouched")
+	})
+}
