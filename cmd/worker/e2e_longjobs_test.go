@@ -123,3 +123,28 @@ func TestE2ELongJobTakenOverAfterItsWorkerIsKilled(t *testing.T) {
 	st.requireQueuesDrain(time.Minute)
 	require.Equal(t, 1, strings.Count(second.Logs(), "long job taken over"), "one taker")
 }
+
+// TestE2ELongJobReleasedAtShutdownRunsOnElsewhere: SIGTERM after the hand-over
+// stops the command and releases the lease (the worker exits 0); the next worker
+// takes the job over without waiting out the lease, and the task succeeds once.
+func TestE2ELongJobReleasedAtShutdownRunsOnElsewhere(t *testing.T) {
+	rig := newLongRig(t)
+	st := newStack(t, append(rig.env(), "WORKER_SHUTDOWN_TIMEOUT=10s")...)
+	first := st.startWorker()
+	arn := st.start("long", `{}`)
+	eventually(t, testCap+30*time.Second, "the job is handed on", func() bool {
+		return strings.Contains(first.Logs(), "long job handed on before SQS's visibility cap")
+	})
+	first.signal(syscall.SIGTERM)
+	<-first.done
+	require.NoError(t, first.waitErr, "exit 0")
+	require.Contains(t, first.Logs(), `"done":false`, "the lease released")
+	second := st.startWorker()
+	eventually(t, cli.LeaseTTL(testCap)+30*time.Second, "another worker takes the job over", func() bool {
+		return strings.Contains(second.Logs(), "long job taken over from a dead or released lease")
+	})
+	d := st.waitExecution(arn, longRun+2*time.Minute)
+	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s: %s", aws.ToString(d.Error), aws.ToString(d.Cause))
+	require.Len(t, rig.startedPIDs(), 2, "the stopped run and the taker's")
+	st.requireQueuesDrain(time.Minute)
+}
