@@ -35,9 +35,11 @@ resource "aws_iam_role" "task" {
 data "aws_iam_policy_document" "jobs" {
   statement {
     sid = "ConsumeQueues"
+    # SendMessage: a job past SQS's 12 h visibility cap is handed on as a
+    # continuation on its own queue (docs/guide.md, "Long jobs").
     actions = [
       "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-      "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SendMessage",
     ]
     resources = [for k, _ in local.job_queues : aws_sqs_queue.queue[k].arn]
   }

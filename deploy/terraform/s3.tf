@@ -71,8 +71,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
   # The worker's own folders that expire (deploy/data-bucket.json, the list the
-  # execution-name check reads too): the batcher's claims and leases, kept longer
-  # than SQS keeps a message, so any redelivery of an event still finds its claim.
+  # execution-name check reads too): the batcher's claims and leases and long jobs'
+  # leases, kept longer than SQS keeps a message, so any redelivery of an event
+  # still finds its claim and any continuation its lease.
   dynamic "rule" {
     for_each = { for name, f in local.expiring_folders : name => f if each.key == "data" }
     content {

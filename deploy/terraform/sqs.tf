@@ -2,6 +2,16 @@
 # AWS-managed key alias/aws/sqs, whose policy cannot let EventBridge (a rule
 # target) use it, so every delivery to such a queue fails. A customer key's policy
 # must let events.amazonaws.com GenerateDataKey and Decrypt (docs/operations.md).
+#
+# Message size: SQS takes 1 MiB (1,048,576 bytes) since August 2025, and events
+# reach 1 MB since 2026-01-29 (internal/awslimit). The hashicorp/aws provider of
+# versions.tf (~> 5.80; 5.100.0 in make tf-check) validates max_message_size to
+# 1024..262144 (hashicorp/terraform-provider-aws#43692) and sends its default,
+# 262144, when the attribute is left out: queues made here take 256 KiB, and an
+# apply puts a queue raised by hand back to it. Moving to 1 MiB needs a provider
+# whose validation takes 1_048_576 (6.x) and max_message_size = 1048576 on every
+# queue below (docs/guide.md, "Payload limits"). `worker bootstrap` sets 1 MiB.
+
 resource "aws_sqs_queue" "dlq" {
   for_each                          = local.queues
   name                              = local.dlq_name[each.key]

@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -292,7 +293,12 @@ func (b *Bootstrapper) createBucket(ctx context.Context, bucket string) error {
 
 // createQueue creates a queue or, when it exists, brings its attributes up to date
 // (CreateQueue refuses different attributes for an existing queue).
+//
+// Every queue takes SQS's largest message (awslimit.SQSMessageBytes): an event may be
+// up to 1 MB since 2026-01-29, and a DLQ must take whatever its queue took.
 func (b *Bootstrapper) createQueue(ctx context.Context, name string, attrs map[string]string) (string, error) {
+	attrs = maps.Clone(attrs)
+	attrs["MaximumMessageSize"] = strconv.Itoa(awslimit.SQSMessageBytes)
 	out, err := b.c.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
 	if err == nil {
 		return aws.ToString(out.QueueUrl), nil

@@ -2,8 +2,10 @@ package bootstrap_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/awstest"
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/topology"
@@ -206,4 +209,29 @@ func TestTargetsCarryRetryPolicyAndEventsDLQ(t *testing.T) {
 	off := apply(write(`,"eventDelivery":{"deadLetter":false}`))
 	require.Empty(t, off.EventsDLQ)
 	require.Nil(t, targetOf("b").DeadLetterConfig, "deadLetter false takes the DLQ off")
+}
+
+// Every queue and DLQ takes SQS's 1 MiB messages, also one made before at the old
+// 256 KiB (moto's default is already 1 MiB: the old queue is what proves the update).
+func TestApplyRaisesEveryQueueToSQSsLargestMessage(t *testing.T) {
+	cfg := awstest.Config(t)
+	topo, err := topology.Load("")
+	require.NoError(t, err)
+	stack := awstest.Stack(t)
+	names := topology.Names{Stack: stack}
+	c := clients(cfg)
+	ctx := context.Background()
+	for _, name := range []string{names.Queue("processSingle"), names.DLQ("processSingle")} {
+		_, err := c.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{"MaximumMessageSize": "262144"}})
+		require.NoError(t, err)
+	}
+	out, err := bootstrap.New(topo, bootstrap.Stack{Names: names}, c, awstest.Region).Apply(ctx)
+	require.NoError(t, err)
+	urls := slices.Concat(slices.Collect(maps.Values(out.Queues)), slices.Collect(maps.Values(out.DLQs)))
+	require.Len(t, urls, 2*len(topo.Queues))
+	for _, url := range urls {
+		attrs, err := c.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{"MaximumMessageSize"}})
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(awslimit.SQSMessageBytes), attrs.Attributes["MaximumMessageSize"], url)
+	}
 }

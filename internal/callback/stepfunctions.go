@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/tracing"
@@ -33,9 +34,9 @@ import (
 
 // Limits of the Step Functions API.
 const (
-	MaxOutputBytes = 256 * 1024 // SendTaskSuccess output
-	MaxErrorLen    = 256        // SendTaskFailure error
-	MaxCauseLen    = 32768      // SendTaskFailure cause
+	MaxOutputBytes = awslimit.StepFunctionsPayloadBytes // SendTaskSuccess output: 256 KiB
+	MaxErrorLen    = 256                                // SendTaskFailure error
+	MaxCauseLen    = 32768                              // SendTaskFailure cause
 )
 
 type sfnAPI interface {
@@ -114,13 +115,9 @@ func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte
 	if token == "" {
 		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
 	}
-	output = awsjson.UnescapeHTML(output)
-	if len(output) > MaxOutputBytes {
-		pointer, err := s.claimCheck(ctx, output)
-		if err != nil {
-			return s.refuse(api, fmt.Errorf("%s: %w", api, err))
-		}
-		output = pointer
+	output, err := s.Fit(ctx, awsjson.UnescapeHTML(output))
+	if err != nil {
+		return s.refuse(api, fmt.Errorf("%s: %w", api, err))
 	}
 	return s.call(ctx, api, token, func(ctx context.Context) error {
 		_, err := s.sfn.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(token), Output: aws.String(string(output))})
@@ -170,6 +167,18 @@ func (s *StepFunctions) call(ctx context.Context, limited throttle.API, token st
 func (s *StepFunctions) refuse(api throttle.API, err error) error {
 	s.metrics.calls.WithLabelValues(string(api), "error").Inc()
 	return err
+}
+
+// Fit returns a JSON document that fits what Step Functions takes (MaxOutputBytes):
+// doc itself when it fits, else the claim check {"claimCheck": "s3://…", "size": N}
+// of doc stored in the data bucket. The key is content-addressed, so a retry
+// writes the same object. For every payload that goes into Step Functions: task
+// outputs, and execution inputs (startjob).
+func (s *StepFunctions) Fit(ctx context.Context, doc []byte) ([]byte, error) {
+	if len(doc) <= MaxOutputBytes {
+		return doc, nil
+	}
+	return s.claimCheck(ctx, doc)
 }
 
 // claimCheck stores an oversized output under a content-addressed key (a retry

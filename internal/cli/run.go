@@ -21,6 +21,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/failnote"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/lease"
 	"github.com/taskbridge/taskbridge/internal/registry"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/throttle"
@@ -243,7 +244,7 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	all := append([]jobs.Job(nil), registered.Jobs...)
 	routes := map[string]jobs.Route{}
 	timeouts := map[string]time.Duration{}
-	kinds := newKindBuilder(w)
+	kinds := newKindBuilder(w, reporter.Fit)
 	var queues []topology.Queue
 	for _, q := range w.topo.Queues {
 		if q.S3Batch != nil {
@@ -271,9 +272,15 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 		return nil, err
 	}
 	var pollers []component
+	handOver := w.handOver()
 	for _, q := range queues {
 		pc := w.pollerConfig(q)
 		pc.HandlerTimeout = timeouts[q.Name]
+		if pc.HandlerTimeout > handOver.After() {
+			// Only a queue whose jobs may outlive SQS's cap pays for the hand-over
+			// (a message attribute asked for per receive, a loop per queue).
+			pc.HandOver = handOver
+		}
 		p, err := consumer.NewPoller(pc, w.clients.SQS, router, w.log, w.metrics)
 		if err != nil {
 			return nil, err
@@ -281,6 +288,20 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 		pollers = append(pollers, w.stoppable(p))
 	}
 	return pollers, nil
+}
+
+// handOver is the hand-over of job queues whose jobs may run past SQS's
+// visibility cap: leases in the data bucket that live LeaseTTL(cap).
+func (w wiring) handOver() *consumer.HandOver {
+	visCap := w.cfg.VisibilityCap
+	return &consumer.HandOver{Cap: visCap, Leases: lease.NewStore(w.clients.S3, w.stack.DataBucket, LeaseTTL(visCap)).ForConsumer()}
+}
+
+// LeaseTTL is how long a long job's lease lives past its last renewal: a worker
+// killed mid-job is replaced within about that (and a receive). 5 min under
+// SQS's 12 h cap; an eighth of a test's scaled-down cap.
+func LeaseTTL(visibilityCap time.Duration) time.Duration {
+	return min(5*time.Minute, visibilityCap/8)
 }
 
 // batchComponents wires the batcher to the s3Batch queue, if the topology has one.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -64,6 +65,10 @@ type Config struct {
 	SFNStartRate    float64       `envconfig:"SFN_START_RATE" default:"300" desc:"most StartExecution calls per second per process (burst: 13/3 s of it); lowered at run time while Step Functions throttles"`
 	ReportTimeout   time.Duration `envconfig:"REPORT_TIMEOUT" default:"15m" desc:"how long a job's outcome report (SendTask*) or a StartExecution may wait out Step Functions throttling while the message stays invisible; a stop still ends it"`
 
+	// VisibilityCap is SQS's, a fact of AWS: only tests change it, to see a job
+	// handed on past it in seconds instead of hours (docs/development.md).
+	VisibilityCap time.Duration `envconfig:"TEST_VISIBILITY_CAP" default:"12h" desc:"test only: SQS's cap on a received message's visibility (12h from its receipt), past which a long job is handed on under a lease; tests scale it down to seconds, never change it against AWS. 4s..12h"`
+
 	TaskProtectionMinutes int           `envconfig:"TASK_PROTECTION_MINUTES" default:"15" desc:"on ECS (ECS_AGENT_URI set): task scale-in protection per enable or renewal while messages are in hand, in minutes, renewed at half; 1..2880, 0 turns protection off"`
 	TaskProtectionGrace   time.Duration `envconfig:"TASK_PROTECTION_GRACE" default:"5s" desc:"idle time after which a process drops its scale-in protection"`
 
@@ -82,6 +87,11 @@ type Config struct {
 	// Tracing is what the OTEL_* variables the worker reads say.
 	Tracing Tracing `ignored:"true"`
 }
+
+// maxJobTimeout is jobs.MaxTimeout (config imports no job package): runs longer
+// than SQS's 12 h cap are handed on under a lease, but no task outlives its
+// execution's year.
+const maxJobTimeout = awslimit.StepFunctionsMaxExecution
 
 // stackName is the rule Terraform's var.stack enforces too: every resource name is
 // derived from it, and S3 bucket names allow only lowercase letters, digits and dashes.
@@ -142,6 +152,9 @@ func (c Config) Validate() error {
 	if c.JobTimeout <= 0 {
 		bad("JOB_TIMEOUT", "must be positive, got %s", c.JobTimeout)
 	}
+	if c.JobTimeout > maxJobTimeout {
+		bad("JOB_TIMEOUT", "%s cannot be honoured: a Step Functions Standard execution runs at most a year (8760h), and its task closes with it", c.JobTimeout)
+	}
 	if c.HeartbeatEvery < 0 {
 		bad("HEARTBEAT_INTERVAL", "must not be negative, got %s", c.HeartbeatEvery)
 	}
@@ -165,6 +178,9 @@ func (c Config) Validate() error {
 	}
 	if c.GluePollInterval <= 0 {
 		bad("GLUE_POLL_INTERVAL", "must be positive, got %s", c.GluePollInterval)
+	}
+	if c.VisibilityCap < 4*time.Second || c.VisibilityCap > 12*time.Hour {
+		bad("TEST_VISIBILITY_CAP", "must be between 4s and 12h (SQS's cap, a test may only lower it), got %s", c.VisibilityCap)
 	}
 	if c.TaskProtectionMinutes < 0 || c.TaskProtectionMinutes > 2880 {
 		bad("TASK_PROTECTION_MINUTES", "must be between 0 (off) and 2880, got %d", c.TaskProtectionMinutes)

@@ -41,6 +41,8 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		{"shutdown past ECS max", map[string]string{"WORKER_SHUTDOWN_TIMEOUT": "5m"}, []string{"WORKER_SHUTDOWN_TIMEOUT"}},
 		{"protection minutes above the agent's range", map[string]string{"WORKER_TASK_PROTECTION_MINUTES": "2881"}, []string{"WORKER_TASK_PROTECTION_MINUTES: must be between 0 (off) and 2880"}},
 		{"negative protection minutes", map[string]string{"WORKER_TASK_PROTECTION_MINUTES": "-1"}, []string{"WORKER_TASK_PROTECTION_MINUTES: must be between 0 (off) and 2880"}},
+		{"job timeout past an execution's year", map[string]string{"WORKER_JOB_TIMEOUT": "9000h"}, []string{"WORKER_JOB_TIMEOUT: 9000h0m0s cannot be honoured: a Step Functions Standard execution runs at most a year"}},
+		{"visibility cap past SQS's", map[string]string{"WORKER_TEST_VISIBILITY_CAP": "13h"}, []string{"WORKER_TEST_VISIBILITY_CAP: must be between 4s and 12h"}},
 		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{`WORKER_JOB_TIMEOUT: "soon" is not a duration`}},
 		{"not a number", map[string]string{"WORKER_BATCH_MAX_FILES": "many"}, []string{`WORKER_BATCH_MAX_FILES: "many" is not a whole number`}},
 		{"not a number for a pointer", map[string]string{"WORKER_CONCURRENCY": "abc"}, []string{`WORKER_CONCURRENCY: "abc" is not a whole number`}},

@@ -53,6 +53,11 @@ type Config struct {
 	// Activity, when set, is told how many messages the poller has in hand (nil:
 	// nobody is).
 	Activity Activity
+	// HandOver, when set, lets handlers run past SQS's 12 h visibility cap: a
+	// message is handed on, under a lease, before the cap (see handover.go). nil:
+	// a handler that outlives the cap loses its message's visibility and is
+	// cancelled.
+	HandOver *HandOver
 }
 
 // ReceiveMode says how a Poller shapes its receives; each receive asks for at most
@@ -138,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReceiveMode != ReceiveAhead && c.ReceiveMode != ReceiveOnDemand {
 		errs = append(errs, fmt.Errorf("consumer %s: unknown ReceiveMode %d", c.Queue, c.ReceiveMode))
+	}
+	if err := c.HandOver.validate(c.Queue); err != nil {
+		errs = append(errs, err)
 	}
 	if c.HandlerTimeout < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
 		errs = append(errs, fmt.Errorf("consumer %s: timeouts must not be negative", c.Queue))

@@ -22,6 +22,14 @@
 //     renewal fails and the timeout passes, the job's context is cancelled (a message
 //     still waiting is never started) and the message is not deleted: someone else
 //     may own it.
+//   - SQS keeps a received message invisible 12 h at most from its receipt. With
+//     Config.HandOver, a handler that runs toward that cap has its message handed
+//     on under a lease (handover.go): a delayed continuation on the same queue,
+//     the received message deleted, the handler running on; the lease, not a
+//     receipt, then carries the job's fate, and a worker that receives the
+//     continuation hides it while the lease lives and takes the job over once it
+//     is dead. Without HandOver the handler is cancelled when the cap ends its
+//     visibility.
 //   - The Handler's result decides the message's fate, in this one place:
 //     nil → deleted (batched DeleteMessageBatch, up to 10 a call and a few calls
 //     at once, sent when 10 are pending or a second after the first; failed

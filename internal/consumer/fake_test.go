@@ -48,6 +48,7 @@ type fakeSQS struct {
 type fakeMsg struct {
 	id, body, receipt string
 	traceHeader       string
+	attrs             map[string]types.MessageAttributeValue
 	visibleAt         time.Time
 	receives          int
 	deleted           bool
@@ -191,7 +192,8 @@ func (f *fakeSQS) take(max int) []types.Message {
 		m.visibleAt = now.Add(f.visibility)
 		out = append(out, types.Message{
 			MessageId: aws.String(m.id), Body: aws.String(m.body), ReceiptHandle: aws.String(m.receipt),
-			Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(m.receives), "SentTimestamp": "1700000000000"},
+			Attributes:        map[string]string{"ApproximateReceiveCount": strconv.Itoa(m.receives), "SentTimestamp": "1700000000000"},
+			MessageAttributes: m.attrs,
 		})
 		if m.traceHeader != "" {
 			out[len(out)-1].Attributes["AWSTraceHeader"] = m.traceHeader
@@ -260,10 +262,24 @@ func (f *fakeSQS) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.Chan
 	return out, nil
 }
 
+// queueURL is the queue the fake is: a send to it enqueues (a continuation); a
+// send anywhere else is a DLQ copy.
+const queueURL = "https://sqs.local/q"
+
 func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["SendMessage"]++
+	if aws.ToString(in.QueueUrl) == queueURL {
+		if in.DelaySeconds > 900 {
+			return nil, errors.New("InvalidParameterValue: DelaySeconds must be 0..900")
+		}
+		f.seq++
+		m := &fakeMsg{id: fmt.Sprintf("m%d", f.seq), body: aws.ToString(in.MessageBody), attrs: in.MessageAttributes,
+			visibleAt: time.Now().Add(time.Duration(in.DelaySeconds) * time.Second)}
+		f.order = append(f.order, m)
+		return &sqs.SendMessageOutput{MessageId: aws.String(m.id)}, nil
+	}
 	for name, v := range in.MessageSystemAttributes {
 		if name != "AWSTraceHeader" || aws.ToString(v.DataType) != "String" {
 			return nil, &smithy.GenericAPIError{Code: "InvalidParameterValue", Message: "only AWSTraceHeader, of type String, is a system attribute of a send"}

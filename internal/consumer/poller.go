@@ -10,11 +10,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 )
 
 // sqsAPI is what the consumer calls; *sqs.Client satisfies it.
@@ -60,6 +63,10 @@ type Poller struct {
 	extender *extender
 	handlers sync.WaitGroup
 
+	// messageAttributes are the message attributes a receive asks for: the lease
+	// of a continuation with a HandOver, none otherwise.
+	messageAttributes []string
+
 	// phase is the Poller's lifecycle phase (a phase; see phaseOf): Run moves it
 	// forward, settle reads it.
 	phase atomic.Int32
@@ -83,6 +90,9 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 		extender: newExtender(cfg, client, log, m),
 	}
 	p.meanHandle.Store(int64(prefetchBelow)) // not quick until handlers have shown it
+	if cfg.HandOver != nil {
+		p.messageAttributes = []string{LeaseAttribute, ReceivesAttribute}
+	}
 	return p, nil
 }
 
@@ -198,6 +208,9 @@ func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func(
 	ctx, cancel := context.WithCancel(context.WithoutCancel(workCtx))
 	helpers.Go(func() { p.deleter.run(ctx, budget.flushCtx) })
 	helpers.Go(func() { p.extender.run(ctx) })
+	if p.cfg.HandOver != nil {
+		helpers.Go(func() { p.runHandOver(ctx) })
+	}
 	return func() {
 		cancel()
 		helpers.Wait()
@@ -364,6 +377,7 @@ func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message
 		// Only what the delivery semantics need: each attribute asked for is a map
 		// entry and a string the SDK decodes for every message.
 		MessageSystemAttributeNames: receiveAttributes,
+		MessageAttributeNames:       p.messageAttributes,
 	})
 	if ctx.Err() != nil && err != nil {
 		accepted.done(nil, false)
@@ -444,6 +458,11 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 		p.settle(budget, m, f.receipt, errNotStarted, p.extender.untrack(f))
 		return
 	}
+	if p.cfg.HandOver != nil {
+		if key := leaseKey(f.msg); key != "" && !p.claimContinuation(ctx, budget, f, &m, key) {
+			return
+		}
+	}
 	p.hot.inFlight.Inc()
 	began := time.Now()
 	err := p.call(ctx, m)
@@ -452,6 +471,9 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	p.hot.duration.Observe(took.Seconds())
 	p.observeHandlerTime(took)
 	lost := p.extender.untrack(f)
+	if p.cfg.HandOver != nil && p.finishHandOver(budget, m, f, err, lost) {
+		return
+	}
 	p.settle(budget, m, f.receipt, err, lost)
 }
 
@@ -621,6 +643,7 @@ func (p *Poller) deadLetter(ctx context.Context, m Message, cause error) bool {
 		"taskbridge-source-queue":  {DataType: aws.String("String"), StringValue: aws.String(p.cfg.Queue)},
 		"taskbridge-receive-count": {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.ReceiveCount))},
 	}
+	fitAttributes(len(m.Body), attrs)
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs}
 	if m.TraceHeader != "" {
 		// Kept, so that a redrive of the copy still joins the trace it arrived with.
@@ -671,4 +694,30 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// fitAttributes makes a DLQ copy fit in SQS's largest message, which counts the
+// body and each attribute's name, type and value: a body near 1 MiB (an event may
+// be that large since 2026-01-29) keeps as much of the reason as fits, or no
+// attribute at all, rather than a copy SQS refuses.
+func fitAttributes(bodyLen int, attrs map[string]types.MessageAttributeValue) {
+	size := bodyLen
+	for name, v := range attrs {
+		size += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue))
+	}
+	over := size - awslimit.SQSMessageBytes
+	if over <= 0 {
+		return
+	}
+	reason := attrs["taskbridge-error"]
+	if text := aws.ToString(reason.StringValue); over < len(text) {
+		cut := len(text) - over
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut-- // on a character's first byte: SQS takes valid Unicode only
+		}
+		reason.StringValue = aws.String(text[:cut])
+		attrs["taskbridge-error"] = reason
+		return
+	}
+	clear(attrs)
 }

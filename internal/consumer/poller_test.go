@@ -60,7 +60,7 @@ func setup(t *testing.T, cfg Config, h HandlerFunc, fakeOpts ...func(*fakeSQS)) 
 		cfg.Queue = "q"
 	}
 	if cfg.QueueURL == "" {
-		cfg.QueueURL = "https://sqs.local/q"
+		cfg.QueueURL = queueURL
 	}
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 30 * time.Second

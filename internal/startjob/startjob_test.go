@@ -71,6 +71,8 @@ func (f *fakeSFN) StartExecution(_ context.Context, in *sfn.StartExecutionInput,
 		return nil, apiErr("InvalidName")
 	case !json.Valid([]byte(input)):
 		return nil, apiErr("InvalidExecutionInput")
+	case len(input) > 256<<10: // the API's length constraint of input
+		return nil, apiErr("ValidationException")
 	}
 	if f.execs == nil {
 		f.execs = map[string]string{}
@@ -279,4 +281,18 @@ func TestThrottledStartIsWaitedOut(t *testing.T) {
 		require.Equal(t, 21, f.calls)
 		require.Less(t, cfg.Limiter.Rate(), 300.0)
 	})
+}
+
+// An input over Step Functions' 256 KiB with no claim check to make fails the task
+// at once: no retry makes it fit, and nothing is sent.
+func TestInputTooLargeWithoutClaimCheckFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tk := task()
+	tk.Detail = json.RawMessage(`{"blob":"` + strings.Repeat("x", 256<<10) + `"}`)
+	_, err := b.job.Run(context.Background(), tk)
+	kind, _, final := jobs.KindOf(err)
+	require.True(t, final, "%v", err)
+	require.Equal(t, "InputTooLarge", kind)
+	require.Zero(t, b.sfn.calls)
 }
