@@ -280,7 +280,7 @@ func dlqRedrive(ctx context.Context, in *dlq.Inspector, q dlq.Queue, opt dlq.Red
 		if sum.DryRun {
 			moved = "would move"
 		}
-		fmt.Fprintf(w, "%s: %s %d, skipped %d (task closed), left %d\n", q.Name, moved, sum.Moved, sum.Skipped, sum.Left)
+		fmt.Fprintf(w, "%s: %s %d, skipped %d (task closed, or dead-lettered during this redrive), left %d\n", q.Name, moved, sum.Moved, sum.Skipped, sum.Left)
 	}
 	if err != nil {
 		return fmt.Errorf("redrive %s: %w", q.Name, err)

@@ -48,9 +48,13 @@ type RedriveOptions struct {
 const (
 	ActionMoved     = "moved"      // in its queue again, deleted from the DLQ
 	ActionWouldMove = "would_move" // DryRun
-	ActionSkipped   = "skipped"    // its task is closed: no delivery can complete it
-	ActionLeft      = "left"       // not selected, or it could not be checked or moved
+	ActionSkipped   = "skipped"    // its task is closed, or it was dead-lettered during the redrive
+	ActionLeft      = "left"       // it could not be checked or moved
 )
+
+// WhyDeadLetteredDuring is the Why of a message skipped because it reached the DLQ
+// after the redrive began: moving it again in the same run could loop.
+const WhyDeadLetteredDuring = "dead-lettered after this redrive began"
 
 // Outcome is what a redrive did with one message.
 type Outcome struct {
@@ -78,9 +82,9 @@ type Summary struct {
 // Redrive moves the dead letters of q that opt selects back to q, at most opt.Rate
 // a second. Each message is deleted from the DLQ only after SendMessage to q
 // succeeded, so an interrupted redrive leaves every message in the DLQ, the queue,
-// or both. A message whose task is closed is skipped and stays in the DLQ. Messages
-// dead-lettered after the redrive began (perhaps one it just moved, failing again)
-// are left for the next run. The returned error is the first SQS error that stopped
+// or both. A message whose task is closed is skipped and stays in the DLQ; so is
+// one dead-lettered after the redrive began (perhaps one it just moved, failing
+// again): the next run decides it. The returned error is the first SQS error that stopped
 // the run; per-message failures are in the summary.
 func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (Summary, error) {
 	if opt.Rate <= 0 {
@@ -109,7 +113,7 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 		case opt.Reason != "" && !strings.Contains(m.Reason, opt.Reason):
 			return false, nil // not selected: not part of the summary
 		case m.deadOrSent().After(began): // SQS moved it: sent (by this redrive, perhaps) after it began
-			o.Action, o.Why = ActionLeft, "dead-lettered after this redrive began"
+			o.Action, o.Why = ActionSkipped, WhyDeadLetteredDuring
 		default:
 			closed, why, err := in.taskClosed(ctx, m)
 			switch {
