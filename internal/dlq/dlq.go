@@ -29,15 +29,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
-)
-
-// The message attributes consumer.Poller.deadLetter sets on its DLQ copies.
-const (
-	attrError        = "taskbridge-error"
-	attrSourceQueue  = "taskbridge-source-queue"
-	attrReceiveCount = "taskbridge-receive-count"
 )
 
 // ReasonMaxReceives is the reason of a message SQS's redrive policy moved: it has no
@@ -145,10 +139,10 @@ type Listing struct {
 type Inspector struct {
 	sqs sqsAPI
 	sfn sfnAPI
-	// NowFunc is the clock (tests set it).
-	NowFunc func() time.Time
-	// SleepFunc waits d or until ctx ends; the redrive's pacing (tests set it).
-	SleepFunc func(ctx context.Context, d time.Duration) error
+	// nowFunc and sleepFunc are the clock: time.Now and consumer.Sleep, the
+	// redrive's pacing; the package's tests replace them.
+	nowFunc   func() time.Time
+	sleepFunc func(ctx context.Context, d time.Duration) bool
 
 	events eventsAPI      // WithEvents: the events DLQ's redrive
 	lookup queueLookupAPI // WithEvents
@@ -156,7 +150,7 @@ type Inspector struct {
 
 // New returns an Inspector over the two clients.
 func New(sqsClient sqsAPI, sfnClient sfnAPI) *Inspector {
-	return &Inspector{sqs: sqsClient, sfn: sfnClient, NowFunc: time.Now, SleepFunc: sleep}
+	return &Inspector{sqs: sqsClient, sfn: sfnClient, nowFunc: time.Now, sleepFunc: consumer.Sleep}
 }
 
 // List reads up to limit messages of q's DLQ and groups them by reason, groups with
@@ -288,23 +282,17 @@ const staleReceives = 10
 // those messages are visible or owned already.
 func (in *Inspector) release(ctx context.Context, url string, receipts []string) error {
 	var errs []error
-	for start := 0; start < len(receipts); start += 10 {
-		batch := receipts[start:min(start+10, len(receipts))]
-		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
-		for i, r := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r)}
+	consumer.ChangeVisibility(ctx, in.sqs, url, receipts, 0, func(b consumer.VisibilityBatch) {
+		if b.Err != nil {
+			errs = append(errs, fmt.Errorf("make %d read messages visible again (they come back within %s): %w", len(b.Receipts), ReadVisibility, b.Err))
+			return
 		}
-		out, err := in.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: entries})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("make %d read messages visible again (they come back within %s): %w", len(batch), ReadVisibility, err))
-			continue
-		}
-		for _, f := range out.Failed {
+		for _, f := range b.Failed {
 			if code := aws.ToString(f.Code); code != "ReceiptHandleIsInvalid" && code != "InvalidParameterValue" && !strings.Contains(code, "MessageNotInflight") {
 				errs = append(errs, fmt.Errorf("make a read message visible again: %s: %s", code, aws.ToString(f.Message)))
 			}
 		}
-	}
+	})
 	return errors.Join(errs...)
 }
 
@@ -323,26 +311,14 @@ type Attributes struct {
 
 // Attributes reads a queue's approximate counts.
 func (in *Inspector) Attributes(ctx context.Context, url string) (Attributes, error) {
-	names := []types.QueueAttributeName{
+	n, err := telemetry.QueueCounts(ctx, in.sqs, url,
 		types.QueueAttributeNameApproximateNumberOfMessages,
 		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-	}
-	out, err := in.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
+		types.QueueAttributeNameApproximateNumberOfMessagesDelayed)
 	if err != nil {
-		return Attributes{}, fmt.Errorf("get attributes of %s: %w", url, err)
+		return Attributes{}, err
 	}
-	var a Attributes
-	for i, into := range []*int{&a.Visible, &a.InFlight, &a.Delayed} {
-		v, ok := out.Attributes[string(names[i])]
-		if !ok {
-			return Attributes{}, fmt.Errorf("get attributes of %s: answer has no %s", url, names[i])
-		}
-		if *into, err = strconv.Atoi(v); err != nil || *into < 0 {
-			return Attributes{}, fmt.Errorf("get attributes of %s: %s is %q, not a count", url, names[i], v)
-		}
-	}
-	return a, nil
+	return Attributes{Visible: int(n[0]), InFlight: int(n[1]), Delayed: int(n[2])}, nil
 }
 
 // Purge deletes every message of q's DLQ (SQS PurgeQueue: it takes up to a minute,
@@ -368,7 +344,7 @@ func parse(queue string, raw types.Message) Message {
 	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 		sent = time.UnixMilli(ms).UTC()
 	}
-	if v := raw.MessageAttributes[attrError].StringValue; v != nil {
+	if v := raw.MessageAttributes[consumer.DeadLetterReasonAttr].StringValue; v != nil {
 		// The worker's copy: sent when it was dead-lettered. Its reason is a job's
 		// error text, which may quote the token (older workers did not redact it).
 		m.Reason, m.DeadSince = RedactText(*v, m.token), sent
@@ -376,7 +352,7 @@ func parse(queue string, raw types.Message) Message {
 		m.FirstSent = sent
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
-	if v := raw.MessageAttributes[attrReceiveCount].StringValue; v != nil {
+	if v := raw.MessageAttributes[consumer.DeadLetterReceiveCountAttr].StringValue; v != nil {
 		if n, err := strconv.Atoi(*v); err == nil {
 			m.ReceiveCount = n
 		}
@@ -422,13 +398,11 @@ func RedactText(text, token string) string { return telemetry.RedactToken(text, 
 
 func redacted(token string) string { return telemetry.RedactedToken(token) }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
+// pace waits until interval after last (not at all when last is zero); ctx's error
+// if it ends first.
+func (in *Inspector) pace(ctx context.Context, last time.Time, interval time.Duration) error {
+	if last.IsZero() || in.sleepFunc(ctx, interval-in.nowFunc().Sub(last)) {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	return ctx.Err()
 }

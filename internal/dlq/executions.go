@@ -91,12 +91,10 @@ func (in *Inspector) RedriveExecutions(ctx context.Context, q Queue, opt Redrive
 				redriven[m.ExecutionARN] = true
 				sum.Executions++
 			default:
-				if !lastCall.IsZero() {
-					if err := in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastCall)); err != nil {
-						return false, err
-					}
+				if err := in.pace(ctx, lastCall, interval); err != nil {
+					return false, err
 				}
-				lastCall = in.NowFunc()
+				lastCall = in.nowFunc()
 				if err := in.redriveExecution(ctx, m.ExecutionARN); err != nil {
 					o.Action, o.Why = ActionLeft, err.Error()
 					if errors.Is(err, ErrRedriveUnsupported) {
@@ -168,7 +166,7 @@ func (in *Inspector) redrivable(ctx context.Context, m Message) (ok bool, why st
 	if d.RedriveStatus == sfntypes.ExecutionRedriveStatusNotRedrivable {
 		return false, "not redrivable: " + aws.ToString(d.RedriveStatusReason), nil
 	}
-	if d.StopDate != nil && in.NowFunc().Sub(*d.StopDate) > RedrivePeriod {
+	if d.StopDate != nil && in.nowFunc().Sub(*d.StopDate) > RedrivePeriod {
 		return false, "failed " + d.StopDate.UTC().Format(time.RFC3339) + ", more than 14 days ago: Step Functions redrives only within 14 days", nil
 	}
 	why = "execution FAILED"

@@ -14,6 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/taskbridge/taskbridge/internal/callback"
+	"github.com/taskbridge/taskbridge/internal/consumer"
 )
 
 // sfnAPI is what the redrive asks Step Functions to tell an open task from a closed
@@ -95,17 +98,12 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 	// margin for the checks: what an interrupted redrive hid is back soon.
 	batch := min(10, max(1, int(math.Ceil(opt.Rate))))
 	visibility := redriveMargin + time.Duration(math.Ceil(float64(batch)/opt.Rate))*time.Second
-	began := in.NowFunc()
+	began := in.nowFunc()
 	sum := Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
 	var lastSend time.Time
 	// Wait out the pacing before a receive, not with the received messages hidden: a
 	// redrive killed while it waits hides nothing.
-	pace := func() error {
-		if lastSend.IsZero() {
-			return nil
-		}
-		return in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastSend))
-	}
+	pace := func() error { return in.pace(ctx, lastSend, interval) }
 	err := in.readPaced(ctx, q, 0, batch, visibility, pace, func(m Message) (bool, error) {
 		o := Outcome{MessageID: m.ID, Reason: m.Reason, ExecutionARN: m.ExecutionARN, TokenHash: m.TokenHash}
 		keep := false
@@ -124,12 +122,10 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 			case opt.DryRun:
 				o.Action = ActionWouldMove
 			default:
-				if !lastSend.IsZero() {
-					if err := in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastSend)); err != nil {
-						return false, err
-					}
+				if err := in.pace(ctx, lastSend, interval); err != nil {
+					return false, err
 				}
-				lastSend = in.NowFunc()
+				lastSend = in.nowFunc()
 				o.Action, o.Why, keep = in.move(ctx, q, m)
 			}
 		}
@@ -158,7 +154,7 @@ func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why 
 	}
 	attrs := map[string]types.MessageAttributeValue{}
 	for k, v := range m.attrs {
-		if !strings.HasPrefix(k, "taskbridge-") { // the DLQ's own notes, not the event's
+		if !strings.HasPrefix(k, consumer.DeadLetterAttrPrefix) { // the DLQ's own notes, not the event's
 			attrs[k] = v
 		}
 	}
@@ -185,10 +181,6 @@ func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why 
 	return ActionMoved, "", true
 }
 
-// closedCodes are the answers that mean a task is closed. AWS says TaskTimedOut for a
-// closed token; emulators (moto) say InvalidToken.
-var closedCodes = map[string]bool{"TaskTimedOut": true, "InvalidToken": true, "TaskDoesNotExist": true}
-
 // taskClosed asks whether m's task can still be completed: with its token when it
 // has one (a heartbeat: see sfnAPI), else with the status of its execution when the
 // detail names one. A message with neither has no task to check.
@@ -196,9 +188,8 @@ func (in *Inspector) taskClosed(ctx context.Context, m Message) (closed bool, wh
 	switch {
 	case m.token != "":
 		_, err := in.sfn.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(m.token)})
-		var apiErr smithy.APIError
-		if errors.As(err, &apiErr) && closedCodes[apiErr.ErrorCode()] {
-			return true, "task closed (" + apiErr.ErrorCode() + ")", nil
+		if code, closed := callback.ClosedCode(err); closed {
+			return true, "task closed (" + code + ")", nil
 		}
 		if err != nil {
 			return false, "", fmt.Errorf("check the task: %w", err)
