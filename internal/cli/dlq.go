@@ -36,7 +36,8 @@ deliver to a rule's queue (its retry policy spent; topology "eventDelivery").
            task is closed is reported as skipped and stays in the DLQ: the check sends
            SendTaskHeartbeat with its token (it changes nothing of the task but its
            heartbeat timer), or, without a token, reads the status of the detail's
-           executionArn. Ends with a summary of moved / skipped / left.
+           executionArn. So is one dead-lettered during the redrive (the next run
+           decides it). Ends with a summary of moved / skipped / left.
            --queue eventbridge: each event goes back on the bus of the rule that could
            not deliver it (PutEvents, with its own trace header: every rule of the
            bus sees it again), or, with --to queue or for an aws.* source (S3), into

@@ -208,58 +208,35 @@ func (in *Inspector) read(ctx context.Context, q Queue, limit, batch int, visibi
 // readPaced is read with beforeReceive (when not nil) called before each receive: a
 // paced reader waits there, not while it holds messages hidden.
 func (in *Inspector) readPaced(ctx context.Context, q Queue, limit, batch int, visibility time.Duration, beforeReceive func() error, visit func(Message) (keep bool, err error)) (err error) {
-	seen := map[string]bool{}
-	var held []string // receipt handles to release
+	r := reading{q: q, seen: map[string]bool{}}
 	defer func() {
 		// Detached: a cancelled command must still give back what it hid.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if rerr := in.release(rctx, q.DLQURL, held); rerr != nil && err == nil {
+		if rerr := in.release(rctx, q.DLQURL, r.held); rerr != nil && err == nil {
 			err = rerr
 		}
 	}()
 	stale := 0
-	for limit <= 0 || len(seen) < limit {
-		n := int32(batch)
-		if limit > 0 {
-			n = int32(min(batch, limit-len(seen)))
-		}
+	for limit <= 0 || len(r.seen) < limit {
 		if beforeReceive != nil {
 			if err := beforeReceive(); err != nil {
 				return err
 			}
 		}
-		out, err := in.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: n,
-			VisibilityTimeout:           int32(visibility / time.Second),
-			WaitTimeSeconds:             1, // a short poll samples only some servers and can answer empty
-			MessageAttributeNames:       []string{"All"},
-			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
-		})
+		n := batch
+		if limit > 0 {
+			n = min(batch, limit-len(r.seen))
+		}
+		msgs, err := in.receive(ctx, q, n, visibility)
 		if err != nil {
-			return fmt.Errorf("receive from the DLQ of %s: %w", q.Name, err)
+			return err
 		}
-		fresh := 0
-		for _, raw := range out.Messages {
-			id := aws.ToString(raw.MessageId)
-			if seen[id] {
-				// Its visibility ran out during a long read: hold the newest receipt.
-				held = append(held, aws.ToString(raw.ReceiptHandle))
-				continue
-			}
-			seen[id] = true
-			fresh++
-			m := parse(q.Name, raw)
-			keep, err := visit(m)
-			if !keep {
-				held = append(held, m.receipt)
-			}
-			if err != nil {
-				return err
-			}
-		}
+		fresh, err := r.visitNew(msgs, visit)
 		switch {
-		case len(out.Messages) == 0:
+		case err != nil:
+			return err
+		case len(msgs) == 0:
 			return nil
 		case fresh == 0:
 			stale++
@@ -271,6 +248,53 @@ func (in *Inspector) readPaced(ctx context.Context, q Queue, limit, batch int, v
 		}
 	}
 	return nil
+}
+
+// reading is what one read has seen and holds hidden, owned by its goroutine.
+type reading struct {
+	q    Queue
+	seen map[string]bool // message IDs
+	held []string        // receipt handles to release
+}
+
+// visitNew calls visit on each message not seen before, and holds every receipt
+// visit does not keep; fresh counts the new ones.
+func (r *reading) visitNew(msgs []types.Message, visit func(Message) (keep bool, err error)) (fresh int, err error) {
+	for _, raw := range msgs {
+		id := aws.ToString(raw.MessageId)
+		if r.seen[id] {
+			// Its visibility ran out during a long read: hold the newest receipt.
+			r.held = append(r.held, aws.ToString(raw.ReceiptHandle))
+			continue
+		}
+		r.seen[id] = true
+		fresh++
+		m := parse(r.q.Name, raw)
+		keep, err := visit(m)
+		if !keep {
+			r.held = append(r.held, m.receipt)
+		}
+		if err != nil {
+			return fresh, err
+		}
+	}
+	return fresh, nil
+}
+
+// receive asks q's DLQ for up to n messages with every attribute, hiding them for
+// visibility.
+func (in *Inspector) receive(ctx context.Context, q Queue, n int, visibility time.Duration) ([]types.Message, error) {
+	out, err := in.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: int32(n),
+		VisibilityTimeout:           int32(visibility / time.Second),
+		WaitTimeSeconds:             1, // a short poll samples only some servers and can answer empty
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receive from the DLQ of %s: %w", q.Name, err)
+	}
+	return out.Messages, nil
 }
 
 // staleReceives is how many receives in a row may bring only messages already seen
