@@ -127,7 +127,7 @@ func (in *Inspector) sendToTarget(ctx context.Context, m Message) (to string, er
 		return "", err
 	}
 	if _, err := in.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(m.rawBody)}); err != nil {
-		return "", fmt.Errorf("send to its target queue: %v", err)
+		return "", fmt.Errorf("send to its target queue: %w", err)
 	}
 	return "its target queue " + url, nil
 }
@@ -152,7 +152,7 @@ func (in *Inspector) putOnBus(ctx context.Context, ev deadEvent, m Message) (to 
 	if err != nil {
 		// A lost answer may hide an accepted event: left in the DLQ, it is put
 		// again by the next redrive, a duplicate the jobs tolerate.
-		return "", fmt.Errorf("put on bus %s: %v", bus, err)
+		return "", fmt.Errorf("put on bus %s: %w", bus, err)
 	}
 	if out.FailedEntryCount > 0 || len(out.Entries) != 1 || aws.ToString(out.Entries[0].EventId) == "" {
 		code, msg := "", ""

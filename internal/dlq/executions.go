@@ -239,7 +239,7 @@ func (in *Inspector) redriveExecution(ctx context.Context, arn string) error {
 	}
 	var de *smithy.DeserializationError
 	if errors.As(err, &de) {
-		return fmt.Errorf("%w (%v)", ErrRedriveUnsupported, err)
+		return fmt.Errorf("%w (%w)", ErrRedriveUnsupported, err)
 	}
 	return fmt.Errorf("redrive the execution (not redriven, read back): %w", err)
 }
