@@ -34,15 +34,24 @@ var closedCodes = map[string]bool{
 	"TaskDoesNotExist": true,
 }
 
+// ClosedCode reports whether err is Step Functions' answer that a task is closed
+// (to any call that takes a token: SendTask*, heartbeats included), and its code.
+func ClosedCode(err error) (code string, closed bool) {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && closedCodes[apiErr.ErrorCode()] {
+		return apiErr.ErrorCode(), true
+	}
+	return "", false
+}
+
 // classify wraps err from api: a closed task becomes a *TaskClosedError; anything
 // else is returned wrapped (the SDK retryer already retried what was transient).
 func classify(api string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) && closedCodes[apiErr.ErrorCode()] {
-		return &TaskClosedError{API: api, Code: apiErr.ErrorCode(), err: err}
+	if code, closed := ClosedCode(err); closed {
+		return &TaskClosedError{API: api, Code: code, err: err}
 	}
 	return fmt.Errorf("%s: %w", api, err)
 }

@@ -83,44 +83,63 @@ commands:
 
 // Main runs one command line (args without the program name).
 func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	registered = registered.withBuiltins()
-	if len(args) > 0 && slices.Contains(helpFlags, args[0]) {
-		args = append([]string{"help"}, args[1:]...)
-	} else if len(args) > 0 && slices.Contains(versionFlags, args[0]) {
-		args = append([]string{"version"}, args[1:]...)
-	}
-	cmd := "run"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
+	cmd, args := commandOf(args)
 	if askedForHelp(args) && printCommandHelp(stdout, cmd) {
 		return flag.ErrHelp
 	}
-	switch cmd {
-	case "run":
-		return runWorker(ctx, registered, args)
-	case "bootstrap":
-		return runBootstrap(ctx, registered, args, stdout, stderr)
-	case "start":
-		return runStart(ctx, registered, args, stdout, stderr)
-	case "validate":
-		return runValidate(registered, args, stdout)
-	case "status":
-		return runStatus(ctx, registered, args, stdout, stderr)
-	case "dlq":
-		return runDLQ(ctx, registered, args, stdout, stderr)
-	case "config":
-		return runConfig(stdout)
-	case "healthcheck":
-		return runHealthcheck(ctx)
-	case "version":
-		_, err := fmt.Fprintln(stdout, Version)
-		return err
-	case "help", "-h", "--help":
-		_, err := fmt.Fprintf(stdout, usage, Program)
-		return err
-	default:
+	run, ok := commands[cmd]
+	if !ok {
 		fmt.Fprintf(stderr, usage, Program)
 		return UsageError{fmt.Errorf("unknown command %q", cmd)}
 	}
+	return run(ctx, registered.withBuiltins(), args, stdout, stderr)
+}
+
+// commandOf splits a command line into its command, run when it names none, and
+// the command's arguments. --help and --version in first place are the commands
+// help and version.
+func commandOf(args []string) (cmd string, rest []string) {
+	switch {
+	case len(args) == 0:
+		return "run", args
+	case slices.Contains(helpFlags, args[0]):
+		return "help", args[1:]
+	case slices.Contains(versionFlags, args[0]):
+		return "version", args[1:]
+	case args[0] != "" && args[0][0] != '-':
+		return args[0], args[1:]
+	default:
+		return "run", args
+	}
+}
+
+// command runs one command with the rest of its command line.
+type command func(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error
+
+// commands are the commands Main runs, by name.
+var commands = map[string]command{
+	"run": func(ctx context.Context, registered Jobs, args []string, _, _ io.Writer) error {
+		return runWorker(ctx, registered, args)
+	},
+	"bootstrap": runBootstrap,
+	"start":     runStart,
+	"validate": func(_ context.Context, registered Jobs, args []string, stdout, _ io.Writer) error {
+		return runValidate(registered, args, stdout)
+	},
+	"status": runStatus,
+	"dlq":    runDLQ,
+	"config": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
+		return runConfig(stdout)
+	},
+	"healthcheck": func(ctx context.Context, _ Jobs, _ []string, _, _ io.Writer) error {
+		return runHealthcheck(ctx)
+	},
+	"version": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
+		_, err := fmt.Fprintln(stdout, Version)
+		return err
+	},
+	"help": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
+		_, err := fmt.Fprintf(stdout, usage, Program)
+		return err
+	},
 }

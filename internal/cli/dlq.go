@@ -36,7 +36,8 @@ deliver to a rule's queue (its retry policy spent; topology "eventDelivery").
            task is closed is reported as skipped and stays in the DLQ: the check sends
            SendTaskHeartbeat with its token (it changes nothing of the task but its
            heartbeat timer), or, without a token, reads the status of the detail's
-           executionArn. Ends with a summary of moved / skipped / left.
+           executionArn. So is one dead-lettered during the redrive (the next run
+           decides it). Ends with a summary of moved / skipped / left.
            --queue eventbridge: each event goes back on the bus of the rule that could
            not deliver it (PutEvents, with its own trace header: every rule of the
            bus sees it again), or, with --to queue or for an aws.* source (S3), into
@@ -64,98 +65,148 @@ start --wait agree with each other. ApproximateReceiveCount of a message SQS mov
 counts these reads too.
 `
 
+// dlqRequest is one parsed `worker dlq` command line. Each field is set only by
+// the commands that take its flag (dlqFlags).
+type dlqRequest struct {
+	cmd, queue, output string
+	limit              int
+	reason, to         string
+	rate               float64
+	dryRun, executions bool
+	yes                bool
+}
+
+// dlqFlags are the flags of each dlq command beyond --queue and --output.
+var dlqFlags = map[string]func(fs *flag.FlagSet, r *dlqRequest){
+	"list": func(fs *flag.FlagSet, r *dlqRequest) {
+		fs.IntVar(&r.limit, "limit", 1000, "most messages read per DLQ")
+	},
+	"show": func(fs *flag.FlagSet, r *dlqRequest) {
+		fs.IntVar(&r.limit, "limit", 10, "most messages shown")
+	},
+	"redrive": func(fs *flag.FlagSet, r *dlqRequest) {
+		fs.StringVar(&r.reason, "reason", "", "move only the messages whose reason contains this")
+		fs.Float64Var(&r.rate, "rate", 1, "most messages moved per second")
+		fs.BoolVar(&r.dryRun, "dry-run", false, "report what would move; move nothing")
+		fs.StringVar(&r.to, "to", "bus", "--queue "+topology.EventsDLQName+" only: put each event back on its rule's bus, or into the rule's queue")
+		fs.BoolVar(&r.executions, "executions", false, "redrive the executions a worker failed (Step Functions RedriveExecution), not the messages")
+	},
+	"purge": func(fs *flag.FlagSet, r *dlqRequest) {
+		fs.BoolVar(&r.yes, "yes", false, "really delete every message of the DLQ")
+	},
+}
+
 func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		printUsage(stderr, dlqUsage)
-		return UsageError{errors.New("dlq needs a command: list, show, redrive or purge")}
-	}
-	if args[0] == "help" || askedForHelp(args[:1]) {
-		printUsage(stdout, dlqUsage)
-		return flag.ErrHelp
-	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(fs.Output(), dlqUsage) }
-	queue := fs.String("queue", "", "topology queue whose DLQ to use")
-	output := fs.String("output", "text", "text or json")
-	var limit *int
-	var reason *string
-	var rate *float64
-	var dryRun, yes, executions *bool
-	var to *string
-	switch cmd {
-	case "list":
-		limit = fs.Int("limit", 1000, "most messages read per DLQ")
-	case "show":
-		limit = fs.Int("limit", 10, "most messages shown")
-	case "redrive":
-		reason = fs.String("reason", "", "move only the messages whose reason contains this")
-		rate = fs.Float64("rate", 1, "most messages moved per second")
-		dryRun = fs.Bool("dry-run", false, "report what would move; move nothing")
-		to = fs.String("to", "bus", "--queue "+topology.EventsDLQName+" only: put each event back on its rule's bus, or into the rule's queue")
-		executions = fs.Bool("executions", false, "redrive the executions a worker failed (Step Functions RedriveExecution), not the messages")
-	case "purge":
-		yes = fs.Bool("yes", false, "really delete every message of the DLQ")
-	default:
-		printUsage(stderr, dlqUsage)
-		return UsageError{fmt.Errorf("unknown dlq command %q", cmd)}
-	}
-	if err := parseFlags(fs, args, stdout); err != nil {
+	r, err := parseDLQ(args, stdout, stderr)
+	if err != nil {
 		return err
-	}
-	switch {
-	case fs.NArg() > 0:
-		return UsageError{fmt.Errorf("dlq %s takes no arguments, got %v", cmd, fs.Args())}
-	case *output != "text" && *output != "json":
-		return UsageError{fmt.Errorf("--output must be text or json, got %q", *output)}
-	case *queue == "" && cmd != "list":
-		return UsageError{fmt.Errorf("dlq %s needs --queue", cmd)}
-	case limit != nil && *limit < 1:
-		return UsageError{fmt.Errorf("--limit must be at least 1, got %d", *limit)}
-	case rate != nil && (*rate <= 0 || *rate > 1000):
-		return UsageError{fmt.Errorf("--rate must be in (0, 1000] messages a second, got %v", *rate)}
-	case to != nil && *to != "bus" && *to != "queue":
-		return UsageError{fmt.Errorf("--to must be bus or queue, got %q", *to)}
-	case to != nil && *to == "queue" && *queue != topology.EventsDLQName:
-		return UsageError{fmt.Errorf("--to queue is for --queue %s (a queue's own DLQ goes back to its queue anyway)", topology.EventsDLQName)}
-	case yes != nil && !*yes:
-		return UsageError{fmt.Errorf("dlq purge deletes every message of the DLQ of %s for good: add --yes to do it", *queue)}
 	}
 	s, err := newSetup(ctx, registered)
 	if err != nil {
 		return err
 	}
-	if *queue != "" && *queue != topology.EventsDLQName {
-		if _, ok := s.topo.Queue(*queue); !ok {
-			return UsageError{fmt.Errorf("--queue %q is not a queue of the topology (%s, or %s: the events DLQ)", *queue, queueNames(s), topology.EventsDLQName)}
-		}
-	}
-	queues, err := resolveQueues(ctx, s, *queue)
+	queues, err := dlqQueues(ctx, s, r.queue)
 	if err != nil {
 		return err
 	}
-	if len(queues) == 0 {
-		return fmt.Errorf("the stack has no events DLQ (%s): run `worker bootstrap` (or terraform apply) to make it, unless the topology's eventDelivery turns it off", topology.Names{Stack: s.cfg.Stack}.EventsDLQ())
-	}
 	in := dlq.New(s.clients.SQS, s.clients.SFN).WithEvents(s.clients.EventBridge, s.clients.SQS)
-	switch cmd {
-	case "list":
-		return dlqList(ctx, in, queues, *limit, *output, stdout)
-	case "show":
-		return dlqShow(ctx, in, queues[0], *limit, *output, stdout)
-	case "redrive":
-		queues[0].ToTarget = *to == "queue"
-		opt := dlq.RedriveOptions{Reason: *reason, Rate: *rate, DryRun: *dryRun}
-		if *executions {
-			return dlqRedriveExecutions(ctx, in, queues[0], opt, *output, stdout)
+	return r.run(ctx, in, queues, stdout)
+}
+
+// parseDLQ reads a dlq command line; a wrong one is a UsageError, a help request
+// flag.ErrHelp.
+func parseDLQ(args []string, stdout, stderr io.Writer) (dlqRequest, error) {
+	if len(args) == 0 {
+		printUsage(stderr, dlqUsage)
+		return dlqRequest{}, UsageError{errors.New("dlq needs a command: list, show, redrive or purge")}
+	}
+	if args[0] == "help" || askedForHelp(args[:1]) {
+		printUsage(stdout, dlqUsage)
+		return dlqRequest{}, flag.ErrHelp
+	}
+	r := dlqRequest{cmd: args[0]}
+	addFlags, ok := dlqFlags[r.cmd]
+	if !ok {
+		printUsage(stderr, dlqUsage)
+		return dlqRequest{}, UsageError{fmt.Errorf("unknown dlq command %q", r.cmd)}
+	}
+	fs := flag.NewFlagSet("dlq "+r.cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printUsage(fs.Output(), dlqUsage) }
+	fs.StringVar(&r.queue, "queue", "", "topology queue whose DLQ to use")
+	fs.StringVar(&r.output, "output", "text", "text or json")
+	addFlags(fs, &r)
+	if err := parseFlags(fs, args[1:], stdout); err != nil {
+		return dlqRequest{}, err
+	}
+	if fs.NArg() > 0 {
+		return dlqRequest{}, UsageError{fmt.Errorf("dlq %s takes no arguments, got %v", r.cmd, fs.Args())}
+	}
+	if err := r.problem(fs); err != nil {
+		return dlqRequest{}, UsageError{err}
+	}
+	return r, nil
+}
+
+// problem is the first wrong value of r, whose flags fs defined; nil when none.
+func (r dlqRequest) problem(fs *flag.FlagSet) error {
+	has := func(name string) bool { return fs.Lookup(name) != nil }
+	for _, c := range []struct {
+		wrong bool
+		err   error
+	}{
+		{r.output != "text" && r.output != "json", fmt.Errorf("--output must be text or json, got %q", r.output)},
+		{r.queue == "" && r.cmd != "list", fmt.Errorf("dlq %s needs --queue", r.cmd)},
+		{has("limit") && r.limit < 1, fmt.Errorf("--limit must be at least 1, got %d", r.limit)},
+		{has("rate") && (r.rate <= 0 || r.rate > 1000), fmt.Errorf("--rate must be in (0, 1000] messages a second, got %v", r.rate)},
+		{has("to") && r.to != "bus" && r.to != "queue", fmt.Errorf("--to must be bus or queue, got %q", r.to)},
+		{r.to == "queue" && r.queue != topology.EventsDLQName, fmt.Errorf("--to queue is for --queue %s (a queue's own DLQ goes back to its queue anyway)", topology.EventsDLQName)},
+		{has("yes") && !r.yes, fmt.Errorf("dlq purge deletes every message of the DLQ of %s for good: add --yes to do it", r.queue)},
+	} {
+		if c.wrong {
+			return c.err
 		}
-		return dlqRedrive(ctx, in, queues[0], opt, *output, stdout)
+	}
+	return nil
+}
+
+// dlqQueues resolves the queue --queue names (a topology queue or the events DLQ),
+// or every one of them when it is empty.
+func dlqQueues(ctx context.Context, s setup, queue string) ([]dlq.Queue, error) {
+	if queue != "" && queue != topology.EventsDLQName {
+		if _, ok := s.topo.Queue(queue); !ok {
+			return nil, UsageError{fmt.Errorf("--queue %q is not a queue of the topology (%s, or %s: the events DLQ)", queue, queueNames(s), topology.EventsDLQName)}
+		}
+	}
+	queues, err := resolveQueues(ctx, s, queue)
+	if err != nil {
+		return nil, err
+	}
+	if len(queues) == 0 {
+		return nil, fmt.Errorf("the stack has no events DLQ (%s): run `worker bootstrap` (or terraform apply) to make it, unless the topology's eventDelivery turns it off", topology.Names{Stack: s.cfg.Stack}.EventsDLQ())
+	}
+	return queues, nil
+}
+
+// run carries out r on queues (one, unless r lists every queue).
+func (r dlqRequest) run(ctx context.Context, in *dlq.Inspector, queues []dlq.Queue, stdout io.Writer) error {
+	switch r.cmd {
+	case "list":
+		return dlqList(ctx, in, queues, r.limit, r.output, stdout)
+	case "show":
+		return dlqShow(ctx, in, queues[0], r.limit, r.output, stdout)
+	case "redrive":
+		queues[0].ToTarget = r.to == "queue"
+		opt := dlq.RedriveOptions{Reason: r.reason, Rate: r.rate, DryRun: r.dryRun}
+		if r.executions {
+			return dlqRedriveExecutions(ctx, in, queues[0], opt, r.output, stdout)
+		}
+		return dlqRedrive(ctx, in, queues[0], opt, r.output, stdout)
 	default:
 		if err := in.Purge(ctx, queues[0]); err != nil {
 			return err
 		}
-		_, err := fmt.Fprintf(stdout, "purged the DLQ of %s\n", *queue)
+		_, err := fmt.Fprintf(stdout, "purged the DLQ of %s\n", r.queue)
 		return err
 	}
 }
@@ -280,7 +331,7 @@ func dlqRedrive(ctx context.Context, in *dlq.Inspector, q dlq.Queue, opt dlq.Red
 		if sum.DryRun {
 			moved = "would move"
 		}
-		fmt.Fprintf(w, "%s: %s %d, skipped %d (task closed), left %d\n", q.Name, moved, sum.Moved, sum.Skipped, sum.Left)
+		fmt.Fprintf(w, "%s: %s %d, skipped %d (task closed, or dead-lettered during this redrive), left %d\n", q.Name, moved, sum.Moved, sum.Skipped, sum.Left)
 	}
 	if err != nil {
 		return fmt.Errorf("redrive %s: %w", q.Name, err)

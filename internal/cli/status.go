@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
+	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/dlq"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
@@ -60,19 +61,19 @@ type machineStatus struct {
 	AtLeast      bool   `json:"atLeast,omitempty"` // counting stopped at maxRunningCounted
 }
 
+// statusReport is what `worker status` shows; its JSON keys in alphabetical order,
+// as the output has always had them.
+type statusReport struct {
+	EventsDLQ     eventsStatus          `json:"eventsDlq"`
+	Queues        []queueStatus         `json:"queues"`
+	Redrivable    []redrivableExecution `json:"redrivableExecutions"`
+	StateMachines []machineStatus       `json:"stateMachines"`
+}
+
 func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(fs.Output(), statusUsage) }
-	output := fs.String("output", "text", "text or json")
-	if err := parseFlags(fs, args, stdout); err != nil {
+	output, err := parseStatus(args, stdout, stderr)
+	if err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return UsageError{fmt.Errorf("status takes no arguments, got %v", fs.Args())}
-	}
-	if *output != "text" && *output != "json" {
-		return UsageError{fmt.Errorf("--output must be text or json, got %q", *output)}
 	}
 	s, err := newSetup(ctx, registered)
 	if err != nil {
@@ -85,96 +86,166 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 		}
 		return err
 	}
+	r, err := readStatus(ctx, s, resolved)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		err = writeJSON(stdout, r)
+	} else {
+		err = r.print(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	return r.alarm()
+}
+
+// parseStatus reads the status command line: its --output.
+func parseStatus(args []string, stdout, stderr io.Writer) (output string, err error) {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printUsage(fs.Output(), statusUsage) }
+	fs.StringVar(&output, "output", "text", "text or json")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return "", err
+	}
+	if fs.NArg() > 0 {
+		return "", UsageError{fmt.Errorf("status takes no arguments, got %v", fs.Args())}
+	}
+	if output != "text" && output != "json" {
+		return "", UsageError{fmt.Errorf("--output must be text or json, got %q", output)}
+	}
+	return output, nil
+}
+
+// readStatus reads every count the report shows.
+func readStatus(ctx context.Context, s setup, resolved bootstrap.Output) (statusReport, error) {
 	in := dlq.New(s.clients.SQS, s.clients.SFN)
+	var r statusReport
+	var err error
+	if r.Queues, err = queueStatuses(ctx, in, resolved); err != nil {
+		return statusReport{}, err
+	}
+	if r.EventsDLQ, err = eventsDLQStatus(ctx, in, resolved.EventsDLQ, s.topo.DeadLetters()); err != nil {
+		return statusReport{}, err
+	}
+	if r.StateMachines, err = machineStatuses(ctx, s.clients.SFN, resolved.StateMachines); err != nil {
+		return statusReport{}, err
+	}
+	if r.Redrivable, err = redrivableExecutions(ctx, in, resolved.Queues, resolved.DLQs, r.Queues); err != nil {
+		return statusReport{}, err
+	}
+	return r, nil
+}
+
+// queueStatuses reads each topology queue's counts and its DLQ's depth.
+func queueStatuses(ctx context.Context, in *dlq.Inspector, resolved bootstrap.Output) ([]queueStatus, error) {
 	queues := []queueStatus{}
-	var dead []string
 	for _, name := range resolved.QueueNames() {
 		a, err := in.Attributes(ctx, resolved.Queues[name])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		d, err := in.Attributes(ctx, resolved.DLQs[name])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// A DLQ message being read (dlq list) is in flight, not gone.
-		qs := queueStatus{Queue: name, Visible: a.Visible, InFlight: a.InFlight, Delayed: a.Delayed, DLQ: d.Visible + d.InFlight + d.Delayed}
-		if qs.DLQ > 0 {
-			dead = append(dead, fmt.Sprintf("%s (%d)", name, qs.DLQ))
-		}
-		queues = append(queues, qs)
+		queues = append(queues, queueStatus{Queue: name, Visible: a.Visible, InFlight: a.InFlight, Delayed: a.Delayed, DLQ: d.Visible + d.InFlight + d.Delayed})
 	}
-	events := eventsStatus{URL: resolved.EventsDLQ}
+	return queues, nil
+}
+
+// eventsDLQStatus reads the depth of the events DLQ at url, or says why there is
+// none: the topology turned it off, or wants one the stack lacks.
+func eventsDLQStatus(ctx context.Context, in *dlq.Inspector, url string, wanted bool) (eventsStatus, error) {
 	switch {
-	case resolved.EventsDLQ != "":
-		d, err := in.Attributes(ctx, resolved.EventsDLQ)
+	case url != "":
+		d, err := in.Attributes(ctx, url)
 		if err != nil {
-			return err
+			return eventsStatus{}, err
 		}
-		events.Depth = d.Visible + d.InFlight + d.Delayed
-		if events.Depth > 0 {
-			dead = append(dead, fmt.Sprintf("%s (%d)", topology.EventsDLQName, events.Depth))
-		}
-	case s.topo.DeadLetters():
-		events.Missing = "the stack has no events DLQ: events EventBridge cannot deliver are dropped; run `worker bootstrap` (or terraform apply)"
+		return eventsStatus{URL: url, Depth: d.Visible + d.InFlight + d.Delayed}, nil
+	case wanted:
+		return eventsStatus{Missing: eventsDLQMissing}, nil
 	default:
-		events.Missing = "off (the topology's eventDelivery.deadLetter is false)"
+		return eventsStatus{Missing: "off (the topology's eventDelivery.deadLetter is false)"}, nil
 	}
+}
+
+// eventsDLQMissing is the status of a stack without the events DLQ its topology
+// wants: an alarm, not a setting.
+const eventsDLQMissing = "the stack has no events DLQ: events EventBridge cannot deliver are dropped; run `worker bootstrap` (or terraform apply)"
+
+// machineStatuses counts the running executions of each state machine, by name.
+func machineStatuses(ctx context.Context, client *sfn.Client, arns map[string]string) ([]machineStatus, error) {
 	machines := []machineStatus{}
-	for _, name := range slices.Sorted(maps.Keys(resolved.StateMachines)) {
-		n, more, err := countRunning(ctx, s.clients.SFN, resolved.StateMachines[name])
+	for _, name := range slices.Sorted(maps.Keys(arns)) {
+		n, more, err := countRunning(ctx, client, arns[name])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		machines = append(machines, machineStatus{StateMachine: name, Running: n, AtLeast: more})
 	}
-	redrivable, err := redrivableExecutions(ctx, in, resolved.Queues, resolved.DLQs, queues)
-	if err != nil {
+	return machines, nil
+}
+
+// print writes the report as tables.
+func (r statusReport) print(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "queue\tvisible\tin flight\tdelayed\tdlq\t")
+	for _, q := range r.Queues {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", q.Queue, q.Visible, q.InFlight, q.Delayed, q.DLQ)
+	}
+	if r.EventsDLQ.URL != "" {
+		fmt.Fprintf(tw, "%s (events)\t\t\t\t%d\t\n", topology.EventsDLQName, r.EventsDLQ.Depth)
+	}
+	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if *output == "json" {
-		err = writeJSON(stdout, map[string]any{"queues": queues, "eventsDlq": events, "stateMachines": machines, "redrivableExecutions": redrivable})
-	} else {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "queue\tvisible\tin flight\tdelayed\tdlq\t")
-		for _, q := range queues {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", q.Queue, q.Visible, q.InFlight, q.Delayed, q.DLQ)
+	if r.EventsDLQ.Missing != "" {
+		fmt.Fprintf(w, "events DLQ: %s\n", r.EventsDLQ.Missing)
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "state machine\trunning\t")
+	for _, m := range r.StateMachines {
+		more := ""
+		if m.AtLeast {
+			more = "≥"
 		}
-		if events.URL != "" {
-			fmt.Fprintf(tw, "%s (events)\t\t\t\t%d\t\n", topology.EventsDLQName, events.Depth)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if events.Missing != "" {
-			fmt.Fprintf(stdout, "events DLQ: %s\n", events.Missing)
-		}
-		fmt.Fprintln(stdout)
-		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "state machine\trunning\t")
-		for _, m := range machines {
-			more := ""
-			if m.AtLeast {
-				more = "≥"
-			}
-			fmt.Fprintf(tw, "%s\t%s%d\t\n", m.StateMachine, more, m.Running)
-		}
-		err = tw.Flush()
-		if err == nil && len(redrivable) > 0 {
-			fmt.Fprintln(stdout, "\nredrivable executions (a worker failed them; worker dlq redrive --queue Q --executions):")
-			for _, r := range redrivable {
-				fmt.Fprintf(stdout, "  %s  %s  %s\n", r.Queue, r.ExecutionARN, r.Why)
-			}
+		fmt.Fprintf(tw, "%s\t%s%d\t\n", m.StateMachine, more, m.Running)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Redrivable) > 0 {
+		fmt.Fprintln(w, "\nredrivable executions (a worker failed them; worker dlq redrive --queue Q --executions):")
+		for _, e := range r.Redrivable {
+			fmt.Fprintf(w, "  %s  %s  %s\n", e.Queue, e.ExecutionARN, e.Why)
 		}
 	}
-	if err != nil {
-		return err
+	return nil
+}
+
+// alarm is status's exit: an error when a DLQ holds a message, or the stack lacks
+// the events DLQ its topology wants.
+func (r statusReport) alarm() error {
+	var dead []string
+	for _, q := range r.Queues {
+		if q.DLQ > 0 {
+			dead = append(dead, fmt.Sprintf("%s (%d)", q.Queue, q.DLQ))
+		}
+	}
+	if r.EventsDLQ.Depth > 0 {
+		dead = append(dead, fmt.Sprintf("%s (%d)", topology.EventsDLQName, r.EventsDLQ.Depth))
 	}
 	if len(dead) > 0 {
 		return errors.New("dead letters in " + strings.Join(dead, ", ") + " (worker dlq list)")
 	}
-	if resolved.EventsDLQ == "" && s.topo.DeadLetters() {
-		return errors.New(events.Missing)
+	if r.EventsDLQ.Missing == eventsDLQMissing {
+		return errors.New(eventsDLQMissing)
 	}
 	return nil
 }

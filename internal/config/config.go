@@ -126,81 +126,64 @@ func (c Config) HasRole(role string) bool { return slices.Contains(c.Roles, role
 // Validate reports every wrong value, each naming its variable.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
-	}
-	if !stackName.MatchString(c.Stack) {
-		bad("STACK", "must be 2-31 lowercase letters, digits or dashes, starting with a letter or digit, got %q", c.Stack)
-	}
-	if len(c.Roles) == 0 {
-		bad("ROLES", "must name at least one of %s, %s", RoleJobs, RoleBatch)
-	}
-	for _, r := range c.Roles {
-		if r != RoleJobs && r != RoleBatch {
-			bad("ROLES", "unknown role %q (want %s or %s)", r, RoleJobs, RoleBatch)
+	for _, chk := range c.checks() {
+		if !chk.ok {
+			errs = append(errs, fmt.Errorf("%s_%s: %s", Prefix, chk.name, chk.problem))
 		}
 	}
-	if c.Concurrency != nil && *c.Concurrency < 1 {
-		bad("CONCURRENCY", "must be >= 1, got %d", *c.Concurrency)
-	}
-	if c.MaxPollers < 1 {
-		bad("MAX_POLLERS", "must be >= 1, got %d", c.MaxPollers)
-	}
-	if c.PollWait < time.Second || c.PollWait > 20*time.Second {
-		bad("POLL_WAIT", "must be between 1s and 20s, got %s", c.PollWait)
-	}
-	if c.JobTimeout <= 0 {
-		bad("JOB_TIMEOUT", "must be positive, got %s", c.JobTimeout)
-	}
-	if c.JobTimeout > maxJobTimeout {
-		bad("JOB_TIMEOUT", "%s cannot be honoured: a Step Functions Standard execution runs at most a year (8760h), and its task closes with it", c.JobTimeout)
-	}
-	if c.HeartbeatEvery < 0 {
-		bad("HEARTBEAT_INTERVAL", "must not be negative, got %s", c.HeartbeatEvery)
-	}
-	if most := ECSStopTimeoutMax - ECSStopMargin; c.ShutdownTimeout <= 0 || c.ShutdownTimeout > most {
-		bad("SHUTDOWN_TIMEOUT", "must be above 0s and at most %s (ECS stopTimeout, at most %s, is it plus %s), got %s", most, ECSStopTimeoutMax, ECSStopMargin, c.ShutdownTimeout)
-	}
-	if c.BatchMaxFiles < 1 || c.BatchMaxFiles > 10000 {
-		bad("BATCH_MAX_FILES", "must be between 1 and 10000, got %d", c.BatchMaxFiles)
-	}
-	if c.BatchWindow < time.Second || c.BatchWindow > 12*time.Hour {
-		bad("BATCH_WINDOW", "must be between 1s and 12h, got %s", c.BatchWindow)
-	}
-	if !(c.SFNCallbackRate > 0) || math.IsInf(c.SFNCallbackRate, 0) {
-		bad("SFN_CALLBACK_RATE", "must be positive, got %g", c.SFNCallbackRate)
-	}
-	if !(c.SFNStartRate > 0) || math.IsInf(c.SFNStartRate, 0) {
-		bad("SFN_START_RATE", "must be positive, got %g", c.SFNStartRate)
-	}
-	if c.ReportTimeout < time.Second {
-		bad("REPORT_TIMEOUT", "must be at least 1s, got %s", c.ReportTimeout)
-	}
-	if c.GluePollInterval <= 0 {
-		bad("GLUE_POLL_INTERVAL", "must be positive, got %s", c.GluePollInterval)
-	}
-	if c.VisibilityCap < 4*time.Second || c.VisibilityCap > 12*time.Hour {
-		bad("TEST_VISIBILITY_CAP", "must be between 4s and 12h (SQS's cap, a test may only lower it), got %s", c.VisibilityCap)
-	}
-	if c.TaskProtectionMinutes < 0 || c.TaskProtectionMinutes > 2880 {
-		bad("TASK_PROTECTION_MINUTES", "must be between 0 (off) and 2880, got %d", c.TaskProtectionMinutes)
-	}
-	if c.TaskProtectionGrace < 0 {
-		bad("TASK_PROTECTION_GRACE", "must not be negative, got %s", c.TaskProtectionGrace)
-	}
 	errs = append(errs, c.validateStandard()...)
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("LOG_LEVEL", "unknown level %q (want debug, info, warn or error)", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "json", "console":
-	default:
-		bad("LOG_FORMAT", "unknown format %q (want json or console)", c.LogFormat)
-	}
 	return errors.Join(errs...)
 }
+
+// check is one rule of Validate: ok, or the problem with variable name.
+type check struct {
+	name    string // without the prefix
+	ok      bool
+	problem string
+}
+
+// checks are the rules Validate applies, in the order it reports them. A new
+// variable with a rule adds its row here.
+func (c Config) checks() []check {
+	concurrency := 1 // unset: each queue's concurrency in the topology
+	if c.Concurrency != nil {
+		concurrency = *c.Concurrency
+	}
+	checks := []check{
+		{"STACK", stackName.MatchString(c.Stack), fmt.Sprintf("must be 2-31 lowercase letters, digits or dashes, starting with a letter or digit, got %q", c.Stack)},
+		{"ROLES", len(c.Roles) > 0, fmt.Sprintf("must name at least one of %s, %s", RoleJobs, RoleBatch)},
+	}
+	for _, r := range c.Roles {
+		checks = append(checks, check{"ROLES", r == RoleJobs || r == RoleBatch, fmt.Sprintf("unknown role %q (want %s or %s)", r, RoleJobs, RoleBatch)})
+	}
+	return append(checks,
+		check{"CONCURRENCY", concurrency >= 1, fmt.Sprintf("must be >= 1, got %d", concurrency)},
+		check{"MAX_POLLERS", c.MaxPollers >= 1, fmt.Sprintf("must be >= 1, got %d", c.MaxPollers)},
+		check{"POLL_WAIT", within(c.PollWait, time.Second, 20*time.Second), fmt.Sprintf("must be between 1s and 20s, got %s", c.PollWait)},
+		check{"JOB_TIMEOUT", c.JobTimeout > 0, fmt.Sprintf("must be positive, got %s", c.JobTimeout)},
+		check{"JOB_TIMEOUT", c.JobTimeout <= maxJobTimeout, fmt.Sprintf("%s cannot be honoured: a Step Functions Standard execution runs at most a year (8760h), and its task closes with it", c.JobTimeout)},
+		check{"HEARTBEAT_INTERVAL", c.HeartbeatEvery >= 0, fmt.Sprintf("must not be negative, got %s", c.HeartbeatEvery)},
+		check{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0 && c.ShutdownTimeout <= ECSStopTimeoutMax-ECSStopMargin,
+			fmt.Sprintf("must be above 0s and at most %s (ECS stopTimeout, at most %s, is it plus %s), got %s", ECSStopTimeoutMax-ECSStopMargin, ECSStopTimeoutMax, ECSStopMargin, c.ShutdownTimeout)},
+		check{"BATCH_MAX_FILES", within(c.BatchMaxFiles, 1, 10000), fmt.Sprintf("must be between 1 and 10000, got %d", c.BatchMaxFiles)},
+		check{"BATCH_WINDOW", within(c.BatchWindow, time.Second, 12*time.Hour), fmt.Sprintf("must be between 1s and 12h, got %s", c.BatchWindow)},
+		check{"SFN_CALLBACK_RATE", positive(c.SFNCallbackRate), fmt.Sprintf("must be positive, got %g", c.SFNCallbackRate)},
+		check{"SFN_START_RATE", positive(c.SFNStartRate), fmt.Sprintf("must be positive, got %g", c.SFNStartRate)},
+		check{"REPORT_TIMEOUT", c.ReportTimeout >= time.Second, fmt.Sprintf("must be at least 1s, got %s", c.ReportTimeout)},
+		check{"GLUE_POLL_INTERVAL", c.GluePollInterval > 0, fmt.Sprintf("must be positive, got %s", c.GluePollInterval)},
+		check{"TEST_VISIBILITY_CAP", within(c.VisibilityCap, 4*time.Second, 12*time.Hour), fmt.Sprintf("must be between 4s and 12h (SQS's cap, a test may only lower it), got %s", c.VisibilityCap)},
+		check{"TASK_PROTECTION_MINUTES", within(c.TaskProtectionMinutes, 0, 2880), fmt.Sprintf("must be between 0 (off) and 2880, got %d", c.TaskProtectionMinutes)},
+		check{"TASK_PROTECTION_GRACE", c.TaskProtectionGrace >= 0, fmt.Sprintf("must not be negative, got %s", c.TaskProtectionGrace)},
+		check{"LOG_LEVEL", slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel), fmt.Sprintf("unknown level %q (want debug, info, warn or error)", c.LogLevel)},
+		check{"LOG_FORMAT", slices.Contains([]string{"json", "console"}, c.LogFormat), fmt.Sprintf("unknown format %q (want json or console)", c.LogFormat)},
+	)
+}
+
+// within reports lo <= v <= hi.
+func within[T int | time.Duration](v, lo, hi T) bool { return v >= lo && v <= hi }
+
+// positive reports a finite number above 0 (NaN is not).
+func positive(f float64) bool { return f > 0 && !math.IsInf(f, 0) }
 
 // Usage writes every variable with its default and meaning, for `worker config`:
 // the standard ones first, marked so, then the worker's own.

@@ -126,3 +126,18 @@ func TestLoadRefusesBadStandardValues(t *testing.T) {
 		require.Contains(t, err.Error(), w)
 	}
 }
+
+func TestEveryCheckNamesAVariable(t *testing.T) {
+	t.Parallel()
+	vars := map[string]bool{}
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		vars[typ.Field(i).Tag.Get("envconfig")] = true
+	}
+	checks := Config{Roles: []string{"cron"}}.checks()
+	require.NotEmpty(t, checks)
+	for _, chk := range checks {
+		require.True(t, vars[chk.name], "check %q names no WORKER_ variable", chk.name)
+		require.NotEmpty(t, chk.problem, chk.name)
+	}
+}

@@ -287,6 +287,6 @@ func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...
 	}
 	f.dlqTraces = append(f.dlqTraces, aws.ToString(in.MessageSystemAttributes["AWSTraceHeader"].StringValue))
 	f.dlqBodies = append(f.dlqBodies, aws.ToString(in.MessageBody))
-	f.dlq = append(f.dlq, in.MessageAttributes["taskbridge-error"])
+	f.dlq = append(f.dlq, in.MessageAttributes[DeadLetterReasonAttr])
 	return &sqs.SendMessageOutput{}, nil
 }

@@ -597,33 +597,38 @@ func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message)
 		return
 	}
 	delay := p.receives.releaseDelay()
-	for _, raw := range msgs {
+	receipts := make([]string, len(msgs))
+	for i, raw := range msgs {
 		m := p.message(raw)
 		p.logRelease(p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount)), m, delay, zap.Bool("unstarted", true))
+		receipts[i] = aws.ToString(raw.ReceiptHandle)
 	}
 	ctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 	defer cancel()
-	for start := 0; start < len(msgs); start += maxBatch {
-		batch := msgs[start:min(start+maxBatch, len(msgs))]
-		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
-		for i, raw := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: wholeSeconds(delay)}
-		}
+	ChangeVisibility(ctx, p.client, p.cfg.QueueURL, receipts, wholeSeconds(delay), func(b VisibilityBatch) {
 		p.metrics.requests.WithLabelValues(p.cfg.Queue, "ChangeMessageVisibilityBatch").Inc()
-		out, err := p.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(p.cfg.QueueURL), Entries: entries})
-		failed := len(batch)
-		if err == nil {
-			failed = len(out.Failed)
+		failed := len(b.Failed)
+		if b.Err != nil {
+			failed = len(b.Receipts)
 		}
-		p.metrics.visibility.WithLabelValues(p.cfg.Queue, "release", "ok").Add(float64(len(batch) - failed))
+		p.metrics.visibility.WithLabelValues(p.cfg.Queue, "release", "ok").Add(float64(len(b.Receipts) - failed))
 		p.metrics.visibility.WithLabelValues(p.cfg.Queue, "release", "error").Add(float64(failed))
-		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Add(float64(len(batch)))
+		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Add(float64(len(b.Receipts)))
 		if failed > 0 {
 			// Harmless: they come back when their visibility ends.
-			p.log.Warn("release after stop failed", zap.Int("batch_size", len(batch)), zap.Int("failed", failed), zap.Error(err))
+			p.log.Warn("release after stop failed", zap.Int("batch_size", len(b.Receipts)), zap.Int("failed", failed), zap.Error(b.Err))
 		}
-	}
+	})
 }
+
+// The message attributes deadLetter sets on its DLQ copy, all named with
+// DeadLetterAttrPrefix: the DLQ's own notes, which a redrive does not send back.
+const (
+	DeadLetterAttrPrefix       = "taskbridge-"
+	DeadLetterReasonAttr       = DeadLetterAttrPrefix + "error"         // why: the job's error, at most 1 KiB
+	DeadLetterSourceQueueAttr  = DeadLetterAttrPrefix + "source-queue"  // the topology queue it came from
+	DeadLetterReceiveCountAttr = DeadLetterAttrPrefix + "receive-count" // its receives before it was dead-lettered
+)
 
 // maxReasonLen keeps the DLQ's reason attribute readable and well under SQS limits.
 const maxReasonLen = 1024
@@ -639,9 +644,9 @@ func (p *Poller) deadLetter(ctx context.Context, m Message, cause error) bool {
 		reason = reason[:maxReasonLen]
 	}
 	attrs := map[string]types.MessageAttributeValue{
-		"taskbridge-error":         {DataType: aws.String("String"), StringValue: aws.String(reason)},
-		"taskbridge-source-queue":  {DataType: aws.String("String"), StringValue: aws.String(p.cfg.Queue)},
-		"taskbridge-receive-count": {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.ReceiveCount))},
+		DeadLetterReasonAttr:       {DataType: aws.String("String"), StringValue: aws.String(reason)},
+		DeadLetterSourceQueueAttr:  {DataType: aws.String("String"), StringValue: aws.String(p.cfg.Queue)},
+		DeadLetterReceiveCountAttr: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.ReceiveCount))},
 	}
 	fitAttributes(len(m.Body), attrs)
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs}

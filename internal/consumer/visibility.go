@@ -222,3 +222,35 @@ func (e *extender) visibilityFor(f *inflight, now time.Time) time.Duration {
 	left := (e.cfg.HandOver.Cap - now.Sub(f.hand.received)).Truncate(time.Second)
 	return max(min(e.cfg.VisibilityTimeout, left), 0)
 }
+
+// VisibilityAPI is the one call ChangeVisibility makes; *sqs.Client satisfies it.
+type VisibilityAPI interface {
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+}
+
+// VisibilityBatch is one ChangeMessageVisibilityBatch call of ChangeVisibility.
+type VisibilityBatch struct {
+	Receipts []string
+	Failed   []types.BatchResultErrorEntry // the entries SQS refused
+	Err      error                         // the call failed whole: every receipt is unchanged
+}
+
+// ChangeVisibility sets the visibility timeout of every receipt to timeout seconds
+// (0: visible now) in ChangeMessageVisibilityBatch calls of up to 10, SQS's limit,
+// one after another, and hands each call's result to done. The one home of a
+// batched release: the Poller's after a stop, the dlq reads'.
+func ChangeVisibility(ctx context.Context, client VisibilityAPI, queueURL string, receipts []string, timeout int32, done func(VisibilityBatch)) {
+	for start := 0; start < len(receipts); start += maxBatch {
+		batch := receipts[start:min(start+maxBatch, len(receipts))]
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+		for i, r := range batch {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r), VisibilityTimeout: timeout}
+		}
+		out, err := client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
+		result := VisibilityBatch{Receipts: batch, Err: err}
+		if err == nil {
+			result.Failed = out.Failed
+		}
+		done(result)
+	}
+}

@@ -29,15 +29,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
-)
-
-// The message attributes consumer.Poller.deadLetter sets on its DLQ copies.
-const (
-	attrError        = "taskbridge-error"
-	attrSourceQueue  = "taskbridge-source-queue"
-	attrReceiveCount = "taskbridge-receive-count"
 )
 
 // ReasonMaxReceives is the reason of a message SQS's redrive policy moved: it has no
@@ -145,10 +139,10 @@ type Listing struct {
 type Inspector struct {
 	sqs sqsAPI
 	sfn sfnAPI
-	// NowFunc is the clock (tests set it).
-	NowFunc func() time.Time
-	// SleepFunc waits d or until ctx ends; the redrive's pacing (tests set it).
-	SleepFunc func(ctx context.Context, d time.Duration) error
+	// nowFunc and sleepFunc are the clock: time.Now and consumer.Sleep, the
+	// redrive's pacing; the package's tests replace them.
+	nowFunc   func() time.Time
+	sleepFunc func(ctx context.Context, d time.Duration) bool
 
 	events eventsAPI      // WithEvents: the events DLQ's redrive
 	lookup queueLookupAPI // WithEvents
@@ -156,7 +150,7 @@ type Inspector struct {
 
 // New returns an Inspector over the two clients.
 func New(sqsClient sqsAPI, sfnClient sfnAPI) *Inspector {
-	return &Inspector{sqs: sqsClient, sfn: sfnClient, NowFunc: time.Now, SleepFunc: sleep}
+	return &Inspector{sqs: sqsClient, sfn: sfnClient, nowFunc: time.Now, sleepFunc: consumer.Sleep}
 }
 
 // List reads up to limit messages of q's DLQ and groups them by reason, groups with
@@ -214,58 +208,35 @@ func (in *Inspector) read(ctx context.Context, q Queue, limit, batch int, visibi
 // readPaced is read with beforeReceive (when not nil) called before each receive: a
 // paced reader waits there, not while it holds messages hidden.
 func (in *Inspector) readPaced(ctx context.Context, q Queue, limit, batch int, visibility time.Duration, beforeReceive func() error, visit func(Message) (keep bool, err error)) (err error) {
-	seen := map[string]bool{}
-	var held []string // receipt handles to release
+	r := reading{q: q, seen: map[string]bool{}}
 	defer func() {
 		// Detached: a cancelled command must still give back what it hid.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if rerr := in.release(rctx, q.DLQURL, held); rerr != nil && err == nil {
+		if rerr := in.release(rctx, q.DLQURL, r.held); rerr != nil && err == nil {
 			err = rerr
 		}
 	}()
 	stale := 0
-	for limit <= 0 || len(seen) < limit {
-		n := int32(batch)
-		if limit > 0 {
-			n = int32(min(batch, limit-len(seen)))
-		}
+	for limit <= 0 || len(r.seen) < limit {
 		if beforeReceive != nil {
 			if err := beforeReceive(); err != nil {
 				return err
 			}
 		}
-		out, err := in.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: n,
-			VisibilityTimeout:           int32(visibility / time.Second),
-			WaitTimeSeconds:             1, // a short poll samples only some servers and can answer empty
-			MessageAttributeNames:       []string{"All"},
-			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
-		})
+		n := batch
+		if limit > 0 {
+			n = min(batch, limit-len(r.seen))
+		}
+		msgs, err := in.receive(ctx, q, n, visibility)
 		if err != nil {
-			return fmt.Errorf("receive from the DLQ of %s: %w", q.Name, err)
+			return err
 		}
-		fresh := 0
-		for _, raw := range out.Messages {
-			id := aws.ToString(raw.MessageId)
-			if seen[id] {
-				// Its visibility ran out during a long read: hold the newest receipt.
-				held = append(held, aws.ToString(raw.ReceiptHandle))
-				continue
-			}
-			seen[id] = true
-			fresh++
-			m := parse(q.Name, raw)
-			keep, err := visit(m)
-			if !keep {
-				held = append(held, m.receipt)
-			}
-			if err != nil {
-				return err
-			}
-		}
+		fresh, err := r.visitNew(msgs, visit)
 		switch {
-		case len(out.Messages) == 0:
+		case err != nil:
+			return err
+		case len(msgs) == 0:
 			return nil
 		case fresh == 0:
 			stale++
@@ -279,6 +250,53 @@ func (in *Inspector) readPaced(ctx context.Context, q Queue, limit, batch int, v
 	return nil
 }
 
+// reading is what one read has seen and holds hidden, owned by its goroutine.
+type reading struct {
+	q    Queue
+	seen map[string]bool // message IDs
+	held []string        // receipt handles to release
+}
+
+// visitNew calls visit on each message not seen before, and holds every receipt
+// visit does not keep; fresh counts the new ones.
+func (r *reading) visitNew(msgs []types.Message, visit func(Message) (keep bool, err error)) (fresh int, err error) {
+	for _, raw := range msgs {
+		id := aws.ToString(raw.MessageId)
+		if r.seen[id] {
+			// Its visibility ran out during a long read: hold the newest receipt.
+			r.held = append(r.held, aws.ToString(raw.ReceiptHandle))
+			continue
+		}
+		r.seen[id] = true
+		fresh++
+		m := parse(r.q.Name, raw)
+		keep, err := visit(m)
+		if !keep {
+			r.held = append(r.held, m.receipt)
+		}
+		if err != nil {
+			return fresh, err
+		}
+	}
+	return fresh, nil
+}
+
+// receive asks q's DLQ for up to n messages with every attribute, hiding them for
+// visibility.
+func (in *Inspector) receive(ctx context.Context, q Queue, n int, visibility time.Duration) ([]types.Message, error) {
+	out, err := in.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: int32(n),
+		VisibilityTimeout:           int32(visibility / time.Second),
+		WaitTimeSeconds:             1, // a short poll samples only some servers and can answer empty
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receive from the DLQ of %s: %w", q.Name, err)
+	}
+	return out.Messages, nil
+}
+
 // staleReceives is how many receives in a row may bring only messages already seen
 // before a read ends: with one message a call, unseen ones still come up among them.
 const staleReceives = 10
@@ -288,23 +306,17 @@ const staleReceives = 10
 // those messages are visible or owned already.
 func (in *Inspector) release(ctx context.Context, url string, receipts []string) error {
 	var errs []error
-	for start := 0; start < len(receipts); start += 10 {
-		batch := receipts[start:min(start+10, len(receipts))]
-		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
-		for i, r := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r)}
+	consumer.ChangeVisibility(ctx, in.sqs, url, receipts, 0, func(b consumer.VisibilityBatch) {
+		if b.Err != nil {
+			errs = append(errs, fmt.Errorf("make %d read messages visible again (they come back within %s): %w", len(b.Receipts), ReadVisibility, b.Err))
+			return
 		}
-		out, err := in.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: entries})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("make %d read messages visible again (they come back within %s): %w", len(batch), ReadVisibility, err))
-			continue
-		}
-		for _, f := range out.Failed {
+		for _, f := range b.Failed {
 			if code := aws.ToString(f.Code); code != "ReceiptHandleIsInvalid" && code != "InvalidParameterValue" && !strings.Contains(code, "MessageNotInflight") {
 				errs = append(errs, fmt.Errorf("make a read message visible again: %s: %s", code, aws.ToString(f.Message)))
 			}
 		}
-	}
+	})
 	return errors.Join(errs...)
 }
 
@@ -323,26 +335,14 @@ type Attributes struct {
 
 // Attributes reads a queue's approximate counts.
 func (in *Inspector) Attributes(ctx context.Context, url string) (Attributes, error) {
-	names := []types.QueueAttributeName{
+	n, err := telemetry.QueueCounts(ctx, in.sqs, url,
 		types.QueueAttributeNameApproximateNumberOfMessages,
 		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-	}
-	out, err := in.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
+		types.QueueAttributeNameApproximateNumberOfMessagesDelayed)
 	if err != nil {
-		return Attributes{}, fmt.Errorf("get attributes of %s: %w", url, err)
+		return Attributes{}, err
 	}
-	var a Attributes
-	for i, into := range []*int{&a.Visible, &a.InFlight, &a.Delayed} {
-		v, ok := out.Attributes[string(names[i])]
-		if !ok {
-			return Attributes{}, fmt.Errorf("get attributes of %s: answer has no %s", url, names[i])
-		}
-		if *into, err = strconv.Atoi(v); err != nil || *into < 0 {
-			return Attributes{}, fmt.Errorf("get attributes of %s: %s is %q, not a count", url, names[i], v)
-		}
-	}
-	return a, nil
+	return Attributes{Visible: int(n[0]), InFlight: int(n[1]), Delayed: int(n[2])}, nil
 }
 
 // Purge deletes every message of q's DLQ (SQS PurgeQueue: it takes up to a minute,
@@ -368,7 +368,7 @@ func parse(queue string, raw types.Message) Message {
 	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 		sent = time.UnixMilli(ms).UTC()
 	}
-	if v := raw.MessageAttributes[attrError].StringValue; v != nil {
+	if v := raw.MessageAttributes[consumer.DeadLetterReasonAttr].StringValue; v != nil {
 		// The worker's copy: sent when it was dead-lettered. Its reason is a job's
 		// error text, which may quote the token (older workers did not redact it).
 		m.Reason, m.DeadSince = RedactText(*v, m.token), sent
@@ -376,7 +376,7 @@ func parse(queue string, raw types.Message) Message {
 		m.FirstSent = sent
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
-	if v := raw.MessageAttributes[attrReceiveCount].StringValue; v != nil {
+	if v := raw.MessageAttributes[consumer.DeadLetterReceiveCountAttr].StringValue; v != nil {
 		if n, err := strconv.Atoi(*v); err == nil {
 			m.ReceiveCount = n
 		}
@@ -422,13 +422,11 @@ func RedactText(text, token string) string { return telemetry.RedactToken(text, 
 
 func redacted(token string) string { return telemetry.RedactedToken(token) }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
+// pace waits until interval after last (not at all when last is zero); ctx's error
+// if it ends first.
+func (in *Inspector) pace(ctx context.Context, last time.Time, interval time.Duration) error {
+	if last.IsZero() || in.sleepFunc(ctx, interval-in.nowFunc().Sub(last)) {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	return ctx.Err()
 }

@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/consumer"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -87,7 +89,7 @@ func setup(t *testing.T) bundle {
 	}
 	b := bundle{sqs: client, sfn: &fakeSFN{}, q: Queue{Name: "work", URL: urls[0], DLQURL: urls[1]}}
 	b.in = New(client, b.sfn)
-	b.in.SleepFunc = func(context.Context, time.Duration) error { return nil }
+	b.in.sleepFunc = func(context.Context, time.Duration) bool { return true }
 	return b
 }
 
@@ -103,9 +105,9 @@ func (b bundle) deadLetter(t *testing.T, body, reason string) {
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(b.q.DLQURL), MessageBody: aws.String(body)}
 	if reason != "" {
 		in.MessageAttributes = map[string]types.MessageAttributeValue{
-			attrError:        {DataType: aws.String("String"), StringValue: aws.String(reason)},
-			attrSourceQueue:  {DataType: aws.String("String"), StringValue: aws.String("work")},
-			attrReceiveCount: {DataType: aws.String("Number"), StringValue: aws.String("5")},
+			consumer.DeadLetterReasonAttr:       {DataType: aws.String("String"), StringValue: aws.String(reason)},
+			consumer.DeadLetterSourceQueueAttr:  {DataType: aws.String("String"), StringValue: aws.String("work")},
+			consumer.DeadLetterReceiveCountAttr: {DataType: aws.String("Number"), StringValue: aws.String("5")},
 		}
 	}
 	_, err := b.sqs.SendMessage(context.Background(), in)
@@ -124,7 +126,7 @@ func (b bundle) drain(t *testing.T, url string) []string {
 		}
 		for _, m := range out.Messages {
 			if url == b.q.URL {
-				require.NotContains(t, m.MessageAttributes, attrError, "the DLQ's notes do not travel back")
+				require.NotContains(t, m.MessageAttributes, consumer.DeadLetterReasonAttr, "the DLQ's notes do not travel back")
 			}
 			bodies = append(bodies, aws.ToString(m.Body))
 			_, err := b.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
@@ -238,19 +240,22 @@ func TestRedriveNeverDeletesWhatItCouldNotSend(t *testing.T) {
 	require.Len(t, b.drain(t, b.q.DLQURL), 2)
 }
 
-func TestRedriveLeavesWhatWasDeadLetteredAfterItBegan(t *testing.T) {
+func TestRedriveSkipsWhatWasDeadLetteredAfterItBegan(t *testing.T) {
 	t.Parallel()
 	// The worker's copy (reason "boom"), and one SQS moved (no reason: its send,
 	// perhaps by this very redrive, is after the redrive began).
 	for _, reason := range []string{"boom", ""} {
 		b := setup(t)
 		b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-1"}), reason)
-		b.in.NowFunc = func() time.Time { return time.Now().Add(-time.Hour) }
+		b.in.nowFunc = func() time.Time { return time.Now().Add(-time.Hour) }
 		sum, err := b.in.Redrive(context.Background(), b.q, RedriveOptions{})
 		require.NoError(t, err)
-		require.Equal(t, 1, sum.Left, reason)
-		require.Equal(t, "dead-lettered after this redrive began", sum.Messages[0].Why)
+		require.Equal(t, Summary{Queue: "work", Skipped: 1, Messages: []Outcome{{
+			MessageID: sum.Messages[0].MessageID, Reason: cmp.Or(reason, ReasonMaxReceives), Action: ActionSkipped,
+			Why: "dead-lettered after this redrive began", TokenHash: sum.Messages[0].TokenHash,
+		}}}, sum, reason)
 		require.Empty(t, b.drain(t, b.q.URL))
+		require.Len(t, b.drain(t, b.q.DLQURL), 1, "a skipped message stays in the DLQ")
 	}
 }
 
@@ -289,7 +294,7 @@ func FuzzRedact(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		// The worker's reason quoting the body (a job's error that printed its input).
-		reason := map[string]types.MessageAttributeValue{attrError: {DataType: aws.String("String"), StringValue: aws.String("dead letter: " + body)}}
+		reason := map[string]types.MessageAttributeValue{consumer.DeadLetterReasonAttr: {DataType: aws.String("String"), StringValue: aws.String("dead letter: " + body)}}
 		m := parse("q", types.Message{Body: aws.String(body), MessageAttributes: reason})
 		// (A token of a few characters may also be part of the redaction's own text.)
 		if len(m.token) >= 8 && !strings.Contains(redacted(m.token), m.token) {

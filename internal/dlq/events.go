@@ -80,6 +80,15 @@ func ruleBusAndName(arn string) (bus, name string) {
 	return "default", res
 }
 
+// deadEvent is the part of an EventBridge event a redrive puts back.
+type deadEvent struct {
+	Source     string          `json:"source"`
+	DetailType string          `json:"detail-type"`
+	Detail     json.RawMessage `json:"detail"`
+	Resources  []string        `json:"resources"`
+	Time       time.Time       `json:"time"`
+}
+
 // putBack redrives one dead letter of the events DLQ: onto the bus of the rule that
 // could not deliver it (PutEvents, with the event's own trace header, so that every
 // rule of the bus sees it again), or straight into the target queue, the body as
@@ -87,64 +96,72 @@ func ruleBusAndName(arn string) (bus, name string) {
 // it already) or the event has an AWS source (S3's Object Created: no one may put an
 // aws.* source). It is deleted from the DLQ only once EventBridge or SQS accepted it.
 func (in *Inspector) putBack(ctx context.Context, q Queue, m Message) (action, why string, keep bool) {
-	var ev struct {
-		Source     string          `json:"source"`
-		DetailType string          `json:"detail-type"`
-		Detail     json.RawMessage `json:"detail"`
-		Resources  []string        `json:"resources"`
-		Time       time.Time       `json:"time"`
-	}
+	var ev deadEvent
 	if err := json.Unmarshal([]byte(m.rawBody), &ev); err != nil || ev.Source == "" || ev.DetailType == "" || len(ev.Detail) == 0 {
 		return ActionLeft, "not an EventBridge event: it cannot be put back", false
 	}
-	bus, _ := ruleBusAndName(m.RuleARN)
-	var to string
-	switch {
-	case in.events == nil || in.lookup == nil:
+	if in.events == nil || in.lookup == nil {
 		return ActionLeft, "no EventBridge client to put it back with", false
-	case q.ToTarget || strings.HasPrefix(ev.Source, "aws."):
-		url, err := in.targetQueueURL(ctx, m.TargetARN)
-		if err != nil {
-			return ActionLeft, err.Error(), false
-		}
-		if _, err := in.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(m.rawBody)}); err != nil {
-			return ActionLeft, fmt.Sprintf("send to its target queue: %v", err), false
-		}
-		to = "its target queue " + url
-	case bus == "":
-		return ActionLeft, fmt.Sprintf("RULE_ARN %q names no rule: its bus is unknown", m.RuleARN), false
-	default:
-		entry := ebtypes.PutEventsRequestEntry{
-			EventBusName: aws.String(bus), Source: aws.String(ev.Source), DetailType: aws.String(ev.DetailType),
-			Detail: aws.String(string(ev.Detail)), Resources: ev.Resources,
-		}
-		if !ev.Time.IsZero() {
-			entry.Time = aws.Time(ev.Time)
-		}
-		if m.traceHeader != "" {
-			entry.TraceHeader = aws.String(m.traceHeader) // the event's own trace continues
-		}
-		out, err := in.events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{entry}})
-		if err != nil {
-			// A lost answer may hide an accepted event: left in the DLQ, it is put
-			// again by the next redrive, a duplicate the jobs tolerate.
-			return ActionLeft, fmt.Sprintf("put on bus %s: %v", bus, err), false
-		}
-		if out.FailedEntryCount > 0 || len(out.Entries) != 1 || aws.ToString(out.Entries[0].EventId) == "" {
-			code, msg := "", ""
-			if len(out.Entries) == 1 {
-				code, msg = aws.ToString(out.Entries[0].ErrorCode), aws.ToString(out.Entries[0].ErrorMessage)
-			}
-			return ActionLeft, fmt.Sprintf("put on bus %s: refused: %s %s", bus, code, msg), false
-		}
-		to = "bus " + bus
 	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if _, err := in.sqs.DeleteMessage(dctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(q.DLQURL), ReceiptHandle: aws.String(m.receipt)}); err != nil {
-		return ActionMoved, fmt.Sprintf("on %s again, but still in the DLQ too (delete: %v)", to, err), false
+	var to string
+	var err error
+	if q.ToTarget || strings.HasPrefix(ev.Source, "aws.") {
+		to, err = in.sendToTarget(ctx, m)
+	} else {
+		to, err = in.putOnBus(ctx, ev, m)
+	}
+	if err != nil {
+		return ActionLeft, err.Error(), false
+	}
+	if err := in.deleteDead(ctx, q, m); err != nil {
+		return ActionMoved, fmt.Sprintf("on %s again, but still in the DLQ too (%v)", to, err), false
 	}
 	return ActionMoved, "", true
+}
+
+// sendToTarget sends m's event into the queue of the rule target that could not
+// receive it, and says where it went.
+func (in *Inspector) sendToTarget(ctx context.Context, m Message) (to string, err error) {
+	url, err := in.targetQueueURL(ctx, m.TargetARN)
+	if err != nil {
+		return "", err
+	}
+	if _, err := in.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(m.rawBody)}); err != nil {
+		return "", fmt.Errorf("send to its target queue: %w", err)
+	}
+	return "its target queue " + url, nil
+}
+
+// putOnBus puts ev back on the bus of m's rule, and says where it went.
+func (in *Inspector) putOnBus(ctx context.Context, ev deadEvent, m Message) (to string, err error) {
+	bus, _ := ruleBusAndName(m.RuleARN)
+	if bus == "" {
+		return "", fmt.Errorf("RULE_ARN %q names no rule: its bus is unknown", m.RuleARN)
+	}
+	entry := ebtypes.PutEventsRequestEntry{
+		EventBusName: aws.String(bus), Source: aws.String(ev.Source), DetailType: aws.String(ev.DetailType),
+		Detail: aws.String(string(ev.Detail)), Resources: ev.Resources,
+	}
+	if !ev.Time.IsZero() {
+		entry.Time = aws.Time(ev.Time)
+	}
+	if m.traceHeader != "" {
+		entry.TraceHeader = aws.String(m.traceHeader) // the event's own trace continues
+	}
+	out, err := in.events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{entry}})
+	if err != nil {
+		// A lost answer may hide an accepted event: left in the DLQ, it is put
+		// again by the next redrive, a duplicate the jobs tolerate.
+		return "", fmt.Errorf("put on bus %s: %w", bus, err)
+	}
+	if out.FailedEntryCount > 0 || len(out.Entries) != 1 || aws.ToString(out.Entries[0].EventId) == "" {
+		code, msg := "", ""
+		if len(out.Entries) == 1 {
+			code, msg = aws.ToString(out.Entries[0].ErrorCode), aws.ToString(out.Entries[0].ErrorMessage)
+		}
+		return "", fmt.Errorf("put on bus %s: refused: %s %s", bus, code, msg)
+	}
+	return "bus " + bus, nil
 }
 
 // targetQueueURL finds the URL of the queue arn:<partition>:sqs:<region>:<account>:<name>.

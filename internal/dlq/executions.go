@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -57,77 +56,98 @@ var ErrRedriveUnsupported = errors.New("this endpoint does not implement Step Fu
 // that would be). A redrive whose reply was lost is resolved by reading the
 // execution back.
 func (in *Inspector) RedriveExecutions(ctx context.Context, q Queue, opt RedriveOptions) (Summary, error) {
-	if opt.Rate <= 0 {
-		opt.Rate = 1
-	}
-	interval := time.Duration(float64(time.Second) / opt.Rate)
-	sum := Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
-	redriven := map[string]bool{} // execution ARN → redriven in this run
-	var lastCall time.Time
-	var stop error
+	r := executionsRun{in: in, q: q, opt: opt.withDefaults(), redriven: map[string]bool{}}
+	r.sum = Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
 	err := in.read(ctx, q, opt.Limit, 10, ReadVisibility, func(m Message) (bool, error) {
-		if opt.Reason != "" && !strings.Contains(m.Reason, opt.Reason) {
+		if !r.opt.selects(m) {
 			return false, nil
 		}
-		o := Outcome{MessageID: m.ID, Reason: m.Reason, ExecutionARN: m.ExecutionARN, TokenHash: m.TokenHash}
-		keep := false
-		switch {
-		case stop != nil:
-			o.Action, o.Why = ActionLeft, stop.Error()
-		case redriven[m.ExecutionARN] && opt.DryRun:
-			o.Action, o.Why = ActionWouldRedrive, WhyCountedAbove
-		case redriven[m.ExecutionARN]:
-			o.Action = ActionExecutionRedriven
-			o.Why, keep = in.deleteDead(ctx, q, m)
-		default:
-			eligible, why, err := in.redrivable(ctx, m)
-			switch {
-			case err != nil:
-				o.Action, o.Why = ActionLeft, err.Error()
-			case !eligible:
-				o.Action, o.Why = ActionSkipped, why
-			case opt.DryRun:
-				o.Action, o.Why = ActionWouldRedrive, why
-				redriven[m.ExecutionARN] = true
-				sum.Executions++
-			default:
-				if !lastCall.IsZero() {
-					if err := in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastCall)); err != nil {
-						return false, err
-					}
-				}
-				lastCall = in.NowFunc()
-				if err := in.redriveExecution(ctx, m.ExecutionARN); err != nil {
-					o.Action, o.Why = ActionLeft, err.Error()
-					if errors.Is(err, ErrRedriveUnsupported) {
-						stop = err
-					}
-					break
-				}
-				redriven[m.ExecutionARN] = true
-				sum.Executions++
-				o.Action = ActionExecutionRedriven
-				o.Why, keep = in.deleteDead(ctx, q, m)
-			}
+		o, keep, err := r.decide(ctx, m)
+		if err != nil {
+			return false, err
 		}
-		switch o.Action {
-		case ActionExecutionRedriven, ActionWouldRedrive:
-			sum.Moved++
-		case ActionSkipped:
-			sum.Skipped++
-		default:
-			sum.Left++
-		}
-		sum.Messages = append(sum.Messages, o)
-		if opt.Progress != nil {
-			opt.Progress(o)
-		}
+		r.sum.record(o, r.opt.Progress)
 		return keep, ctx.Err()
 	})
 	if err == nil {
-		err = stop
+		err = r.stop
 	}
-	return sum, err
+	return r.sum, err
+}
+
+// executionsRun is the state of one RedriveExecutions, owned by its read's
+// goroutine.
+type executionsRun struct {
+	in       *Inspector
+	q        Queue
+	opt      RedriveOptions
+	redriven map[string]bool // execution ARN → redriven (DryRun: counted) in this run
+	lastCall time.Time       // of RedriveExecution, for the pacing
+	stop     error           // the endpoint lacks RedriveExecution: every later one is left
+	sum      Summary
+}
+
+// decide settles one selected dead letter: its outcome, and keep when it was
+// deleted (no longer to release). err stops the run (its context ended).
+func (r *executionsRun) decide(ctx context.Context, m Message) (o Outcome, keep bool, err error) {
+	o = newOutcome(m)
+	switch {
+	case r.stop != nil:
+		o.Action, o.Why = ActionLeft, r.stop.Error()
+	case r.redriven[m.ExecutionARN] && r.opt.DryRun:
+		o.Action, o.Why = ActionWouldRedrive, WhyCountedAbove
+	case r.redriven[m.ExecutionARN]:
+		o.Action, keep = ActionExecutionRedriven, r.deleteObsolete(ctx, m, &o)
+	default:
+		eligible, why, cerr := r.in.redrivable(ctx, m)
+		switch {
+		case cerr != nil:
+			o.Action, o.Why = ActionLeft, cerr.Error()
+		case !eligible:
+			o.Action, o.Why = ActionSkipped, why
+		case r.opt.DryRun:
+			o.Action, o.Why = ActionWouldRedrive, why
+			r.counted(m.ExecutionARN)
+		default:
+			return r.redrive(ctx, m, o)
+		}
+	}
+	return o, keep, nil
+}
+
+// redrive redrives m's execution, paced, then deletes m.
+func (r *executionsRun) redrive(ctx context.Context, m Message, o Outcome) (Outcome, bool, error) {
+	if err := r.in.pace(ctx, r.lastCall, r.opt.interval()); err != nil {
+		return o, false, err
+	}
+	r.lastCall = r.in.nowFunc()
+	if err := r.in.redriveExecution(ctx, m.ExecutionARN); err != nil {
+		if errors.Is(err, ErrRedriveUnsupported) {
+			r.stop = err
+		}
+		o.Action, o.Why = ActionLeft, err.Error()
+		return o, false, nil
+	}
+	r.counted(m.ExecutionARN)
+	o.Action = ActionExecutionRedriven
+	return o, r.deleteObsolete(ctx, m, &o), nil
+}
+
+// counted notes that the execution arn was redriven (or would be) in this run.
+func (r *executionsRun) counted(arn string) {
+	r.redriven[arn] = true
+	r.sum.Executions++
+}
+
+// deleteObsolete deletes m, whose execution was redriven; o.Why says so if it could
+// not (it stays in the DLQ, skipped by the next run as its execution is no longer
+// FAILED).
+func (r *executionsRun) deleteObsolete(ctx context.Context, m Message, o *Outcome) (keep bool) {
+	if err := r.in.deleteDead(ctx, r.q, m); err != nil {
+		o.Why = fmt.Sprintf("still in the DLQ (%v)", err)
+		return false
+	}
+	return true
 }
 
 // redrivable decides whether m's execution is one a worker failed and Step
@@ -149,33 +169,45 @@ func (in *Inspector) redrivable(ctx context.Context, m Message) (ok bool, why st
 		}
 	}
 	d, err := in.sfn.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: aws.String(m.ExecutionARN)})
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ExecutionDoesNotExist" {
+	if isCode(err, "ExecutionDoesNotExist") {
 		return false, "execution does not exist", nil
 	}
 	if err != nil {
 		return false, "", fmt.Errorf("describe the execution: %w", err)
 	}
+	ok, why = in.failedByAWorker(d)
+	return ok, why, nil
+}
+
+// failedByAWorker decides from its description whether an execution is FAILED and
+// can still be redriven.
+func (in *Inspector) failedByAWorker(d *sfn.DescribeExecutionOutput) (ok bool, why string) {
 	switch d.Status {
 	case sfntypes.ExecutionStatusFailed:
 	case sfntypes.ExecutionStatusAborted:
-		return false, "execution ABORTED: stopped by a person, never redriven here", nil
+		return false, "execution ABORTED: stopped by a person, never redriven here"
 	case sfntypes.ExecutionStatusTimedOut:
-		return false, "execution TIMED_OUT: not failed by a worker", nil
+		return false, "execution TIMED_OUT: not failed by a worker"
 	default:
-		return false, "execution " + string(d.Status), nil
+		return false, "execution " + string(d.Status)
 	}
 	if d.RedriveStatus == sfntypes.ExecutionRedriveStatusNotRedrivable {
-		return false, "not redrivable: " + aws.ToString(d.RedriveStatusReason), nil
+		return false, "not redrivable: " + aws.ToString(d.RedriveStatusReason)
 	}
-	if d.StopDate != nil && in.NowFunc().Sub(*d.StopDate) > RedrivePeriod {
-		return false, "failed " + d.StopDate.UTC().Format(time.RFC3339) + ", more than 14 days ago: Step Functions redrives only within 14 days", nil
+	if d.StopDate != nil && in.nowFunc().Sub(*d.StopDate) > RedrivePeriod {
+		return false, "failed " + d.StopDate.UTC().Format(time.RFC3339) + ", more than 14 days ago: Step Functions redrives only within 14 days"
 	}
 	why = "execution FAILED"
 	if e := aws.ToString(d.Error); e != "" {
 		why += " (" + e + ")"
 	}
-	return true, why, nil
+	return true, why
+}
+
+// isCode reports whether err is an AWS answer with code.
+func isCode(err error, code string) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == code
 }
 
 // redriveExecution redrives arn. An error that leaves in doubt whether Step
@@ -207,7 +239,7 @@ func (in *Inspector) redriveExecution(ctx context.Context, arn string) error {
 	}
 	var de *smithy.DeserializationError
 	if errors.As(err, &de) {
-		return fmt.Errorf("%w (%v)", ErrRedriveUnsupported, err)
+		return fmt.Errorf("%w (%w)", ErrRedriveUnsupported, err)
 	}
 	return fmt.Errorf("redrive the execution (not redriven, read back): %w", err)
 }
@@ -219,13 +251,14 @@ func redriveToken(arn string, redriveCount int32) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// deleteDead deletes an obsolete dead letter; why says so if it could not (it stays
-// in the DLQ, skipped by the next run as its execution is no longer FAILED).
-func (in *Inspector) deleteDead(ctx context.Context, q Queue, m Message) (why string, keep bool) {
+// deleteDead deletes m from q's DLQ once it is obsolete (moved, or its execution
+// redriven). Detached: once its replacement is out, the delete is worth finishing
+// even if the command is being stopped (it would only be a duplicate otherwise).
+func (in *Inspector) deleteDead(ctx context.Context, q Queue, m Message) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := in.sqs.DeleteMessage(dctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(q.DLQURL), ReceiptHandle: aws.String(m.receipt)}); err != nil {
-		return fmt.Sprintf("still in the DLQ (delete: %v)", err), false
+		return fmt.Errorf("delete: %w", err)
 	}
-	return "", true
+	return nil
 }

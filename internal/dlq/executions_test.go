@@ -102,8 +102,8 @@ func setupExec(t *testing.T) (bundle, *execSFN) {
 	now := time.Now()
 	f := newExecSFN(now)
 	b.in = New(b.sqs, f)
-	b.in.SleepFunc = func(context.Context, time.Duration) error { return nil }
-	b.in.NowFunc = func() time.Time { return now }
+	b.in.sleepFunc = func(context.Context, time.Duration) bool { return true }
+	b.in.nowFunc = func() time.Time { return now }
 	return b, f
 }
 

@@ -2,7 +2,6 @@ package dlq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -13,7 +12,9 @@ import (
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
+
+	"github.com/taskbridge/taskbridge/internal/callback"
+	"github.com/taskbridge/taskbridge/internal/consumer"
 )
 
 // sfnAPI is what the redrive asks Step Functions to tell an open task from a closed
@@ -48,9 +49,31 @@ type RedriveOptions struct {
 const (
 	ActionMoved     = "moved"      // in its queue again, deleted from the DLQ
 	ActionWouldMove = "would_move" // DryRun
-	ActionSkipped   = "skipped"    // its task is closed: no delivery can complete it
-	ActionLeft      = "left"       // not selected, or it could not be checked or moved
+	ActionSkipped   = "skipped"    // its task is closed, or it was dead-lettered during the redrive
+	ActionLeft      = "left"       // it could not be checked or moved
 )
+
+// WhyDeadLetteredDuring is the Why of a message skipped because it reached the DLQ
+// after the redrive began: moving it again in the same run could loop.
+const WhyDeadLetteredDuring = "dead-lettered after this redrive began"
+
+// withDefaults is opt with a Rate of 1 when it has none.
+func (opt RedriveOptions) withDefaults() RedriveOptions {
+	if opt.Rate <= 0 {
+		opt.Rate = 1
+	}
+	return opt
+}
+
+// interval is the least time between two moves at opt.Rate.
+func (opt RedriveOptions) interval() time.Duration {
+	return time.Duration(float64(time.Second) / opt.Rate)
+}
+
+// selects reports whether opt.Reason selects m.
+func (opt RedriveOptions) selects(m Message) bool {
+	return opt.Reason == "" || strings.Contains(m.Reason, opt.Reason)
+}
 
 // Outcome is what a redrive did with one message.
 type Outcome struct {
@@ -60,6 +83,11 @@ type Outcome struct {
 	Why          string `json:"why,omitempty"`
 	ExecutionARN string `json:"executionArn,omitempty"`
 	TokenHash    string `json:"tokenHash,omitempty"`
+}
+
+// newOutcome is m's Outcome, its action not yet decided.
+func newOutcome(m Message) Outcome {
+	return Outcome{MessageID: m.ID, Reason: m.Reason, ExecutionARN: m.ExecutionARN, TokenHash: m.TokenHash}
 }
 
 // Summary is the result of a redrive of one queue's DLQ.
@@ -75,75 +103,88 @@ type Summary struct {
 	Messages   []Outcome `json:"messages"`
 }
 
+// record counts o and tells progress (when not nil) of it.
+func (s *Summary) record(o Outcome, progress func(Outcome)) {
+	switch o.Action {
+	case ActionMoved, ActionWouldMove, ActionExecutionRedriven, ActionWouldRedrive:
+		s.Moved++
+	case ActionSkipped:
+		s.Skipped++
+	default:
+		s.Left++
+	}
+	s.Messages = append(s.Messages, o)
+	if progress != nil {
+		progress(o)
+	}
+}
+
 // Redrive moves the dead letters of q that opt selects back to q, at most opt.Rate
 // a second. Each message is deleted from the DLQ only after SendMessage to q
 // succeeded, so an interrupted redrive leaves every message in the DLQ, the queue,
-// or both. A message whose task is closed is skipped and stays in the DLQ. Messages
-// dead-lettered after the redrive began (perhaps one it just moved, failing again)
-// are left for the next run. The returned error is the first SQS error that stopped
+// or both. A message whose task is closed is skipped and stays in the DLQ; so is
+// one dead-lettered after the redrive began (perhaps one it just moved, failing
+// again): the next run decides it. The returned error is the first SQS error that stopped
 // the run; per-message failures are in the summary.
 func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (Summary, error) {
-	if opt.Rate <= 0 {
-		opt.Rate = 1
-	}
-	interval := time.Duration(float64(time.Second) / opt.Rate)
+	opt = opt.withDefaults()
 	// Receive about a second's worth at a time, hidden while it is paced out plus a
 	// margin for the checks: what an interrupted redrive hid is back soon.
 	batch := min(10, max(1, int(math.Ceil(opt.Rate))))
 	visibility := redriveMargin + time.Duration(math.Ceil(float64(batch)/opt.Rate))*time.Second
-	began := in.NowFunc()
-	sum := Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
-	var lastSend time.Time
+	r := messagesRun{in: in, q: q, opt: opt, began: in.nowFunc()}
+	r.sum = Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
 	// Wait out the pacing before a receive, not with the received messages hidden: a
 	// redrive killed while it waits hides nothing.
-	pace := func() error {
-		if lastSend.IsZero() {
-			return nil
-		}
-		return in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastSend))
-	}
+	pace := func() error { return in.pace(ctx, r.lastSend, opt.interval()) }
 	err := in.readPaced(ctx, q, 0, batch, visibility, pace, func(m Message) (bool, error) {
-		o := Outcome{MessageID: m.ID, Reason: m.Reason, ExecutionARN: m.ExecutionARN, TokenHash: m.TokenHash}
-		keep := false
-		switch {
-		case opt.Reason != "" && !strings.Contains(m.Reason, opt.Reason):
-			return false, nil // not selected: not part of the summary
-		case m.deadOrSent().After(began): // SQS moved it: sent (by this redrive, perhaps) after it began
-			o.Action, o.Why = ActionLeft, "dead-lettered after this redrive began"
-		default:
-			closed, why, err := in.taskClosed(ctx, m)
-			switch {
-			case err != nil:
-				o.Action, o.Why = ActionLeft, err.Error()
-			case closed:
-				o.Action, o.Why = ActionSkipped, why
-			case opt.DryRun:
-				o.Action = ActionWouldMove
-			default:
-				if !lastSend.IsZero() {
-					if err := in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastSend)); err != nil {
-						return false, err
-					}
-				}
-				lastSend = in.NowFunc()
-				o.Action, o.Why, keep = in.move(ctx, q, m)
-			}
+		if !opt.selects(m) {
+			return false, nil // not part of the summary
 		}
-		switch o.Action {
-		case ActionMoved, ActionWouldMove:
-			sum.Moved++
-		case ActionSkipped:
-			sum.Skipped++
-		default:
-			sum.Left++
+		o, keep, err := r.decide(ctx, m)
+		if err != nil {
+			return false, err
 		}
-		sum.Messages = append(sum.Messages, o)
-		if opt.Progress != nil {
-			opt.Progress(o)
-		}
+		r.sum.record(o, opt.Progress)
 		return keep, ctx.Err()
 	})
-	return sum, err
+	return r.sum, err
+}
+
+// messagesRun is the state of one Redrive, owned by its read's goroutine.
+type messagesRun struct {
+	in       *Inspector
+	q        Queue
+	opt      RedriveOptions
+	began    time.Time
+	lastSend time.Time // of the last move, for the pacing
+	sum      Summary
+}
+
+// decide settles one selected dead letter: its outcome, and keep when it was
+// deleted (no longer to release). err stops the run (its context ended).
+func (r *messagesRun) decide(ctx context.Context, m Message) (o Outcome, keep bool, err error) {
+	o = newOutcome(m)
+	if m.deadOrSent().After(r.began) { // SQS moved it: sent (by this redrive, perhaps) after it began
+		o.Action, o.Why = ActionSkipped, WhyDeadLetteredDuring
+		return o, false, nil
+	}
+	closed, why, cerr := r.in.taskClosed(ctx, m)
+	switch {
+	case cerr != nil:
+		o.Action, o.Why = ActionLeft, cerr.Error()
+	case closed:
+		o.Action, o.Why = ActionSkipped, why
+	case r.opt.DryRun:
+		o.Action = ActionWouldMove
+	default:
+		if err := r.in.pace(ctx, r.lastSend, r.opt.interval()); err != nil {
+			return o, false, err
+		}
+		r.lastSend = r.in.nowFunc()
+		o.Action, o.Why, keep = r.in.move(ctx, r.q, m)
+	}
+	return o, keep, nil
 }
 
 // move sends m to its queue, then deletes it from the DLQ. keep reports that it no
@@ -154,7 +195,7 @@ func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why 
 	}
 	attrs := map[string]types.MessageAttributeValue{}
 	for k, v := range m.attrs {
-		if !strings.HasPrefix(k, "taskbridge-") { // the DLQ's own notes, not the event's
+		if !strings.HasPrefix(k, consumer.DeadLetterAttrPrefix) { // the DLQ's own notes, not the event's
 			attrs[k] = v
 		}
 	}
@@ -171,19 +212,11 @@ func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why 
 	if _, err := in.sqs.SendMessage(ctx, in2); err != nil {
 		return ActionLeft, fmt.Sprintf("send to %s: %v", q.Name, err), false
 	}
-	// Detached: once the message is in its queue, the delete is worth finishing even
-	// if the command is being stopped (it would only be a duplicate otherwise).
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if _, err := in.sqs.DeleteMessage(dctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(q.DLQURL), ReceiptHandle: aws.String(m.receipt)}); err != nil {
-		return ActionMoved, fmt.Sprintf("in %s again, but still in the DLQ too (delete: %v)", q.Name, err), false
+	if err := in.deleteDead(ctx, q, m); err != nil {
+		return ActionMoved, fmt.Sprintf("in %s again, but still in the DLQ too (%v)", q.Name, err), false
 	}
 	return ActionMoved, "", true
 }
-
-// closedCodes are the answers that mean a task is closed. AWS says TaskTimedOut for a
-// closed token; emulators (moto) say InvalidToken.
-var closedCodes = map[string]bool{"TaskTimedOut": true, "InvalidToken": true, "TaskDoesNotExist": true}
 
 // taskClosed asks whether m's task can still be completed: with its token when it
 // has one (a heartbeat: see sfnAPI), else with the status of its execution when the
@@ -192,9 +225,8 @@ func (in *Inspector) taskClosed(ctx context.Context, m Message) (closed bool, wh
 	switch {
 	case m.token != "":
 		_, err := in.sfn.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(m.token)})
-		var apiErr smithy.APIError
-		if errors.As(err, &apiErr) && closedCodes[apiErr.ErrorCode()] {
-			return true, "task closed (" + apiErr.ErrorCode() + ")", nil
+		if code, closed := callback.ClosedCode(err); closed {
+			return true, "task closed (" + code + ")", nil
 		}
 		if err != nil {
 			return false, "", fmt.Errorf("check the task: %w", err)
@@ -202,8 +234,7 @@ func (in *Inspector) taskClosed(ctx context.Context, m Message) (closed bool, wh
 		return false, "", nil
 	case m.ExecutionARN != "":
 		d, err := in.sfn.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: aws.String(m.ExecutionARN)})
-		var apiErr smithy.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ExecutionDoesNotExist" {
+		if isCode(err, "ExecutionDoesNotExist") {
 			return true, "execution does not exist", nil
 		}
 		if err != nil {

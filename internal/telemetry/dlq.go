@@ -2,24 +2,20 @@ package telemetry
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
-// sqsAPI is the one SQS call the DLQ gauge makes; *sqs.Client satisfies it. It must be
-// safe for concurrent use only in the sense the SDK client is: the gauge calls it from
-// one goroutine.
+// sqsAPI is the one SQS call of QueueCounts and the DLQ gauge; *sqs.Client
+// satisfies it. It must be safe for concurrent use only in the sense the SDK client
+// is: the gauge calls it from one goroutine.
 type sqsAPI interface {
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
@@ -106,22 +102,11 @@ func (g *DLQGauge) depthOf(ctx context.Context, url string) (int64, error) {
 	// Bounded, so one hung call cannot stall every later read.
 	ctx, cancel := context.WithTimeout(ctx, min(g.cfg.Interval, 10*time.Second))
 	defer cancel()
-	const attr = sqstypes.QueueAttributeNameApproximateNumberOfMessages
-	out, err := g.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{attr},
-	})
+	n, err := QueueCounts(ctx, g.sqs, url, sqstypes.QueueAttributeNameApproximateNumberOfMessages)
 	if err != nil {
-		return 0, fmt.Errorf("get attributes of %s: %w", url, err)
+		return 0, err
 	}
-	v, ok := out.Attributes[string(attr)]
-	if !ok {
-		return 0, errors.New("answer has no " + string(attr))
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s is %q, not a count", attr, v)
-	}
-	return n, nil
+	return n[0], nil
 }
 
 // jitter returns d ± 10 %.
