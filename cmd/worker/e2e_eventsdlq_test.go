@@ -106,6 +106,8 @@ func TestE2EUndeliverableEventRedriven(t *testing.T) {
 	text = st.cli("dlq", "list")
 	t.Logf("worker dlq list:\n%s\nworker dlq show --queue eventbridge:\n%s", text, st.cli("dlq", "show", "--queue", "eventbridge"))
 	require.Contains(t, text, "NO_PERMISSIONS (rule "+stack+"-work)", "a plain list shows the events DLQ too")
+	text = st.cli("dlq", "list", "--queue", "eventbridge") // as operations.md shows it
+	require.Contains(t, text, "NO_PERMISSIONS (rule "+stack+"-work)", text)
 
 	st.startWorker()
 	var sum struct{ Moved, Skipped, Left int }
