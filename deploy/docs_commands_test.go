@@ -145,6 +145,7 @@ var runByTest = map[string]runBy{
 	`bin/worker start --names "Zoë,O'Brien,名前" --wait --report`: {test: "TestE2EGuideByHand", file: "cmd/worker/e2e_cookies_test.go"},
 	"bin/worker validate": {test: "TestE2EExampleETLChain", file: "cmd/worker/e2e_examples_test.go",
 		note: "and TestE2EExampleScheduledBatch, each with its example's topology"},
+	`bin/worker start --state-machine nightly --input '{"seconds": 70}' --wait`: {test: "TestE2EExampleScheduledBatch", file: "cmd/worker/e2e_examples_test.go"},
 
 	// Operations: dead letters, on the e2e topology's queues.
 	"bin/worker status": {test: "TestE2EDeadLettersInspectedAndRedriven", file: "cmd/worker/e2e_dlq_test.go"},
