@@ -163,7 +163,8 @@ var runByTest = map[string]runBy{
 		as: map[string]string{"processSingle": "flaky"}, note: "moto lacks RedriveExecution: the test proves the command says so; internal/dlq's executions_test.go proves the redrive"},
 	"bin/worker dlq purge --queue processSingle --yes": {test: "TestE2EDeadLettersInspectedAndRedriven", file: "cmd/worker/e2e_dlq_test.go",
 		as: map[string]string{"processSingle": "work"}},
-	"bin/worker dlq list --queue eventbridge": {test: "TestE2EUndeliverableEventRedriven", file: "cmd/worker/e2e_eventsdlq_test.go"},
+	"bin/worker dlq list --queue eventbridge":               {test: "TestE2EUndeliverableEventRedriven", file: "cmd/worker/e2e_eventsdlq_test.go"},
+	"bin/worker dlq redrive --queue eventbridge --to queue": {test: "TestE2EUndeliverableEventRedriven", file: "cmd/worker/e2e_eventsdlq_test.go"},
 }
 
 // Every command of the docs runs here, or its fence says why not.
