@@ -73,16 +73,30 @@ func fenceCommands(page string, fs []fence) ([]docCommand, error) {
 			reason, markedAt, covered = "", "", 0
 			return nil
 		}
+		pending, pendingAt := "", "" // a command continued on the next line (a trailing \)
+		emit := func() {
+			for _, c := range strings.Split(pending, "&&") {
+				if c = strings.Join(strings.Fields(c), " "); c != "" {
+					out = append(out, docCommand{text: c, page: page, where: pendingAt, notRun: reason})
+					if reason != "" {
+						covered++
+					}
+				}
+			}
+			pending, pendingAt = "", ""
+		}
 		for i, l := range append(f.body, "") { // the fence's end closes a group
 			where := page + ":" + strconv.Itoa(f.line+1+i)
 			trimmed := strings.TrimSpace(l)
 			switch {
 			case trimmed == "":
+				emit()
 				if err := closeGroup(); err != nil {
 					return nil, err
 				}
 				continue
 			case strings.HasPrefix(strings.ToLower(trimmed), "# not run"):
+				emit()
 				if err := closeGroup(); err != nil {
 					return nil, err
 				}
@@ -94,13 +108,14 @@ func fenceCommands(page string, fs []fence) ([]docCommand, error) {
 			case strings.HasPrefix(trimmed, "#"):
 				continue // a comment line
 			}
-			for _, c := range strings.Split(comment.ReplaceAllString(l, ""), "&&") {
-				if c = strings.Join(strings.Fields(c), " "); c != "" {
-					out = append(out, docCommand{text: c, page: page, where: where, notRun: reason})
-					if reason != "" {
-						covered++
-					}
-				}
+			if pendingAt == "" {
+				pendingAt = where
+			}
+			line := strings.TrimSpace(comment.ReplaceAllString(l, ""))
+			more := strings.HasSuffix(line, `\`)
+			pending += " " + strings.TrimSuffix(line, `\`)
+			if !more {
+				emit()
 			}
 		}
 	}
@@ -511,6 +526,9 @@ func TestDocsMarkersCoverTheirGroup(t *testing.T) {
 		{name: "comment lines stay in the group", lang: "sh",
 			body: []string{"# not run here: the SDK does it", "aws s3 cp a s3://b/", "# then", "aws s3 ls"},
 			want: []got{{"aws s3 cp a s3://b/", "the SDK does it"}, {"aws s3 ls", "the SDK does it"}}},
+		{name: "a command continued over lines is one", lang: "sh",
+			body: []string{"terraform apply \\", "  -var a=b \\", "  -var c=d   # then", "bin/worker status"},
+			want: []got{{"terraform apply -var a=b -var c=d", ""}, {"bin/worker status", ""}}},
 		{name: "other languages hold no commands", lang: "text", body: []string{"docker push x"}},
 		{name: "a marker without a reason", lang: "sh", body: []string{"# not run here:", "docker push x"}, err: "a marker reads"},
 		{name: "a one-word reason", lang: "sh", body: []string{"# not run here: docker", "docker push x"}, err: "a marker reads"},

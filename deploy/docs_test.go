@@ -157,7 +157,7 @@ func TestDocsFencesNameTheirLanguage(t *testing.T) {
 	known := []string{"sh", "go", "json", "hcl", "dockerfile", "text", "python"}
 	for _, page := range docPages(t) {
 		for _, f := range fences(t, page) {
-			require.Contains(t, known, f.lang, "%s:%d: a fence names its language, one of %v", f.page, f.line, known)
+			require.Contains(t, known, f.lang, "%s:%d: a fence names its language, one of %v (shell commands go in sh fences, which TestDocsCommandsRunOrSayWhyNot reads)", f.page, f.line, known)
 		}
 	}
 }
