@@ -391,7 +391,7 @@ func requireTestRuns(t *testing.T, c docCommand, e runBy) {
 	}
 	runs := stringRuns(cur)
 	require.True(t, slices.ContainsFunc(runs, func(r []string) bool { return slices.Equal(r, want) }),
-		"%s: `%s`: %s (%s, via %v) runs no %q; its string lists: %q", c.where, c.text, e.test, e.file, e.via, want, runs)
+		"%s: `%s`: %s (%s, via %v; %s) runs no %q; its string lists: %q", c.where, c.text, e.test, e.file, e.via, e.note, want, runs)
 }
 
 // requireScriptRuns proves that e's script holds c as a line and that CI runs it.
@@ -402,7 +402,7 @@ func requireScriptRuns(t *testing.T, ci ciTargets, c docCommand, e runBy) {
 	found := slices.ContainsFunc(strings.Split(string(b), "\n"), func(l string) bool {
 		return strings.Join(strings.Fields(l), " ") == c.text
 	})
-	require.True(t, found, "%s: `%s`: %s has no such line", c.where, c.text, e.file)
+	require.True(t, found, "%s: `%s`: %s (%s) has no such line", c.where, c.text, e.file, e.note)
 	require.True(t, ci.scripts[e.file], "%s: `%s` runs in %s, which no make target of CI runs (%v)", c.where, c.text, e.file, ci.targets)
 }
 
