@@ -22,7 +22,7 @@ import (
 // not and why. Run here means one of
 //   - a make target that a CI step runs (.ci/run), itself or as a prerequisite;
 //   - a page that a test follows as it is written (pageRunners);
-//   - a named test that runs the command's words (runBy): the test's body, or a
+//   - a named test that runs the command's words (runByTest): the test's body, or a
 //     helper it calls, holds them as a list of Go string literals;
 //   - a script that a CI step's make target runs, which holds the command as a line.
 // A marker is a comment line of the fence, `# not run here: <why>`; it covers the
@@ -34,7 +34,8 @@ const markerPrefix = "# not run here:"
 
 var markerLine = regexp.MustCompile(`^# not run here: \S+\s+\S.*$`)
 
-// docCommand is one command of a sh fence: a line without its comment, cut at &&.
+// docCommand is one command of a sh fence: a line without its comment, joined with
+// the next after a trailing \, cut at &&.
 type docCommand struct {
 	text   string // its words joined by one space
 	page   string // relative to the repository
@@ -202,6 +203,9 @@ func TestDocsCommandsRunOrSayWhyNot(t *testing.T) {
 			}
 			require.False(t, listed, "%s: `%s` is marked not run, but runByTest says %s %s runs it: take it out of the marker's lines", c.where, c.text, e.test, e.file)
 			require.False(t, paged, "%s: `%s` is marked not run, but %s runs every command of %s", c.where, c.text, pageRunners[c.page].test, c.page)
+			if strings.HasPrefix(c.text, "make ") {
+				requireMakeTargets(t, c) // not run, but a target still
+			}
 		case paged:
 			runners[c.page] = true
 		case strings.HasPrefix(c.text, "make "):
@@ -488,15 +492,20 @@ func ciMake(t *testing.T) ciTargets {
 	return ci
 }
 
-// requireRuns proves that c, a make command, names targets that CI runs.
-func (ci ciTargets) requireRuns(t *testing.T, c docCommand) {
+// requireMakeTargets proves that c, a make command, names targets (make -n).
+func requireMakeTargets(t *testing.T, c docCommand) {
 	t.Helper()
-	args := strings.Fields(c.text)[1:]
-	dry := exec.Command("make", append([]string{"-n"}, args...)...)
+	dry := exec.Command("make", append([]string{"-n"}, strings.Fields(c.text)[1:]...)...)
 	dry.Dir = ".."
 	out, err := dry.CombinedOutput()
 	require.NoError(t, err, "%s: `%s` is not a make target: %s", c.where, c.text, out)
-	for _, a := range args {
+}
+
+// requireRuns proves that c, a make command, names targets that CI runs.
+func (ci ciTargets) requireRuns(t *testing.T, c docCommand) {
+	t.Helper()
+	requireMakeTargets(t, c)
+	for _, a := range strings.Fields(c.text)[1:] {
 		if !strings.Contains(a, "=") {
 			require.True(t, ci.targets[a], "%s: `%s`: no step of .ci/run runs make %s (itself or as a prerequisite): mark it `%s <why>`", c.where, c.text, a, markerPrefix)
 		}
