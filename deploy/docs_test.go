@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,13 +21,17 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the configuration block of docs/guide.md from `worker config`")
 
-// docPages are the pages whose commands must run somewhere: the README and docs/.
+// docPages are the pages whose commands must run somewhere or say why not: the
+// README, docs/ and the examples' READMEs.
 func docPages(t *testing.T) []string {
 	t.Helper()
 	pages, err := filepath.Glob("../docs/*.md")
 	require.NoError(t, err)
 	require.NotEmpty(t, pages)
-	return append([]string{"../README.md"}, pages...)
+	examples, err := filepath.Glob("../examples/*/README.md")
+	require.NoError(t, err)
+	require.NotEmpty(t, examples)
+	return append(append([]string{"../README.md"}, pages...), examples...)
 }
 
 // fence is a fenced block of a page: its language and its lines.
@@ -45,15 +48,18 @@ func fences(t *testing.T, page string) []fence {
 	require.NoError(t, err)
 	var out []fence
 	var open *fence
+	indent := ""
 	for i, l := range strings.Split(string(b), "\n") {
 		switch {
-		case open == nil && strings.HasPrefix(l, "```"):
-			open = &fence{page: page, line: i + 1, lang: strings.TrimSpace(l[3:])}
+		case open == nil && strings.HasPrefix(strings.TrimLeft(l, " "), "```"):
+			// A fence may be indented, in a list item: its lines lose that indent.
+			indent = l[:len(l)-len(strings.TrimLeft(l, " "))]
+			open = &fence{page: page, line: i + 1, lang: strings.TrimSpace(strings.TrimLeft(l, " ")[3:])}
 		case open != nil && strings.TrimSpace(l) == "```":
 			out = append(out, *open)
 			open = nil
 		case open != nil:
-			open.body = append(open.body, l)
+			open.body = append(open.body, strings.TrimPrefix(l, indent))
 		}
 	}
 	require.Nil(t, open, "%s: a fence opened at line %d is never closed", page, func() int {
@@ -73,7 +79,7 @@ func prose(t *testing.T, page string) string {
 	var kept []string
 	in := false
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "```") {
+		if strings.HasPrefix(strings.TrimLeft(l, " "), "```") {
 			in = !in
 			continue
 		}
@@ -116,10 +122,7 @@ func anchors(t *testing.T, page string) map[string]bool {
 // Every relative link resolves: to a file, and with #, to one of its headings.
 func TestDocsLinksResolve(t *testing.T) {
 	t.Parallel()
-	pages := docPages(t)
-	more, err := filepath.Glob("../examples/*/README.md")
-	require.NoError(t, err)
-	pages = append(append(pages, more...), "../BENCHMARKS.md")
+	pages := append(docPages(t), "../BENCHMARKS.md")
 	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
 	checked := 0
 	for _, page := range pages {
@@ -148,148 +151,14 @@ func TestDocsLinksResolve(t *testing.T) {
 }
 
 // Every fenced block says what it holds, so that no shell command hides in a block
-// that TestDocsCommandsAreExercised does not read.
+// that TestDocsCommandsRunOrSayWhyNot does not read.
 func TestDocsFencesNameTheirLanguage(t *testing.T) {
 	t.Parallel()
 	known := []string{"sh", "go", "json", "hcl", "dockerfile", "text", "python"}
 	for _, page := range docPages(t) {
 		for _, f := range fences(t, page) {
-			require.Contains(t, known, f.lang, "%s:%d: a fence names its language, one of %v", f.page, f.line, known)
+			require.Contains(t, known, f.lang, "%s:%d: a fence names its language, one of %v (shell commands go in sh fences, which TestDocsCommandsRunOrSayWhyNot reads)", f.page, f.line, known)
 		}
-	}
-}
-
-// commands are the shell commands of the docs' sh blocks: a line without its
-// comment, cut at &&.
-func commands(t *testing.T) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	comment := regexp.MustCompile(`\s+#.*$`)
-	for _, page := range docPages(t) {
-		for _, f := range fences(t, page) {
-			if f.lang != "sh" {
-				continue
-			}
-			for i, l := range f.body {
-				l = comment.ReplaceAllString(l, "")
-				for _, c := range strings.Split(l, "&&") {
-					c = strings.Join(strings.Fields(c), " ")
-					if c != "" {
-						out[c] = filepath.Base(page) + ":" + strconv.Itoa(f.line+1+i)
-					}
-				}
-			}
-		}
-	}
-	return out
-}
-
-// exercised says where a command of the docs runs: here (make targets, with make -n),
-// or in a test, script or CI step that must hold the command's words (`with`).
-// `note` says how, where that is not the command to the letter.
-type exercised struct {
-	in   string
-	with []string
-	note string
-}
-
-// tutorial is what TestE2ETutorialGreeter holds: it runs docs/tutorial.md's commands
-// as they are.
-var tutorial = []string{`tutorialPage = "docs/tutorial.md"`, "for _, s := range steps"}
-
-// The commands of the docs and where each is exercised. A command that is not a
-// make target needs an entry; an entry whose command left the docs fails too.
-var exercisedBy = map[string]exercised{
-	// README, the guide (by hand on moto), make demo.
-	"scripts/emulator.sh start": {in: "scripts/demo.sh", with: []string{"scripts/emulator.sh start"}, note: "make demo"},
-	"scripts/emulator.sh stop":  {in: "scripts/demo.sh", with: []string{"scripts/emulator.sh stop"}, note: "make demo"},
-	"export AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing": {
-		in: "scripts/demo.sh", with: []string{"AWS_ENDPOINT_URL=\"http://127.0.0.1:$MOTO_PORT\"", "AWS_ACCESS_KEY_ID=testing"}, note: "make demo's environment"},
-	"bin/worker bootstrap --output json": {in: "cmd/worker/e2e_harness_test.go", with: []string{`"bootstrap", "--output", "json"`}},
-	"bin/worker run &":                   {in: "cmd/worker/e2e_harness_test.go", with: []string{`exec.Command(st.bin, "run")`}},
-	`bin/worker start --names "Zoë,O'Brien,名前" --wait --report`: {
-		in: "scripts/demo.sh", with: []string{"bin/worker start", "--wait --report"},
-		note: "make demo, with --count; --names is parsed in internal/cli's tests, the names are TestE2EAwkwardNamesStayUnderThePrefix's"},
-	"aws --endpoint-url $AWS_ENDPOINT_URL s3 cp data.csv s3://taskbridge-landing/in/": {
-		in: "cmd/worker/e2e_batch_test.go", with: []string{"PutObject", `Queues["landing"]`}, note: "the same PutObject through the SDK"},
-	"COMPOSE_PROFILES=moto docker compose up --build": {
-		in: "deploy/deploy_test.go", with: []string{"TestComposeFile", `"moto"`}, note: "the compose file is checked, not run: no Docker engine here"},
-
-	// The tutorial: cmd/worker/e2e_tutorial_test.go runs these lines as they are.
-	"mkdir greeter":                   {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"cd greeter":                      {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"go mod init example.com/greeter": {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"cp -r /path/to/taskbridge/examples/greeter/. .":                            {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"go mod edit -replace github.com/taskbridge/taskbridge=/path/to/taskbridge": {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"go mod tidy": {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"export AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing": {
-		in: "cmd/worker/e2e_tutorial_test.go", with: tutorial, note: "the test's emulator, on a free port"},
-	"export WORKER_TOPOLOGY=$PWD/topology.json WORKER_METRICS_ADDR=127.0.0.1:9191": {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"go build -o greeter .": {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"./greeter validate":    {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"./greeter bootstrap":   {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	"./greeter run &":       {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-	`./greeter start --state-machine greeter --input '{"name":"Ada"}' --wait`: {in: "cmd/worker/e2e_tutorial_test.go", with: tutorial},
-
-	// Operations: deploying.
-	"docker build --build-arg VERSION=1.0.0 -t <account>.dkr.ecr.<region>.amazonaws.com/taskbridge:1.0.0 .": {
-		in: "scripts/image-check.sh", with: []string{"podman build", "--build-arg VERSION=image-check"}, note: "make image-check builds the Dockerfile with podman"},
-	"docker push <account>.dkr.ecr.<region>.amazonaws.com/taskbridge:1.0.0": {
-		in: "scripts/image-check.sh", with: []string{"podman run"}, note: "not pushed: no registry here; make image-check runs the image it built"},
-	"cd deploy/terraform/examples/root": {in: "scripts/tf-check.sh", with: []string{"deploy/terraform/examples/root"}},
-	"cp terraform.tfvars.example terraform.tfvars": {
-		in: "scripts/tf-check.sh", with: []string{"terraform.tfvars"}, note: "make tf-check writes its own tfvars beside the example's"},
-	"terraform init":  {in: "scripts/tf-check.sh", with: []string{"tf init"}},
-	"terraform apply": {in: "scripts/tf-check.sh", with: []string{"tf apply"}},
-
-	// Operations: dead letters.
-	"bin/worker status": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`st.exitCode("status")`}},
-	"bin/worker dlq list --queue processSingle --output json": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "list", "--queue", "work", "--output", "json"`}},
-	"bin/worker dlq show --queue processSingle --limit 5":     {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "show", "--queue"`}, note: "--limit: internal/dlq's tests"},
-	"bin/worker dlq redrive --queue processSingle --dry-run":  {in: "internal/dlq/dlq_test.go", with: []string{"DryRun: true"}},
-	"bin/worker dlq redrive --queue processSingle --reason RetriesExhausted --rate 5": {
-		in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "work", "--reason", "maxReceiveCount", "--rate"`}},
-	"bin/worker dlq purge --queue processSingle --yes":                    {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "purge", "--queue", "work", "--yes"`}},
-	"bin/worker dlq list --queue eventbridge":                             {in: "cmd/worker/e2e_eventsdlq_test.go", with: []string{`"dlq", "list", "--queue", "eventbridge"`}},
-	"bin/worker dlq redrive --queue eventbridge --to queue":               {in: "internal/dlq/events_test.go", with: []string{"q.ToTarget = true"}, note: "--to queue sets Queue.ToTarget (internal/cli/dlq.go)"},
-	"bin/worker dlq redrive --queue processSingle --executions --dry-run": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "flaky", "--executions", "--dry-run"`}},
-	"bin/worker dlq redrive --queue processSingle --executions": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "flaky", "--executions")`},
-		note: "moto lacks RedriveExecution: the e2e test proves it says so; internal/dlq's executions_test.go proves the redrive against Step Functions' types"},
-
-	// Development: LocalStack by hand is what make test-localstack does.
-	"scripts/localstack.sh start": {in: "scripts/localstack.sh", with: []string{"start) start ;;", "  test)"}, note: "make test-localstack"},
-	"scripts/localstack.sh stop":  {in: "scripts/localstack.sh", with: []string{"stop) stop ;;"}, note: "make test-localstack"},
-	"export AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test": {
-		in: "scripts/localstack.sh", with: []string{"TASKBRIDGE_TEST_ENDPOINT"}, note: "the tests' endpoint, on a free port"},
-	"bin/worker bootstrap --glue-optional": {in: "cmd/worker/e2e_harness_test.go", with: []string{`"--glue-optional"`}, note: "on LocalStack"},
-	"bin/worker run":                       {in: "cmd/worker/e2e_harness_test.go", with: []string{`exec.Command(st.bin, "run")`}},
-}
-
-// Every command of the docs runs somewhere: make targets here with make -n, the rest
-// where exercisedBy says, which must hold the command's words.
-func TestDocsCommandsAreExercised(t *testing.T) {
-	t.Parallel()
-	cmds := commands(t)
-	require.NotEmpty(t, cmds)
-	for cmd, where := range cmds {
-		if strings.HasPrefix(cmd, "make ") {
-			run := exec.Command("make", append([]string{"-n"}, strings.Fields(cmd)[1:]...)...)
-			run.Dir = ".."
-			out, err := run.CombinedOutput()
-			require.NoError(t, err, "%s: `%s` is not a make target: %s", where, cmd, out)
-			continue
-		}
-		e, ok := exercisedBy[cmd]
-		require.True(t, ok, "%s: `%s` runs in no test: run it in deploy/docs_test.go or add it to exercisedBy with the test that runs it", where, cmd)
-		b, err := os.ReadFile(filepath.Join("..", e.in))
-		require.NoError(t, err, "`%s` is exercised in %s", cmd, e.in)
-		for _, w := range e.with {
-			contains(t, string(b), w, "`%s` is exercised in %s (%s)", cmd, e.in, e.note)
-		}
-	}
-	for cmd := range exercisedBy {
-		_, ok := cmds[cmd]
-		require.True(t, ok, "exercisedBy lists `%s`, which no page of the docs has any more", cmd)
 	}
 }
 

@@ -89,6 +89,19 @@ func TestE2ECookiesFiftyPeople(t *testing.T) {
 	st.requireQueuesDrain(3 * time.Minute)
 }
 
+// TestE2EGuideByHand runs the guide's commands by hand (docs/guide.md, "Running it
+// locally") with the words it shows: bootstrap, run, then start with awkward names,
+// --wait and --report.
+func TestE2EGuideByHand(t *testing.T) {
+	st := newStack(t)
+	st.startWorker()
+	out := st.cli("start", "--names", "Zoë,O'Brien,名前", "--wait", "--report")
+	require.Contains(t, out, "people: 3,", out)
+	for _, name := range []string{"Zoë", "O'Brien", "名前"} {
+		require.Contains(t, out, name, "the report names everyone")
+	}
+}
+
 func TestE2EAwkwardNamesStayUnderThePrefix(t *testing.T) {
 	st := newStack(t)
 	st.startWorker()

@@ -274,13 +274,15 @@ func TestE2EStartWaitShowsTheCauseAndTheDLQStaysVisible(t *testing.T) {
 	out := st.cli("dlq", "list", "--queue", "flaky", "--output", "json")
 	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
 	require.Equal(t, []struct{ Depth, Read int }{{1, 1}}, listed.Queues, out)
-	shown := st.cli("dlq", "show", "--queue", "flaky")
+	shown := st.cli("dlq", "show", "--queue", "flaky", "--limit", "5")
 	require.Contains(t, shown, "upstream 503", shown)
 	require.Contains(t, shown, "dead since", "the worker's copy says when it was dead-lettered")
 	var sum struct{ Moved, Skipped, Left int }
 	out = st.cli("dlq", "redrive", "--queue", "flaky", "--dry-run", "--output", "json")
 	require.NoError(t, json.Unmarshal([]byte(out), &sum), out)
 	require.Equal(t, 1, sum.Moved+sum.Skipped+sum.Left, "the redrive sees it: %s", out)
+	out = st.cli("dlq", "redrive", "--queue", "flaky", "--dry-run") // as operations.md shows it
+	require.Regexp(t, `flaky: would move \d+, skipped \d+ \(task closed\), left \d+`, out)
 	code, out, _ = st.run("status", "--output", "json")
 	require.Equal(t, 1, code)
 	require.Regexp(t, `"queue": "flaky",[^}]*"visible": 0,[^}]*"dlq": 1`, out)

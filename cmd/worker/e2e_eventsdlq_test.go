@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 // DLQ and an explicit retry policy (read back); an event EventBridge could not
 // deliver, in its DLQ format (the event as body, ERROR_CODE, ERROR_MESSAGE, RULE_ARN,
 // TARGET_ARN), is listed with its rule, makes status fail, and `dlq redrive --queue
-// eventbridge` puts it back on its bus, from where its task completes.
+// eventbridge` puts it back on its bus, from where its task completes; a second one
+// `--to queue` goes into its rule's queue, where the worker completes it.
 func TestE2EUndeliverableEventRedriven(t *testing.T) {
 	st := newStack(t, "WORKER_TOPOLOGY="+dlqTopology(t))
 	ctx := context.Background()
@@ -50,32 +52,35 @@ func TestE2EUndeliverableEventRedriven(t *testing.T) {
 
 	// No worker runs: the execution's event waits in the work queue. Take it out and
 	// put it in the events DLQ as EventBridge does when the queue refuses it.
-	exec := st.start("work", `{"n": 7}`)
-	var event string
-	eventually(t, time.Minute, "the execution's event reaches its queue", func() bool {
-		out, err := st.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(st.out.Queues["work"]), WaitTimeSeconds: 1})
-		require.NoError(t, err)
-		if len(out.Messages) == 0 {
-			return false
-		}
-		event = aws.ToString(out.Messages[0].Body)
-		_, err = st.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(st.out.Queues["work"]), ReceiptHandle: out.Messages[0].ReceiptHandle})
-		require.NoError(t, err)
-		return true
-	})
 	queueAttrs, err := st.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(st.out.Queues["work"]), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
 	require.NoError(t, err)
 	str := func(v string) sqstypes.MessageAttributeValue {
 		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 	}
-	_, err = st.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(st.out.EventsDLQ), MessageBody: aws.String(event),
-		MessageAttributes: map[string]sqstypes.MessageAttributeValue{
-			"ERROR_CODE":    str("NO_PERMISSIONS"),
-			"ERROR_MESSAGE": str("User: arn:aws:sts::123456789012:assumed-role/events is not authorized to perform: sqs:SendMessage on resource"),
-			"RULE_ARN":      str(rules["work"]),
-			"TARGET_ARN":    str(queueAttrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]),
-		}})
-	require.NoError(t, err)
+	deadLetter := func() {
+		var event string
+		eventually(t, time.Minute, "the execution's event reaches its queue", func() bool {
+			out, err := st.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(st.out.Queues["work"]), WaitTimeSeconds: 1})
+			require.NoError(t, err)
+			if len(out.Messages) == 0 {
+				return false
+			}
+			event = aws.ToString(out.Messages[0].Body)
+			_, err = st.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(st.out.Queues["work"]), ReceiptHandle: out.Messages[0].ReceiptHandle})
+			require.NoError(t, err)
+			return true
+		})
+		_, err = st.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(st.out.EventsDLQ), MessageBody: aws.String(event),
+			MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+				"ERROR_CODE":    str("NO_PERMISSIONS"),
+				"ERROR_MESSAGE": str("User: arn:aws:sts::123456789012:assumed-role/events is not authorized to perform: sqs:SendMessage on resource"),
+				"RULE_ARN":      str(rules["work"]),
+				"TARGET_ARN":    str(queueAttrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]),
+			}})
+		require.NoError(t, err)
+	}
+	exec := st.start("work", `{"n": 7}`)
+	deadLetter()
 
 	code, text := st.exitCode("status")
 	require.Equal(t, 1, code, "status fails while the events DLQ holds an event:\n%s", text)
@@ -106,8 +111,10 @@ func TestE2EUndeliverableEventRedriven(t *testing.T) {
 	text = st.cli("dlq", "list")
 	t.Logf("worker dlq list:\n%s\nworker dlq show --queue eventbridge:\n%s", text, st.cli("dlq", "show", "--queue", "eventbridge"))
 	require.Contains(t, text, "NO_PERMISSIONS (rule "+stack+"-work)", "a plain list shows the events DLQ too")
+	text = st.cli("dlq", "list", "--queue", "eventbridge") // as operations.md shows it
+	require.Contains(t, text, "NO_PERMISSIONS (rule "+stack+"-work)", text)
 
-	st.startWorker()
+	w := st.startWorker()
 	var sum struct{ Moved, Skipped, Left int }
 	out = st.cli("dlq", "redrive", "--queue", "eventbridge", "--rate", "5", "--output", "json")
 	require.NoError(t, json.Unmarshal([]byte(out), &sum), out)
@@ -116,4 +123,19 @@ func TestE2EUndeliverableEventRedriven(t *testing.T) {
 	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s %s", aws.ToString(d.Error), aws.ToString(d.Cause))
 	require.True(t, strings.Contains(aws.ToString(d.Output), `"n":7`) || strings.Contains(aws.ToString(d.Output), `"n": 7`), aws.ToString(d.Output))
 	eventually(t, time.Minute, "status says all clear", func() bool { c, _ := st.exitCode("status"); return c == 0 })
+
+	// Again, into its rule's queue instead of onto its bus (`--to queue`), with the
+	// worker stopped so that the event waits where the redrive put it.
+	w.signal(syscall.SIGTERM)
+	require.Zero(t, w.waitExit(time.Minute))
+	exec = st.start("work", `{"n": 8}`)
+	deadLetter()
+	out = st.cli("dlq", "redrive", "--queue", "eventbridge", "--to", "queue") // as operations.md shows it
+	require.Regexp(t, `moved 1, skipped 0 \(task closed\), left 0`, out)
+	require.Equal(t, 0, st.queueDepth(st.out.EventsDLQ), "the DLQ gave it up")
+	require.Equal(t, 1, st.queueDepth(st.out.Queues["work"]), "the event waits in its rule's queue")
+	st.startWorker()
+	d = st.waitExecution(exec, 2*time.Minute)
+	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s %s", aws.ToString(d.Error), aws.ToString(d.Cause))
+	require.Contains(t, strings.ReplaceAll(aws.ToString(d.Output), " ", ""), `"n":8`)
 }
