@@ -73,7 +73,7 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	// The first line says what runs, before anything can fail on the way.
 	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
 		zap.Strings("roles", s.cfg.Roles))
-	stopTracing, err := tracing.Setup(ctx, tracing.Config{
+	ctx, stopTracing, err := tracing.Setup(ctx, tracing.Config{
 		Exporters: s.cfg.Tracing.Exporters, OTLPProtocol: s.cfg.Tracing.OTLPProtocol, ConsolePath: s.cfg.TraceFile, Version: Version,
 		FlushTimeout: s.cfg.Stop().TracingFlush,
 	}, log)
