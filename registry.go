@@ -86,6 +86,8 @@ func (r *Registry) OnStart(fn func(ctx context.Context, s Stack) error) {
 	})
 }
 
-func (r *Registry) cliJobs() cli.Jobs {
-	return cli.Jobs{Jobs: r.state().Jobs(), OnStart: r.state().OnStart()}
+// cliJobs is r's jobs with the invocation's settings of with.
+func (r *Registry) cliJobs(with cli.Jobs) cli.Jobs {
+	with.Jobs, with.OnStart = r.state().Jobs(), r.state().OnStart()
+	return with
 }

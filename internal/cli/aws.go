@@ -101,7 +101,7 @@ type setup struct {
 }
 
 func newSetup(ctx context.Context, registered Jobs) (setup, error) {
-	cfg, err := config.Load()
+	cfg, err := config.LoadFrom(registered.lookup())
 	if err != nil {
 		return setup{}, fmt.Errorf("configuration:\n%w", err)
 	}

@@ -66,17 +66,17 @@ counts these reads too.
 
 func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		printUsage(stderr, dlqUsage)
+		printUsage(stderr, registered.program(), dlqUsage)
 		return UsageError{errors.New("dlq needs a command: list, show, redrive or purge")}
 	}
 	if args[0] == "help" || askedForHelp(args[:1]) {
-		printUsage(stdout, dlqUsage)
+		printUsage(stdout, registered.program(), dlqUsage)
 		return flag.ErrHelp
 	}
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(fs.Output(), dlqUsage) }
+	fs.Usage = func() { printUsage(fs.Output(), registered.program(), dlqUsage) }
 	queue := fs.String("queue", "", "topology queue whose DLQ to use")
 	output := fs.String("output", "text", "text or json")
 	var limit *int
@@ -98,7 +98,7 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 	case "purge":
 		yes = fs.Bool("yes", false, "really delete every message of the DLQ")
 	default:
-		printUsage(stderr, dlqUsage)
+		printUsage(stderr, registered.program(), dlqUsage)
 		return UsageError{fmt.Errorf("unknown dlq command %q", cmd)}
 	}
 	if err := parseFlags(fs, args, stdout); err != nil {

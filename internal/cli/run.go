@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
@@ -61,11 +62,24 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if len(args) > 0 {
 		return UsageError{fmt.Errorf("run takes no arguments, got %v", args)}
 	}
+	return Run(ctx, registered)
+}
+
+// Run is `worker run` for registered (its Env, its Logs): it serves the
+// topology's queues until ctx ends, then stops as at a first SIGTERM and returns.
+// It owns everything it starts (clients, tracer, metrics registry, server) and
+// sets no process-wide state, so that several Runs can share a process.
+func Run(ctx context.Context, registered Jobs) error {
+	registered = registered.withBuiltins()
 	s, err := newSetup(ctx, registered)
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := telemetry.NewLogger(s.cfg.LogLevel, s.cfg.LogFormat, Version)
+	logs := registered.Logs
+	if logs == nil {
+		logs = os.Stderr
+	}
+	log, closeLog, err := telemetry.NewLoggerTo(logs, s.cfg.LogLevel, s.cfg.LogFormat, Version)
 	if err != nil {
 		return err
 	}
@@ -381,8 +395,8 @@ func (w wiring) activity() consumer.Activity {
 	return w.protector
 }
 
-func runHealthcheck(ctx context.Context) error {
-	cfg, err := config.Load()
+func runHealthcheck(ctx context.Context, registered Jobs) error {
+	cfg, err := config.LoadFrom(registered.lookup())
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}

@@ -63,7 +63,7 @@ type machineStatus struct {
 func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(fs.Output(), statusUsage) }
+	fs.Usage = func() { printUsage(fs.Output(), registered.program(), statusUsage) }
 	output := fs.String("output", "text", "text or json")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
