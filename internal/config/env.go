@@ -51,8 +51,11 @@ func process(c *Config, look Lookup) error {
 	typ := v.Type()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		if f.Tag.Get("ignored") == "true" || f.Tag.Get("envconfig") == "" {
+		if f.Tag.Get("ignored") == "true" {
 			continue
+		}
+		if f.Tag.Get("envconfig") == "" { // envconfig would read the field's name: say which
+			panic("config: field " + f.Name + " has no envconfig tag")
 		}
 		key := Prefix + "_" + f.Tag.Get("envconfig")
 		value, ok := look(key)
