@@ -66,7 +66,8 @@ func (r *Registry) Handle(name string, fn HandlerFunc, opts ...Option) {
 // call AWS themselves.
 type Stack struct {
 	// AWS is the SDK configuration the worker loaded (AWS_REGION, AWS_ENDPOINT_URL,
-	// the credential chain).
+	// the credential chain). The connections its clients open while the worker
+	// runs are closed when Run returns.
 	AWS aws.Config
 	// S3PathStyle: S3 clients must use path-style URLs (local emulators; set by
 	// WORKER_S3_PATH_STYLE, default true when AWS_ENDPOINT_URL is set).

@@ -75,6 +75,7 @@ func Run(ctx context.Context, registered Jobs) error {
 	if err != nil {
 		return err
 	}
+	defer s.conns.Close() // last: after the stop's flushes and the tracer's
 	logs := registered.Logs
 	if logs == nil {
 		logs = os.Stderr
