@@ -14,7 +14,7 @@ import (
 // HandlerFunc is a job: it does the work of one task and returns its output.
 type HandlerFunc func(ctx context.Context, t *Task) (any, error)
 
-// Registry holds a program's jobs by name. Register every job before Main; a
+// Registry holds a program's jobs by name. Register every job before Main or Run; a
 // Registry is not safe for concurrent registration. Its zero value is empty and
 // ready, like NewRegistry's.
 // (Its state is an internal type that the worker and package tasktest read; a
