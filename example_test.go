@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/taskbridge/taskbridge"
 	"github.com/taskbridge/taskbridge/tasktest"
@@ -67,4 +71,33 @@ func ExampleObserve() {
 	fmt.Println(res.Succeeded, res.Failed, res.Events[0].DetailType)
 	// Output:
 	// false false audited
+}
+
+// Run serves the worker beside a program's own work (its HTTP server, another
+// worker on another stack) and returns instead of exiting: when ctx ends it stops
+// as at a SIGTERM and returns nil. Each run reads its own settings (Env, over the
+// process environment) and writes its own logs. Here the settings are wrong, and
+// the program gets the error rather than an exit.
+func ExampleRun() {
+	jobs := taskbridge.NewRegistry()
+	jobs.Handle("greet", func(ctx context.Context, t *taskbridge.Task) (any, error) {
+		return map[string]string{"greeting": "Hello"}, nil
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Typically in an errgroup beside the program's server: g.Go(func() error {
+	// return taskbridge.Run(ctx, jobs, opts) }).
+	err := taskbridge.Run(ctx, jobs, taskbridge.Options{
+		Env: []string{
+			"WORKER_STACK=Greeter", // stacks are lowercase: refused
+			"WORKER_TOPOLOGY=greeter/topology.json",
+			"WORKER_METRICS_ADDR=127.0.0.1:9191", // not the other worker's port
+		},
+		Logs: io.Discard,
+	})
+	fmt.Println(err)
+	// Output:
+	// configuration:
+	// WORKER_STACK: must be 2-31 lowercase letters, digits or dashes, starting with a letter or digit, got "Greeter"
 }

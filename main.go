@@ -13,6 +13,7 @@ import (
 )
 
 // Main runs the worker's command line with r's jobs and exits; it does not return.
+// A program that serves beside its own server calls Run instead.
 //
 //	worker [run]        serve the topology's queues until SIGTERM (the default)
 //	worker bootstrap    create the topology's stack on AWS_ENDPOINT_URL (idempotent)
@@ -29,11 +30,11 @@ func Main(r *Registry) {
 	// The first SIGTERM or SIGINT stops `run` within its shutdown timeout; a second
 	// one stops it at once.
 	ctx, stop := cli.NotifyStop(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	cli.Program = filepath.Base(os.Args[0])
-	err := cli.Main(ctx, r.cliJobs(), os.Args[1:], os.Stdout, os.Stderr)
+	program := filepath.Base(os.Args[0])
+	err := cli.Main(ctx, r.cliJobs(cli.Jobs{Program: program}), os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, cli.Program+":", err)
+		fmt.Fprintln(os.Stderr, program+":", err)
 	}
 	os.Exit(cli.ExitCode(err))
 }

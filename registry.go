@@ -14,7 +14,7 @@ import (
 // HandlerFunc is a job: it does the work of one task and returns its output.
 type HandlerFunc func(ctx context.Context, t *Task) (any, error)
 
-// Registry holds a program's jobs by name. Register every job before Main; a
+// Registry holds a program's jobs by name. Register every job before Main or Run; a
 // Registry is not safe for concurrent registration. Its zero value is empty and
 // ready, like NewRegistry's.
 // (Its state is an internal type that the worker and package tasktest read; a
@@ -66,7 +66,8 @@ func (r *Registry) Handle(name string, fn HandlerFunc, opts ...Option) {
 // call AWS themselves.
 type Stack struct {
 	// AWS is the SDK configuration the worker loaded (AWS_REGION, AWS_ENDPOINT_URL,
-	// the credential chain).
+	// the credential chain). The connections its clients open while the worker
+	// runs are closed when Run returns.
 	AWS aws.Config
 	// S3PathStyle: S3 clients must use path-style URLs (local emulators; set by
 	// WORKER_S3_PATH_STYLE, default true when AWS_ENDPOINT_URL is set).
@@ -86,6 +87,8 @@ func (r *Registry) OnStart(fn func(ctx context.Context, s Stack) error) {
 	})
 }
 
-func (r *Registry) cliJobs() cli.Jobs {
-	return cli.Jobs{Jobs: r.state().Jobs(), OnStart: r.state().OnStart()}
+// cliJobs is r's jobs with the invocation's settings of with.
+func (r *Registry) cliJobs(with cli.Jobs) cli.Jobs {
+	with.Jobs, with.OnStart = r.state().Jobs(), r.state().OnStart()
+	return with
 }

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+	"github.com/taskbridge/taskbridge/internal/awstest"
 
 	"github.com/taskbridge/taskbridge"
 	"github.com/taskbridge/taskbridge/tasktest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The emulator of the integration tests (run_test.go) is stopped, then no goroutine
+// may be left.
+func TestMain(m *testing.M) { awstest.Main(m) }
 
 func TestHandleRefusesProgramErrors(t *testing.T) {
 	t.Parallel()

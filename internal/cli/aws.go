@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
@@ -22,9 +24,11 @@ import (
 )
 
 // loadAWS loads the SDK's configuration the SDK's way: AWS_REGION, AWS_ENDPOINT_URL,
-// and the default credential chain. No endpoint plumbing of our own.
-func loadAWS(ctx context.Context) (aws.Config, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+// and the default credential chain. No endpoint plumbing of our own. Its clients'
+// connections are dialed through conns.
+func loadAWS(ctx context.Context, conns *connTracker) (aws.Config, error) {
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.DialContext = conns.dial(tr.DialContext) })
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(httpClient))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load aws config: %w", err)
 	}
@@ -98,10 +102,11 @@ type setup struct {
 	aws     aws.Config
 	clients bootstrap.Clients
 	topo    *topology.Topology
+	conns   *connTracker // the clients' connections; a Run closes them as it returns
 }
 
 func newSetup(ctx context.Context, registered Jobs) (setup, error) {
-	cfg, err := config.Load()
+	cfg, err := config.LoadFrom(registered.lookup())
 	if err != nil {
 		return setup{}, fmt.Errorf("configuration:\n%w", err)
 	}
@@ -109,11 +114,12 @@ func newSetup(ctx context.Context, registered Jobs) (setup, error) {
 	if err != nil {
 		return setup{}, err
 	}
-	awsCfg, err := loadAWS(ctx)
+	conns := newConnTracker()
+	awsCfg, err := loadAWS(ctx, conns)
 	if err != nil {
 		return setup{}, err
 	}
-	return setup{cfg: cfg, aws: awsCfg, clients: newClients(awsCfg, cfg), topo: topo}, nil
+	return setup{cfg: cfg, aws: awsCfg, clients: newClients(awsCfg, cfg), topo: topo, conns: conns}, nil
 }
 
 func (s setup) bootstrapper() *bootstrap.Bootstrapper {

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/registry"
 )
@@ -19,13 +21,29 @@ import (
 // Version is set at build time with -ldflags "-X ...cli.Version=…".
 var Version = "dev"
 
-// Jobs is what a program registered: its Go jobs and what must run before they do.
+// Jobs is what a program hands the command line: its Go jobs, what must run
+// before they do, and the settings of this invocation (its name, environment and
+// log output), so that two workers of one process differ in nothing global.
 type Jobs struct {
 	Jobs []jobs.Job
 	// OnStart runs once in `worker run`, after the stack is resolved and before any
 	// message is polled; an error stops the worker.
 	OnStart []func(ctx context.Context, env registry.Env) error
+	// Program names the program in usage texts and errors (a team's `greeter`);
+	// "" is "worker".
+	Program string
+	// Env holds KEY=VALUE settings read before the process environment
+	// (config.Layered); the process environment is never changed.
+	Env []string
+	// Logs receives `run`'s log lines; nil is standard error.
+	Logs io.Writer
 }
+
+// program is the name usage texts and errors give the program.
+func (j Jobs) program() string { return cmp.Or(j.Program, "worker") }
+
+// lookup reads the invocation's configuration: Env over the process environment.
+func (j Jobs) lookup() config.Lookup { return config.Layered(j.Env) }
 
 // names lists the registered jobs and the built-in ones a registry did not replace.
 func (j Jobs) withBuiltins() Jobs {
@@ -81,15 +99,16 @@ commands:
 %[1]s COMMAND --help prints a command's flags.
 `
 
-// Main runs one command line (args without the program name).
+// Main runs one command line (args without the program name); registered names
+// the program and gives its settings.
 func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
 	cmd, args := commandOf(args)
-	if askedForHelp(args) && printCommandHelp(stdout, cmd) {
+	if askedForHelp(args) && printCommandHelp(stdout, registered.program(), cmd) {
 		return flag.ErrHelp
 	}
 	run, ok := commands[cmd]
 	if !ok {
-		fmt.Fprintf(stderr, usage, Program)
+		fmt.Fprintf(stderr, usage, registered.program())
 		return UsageError{fmt.Errorf("unknown command %q", cmd)}
 	}
 	return run(ctx, registered.withBuiltins(), args, stdout, stderr)
@@ -131,15 +150,15 @@ var commands = map[string]command{
 	"config": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
 		return runConfig(stdout)
 	},
-	"healthcheck": func(ctx context.Context, _ Jobs, _ []string, _, _ io.Writer) error {
-		return runHealthcheck(ctx)
+	"healthcheck": func(ctx context.Context, registered Jobs, _ []string, _, _ io.Writer) error {
+		return runHealthcheck(ctx, registered)
 	},
 	"version": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
 		_, err := fmt.Fprintln(stdout, Version)
 		return err
 	},
-	"help": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
-		_, err := fmt.Fprintf(stdout, usage, Program)
+	"help": func(_ context.Context, registered Jobs, _ []string, stdout, _ io.Writer) error {
+		_, err := fmt.Fprintf(stdout, usage, registered.program())
 		return err
 	},
 }

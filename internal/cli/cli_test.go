@@ -34,6 +34,42 @@ func TestExitCodes(t *testing.T) {
 	require.Equal(t, 0, ExitCode(nil))
 }
 
+// The program's name is the invocation's, not a package variable: two command
+// lines of one process name their programs each its own way.
+func TestUsageNamesTheProgram(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		program string
+		args    []string
+		want    string
+	}{
+		{"greeter", []string{"help"}, "usage: greeter [command]"},
+		{"greeter", []string{"start", "--help"}, "usage: greeter start [flags]"},
+		{"billing", []string{"dlq", "--help"}, "usage: billing dlq"},
+		{"billing", []string{"status", "--help"}, "usage: billing status"},
+		{"billing", []string{"validate", "--help"}, "usage: billing validate"},
+		{"", []string{"help"}, "usage: worker [command]"},
+	} {
+		var out bytes.Buffer
+		err := Main(context.Background(), Jobs{Program: tc.program}, tc.args, &out, &out)
+		require.Equal(t, 0, ExitCode(err), "%v: %v", tc.args, err)
+		require.Contains(t, out.String(), tc.want, "%s %v", tc.program, tc.args)
+	}
+}
+
+// Settings given in Env win over the process environment's, for every command
+// that reads the configuration.
+func TestEnvIsReadBeforeTheProcessEnvironment(t *testing.T) {
+	t.Setenv("WORKER_TOPOLOGY", filepath.Join(t.TempDir(), "missing.json"))
+	var out bytes.Buffer
+	require.Error(t, Main(context.Background(), cookiesJobs(), []string{"validate"}, &out, &out), "the process's topology does not exist")
+	out.Reset()
+	embedded := cookiesJobs()
+	embedded.Env = []string{"WORKER_TOPOLOGY="}
+	require.NoError(t, Main(context.Background(), embedded, []string{"validate"}, &out, &out))
+	require.Contains(t, out.String(), "checking the embedded topology")
+}
+
 func TestValidateTheEmbeddedTopology(t *testing.T) {
 	t.Setenv("WORKER_TOPOLOGY", "")
 	var out bytes.Buffer

@@ -97,7 +97,7 @@ var dlqFlags = map[string]func(fs *flag.FlagSet, r *dlqRequest){
 }
 
 func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	r, err := parseDLQ(args, stdout, stderr)
+	r, err := parseDLQ(registered.program(), args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -115,24 +115,24 @@ func runDLQ(ctx context.Context, registered Jobs, args []string, stdout, stderr 
 
 // parseDLQ reads a dlq command line; a wrong one is a UsageError, a help request
 // flag.ErrHelp.
-func parseDLQ(args []string, stdout, stderr io.Writer) (dlqRequest, error) {
+func parseDLQ(program string, args []string, stdout, stderr io.Writer) (dlqRequest, error) {
 	if len(args) == 0 {
-		printUsage(stderr, dlqUsage)
+		printUsage(stderr, program, dlqUsage)
 		return dlqRequest{}, UsageError{errors.New("dlq needs a command: list, show, redrive or purge")}
 	}
 	if args[0] == "help" || askedForHelp(args[:1]) {
-		printUsage(stdout, dlqUsage)
+		printUsage(stdout, program, dlqUsage)
 		return dlqRequest{}, flag.ErrHelp
 	}
 	r := dlqRequest{cmd: args[0]}
 	addFlags, ok := dlqFlags[r.cmd]
 	if !ok {
-		printUsage(stderr, dlqUsage)
+		printUsage(stderr, program, dlqUsage)
 		return dlqRequest{}, UsageError{fmt.Errorf("unknown dlq command %q", r.cmd)}
 	}
 	fs := flag.NewFlagSet("dlq "+r.cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(fs.Output(), dlqUsage) }
+	fs.Usage = func() { printUsage(fs.Output(), program, dlqUsage) }
 	fs.StringVar(&r.queue, "queue", "", "topology queue whose DLQ to use")
 	fs.StringVar(&r.output, "output", "text", "text or json")
 	addFlags(fs, &r)

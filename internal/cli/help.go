@@ -8,10 +8,6 @@ import (
 	"strings"
 )
 
-// Program is the name errors and usage texts give the program: the public package
-// sets it to the running binary's name (a team's `greeter`, not `worker`).
-var Program = "worker"
-
 // helpFlags and versionFlags are asked the GNU way (--help) or Go's (-help, -h).
 var (
 	helpFlags    = []string{"-h", "-help", "--help"}
@@ -30,16 +26,16 @@ var commandHelp = map[string]string{
 
 // printCommandHelp writes `usage: <program> <command>` and what it does; false for a
 // command it has no text for.
-func printCommandHelp(w io.Writer, cmd string) bool {
+func printCommandHelp(w io.Writer, program, cmd string) bool {
 	text, ok := commandHelp[cmd]
 	if !ok {
 		return false
 	}
-	args, what, found := strings.Cut(strings.ReplaceAll(text, "PROGRAM", Program), "\n")
+	args, what, found := strings.Cut(strings.ReplaceAll(text, "PROGRAM", program), "\n")
 	if !found {
 		args, what = "", args
 	}
-	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace(Program+" "+cmd+" "+args), what)
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace(program+" "+cmd+" "+args), what)
 	return true
 }
 
@@ -51,11 +47,11 @@ func askedForHelp(args []string) bool {
 // newFlagSet is a subcommand's flag set: errors and usage on stderr, help (asked
 // with --help) on stdout, flags shown as --name as this command line takes them
 // (Go's flag package would show -name).
-func newFlagSet(cmd, synopsis string, stdout, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(program, cmd, synopsis string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s %s [flags]\n\n%s\n\nflags:\n", Program, cmd, synopsis)
+		fmt.Fprintf(fs.Output(), "usage: %s %s [flags]\n\n%s\n\nflags:\n", program, cmd, synopsis)
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
 			line := "  --" + f.Name
@@ -88,6 +84,6 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 
 // printUsage writes a command's usage text, written for a program named worker, with
 // the running program's name.
-func printUsage(w io.Writer, text string) {
-	fmt.Fprint(w, strings.ReplaceAll(text, "usage: worker ", "usage: "+Program+" "))
+func printUsage(w io.Writer, program, text string) {
+	fmt.Fprint(w, strings.ReplaceAll(text, "usage: worker ", "usage: "+program+" "))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
@@ -62,11 +63,25 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if len(args) > 0 {
 		return UsageError{fmt.Errorf("run takes no arguments, got %v", args)}
 	}
+	return Run(ctx, registered)
+}
+
+// Run is `worker run` for registered (its Env, its Logs): it serves the
+// topology's queues until ctx ends, then stops as at a first SIGTERM and returns.
+// It owns everything it starts (clients, tracer, metrics registry, server) and
+// sets no process-wide state, so that several Runs can share a process.
+func Run(ctx context.Context, registered Jobs) error {
+	registered = registered.withBuiltins()
 	s, err := newSetup(ctx, registered)
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := telemetry.NewLogger(s.cfg.LogLevel, s.cfg.LogFormat, Version)
+	defer s.conns.Close() // last: after the stop's flushes and the tracer's
+	logs := registered.Logs
+	if logs == nil {
+		logs = os.Stderr
+	}
+	log, closeLog, err := telemetry.NewLoggerTo(logs, s.cfg.LogLevel, s.cfg.LogFormat, Version)
 	if err != nil {
 		return err
 	}
@@ -74,7 +89,7 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	// The first line says what runs, before anything can fail on the way.
 	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
 		zap.Strings("roles", s.cfg.Roles))
-	stopTracing, err := tracing.Setup(ctx, tracing.Config{
+	ctx, stopTracing, err := tracing.Setup(ctx, tracing.Config{
 		Exporters: s.cfg.Tracing.Exporters, OTLPProtocol: s.cfg.Tracing.OTLPProtocol, ConsolePath: s.cfg.TraceFile, Version: Version,
 		FlushTimeout: s.cfg.Stop().TracingFlush,
 	}, log)
@@ -402,8 +417,8 @@ func (w wiring) activity() consumer.Activity {
 	return w.protector
 }
 
-func runHealthcheck(ctx context.Context) error {
-	cfg, err := config.Load()
+func runHealthcheck(ctx context.Context, registered Jobs) error {
+	cfg, err := config.LoadFrom(registered.lookup())
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}

@@ -71,7 +71,7 @@ type statusReport struct {
 }
 
 func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	output, err := parseStatus(args, stdout, stderr)
+	output, err := parseStatus(registered.program(), args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -102,10 +102,10 @@ func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stde
 }
 
 // parseStatus reads the status command line: its --output.
-func parseStatus(args []string, stdout, stderr io.Writer) (output string, err error) {
+func parseStatus(program string, args []string, stdout, stderr io.Writer) (output string, err error) {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { printUsage(fs.Output(), statusUsage) }
+	fs.Usage = func() { printUsage(fs.Output(), program, statusUsage) }
 	fs.StringVar(&output, "output", "text", "text or json")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return "", err

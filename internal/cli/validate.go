@@ -21,7 +21,7 @@ func runValidate(registered Jobs, args []string, stdout io.Writer) error {
 	if len(args) == 1 {
 		path = args[0]
 	} else {
-		cfg, err := config.Load()
+		cfg, err := config.LoadFrom(registered.lookup())
 		if err != nil {
 			return fmt.Errorf("configuration:\n%w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -97,14 +98,18 @@ const maxJobTimeout = awslimit.StepFunctionsMaxExecution
 // derived from it, and S3 bucket names allow only lowercase letters, digits and dashes.
 var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,30}$`)
 
-// Load reads the environment (the WORKER_* variables and the standard ones the
-// worker reads itself) into a Config, fills derived defaults and validates.
-func Load() (Config, error) {
+// Load reads the process environment (the WORKER_* variables and the standard
+// ones the worker reads itself) into a Config, fills derived defaults and validates.
+func Load() (Config, error) { return LoadFrom(os.LookupEnv) }
+
+// LoadFrom is Load reading through look, e.g. Layered: an embedded worker's
+// settings over the process environment.
+func LoadFrom(look Lookup) (Config, error) {
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
+	if err := process(&c, look); err != nil {
 		return Config{}, plainParseError(err)
 	}
-	c.readStandard()
+	c.readStandard(look)
 	c.fillDerived()
 	return c, c.Validate()
 }

@@ -24,7 +24,8 @@ func variables() []string {
 	return names
 }
 
-// FuzzLoad sets one variable to any value. Whatever the value, Load must not panic,
+// FuzzLoad sets one variable to any value, in the process environment and in a
+// layer (Env) over it, which must read the same. Whatever the value, Load must not panic,
 // and it either returns a configuration that validates, with every derived name
 // filled, or an error that names the variable.
 func FuzzLoad(f *testing.F) {
@@ -35,8 +36,12 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, value string) {
 		value = strings.ReplaceAll(value, "\x00", "") // an environment value cannot hold NUL
 		name := names[int(which)%len(names)]
+		layered, lerr := LoadFrom(Layered([]string{name + "=" + value}))
 		t.Setenv(name, value)
 		c, err := Load()
+		if !reflect.DeepEqual(c, layered) || (err == nil) != (lerr == nil) {
+			t.Fatalf("%s=%q: the value given in Env reads otherwise than from the process environment: %+v, %v; %+v, %v", name, value, layered, lerr, c, err)
+		}
 		if err != nil {
 			if !strings.Contains(err.Error(), name) {
 				t.Fatalf("%s=%q: the error does not name the variable: %v", name, value, err)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
@@ -53,11 +52,11 @@ var standards = []standard{
 	{name: "OTEL_TRACES_SAMPLER[_ARG]", def: "(OTel SDK)", desc: "sampling (default parentbased_always_on); OTEL_BSP_* tune the batch span processor"},
 }
 
-// readStandard fills c's standard variables from the environment.
-func (c *Config) readStandard() {
+// readStandard fills c's standard variables from look.
+func (c *Config) readStandard(look Lookup) {
 	var e standardEnv
 	for _, s := range standards {
-		if v, ok := os.LookupEnv(s.name); ok && s.read != nil {
+		if v, ok := look(s.name); ok && s.read != nil {
 			s.read(&e, v)
 		}
 	}

@@ -49,9 +49,9 @@ func TestPublishCarriesTheTrace(t *testing.T) {
 
 	tpr := sdktrace.NewTracerProvider()
 	defer func() { _ = tpr.Shutdown(context.Background()) }()
-	restore := tracing.Use(tpr)
-	defer restore()
-	ctx, span := tracing.Start(context.Background(), "job", "", trace.SpanKindInternal)
+	traced, release := tracing.With(context.Background(), tpr)
+	defer release()
+	ctx, span := tracing.Start(traced, "job", "", trace.SpanKindInternal)
 	require.NoError(t, p.Publish(ctx, "on", map[string]any{"a": 1}))
 	span.End()
 

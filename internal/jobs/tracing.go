@@ -16,7 +16,7 @@ import (
 // traceparent and executionArn only when tracing is on and the AWSTraceHeader
 // does not already say.
 func startMessageSpan(ctx context.Context, m consumer.Message, job string) (context.Context, trace.Span) {
-	if !tracing.Enabled() {
+	if !tracing.Enabled(ctx) {
 		return ctx, trace.SpanFromContext(context.Background())
 	}
 	in := tracing.Incoming{AWSTraceHeader: m.TraceHeader}

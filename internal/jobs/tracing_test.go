@@ -26,12 +26,12 @@ import (
 func TestRouterSpans(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	restore := tracing.Use(tp)
-	defer restore()
+	ctx, release := tracing.With(context.Background(), tp)
+	defer release()
 	r, _, _ := routerWith(t, Job{Name: "job", Run: ok})
 	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	body := envelope("work", map[string]any{"TaskToken": "secret-token", "executionArn": execARN, "traceparent": parent})
-	require.NoError(t, r.Handle(context.Background(), consumer.Message{ID: "m1", Queue: "q", Body: body, ReceiveCount: 2}))
+	require.NoError(t, r.Handle(ctx, consumer.Message{ID: "m1", Queue: "q", Body: body, ReceiveCount: 2}))
 
 	spans := exp.GetSpans()
 	require.Len(t, spans, 2)
@@ -62,13 +62,18 @@ func TestRouterSpans(t *testing.T) {
 func BenchmarkRouterTracing(b *testing.B) {
 	for _, mode := range []string{"off", "noop", "on"} {
 		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
 			switch mode {
 			case "noop":
-				defer tracing.Use(noop.NewTracerProvider())()
+				var release func()
+				ctx, release = tracing.With(ctx, noop.NewTracerProvider())
+				defer release()
 			case "on":
 				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
 				defer func() { _ = tp.Shutdown(context.Background()) }()
-				defer tracing.Use(tp)()
+				var release func()
+				ctx, release = tracing.With(ctx, tp)
+				defer release()
 			}
 			r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}},
 				[]Job{{Name: "job", Run: ok}}, newFakeReporter(), noBeats{}, nil, zap.NewNop(), NewMetrics(prometheus.NewRegistry()))
@@ -79,7 +84,7 @@ func BenchmarkRouterTracing(b *testing.B) {
 			b.ReportAllocs()
 			began := cpuTime()
 			for b.Loop() {
-				if err := r.Handle(context.Background(), msg); err != nil {
+				if err := r.Handle(ctx, msg); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -107,13 +112,13 @@ func (discard) Shutdown(context.Context) error                             { ret
 // cause with the token replaced by its hash, and still unwraps to what it was.
 func TestAnErrorQuotingItsTokenIsRedacted(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
-	restore := tracing.Use(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
-	defer restore()
+	ctx, release := tracing.With(context.Background(), sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
+	defer release()
 	const token = "AQB4AAAAsecret-token-of-a-task/+=="
 	sentinel := errors.New("upstream refused")
 	r, rep, _ := routerWith(t, Job{Name: "job", Run: fails(fmt.Errorf("call with %s: %w", token, sentinel))})
 	body := envelope("work", map[string]any{"TaskToken": token})
-	err := r.Handle(context.Background(), consumer.Message{ID: "m1", Queue: "q", Body: body, ReceiveCount: 3, MaxReceiveCount: 3})
+	err := r.Handle(ctx, consumer.Message{ID: "m1", Queue: "q", Body: body, ReceiveCount: 3, MaxReceiveCount: 3})
 	require.True(t, consumer.IsDeadLetter(err), "%v", err)
 	require.ErrorIs(t, err, sentinel)
 	require.NotContains(t, err.Error(), token)

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -19,7 +20,12 @@ import (
 // DPanic and above; closeLog writes what is left and stops the flusher. Call it
 // before the process exits.
 func NewLogger(level, format, version string) (log *zap.Logger, closeLog func(), err error) {
-	return newBufferedLogger(level, format, version, zapcore.AddSync(os.Stderr))
+	return NewLoggerTo(os.Stderr, level, format, version)
+}
+
+// NewLoggerTo is NewLogger writing to out: an embedded worker's own log output.
+func NewLoggerTo(out io.Writer, level, format, version string) (log *zap.Logger, closeLog func(), err error) {
+	return newBufferedLogger(level, format, version, zapcore.AddSync(out))
 }
 
 // logFlushInterval bounds how long a line waits in the buffer. A write per line

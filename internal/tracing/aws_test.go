@@ -1,7 +1,6 @@
 package tracing
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,7 +17,7 @@ import (
 // An AWS call under a span makes a client span that names the service, the
 // operation and the client's region (issue 29.8: cloud.region was "").
 func TestAWSCallSpanCarriesTheRegion(t *testing.T) {
-	exp := on(t)
+	traced, exp := on(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 		w.Header().Set("x-amzn-RequestId", "req-1")
@@ -27,7 +26,7 @@ func TestAWSCallSpanCarriesTheRegion(t *testing.T) {
 	defer srv.Close()
 	cfg := aws.Config{Region: "eu-west-3", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")}
 	InstrumentAWS(&cfg)
-	ctx, parent := Start(context.Background(), "handle q", "", trace.SpanKindConsumer)
+	ctx, parent := Start(traced, "handle q", "", trace.SpanKindConsumer)
 	_, err := sqs.NewFromConfig(cfg).GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("q")})
 	require.NoError(t, err)
 	_, err = sfn.NewFromConfig(cfg).SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String("t"), Output: aws.String("{}")})

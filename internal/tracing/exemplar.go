@@ -11,7 +11,7 @@ import (
 // span is sampled, so that a latency bucket on a dashboard links to a trace. The
 // exemplars are served in the OpenMetrics format only.
 func Observe(ctx context.Context, o prometheus.Observer, v float64) {
-	if Enabled() {
+	if Enabled(ctx) {
 		if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 			if eo, ok := o.(prometheus.ExemplarObserver); ok {
 				eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})

@@ -25,7 +25,7 @@ type Incoming struct {
 // the jobs of one execution share a trace even when the state machine's events
 // carry no trace context. Off, it returns ctx.
 func Extract(ctx context.Context, in Incoming) context.Context {
-	if !Enabled() {
+	if !Enabled(ctx) {
 		return ctx
 	}
 	if sc, ok := ParseXRay(in.AWSTraceHeader); ok {
@@ -51,7 +51,7 @@ type Outgoing struct {
 // Inject returns the trace context of ctx's span for an event; empty when tracing
 // is off or ctx has no span.
 func Inject(ctx context.Context) Outgoing {
-	if !Enabled() {
+	if !Enabled(ctx) {
 		return Outgoing{}
 	}
 	sc := trace.SpanContextFromContext(ctx)

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -47,16 +46,26 @@ const errorEvery = time.Minute
 // exporter's own OTEL_EXPORTER_OTLP_* variables), "console", or both.
 // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the resource,
 // OTEL_TRACES_SAMPLER[_ARG] and OTEL_BSP_* tune sampling and batching as the SDK
-// reads them. The returned stop flushes buffered spans (within cfg.FlushTimeout)
-// and turns tracing off; it is safe to call when Setup turned nothing on.
-func Setup(ctx context.Context, cfg Config, log *zap.Logger) (stop func(), err error) {
+// reads them. The tracer provider is the run's own: the returned context carries
+// it (With) and spans are made only under that context; no OpenTelemetry global is
+// set, so two workers of one process trace each on its own. The returned stop
+// flushes buffered spans (within cfg.FlushTimeout) and turns tracing off; it is
+// safe to call when Setup turned nothing on.
+func Setup(ctx context.Context, cfg Config, log *zap.Logger) (_ context.Context, stop func(), err error) {
 	names := cfg.Exporters
 	if len(names) == 0 {
-		return func() {}, nil
+		ctx, _ = With(ctx, nil)
+		return ctx, func() {}, nil
 	}
 	if cfg.FlushTimeout <= 0 {
-		return nil, fmt.Errorf("tracing: FlushTimeout must be positive, got %s", cfg.FlushTimeout)
+		return nil, nil, fmt.Errorf("tracing: FlushTimeout must be positive, got %s", cfg.FlushTimeout)
 	}
+	// Export failures are the run's to report, not OTel's global error handler's
+	// (a second run would replace it): they must not reach stderr as plain text
+	// among the JSON logs, nor repeat every batch while a collector is down. The
+	// SDK's other reports (a bad OTEL_TRACES_SAMPLER, a resource it cannot read)
+	// come once at the start and stay with the process's handler.
+	report := rateLimited(log, errorEvery)
 	var opts []sdktrace.TracerProviderOption
 	var closers []io.Closer
 	closeAll := func() {
@@ -68,12 +77,12 @@ func Setup(ctx context.Context, cfg Config, log *zap.Logger) (stop func(), err e
 		exp, closer, err := newExporter(ctx, name, cfg)
 		if err != nil {
 			closeAll()
-			return nil, fmt.Errorf("tracing: %w", err)
+			return nil, nil, fmt.Errorf("tracing: %w", err)
 		}
 		if closer != nil {
 			closers = append(closers, closer)
 		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
+		opts = append(opts, sdktrace.WithBatcher(reporting{SpanExporter: exp, report: report}))
 	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(attribute.String("service.name", "taskbridge-worker"), attribute.String("service.version", cfg.Version)),
@@ -81,16 +90,13 @@ func Setup(ctx context.Context, cfg Config, log *zap.Logger) (stop func(), err e
 	)
 	if err != nil {
 		closeAll()
-		return nil, fmt.Errorf("tracing: resource: %w", err)
+		return nil, nil, fmt.Errorf("tracing: resource: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithResource(res), sdktrace.WithIDGenerator(executionIDs{}))...)
-	// Export failures are the SDK's to report; they must not reach stderr as
-	// plain text among the JSON logs, nor repeat every batch while a collector is down.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(rateLimited(log, errorEvery)))
-	restore := Use(tp)
+	ctx, release := With(ctx, tp)
 	log.Info("tracing on", zap.Strings("exporters", names), zap.String("service_name", serviceName(res)))
-	return func() {
-		restore()
+	return ctx, func() {
+		release()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
 		defer cancel()
 		if err := tp.Shutdown(sctx); err != nil {
@@ -131,6 +137,20 @@ func newExporter(ctx context.Context, name string, cfg Config) (sdktrace.SpanExp
 	default:
 		return nil, nil, errors.New("OTEL_TRACES_EXPORTER " + name + ": want none, otlp or console")
 	}
+}
+
+// reporting hands an exporter's failures to the run's report and tells the batch
+// span processor the batch is done, so that OTel's global handler never sees them.
+type reporting struct {
+	sdktrace.SpanExporter
+	report func(error)
+}
+
+func (r reporting) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if err := r.SpanExporter.ExportSpans(ctx, spans); err != nil {
+		r.report(err)
+	}
+	return nil
 }
 
 func serviceName(res *resource.Resource) string {

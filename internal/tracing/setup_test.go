@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -20,9 +22,9 @@ import (
 const flush = 2 * time.Second
 
 func TestSetupOffWithoutExporters(t *testing.T) {
-	stop, err := Setup(context.Background(), Config{FlushTimeout: flush}, zaptest.NewLogger(t))
+	ctx, stop, err := Setup(context.Background(), Config{FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.NoError(t, err)
-	require.False(t, Enabled(), "no exporter (OTEL_TRACES_EXPORTER unset, none, or OTEL_SDK_DISABLED=true; internal/config reads them)")
+	require.False(t, Enabled(ctx), "no exporter (OTEL_TRACES_EXPORTER unset, none, or OTEL_SDK_DISABLED=true; internal/config reads them)")
 	stop()
 }
 
@@ -38,13 +40,12 @@ func TestExportErrorsAreRateLimited(t *testing.T) {
 }
 
 func TestSetupRefusesUnknownExporters(t *testing.T) {
-	_, err := Setup(context.Background(), Config{Exporters: []string{"jaeger"}, FlushTimeout: flush}, zaptest.NewLogger(t))
+	_, _, err := Setup(context.Background(), Config{Exporters: []string{"jaeger"}, FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.ErrorContains(t, err, "want none, otlp or console")
-	_, err = Setup(context.Background(), Config{Exporters: []string{"otlp"}, OTLPProtocol: "http/json", FlushTimeout: flush}, zaptest.NewLogger(t))
+	_, _, err = Setup(context.Background(), Config{Exporters: []string{"otlp"}, OTLPProtocol: "http/json", FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.ErrorContains(t, err, "want http/protobuf or grpc")
-	_, err = Setup(context.Background(), Config{Exporters: []string{"console"}}, zaptest.NewLogger(t))
+	_, _, err = Setup(context.Background(), Config{Exporters: []string{"console"}}, zaptest.NewLogger(t))
 	require.ErrorContains(t, err, "FlushTimeout must be positive", "the stop's budget gives the flush its bound")
-	require.False(t, Enabled())
 }
 
 // The console exporter appends to WORKER_TRACE_FILE; stop flushes what the batcher
@@ -52,13 +53,14 @@ func TestSetupRefusesUnknownExporters(t *testing.T) {
 func TestSetupConsoleToFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spans.jsonl")
 	t.Setenv("OTEL_SERVICE_NAME", "svc-from-env") // the SDK's to read
-	stop, err := Setup(context.Background(), Config{Exporters: []string{"console"}, ConsolePath: path, Version: "v1", FlushTimeout: flush}, zaptest.NewLogger(t))
+	ctx, stop, err := Setup(context.Background(), Config{Exporters: []string{"console"}, ConsolePath: path, Version: "v1", FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.NoError(t, err)
-	require.True(t, Enabled())
-	_, span := Start(Extract(context.Background(), Incoming{ExecutionArn: "arn:x"}), "handle q", "", trace.SpanKindConsumer)
+	require.True(t, Enabled(ctx))
+	require.False(t, Enabled(context.Background()), "the run's context only")
+	_, span := Start(Extract(ctx, Incoming{ExecutionArn: "arn:x"}), "handle q", "", trace.SpanKindConsumer)
 	span.End()
 	stop()
-	require.False(t, Enabled())
+	require.False(t, Enabled(ctx))
 
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -79,4 +81,32 @@ func TestSetupConsoleToFile(t *testing.T) {
 	}
 	require.Equal(t, "svc-from-env", res["service.name"], "the environment's name wins")
 	require.Equal(t, "v1", res["service.version"])
+}
+
+// failingExporter answers every batch as a collector that is down does.
+type failingExporter struct{}
+
+func (failingExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error {
+	return errors.New("connection refused")
+}
+
+func (failingExporter) Shutdown(context.Context) error { return nil }
+
+// An exporter's failure goes to the run's report, never to OTel's global error
+// handler, which another run of the process would share.
+func TestExportErrorsGoToTheRun(t *testing.T) {
+	global := 0
+	before := otel.GetErrorHandler()
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) { global++ }))
+	t.Cleanup(func() { otel.SetErrorHandler(before) })
+	var reported []error
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(reporting{SpanExporter: failingExporter{}, report: func(err error) { reported = append(reported, err) }}))
+	ctx, release := With(context.Background(), tp)
+	_, span := Start(ctx, "x", "", trace.SpanKindInternal)
+	span.End()
+	release()
+	require.NoError(t, tp.Shutdown(context.Background()))
+	require.Len(t, reported, 1)
+	require.ErrorContains(t, reported[0], "connection refused")
+	require.Zero(t, global)
 }

@@ -5,12 +5,13 @@
 // writes it into the events the worker puts on the bus, starts the spans of the
 // other packages and puts trace ids on duration histograms as exemplars.
 //
-// Off, it costs an atomic load per span site: no span, no context value, no
-// exporter, no network.
+// Off, it costs an atomic load per span site: no span, no context lookup, no
+// exporter, no network. A run's tracer lives in its context (With).
 package tracing
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/codes"
@@ -21,23 +22,39 @@ import (
 // instrumentation names the worker's tracer.
 const instrumentation = "github.com/taskbridge/taskbridge"
 
-// tracer is the tracer in use; nil while tracing is off. Setup and Use set it.
-var tracer atomic.Pointer[trace.Tracer]
+// A run's tracer travels in its context (With), not in a package variable: two
+// workers embedded in one process each own their tracer, and every span site
+// already takes the run's context (the AWS SDK's middleware included).
+type tracerKey struct{}
 
-// Enabled reports whether spans are made.
-func Enabled() bool { return tracer.Load() != nil }
+// runsTracing counts the contexts With has given a tracer that are still in use:
+// while it is zero (tracing off, the default), a span site costs this atomic load
+// and no context lookup.
+var runsTracing atomic.Int32
 
-// Use makes spans with tp (nil: tracing off) and returns what restores the tracer
-// before. Setup calls it; tests and benchmarks call it with their own provider.
-func Use(tp trace.TracerProvider) (restore func()) {
-	var next *trace.Tracer
-	if tp != nil {
-		t := tp.Tracer(instrumentation)
-		next = &t
+// With returns ctx whose spans are made with tp (nil: tracing off under ctx), and
+// release, to call when the run that uses ctx is over. Setup calls it; tests and
+// benchmarks call it with their own provider.
+func With(ctx context.Context, tp trace.TracerProvider) (_ context.Context, release func()) {
+	if tp == nil {
+		return context.WithValue(ctx, tracerKey{}, nil), func() {}
 	}
-	before := tracer.Swap(next)
-	return func() { tracer.Store(before) }
+	runsTracing.Add(1)
+	var once sync.Once
+	return context.WithValue(ctx, tracerKey{}, tp.Tracer(instrumentation)), func() { once.Do(func() { runsTracing.Add(-1) }) }
 }
+
+// tracerOf is ctx's tracer; nil while tracing is off under ctx.
+func tracerOf(ctx context.Context) trace.Tracer {
+	if runsTracing.Load() == 0 {
+		return nil
+	}
+	t, _ := ctx.Value(tracerKey{}).(trace.Tracer)
+	return t
+}
+
+// Enabled reports whether spans are made under ctx.
+func Enabled(ctx context.Context) bool { return tracerOf(ctx) != nil }
 
 // noSpan is what Start returns while tracing is off.
 var noSpan trace.Span = noop.Span{}
@@ -47,14 +64,14 @@ var noSpan trace.Span = noop.Span{}
 // Off, it returns ctx itself and a span that does nothing. Callers set attributes
 // only when span.IsRecording(), so that an attribute list is not built for nothing.
 func Start(ctx context.Context, name, subject string, kind trace.SpanKind) (context.Context, trace.Span) {
-	t := tracer.Load()
+	t := tracerOf(ctx)
 	if t == nil {
 		return ctx, noSpan
 	}
 	if subject != "" {
 		name += " " + subject
 	}
-	return (*t).Start(ctx, name, trace.WithSpanKind(kind))
+	return t.Start(ctx, name, trace.WithSpanKind(kind))
 }
 
 // End ends span, marking it failed with err when err is not nil.

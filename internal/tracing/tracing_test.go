@@ -17,14 +17,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// on turns tracing on for one test with an in-memory exporter.
-func on(t *testing.T) *tracetest.InMemoryExporter {
+// on turns tracing on for one test with an in-memory exporter: spans are made
+// under the context it returns.
+func on(t *testing.T) (context.Context, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithIDGenerator(executionIDs{}))
-	restore := Use(tp)
-	t.Cleanup(func() { restore(); _ = tp.Shutdown(context.Background()) })
-	return exp
+	ctx, release := With(context.Background(), tp)
+	t.Cleanup(func() { release(); _ = tp.Shutdown(context.Background()) })
+	return ctx, exp
 }
 
 const (
@@ -101,7 +102,7 @@ func FuzzParseXRay(f *testing.F) {
 }
 
 func TestExtractPrefersXRayThenTraceparentThenExecution(t *testing.T) {
-	exp := on(t)
+	traced, exp := on(t)
 	const arn = "arn:aws:states:us-east-1:123456789012:execution:cookies:run-1"
 	for name, tc := range map[string]struct {
 		in         Incoming
@@ -113,7 +114,7 @@ func TestExtractPrefersXRayThenTraceparentThenExecution(t *testing.T) {
 		"execution last":   {in: Incoming{Traceparent: "00-bad", ExecutionArn: arn}, wantTrace: executionTraceID(arn).String()},
 	} {
 		exp.Reset()
-		_, span := Start(Extract(context.Background(), tc.in), "handle", "", trace.SpanKindConsumer)
+		_, span := Start(Extract(traced, tc.in), "handle", "", trace.SpanKindConsumer)
 		span.End()
 		got := exp.GetSpans()
 		require.Len(t, got, 1, name)
@@ -126,15 +127,15 @@ func TestExtractPrefersXRayThenTraceparentThenExecution(t *testing.T) {
 		}
 	}
 	// Nothing to go on: a fresh random trace.
-	_, span := Start(Extract(context.Background(), Incoming{}), "handle", "", trace.SpanKindConsumer)
+	_, span := Start(Extract(traced, Incoming{}), "handle", "", trace.SpanKindConsumer)
 	span.End()
 	require.NotEqual(t, executionTraceID("").String(), span.SpanContext().TraceID().String())
 	require.True(t, span.SpanContext().IsValid())
 }
 
 func TestInjectCarriesTheSpan(t *testing.T) {
-	on(t)
-	ctx, span := Start(Extract(context.Background(), Incoming{Traceparent: traceparent}), "publish", "", trace.SpanKindProducer)
+	traced, _ := on(t)
+	ctx, span := Start(Extract(traced, Incoming{Traceparent: traceparent}), "publish", "", trace.SpanKindProducer)
 	defer span.End()
 	out := Inject(ctx)
 	sc := span.SpanContext()
@@ -149,12 +150,12 @@ func TestInjectCarriesTheSpan(t *testing.T) {
 	parent, ok := ParseXRay(out.XRay)
 	require.True(t, ok)
 	require.Equal(t, sc.SpanID(), parent.SpanID())
-	require.Equal(t, Outgoing{}, Inject(context.Background()), "no span, nothing to carry")
+	require.Equal(t, Outgoing{}, Inject(traced), "no span, nothing to carry")
 }
 
 func TestOffDoesNothing(t *testing.T) {
-	require.False(t, Enabled())
 	ctx := context.Background()
+	require.False(t, Enabled(ctx))
 	got := Extract(ctx, Incoming{AWSTraceHeader: xrayHeader, Traceparent: traceparent, ExecutionArn: "arn"})
 	require.Equal(t, ctx, got, "off, Extract returns ctx itself")
 	sctx, span := Start(ctx, "x", "", trace.SpanKindInternal)
@@ -164,12 +165,12 @@ func TestOffDoesNothing(t *testing.T) {
 }
 
 func TestObserveAddsTheTraceAsExemplar(t *testing.T) {
-	on(t)
+	traced, _ := on(t)
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "d", Buckets: []float64{1}})
-	ctx, span := Start(context.Background(), "handle", "", trace.SpanKindConsumer)
+	ctx, span := Start(traced, "handle", "", trace.SpanKindConsumer)
 	Observe(ctx, h, 0.5)
 	span.End()
-	Observe(context.Background(), h, 0.7) // no span: no exemplar, the last one stays
+	Observe(traced, h, 0.7) // no span: no exemplar, the last one stays
 	var m dto.Metric
 	require.NoError(t, h.Write(&m))
 	ex := m.GetHistogram().GetBucket()[0].GetExemplar()
@@ -177,6 +178,37 @@ func TestObserveAddsTheTraceAsExemplar(t *testing.T) {
 	require.Equal(t, span.SpanContext().TraceID().String(), ex.GetLabel()[0].GetValue())
 	require.Equal(t, "trace_id", ex.GetLabel()[0].GetName())
 	require.Equal(t, uint64(2), m.GetHistogram().GetSampleCount())
+}
+
+// Two runs of one process trace each with its own provider: spans go to the
+// provider of the context they start under, a context without one makes none,
+// and one run's end does not turn the other's tracing off.
+func TestTracersAreOwnedByTheirRun(t *testing.T) {
+	first, second := tracetest.NewInMemoryExporter(), tracetest.NewInMemoryExporter()
+	tp1 := sdktrace.NewTracerProvider(sdktrace.WithSyncer(first))
+	tp2 := sdktrace.NewTracerProvider(sdktrace.WithSyncer(second))
+	ctx1, release1 := With(context.Background(), tp1)
+	ctx2, release2 := With(context.Background(), tp2)
+	off, _ := With(ctx1, nil)
+
+	_, s1 := Start(ctx1, "one", "", trace.SpanKindInternal)
+	s1.End()
+	_, s2 := Start(ctx2, "two", "", trace.SpanKindInternal)
+	s2.End()
+	_, none := Start(context.Background(), "none", "", trace.SpanKindInternal)
+	require.False(t, none.IsRecording(), "no run's context, no span")
+	_, shadowed := Start(off, "off", "", trace.SpanKindInternal)
+	require.False(t, shadowed.IsRecording(), "a run with tracing off under a traced context makes none")
+	release1()
+	release1() // twice is once
+	require.True(t, Enabled(ctx2), "the other run still traces")
+	release2()
+	require.False(t, Enabled(ctx2))
+
+	require.Len(t, first.GetSpans(), 1)
+	require.Equal(t, "one", first.GetSpans()[0].Name)
+	require.Len(t, second.GetSpans(), 1)
+	require.Equal(t, "two", second.GetSpans()[0].Name)
 }
 
 func mustXRay(t *testing.T) trace.SpanContext {
