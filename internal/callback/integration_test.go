@@ -114,7 +114,7 @@ func TestIntegrationCallbacksAgainstTheEmulator(t *testing.T) {
 	t.Run("succeed, then the task is closed", func(t *testing.T) {
 		arn, token := st.start(t, "ok")
 		require.NoError(t, r.Heartbeat(ctx, token))
-		stop := r.KeepAlive(ctx, token, 50*time.Millisecond)
+		_, stop := r.KeepAlive(ctx, token, "", 50*time.Millisecond, nil)
 		require.Eventually(t, func() bool {
 			return testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "ok")) >= 3
 		}, 10*time.Second, 20*time.Millisecond, "KeepAlive beats while the task is open")
@@ -132,7 +132,7 @@ func TestIntegrationCallbacksAgainstTheEmulator(t *testing.T) {
 		require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "task_closed")))
 
 		// A KeepAlive on a closed task hears so (the unit tests show it then ends).
-		stop = r.KeepAlive(ctx, token, 20*time.Millisecond)
+		_, stop = r.KeepAlive(ctx, token, "", 20*time.Millisecond, nil)
 		require.Eventually(t, func() bool {
 			return testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "task_closed")) == 2
 		}, 10*time.Second, 10*time.Millisecond)

@@ -72,7 +72,7 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 		if err != nil {
 			return jobs.Job{}, 0, err
 		}
-		return jobs.Job{Name: q.Name, Mode: jobs.Complete, Run: j.Run}, cfg.HandlerTimeout(), nil
+		return jobs.Job{Name: q.Name, Mode: jobs.Complete, Run: j.Run, StopGrace: cfg.StopTime()}, cfg.HandlerTimeout(), nil
 	case q.HTTP != nil:
 		if k.httpMetrics == nil {
 			k.httpMetrics = httpjob.NewMetrics(k.w.reg)

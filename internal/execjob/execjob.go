@@ -89,7 +89,13 @@ func (c Config) withDefaults() Config {
 // SIGKILL, reaping), and jobs.HandlerMargin.
 func (c Config) HandlerTimeout() time.Duration {
 	c = c.withDefaults()
-	return c.Timeout + 3*c.Grace + jobs.HandlerMargin
+	return c.Timeout + c.StopTime() + jobs.HandlerMargin
+}
+
+// StopTime is the longest Run takes to return once its context ends: SIGTERM, the
+// grace, SIGKILL, the wait for the group to go and for its pipes to drain.
+func (c Config) StopTime() time.Duration {
+	return 3*c.withDefaults().Grace + time.Second
 }
 
 // Validate reports every problem of the config at once: the one check of an exec
@@ -224,7 +230,7 @@ func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
 // result is what one run of the command left.
 type result struct {
 	state    *os.ProcessState
-	stopped  string // "timeout" or "shutdown" when we stopped the group, else ""
+	stopped  string // "timeout", "shutdown" or "task_closed" when we stopped the group, else ""
 	stdout   []byte
 	overflow bool // stdout went over MaxStdout
 	stderr   string
@@ -407,8 +413,11 @@ func (j *Job) wait(ctx context.Context, pgid int, exited <-chan struct{}, log *z
 		stopped = "timeout"
 	case <-ctx.Done():
 		stopped = "shutdown"
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			stopped = "timeout" // the handler's deadline: a timeout too
+		case errors.Is(context.Cause(ctx), jobs.ErrTaskClosed):
+			stopped = "task_closed"
 		}
 	}
 	select {

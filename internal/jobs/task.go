@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,11 @@ type Job struct {
 	// else for a retry. ctx is cancelled at the job's deadline and when the worker
 	// takes the message back (shutdown, lost visibility).
 	Run func(ctx context.Context, t *Task) (output any, err error)
+	// StopGrace is how long the router waits for Run to return once its task closed
+	// and ctx was cancelled (ErrTaskClosed), before it abandons the run: the time
+	// the job takes to stop what it started (an exec job's process group). Default
+	// and minimum 100 ms, the wait at any other end of ctx.
+	StopGrace time.Duration
 }
 
 // HandlerMargin is what a job kind with a timeout of its own (execjob, httpjob) adds
@@ -73,6 +79,8 @@ type Task struct {
 	beats     Heartbeater
 	nowFunc   func() time.Time // nil: time.Now
 	handedOff atomic.Bool
+	cpMu      sync.Mutex // guards cp: an exec job's watcher stores while the router waits
+	cp        checkpoints
 }
 
 // Publisher puts an event on the bus; internal/event implements it.

@@ -66,6 +66,10 @@ type Queue struct {
 	Concurrency              int `json:"concurrency,omitempty"`              // jobs in flight per process (default 4)
 	VisibilityTimeoutSeconds int `json:"visibilityTimeoutSeconds,omitempty"` // queue default (default 60)
 	MaxReceiveCount          int `json:"maxReceiveCount,omitempty"`          // receives before the DLQ (default 5)
+	// HeartbeatInterval is how often a running job of this queue heartbeats its task,
+	// and so how soon a job whose task closed (execution stopped, timed out) is
+	// cancelled: within one interval plus a call. Default: WORKER_HEARTBEAT_INTERVAL.
+	HeartbeatInterval Duration `json:"heartbeatInterval,omitzero"`
 }
 
 // Exec runs a command per message (see internal/execjob).
