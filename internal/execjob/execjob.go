@@ -74,6 +74,15 @@ type Config struct {
 	// MaxStderr is how many trailing bytes of stderr are kept (default 16 KiB) for
 	// the failure cause.
 	MaxStderr int
+	// Checkpoint gives the command a checkpoint file, its path in
+	// TASKBRIDGE_CHECKPOINT_FILE: it holds the task's last checkpoint at the start
+	// (no file: none), and what the command writes there (a JSON document, at most
+	// 256 KiB; write a temporary file and rename it) is stored when it changes,
+	// checked every CheckpointPoll, and once more when the command ends or is
+	// stopped.
+	Checkpoint bool
+	// CheckpointPoll is how often the checkpoint file is looked at (default 1 s).
+	CheckpointPoll time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -81,6 +90,7 @@ func (c Config) withDefaults() Config {
 	c.Grace = cmp.Or(c.Grace, DefaultGrace)
 	c.MaxStdout = cmp.Or(c.MaxStdout, DefaultMaxStdout)
 	c.MaxStderr = cmp.Or(c.MaxStderr, DefaultMaxStderr)
+	c.CheckpointPoll = cmp.Or(c.CheckpointPoll, DefaultCheckpointPoll)
 	return c
 }
 
@@ -125,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxStderr < 0 {
 		errs = append(errs, fmt.Errorf("maxStderr %d is negative", c.MaxStderr))
+	}
+	if c.CheckpointPoll < 0 {
+		errs = append(errs, fmt.Errorf("checkpoint poll %s is negative", c.CheckpointPoll))
 	}
 	for _, kv := range c.Env {
 		k, _, ok := strings.Cut(kv, "=")
@@ -295,9 +308,19 @@ func (j *Job) run(ctx context.Context, t *jobs.Task, input []byte) (*result, err
 		return nil, err
 	}
 	defer p.closeOurEnds()
-	cmd, err := j.start(t, p)
+	var cp *checkpointFile
+	if j.cfg.Checkpoint {
+		if cp, err = openCheckpoint(ctx, t, j.log); err != nil {
+			return nil, fmt.Errorf("checkpoint file: %w", err)
+		}
+		defer cp.finish(ctx)
+	}
+	cmd, err := j.start(t, p, cp)
 	if err != nil {
 		return nil, err
+	}
+	if cp != nil {
+		cp.watch(ctx, j.cfg.CheckpointPoll)
 	}
 	pgid := cmd.Process.Pid
 	log := j.log.With(zap.String("message_id", t.MessageID), zap.Int("pid", pgid))
@@ -346,7 +369,7 @@ func (p *pipes) closeOurEnds()   { closeAll(p.stdinW, p.stdoutR, p.stderrR) }
 
 // start starts the command on the child's ends of p, then closes them (the child has
 // its copies). A program that cannot be run at all is a final failure.
-func (j *Job) start(t *jobs.Task, p *pipes) (*exec.Cmd, error) {
+func (j *Job) start(t *jobs.Task, p *pipes, cp *checkpointFile) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -354,7 +377,7 @@ func (j *Job) start(t *jobs.Task, p *pipes) (*exec.Cmd, error) {
 			Path:        j.path,
 			Args:        append([]string{j.path}, j.cfg.Command[1:]...),
 			Dir:         j.dir,
-			Env:         j.env(t),
+			Env:         j.env(t, cp),
 			Stdin:       p.stdinR,
 			Stdout:      p.stdoutW,
 			Stderr:      p.stderrW,
@@ -488,8 +511,11 @@ func groupSignalable(pgid int) bool { return syscall.Kill(-pgid, 0) == nil }
 
 // env is the worker's environment, Config.Env, then the task's facts (never the
 // token). Later entries win.
-func (j *Job) env(t *jobs.Task) []string {
+func (j *Job) env(t *jobs.Task, cp *checkpointFile) []string {
 	env := append(os.Environ(), j.cfg.Env...)
+	if cp != nil {
+		env = append(env, CheckpointEnv+"="+cp.path)
+	}
 	return append(env,
 		"TASKBRIDGE_JOB="+j.name,
 		"TASKBRIDGE_QUEUE="+t.Queue,

@@ -34,6 +34,14 @@ type checkpoints struct {
 	written bool   // this receive stored one
 }
 
+// UseCheckpoints sets the store of t's checkpoints; the router sets it on every task
+// it makes (RouterConfig.Checkpoints). For tests of the job kinds.
+func (t *Task) UseCheckpoints(s CheckpointStore) {
+	t.cpMu.Lock()
+	defer t.cpMu.Unlock()
+	t.cp = checkpoints{store: s}
+}
+
 // CheckpointKey is where the task's checkpoint lives in the data bucket:
 // "<execution name>/checkpoints/<sha256 of the token, or of the event id without
 // one>.json". The hash keeps the token (a credential) out of the key, and a

@@ -77,6 +77,8 @@ type Exec struct {
 	Command []string          `json:"command"`
 	Timeout Duration          `json:"timeout,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
+	// Checkpoint gives the command a checkpoint file (TASKBRIDGE_CHECKPOINT_FILE).
+	Checkpoint bool `json:"checkpoint,omitempty"`
 }
 
 // HTTP posts each message to a URL (see internal/httpjob).
@@ -84,6 +86,9 @@ type HTTP struct {
 	URL     string            `json:"url"`
 	Timeout Duration          `json:"timeout,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
+	// Checkpoint sends the task's last checkpoint in a Taskbridge-Checkpoint
+	// request header and stores the one of the response's.
+	Checkpoint bool `json:"checkpoint,omitempty"`
 }
 
 // StartExecution starts a state machine of the topology per event.
