@@ -290,7 +290,10 @@ func TestE2EStoppedExecutionsCancelTheirJobs(t *testing.T) {
 		require.NoError(t, err)
 		perKind = n
 	}
-	const interval = 5 * time.Second
+	// moto notices a stop only when the task's next heartbeat wakes its interpreter,
+	// and its heartbeats fail from the one after: up to two intervals and a call
+	// there (AWS: one). 3 s keeps that within the bound of one interval + 5 s.
+	const interval = 3 * time.Second
 	rig := newLongRig(t, interval.String(), perKind)
 	st := newStackWith(t, rig.bin, "WORKER_TOPOLOGY="+rig.topology, "RIG_DIR="+rig.dir, "WORKER_LOG_LEVEL=info")
 	w := st.startWorker()

@@ -6,7 +6,10 @@
 // (EX_TEMPFAIL): a retry. Any other exit: a final failure "<job>.Exit<N>" whose
 // cause is the tail of stderr. At the timeout, or when the job's context ends
 // (shutdown, lost visibility), the whole group gets SIGTERM, then SIGKILL after a
-// grace period, and Run returns only once the command's process has been reaped.
+// grace period, and Run returns only once the command's process has been reaped. The
+// same happens when the task closes while the command runs (the router cancels the
+// context with jobs.ErrTaskClosed). With Config.Checkpoint the command reads and
+// writes its checkpoint through a file (checkpoint.go).
 //
 // Whatever the outcome, the group is killed once its leader has exited: a command
 // may not leave processes behind (they would hold its pipes and outlive the task).

@@ -6,7 +6,9 @@
 // token). 2xx: the JSON body is the task output (empty means {}). 408, 429, 5xx,
 // connection errors and timeouts: a retry. Other 4xx: a final failure
 // "<job>.HTTP<code>" with an excerpt of the body as cause. 3xx: not followed, a
-// final failure "<job>.HTTP<code>". Each Job has its own http.Client and connection
+// final failure "<job>.HTTP<code>". A cancelled context (the task closed, a stop)
+// aborts the request. With Config.Checkpoint the task's checkpoint travels in a
+// Taskbridge-Checkpoint header both ways. Each Job has its own http.Client and connection
 // pool, so a hung endpoint holds up only its own queue's slots.
 package httpjob
 
