@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 )
@@ -24,22 +25,35 @@ type CheckpointStore interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// checkpoints is a task's view of its checkpoint; the job's goroutine and the
-// router use it one after the other (the router only after the job returned), an
-// exec job's watcher under mu.
-type checkpoints struct {
-	store   CheckpointStore
+// checkpointState is a task's view of its checkpoint, made on the first use of it
+// (so that a task that uses none costs nothing): the job's goroutines, an exec
+// job's watcher and the router after the job use it under mu.
+type checkpointState struct {
+	mu      sync.Mutex
 	loaded  bool   // last holds what the store has
 	last    []byte // nil: none
 	written bool   // this receive stored one
 }
 
+// checkpointState returns the task's state, made once.
+func (t *Task) checkpointState() *checkpointState {
+	if s := t.cp.Load(); s != nil {
+		return s
+	}
+	t.cp.CompareAndSwap(nil, &checkpointState{})
+	return t.cp.Load()
+}
+
 // UseCheckpoints sets the store of t's checkpoints; the router sets it on every task
 // it makes (RouterConfig.Checkpoints). For tests of the job kinds.
 func (t *Task) UseCheckpoints(s CheckpointStore) {
-	t.cpMu.Lock()
-	defer t.cpMu.Unlock()
-	t.cp = checkpoints{store: s}
+	env := taskEnv{checkpoints: s}
+	if t.env != nil {
+		env = *t.env
+		env.checkpoints = s
+	}
+	t.env = &env
+	t.cp.Store(nil)
 }
 
 // CheckpointKey is where the task's checkpoint lives in the data bucket:
@@ -79,48 +93,50 @@ func (t *Task) SaveCheckpoint(ctx context.Context, b []byte) error {
 		return Permanent("BadCheckpoint", fmt.Errorf("checkpoint of %d bytes is not JSON", len(b)))
 	case len(b) > MaxCheckpointBytes:
 		return Permanent("CheckpointTooLarge", fmt.Errorf("checkpoint of %d bytes is over the %d byte limit", len(b), MaxCheckpointBytes))
-	case t.cp.store == nil:
+	case t.checkpointStore() == nil:
 		return errors.New("checkpoint: this worker has no data bucket for checkpoints")
 	}
 	key, err := t.CheckpointKey()
 	if err != nil {
 		return Permanent("BadCheckpoint", err)
 	}
-	t.cpMu.Lock()
-	defer t.cpMu.Unlock()
-	if t.cp.loaded && bytes.Equal(t.cp.last, b) {
+	cp := t.checkpointState()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.loaded && bytes.Equal(cp.last, b) {
 		return nil
 	}
-	if err := t.cp.store.Put(ctx, key, b); err != nil {
+	if err := t.checkpointStore().Put(ctx, key, b); err != nil {
 		return fmt.Errorf("store checkpoint %s: %w", key, err)
 	}
-	t.cp.loaded, t.cp.last, t.cp.written = true, bytes.Clone(b), true
+	cp.loaded, cp.last, cp.written = true, bytes.Clone(b), true
 	return nil
 }
 
 // LastCheckpoint returns the last stored checkpoint of the task (read once, then
 // what this receive stored); ok is false when there is none.
 func (t *Task) LastCheckpoint(ctx context.Context) (b json.RawMessage, ok bool, err error) {
-	t.cpMu.Lock()
-	defer t.cpMu.Unlock()
-	if t.cp.loaded {
-		return bytes.Clone(t.cp.last), t.cp.last != nil, nil
+	cp := t.checkpointState()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.loaded {
+		return bytes.Clone(cp.last), cp.last != nil, nil
 	}
-	if t.cp.store == nil {
+	if t.checkpointStore() == nil {
 		return nil, false, errors.New("checkpoint: this worker has no data bucket for checkpoints")
 	}
 	key, err := t.CheckpointKey()
 	if err != nil {
 		return nil, false, Permanent("BadCheckpoint", err)
 	}
-	body, ok, err := t.cp.store.Get(ctx, key)
+	body, ok, err := t.checkpointStore().Get(ctx, key)
 	if err != nil {
 		return nil, false, fmt.Errorf("read checkpoint %s: %w", key, err)
 	}
 	if !ok {
 		body = nil
 	}
-	t.cp.loaded, t.cp.last = true, body
+	cp.loaded, cp.last = true, body
 	return bytes.Clone(body), ok, nil
 }
 
@@ -128,9 +144,19 @@ func (t *Task) LastCheckpoint(ctx context.Context) (b json.RawMessage, ok bool, 
 // receive stored or found one, or an earlier receive may have (a redelivery). A
 // first receive that did neither has none to clean up: no call per message.
 func (t *Task) mayHaveCheckpoint() bool {
-	t.cpMu.Lock()
-	defer t.cpMu.Unlock()
-	return t.cp.store != nil && t.ExecutionArn != "" && (t.cp.written || t.cp.last != nil || t.ReceiveCount > 1)
+	if t.checkpointStore() == nil || t.ExecutionArn == "" {
+		return false
+	}
+	if t.ReceiveCount > 1 {
+		return true
+	}
+	cp := t.cp.Load()
+	if cp == nil {
+		return false
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.written || cp.last != nil
 }
 
 // clearCheckpoint deletes the task's checkpoint once its task is done with.
@@ -139,7 +165,7 @@ func (t *Task) clearCheckpoint(ctx context.Context) error {
 	if err != nil {
 		return nil // a task without a valid execution stored none
 	}
-	if err := t.cp.store.Delete(ctx, key); err != nil {
+	if err := t.checkpointStore().Delete(ctx, key); err != nil {
 		return fmt.Errorf("delete checkpoint %s: %w", key, err)
 	}
 	return nil

@@ -69,6 +69,7 @@ type Router struct {
 	reporter Reporter
 	beats    Heartbeater
 	publish  Publisher
+	env      *taskEnv // what every task reaches through the router
 	log      *zap.Logger
 	// lineLog writes the line of each handled message, without the caller: it would
 	// always name Handle, and finding it is a stack walk per message.
@@ -100,7 +101,8 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 		return nil, err
 	}
 	log = log.With(zap.String("component", "jobs"))
-	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m, nowFunc: time.Now}, nil
+	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m, nowFunc: time.Now,
+		env: &taskEnv{publish: pub, beats: hb, checkpoints: cfg.Checkpoints}}, nil
 }
 
 // outcome of one message, for the log line and the metrics.
@@ -174,7 +176,7 @@ func (r *Router) clearCheckpoint(ctx context.Context, m consumer.Message, t *Tas
 // message is bad and has been dealt with.
 func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job) (*Task, *outcome) {
 	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
-		publish: r.publish, beats: r.beats, nowFunc: r.nowFunc, cp: checkpoints{store: r.cfg.Checkpoints}}
+		env: r.env}
 	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
 	env, err := event.Parse([]byte(m.Body))
 	if err != nil {
