@@ -102,11 +102,12 @@ func (c Config) withDefaults() Config {
 // SIGKILL, reaping), and jobs.HandlerMargin.
 func (c Config) HandlerTimeout() time.Duration {
 	c = c.withDefaults()
-	return c.Timeout + c.StopTime() + jobs.HandlerMargin
+	return c.Timeout + 3*c.Grace + jobs.HandlerMargin
 }
 
 // StopTime is the longest Run takes to return once its context ends: SIGTERM, the
-// grace, SIGKILL, the wait for the group to go and for its pipes to drain.
+// grace, SIGKILL, the wait for the group to go and for its pipes to drain (up to a
+// grace each), and a second for the last checkpoint and the reaping.
 func (c Config) StopTime() time.Duration {
 	return 3*c.withDefaults().Grace + time.Second
 }
