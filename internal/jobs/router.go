@@ -127,7 +127,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 		r.metrics.eventAge.WithLabelValues(jobName).Observe(began.Sub(t.EventTime).Seconds())
 		out = r.run(ctx, m, route, job, t)
 	}
-	if taskDone[out.name] && t.mayHaveCheckpoint() {
+	if t.mayHaveCheckpoint() && taskDone(out.name) {
 		r.clearCheckpoint(ctx, m, t)
 	}
 	took := r.nowFunc().Sub(began)
@@ -156,7 +156,13 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 
 // taskDone are the outcomes after which the message's task is done with here: its
 // checkpoint is deleted.
-var taskDone = map[string]bool{"success": true, "forwarded": true, "final_failure": true, "dead_letter": true, "task_closed": true, "cancelled": true}
+func taskDone(outcome string) bool {
+	switch outcome {
+	case "success", "forwarded", "final_failure", "dead_letter", "task_closed", "cancelled":
+		return true
+	}
+	return false
+}
 
 // checkpointCleanupTimeout bounds the delete of a finished task's checkpoint.
 const checkpointCleanupTimeout = 10 * time.Second
@@ -220,8 +226,10 @@ func (r *Router) run(ctx context.Context, m consumer.Message, route Route, job J
 	jctx, jspan := tracing.Start(jctx, "job", job.Name, trace.SpanKindInternal)
 	output, err := r.call(jctx, job, t)
 	tracing.End(jspan, err)
-	if cause := context.Cause(jctx); errors.Is(cause, ErrTaskClosed) && ctx.Err() == nil {
-		return r.cancelled(m, job, cause)
+	if jctx.Err() != nil && ctx.Err() == nil { // only then can the task have closed
+		if cause := context.Cause(jctx); errors.Is(cause, ErrTaskClosed) {
+			return r.cancelled(m, job, cause)
+		}
 	}
 	var panicked *panicError
 	switch {
