@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # taskbridge worker: a static binary on distroless, non-root, no shell.
 
-FROM golang:1.26-bookworm AS build
+# Both bases fully qualified: the one place that names their registries (make
+# image-check reads these lines; podman needs no short-name resolution).
+FROM docker.io/library/golang:1.26-bookworm AS build
 WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
 COPY go.mod go.sum ./

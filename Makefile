@@ -37,7 +37,7 @@ test: emulator prometheus ## unit and integration tests with -race against a rea
 
 # The cookies, restart and trust cases on stock moto_server, as users and the compose
 # file run it (the other tests use tools/moto/server.py, moto with its races fixed).
-STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution)$$
+STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EShortShutdownRestartStrandsNoExecution)$$
 
 .PHONY: test-stock-moto
 test-stock-moto: emulator ## the cookies, restart and trust end-to-end cases on stock moto_server (no patches; ~3 min)

@@ -15,7 +15,7 @@
 // What a job's result means:
 //
 //   - an output (any value that encodes to JSON) completes the task with
-//     SendTaskSuccess; an output over 256 KiB goes to S3 and the task gets a
+//     SendTaskSuccess; an output over Step Functions' 256 KiB goes to S3 and the task gets a
 //     claim check ({"claimCheck": "s3://...", "size": N});
 //   - an error made with Permanent fails the task as "<job>.<kind>" at once;
 //   - an error made with Invalid, or a detail that Task.Decode cannot decode, fails

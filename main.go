@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 
@@ -27,7 +26,9 @@ import (
 // Configuration comes from the environment (`worker config` lists it);
 // WORKER_TOPOLOGY names the topology file.
 func Main(r *Registry) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// The first SIGTERM or SIGINT stops `run` within its shutdown timeout; a second
+	// one stops it at once.
+	ctx, stop := cli.NotifyStop(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	cli.Program = filepath.Base(os.Args[0])
 	err := cli.Main(ctx, r.cliJobs(), os.Args[1:], os.Stdout, os.Stderr)
 	stop()

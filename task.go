@@ -56,7 +56,8 @@ func (t *Task) HandOff(ctx context.Context, detailType string, detail any) error
 }
 
 // Publish puts a side event on the bus, with the worker's source. It carries no
-// token. An event over EventBridge's 256 KiB fails the task: no retry makes it fit.
+// token. An event over EventBridge's 1 MB (an entry of 1,048,576 bytes) fails the
+// task: no retry makes it fit.
 func (t *Task) Publish(ctx context.Context, detailType string, detail any) error {
 	return t.t.Publish(ctx, detailType, detail)
 }

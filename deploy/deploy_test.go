@@ -10,12 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/taskbridge/taskbridge/deploy"
+	"github.com/taskbridge/taskbridge/internal/batch"
 	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
@@ -225,7 +228,7 @@ func TestDockerfileRules(t *testing.T) {
 		require.NotContains(t, img, ":latest", "base image %s is pinned", img) // DL3007
 	}
 	last := strings.Join(final, "\n")
-	require.True(t, strings.HasPrefix(froms[len(froms)-1], "gcr.io/distroless/static"), "final stage is distroless/static: no shell, no package manager")
+	require.Contains(t, froms[len(froms)-1], "/distroless/static", "final stage is distroless/static: no shell, no package manager")
 	require.Regexp(t, `(?m)^USER (65532|nonroot)`, last, "final stage runs as non-root") // DL3002
 	require.NotRegexp(t, `(?m)^RUN `, last, "nothing runs in the final stage (it has no shell)")
 	require.Regexp(t, `(?m)^HEALTHCHECK .*"/worker", "healthcheck"`, last)
@@ -239,8 +242,9 @@ type compose struct {
 		DependsOn   map[string]struct {
 			Condition string `yaml:"condition"`
 		} `yaml:"depends_on"`
-		Command []string `yaml:"command"`
-		Init    bool     `yaml:"init"`
+		Command         []string `yaml:"command"`
+		Init            bool     `yaml:"init"`
+		StopGracePeriod string   `yaml:"stop_grace_period"`
 	} `yaml:"services"`
 }
 
@@ -304,7 +308,7 @@ func TestTerraformIsAppliedInCI(t *testing.T) {
 	t.Parallel()
 	ci, err := os.ReadFile("../.ci/run")
 	require.NoError(t, err)
-	require.Regexp(t, `(?m)^make tf-check$`, string(ci))
+	require.Regexp(t, `(?m)^step \S+ make tf-check$`, string(ci))
 	mk, err := os.ReadFile("../Makefile")
 	require.NoError(t, err)
 	require.Regexp(t, `(?m)^tf-check: .*## `, string(mk))
@@ -325,7 +329,7 @@ func TestImageIsRunInCI(t *testing.T) {
 	t.Parallel()
 	ci, err := os.ReadFile("../.ci/run")
 	require.NoError(t, err)
-	require.Regexp(t, `(?m)^make image-check\b`, string(ci))
+	require.Regexp(t, `(?m)^step \S+ make image-check\b`, string(ci))
 	mk, err := os.ReadFile("../Makefile")
 	require.NoError(t, err)
 	require.Regexp(t, `(?m)^image-check: .*## `, string(mk))
@@ -337,4 +341,96 @@ func TestImageIsRunInCI(t *testing.T) {
 	} {
 		contains(t, string(script), want)
 	}
+}
+
+// The worker listens on 127.0.0.1:9090 by default (issue 29 item 4); a container
+// must listen on every interface for Prometheus and the health check to reach it, so
+// the image, the compose file and the terraform each set it.
+func TestContainersSetTheMetricsAddress(t *testing.T) {
+	t.Parallel()
+	def := reflect.TypeFor[config.Config]()
+	field, ok := def.FieldByName("MetricsAddr")
+	require.True(t, ok)
+	require.Equal(t, "127.0.0.1:9090", field.Tag.Get("default"), "loopback by default")
+
+	docker, err := os.ReadFile("../Dockerfile")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^ENV WORKER_METRICS_ADDR=:9090$`, string(docker))
+	b, err := os.ReadFile("../docker-compose.yml")
+	require.NoError(t, err)
+	var c compose
+	require.NoError(t, yaml.Unmarshal(b, &c))
+	require.Equal(t, ":9090", c.Services["worker"].Environment["WORKER_METRICS_ADDR"])
+	tf, err := os.ReadFile("terraform/locals.tf")
+	require.NoError(t, err)
+	require.Regexp(t, `\{ name = "WORKER_METRICS_ADDR", value = ":9090" \}`, string(tf))
+}
+
+// The data bucket's reserved folders are one list (data-bucket.json): the worker's
+// own prefixes are in it, terraform's lifecycle rules read it, and the guide names
+// every folder where it says which execution names are refused.
+func TestDataBucketFoldersAreOneList(t *testing.T) {
+	t.Parallel()
+	folders := deploy.ReservedFolders()
+	for _, prefix := range []string{batch.ClaimPrefix, "manifests/", "results/", "claim-checks/", "glue/"} {
+		require.Contains(t, folders, strings.TrimSuffix(prefix, "/"), "a prefix the worker writes")
+	}
+	s3tf, err := os.ReadFile("terraform/s3.tf")
+	require.NoError(t, err)
+	locals, err := os.ReadFile("terraform/locals.tf")
+	require.NoError(t, err)
+	contains(t, string(locals), `jsondecode(file("${path.module}/../data-bucket.json")).reservedFolders`)
+	contains(t, string(s3tf), "local.expiring_folders")
+	require.NotContains(t, string(s3tf), `prefix = "claims/"`, "no folder spelt out beside the list")
+	guide, err := os.ReadFile("../docs/guide.md")
+	require.NoError(t, err)
+	row := regexp.MustCompile("(?m)^\\| a bad execution ARN.*$").Find(guide)
+	require.NotNil(t, row, "the guide's row on refused execution names")
+	for _, f := range folders {
+		require.Contains(t, string(row), "`"+f+"`", "the guide names reserved folder %s", f)
+	}
+}
+
+// The stop's time has one owner, config.StopBudget: terraform's stopTimeout is the
+// shutdown timeout plus the budget's ECSStopMargin, its ceiling is Fargate's as the
+// budget knows it, and its default is the worker's; docker compose's grace period
+// is the same sum.
+func TestTerraformStopTimeoutIsTheBudgets(t *testing.T) {
+	t.Parallel()
+	margin := int(config.ECSStopMargin.Seconds())
+	ceiling := int(config.ECSStopTimeoutMax.Seconds())
+	def := config.NewStopBudget(config.DefaultShutdownTimeout())
+	seconds := func(t *testing.T, re, text string) int {
+		t.Helper()
+		m := regexp.MustCompile(re).FindStringSubmatch(text)
+		require.NotNil(t, m, "%s", re)
+		n, err := strconv.Atoi(m[1])
+		require.NoError(t, err)
+		return n
+	}
+	ecs, err := os.ReadFile("terraform/ecs.tf")
+	require.NoError(t, err)
+	require.Equal(t, margin, seconds(t, `(?m)^\s*stopTimeout\s*=\s*var\.shutdown_timeout_seconds \+ (\d+)\s*$`, string(ecs)), "ecs.tf's stopTimeout")
+
+	vars, err := os.ReadFile("terraform/variables.tf")
+	require.NoError(t, err)
+	block := string(vars)[strings.Index(string(vars), `variable "shutdown_timeout_seconds"`):]
+	block = block[:strings.Index(block, "\n}\n")]
+	require.Equal(t, int(def.Shutdown.Seconds()), seconds(t, `default\s*=\s*(\d+)`, block), "the default is WORKER_SHUTDOWN_TIMEOUT's")
+	require.Equal(t, margin, seconds(t, `var\.shutdown_timeout_seconds \+ (\d+) <=`, block), "the validation's margin")
+	require.Equal(t, ceiling, seconds(t, `var\.shutdown_timeout_seconds \+ \d+ <= (\d+)`, block), "the validation's ceiling")
+	require.Equal(t, margin, seconds(t, `stopTimeout is this plus (\d+) s`, block), "the description's margin")
+	require.Equal(t, ceiling-margin, seconds(t, `must be 1\.\.(\d+)`, block), "the error message's maximum")
+	require.Equal(t, int(def.ECSStopTimeout().Seconds()), int(def.Shutdown.Seconds())+margin)
+
+	b, err := os.ReadFile("../docker-compose.yml")
+	require.NoError(t, err)
+	var c compose
+	require.NoError(t, yaml.Unmarshal(b, &c))
+	w := c.Services["worker"]
+	shutdown, err := time.ParseDuration(fmt.Sprint(w.Environment["WORKER_SHUTDOWN_TIMEOUT"]))
+	require.NoError(t, err)
+	grace, err := time.ParseDuration(w.StopGracePeriod)
+	require.NoError(t, err)
+	require.Equal(t, config.NewStopBudget(shutdown).ECSStopTimeout(), grace, "compose's stop_grace_period is the budget's stop timeout")
 }

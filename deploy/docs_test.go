@@ -151,7 +151,7 @@ func TestDocsLinksResolve(t *testing.T) {
 // that TestDocsCommandsAreExercised does not read.
 func TestDocsFencesNameTheirLanguage(t *testing.T) {
 	t.Parallel()
-	known := []string{"sh", "go", "json", "hcl", "dockerfile", "text"}
+	known := []string{"sh", "go", "json", "hcl", "dockerfile", "text", "python"}
 	for _, page := range docPages(t) {
 		for _, f := range fences(t, page) {
 			require.Contains(t, known, f.lang, "%s:%d: a fence names its language, one of %v", f.page, f.line, known)
@@ -249,7 +249,12 @@ var exercisedBy = map[string]exercised{
 	"bin/worker dlq redrive --queue processSingle --dry-run":  {in: "internal/dlq/dlq_test.go", with: []string{"DryRun: true"}},
 	"bin/worker dlq redrive --queue processSingle --reason RetriesExhausted --rate 5": {
 		in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "work", "--reason", "maxReceiveCount", "--rate"`}},
-	"bin/worker dlq purge --queue processSingle --yes": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "purge", "--queue", "work", "--yes"`}},
+	"bin/worker dlq purge --queue processSingle --yes":                    {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "purge", "--queue", "work", "--yes"`}},
+	"bin/worker dlq list --queue eventbridge":                             {in: "cmd/worker/e2e_eventsdlq_test.go", with: []string{`"dlq", "list", "--queue", "eventbridge"`}},
+	"bin/worker dlq redrive --queue eventbridge --to queue":               {in: "internal/dlq/events_test.go", with: []string{"q.ToTarget = true"}, note: "--to queue sets Queue.ToTarget (internal/cli/dlq.go)"},
+	"bin/worker dlq redrive --queue processSingle --executions --dry-run": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "flaky", "--executions", "--dry-run"`}},
+	"bin/worker dlq redrive --queue processSingle --executions": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "flaky", "--executions")`},
+		note: "moto lacks RedriveExecution: the e2e test proves it says so; internal/dlq's executions_test.go proves the redrive against Step Functions' types"},
 
 	// Development: LocalStack by hand is what make test-localstack does.
 	"scripts/localstack.sh start": {in: "scripts/localstack.sh", with: []string{"start) start ;;", "  test)"}, note: "make test-localstack"},
@@ -375,5 +380,5 @@ func TestReadmeStartsWithTheTwoCommands(t *testing.T) {
 	require.True(t, strings.HasPrefix(f.body[1], "make test "), f.body[1])
 	ci, err := os.ReadFile("../.ci/run")
 	require.NoError(t, err)
-	require.Regexp(t, `(?m)^make test$`, string(ci), "CI runs the README's test command")
+	require.Regexp(t, `(?m)^step \S+ make test$`, string(ci), "CI runs the README's test command")
 }

@@ -2,11 +2,13 @@
 # Runs checkov (pinned) over deploy/terraform; installs it into .tools/checkov once.
 # Every skip is justified inline where it applies (#checkov:skip=ID:reason).
 #
-# checkov calls no one but PyPI (the install, once): read in checkov 3.2.470's source,
+# checkov calls no one but the package index (the install, once: pip's own
+# configuration on this machine says which; this file names none). Read in checkov
+# 3.2.470's source,
 #   --skip-download / BC_SKIP_MAPPING=TRUE   no Prisma Cloud call for the guidelines,
-#                                            ID mapping and run config (api0.prismacloud.io;
-#                                            the output loses only the guideline links)
-#   CKV_SKIP_PACKAGE_UPDATE_CHECK=true       no "update available" lookup on pypi.org,
+#                                            ID mapping and run config (the output
+#                                            loses only the guideline links)
+#   CKV_SKIP_PACKAGE_UPDATE_CHECK=true       no "update available" lookup on the index,
 #                                            which the banner module makes on every start,
 #                                            --version included
 #   --download-external-modules false        no Terraform registry or git fetch of modules

@@ -10,7 +10,7 @@
 #  2. The Dockerfile's base images: pulled when a registry answers; where none does,
 #     local stand-ins under the same names (tools/imagecheck/*.Containerfile): a Go
 #     toolchain image from the machine's Go on a Debian bookworm rootfs (debootstrap
-#     from Debian's packages) and a distroless-like static base (CA certificates,
+#     from the Debian mirror that apt's sources name) and a distroless-like static base (CA certificates,
 #     tzdata, the nonroot user 65532).
 #  3. The image built from the Dockerfile and run read-only as 65532 on the host
 #     network against moto on a free loopback port: bootstrap, run (with --init, as
@@ -36,11 +36,25 @@ die() {
 CACHE=${IMAGE_CHECK_CACHE:-/var/cache/taskbridge-image-check}
 IMAGE=localhost/taskbridge/worker:image-check
 DERIVED=localhost/taskbridge/worker-exec:image-check
-GO_BASE=docker.io/library/golang:1.26-bookworm
-STATIC_BASE=gcr.io/distroless/static-debian12:nonroot
 SHUTDOWN=10 # WORKER_SHUTDOWN_TIMEOUT of the run, seconds
-grep -qxF "FROM golang:1.26-bookworm AS build" Dockerfile && grep -qxF "FROM $STATIC_BASE" Dockerfile ||
-  die "the Dockerfile's FROM lines changed; update GO_BASE and STATIC_BASE here and the stand-ins"
+# The base images as the Dockerfile names them (this script names no registry): the
+# build stage's and the final stage's. The stand-ins below are made for these two.
+GO_BASE=$(awk 'toupper($1) == "FROM" && toupper($3) == "AS" && $4 == "build" { print $2 }' Dockerfile)
+STATIC_BASE=$(awk 'toupper($1) == "FROM" { base = $2 } END { print base }' Dockerfile)
+[[ $GO_BASE == */golang:1.26-bookworm && $STATIC_BASE == */distroless/static-debian12:nonroot ]] ||
+  die "the Dockerfile's FROM lines changed ($GO_BASE, $STATIC_BASE); update the stand-ins (tools/imagecheck) and this check"
+# The Debian mirror that debootstrap reads: the one apt's sources name on this
+# machine (deb822 URIs: or one-line deb entries), its .../debian archive.
+debian_mirror() {
+  local uri
+  uri=$({
+    grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{ for (i = 2; i <= NF; i++) print $i }'
+    grep -hsE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+      awk '{ for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }'
+  } | grep -E '/debian/?$' | head -1)
+  [ -n "$uri" ] || die "apt's sources (/etc/apt/sources.list, /etc/apt/sources.list.d) name no Debian archive (…/debian) for debootstrap"
+  echo "${uri%/}"
+}
 
 # 1. podman.
 # What each package gives: a command, or a file (catatonit is podman's --init).
@@ -88,10 +102,12 @@ is_stand_in() { [ -n "$(stand_in_label "$1")" ]; }
 is_current_stand_in() { [ "$(stand_in_label "$1")" = "$RECIPE" ]; }
 bookworm_rootfs() {
   [ -s "$CACHE/bookworm.tar" ] && [ -d "$CACHE/rootfs/etc" ] && return 0
-  say "debootstrap bookworm (minbase, ca-certificates, tzdata) from Debian's packages"
+  local mirror
+  mirror=$(debian_mirror)
+  say "debootstrap bookworm (minbase, ca-certificates, tzdata) from $mirror (apt's sources)"
   rm -rf "$CACHE/rootfs" "$CACHE/bookworm.tar"
   mkdir -p "$CACHE"
-  debootstrap --variant=minbase --include=ca-certificates,tzdata bookworm "$CACHE/rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
+  debootstrap --variant=minbase --include=ca-certificates,tzdata bookworm "$CACHE/rootfs" "$mirror" >"$CACHE/debootstrap.log" 2>&1 ||
     { tail -20 "$CACHE/debootstrap.log"; die "debootstrap failed"; }
   rm -rf "$CACHE/rootfs"/var/cache/apt/archives/*.deb "$CACHE/rootfs"/var/lib/apt/lists/*
   tar --numeric-owner -C "$CACHE/rootfs" -cf "$CACHE/bookworm.tar.part" . && mv "$CACHE/bookworm.tar.part" "$CACHE/bookworm.tar"

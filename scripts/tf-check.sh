@@ -9,6 +9,8 @@
 #     lacks. Also: the module planned twice under for_each with an aliased provider,
 #     and the plan-time refusals of a missing topology_file and of topology_file
 #     without worker_topology.
+#     Every rule target read back: an explicit retry policy and the events DLQ; the
+#     CloudWatch alarms on FailedInvocations and the events DLQ's depth exist.
 #  2. The worker proof: bin/worker runs with the environment of the two ECS task
 #     definitions as read back from the emulator (plus the emulator's endpoint and
 #     credentials), serves a cookies execution of the state machine terraform made
@@ -16,13 +18,14 @@
 #  3. parliament (pinned, .tools/parliament) over every IAM policy of the stack:
 #     fails on a resource mismatch, an unknown action or a malformed policy.
 #  4. terraform destroy.
-# Nothing calls anything but loopback (and PyPI on the first run, for parliament).
+# Nothing calls anything but loopback (and the package index pip is configured with,
+# on the first run, for parliament).
 # Missing terraform or provider: a failure with CI=true, a skip otherwise.
 # KEEP=1 keeps the work folder (state, logs) for a look after a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PROVIDER=registry.terraform.io/hashicorp/aws
+PROVIDER_TYPE=hashicorp/aws # its registry host is the plugin folder's (<host>/hashicorp/aws/<version>)
 PROVIDER_VERSION=5.100.0
 export CHECKPOINT_DISABLE=1 # terraform: no version check call home
 START=$SECONDS
@@ -38,14 +41,19 @@ missing() {
 }
 
 command -v terraform >/dev/null || missing "terraform is not installed (want 1.11, e.g. /usr/local/bin/terraform)"
-PLUGINS=${TF_PLUGINS:-}
-if [ -z "$PLUGINS" ]; then
-  for d in /opt/tf-plugins $(find / -maxdepth 2 -name tf-plugins -type d 2>/dev/null); do
-    if [ -d "$d/$PROVIDER/$PROVIDER_VERSION" ]; then PLUGINS=$d && break; fi
+# The provider's full address (<host>/hashicorp/aws) is the one the plugin folder
+# holds: this script names no registry.
+PLUGINS='' PROVIDER=''
+for d in ${TF_PLUGINS:-/opt/tf-plugins $(find / -maxdepth 2 -name tf-plugins -type d 2>/dev/null)}; do
+  for v in "$d"/*/"$PROVIDER_TYPE/$PROVIDER_VERSION"; do
+    if [ -d "$v" ]; then
+      PLUGINS=$d PROVIDER=${v#"$d"/} PROVIDER=${PROVIDER%/"$PROVIDER_VERSION"}
+      break 2
+    fi
   done
-fi
-[ -n "$PLUGINS" ] && [ -d "$PLUGINS/$PROVIDER/$PROVIDER_VERSION" ] ||
-  missing "the $PROVIDER $PROVIDER_VERSION provider is not in a terraform plugin folder (looked in ${TF_PLUGINS:-/opt/tf-plugins and /*/tf-plugins}; set TF_PLUGINS)"
+done
+[ -n "$PLUGINS" ] ||
+  missing "the $PROVIDER_TYPE $PROVIDER_VERSION provider is not in a terraform plugin folder (looked in ${TF_PLUGINS:-/opt/tf-plugins and /*/tf-plugins}; set TF_PLUGINS)"
 
 scripts/emulator.sh install
 make --no-print-directory build >/dev/null
@@ -86,7 +94,7 @@ say "moto 5.2.5 (stubbed) on $ENDPOINT"
 # copy: the emulator's provider settings and the check's module settings (an
 # *_override.tf, merged by terraform) and the variables.
 mkdir -p "$WORK/deploy"
-cp -r deploy/terraform deploy/topology.json deploy/asl deploy/glue "$WORK/deploy/"
+cp -r deploy/terraform deploy/topology.json deploy/data-bucket.json deploy/asl deploy/glue "$WORK/deploy/"
 MODULE="$WORK/deploy/terraform"
 TF="$MODULE/examples/root"
 rm -rf "$MODULE/.terraform" "$TF/.terraform" "$MODULE"/*.tfstate* "$TF"/*.tfstate* "$MODULE"/*_override.tf "$TF"/*_override.tf "$TF/terraform.tfvars"
@@ -131,7 +139,7 @@ VARS
 tf() { terraform -chdir="$TF" "$@" -no-color; }
 
 tf init -input=false >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
-grep -qE "(Installed|Using previously-installed) ${PROVIDER#registry.terraform.io/} v$PROVIDER_VERSION" "$WORK/init.log" ||
+grep -qE "(Installed|Using previously-installed) $PROVIDER_TYPE v$PROVIDER_VERSION" "$WORK/init.log" ||
   { cat "$WORK/init.log"; echo "tf-check: init did not install $PROVIDER $PROVIDER_VERSION from $PLUGINS" >&2; exit 1; }
 say "init: $PROVIDER v$PROVIDER_VERSION from the filesystem mirror $PLUGINS"
 tf validate >/dev/null
@@ -201,6 +209,8 @@ if jq -r '.. | strings' "$WORK/outputs.json" | grep -E '^arn:' | grep -vE "^arn:
   exit 1
 fi
 say "ARNs name the account $ACCOUNT"
+# Nothing EventBridge cannot deliver vanishes: every target read back.
+say "delivery: $("${STACKPY[@]}" delivery "$WORK/outputs.json")"
 
 # The worker on the stack: each service's environment exactly as its task definition
 # has it, plus what a task gets from ECS (credentials) and the emulator's endpoint.

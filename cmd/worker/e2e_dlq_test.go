@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/stretchr/testify/require"
 
@@ -41,6 +43,20 @@ func dlqTopology(t *testing.T) string {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
 	}
 	return filepath.Join(dir, "topology.json")
+}
+
+// runningOf counts the executions of arns that are still RUNNING, without waiting.
+func (st *stackEnv) runningOf(arns []string) int {
+	st.t.Helper()
+	n := 0
+	for _, arn := range arns {
+		d, err := st.sfn.DescribeExecution(context.Background(), &sfn.DescribeExecutionInput{ExecutionArn: aws.String(arn)})
+		require.NoError(st.t, err)
+		if d.Status == sfntypes.ExecutionStatusRunning {
+			n++
+		}
+	}
+	return n
 }
 
 // exitCode runs a worker subcommand and returns its exit code and stdout.
@@ -145,15 +161,19 @@ func TestE2EDeadLettersInspectedAndRedriven(t *testing.T) {
 	require.GreaterOrEqual(t, inQueue+st.queueDepth(st.out.DLQs["work"]), 6, "every message is in the DLQ or the queue")
 
 	// 3. Step Functions reachable again: redrive completes every waiting execution.
+	// A message the killed redrive had received is hidden until its visibility ends
+	// (a killed process cannot give it back): redrive again until each execution ended.
+	// The check must not block: a one-minute wait per execution here once failed the
+	// test while that message was still hidden (a blocking wait of the harness
+	// fails, it does not return RUNNING).
 	st.startWorker()
 	eventually(t, 3*time.Minute, "every waiting execution succeeds after redrives", func() bool {
 		st.cli("dlq", "redrive", "--queue", "work", "--reason", "maxReceiveCount", "--rate", "10", "--output", "json")
-		for _, arn := range waiting {
-			if st.waitExecution(arn, time.Minute).Status == sfntypes.ExecutionStatusRunning {
-				return false
-			}
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) && st.runningOf(waiting) > 0 {
+			time.Sleep(500 * time.Millisecond)
 		}
-		return true
+		return st.runningOf(waiting) == 0
 	})
 	for _, arn := range waiting {
 		d := st.waitExecution(arn, time.Minute)
@@ -204,4 +224,86 @@ func TestE2EDashboardKindPanelsWithoutSuchQueues(t *testing.T) {
 		require.Equal(t, 1, r.Series, "%s reads one series: %s", r.Source, r.Expr)
 	}
 	require.Equal(t, 7, kinds, "the job-kind panels' queries")
+}
+
+// run runs a worker subcommand and returns its exit code, stdout and stderr.
+func (st *stackEnv) run(args ...string) (code int, stdout, stderr string) {
+	st.t.Helper()
+	return st.runWith(nil, args...)
+}
+
+// TestE2EStartWaitShowsTheCauseAndTheDLQStaysVisible: what a user runs after a
+// failed `worker start --wait` on moto, which keeps no failure causes. The cause of
+// a job that exited 3 (its message deleted) comes from the worker's failure note;
+// the cause of one that dead-lettered comes from the DLQ, and that read leaves the
+// message visible: list, show, redrive and status, run right after, all see it.
+func TestE2EStartWaitShowsTheCauseAndTheDLQStaysVisible(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"broken.asl.json": dlqStep("broken"),
+		"flaky.asl.json":  dlqStep("flaky"),
+		"topology.json": `{"source": "dlq.worker", "queues": [
+		    {"name": "broken", "detailTypes": ["broken"], "exec": {"command": ["sh", "-c", "cat > /dev/null; echo 'disk full on /data' >&2; exit 3"]}, "maxReceiveCount": 2, "visibilityTimeoutSeconds": 5},
+		    {"name": "flaky", "detailTypes": ["flaky"], "exec": {"command": ["sh", "-c", "cat > /dev/null; echo 'upstream 503' >&2; exit 75"]}, "maxReceiveCount": 2, "visibilityTimeoutSeconds": 5}],
+		  "stateMachines": [{"name": "broken", "definition": "broken.asl.json"}, {"name": "flaky", "definition": "flaky.asl.json"}]}`,
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	st := newStack(t, "WORKER_TOPOLOGY="+filepath.Join(dir, "topology.json"))
+	st.startWorker()
+
+	code, _, stderr := st.run("start", "--state-machine", "broken", "--input", "{}", "--wait", "--timeout", "2m")
+	t.Logf("start --wait (broken):\n%s", stderr)
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "broken.Exit3")
+	require.Contains(t, stderr, "disk full on /data", "the cause, from the worker's failure note")
+	require.Contains(t, stderr, "taskbridge-last-failure.json")
+	require.Zero(t, st.queueDepth(st.out.DLQs["broken"]), "a final failure is deleted, not dead-lettered")
+
+	code, _, stderr = st.run("start", "--state-machine", "flaky", "--input", "{}", "--wait", "--timeout", "2m")
+	t.Logf("start --wait (flaky):\n%s", stderr)
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "upstream 503")
+	require.Contains(t, stderr, "from DLQ flaky")
+	require.Contains(t, stderr, "worker dlq redrive --queue flaky --executions --dry-run", "start says how to redrive it")
+
+	// Right after: every command sees the dead letter (visible, not in flight).
+	var listed struct {
+		Queues []struct{ Depth, Read int }
+	}
+	out := st.cli("dlq", "list", "--queue", "flaky", "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Equal(t, []struct{ Depth, Read int }{{1, 1}}, listed.Queues, out)
+	shown := st.cli("dlq", "show", "--queue", "flaky")
+	require.Contains(t, shown, "upstream 503", shown)
+	require.Contains(t, shown, "dead since", "the worker's copy says when it was dead-lettered")
+	var sum struct{ Moved, Skipped, Left int }
+	out = st.cli("dlq", "redrive", "--queue", "flaky", "--dry-run", "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &sum), out)
+	require.Equal(t, 1, sum.Moved+sum.Skipped+sum.Left, "the redrive sees it: %s", out)
+	code, out, _ = st.run("status", "--output", "json")
+	require.Equal(t, 1, code)
+	require.Regexp(t, `"queue": "flaky",[^}]*"visible": 0,[^}]*"dlq": 1`, out)
+	out = st.cli("dlq", "list", "--queue", "flaky", "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Equal(t, []struct{ Depth, Read int }{{1, 1}}, listed.Queues, "still visible after all those reads: %s", out)
+
+	// The worker failed that execution (RetriesExhausted on the last receive): status
+	// lists it as redrivable, and `dlq redrive --executions` would redrive it. moto
+	// has no RedriveExecution: the command says so plainly, fails, and deletes nothing.
+	flaky := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(stderr, "\n", 2)[0], "started ")) // start's first line
+	require.True(t, strings.HasPrefix(flaky, "arn:"), stderr)
+	_, text, _ := st.run("status")
+	t.Logf("worker status:\n%s", text)
+	require.Contains(t, text, "redrivable executions")
+	require.Contains(t, text, flaky)
+	out = st.cli("dlq", "redrive", "--queue", "flaky", "--executions", "--dry-run")
+	t.Logf("dlq redrive --executions --dry-run:\n%s", out)
+	require.Contains(t, out, "would_redrive_execution")
+	require.Contains(t, out, "executions would redrive 1 (1 dead letters), skipped 0, left 0")
+	code, out, stderr = st.run("dlq", "redrive", "--queue", "flaky", "--executions")
+	t.Logf("dlq redrive --executions:\n%s%s", out, stderr)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "does not implement Step Functions RedriveExecution")
+	require.Equal(t, 1, st.queueDepth(st.out.DLQs["flaky"]), "nothing deleted")
 }

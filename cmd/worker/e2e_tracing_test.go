@@ -18,6 +18,8 @@ import (
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
 )
 
 // exportedSpan is the part of a console exporter line (stdouttrace) the test reads.
@@ -177,6 +179,9 @@ func TestE2ETracingOneTracePerExecution(t *testing.T) {
 			// AWS calls and publishes: somewhere under the execution's spans.
 			require.True(t, s.hasParent(), "%s (%s) has a parent", s.Name, queue)
 			parentOf(s)
+			if s.attr("rpc.system") == "aws-api" {
+				require.Equal(t, awstest.Region, s.attr("cloud.region"), "%s carries the region (issue 29.8)", s.Name)
+			}
 		}
 	}
 	for _, name := range []string{"job getMultiple", "job processSingle", "job postProcessSingle", "job sideEffect", "job postProcessAll",

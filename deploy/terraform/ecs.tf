@@ -44,8 +44,10 @@ resource "aws_ecs_task_definition" "worker" {
     command                = ["run"]
     readonlyRootFilesystem = true
     user                   = "65532:65532"
-    # Above the worker's own shutdown timeout, so ECS never SIGKILLs a drain
-    # (Fargate's ceiling is 120 s: see var.shutdown_timeout_seconds).
+    # The worker's shutdown timeout plus the stop budget's ECSStopMargin
+    # (internal/config/stop.go; deploy's TestTerraformStopTimeoutIsTheBudgets
+    # checks they agree): the spans' flush and the exit fit in it, so ECS never
+    # SIGKILLs a stop (Fargate's ceiling is 120 s: see var.shutdown_timeout_seconds).
     stopTimeout = var.shutdown_timeout_seconds + 5
     # An init process as PID 1 reaps an exec job's orphaned children.
     linuxParameters = { initProcessEnabled = true }

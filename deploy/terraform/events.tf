@@ -37,6 +37,18 @@ resource "aws_cloudwatch_event_target" "queue" {
   event_bus_name = aws_cloudwatch_event_rule.queue[each.key].event_bus_name
   target_id      = "sqs-${each.key}"
   arn            = aws_sqs_queue.queue[each.key].arn
+  # Explicit: EventBridge's implicit policy is a day of retries, then the event is
+  # dropped and its execution waits with nothing to show why.
+  retry_policy {
+    maximum_retry_attempts       = local.event_delivery.retry_attempts
+    maximum_event_age_in_seconds = local.event_delivery.max_event_age_s
+  }
+  dynamic "dead_letter_config" {
+    for_each = local.event_delivery.dead_letter ? [1] : []
+    content {
+      arn = aws_sqs_queue.events_dlq[0].arn
+    }
+  }
 }
 
 # etl-error events reach the SNS topic, for people and pagers.
@@ -52,4 +64,14 @@ resource "aws_cloudwatch_event_target" "etl_error" {
   event_bus_name = aws_cloudwatch_event_bus.this.name
   target_id      = "sns-etl-error"
   arn            = aws_sns_topic.etl_error.arn
+  retry_policy {
+    maximum_retry_attempts       = local.event_delivery.retry_attempts
+    maximum_event_age_in_seconds = local.event_delivery.max_event_age_s
+  }
+  dynamic "dead_letter_config" {
+    for_each = local.event_delivery.dead_letter ? [1] : []
+    content {
+      arn = aws_sqs_queue.events_dlq[0].arn
+    }
+  }
 }

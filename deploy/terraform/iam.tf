@@ -35,9 +35,11 @@ resource "aws_iam_role" "task" {
 data "aws_iam_policy_document" "jobs" {
   statement {
     sid = "ConsumeQueues"
+    # SendMessage: a job past SQS's 12 h visibility cap is handed on as a
+    # continuation on its own queue (docs/guide.md, "Long jobs").
     actions = [
       "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-      "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SendMessage",
     ]
     resources = [for k, _ in local.job_queues : aws_sqs_queue.queue[k].arn]
   }
@@ -45,6 +47,14 @@ data "aws_iam_policy_document" "jobs" {
     sid       = "DeadLetter" # the copy of a message on its last receive; the DLQ depth gauge
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
     resources = [for k, _ in local.job_queues : aws_sqs_queue.dlq[k].arn]
+  }
+  dynamic "statement" {
+    for_each = local.event_delivery.dead_letter ? [1] : []
+    content {
+      sid       = "EventsDLQDepth" # the stack's events DLQ: found at start, its depth gauged
+      actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+      resources = [aws_sqs_queue.events_dlq[0].arn]
+    }
   }
   statement {
     sid = "ReportTasks"
@@ -123,6 +133,14 @@ data "aws_iam_policy_document" "batch" {
     sid       = "DeadLetter"
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
     resources = [for k, _ in local.batch_queues : aws_sqs_queue.dlq[k].arn]
+  }
+  dynamic "statement" {
+    for_each = local.event_delivery.dead_letter ? [1] : []
+    content {
+      sid       = "EventsDLQDepth" # the stack's events DLQ: found at start, its depth gauged
+      actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+      resources = [aws_sqs_queue.events_dlq[0].arn]
+    }
   }
   statement {
     sid       = "ReadLanding" # HeadObject of every file before it goes into a manifest

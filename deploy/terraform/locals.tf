@@ -37,6 +37,15 @@ locals {
       max_receive_count  = try(q.maxReceiveCount, 5)
     }
   }
+  # How EventBridge delivers to the queues (topology "eventDelivery", defaults of
+  # internal/topology/delivery.go): every target's retry policy, and the stack's
+  # events DLQ unless deadLetter is false.
+  event_delivery = {
+    dead_letter     = try(local.topology.eventDelivery.deadLetter, true)
+    retry_attempts  = try(local.topology.eventDelivery.retryAttempts, 185)
+    max_event_age_s = try(local.topology.eventDelivery.maxEventAgeSeconds, 3600)
+  }
+
   job_queues   = { for k, q in local.queues : k => q if !q.s3_batch }
   batch_queues = { for k, q in local.queues : k => q if q.s3_batch }
 
@@ -44,14 +53,25 @@ locals {
   # may start.
   started_state_machines = distinct([for q in local.job_queues : q.start_execution if q.start_execution != ""])
 
+  # The worker's own top-level folders of the data bucket, the one list shared with
+  # the worker's execution-name check; those with expireDays get a lifecycle rule.
+  data_bucket_folders = jsondecode(file("${path.module}/../data-bucket.json")).reservedFolders
+  expiring_folders    = { for f in local.data_bucket_folders : f.name => f if try(f.expireDays, null) != null }
+
   # Names follow internal/topology/names.go.
   bus_name        = var.stack
   glue_job_name   = "${var.stack}-etl"
   queue_name      = { for k, _ in local.queues : k => "${var.stack}-${k}" }
   dlq_name        = { for k, _ in local.queues : k => "${var.stack}-${k}-dlq" }
+  events_dlq_name = "${var.stack}-eventbridge-dlq"
   rule_name       = { for k, _ in local.queues : k => "${var.stack}-${k}" }
   state_machine   = { for k, _ in local.state_machines : k => "${var.stack}-${k}" }
-  kms_for_sqs     = var.kms_key_arn != "" ? var.kms_key_arn : "alias/aws/sqs"
+  # SSE-SQS, or kms_key_arn (see sqs.tf: never the AWS-managed key).
+  sqs_sse = {
+    managed = var.kms_key_arn == "" ? true : null
+    key     = var.kms_key_arn != "" ? var.kms_key_arn : null
+    reuse   = var.kms_key_arn != "" ? 300 : null
+  }
   container_name  = "worker"
   shutdown_string = "${var.shutdown_timeout_seconds}s"
 

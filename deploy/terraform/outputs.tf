@@ -57,3 +57,8 @@ output "task_roles" {
   description = "Service (jobs, batch) → task role ARN."
   value       = { for k, r in aws_iam_role.task : k => r.arn }
 }
+
+output "events_dlq" {
+  description = "URL of the events DLQ: what EventBridge could not deliver to a queue (empty when the topology's eventDelivery.deadLetter is false)."
+  value       = local.event_delivery.dead_letter ? aws_sqs_queue.events_dlq[0].id : ""
+}

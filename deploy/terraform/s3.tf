@@ -70,23 +70,23 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       days_after_initiation = 7
     }
   }
-  # The batcher's claims and batch leases (internal/batch/claim.go): kept 15 days,
-  # longer than SQS keeps a message (14 days at most), so any redelivery of an event
-  # still finds its file's claim. A lease is rewritten every few tens of seconds
-  # while its batch is in flight; its old versions are of no use after a day.
+  # The worker's own folders that expire (deploy/data-bucket.json, the list the
+  # execution-name check reads too): the batcher's claims and leases and long jobs'
+  # leases, kept longer than SQS keeps a message, so any redelivery of an event
+  # still finds its claim and any continuation its lease.
   dynamic "rule" {
-    for_each = each.key == "data" ? [1] : []
+    for_each = { for name, f in local.expiring_folders : name => f if each.key == "data" }
     content {
-      id     = "expire-batch-claims"
+      id     = "expire-${rule.key}"
       status = "Enabled"
       filter {
-        prefix = "claims/"
+        prefix = "${rule.key}/"
       }
       expiration {
-        days = 15
+        days = rule.value.expireDays
       }
       noncurrent_version_expiration {
-        noncurrent_days = 1
+        noncurrent_days = try(rule.value.noncurrentDays, 30)
       }
       abort_incomplete_multipart_upload {
         days_after_initiation = 7

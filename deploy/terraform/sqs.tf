@@ -1,9 +1,24 @@
+# Every queue is encrypted with SSE-SQS, or with kms_key_arn when set: never the
+# AWS-managed key alias/aws/sqs, whose policy cannot let EventBridge (a rule
+# target) use it, so every delivery to such a queue fails. A customer key's policy
+# must let events.amazonaws.com GenerateDataKey and Decrypt (docs/operations.md).
+#
+# Message size: SQS takes 1 MiB (1,048,576 bytes) since August 2025, and events
+# reach 1 MB since 2026-01-29 (internal/awslimit). The hashicorp/aws provider of
+# versions.tf (~> 5.80; 5.100.0 in make tf-check) validates max_message_size to
+# 1024..262144 (hashicorp/terraform-provider-aws#43692) and sends its default,
+# 262144, when the attribute is left out: queues made here take 256 KiB, and an
+# apply puts a queue raised by hand back to it. Moving to 1 MiB needs a provider
+# whose validation takes 1_048_576 (6.x) and max_message_size = 1048576 on every
+# queue below (docs/guide.md, "Payload limits"). `worker bootstrap` sets 1 MiB.
+
 resource "aws_sqs_queue" "dlq" {
   for_each                          = local.queues
   name                              = local.dlq_name[each.key]
   message_retention_seconds         = 1209600 # 14 days: time to look at what failed
-  kms_master_key_id                 = local.kms_for_sqs
-  kms_data_key_reuse_period_seconds = 300
+  sqs_managed_sse_enabled           = local.sqs_sse.managed
+  kms_master_key_id                 = local.sqs_sse.key
+  kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
 }
 
 resource "aws_sqs_queue" "queue" {
@@ -11,8 +26,9 @@ resource "aws_sqs_queue" "queue" {
   name                              = local.queue_name[each.key]
   visibility_timeout_seconds        = each.value.visibility_timeout
   receive_wait_time_seconds         = 20
-  kms_master_key_id                 = local.kms_for_sqs
-  kms_data_key_reuse_period_seconds = 300
+  sqs_managed_sse_enabled           = local.sqs_sse.managed
+  kms_master_key_id                 = local.sqs_sse.key
+  kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
     maxReceiveCount     = each.value.max_receive_count
@@ -51,4 +67,41 @@ resource "aws_sqs_queue_policy" "queue" {
   for_each  = local.queues
   queue_url = aws_sqs_queue.queue[each.key].id
   policy    = data.aws_iam_policy_document.queue[each.key].json
+}
+
+# The events DLQ: what EventBridge could not deliver to a rule target once the
+# target's retry policy is spent (`worker dlq list --queue eventbridge`), encrypted
+# as every queue.
+resource "aws_sqs_queue" "events_dlq" {
+  count                             = local.event_delivery.dead_letter ? 1 : 0
+  name                              = local.events_dlq_name
+  message_retention_seconds         = 1209600 # 14 days, as every DLQ
+  sqs_managed_sse_enabled           = local.sqs_sse.managed
+  kms_master_key_id                 = local.sqs_sse.key
+  kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
+}
+
+# Only the stack's rules may send to it.
+data "aws_iam_policy_document" "events_dlq" {
+  count = local.event_delivery.dead_letter ? 1 : 0
+  statement {
+    sid       = "AllowTheStacksRules"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.events_dlq[0].arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = concat([for r in aws_cloudwatch_event_rule.queue : r.arn], [aws_cloudwatch_event_rule.etl_error.arn])
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "events_dlq" {
+  count     = local.event_delivery.dead_letter ? 1 : 0
+  queue_url = aws_sqs_queue.events_dlq[0].id
+  policy    = data.aws_iam_policy_document.events_dlq[0].json
 }

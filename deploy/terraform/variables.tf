@@ -158,3 +158,9 @@ variable "kms_key_arn" {
   type        = string
   default     = ""
 }
+
+variable "alarm_actions" {
+  description = "ARNs (e.g. SNS topics) the CloudWatch alarms notify: a rule's FailedInvocations, the events DLQ not empty. Empty: the alarms only change state."
+  type        = list(string)
+  default     = []
+}

@@ -1,6 +1,6 @@
 // Package awsjson encodes JSON the way the worker writes it for AWS (event details,
 // task outputs, claim checks, manifests): compact, and without HTML escapes, which
-// json.Marshal writes as 6 bytes each against every 256 KiB limit.
+// json.Marshal writes as 6 bytes each against every payload limit.
 package awsjson
 
 import (
@@ -10,7 +10,7 @@ import (
 
 // Marshal encodes v as compact JSON without HTML escaping: JSON written for AWS
 // keeps <, > and & as they are, where json.Marshal writes each as a 6-byte \u003c
-// escape that counts against every 256 KiB limit (event entries, task outputs). A
+// escape that counts against every payload limit (event entries, task outputs). A
 // json.RawMessage in v is compacted, not escaped; \u003c, \u003e and \u0026 escapes
 // that v already holds (a RawMessage made by json.Marshal) are written as the
 // characters themselves. The result has no trailing newline.

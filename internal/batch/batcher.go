@@ -66,6 +66,9 @@ type Config struct {
 	Lease time.Duration
 	// GluePollInterval is how often a started run is checked (default 10 s).
 	GluePollInterval time.Duration
+	// StopFlush bounds the flush of the open batch at a stop (default 15 s; the
+	// worker gives its stop budget's drain, config.StopBudget).
+	StopFlush time.Duration
 }
 
 // Validate reports every wrong field.
@@ -178,6 +181,9 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 	}
 	if cfg.Lease == 0 {
 		cfg.Lease = LeaseDefault
+	}
+	if cfg.StopFlush == 0 {
+		cfg.StopFlush = 15 * time.Second
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -296,7 +302,7 @@ func (b *Batcher) Run(ctx context.Context) error {
 			b.mu.Unlock()
 			// Flush what is closed, on a context of its own: the files' messages are
 			// deleted only if their run starts now.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.StopFlush)
 			defer cancel()
 			for {
 				select {

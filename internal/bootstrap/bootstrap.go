@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -42,6 +43,10 @@ type Output struct {
 	StateMachines map[string]string `json:"stateMachines"` // logical name → ARN
 	Queues        map[string]string `json:"queues"`        // logical name → URL
 	DLQs          map[string]string `json:"dlqs"`          // logical name → URL
+	// EventsDLQ is the URL of the dead-letter queue of every rule target (what
+	// EventBridge could not deliver); empty when the topology turns it off, or the
+	// stack was bootstrapped before it existed.
+	EventsDLQ string `json:"eventsDlq,omitempty"`
 	// GlueWarning says why the Glue job is missing, when Stack.GlueOptional let
 	// bootstrap go on without it.
 	GlueWarning string `json:"glueWarning,omitempty"`
@@ -102,7 +107,7 @@ func (b *Bootstrapper) Apply(ctx context.Context) (Output, error) {
 	if err := b.createBuckets(ctx); err != nil {
 		return Output{}, err
 	}
-	if err := b.createQueues(ctx, out); err != nil {
+	if err := b.createQueues(ctx, &out); err != nil {
 		return Output{}, err
 	}
 	for _, sm := range b.topo.StateMachines {
@@ -155,11 +160,18 @@ func (b *Bootstrapper) createBuckets(ctx context.Context) error {
 
 // createQueues creates each queue of the topology with its DLQ and redrive, and the
 // rule that feeds it; their URLs go into out.
-func (b *Bootstrapper) createQueues(ctx context.Context, out Output) error {
+func (b *Bootstrapper) createQueues(ctx context.Context, out *Output) error {
 	steps, err := b.topo.Steps(b.vars())
 	if err != nil {
 		return err
 	}
+	var events eventsDLQ
+	if b.topo.DeadLetters() {
+		if events, err = b.createEventsDLQ(ctx); err != nil {
+			return err
+		}
+	}
+	var ruleARNs []string
 	for _, q := range b.topo.Queues {
 		dlqURL, err := b.createQueue(ctx, b.stack.Names.DLQ(q.Name), map[string]string{
 			"MessageRetentionPeriod": strconv.Itoa(14 * 24 * 3600),
@@ -179,10 +191,18 @@ func (b *Bootstrapper) createQueues(ctx context.Context, out Output) error {
 		if err != nil {
 			return err
 		}
-		if err := b.route(ctx, q, b.topo.Sources(q, steps), url); err != nil {
+		ruleARN, err := b.route(ctx, q, b.topo.Sources(q, steps), url, events.arn)
+		if err != nil {
 			return err
 		}
+		ruleARNs = append(ruleARNs, ruleARN)
 		out.Queues[q.Name], out.DLQs[q.Name] = url, dlqURL
+	}
+	if events.url != "" {
+		if err := b.allowRules(ctx, events, ruleARNs); err != nil {
+			return err
+		}
+		out.EventsDLQ = events.url
 	}
 	return nil
 }
@@ -195,9 +215,19 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 		for name, into := range map[string]map[string]string{b.stack.Names.Queue(q.Name): out.Queues, b.stack.Names.DLQ(q.Name): out.DLQs} {
 			got, err := b.c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 			if err != nil {
-				return Output{}, fmt.Errorf("find queue %s (run `worker bootstrap` first?): %w", name, err)
+				return Output{}, resolveError(name, err)
 			}
 			into[q.Name] = aws.ToString(got.QueueUrl)
+		}
+	}
+	if b.topo.DeadLetters() {
+		// Optional: a stack bootstrapped before the events DLQ existed still runs.
+		got, err := b.c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(b.stack.Names.EventsDLQ())})
+		switch {
+		case err == nil:
+			out.EventsDLQ = aws.ToString(got.QueueUrl)
+		case !isCode(err, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+			return Output{}, fmt.Errorf("find queue %s: %w", b.stack.Names.EventsDLQ(), err)
 		}
 	}
 	for _, sm := range b.topo.StateMachines {
@@ -208,6 +238,21 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 		out.StateMachines[sm.Name] = arn
 	}
 	return out, nil
+}
+
+// resolveError tells apart why a queue of the stack was not found: no such queue
+// (the stack is not bootstrapped on this endpoint), no answer at all (a wrong or
+// stopped endpoint), or another refusal.
+func resolveError(queue string, err error) error {
+	var api smithy.APIError
+	switch {
+	case isCode(err, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+		return fmt.Errorf("no queue %s on this endpoint (run `worker bootstrap` first?): %w", queue, err)
+	case !errors.As(err, &api):
+		return fmt.Errorf("find queue %s: cannot reach the endpoint (check AWS_ENDPOINT_URL and AWS_REGION, and that the service runs): %w", queue, err)
+	default:
+		return fmt.Errorf("find queue %s: %w", queue, err)
+	}
 }
 
 // batches reports whether the topology has an s3Batch queue: only then does the stack
@@ -248,7 +293,12 @@ func (b *Bootstrapper) createBucket(ctx context.Context, bucket string) error {
 
 // createQueue creates a queue or, when it exists, brings its attributes up to date
 // (CreateQueue refuses different attributes for an existing queue).
+//
+// Every queue takes SQS's largest message (awslimit.SQSMessageBytes): an event may be
+// up to 1 MB since 2026-01-29, and a DLQ must take whatever its queue took.
 func (b *Bootstrapper) createQueue(ctx context.Context, name string, attrs map[string]string) (string, error) {
+	attrs = maps.Clone(attrs)
+	attrs["MaximumMessageSize"] = strconv.Itoa(awslimit.SQSMessageBytes)
 	out, err := b.c.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
 	if err == nil {
 		return aws.ToString(out.QueueUrl), nil
@@ -278,12 +328,14 @@ func (b *Bootstrapper) queueARN(ctx context.Context, url string) (string, error)
 }
 
 // route puts the rule and target that feed queue q, and the queue policy that lets
-// only that rule send to it. An unchanged rule is left alone: re-putting rules while
-// events flow disturbs PutEvents on some emulators.
-func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []string, url string) error {
+// only that rule send to it, and returns the rule's ARN. The target carries the
+// topology's retry policy and, when dlqARN is set, the events DLQ. An unchanged rule
+// or target is left alone: re-putting rules while events flow disturbs PutEvents on
+// some emulators.
+func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []string, url, dlqARN string) (string, error) {
 	queueARN, err := b.queueARN(ctx, url)
 	if err != nil {
-		return err
+		return "", err
 	}
 	// A producer on the bus is not trusted: a rule takes only the sources the
 	// topology allows (nil: any, for a finisher).
@@ -311,21 +363,21 @@ func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []st
 			State: ebtypes.RuleStateEnabled, Description: aws.String("taskbridge: routes to queue " + q.Name),
 		})
 		if err != nil {
-			return fmt.Errorf("put rule %s: %w", ruleName, err)
+			return "", fmt.Errorf("put rule %s: %w", ruleName, err)
 		}
 		ruleARN = aws.ToString(put.RuleArn)
 	}
+	want := b.target(q, queueARN, dlqARN)
 	targets, err := b.c.EventBridge.ListTargetsByRule(ctx, &eventbridge.ListTargetsByRuleInput{Rule: aws.String(ruleName), EventBusName: aws.String(bus)})
-	if err != nil || !slices.ContainsFunc(targets.Targets, func(t ebtypes.Target) bool { return aws.ToString(t.Arn) == queueARN }) {
+	if err != nil || !slices.ContainsFunc(targets.Targets, func(t ebtypes.Target) bool { return SameTarget(t, want) }) {
 		put, err := b.c.EventBridge.PutTargets(ctx, &eventbridge.PutTargetsInput{
-			Rule: aws.String(ruleName), EventBusName: aws.String(bus),
-			Targets: []ebtypes.Target{{Id: aws.String("sqs-" + q.Name), Arn: aws.String(queueARN)}},
+			Rule: aws.String(ruleName), EventBusName: aws.String(bus), Targets: []ebtypes.Target{want},
 		})
 		if err != nil {
-			return fmt.Errorf("put target of rule %s: %w", ruleName, err)
+			return "", fmt.Errorf("put target of rule %s: %w", ruleName, err)
 		}
 		if put.FailedEntryCount > 0 {
-			return fmt.Errorf("put target of rule %s: %d failed entries", ruleName, put.FailedEntryCount)
+			return "", fmt.Errorf("put target of rule %s: %d failed entries", ruleName, put.FailedEntryCount)
 		}
 	}
 	policy, _ := json.Marshal(map[string]any{
@@ -337,9 +389,9 @@ func (b *Bootstrapper) route(ctx context.Context, q topology.Queue, sources []st
 		}},
 	})
 	if _, err := b.c.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: map[string]string{"Policy": string(policy)}}); err != nil {
-		return fmt.Errorf("set policy of queue %s: %w", q.Name, err)
+		return "", fmt.Errorf("set policy of queue %s: %w", q.Name, err)
 	}
-	return nil
+	return ruleARN, nil
 }
 
 // samePattern reports whether two JSON documents are equal, whatever their layout

@@ -2,13 +2,17 @@ package bootstrap_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
@@ -18,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/awstest"
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/topology"
@@ -139,4 +144,94 @@ func TestApplyUpdatesAnEditedDefinitionAndMakesNoBatchParts(t *testing.T) {
 	require.Error(t, err, "no Glue job without an s3Batch queue")
 	_, err = c.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(out.DataBucket)})
 	require.NoError(t, err, "the data bucket is made")
+}
+
+// Every rule target carries the topology's retry policy and the stack's events DLQ
+// (read back with ListTargetsByRule), whose policy lets EventBridge send from the
+// stack's rules; a changed retry policy is put again; deadLetter false takes the DLQ
+// off the targets.
+func TestTargetsCarryRetryPolicyAndEventsDLQ(t *testing.T) {
+	cfg := awstest.Config(t)
+	ctx := context.Background()
+	stack := awstest.Stack(t)
+	c := clients(cfg)
+	dir := t.TempDir()
+	write := func(delivery string) *topology.Topology {
+		t.Helper()
+		path := filepath.Join(dir, "topology.json")
+		require.NoError(t, os.WriteFile(path, []byte(`{"source":"s","queues":[
+			{"name":"a","job":"a","detailTypes":["a"]},{"name":"b","job":"b","detailTypes":["b"]}]`+delivery+`}`), 0o644))
+		topo, err := topology.Load(path)
+		require.NoError(t, err)
+		return topo
+	}
+	apply := func(topo *topology.Topology) bootstrap.Output {
+		t.Helper()
+		out, err := bootstrap.New(topo, bootstrap.Stack{Names: topology.Names{Stack: stack}}, c, awstest.Region).Apply(ctx)
+		require.NoError(t, err)
+		return out
+	}
+	targetOf := func(queue string) ebtypes.Target {
+		t.Helper()
+		got, err := c.EventBridge.ListTargetsByRule(ctx, &eventbridge.ListTargetsByRuleInput{Rule: aws.String(stack + "-" + queue), EventBusName: aws.String(stack)})
+		require.NoError(t, err)
+		require.Len(t, got.Targets, 1)
+		return got.Targets[0]
+	}
+
+	out := apply(write(""))
+	require.NotEmpty(t, out.EventsDLQ)
+	attrs, err := c.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(out.EventsDLQ), AttributeNames: []sqstypes.QueueAttributeName{"QueueArn", "Policy"}})
+	require.NoError(t, err)
+	dlqARN := attrs.Attributes["QueueArn"]
+	require.True(t, strings.HasSuffix(dlqARN, ":"+stack+"-eventbridge-dlq"), dlqARN)
+	for _, q := range []string{"a", "b"} {
+		tg := targetOf(q)
+		require.NotNil(t, tg.DeadLetterConfig, "target of %s has a DLQ", q)
+		require.Equal(t, dlqARN, aws.ToString(tg.DeadLetterConfig.Arn))
+		require.NotNil(t, tg.RetryPolicy, "target of %s has an explicit retry policy", q)
+		require.Equal(t, int32(topology.DefaultRetryAttempts), aws.ToInt32(tg.RetryPolicy.MaximumRetryAttempts))
+		require.Equal(t, int32(topology.DefaultMaxEventAgeSeconds), aws.ToInt32(tg.RetryPolicy.MaximumEventAgeInSeconds))
+		rule, err := c.EventBridge.DescribeRule(ctx, &eventbridge.DescribeRuleInput{Name: aws.String(stack + "-" + q), EventBusName: aws.String(stack)})
+		require.NoError(t, err)
+		require.Contains(t, attrs.Attributes["Policy"], aws.ToString(rule.Arn), "the events DLQ lets the rule of %s send", q)
+	}
+	require.Contains(t, attrs.Attributes["Policy"], "events.amazonaws.com")
+	resolved, err := bootstrap.New(write(""), bootstrap.Stack{Names: topology.Names{Stack: stack}}, c, awstest.Region).Resolve(ctx)
+	require.NoError(t, err)
+	require.Equal(t, out.EventsDLQ, resolved.EventsDLQ)
+
+	apply(write(`,"eventDelivery":{"retryAttempts":3,"maxEventAgeSeconds":120}`))
+	tg := targetOf("a")
+	require.Equal(t, int32(3), aws.ToInt32(tg.RetryPolicy.MaximumRetryAttempts), "a changed policy is put again")
+	require.Equal(t, int32(120), aws.ToInt32(tg.RetryPolicy.MaximumEventAgeInSeconds))
+
+	off := apply(write(`,"eventDelivery":{"deadLetter":false}`))
+	require.Empty(t, off.EventsDLQ)
+	require.Nil(t, targetOf("b").DeadLetterConfig, "deadLetter false takes the DLQ off")
+}
+
+// Every queue and DLQ takes SQS's 1 MiB messages, also one made before at the old
+// 256 KiB (moto's default is already 1 MiB: the old queue is what proves the update).
+func TestApplyRaisesEveryQueueToSQSsLargestMessage(t *testing.T) {
+	cfg := awstest.Config(t)
+	topo, err := topology.Load("")
+	require.NoError(t, err)
+	stack := awstest.Stack(t)
+	names := topology.Names{Stack: stack}
+	c := clients(cfg)
+	ctx := context.Background()
+	for _, name := range []string{names.Queue("processSingle"), names.DLQ("processSingle")} {
+		_, err := c.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{"MaximumMessageSize": "262144"}})
+		require.NoError(t, err)
+	}
+	out, err := bootstrap.New(topo, bootstrap.Stack{Names: names}, c, awstest.Region).Apply(ctx)
+	require.NoError(t, err)
+	urls := slices.Concat(slices.Collect(maps.Values(out.Queues)), slices.Collect(maps.Values(out.DLQs)))
+	require.Len(t, urls, 2*len(topo.Queues))
+	for _, url := range urls {
+		attrs, err := c.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{"MaximumMessageSize"}})
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(awslimit.SQSMessageBytes), attrs.Attributes["MaximumMessageSize"], url)
+	}
 }

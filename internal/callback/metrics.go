@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.002, 2.5, 10),
 		}, []string{"api"}),
 		claimChecks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "worker_claim_checks_total", Help: "Outputs over the 256 KiB limit stored in S3 and sent as a pointer.",
+			Name: "worker_claim_checks_total", Help: "Payloads over Step Functions' 256 KiB (task outputs, execution inputs) stored in S3 and sent as a pointer.",
 		}),
 	}
 	reg.MustRegister(m.calls, m.duration, m.claimChecks)

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
+	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
 func runBootstrap(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
@@ -49,6 +50,9 @@ func runBootstrap(ctx context.Context, registered Jobs, args []string, stdout, s
 	for _, name := range out.QueueNames() {
 		fmt.Fprintf(tw, "queue %s\t%s\n", name, out.Queues[name])
 		fmt.Fprintf(tw, "dlq %s\t%s\n", name, out.DLQs[name])
+	}
+	if out.EventsDLQ != "" {
+		fmt.Fprintf(tw, "events dlq (%s)\t%s\n", topology.EventsDLQName, out.EventsDLQ)
 	}
 	return tw.Flush()
 }

@@ -152,13 +152,15 @@ func TestValidateWarnsAndStillPasses(t *testing.T) {
 func TestDLQAndStatusUsageErrors(t *testing.T) {
 	t.Parallel()
 	for name, args := range map[string][]string{
-		"no dlq command":      {"dlq"},
-		"unknown dlq command": {"dlq", "frob"},
-		"purge without --yes": {"dlq", "purge", "--queue", "q"},
-		"show without queue":  {"dlq", "show"},
-		"bad rate":            {"dlq", "redrive", "--queue", "q", "--rate", "0"},
-		"bad output":          {"status", "--output", "yaml"},
-		"status argument":     {"status", "x"},
+		"no dlq command":       {"dlq"},
+		"unknown dlq command":  {"dlq", "frob"},
+		"purge without --yes":  {"dlq", "purge", "--queue", "q"},
+		"show without queue":   {"dlq", "show"},
+		"bad rate":             {"dlq", "redrive", "--queue", "q", "--rate", "0"},
+		"bad --to":             {"dlq", "redrive", "--queue", "eventbridge", "--to", "lambda"},
+		"--to queue elsewhere": {"dlq", "redrive", "--queue", "q", "--to", "queue"},
+		"bad output":           {"status", "--output", "yaml"},
+		"status argument":      {"status", "x"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"sort"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/httpjob"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/startjob"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -55,9 +57,14 @@ type kindBuilder struct {
 	execMetrics *execjob.Metrics
 	httpMetrics *httpjob.Metrics
 	sfnMetrics  *startjob.Metrics
+	// fit claim-checks an execution input over Step Functions' limit (the
+	// reporter's StepFunctions.Fit, on the data bucket).
+	fit func(ctx context.Context, input []byte) ([]byte, error)
 }
 
-func newKindBuilder(w wiring) *kindBuilder { return &kindBuilder{w: w} }
+func newKindBuilder(w wiring, fit func(ctx context.Context, input []byte) ([]byte, error)) *kindBuilder {
+	return &kindBuilder{w: w, fit: fit}
+}
 
 // build returns the queue's job and the deadline of one run of it.
 func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
@@ -89,7 +96,8 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 		}
 		cfg := startConfig(q)
 		cfg.StateMachineARN = k.w.stack.StateMachines[cfg.StateMachine]
-		cfg.Limiter, cfg.ThrottleTimeout = k.w.sfnLimits.Get("StartExecution"), k.w.cfg.ReportTimeout
+		cfg.Limiter, cfg.ThrottleTimeout = k.w.sfnLimits.Get(throttle.StartExecution), k.w.cfg.ReportTimeout
+		cfg.FitFunc = k.fit
 		j, err := startjob.New(q.Name, cfg, k.w.sfn, log, k.sfnMetrics)
 		if err != nil {
 			return jobs.Job{}, 0, err

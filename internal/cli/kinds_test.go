@@ -44,6 +44,9 @@ func TestValidateReportsWhatRunRefuses(t *testing.T) {
 		{"exec program a directory", `"exec": {"command": ["./sub"]}`, "is a directory", ""},
 		{"exec bare name not in PATH", `"exec": {"command": ["no-such-command-taskbridge"]}`, "executable file not found", ""},
 		{"exec negative timeout", `"exec": {"command": ["./ok.sh"], "timeout": "-1s"}`, "timeout -1s is negative", ""},
+		{"exec 20 h: past SQS's cap, handed on", `"exec": {"command": ["./ok.sh"], "timeout": "20h"}`, "", ""},
+		{"exec 200 days: handed on", `"exec": {"command": ["./ok.sh"], "timeout": "4800h"}`, "", ""},
+		{"exec longer than an execution", `"exec": {"command": ["./ok.sh"], "timeout": "8761h"}`, "timeout 8761h0m0s cannot be honoured: a Step Functions Standard execution runs at most a year", ""},
 		{"exec env sets the worker's variable", `"exec": {"command": ["./ok.sh"], "env": {"TASKBRIDGE_TOKEN": "x"}}`, "env TASKBRIDGE_TOKEN: TASKBRIDGE_* variables are the worker's", ""},
 		{"exec env without a name", `"exec": {"command": ["./ok.sh"], "env": {"": "x"}}`, "is not KEY=VALUE", ""},
 		{"http ok", `"http": {"url": "http://127.0.0.1:1/x", "timeout": "5s", "headers": {"Authorization": "Bearer x"}}`, "", ""},
@@ -52,6 +55,7 @@ func TestValidateReportsWhatRunRefuses(t *testing.T) {
 		{"http url not http", `"http": {"url": "ftp://x/y"}`, "scheme must be http or https", ""},
 		{"http url without host", `"http": {"url": "http:///x"}`, "has no host", ""},
 		{"http negative timeout", `"http": {"url": "http://x", "timeout": "-1s"}`, "timeout -1s is negative", ""},
+		{"http longer than an execution", `"http": {"url": "http://x", "timeout": "9000h"}`, "cannot be honoured", ""},
 		{"http header Content-Type", `"http": {"url": "http://x", "headers": {"content-type": "text/plain"}}`, "header Content-Type is the worker's", ""},
 		{"http header X-Taskbridge-", `"http": {"url": "http://x", "headers": {"X-Taskbridge-Job": "x"}}`, "header X-Taskbridge-Job is the worker's", ""},
 		{"http header name invalid", `"http": {"url": "http://x", "headers": {"Bad Name": "x"}}`, `header "Bad Name" is not a valid name`, ""},
@@ -130,6 +134,6 @@ func buildAsRun(t *testing.T, path string) error {
 		_, err := batch.New(w.batchConfig(q), nil, nil, nil, w.log, nil)
 		return err
 	}
-	_, _, err = newKindBuilder(w).build(q)
+	_, _, err = newKindBuilder(w, nil).build(q)
 	return err
 }

@@ -2,8 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
+	"maps"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
@@ -19,7 +20,9 @@ import (
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/ecsprotect"
 	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/failnote"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/lease"
 	"github.com/taskbridge/taskbridge/internal/registry"
 	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/throttle"
@@ -37,11 +40,6 @@ var (
 	_ jobs.Publisher       = (*event.Publisher)(nil)
 )
 
-// flushReserve is kept from the shutdown timeout for what runs after the drain:
-// releasing unfinished messages and flushing deletes (the pollers' FlushTimeout,
-// three quarters of it), then stopping the HTTP server before the last guard.
-const flushReserve = 4 * time.Second
-
 // wiring is what every component of `worker run` is built from.
 type wiring struct {
 	setup
@@ -56,6 +54,8 @@ type wiring struct {
 	// StartExecution): one limiter per API per process.
 	sfn       *sfn.Client
 	sfnLimits *throttle.Set
+	// hardStop ends at a second signal (NotifyStop): the pollers' drain ends at once.
+	hardStop context.Context
 }
 
 // runWorker is `worker run`: set up, wire the components of the worker's roles, and
@@ -73,7 +73,13 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 		return err
 	}
 	defer closeLog()
-	stopTracing, err := tracing.Setup(ctx, tracing.Config{ConsolePath: s.cfg.TraceFile, Version: Version}, log)
+	// The first line says what runs, before anything can fail on the way.
+	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
+		zap.Strings("roles", s.cfg.Roles))
+	stopTracing, err := tracing.Setup(ctx, tracing.Config{
+		Exporters: s.cfg.Tracing.Exporters, OTLPProtocol: s.cfg.Tracing.OTLPProtocol, ConsolePath: s.cfg.TraceFile, Version: Version,
+		FlushTimeout: s.cfg.Stop().TracingFlush,
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -87,8 +93,12 @@ func runWorker(ctx context.Context, registered Jobs, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("worker starting", zap.String("stack", s.cfg.Stack), zap.String("topology", topologyName(s.topo)),
-		zap.Strings("roles", s.cfg.Roles), zap.Int("components", len(components)))
+	if wait := pollWait(s.cfg); wait < s.cfg.PollWait {
+		// Said once for the process: every poller caps the same way (consumer.PollWaitWithin).
+		log.Info("poll wait capped to fit the shutdown timeout: a receive in flight at a stop must return within the drain, or SQS may keep its messages invisible for a visibility timeout",
+			zap.Duration("poll_wait", s.cfg.PollWait), zap.Duration("capped_to", wait), zap.Duration("shutdown_timeout", s.cfg.ShutdownTimeout))
+	}
+	log.Info("worker wired", zap.Int("components", len(components)), zap.Duration("poll_wait", pollWait(s.cfg)))
 	return w.serve(ctx, components)
 }
 
@@ -107,11 +117,14 @@ func newWiring(ctx context.Context, s setup, log *zap.Logger) (wiring, error) {
 		publisher: event.NewPublisher(event.PublisherConfig{EventBus: stack.EventBus, Source: s.topo.Source}, s.clients.EventBridge, log, reg),
 		sfn:       limitedSFN(s.aws),
 		sfnLimits: sfnLimits(s.cfg, reg),
+		hardStop:  hardStopOf(ctx),
 	}
 	// One scale-in protection per process (task), held while any poller has a
 	// message in hand.
-	if agentURI := os.Getenv("ECS_AGENT_URI"); agentURI != "" && s.cfg.TaskProtectionMinutes > 0 {
-		w.protector, err = ecsprotect.New(ecsprotect.Config{AgentURI: agentURI, Minutes: s.cfg.TaskProtectionMinutes, Grace: s.cfg.TaskProtectionGrace}, log, ecsprotect.NewMetrics(reg))
+	if s.cfg.ECSAgentURI != "" && s.cfg.TaskProtectionMinutes > 0 {
+		w.protector, err = ecsprotect.New(ecsprotect.Config{
+			AgentURI: s.cfg.ECSAgentURI, Minutes: s.cfg.TaskProtectionMinutes, Grace: s.cfg.TaskProtectionGrace, DropTimeout: s.cfg.Stop().ProtectionDrop,
+		}, log, ecsprotect.NewMetrics(reg))
 		if err != nil {
 			return wiring{}, err
 		}
@@ -149,19 +162,28 @@ func (w wiring) components(ctx context.Context, registered Jobs) ([]component, e
 	}
 	// Scale-in protection (its Run returns at once when it is nil, off ECS); DLQ
 	// depth for the dashboard and the DLQ alerts.
-	return append(components, w.protector, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: w.stack.DLQs}, w.clients.SQS, w.reg, w.log)), nil
+	return append(components, w.protector, telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: dlqsToWatch(w.stack)}, w.clients.SQS, w.reg, w.log)), nil
 }
 
 // serve runs the components and the metrics server under one errgroup until ctx
 // ends, then waits for them to stop, at most the shutdown timeout.
 func (w wiring) serve(ctx context.Context, components []component) error {
+	// The metrics port is taken before any poller starts: a port in use fails the
+	// start at once, not after a long poll and a drain.
+	var srv *telemetry.Server
+	if w.cfg.MetricsAddr != "" {
+		srv = telemetry.NewServer(w.cfg.MetricsAddr, w.reg, w.ready.Ready, w.log)
+		srv.StopTimeout = w.cfg.Stop().ServerStop
+		if err := srv.Listen(); err != nil {
+			return fmt.Errorf("metrics server (WORKER_METRICS_ADDR=%s; set a free address, or empty to turn it off): %w", w.cfg.MetricsAddr, err)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	if srv != nil {
+		g.Go(func() error { return srv.Run(gctx) })
+	}
 	for _, c := range components {
 		g.Go(func() error { return c.Run(gctx) })
-	}
-	if w.cfg.MetricsAddr != "" {
-		srv := telemetry.NewServer(w.cfg.MetricsAddr, w.reg, w.ready.Ready, w.log)
-		g.Go(func() error { return srv.Run(gctx) })
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
@@ -170,23 +192,51 @@ func (w wiring) serve(ctx context.Context, components []component) error {
 		return err
 	case <-ctx.Done():
 	}
-	// Stopping: everything above is bounded by the shutdown timeout; this is the
-	// last guard, so ECS never has to SIGKILL a worker that is stuck.
-	w.log.Info("stopping", zap.Duration("shutdown_timeout", w.cfg.ShutdownTimeout))
+	// Stopping: everything above is bounded by the stop's budget; its last guard
+	// (budget.Shutdown from the signal) ends the wait, so ECS never has to SIGKILL
+	// a worker that is stuck.
+	budget := w.cfg.Stop()
+	guard := time.NewTimer(budget.Shutdown)
+	defer guard.Stop()
+	w.log.Info("stopping: waiting for the long polls in flight to return and for running jobs to finish; signal again to stop at once",
+		zap.Duration("poll_wait", pollWait(w.cfg)), zap.Duration("drain_timeout", budget.Drain), zap.Duration("shutdown_timeout", budget.Shutdown))
 	select {
 	case err := <-done:
 		w.log.Info("stopped")
 		return err
-	case <-time.After(w.cfg.ShutdownTimeout):
-		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", w.cfg.ShutdownTimeout)
+	case <-w.hardStop.Done():
+	case <-guard.C:
+		return fmt.Errorf("shutdown did not finish within %s; unfinished messages will be redelivered", budget.Shutdown)
 	}
+	// A second signal: the pollers cancel their jobs and release what they hold
+	// (their drain ended with it); give that the flush's time, no more, and never
+	// past the last guard.
+	w.log.Warn("second signal: stopping at once; cancelling running jobs and releasing the messages in hand", zap.Duration("within", budget.Flush))
+	released := time.NewTimer(budget.SecondSignal)
+	defer released.Stop()
+	select {
+	case err := <-done:
+		w.log.Info("stopped")
+		return err
+	case <-released.C:
+	case <-guard.C:
+	}
+	return errors.New("stopped at a second signal before every message was released; those come back after their visibility timeout")
 }
 
+// topologyName says which topology runs; the embedded one, which nobody chose, is
+// named with why it runs.
 func topologyName(t *topology.Topology) string {
 	if t.Path == "" {
-		return "embedded"
+		return "embedded cookies topology (WORKER_TOPOLOGY is not set)"
 	}
 	return t.Path
+}
+
+// pollWait is WORKER_POLL_WAIT capped so that a receive in flight at the stop
+// returns within the drain.
+func pollWait(cfg config.Config) time.Duration {
+	return min(cfg.PollWait, consumer.PollWaitWithin(cfg.Stop().Drain))
 }
 
 // jobPollers wires every queue of the topology but the batcher's: one poller per
@@ -196,7 +246,7 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	all := append([]jobs.Job(nil), registered.Jobs...)
 	routes := map[string]jobs.Route{}
 	timeouts := map[string]time.Duration{}
-	kinds := newKindBuilder(w)
+	kinds := newKindBuilder(w, reporter.Fit)
 	var queues []topology.Queue
 	for _, q := range w.topo.Queues {
 		if q.S3Batch != nil {
@@ -220,22 +270,43 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	}
 	router, err := jobs.NewRouter(jobs.RouterConfig{
 		Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout,
-		Checkpoints: checkpoint.New(w.stack.DataBucket, w.clients.S3),
+		FailureNotes: failnote.New(w.clients.S3, w.stack.DataBucket),
+		Checkpoints:  checkpoint.New(w.stack.DataBucket, w.clients.S3),
 	}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}
 	var pollers []component
+	handOver := w.handOver()
 	for _, q := range queues {
 		pc := w.pollerConfig(q)
 		pc.HandlerTimeout = timeouts[q.Name]
+		if pc.HandlerTimeout > handOver.After() {
+			// Only a queue whose jobs may outlive SQS's cap pays for the hand-over
+			// (a message attribute asked for per receive, a loop per queue).
+			pc.HandOver = handOver
+		}
 		p, err := consumer.NewPoller(pc, w.clients.SQS, router, w.log, w.metrics)
 		if err != nil {
 			return nil, err
 		}
-		pollers = append(pollers, p)
+		pollers = append(pollers, w.stoppable(p))
 	}
 	return pollers, nil
+}
+
+// handOver is the hand-over of job queues whose jobs may run past SQS's
+// visibility cap: leases in the data bucket that live LeaseTTL(cap).
+func (w wiring) handOver() *consumer.HandOver {
+	visCap := w.cfg.VisibilityCap
+	return &consumer.HandOver{Cap: visCap, Leases: lease.NewStore(w.clients.S3, w.stack.DataBucket, LeaseTTL(visCap)).ForConsumer()}
+}
+
+// LeaseTTL is how long a long job's lease lives past its last renewal: a worker
+// killed mid-job is replaced within about that (and a receive). 5 min under
+// SQS's 12 h cap; an eighth of a test's scaled-down cap.
+func LeaseTTL(visibilityCap time.Duration) time.Duration {
+	return min(5*time.Minute, visibilityCap/8)
 }
 
 // batchComponents wires the batcher to the s3Batch queue, if the topology has one.
@@ -261,7 +332,7 @@ func (w wiring) batchComponents() ([]component, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []component{b, p}, nil
+	return []component{b, w.stoppable(p)}, nil
 }
 
 // batchConfig is the batcher's Config: the environment's settings, the topology's
@@ -271,7 +342,8 @@ func (w wiring) batchConfig(landing topology.Queue) batch.Config {
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
 		// A batch's claims hold as long as its messages do without renewal (claim.go).
-		Lease: max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		Lease:     max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		StopFlush: w.cfg.Stop().BatchFlush,
 	}
 	if b := landing.S3Batch; b != nil { // the topology's settings win over the environment's
 		if b.MaxFiles > 0 {
@@ -292,22 +364,34 @@ type component interface {
 	Run(ctx context.Context) error
 }
 
+// stoppable runs a poller whose drain a second signal ends (wiring.hardStop).
+func (w wiring) stoppable(p *consumer.Poller) component { return pollerRun{p, w.hardStop} }
+
+type pollerRun struct {
+	p    *consumer.Poller
+	hard context.Context
+}
+
+// Run works until ctx ends; its work context keeps ctx's values and ends with hard.
+func (r pollerRun) Run(ctx context.Context) error {
+	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(r.hard, cancel)()
+	return r.p.Work(ctx, workCtx)
+}
+
 func (w wiring) pollerConfig(q topology.Queue) consumer.Config {
 	concurrency := q.Concurrency
 	if w.cfg.Concurrency != nil {
 		concurrency = *w.cfg.Concurrency
 	}
-	// The stop's budget: DrainTimeout for in-flight receives and jobs, then
-	// FlushTimeout for releases and the last deletes, all together; the rest of the
-	// reserve is the margin before runWorker's last guard.
-	drain := max(w.cfg.ShutdownTimeout-flushReserve, w.cfg.ShutdownTimeout/2)
-	flush := (w.cfg.ShutdownTimeout - drain) * 3 / 4
+	budget := w.cfg.Stop()
 	ready := w.ready
 	return consumer.Config{
 		Queue: q.Name, QueueURL: w.stack.Queues[q.Name], DLQURL: w.stack.DLQs[q.Name],
 		Concurrency: concurrency, VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
-		MaxReceiveCount: q.MaxReceiveCount, PollWait: w.cfg.PollWait, HandlerTimeout: w.cfg.JobTimeout,
-		DrainTimeout: drain, FlushTimeout: flush,
+		MaxReceiveCount: q.MaxReceiveCount, PollWait: pollWait(w.cfg), HandlerTimeout: w.cfg.JobTimeout,
+		DrainTimeout: budget.Drain, FlushTimeout: budget.Flush,
 		MaxPollers:        w.cfg.MaxPollers,
 		ReceiveResultFunc: func(err error) { ready.ObserveReceive(q.Name, err) },
 		StoppedFunc:       func() { ready.SetPolling(q.Name, false) },
@@ -329,4 +413,14 @@ func runHealthcheck(ctx context.Context) error {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	return telemetry.Healthcheck(ctx, cfg.MetricsAddr)
+}
+
+// dlqsToWatch are the DLQs whose depth the gauge reports: each queue's, and the
+// stack's events DLQ as queue "eventbridge" (so TaskbridgeDLQGrowing sees both).
+func dlqsToWatch(stack bootstrap.Output) map[string]string {
+	out := maps.Clone(stack.DLQs)
+	if stack.EventsDLQ != "" {
+		out[topology.EventsDLQName] = stack.EventsDLQ
+	}
+	return out
 }

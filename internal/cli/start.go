@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,8 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/taskbridge/taskbridge/internal/dlq"
+	"github.com/taskbridge/taskbridge/internal/failnote"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -70,7 +69,11 @@ func runStart(ctx context.Context, registered Jobs, args []string, stdout, stder
 	out, err := waitExecution(waitCtx, s.clients.SFN, execARN)
 	var failed *executionFailed
 	if errors.As(err, &failed) && failed.cause == "" {
-		failed.cause = s.findCause(ctx, execARN)
+		var deadIn string
+		failed.cause, deadIn = s.findCause(ctx, execARN)
+		if deadIn != "" {
+			fmt.Fprintf(stderr, "once the cause is fixed: worker dlq redrive --queue %s --executions --dry-run (then without --dry-run)\n", deadIn)
+		}
 	}
 	if err != nil {
 		return err
@@ -211,9 +214,10 @@ func (e *executionFailed) Error() string {
 
 // findCause looks for the cause of a failed execution where DescribeExecution did
 // not give it (moto drops causes): the execution history's failure events, then a
-// message of the execution in a DLQ (its taskbridge-error attribute, read without
-// taking the message: visibility timeout 0).
-func (s setup) findCause(ctx context.Context, execARN string) string {
+// message of the execution in a DLQ (its reason; the read leaves it visible), then
+// the worker's failure note of the execution (failnote). deadIn names the queue
+// whose DLQ holds the execution's dead letter, if one does.
+func (s setup) findCause(ctx context.Context, execARN string) (cause, deadIn string) {
 	pages := sfn.NewGetExecutionHistoryPaginator(s.clients.SFN, &sfn.GetExecutionHistoryInput{ExecutionArn: aws.String(execARN), ReverseOrder: true})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
@@ -222,18 +226,24 @@ func (s setup) findCause(ctx context.Context, execARN string) string {
 		}
 		for _, ev := range page.Events {
 			if c := historyCause(ev); c != "" {
-				return c
+				return c, ""
 			}
 		}
 	}
-	if out, err := s.bootstrapper().Resolve(ctx); err == nil {
-		for _, name := range slices.Sorted(maps.Keys(out.DLQs)) {
-			if c := dlqCause(ctx, s.clients.SQS, out.DLQs[name], execARN); c != "" {
-				return c + " (from DLQ " + name + ")"
+	if queues, err := resolveQueues(ctx, s, ""); err == nil {
+		in := dlq.New(s.clients.SQS, s.clients.SFN)
+		for _, q := range queues {
+			if c := dlqCause(ctx, in, q, execARN); c != "" {
+				return c + " (from DLQ " + q.Name + ")", q.Name
 			}
 		}
 	}
-	return "cause not available from this endpoint"
+	notes := failnote.New(s.clients.S3, s.cfg.DataBucket)
+	if n, found, err := notes.Read(ctx, execARN); err == nil && found {
+		return n.Cause + " (from the worker's failure note " + notes.Location(execARN) + ")", ""
+	}
+	return "cause not available from this endpoint: no failure in the execution's history, no dead letter of it, no worker's failure note at " +
+		notes.Location(execARN) + " (written when the event's detail has executionArn); the worker's log line of this execution_arn has it", ""
 }
 
 func historyCause(ev sfntypes.HistoryEvent) string {
@@ -258,22 +268,21 @@ func historyCause(ev sfntypes.HistoryEvent) string {
 	return ""
 }
 
-// dlqCause is the taskbridge-error of a message in the DLQ at url that names the
-// execution, "" if none (it peeks at up to 10 messages).
-func dlqCause(ctx context.Context, client *sqs.Client, url, execARN string) string {
-	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-		QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 0,
-		MessageAttributeNames: []string{"taskbridge-error"},
-	})
+// dlqCause is the reason of a dead letter of q that names the execution, "" if
+// none. It reads up to dlqCauseRead messages and leaves them visible (dlq.Show):
+// `dlq list`, `show`, `redrive` and `status` see them right after.
+func dlqCause(ctx context.Context, in *dlq.Inspector, q dlq.Queue, execARN string) string {
+	msgs, err := in.Show(ctx, q, dlqCauseRead)
 	if err != nil {
 		return ""
 	}
-	for _, m := range out.Messages {
-		if strings.Contains(aws.ToString(m.Body), execARN) {
-			if a, ok := m.MessageAttributes["taskbridge-error"]; ok {
-				return aws.ToString(a.StringValue)
-			}
+	for _, m := range msgs {
+		if m.ExecutionARN == execARN || strings.Contains(m.Body, execARN) {
+			return m.Reason
 		}
 	}
 	return ""
 }
+
+// dlqCauseRead bounds the DLQ messages findCause reads per queue.
+const dlqCauseRead = 100

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -48,7 +49,7 @@ type Config struct {
 	PollWait         time.Duration `envconfig:"POLL_WAIT" default:"20s" desc:"SQS long-poll wait per ReceiveMessage, 1s..20s"`
 	JobTimeout       time.Duration `envconfig:"JOB_TIMEOUT" default:"5m" desc:"deadline of one job run; its context is cancelled after it"`
 	HeartbeatEvery   time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"20s" desc:"SendTaskHeartbeat period while a callback job runs, and so how soon a job whose task closed (execution stopped, timed out) is cancelled; a queue's heartbeatInterval wins; 0 turns heartbeats off"`
-	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight jobs may finish before they are released (keep below ECS stopTimeout, 30s by default)"`
+	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, the whole stop of the pollers and jobs: in-flight jobs finish (the drain), then what is left is released; the spans' flush follows it. ECS stopTimeout must be at least this plus 5s (terraform sets it so); at most 115s"`
 	S3PathStyle      *bool         `envconfig:"S3_PATH_STYLE" desc:"path-style S3 URLs (default: true when AWS_ENDPOINT_URL is set, for local emulators)"`
 	BatchMaxFiles    int           `envconfig:"BATCH_MAX_FILES" default:"100" desc:"files that flush a batch, 1..10000"`
 	BatchWindow      time.Duration `envconfig:"BATCH_WINDOW" default:"15m" desc:"time after a batch's first file that flushes it, 1s..12h"`
@@ -64,26 +65,46 @@ type Config struct {
 	SFNStartRate    float64       `envconfig:"SFN_START_RATE" default:"300" desc:"most StartExecution calls per second per process (burst: 13/3 s of it); lowered at run time while Step Functions throttles"`
 	ReportTimeout   time.Duration `envconfig:"REPORT_TIMEOUT" default:"15m" desc:"how long a job's outcome report (SendTask*) or a StartExecution may wait out Step Functions throttling while the message stays invisible; a stop still ends it"`
 
+	// VisibilityCap is SQS's, a fact of AWS: only tests change it, to see a job
+	// handed on past it in seconds instead of hours (docs/development.md).
+	VisibilityCap time.Duration `envconfig:"TEST_VISIBILITY_CAP" default:"12h" desc:"test only: SQS's cap on a received message's visibility (12h from its receipt), past which a long job is handed on under a lease; tests scale it down to seconds, never change it against AWS. 4s..12h"`
+
 	TaskProtectionMinutes int           `envconfig:"TASK_PROTECTION_MINUTES" default:"15" desc:"on ECS (ECS_AGENT_URI set): task scale-in protection per enable or renewal while messages are in hand, in minutes, renewed at half; 1..2880, 0 turns protection off"`
 	TaskProtectionGrace   time.Duration `envconfig:"TASK_PROTECTION_GRACE" default:"5s" desc:"idle time after which a process drops its scale-in protection"`
 
-	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090" desc:"listen address of /metrics, /healthz and /readyz; empty turns the server off"`
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:"127.0.0.1:9090" desc:"listen address of /metrics, /healthz and /readyz (this host only by default; a container sets :9090); empty turns the server off"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 	// TraceFile is where OTEL_TRACES_EXPORTER=console writes spans (docs/tracing.md).
 	TraceFile string `envconfig:"TRACE_FILE" desc:"file the console trace exporter (OTEL_TRACES_EXPORTER=console) appends spans to, one JSON object a line; empty writes them to stdout. Tracing itself is set by the standard OTEL_* variables, off by default"`
+
+	// The standard variables the worker reads itself (standards), under their own
+	// names, not WORKER_*.
+
+	// ECSAgentURI is $ECS_AGENT_URI, set by ECS in every container of a task;
+	// empty off ECS.
+	ECSAgentURI string `ignored:"true"`
+	// Tracing is what the OTEL_* variables the worker reads say.
+	Tracing Tracing `ignored:"true"`
 }
+
+// maxJobTimeout is jobs.MaxTimeout (config imports no job package): runs longer
+// than SQS's 12 h cap are handed on under a lease, but no task outlives its
+// execution's year.
+const maxJobTimeout = awslimit.StepFunctionsMaxExecution
 
 // stackName is the rule Terraform's var.stack enforces too: every resource name is
 // derived from it, and S3 bucket names allow only lowercase letters, digits and dashes.
 var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,30}$`)
 
-// Load reads the environment into a Config, fills derived defaults and validates.
+// Load reads the environment (the WORKER_* variables and the standard ones the
+// worker reads itself) into a Config, fills derived defaults and validates.
 func Load() (Config, error) {
 	var c Config
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return Config{}, plainParseError(err)
 	}
+	c.readStandard()
 	c.fillDerived()
 	return c, c.Validate()
 }
@@ -131,11 +152,14 @@ func (c Config) Validate() error {
 	if c.JobTimeout <= 0 {
 		bad("JOB_TIMEOUT", "must be positive, got %s", c.JobTimeout)
 	}
+	if c.JobTimeout > maxJobTimeout {
+		bad("JOB_TIMEOUT", "%s cannot be honoured: a Step Functions Standard execution runs at most a year (8760h), and its task closes with it", c.JobTimeout)
+	}
 	if c.HeartbeatEvery < 0 {
 		bad("HEARTBEAT_INTERVAL", "must not be negative, got %s", c.HeartbeatEvery)
 	}
-	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout >= 120*time.Second {
-		bad("SHUTDOWN_TIMEOUT", "must be between 0s and 120s (ECS stopTimeout's maximum), got %s", c.ShutdownTimeout)
+	if most := ECSStopTimeoutMax - ECSStopMargin; c.ShutdownTimeout <= 0 || c.ShutdownTimeout > most {
+		bad("SHUTDOWN_TIMEOUT", "must be above 0s and at most %s (ECS stopTimeout, at most %s, is it plus %s), got %s", most, ECSStopTimeoutMax, ECSStopMargin, c.ShutdownTimeout)
 	}
 	if c.BatchMaxFiles < 1 || c.BatchMaxFiles > 10000 {
 		bad("BATCH_MAX_FILES", "must be between 1 and 10000, got %d", c.BatchMaxFiles)
@@ -155,12 +179,16 @@ func (c Config) Validate() error {
 	if c.GluePollInterval <= 0 {
 		bad("GLUE_POLL_INTERVAL", "must be positive, got %s", c.GluePollInterval)
 	}
+	if c.VisibilityCap < 4*time.Second || c.VisibilityCap > 12*time.Hour {
+		bad("TEST_VISIBILITY_CAP", "must be between 4s and 12h (SQS's cap, a test may only lower it), got %s", c.VisibilityCap)
+	}
 	if c.TaskProtectionMinutes < 0 || c.TaskProtectionMinutes > 2880 {
 		bad("TASK_PROTECTION_MINUTES", "must be between 0 (off) and 2880, got %d", c.TaskProtectionMinutes)
 	}
 	if c.TaskProtectionGrace < 0 {
 		bad("TASK_PROTECTION_GRACE", "must not be negative, got %s", c.TaskProtectionGrace)
 	}
+	errs = append(errs, c.validateStandard()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -174,14 +202,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Usage writes every variable with its default and meaning, for `worker config`.
+// Usage writes every variable with its default and meaning, for `worker config`:
+// the standard ones first, marked so, then the worker's own.
 func Usage(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	fmt.Fprintln(tw, "AWS_REGION\t(SDK)\tregion of every AWS call")
-	fmt.Fprintln(tw, "AWS_ENDPOINT_URL\t(SDK)\tone endpoint for every service, e.g. a local emulator (http://127.0.0.1:5000)")
-	fmt.Fprintln(tw, "AWS_ACCESS_KEY_ID, ...\t(SDK)\tcredentials, by the SDK's default chain (env, profile, ECS task role)")
-	fmt.Fprintln(tw, "ECS_AGENT_URI\t(ECS)\tset by ECS: the agent endpoint where the worker holds task scale-in protection while jobs run; unset: no protection")
+	// Section lines hold tabs so that the columns stay one block.
+	fmt.Fprintln(tw, "# standard variables\t\t(read under their own names)")
+	for _, s := range standards {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, s.def, s.desc)
+	}
+	fmt.Fprintln(tw, "# the worker's own\t\t("+Prefix+"_*)")
 	if err := envconfig.Usagef(Prefix, &Config{}, tw, "{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"); err != nil {
 		return fmt.Errorf("write usage: %w", err)
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -38,6 +39,10 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		{"report timeout too short", map[string]string{"WORKER_REPORT_TIMEOUT": "10ms"}, []string{"WORKER_REPORT_TIMEOUT: must be at least 1s"}},
 		{"poll wait over SQS max", map[string]string{"WORKER_POLL_WAIT": "30s"}, []string{"WORKER_POLL_WAIT: must be between 1s and 20s"}},
 		{"shutdown past ECS max", map[string]string{"WORKER_SHUTDOWN_TIMEOUT": "5m"}, []string{"WORKER_SHUTDOWN_TIMEOUT"}},
+		{"protection minutes above the agent's range", map[string]string{"WORKER_TASK_PROTECTION_MINUTES": "2881"}, []string{"WORKER_TASK_PROTECTION_MINUTES: must be between 0 (off) and 2880"}},
+		{"negative protection minutes", map[string]string{"WORKER_TASK_PROTECTION_MINUTES": "-1"}, []string{"WORKER_TASK_PROTECTION_MINUTES: must be between 0 (off) and 2880"}},
+		{"job timeout past an execution's year", map[string]string{"WORKER_JOB_TIMEOUT": "9000h"}, []string{"WORKER_JOB_TIMEOUT: 9000h0m0s cannot be honoured: a Step Functions Standard execution runs at most a year"}},
+		{"visibility cap past SQS's", map[string]string{"WORKER_TEST_VISIBILITY_CAP": "13h"}, []string{"WORKER_TEST_VISIBILITY_CAP: must be between 4s and 12h"}},
 		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{`WORKER_JOB_TIMEOUT: "soon" is not a duration`}},
 		{"not a number", map[string]string{"WORKER_BATCH_MAX_FILES": "many"}, []string{`WORKER_BATCH_MAX_FILES: "many" is not a whole number`}},
 		{"not a number for a pointer", map[string]string{"WORKER_CONCURRENCY": "abc"}, []string{`WORKER_CONCURRENCY: "abc" is not a whole number`}},
@@ -65,11 +70,59 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	typ := reflect.TypeFor[Config]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
+		if f.Tag.Get("ignored") == "true" {
+			continue // a standard variable: below
+		}
 		name := Prefix + "_" + f.Tag.Get("envconfig")
 		require.Contains(t, b.String(), name)
 		require.NotEmpty(t, f.Tag.Get("desc"), "%s has a meaning for `worker config`", name)
 	}
-	for _, sdk := range []string{"AWS_REGION", "AWS_ENDPOINT_URL"} {
-		require.True(t, strings.Contains(b.String(), sdk), "usage mentions %s", sdk)
+	for _, std := range []string{"AWS_REGION", "AWS_ENDPOINT_URL", "ECS_AGENT_URI", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_SERVICE_NAME"} {
+		require.True(t, strings.Contains(b.String(), "\n"+std), "usage lists %s", std)
+	}
+	std, own := strings.Index(b.String(), "# standard variables"), strings.Index(b.String(), "# the worker's own")
+	require.True(t, std >= 0 && own > std, "the standard variables are marked as such, before the worker's own:\n%s", b.String())
+	require.Less(t, strings.Index(b.String(), "OTEL_TRACES_EXPORTER"), own)
+}
+
+// The standard variables the worker reads itself are read here, under their own
+// names, and nowhere else (internal/tracing and cli take them from Config).
+func TestLoadReadsTheStandardVariables(t *testing.T) {
+	t.Setenv("ECS_AGENT_URI", "http://169.254.170.2/api/task-1")
+	t.Setenv("OTEL_TRACES_EXPORTER", " OTLP, none ,console")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+	t.Setenv("WORKER_ECS_AGENT_URI", "http://not.read/") // no WORKER_ twin
+	c, err := Load()
+	require.NoError(t, err)
+	require.Equal(t, "http://169.254.170.2/api/task-1", c.ECSAgentURI)
+	require.Equal(t, Tracing{Exporters: []string{"otlp", "console"}, OTLPProtocol: "grpc"}, c.Tracing, "the traces protocol wins")
+
+	t.Setenv("OTEL_SDK_DISABLED", "TRUE")
+	c, err = Load()
+	require.NoError(t, err)
+	require.Empty(t, c.Tracing.Exporters, "OTEL_SDK_DISABLED wins")
+}
+
+func TestLoadDefaultsOfTheStandardVariables(t *testing.T) {
+	for _, k := range []string{"ECS_AGENT_URI", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		t.Setenv(k, "") // set for the test's end, then unset for Load
+		require.NoError(t, os.Unsetenv(k))
+	}
+	c, err := Load()
+	require.NoError(t, err)
+	require.Empty(t, c.ECSAgentURI)
+	require.Equal(t, Tracing{OTLPProtocol: "http/protobuf"}, c.Tracing, "tracing off by default")
+}
+
+func TestLoadRefusesBadStandardValues(t *testing.T) {
+	t.Setenv("ECS_AGENT_URI", "169.254.170.2/api/x")
+	t.Setenv("OTEL_TRACES_EXPORTER", "jaeger,otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	_, err := Load()
+	require.Error(t, err)
+	for _, w := range []string{`ECS_AGENT_URI: must be an http URL`, `OTEL_TRACES_EXPORTER: unknown exporter "jaeger"`, `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "http/json"`} {
+		require.Contains(t, err.Error(), w)
 	}
 }

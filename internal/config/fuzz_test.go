@@ -6,13 +6,20 @@ import (
 	"testing"
 )
 
-// variables are the WORKER_* names, read from the struct tags so a new field is
-// fuzzed without touching this file.
+// variables are the WORKER_* names, read from the struct tags, and the standard
+// variables Load reads, so a new one is fuzzed without touching this file.
 func variables() []string {
 	var names []string
 	typ := reflect.TypeFor[Config]()
 	for i := range typ.NumField() {
-		names = append(names, Prefix+"_"+typ.Field(i).Tag.Get("envconfig"))
+		if tag := typ.Field(i).Tag; tag.Get("ignored") != "true" {
+			names = append(names, Prefix+"_"+tag.Get("envconfig"))
+		}
+	}
+	for _, s := range standards {
+		if s.read != nil {
+			names = append(names, s.name)
+		}
 	}
 	return names
 }
@@ -21,7 +28,7 @@ func variables() []string {
 // and it either returns a configuration that validates, with every derived name
 // filled, or an error that names the variable.
 func FuzzLoad(f *testing.F) {
-	for i, v := range []string{"", "0", "-1", "1s", "20s", "25h", "jobs,batch", " Jobs ", ",", "true", "maybe", "9999999999999999999", "1e3", "info", "tb-1a2b", "Big Stack", "0x10", "1.5s"} {
+	for i, v := range []string{"", "0", "-1", "1s", "20s", "25h", "jobs,batch", " Jobs ", ",", "true", "maybe", "9999999999999999999", "1e3", "info", "tb-1a2b", "Big Stack", "0x10", "1.5s", "otlp,console", "grpc", "http://169.254.170.2/v4/x", "zipkin"} {
 		f.Add(uint8(i), v)
 	}
 	names := variables()

@@ -23,7 +23,10 @@ type Config struct {
 	VisibilityTimeout time.Duration
 	// MaxReceiveCount is the queue's redrive maxReceiveCount, copied into Message.
 	MaxReceiveCount int
-	// PollWait is the long-poll wait of a receive (default 20 s, at most 20 s).
+	// PollWait is the long-poll wait of a receive (default 20 s, at most 20 s). A
+	// Poller caps it to PollWaitWithin(DrainTimeout): a receive in flight at a stop
+	// must return within the drain, or what SQS hands it stays invisible for a
+	// visibility timeout.
 	PollWait time.Duration
 	// HandlerTimeout is the deadline of one handler call (default 5 min).
 	HandlerTimeout time.Duration
@@ -50,6 +53,11 @@ type Config struct {
 	// Activity, when set, is told how many messages the poller has in hand (nil:
 	// nobody is).
 	Activity Activity
+	// HandOver, when set, lets handlers run past SQS's 12 h visibility cap: a
+	// message is handed on, under a lease, before the cap (see handover.go). nil:
+	// a handler that outlives the cap loses its message's visibility and is
+	// cancelled.
+	HandOver *HandOver
 }
 
 // ReceiveMode says how a Poller shapes its receives; each receive asks for at most
@@ -79,6 +87,19 @@ const (
 type Activity interface {
 	Begin(n int)
 	End(n int)
+}
+
+// receiveMargin is what a drain keeps, beyond a long poll's wait, for its answer to
+// arrive: a receive started just before the stop returns within PollWait plus its
+// round trip (milliseconds on SQS; moto answers a large queue more slowly).
+const receiveMargin = time.Second
+
+// PollWaitWithin is the longest long poll (whole seconds, at least SQS's 1 s) whose
+// receive, started just before a stop, returns within a drain of drain. A receive
+// cut by the drain's end can still take messages on the server, which then stay
+// invisible for a visibility timeout; one that returns gets its messages released.
+func PollWaitWithin(drain time.Duration) time.Duration {
+	return max(time.Second, (drain - receiveMargin).Truncate(time.Second))
 }
 
 func (c *Config) applyDefaults() {
@@ -122,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReceiveMode != ReceiveAhead && c.ReceiveMode != ReceiveOnDemand {
 		errs = append(errs, fmt.Errorf("consumer %s: unknown ReceiveMode %d", c.Queue, c.ReceiveMode))
+	}
+	if err := c.HandOver.validate(c.Queue); err != nil {
+		errs = append(errs, err)
 	}
 	if c.HandlerTimeout < 0 || c.DrainTimeout < 0 || c.FlushTimeout < 0 {
 		errs = append(errs, fmt.Errorf("consumer %s: timeouts must not be negative", c.Queue))

@@ -22,6 +22,14 @@
 //     renewal fails and the timeout passes, the job's context is cancelled (a message
 //     still waiting is never started) and the message is not deleted: someone else
 //     may own it.
+//   - SQS keeps a received message invisible 12 h at most from its receipt. With
+//     Config.HandOver, a handler that runs toward that cap has its message handed
+//     on under a lease (handover.go): a delayed continuation on the same queue,
+//     the received message deleted, the handler running on; the lease, not a
+//     receipt, then carries the job's fate, and a worker that receives the
+//     continuation hides it while the lease lives and takes the job over once it
+//     is dead. Without HandOver the handler is cancelled when the cap ends its
+//     visibility.
 //   - The Handler's result decides the message's fate, in this one place:
 //     nil → deleted (batched DeleteMessageBatch, up to 10 a call and a few calls
 //     at once, sent when 10 are pending or a second after the first; failed
@@ -42,8 +50,11 @@
 //     1. The end of receiveCtx is the stop: no new receive starts. A long poll
 //     already in flight is not cancelled: SQS (and moto, LocalStack) can still
 //     hand it messages on the server side, which would then stay invisible for a
-//     visibility timeout. It runs to its end within the drain, and what it brings
+//     visibility timeout. It runs to its end within the drain (the Poller caps
+//     PollWait to PollWaitWithin(DrainTimeout) so that it can), and what it brings
 //     is made visible again at once (ChangeMessageVisibilityBatch 0), unstarted.
+//     Each release is logged with the message's receive count: an interrupted
+//     run counts as a receive towards the redrive's maxReceiveCount.
 //     2. The drain: running handlers, and the messages received ahead that wait for
 //     one, get DrainTimeout to finish, with the fates above.
 //     3. The end of the drain (DrainTimeout passed, or workCtx ended): receives
@@ -56,4 +67,8 @@
 //     by it, or a handler that returns after it, leaves its message to come back
 //     after its visibility timeout.
 //     The end of workCtx alone stops the Poller too, with no drain.
+//     A receive cut in flight (by the end of workCtx before its wait ended: a
+//     second signal) goes on on the server until its wait ends; messages released
+//     meanwhile get a visibility that outlasts it (at most PollWait + 1 s) instead
+//     of 0, so that it cannot take them and strand them for a visibility timeout.
 package consumer

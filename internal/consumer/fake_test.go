@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 )
 
 // fakeSQS is an in-memory queue with visibility timeouts, enough of SQS for the
@@ -24,8 +25,10 @@ type fakeSQS struct {
 	deleted    []string // message bodies
 	dlq        []types.MessageAttributeValue
 	dlqBodies  []string
+	dlqTraces  []string // the AWSTraceHeader system attribute of each DLQ copy
 	calls      map[string]int
 	maxAsked   []int32
+	waits      []int32         // WaitTimeSeconds of each receive
 	changes    []time.Duration // ChangeMessageVisibility values
 	// batchChanges are ChangeMessageVisibilityBatch values, per entry.
 	batchChanges []time.Duration
@@ -44,6 +47,8 @@ type fakeSQS struct {
 
 type fakeMsg struct {
 	id, body, receipt string
+	traceHeader       string
+	attrs             map[string]types.MessageAttributeValue
 	visibleAt         time.Time
 	receives          int
 	deleted           bool
@@ -63,6 +68,14 @@ func (f *fakeSQS) send(bodies ...string) {
 	}
 }
 
+// sendTraced queues a message that arrived with an X-Ray trace header.
+func (f *fakeSQS) sendTraced(body, traceHeader string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	f.order = append(f.order, &fakeMsg{id: fmt.Sprintf("m%d", f.seq), body: body, traceHeader: traceHeader})
+}
+
 func (f *fakeSQS) count(api string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -79,6 +92,7 @@ func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 	f.mu.Lock()
 	f.calls["ReceiveMessage"]++
 	f.maxAsked = append(f.maxAsked, in.MaxNumberOfMessages)
+	f.waits = append(f.waits, in.WaitTimeSeconds)
 	inject := f.receiveErr
 	f.mu.Unlock()
 	if inject != nil {
@@ -178,8 +192,12 @@ func (f *fakeSQS) take(max int) []types.Message {
 		m.visibleAt = now.Add(f.visibility)
 		out = append(out, types.Message{
 			MessageId: aws.String(m.id), Body: aws.String(m.body), ReceiptHandle: aws.String(m.receipt),
-			Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(m.receives), "SentTimestamp": "1700000000000"},
+			Attributes:        map[string]string{"ApproximateReceiveCount": strconv.Itoa(m.receives), "SentTimestamp": "1700000000000"},
+			MessageAttributes: m.attrs,
 		})
+		if m.traceHeader != "" {
+			out[len(out)-1].Attributes["AWSTraceHeader"] = m.traceHeader
+		}
 	}
 	return out
 }
@@ -244,10 +262,30 @@ func (f *fakeSQS) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.Chan
 	return out, nil
 }
 
+// queueURL is the queue the fake is: a send to it enqueues (a continuation); a
+// send anywhere else is a DLQ copy.
+const queueURL = "https://sqs.local/q"
+
 func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["SendMessage"]++
+	if aws.ToString(in.QueueUrl) == queueURL {
+		if in.DelaySeconds > 900 {
+			return nil, errors.New("InvalidParameterValue: DelaySeconds must be 0..900")
+		}
+		f.seq++
+		m := &fakeMsg{id: fmt.Sprintf("m%d", f.seq), body: aws.ToString(in.MessageBody), attrs: in.MessageAttributes,
+			visibleAt: time.Now().Add(time.Duration(in.DelaySeconds) * time.Second)}
+		f.order = append(f.order, m)
+		return &sqs.SendMessageOutput{MessageId: aws.String(m.id)}, nil
+	}
+	for name, v := range in.MessageSystemAttributes {
+		if name != "AWSTraceHeader" || aws.ToString(v.DataType) != "String" {
+			return nil, &smithy.GenericAPIError{Code: "InvalidParameterValue", Message: "only AWSTraceHeader, of type String, is a system attribute of a send"}
+		}
+	}
+	f.dlqTraces = append(f.dlqTraces, aws.ToString(in.MessageSystemAttributes["AWSTraceHeader"].StringValue))
 	f.dlqBodies = append(f.dlqBodies, aws.ToString(in.MessageBody))
 	f.dlq = append(f.dlq, in.MessageAttributes["taskbridge-error"])
 	return &sqs.SendMessageOutput{}, nil

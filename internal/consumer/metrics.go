@@ -23,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "worker_messages_received_total", Help: "SQS messages received.",
 		}, []string{"queue"}),
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "worker_messages_handled_total", Help: "Messages by fate: deleted, retried, dead_lettered, released, abandoned (visibility lost).",
+			Name: "worker_messages_handled_total", Help: "Messages by fate: deleted, retried, dead_lettered, released, abandoned (visibility lost); long jobs' hand-over: handed_on, handed_on_done, handed_on_released, lease_lost, continuation_hidden, continuation_dropped, taken_over.",
 		}, []string{"queue", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "worker_handler_duration_seconds", Help: "Time a handler took per message.",

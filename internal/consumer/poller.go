@@ -10,11 +10,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
+
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 )
 
 // sqsAPI is what the consumer calls; *sqs.Client satisfies it.
@@ -55,9 +58,14 @@ type Poller struct {
 
 	loops    sync.WaitGroup
 	pollers  atomic.Int32 // receive loops running
+	receives receiveWatch
 	deleter  *deleter
 	extender *extender
 	handlers sync.WaitGroup
+
+	// messageAttributes are the message attributes a receive asks for: the lease
+	// of a continuation with a HandOver, none otherwise.
+	messageAttributes []string
 
 	// phase is the Poller's lifecycle phase (a phase; see phaseOf): Run moves it
 	// forward, settle reads it.
@@ -70,6 +78,7 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.PollWait = min(cfg.PollWait, PollWaitWithin(cfg.DrainTimeout))
 	log = log.With(zap.String("component", "consumer"), zap.String("queue", cfg.Queue))
 	pace := cfg.ReceiveMode.pace(cfg.Concurrency)
 	p := &Poller{
@@ -81,6 +90,9 @@ func NewPoller(cfg Config, client sqsAPI, h Handler, log *zap.Logger, m *Metrics
 		extender: newExtender(cfg, client, log, m),
 	}
 	p.meanHandle.Store(int64(prefetchBelow)) // not quick until handlers have shown it
+	if cfg.HandOver != nil {
+		p.messageAttributes = []string{LeaseAttribute, ReceivesAttribute}
+	}
 	return p, nil
 }
 
@@ -196,6 +208,9 @@ func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func(
 	ctx, cancel := context.WithCancel(context.WithoutCancel(workCtx))
 	helpers.Go(func() { p.deleter.run(ctx, budget.flushCtx) })
 	helpers.Go(func() { p.extender.run(ctx) })
+	if p.cfg.HandOver != nil {
+		helpers.Go(func() { p.runHandOver(ctx) })
+	}
 	return func() {
 		cancel()
 		helpers.Wait()
@@ -205,7 +220,7 @@ func (p *Poller) startHelpers(workCtx context.Context, budget *stopBudget) func(
 // start starts the handler goroutines and the first receive loop, which returns at
 // the stop (stopCtx's end).
 func (p *Poller) start(stopCtx, workCtx context.Context, budget *stopBudget) {
-	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout))
+	p.log.Info("polling", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("max_pollers", p.cfg.MaxPollers), zap.Duration("visibility_timeout", p.cfg.VisibilityTimeout), zap.Duration("poll_wait", p.cfg.PollWait))
 	// A handler's context outlives workCtx and has no cancelable parent
 	// (registering thousands of children a second with one parent costs a lock and
 	// a map entry each): the extender, which tracks every running handler, cancels
@@ -240,6 +255,7 @@ func (p *Poller) whenDrained() <-chan struct{} {
 // cancelled). It waits for the handlers to return, until the budget is spent.
 func (p *Poller) cancelWork(drained <-chan struct{}, budget *stopBudget) {
 	p.advance(cancelled) // before the extender cancels: see handle
+	p.receives.cut()
 	budget.cutReceives()
 	p.extender.cancelAll()
 	select {
@@ -352,6 +368,8 @@ var receiveAttributes = []types.MessageSystemAttributeName{types.MessageSystemAt
 func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message, error) {
 	p.hot.receiveReqs.Inc()
 	accepted := p.watchAccepted()
+	p.receives.begin(p.cfg.PollWait + receiveMargin)
+	defer p.receives.end()
 	out, err := p.client.ReceiveMessage(recvCtx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(p.cfg.QueueURL),
 		MaxNumberOfMessages: int32(max),
@@ -359,6 +377,7 @@ func (p *Poller) receive(ctx, recvCtx context.Context, max int) ([]types.Message
 		// Only what the delivery semantics need: each attribute asked for is a map
 		// entry and a string the SDK decodes for every message.
 		MessageSystemAttributeNames: receiveAttributes,
+		MessageAttributeNames:       p.messageAttributes,
 	})
 	if ctx.Err() != nil && err != nil {
 		accepted.done(nil, false)
@@ -439,6 +458,11 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 		p.settle(budget, m, f.receipt, errNotStarted, p.extender.untrack(f))
 		return
 	}
+	if p.cfg.HandOver != nil {
+		if key := leaseKey(f.msg); key != "" && !p.claimContinuation(ctx, budget, f, &m, key) {
+			return
+		}
+	}
 	p.hot.inFlight.Inc()
 	began := time.Now()
 	err := p.call(ctx, m)
@@ -447,6 +471,9 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	p.hot.duration.Observe(took.Seconds())
 	p.observeHandlerTime(took)
 	lost := p.extender.untrack(f)
+	if p.cfg.HandOver != nil && p.finishHandOver(budget, m, f, err, lost) {
+		return
+	}
 	p.settle(budget, m, f.receipt, err, lost)
 }
 
@@ -494,9 +521,10 @@ func (p *Poller) settle(budget *stopBudget, m Message, receipt string, err error
 			p.deadLetterOrRetry(ctx, log, m, receipt, err)
 			return
 		}
-		p.changeVisibility(ctx, receipt, 0, "release")
+		delay := p.receives.releaseDelay()
+		p.changeVisibility(ctx, receipt, delay, "release")
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "released").Inc()
-		log.Info("released at shutdown", zap.NamedError("handler_error", err))
+		p.logRelease(log, m, delay, zap.NamedError("handler_error", err))
 	case lost:
 		// Someone else may own the message now: neither delete nor release it.
 		p.metrics.handled.WithLabelValues(p.cfg.Queue, "abandoned").Inc()
@@ -546,11 +574,32 @@ func wholeSeconds(d time.Duration) int32 {
 	return int32((d + time.Second - 1) / time.Second)
 }
 
-// releaseMessages makes messages that were received but never started visible now,
-// in ChangeMessageVisibilityBatch calls of up to 10.
+// logRelease tells of a message released at a stop with its receive count: the
+// interrupted run counted as a receive, and on its last allowed one the queue's
+// redrive policy moves the message to the DLQ at its next receive.
+func (p *Poller) logRelease(log *zap.Logger, m Message, delay time.Duration, fields ...zap.Field) {
+	fields = append(fields, zap.Int("max_receive_count", m.MaxReceiveCount))
+	if delay > 0 { // see receiveWatch
+		fields = append(fields, zap.Duration("visible_in", delay.Round(time.Second)))
+	}
+	if m.MaxReceiveCount > 0 && m.ReceiveCount >= m.MaxReceiveCount {
+		log.Warn("released at shutdown on its last allowed receive: the redrive policy moves it to the DLQ at its next receive", fields...)
+		return
+	}
+	log.Info("released at shutdown; the interrupted run counts as a receive", fields...)
+}
+
+// releaseMessages makes messages that were received but never started visible now
+// (or once cut receives have ended on the server: see receiveWatch), in
+// ChangeMessageVisibilityBatch calls of up to 10.
 func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message) {
 	if len(msgs) == 0 {
 		return
+	}
+	delay := p.receives.releaseDelay()
+	for _, raw := range msgs {
+		m := p.message(raw)
+		p.logRelease(p.log.With(zap.String("message_id", m.ID), zap.Int("receive_count", m.ReceiveCount)), m, delay, zap.Bool("unstarted", true))
 	}
 	ctx, cancel := context.WithTimeout(flushCtx, afterStopTimeout)
 	defer cancel()
@@ -558,7 +607,7 @@ func (p *Poller) releaseMessages(flushCtx context.Context, msgs []types.Message)
 		batch := msgs[start:min(start+maxBatch, len(msgs))]
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
 		for i, raw := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: 0}
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: raw.ReceiptHandle, VisibilityTimeout: wholeSeconds(delay)}
 		}
 		p.metrics.requests.WithLabelValues(p.cfg.Queue, "ChangeMessageVisibilityBatch").Inc()
 		out, err := p.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(p.cfg.QueueURL), Entries: entries})
@@ -594,8 +643,16 @@ func (p *Poller) deadLetter(ctx context.Context, m Message, cause error) bool {
 		"taskbridge-source-queue":  {DataType: aws.String("String"), StringValue: aws.String(p.cfg.Queue)},
 		"taskbridge-receive-count": {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.ReceiveCount))},
 	}
+	fitAttributes(len(m.Body), attrs)
+	in := &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs}
+	if m.TraceHeader != "" {
+		// Kept, so that a redrive of the copy still joins the trace it arrived with.
+		in.MessageSystemAttributes = map[string]types.MessageSystemAttributeValue{
+			string(types.MessageSystemAttributeNameForSendsAWSTraceHeader): {DataType: aws.String("String"), StringValue: aws.String(m.TraceHeader)},
+		}
+	}
 	p.metrics.requests.WithLabelValues(p.cfg.Queue, "SendMessage").Inc()
-	_, err := p.client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(p.cfg.DLQURL), MessageBody: aws.String(m.Body), MessageAttributes: attrs})
+	_, err := p.client.SendMessage(ctx, in)
 	if err != nil {
 		p.log.Error("copy to DLQ failed; the message will be retried", zap.String("message_id", m.ID), zap.Error(err))
 		return false
@@ -637,4 +694,30 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// fitAttributes makes a DLQ copy fit in SQS's largest message, which counts the
+// body and each attribute's name, type and value: a body near 1 MiB (an event may
+// be that large since 2026-01-29) keeps as much of the reason as fits, or no
+// attribute at all, rather than a copy SQS refuses.
+func fitAttributes(bodyLen int, attrs map[string]types.MessageAttributeValue) {
+	size := bodyLen
+	for name, v := range attrs {
+		size += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue))
+	}
+	over := size - awslimit.SQSMessageBytes
+	if over <= 0 {
+		return
+	}
+	reason := attrs["taskbridge-error"]
+	if text := aws.ToString(reason.StringValue); over < len(text) {
+		cut := len(text) - over
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut-- // on a character's first byte: SQS takes valid Unicode only
+		}
+		reason.StringValue = aws.String(text[:cut])
+		attrs["taskbridge-error"] = reason
+		return
+	}
+	clear(attrs)
 }

@@ -60,7 +60,7 @@ func setup(t *testing.T, cfg Config, h HandlerFunc, fakeOpts ...func(*fakeSQS)) 
 		cfg.Queue = "q"
 	}
 	if cfg.QueueURL == "" {
-		cfg.QueueURL = "https://sqs.local/q"
+		cfg.QueueURL = queueURL
 	}
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
@@ -214,6 +214,26 @@ func TestFateOfEachHandlerResult(t *testing.T) {
 	}
 }
 
+// The worker's DLQ copy keeps the X-Ray trace header the message arrived with, so
+// that a redrive of it still joins that trace.
+func TestDeadLetterCopyKeepsTheTraceHeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+		b := setup(t, Config{DLQURL: "https://sqs.local/dlq"}, func(context.Context, Message) error { return DeadLetter(errors.New("bad")) })
+		b.sqs.sendTraced("traced", trace)
+		b.sqs.send("untraced")
+		time.Sleep(deleteMaxDelay + 500*time.Millisecond)
+		synctest.Wait()
+		b.stop(t)
+		require.Equal(t, 2.0, b.handled("dead_lettered"))
+		traces := map[string]string{}
+		for i, body := range b.sqs.dlqBodies {
+			traces[body] = b.sqs.dlqTraces[i]
+		}
+		require.Equal(t, map[string]string{"traced": trace, "untraced": ""}, traces)
+	})
+}
+
 func TestDeadLetterWithoutDLQFallsBackToRedrive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, Config{}, func(context.Context, Message) error { return DeadLetter(errors.New("bad")) })
@@ -350,7 +370,8 @@ func TestLastAttempt(t *testing.T) {
 
 func TestIdleQueueCostsOneLongPollPerWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := setup(t, Config{PollWait: 20 * time.Second, MaxPollers: 4}, func(context.Context, Message) error { return nil })
+		// A drain of 21 s leaves the 20 s poll uncapped (PollWaitWithin).
+		b := setup(t, Config{PollWait: 20 * time.Second, DrainTimeout: 21 * time.Second, MaxPollers: 4}, func(context.Context, Message) error { return nil })
 		time.Sleep(10*time.Minute - time.Nanosecond) // the window [0, 10 min)
 		synctest.Wait()
 		b.stop(t)
@@ -408,6 +429,87 @@ func TestStopReleasesWhatAnInFlightReceiveBrings(t *testing.T) {
 		require.Equal(t, 2.0, b.handled("released"))
 		require.Equal(t, []time.Duration{0, 0}, b.sqs.batchChanges, "released in one batch call")
 	})
+}
+
+// A stop shorter than a long poll (issue 28 item 3): the poll wait is capped so that
+// a receive in flight at the stop returns within the drain, and what it brings is
+// released at once instead of stranded for a visibility timeout.
+func TestPollWaitFitsTheDrainAndTheLastReceiveIsReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, Config{PollWait: 20 * time.Second, DrainTimeout: 6 * time.Second, VisibilityTimeout: time.Hour},
+			func(context.Context, Message) error { return nil },
+			func(f *fakeSQS) { f.strandOnCancel = true })
+		// The first receive (5 s) returns empty; the stop comes just before the
+		// second one's wait ends, and messages arrive after it.
+		time.Sleep(9900 * time.Millisecond)
+		synctest.Wait()
+		b.cancel()
+		time.Sleep(50 * time.Millisecond)
+		b.sqs.send("late-1", "late-2")
+		require.NoError(t, <-b.done)
+		// Nothing of the poller's is in flight on the server any more: a message
+		// sent now is not taken by a receive the stop cut.
+		b.sqs.send("after")
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		require.True(t, b.sqs.visible("after"), "no receive outlived the stop")
+		b.sqs.mu.Lock()
+		waits := append([]int32(nil), b.sqs.waits...)
+		b.sqs.mu.Unlock()
+		for _, w := range waits {
+			require.EqualValues(t, 5, w, "PollWaitWithin(6 s): 5 s")
+		}
+		require.True(t, b.sqs.visible("late-1"), "taken by the receive in flight at the stop, and released")
+		require.True(t, b.sqs.visible("late-2"))
+		require.Equal(t, 2.0, b.handled("released"))
+	})
+}
+
+// A stop cut short (the end of workCtx: a second signal) cuts the receive in flight,
+// which goes on taking messages on the server until its wait ends. The running
+// handler's message is released with a visibility that outlasts that orphaned poll:
+// released at 0, the orphan would take it and strand it for a visibility timeout.
+func TestCutReceiveDoesNotStrandTheReleasedMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan struct{})
+		b := setup(t, Config{Concurrency: 2, PollWait: 20 * time.Second, DrainTimeout: time.Minute, VisibilityTimeout: time.Hour},
+			func(ctx context.Context, m Message) error {
+				close(started)
+				<-ctx.Done()
+				return ctx.Err()
+			},
+			func(f *fakeSQS) { f.strandOnCancel = true })
+		b.sqs.send("running")
+		<-started
+		time.Sleep(3 * time.Second) // the next long poll (20 s) is in flight
+		synctest.Wait()
+		b.cancel()     // the stop: the drain would give the handler a minute
+		b.cancelWork() // a second signal: at once
+		require.NoError(t, <-b.done)
+		require.Equal(t, 1.0, b.handled("released"))
+		b.sqs.mu.Lock()
+		changes := append([]time.Duration(nil), b.sqs.changes...)
+		b.sqs.mu.Unlock()
+		require.Len(t, changes, 1)
+		require.Greater(t, changes[0], time.Duration(0), "not visible while the cut poll still runs on the server")
+		require.LessOrEqual(t, changes[0], 20*time.Second+receiveMargin+time.Second, "visible once it ends, not after the hour of visibility")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.True(t, b.sqs.visible("running"), "the orphaned poll did not take it")
+	})
+}
+
+func TestPollWaitWithin(t *testing.T) {
+	t.Parallel()
+	for drain, want := range map[time.Duration]time.Duration{
+		21 * time.Second:        20 * time.Second,
+		6 * time.Second:         5 * time.Second,
+		6500 * time.Millisecond: 5 * time.Second,
+		1500 * time.Millisecond: time.Second,
+		0:                       time.Second, // SQS's shortest long poll
+	} {
+		require.Equal(t, want, PollWaitWithin(drain), "drain %s", drain)
+	}
 }
 
 // With SQS slow after a stop (issue 12 item 11), releasing the unfinished messages
@@ -646,7 +748,14 @@ func TestEndOfWorkEndsTheDrainAtOnce(t *testing.T) {
 				require.Zero(t, b.activity.inHand(), "every Begin has its End")
 				require.Equal(t, []string{"quick"}, b.sqs.deletedBodies())
 				require.Equal(t, 1.0, b.handled("released"))
-				require.True(t, b.sqs.visible("stuck"), "visible again at once")
+				if !stopFirst {
+					// The receive in flight was cut: it may take messages on the server
+					// until its wait ends, so the release outlasts it (receiveWatch).
+					require.False(t, b.sqs.visible("stuck"), "not while the cut poll may take it")
+					time.Sleep(time.Second + receiveMargin)
+					synctest.Wait()
+				}
+				require.True(t, b.sqs.visible("stuck"), "visible again at once, or once the cut poll ended; not after the visibility timeout")
 			})
 		})
 	}

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -111,4 +112,54 @@ func (b *stopBudget) close() {
 	}
 	b.spend()
 	b.cutReceives()
+}
+
+// receiveWatch tracks the receives in flight, so that a stop that cuts them knows
+// how long they go on on the server: a long poll cut on the client keeps taking
+// messages until its wait ends, and nobody gets them. A message released (visibility
+// 0) while such an orphaned poll runs would be taken by it at once and stranded for
+// a visibility timeout; released with a visibility that outlasts the orphans, it is
+// visible again as soon as they end. With PollWait capped to the drain, only a cut
+// before the drain ends (a second signal, the end of workCtx) leaves orphans.
+type receiveWatch struct {
+	mu       sync.Mutex
+	inFlight int
+	until    time.Time // latest server-side end of the receives in flight
+	orphans  time.Time // set by cut: until then, cut receives may take messages
+}
+
+// begin counts a receive whose wait ends on the server at most wait from now.
+func (w *receiveWatch) begin(wait time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inFlight++
+	if end := time.Now().Add(wait); end.After(w.until) {
+		w.until = end
+	}
+}
+
+// end counts a receive returned.
+func (w *receiveWatch) end() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight--; w.inFlight == 0 {
+		w.until = time.Time{}
+	}
+}
+
+// cut says that the receives in flight are being cut now.
+func (w *receiveWatch) cut() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight > 0 {
+		w.orphans = w.until
+	}
+}
+
+// releaseDelay is the visibility a message released now gets: 0, or, while cut
+// receives may still take messages on the server, until they end.
+func (w *receiveWatch) releaseDelay() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return max(0, time.Until(w.orphans))
 }

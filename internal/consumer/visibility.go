@@ -20,7 +20,9 @@ type inflight struct {
 	receipt  string
 	deadline time.Time          // when its visibility ends unless renewed
 	cancel   context.CancelFunc // its handler's; nil while it waits for one
-	lost     bool               // renewal failed past the deadline: the handler, if any, was cancelled
+	lost     bool               // renewal failed past the deadline (or its lease was lost): the handler, if any, was cancelled
+	handedOn bool               // deleted and continued by the hand-over: no visibility to keep
+	hand     *handState         // the hand-over's (nil without one); set at track, then guarded by hand.mu
 }
 
 // extender keeps the messages a Poller holds invisible: every tick it renews, in
@@ -49,6 +51,13 @@ func (e *extender) track(msgs []types.Message, received time.Time) []inflight {
 	deadline := received.Add(e.cfg.VisibilityTimeout)
 	for i, raw := range msgs {
 		held[i] = inflight{msg: raw, receipt: aws.ToString(raw.ReceiptHandle), deadline: deadline}
+	}
+	if e.cfg.HandOver != nil { // only then: no byte more per message without one
+		states := make([]handState, len(msgs))
+		for i := range held {
+			states[i].received = received
+			held[i].hand = &states[i]
+		}
 	}
 	e.mu.Lock()
 	for i := range held {
@@ -109,7 +118,7 @@ func (e *extender) renewDue(ctx context.Context) {
 	var due []*inflight
 	e.mu.Lock()
 	for f := range e.inflight {
-		if f.lost {
+		if f.lost || f.handedOn {
 			continue
 		}
 		if now.After(f.deadline) {
@@ -130,14 +139,21 @@ func (e *extender) renewDue(ctx context.Context) {
 }
 
 func (e *extender) renew(ctx context.Context, batch []*inflight) {
-	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
-	for i, f := range batch {
-		entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
-			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.receipt),
-			VisibilityTimeout: int32(e.cfg.VisibilityTimeout / time.Second),
-		}
-	}
+	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, 0, len(batch))
+	asked := make([]time.Duration, len(batch))
 	sent := time.Now()
+	for i, f := range batch {
+		if asked[i] = e.visibilityFor(f, sent); asked[i] < time.Second {
+			continue // at SQS's cap: nothing more to ask (the hand-over failed until now)
+		}
+		entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.receipt),
+			VisibilityTimeout: int32(asked[i] / time.Second),
+		})
+	}
+	if len(entries) == 0 {
+		return
+	}
 	e.metrics.requests.WithLabelValues(e.cfg.Queue, "ChangeMessageVisibilityBatch").Inc()
 	out, err := e.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(e.cfg.QueueURL), Entries: entries})
 	if err != nil {
@@ -149,7 +165,7 @@ func (e *extender) renew(ctx context.Context, batch []*inflight) {
 	defer e.mu.Unlock()
 	for _, ok := range out.Successful {
 		if i, err := strconv.Atoi(aws.ToString(ok.Id)); err == nil && i < len(batch) {
-			batch[i].deadline = sent.Add(e.cfg.VisibilityTimeout)
+			batch[i].deadline = sent.Add(asked[i])
 			e.metrics.visibility.WithLabelValues(e.cfg.Queue, "extend", "ok").Inc()
 		}
 	}
@@ -157,4 +173,52 @@ func (e *extender) renew(ctx context.Context, batch []*inflight) {
 		e.metrics.visibility.WithLabelValues(e.cfg.Queue, "extend", "error").Inc()
 		e.log.Warn("extend visibility entry failed", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)))
 	}
+}
+
+// handOverDue returns the running messages received at least after ago and not
+// yet handed on, and every running message (whose leases, if any, may be due a
+// renewal).
+func (e *extender) handOverDue(now time.Time, after time.Duration) (due, running []*inflight) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for f := range e.inflight {
+		if f.lost || f.cancel == nil {
+			continue
+		}
+		running = append(running, f)
+		if !f.handedOn && now.Sub(f.hand.received) >= after {
+			due = append(due, f)
+		}
+	}
+	return due, running
+}
+
+// handedOn records that f was deleted and continued: its visibility is no longer
+// kept, and no deadline of it passes.
+func (e *extender) handedOn(f *inflight) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f.handedOn = true
+}
+
+// loseLease stops f's handler: another worker holds its job's lease. Its message
+// is then neither deleted nor released.
+func (e *extender) loseLease(f *inflight) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f.lost = true
+	if f.cancel != nil {
+		f.cancel()
+	}
+}
+
+// visibilityFor is the visibility a renewal at now asks for f: the queue's
+// timeout, but with a hand-over never past SQS's cap from f's receipt, which SQS
+// would refuse (the hand-over comes before).
+func (e *extender) visibilityFor(f *inflight, now time.Time) time.Duration {
+	if e.cfg.HandOver == nil {
+		return e.cfg.VisibilityTimeout
+	}
+	left := (e.cfg.HandOver.Cap - now.Sub(f.hand.received)).Truncate(time.Second)
+	return max(min(e.cfg.VisibilityTimeout, left), 0)
 }

@@ -10,6 +10,8 @@
 // own. Redrive moves messages back to their source queue one at a time, each deleted
 // from the DLQ only after SendMessage to the queue succeeded: a crash mid-way
 // duplicates a message (delivery is at-least-once anyway), it never loses one.
+// RedriveExecutions redrives instead the executions a worker failed (Step Functions
+// RedriveExecution), for the dead letters whose task the worker itself closed.
 package dlq
 
 import (
@@ -66,6 +68,11 @@ type Queue struct {
 	Name   string // logical name in the topology
 	URL    string
 	DLQURL string
+	// Events marks the stack's events DLQ (URL empty): the events EventBridge could
+	// not deliver to a rule target. A redrive puts them back on their bus (events.go),
+	// or, with ToTarget, into the queue of the rule that could not deliver them.
+	Events   bool
+	ToTarget bool
 }
 
 // Message is one dead letter as an operator sees it. Body has every task token
@@ -77,18 +84,40 @@ type Message struct {
 	// ReceiveCount is how often the source queue delivered it before it was
 	// dead-lettered (the worker's copy says so); for a message SQS moved it is SQS's
 	// ApproximateReceiveCount, which also counts the reads of this tool.
-	ReceiveCount int       `json:"receiveCount"`
-	DeadSince    time.Time `json:"deadSince"`            // sent to the DLQ (worker copy) or first sent (SQS redrive)
+	ReceiveCount int `json:"receiveCount"`
+	// DeadSince is when the message was moved to the DLQ: the send time of the
+	// worker's copy. SQS keeps no such time for a message its redrive policy moved
+	// (the moved message keeps its first SentTimestamp): zero then.
+	DeadSince time.Time `json:"deadSince,omitzero"`
+	// FirstSent is when the message was first sent to its source queue, for a
+	// message SQS moved; zero for the worker's copy (the event's time says it).
+	FirstSent    time.Time `json:"firstSent,omitzero"`
 	EventTime    time.Time `json:"eventTime,omitzero"`   // the EventBridge event's time, when the body has one
 	DetailType   string    `json:"detailType,omitempty"` // the event's detail-type, when the body has one
 	ExecutionARN string    `json:"executionArn,omitempty"`
 	TokenHash    string    `json:"tokenHash,omitempty"` // telemetry.TokenHash of the task token
 	Body         string    `json:"body,omitempty"`
+	// Rule, RuleARN, TargetARN and ErrorMessage are EventBridge's, for an event it
+	// could not deliver (the events DLQ).
+	Rule         string `json:"rule,omitempty"`
+	RuleARN      string `json:"ruleArn,omitempty"`
+	TargetARN    string `json:"targetArn,omitempty"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
 
-	token   string // the task token, for the redrive's check; never printed
-	rawBody string
-	attrs   map[string]types.MessageAttributeValue
-	receipt string
+	token       string // the task token, for the redrive's check; never printed
+	traceHeader string // the AWSTraceHeader system attribute; kept by a redrive
+	rawBody     string
+	attrs       map[string]types.MessageAttributeValue
+	receipt     string
+}
+
+// deadOrSent is the message's time in the DLQ listing order: when it was moved, or,
+// when SQS moved it, no later than that: when it was first sent.
+func (m Message) deadOrSent() time.Time {
+	if m.DeadSince.IsZero() {
+		return m.FirstSent
+	}
+	return m.DeadSince
 }
 
 // Group is the dead letters of one queue with one reason, oldest first.
@@ -120,6 +149,9 @@ type Inspector struct {
 	NowFunc func() time.Time
 	// SleepFunc waits d or until ctx ends; the redrive's pacing (tests set it).
 	SleepFunc func(ctx context.Context, d time.Duration) error
+
+	events eventsAPI      // WithEvents: the events DLQ's redrive
+	lookup queueLookupAPI // WithEvents
 }
 
 // New returns an Inspector over the two clients.
@@ -146,11 +178,11 @@ func (in *Inspector) List(ctx context.Context, q Queue, limit int) (Listing, err
 		if !ok {
 			i = len(l.Groups)
 			byReason[m.Reason] = i
-			l.Groups = append(l.Groups, Group{Reason: m.Reason, Oldest: m.DeadSince})
+			l.Groups = append(l.Groups, Group{Reason: m.Reason, Oldest: m.deadOrSent()})
 		}
 		g := &l.Groups[i]
 		g.Count++
-		g.Newest = m.DeadSince
+		g.Newest = m.deadOrSent()
 		g.Messages = append(g.Messages, m)
 	}
 	return l, nil
@@ -164,7 +196,7 @@ func (in *Inspector) Show(ctx context.Context, q Queue, limit int) ([]Message, e
 		msgs = append(msgs, m)
 		return false, nil
 	})
-	slices.SortStableFunc(msgs, func(a, b Message) int { return a.DeadSince.Compare(b.DeadSince) })
+	slices.SortStableFunc(msgs, func(a, b Message) int { return a.deadOrSent().Compare(b.deadOrSent()) })
 	return msgs, err
 }
 
@@ -176,6 +208,12 @@ func (in *Inspector) Show(ctx context.Context, q Queue, limit int) ([]Message, e
 // messages it had seen (their visibility ran out during a long read), or at the
 // first error of visit or of SQS.
 func (in *Inspector) read(ctx context.Context, q Queue, limit, batch int, visibility time.Duration, visit func(Message) (keep bool, err error)) (err error) {
+	return in.readPaced(ctx, q, limit, batch, visibility, nil, visit)
+}
+
+// readPaced is read with beforeReceive (when not nil) called before each receive: a
+// paced reader waits there, not while it holds messages hidden.
+func (in *Inspector) readPaced(ctx context.Context, q Queue, limit, batch int, visibility time.Duration, beforeReceive func() error, visit func(Message) (keep bool, err error)) (err error) {
 	seen := map[string]bool{}
 	var held []string // receipt handles to release
 	defer func() {
@@ -191,6 +229,11 @@ func (in *Inspector) read(ctx context.Context, q Queue, limit, batch int, visibi
 		n := int32(batch)
 		if limit > 0 {
 			n = int32(min(batch, limit-len(seen)))
+		}
+		if beforeReceive != nil {
+			if err := beforeReceive(); err != nil {
+				return err
+			}
 		}
 		out, err := in.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: n,
@@ -318,8 +361,19 @@ func parse(queue string, raw types.Message) Message {
 		ID: aws.ToString(raw.MessageId), Queue: queue, Reason: ReasonMaxReceives,
 		rawBody: body, attrs: raw.MessageAttributes, receipt: aws.ToString(raw.ReceiptHandle),
 	}
+	m.token = event.FindTaskToken([]byte(body))
+	m.TokenHash = telemetry.TokenHash(m.token)
+	m.traceHeader = raw.Attributes[string(types.MessageSystemAttributeNameAWSTraceHeader)]
+	sent := time.Time{}
+	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+		sent = time.UnixMilli(ms).UTC()
+	}
 	if v := raw.MessageAttributes[attrError].StringValue; v != nil {
-		m.Reason = *v
+		// The worker's copy: sent when it was dead-lettered. Its reason is a job's
+		// error text, which may quote the token (older workers did not redact it).
+		m.Reason, m.DeadSince = RedactText(*v, m.token), sent
+	} else {
+		m.FirstSent = sent
 	}
 	m.ReceiveCount, _ = strconv.Atoi(raw.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	if v := raw.MessageAttributes[attrReceiveCount].StringValue; v != nil {
@@ -327,11 +381,6 @@ func parse(queue string, raw types.Message) Message {
 			m.ReceiveCount = n
 		}
 	}
-	if ms, err := strconv.ParseInt(raw.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-		m.DeadSince = time.UnixMilli(ms).UTC()
-	}
-	m.token = event.FindTaskToken([]byte(body))
-	m.TokenHash = telemetry.TokenHash(m.token)
 	if env, err := event.Parse([]byte(body)); err == nil {
 		m.DetailType, m.EventTime = env.DetailType, env.Time
 		var d struct {
@@ -342,6 +391,7 @@ func parse(queue string, raw types.Message) Message {
 		}
 	}
 	m.Body = Redact(body, m.token)
+	parseEventBridge(&m, raw)
 	return m
 }
 
@@ -359,18 +409,18 @@ func Redact(body, token string) string {
 		_ = json.Unmarshal([]byte(v), &v) // a truncated value is hashed as it is
 		return sub[1] + `"` + redacted(v) + `"`
 	})
-	if token != "" {
-		out = strings.ReplaceAll(out, token, redacted(token))
-	}
+	out = RedactText(out, token)
 	if t := event.FindTaskToken([]byte(out)); t != "" && !strings.HasPrefix(t, "<redacted") {
 		return "<body withheld: it holds a task token that could not be redacted>"
 	}
 	return out
 }
 
-func redacted(token string) string {
-	return "<redacted token " + telemetry.TokenHash(token) + ">"
-}
+// RedactText replaces token in a text (an error's reason) with its hash: see
+// telemetry.RedactToken.
+func RedactText(text, token string) string { return telemetry.RedactToken(text, token) }
+
+func redacted(token string) string { return telemetry.RedactedToken(token) }
 
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

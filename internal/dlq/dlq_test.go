@@ -240,14 +240,18 @@ func TestRedriveNeverDeletesWhatItCouldNotSend(t *testing.T) {
 
 func TestRedriveLeavesWhatWasDeadLetteredAfterItBegan(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-1"}), "boom")
-	b.in.NowFunc = func() time.Time { return time.Now().Add(-time.Hour) }
-	sum, err := b.in.Redrive(context.Background(), b.q, RedriveOptions{})
-	require.NoError(t, err)
-	require.Equal(t, 1, sum.Left)
-	require.Equal(t, "dead-lettered after this redrive began", sum.Messages[0].Why)
-	require.Empty(t, b.drain(t, b.q.URL))
+	// The worker's copy (reason "boom"), and one SQS moved (no reason: its send,
+	// perhaps by this very redrive, is after the redrive began).
+	for _, reason := range []string{"boom", ""} {
+		b := setup(t)
+		b.deadLetter(t, envelope(map[string]any{"TaskToken": "open-1"}), reason)
+		b.in.NowFunc = func() time.Time { return time.Now().Add(-time.Hour) }
+		sum, err := b.in.Redrive(context.Background(), b.q, RedriveOptions{})
+		require.NoError(t, err)
+		require.Equal(t, 1, sum.Left, reason)
+		require.Equal(t, "dead-lettered after this redrive began", sum.Messages[0].Why)
+		require.Empty(t, b.drain(t, b.q.URL))
+	}
 }
 
 func TestPurge(t *testing.T) {
@@ -284,10 +288,83 @@ func FuzzRedact(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		m := parse("q", types.Message{Body: aws.String(body)})
+		// The worker's reason quoting the body (a job's error that printed its input).
+		reason := map[string]types.MessageAttributeValue{attrError: {DataType: aws.String("String"), StringValue: aws.String("dead letter: " + body)}}
+		m := parse("q", types.Message{Body: aws.String(body), MessageAttributes: reason})
 		// (A token of a few characters may also be part of the redaction's own text.)
-		if len(m.token) >= 8 && strings.Contains(m.Body, m.token) && !strings.Contains(redacted(m.token), m.token) {
-			t.Fatalf("token %q readable in %q", m.token, m.Body)
+		if len(m.token) >= 8 && !strings.Contains(redacted(m.token), m.token) {
+			if strings.Contains(m.Body, m.token) {
+				t.Fatalf("token %q readable in %q", m.token, m.Body)
+			}
+			if strings.Contains(m.Reason, m.token) {
+				t.Fatalf("token %q readable in the reason %q", m.token, m.Reason)
+			}
 		}
 	})
+}
+
+// A worker's reason that quotes the task token (a job's error that printed its
+// input) is shown redacted by list, show and redrive, in text and JSON alike: they
+// all print Message.Reason or Outcome.Reason.
+func TestReasonsAreRedacted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const tok = "closed-AQB4AAAAsecret-token/+=="
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": tok}), "dead letter: job work failed: call with "+tok+": refused")
+	b.deadLetter(t, envelope(map[string]any{"TaskToken": tok}), "dead letter: reason cut at 1024 bytes: "+tok[:24])
+	l, err := b.in.List(ctx, b.q, 10)
+	require.NoError(t, err)
+	msgs, err := b.in.Show(ctx, b.q, 10)
+	require.NoError(t, err)
+	sum, err := b.in.Redrive(ctx, b.q, RedriveOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 2, sum.Skipped)
+	for _, v := range []any{l, msgs, sum} {
+		js, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.NotContains(t, string(js), "secret-token", string(js))
+		require.Contains(t, string(js), "redacted token")
+	}
+}
+
+// A redrive keeps the AWSTraceHeader system attribute, like the message's own
+// attributes; the time a worker's copy was dead-lettered is its send time, and a
+// message SQS moved shows when it was first sent instead.
+func TestRedriveKeepsTheTraceHeaderAndListShowsTimes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+	_, err := b.sqs.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl: aws.String(b.q.DLQURL), MessageBody: aws.String(envelope(map[string]any{"TaskToken": "open-1"})),
+		MessageSystemAttributes: map[string]types.MessageSystemAttributeValue{
+			"AWSTraceHeader": {DataType: aws.String("String"), StringValue: aws.String(trace)},
+		},
+	})
+	require.NoError(t, err)
+	b.deadLetter(t, envelope(map[string]any{"n": 1}), "boom")
+	msgs, err := b.in.Show(ctx, b.q, 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 2)
+	for _, m := range msgs {
+		if m.Reason == "boom" {
+			require.False(t, m.DeadSince.IsZero(), "the worker's copy was sent when it was dead-lettered")
+			require.True(t, m.FirstSent.IsZero())
+		} else {
+			require.True(t, m.DeadSince.IsZero(), "SQS keeps no time of its move")
+			require.False(t, m.FirstSent.IsZero())
+		}
+	}
+
+	sum, err := b.in.Redrive(ctx, b.q, RedriveOptions{Reason: ReasonMaxReceives})
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Moved)
+	out, err := b.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(b.q.URL), WaitTimeSeconds: 1,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAWSTraceHeader},
+	})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+	require.Equal(t, trace, out.Messages[0].Attributes["AWSTraceHeader"])
 }

@@ -40,6 +40,8 @@ type RedriveOptions struct {
 	DryRun bool
 	// Progress, when set, is called with each message's outcome as it is decided.
 	Progress func(Outcome)
+	// Limit, when above 0, is the most dead letters RedriveExecutions reads.
+	Limit int
 }
 
 // The actions of a redrive on one message.
@@ -62,12 +64,15 @@ type Outcome struct {
 
 // Summary is the result of a redrive of one queue's DLQ.
 type Summary struct {
-	Queue    string    `json:"queue"`
-	DryRun   bool      `json:"dryRun"`
-	Moved    int       `json:"moved"` // with DryRun: would move
-	Skipped  int       `json:"skipped"`
-	Left     int       `json:"left"`
-	Messages []Outcome `json:"messages"`
+	Queue   string `json:"queue"`
+	DryRun  bool   `json:"dryRun"`
+	Moved   int    `json:"moved"` // with DryRun: would move
+	Skipped int    `json:"skipped"`
+	Left    int    `json:"left"`
+	// Executions is how many executions RedriveExecutions redrove (with DryRun:
+	// would redrive).
+	Executions int       `json:"executions,omitempty"`
+	Messages   []Outcome `json:"messages"`
 }
 
 // Redrive moves the dead letters of q that opt selects back to q, at most opt.Rate
@@ -89,13 +94,21 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 	began := in.NowFunc()
 	sum := Summary{Queue: q.Name, DryRun: opt.DryRun, Messages: []Outcome{}}
 	var lastSend time.Time
-	err := in.read(ctx, q, 0, batch, visibility, func(m Message) (bool, error) {
+	// Wait out the pacing before a receive, not with the received messages hidden: a
+	// redrive killed while it waits hides nothing.
+	pace := func() error {
+		if lastSend.IsZero() {
+			return nil
+		}
+		return in.SleepFunc(ctx, interval-in.NowFunc().Sub(lastSend))
+	}
+	err := in.readPaced(ctx, q, 0, batch, visibility, pace, func(m Message) (bool, error) {
 		o := Outcome{MessageID: m.ID, Reason: m.Reason, ExecutionARN: m.ExecutionARN, TokenHash: m.TokenHash}
 		keep := false
 		switch {
 		case opt.Reason != "" && !strings.Contains(m.Reason, opt.Reason):
 			return false, nil // not selected: not part of the summary
-		case m.DeadSince.After(began):
+		case m.deadOrSent().After(began): // SQS moved it: sent (by this redrive, perhaps) after it began
 			o.Action, o.Why = ActionLeft, "dead-lettered after this redrive began"
 		default:
 			closed, why, err := in.taskClosed(ctx, m)
@@ -136,6 +149,9 @@ func (in *Inspector) Redrive(ctx context.Context, q Queue, opt RedriveOptions) (
 // move sends m to its queue, then deletes it from the DLQ. keep reports that it no
 // longer needs releasing.
 func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why string, keep bool) {
+	if q.Events {
+		return in.putBack(ctx, q, m)
+	}
 	attrs := map[string]types.MessageAttributeValue{}
 	for k, v := range m.attrs {
 		if !strings.HasPrefix(k, "taskbridge-") { // the DLQ's own notes, not the event's
@@ -145,6 +161,12 @@ func (in *Inspector) move(ctx context.Context, q Queue, m Message) (action, why 
 	in2 := &sqs.SendMessageInput{QueueUrl: aws.String(q.URL), MessageBody: aws.String(m.rawBody)}
 	if len(attrs) > 0 {
 		in2.MessageAttributes = attrs
+	}
+	if m.traceHeader != "" {
+		// The X-Ray trace the message arrived with: the redriven delivery joins it.
+		in2.MessageSystemAttributes = map[string]types.MessageSystemAttributeValue{
+			string(types.MessageSystemAttributeNameForSendsAWSTraceHeader): {DataType: aws.String("String"), StringValue: aws.String(m.traceHeader)},
+		}
 	}
 	if _, err := in.sqs.SendMessage(ctx, in2); err != nil {
 		return ActionLeft, fmt.Sprintf("send to %s: %v", q.Name, err), false

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,13 +70,28 @@ func (a agent) put(ctx context.Context, enable bool, minutes int) error {
 	case decodeErr != nil:
 		return fmt.Errorf("decode task protection answer: %w", decodeErr)
 	case ans.Failure != nil:
-		return fmt.Errorf("put task protection: refused: %s", ans.Failure.Reason)
+		return &refusedError{reason: ans.Failure.Reason}
 	case ans.Protection == nil:
 		return fmt.Errorf("put task protection: answer has neither protection nor failure: %s", snippet(raw))
 	case ans.Protection.ProtectionEnabled != enable:
 		return fmt.Errorf("put task protection: asked for enabled=%t, agent says %t", enable, ans.Protection.ProtectionEnabled)
 	}
 	return nil
+}
+
+// refusedError is ECS's refusal of an update (HTTP 200 with a failure).
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return "put task protection: refused: " + e.reason }
+
+// permanentReasons are the refusals that no retry changes: TASK_NOT_VALID is a
+// task that protection does not apply to (one not in a service, say).
+var permanentReasons = map[string]bool{"TASK_NOT_VALID": true}
+
+// isPermanent reports whether err is a refusal that no retry changes.
+func isPermanent(err error) bool {
+	var r *refusedError
+	return errors.As(err, &r) && permanentReasons[r.reason]
 }
 
 // snippet is the start of an answer, for an error message.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -18,16 +17,20 @@ type Config struct {
 	// AgentURI is $ECS_AGENT_URI, set by ECS in every container of a task. Empty:
 	// New returns a nil Protector, which does nothing.
 	AgentURI string
-	// Minutes is how long one enable or renewal protects the task, 1..2880 (the
-	// agent's range; default 15). It is renewed at half of it while work remains,
+	// Minutes is how long one enable or renewal protects the task, in the agent's
+	// range 1..2880 (default 15), which the worker's configuration checks
+	// (WORKER_TASK_PROTECTION_MINUTES); a value outside it is the agent's to refuse. It is renewed at half of it while work remains,
 	// so a longer job stays protected; it bounds how long a process that froze
 	// (it cannot renew, nor drop) keeps scale-in and deployments waiting.
 	Minutes int
 	// Grace is how long the process must have been idle before protection is
 	// dropped (default 5 s): a stream of short jobs does not toggle it per message.
 	Grace time.Duration
-	// Client calls the agent (default: http.DefaultClient); every call is bounded
-	// by callTimeout.
+	// DropTimeout bounds the drop at a stop, which must not hold up the shutdown
+	// (default 2 s; the stop's budget gives it: config.StopBudget).
+	DropTimeout time.Duration
+	// Client calls the agent (default: a client of the Protector's own, with a
+	// timeout of callTimeout); every call is bounded by callTimeout besides.
 	Client *http.Client
 }
 
@@ -35,12 +38,16 @@ const (
 	defaultMinutes = 15
 	defaultGrace   = 5 * time.Second
 	// callTimeout bounds one call to the agent, which is local to the task.
-	callTimeout = 5 * time.Second
-	// dropTimeout bounds the drop at a stop, which must not hold up the shutdown.
-	dropTimeout = 2 * time.Second
-	// Retries of a failed call back off from retryBase to retryMax, with jitter.
+	callTimeout        = 5 * time.Second
+	defaultDropTimeout = 2 * time.Second
+	// Retries of a failed call back off from retryBase to retryMax, with jitter
+	// (consumer.Backoff).
 	retryBase = time.Second
 	retryMax  = 30 * time.Second
+	// maxPermanentRefusals is how many refusals that no retry changes
+	// (TASK_NOT_VALID), in a row, turn protection off for the process: a few, in
+	// case the agent says so only while the task settles.
+	maxPermanentRefusals = 3
 )
 
 // Protector holds task scale-in protection while work is in hand. Begin and End
@@ -69,13 +76,13 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Protector, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = defaultGrace
 	}
+	if cfg.DropTimeout == 0 {
+		cfg.DropTimeout = defaultDropTimeout
+	}
 	if cfg.Client == nil {
-		cfg.Client = http.DefaultClient
+		cfg.Client = &http.Client{Timeout: callTimeout}
 	}
 	var errs []error
-	if cfg.Minutes < 1 || cfg.Minutes > 2880 {
-		errs = append(errs, fmt.Errorf("ecsprotect: Minutes must be 1..2880, got %d", cfg.Minutes))
-	}
 	if cfg.Grace < 0 {
 		errs = append(errs, fmt.Errorf("ecsprotect: Grace must not be negative, got %s", cfg.Grace))
 	}
@@ -122,94 +129,32 @@ func (p *Protector) signal() {
 }
 
 // Run enables, renews and drops protection as work comes and goes, until ctx is
-// cancelled; then it drops protection (bounded by dropTimeout) and returns nil.
+// cancelled; then it drops protection (bounded by Config.DropTimeout) and returns nil.
+// Each turn reads the state (machine.observe), makes the call the state's step
+// asks for once it is due, or sleeps until it is due or the work changes.
 func (p *Protector) Run(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
 	p.log.Info("task scale-in protection on", zap.Int("minutes", p.cfg.Minutes), zap.Duration("grace", p.cfg.Grace))
-	var (
-		until     time.Time // end of the protection the agent confirmed; zero: none
-		maybeHeld bool      // an enable was tried since the last confirmed drop
-		idleSince time.Time // zero while busy
-		retryAt   time.Time // after a failed call: no call before it
-		failures  int
-	)
+	m := machine{length: time.Duration(p.cfg.Minutes) * time.Minute, grace: p.cfg.Grace}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		now := time.Now()
-		if !until.IsZero() && !now.Before(until) {
-			until = time.Time{} // expired: renewals failed for its whole length
-			p.metrics.held.Set(0)
-		}
-		held := !until.IsZero()
-		busy := p.busy.Load() > 0
-		switch {
-		case busy:
-			idleSince = time.Time{}
-		case idleSince.IsZero():
-			idleSince = now
-		}
-		renewAt := until.Add(-time.Duration(p.cfg.Minutes) * time.Minute / 2)
-		action := ""
-		switch {
-		case busy && !held:
-			action = "enable"
-		case busy && !now.Before(renewAt):
-			action = "renew"
-		case !busy && maybeHeld && now.Sub(idleSince) >= p.cfg.Grace:
-			action = "drop"
-		}
-		if action != "" && !now.Before(retryAt) {
-			enable := action != "drop"
-			maybeHeld = maybeHeld || enable
-			callCtx, cancel := context.WithTimeout(ctx, callTimeout)
-			err := p.agent.put(callCtx, enable, p.cfg.Minutes)
-			cancel()
-			if ctx.Err() != nil {
+		st := m.observe(now, p.busy.Load() > 0)
+		p.metrics.held.Set(boolFloat(m.held()))
+		s := steps[st]
+		at := m.due(s)
+		if s.action != "" && !now.Before(at) {
+			if !p.call(ctx, &m, s.action, now) {
 				break // stopping: the drop below settles it
-			}
-			if err != nil {
-				failures++
-				retryAt = time.Now().Add(backoff(failures))
-				p.metrics.updates.WithLabelValues(action, "error").Inc()
-				if failures == 1 || failures%10 == 0 {
-					p.log.Warn("task protection update failed; retrying", zap.String("action", action), zap.Error(err),
-						zap.Int("consecutive_failures", failures), zap.Time("retry_at", retryAt))
-				}
-				continue
-			}
-			if failures > 0 {
-				p.log.Info("task protection update recovered", zap.String("action", action), zap.Int("after_failures", failures))
-			}
-			failures, retryAt = 0, time.Time{}
-			p.metrics.updates.WithLabelValues(action, "ok").Inc()
-			if enable {
-				until = now.Add(time.Duration(p.cfg.Minutes) * time.Minute)
-				p.metrics.held.Set(1)
-			} else {
-				until, maybeHeld = time.Time{}, false
-				p.metrics.held.Set(0)
-			}
-			if ce := p.log.Check(zap.DebugLevel, "task protection updated"); ce != nil {
-				ce.Write(zap.String("action", action))
 			}
 			continue // look again: work may have come or gone during the call
 		}
-		// Sleep until the next thing to do, or a change of busy.
-		var next time.Time
-		switch {
-		case action != "":
-			next = retryAt
-		case busy && held:
-			next = renewAt
-		case !busy && maybeHeld:
-			next = idleSince.Add(p.cfg.Grace)
-		}
 		var fire <-chan time.Time
-		if !next.IsZero() {
-			timer.Reset(time.Until(next))
+		if s.action != "" {
+			timer.Reset(time.Until(at))
 			fire = timer.C
 		}
 		select {
@@ -219,17 +164,60 @@ func (p *Protector) Run(ctx context.Context) error {
 		}
 		timer.Stop()
 	}
-	if maybeHeld {
+	if m.maybeHeld && !m.disabled {
 		p.drop(ctx)
 	}
 	p.log.Info("task scale-in protection stopped")
 	return nil
 }
 
+// call makes one call to the agent for action and settles its outcome on m; false
+// when ctx ended during it (the stop's drop settles it then).
+func (p *Protector) call(ctx context.Context, m *machine, action string, now time.Time) bool {
+	enable := action != actionDrop
+	m.maybeHeld = m.maybeHeld || enable
+	callCtx, cancel := context.WithTimeout(ctx, callTimeout)
+	err := p.agent.put(callCtx, enable, p.cfg.Minutes)
+	cancel()
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		p.metrics.updates.WithLabelValues(action, "error").Inc()
+		m.failed(time.Now(), isPermanent(err))
+		if m.disabled {
+			p.giveUp(err, m.refusals)
+			return true
+		}
+		if m.failures == 1 || m.failures%10 == 0 {
+			p.log.Warn("task protection update failed; retrying", zap.String("action", action), zap.Error(err),
+				zap.Int("consecutive_failures", m.failures), zap.Time("retry_at", m.retryAt))
+		}
+		return true
+	}
+	if m.failures > 0 {
+		p.log.Info("task protection update recovered", zap.String("action", action), zap.Int("after_failures", m.failures))
+	}
+	m.succeeded(now, enable)
+	p.metrics.updates.WithLabelValues(action, "ok").Inc()
+	if ce := p.log.Check(zap.DebugLevel, "task protection updated"); ce != nil {
+		ce.Write(zap.String("action", action))
+	}
+	return true
+}
+
+// giveUp turns protection off for the rest of the process after ECS refused it
+// for good: one error line; the machine, disabled, makes no more calls.
+func (p *Protector) giveUp(err error, refusals int) {
+	p.metrics.disabled.Set(1)
+	p.log.Error("ECS refuses task scale-in protection for this task; no more attempts until the process restarts (a task outside a service cannot be protected; set WORKER_TASK_PROTECTION_MINUTES=0 to turn it off)",
+		zap.Error(err), zap.Int("refusals", refusals))
+}
+
 // drop removes protection at a stop, on a context detached from the cancelled one
-// and bounded by dropTimeout.
+// and bounded by Config.DropTimeout.
 func (p *Protector) drop(ctx context.Context) {
-	dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+	dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DropTimeout)
 	defer cancel()
 	if err := p.agent.put(dropCtx, false, 0); err != nil {
 		p.metrics.updates.WithLabelValues("drop", "error").Inc()
@@ -240,10 +228,9 @@ func (p *Protector) drop(ctx context.Context) {
 	p.metrics.held.Set(0)
 }
 
-// backoff is retryBase·2^(failures-1) capped at retryMax, with jitter in its upper
-// half so that a fleet does not retry in lockstep.
-func backoff(failures int) time.Duration {
-	d := retryBase << min(failures-1, 10)
-	d = min(d, retryMax)
-	return d/2 + rand.N(d/2+1)
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

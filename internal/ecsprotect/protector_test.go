@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/taskbridge/taskbridge/internal/ecsagenttest"
 )
@@ -80,10 +82,9 @@ func TestWithoutAgentURIDoesNothing(t *testing.T) {
 func TestNewRefusesBadConfig(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]Config{
-		"minutes above the agent's range": {AgentURI: "http://169.254.170.2/api/x", Minutes: 2881},
-		"negative minutes":                {AgentURI: "http://169.254.170.2/api/x", Minutes: -1},
-		"negative grace":                  {AgentURI: "http://169.254.170.2/api/x", Grace: -time.Second},
-		"not an http URL":                 {AgentURI: "169.254.170.2/api/x"},
+		// Minutes' range is config's to check (WORKER_TASK_PROTECTION_MINUTES).
+		"negative grace":  {AgentURI: "http://169.254.170.2/api/x", Grace: -time.Second},
+		"not an http URL": {AgentURI: "169.254.170.2/api/x"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -179,6 +180,45 @@ func TestAgentErrorsAreRetriedWithoutBlocking(t *testing.T) {
 	})
 }
 
+// Issue 27 item 8: ECS's permanent refusal (TASK_NOT_VALID: a task protection does
+// not apply to) is not retried forever: after a few in a row the process stops
+// asking, says so once at error, and the stop still returns.
+func TestPermanentRefusalsStopAfterABoundedNumber(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		a := ecsagenttest.New()
+		a.FailNext(ecsagenttest.FaultServerError) // a fault first: not a refusal, not counted
+		for range 50 {
+			a.FailNext(ecsagenttest.FaultFailure)
+		}
+		core, logs := observer.New(zap.InfoLevel)
+		m := NewMetrics(prometheus.NewRegistry())
+		p, err := New(Config{AgentURI: ecsagenttest.URI("http://agent.invalid", "t1"), Client: &http.Client{Transport: inProcess{a}}}, zap.New(core), m)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+
+		p.Begin(1)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, 1+maxPermanentRefusals, a.Refused(), "the fault, then a bounded number of refusals")
+		require.Equal(t, 1.0, testutil.ToFloat64(m.disabled))
+		require.Equal(t, 0.0, testutil.ToFloat64(m.held))
+		require.Len(t, logs.FilterLevelExact(zap.ErrorLevel).All(), 1, "said once, at error")
+		require.Contains(t, logs.FilterLevelExact(zap.ErrorLevel).All()[0].Message, "refuses task scale-in protection")
+
+		p.End(1)
+		p.Begin(1) // more work later asks nothing
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, 1+maxPermanentRefusals, a.Refused())
+		require.Empty(t, a.Updates())
+		cancel()
+		require.NoError(t, <-done)
+	})
+}
+
 func TestStopDropsProtection(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -203,6 +243,16 @@ func TestIdleStopCallsNothing(t *testing.T) {
 		require.Empty(t, b.agent.Updates())
 		require.Zero(t, b.agent.Refused())
 	})
+}
+
+// TestDefaultClientHasItsOwnTimeout: the agent is called with a client of the
+// Protector's own, bounded, not http.DefaultClient.
+func TestDefaultClientHasItsOwnTimeout(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{AgentURI: "http://169.254.170.2/api/x"}, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	require.NotSame(t, http.DefaultClient, p.cfg.Client)
+	require.Equal(t, callTimeout, p.cfg.Client.Timeout)
 }
 
 // TestOverHTTP runs the Protector against the stand-in on a real socket.

@@ -20,10 +20,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 )
 
-// MaxBodyBytes is the largest SQS message body the worker accepts (the SQS limit).
-const MaxBodyBytes = 256 * 1024
+// MaxBodyBytes is the largest SQS message body the worker accepts: SQS's limit
+// (awslimit.SQSMessageBytes, 1 MiB since August 2025). A body over it did not come
+// through SQS as AWS runs it.
+const MaxBodyBytes = awslimit.SQSMessageBytes
 
 // MaxDepth is the deepest nesting of objects and arrays Parse accepts in a body.
 // PutEvents processes a detail nested at most 1100 levels deep (API reference,

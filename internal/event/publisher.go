@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
@@ -33,8 +34,9 @@ const (
 	// ("Calculating PutEvents event entry size", EventBridge User Guide): the UTF-8
 	// bytes of Source, DetailType, Detail and each of Resources, plus 14 for Time if
 	// set (the publisher sets neither Time nor Resources). The same guide bounds the
-	// total of a call's entries by the same 256 KiB.
-	MaxEntryBytes   = 256 * 1024
+	// total of a call's entries by the same figure: awslimit.EventBridgeEntryBytes
+	// (1 MB since 2026-01-29).
+	MaxEntryBytes   = awslimit.EventBridgeEntryBytes
 	maxBatchEntries = 10 // entries in one call
 )
 

@@ -308,20 +308,20 @@ func TestPublishRefusesAnEventOverTheLimitWithErrTooLarge(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, ErrTooLarge)
-			require.ErrorContains(t, err, "over the 262144 byte limit")
+			require.ErrorContains(t, err, "over the 1048576 byte limit") // EventBridge's 1 MB since 2026-01-29
 			require.Empty(t, bus.calls, "nothing is sent")
 			require.Equal(t, 1.0, published(p, detailType, "error"))
 		})
 	}
 }
 
-// The guide bounds a call's entries together by the same 256 KiB: large entries go
-// in calls of their own.
+// The guide bounds a call's entries together by the same figure as one entry
+// (MaxEntryBytes): large entries go in calls of their own.
 func TestPublishManyKeepsEachCallWithinTheTotalSize(t *testing.T) {
 	t.Parallel()
 	bus := &fakeBus{}
 	p := newPublisher(t, bus)
-	big := map[string]string{"s": strings.Repeat("a", 100_000)}
+	big := map[string]string{"s": strings.Repeat("a", 400_000)}
 	entries := []Entry{{"x", big}, {"x", big}, {"x", big}, {"x", struct{}{}}, {"x", big}}
 	require.NoError(t, p.PublishMany(context.Background(), entries))
 	var sizes []int

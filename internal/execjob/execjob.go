@@ -131,6 +131,9 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s is negative", c.Timeout))
 	}
+	if err := jobs.CheckTimeout(c.Timeout); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("grace %s is negative", c.Grace))
 	}

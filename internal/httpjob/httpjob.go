@@ -93,6 +93,9 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s is negative", c.Timeout))
 	}
+	if err := jobs.CheckTimeout(c.Timeout); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxResponse < 0 {
 		errs = append(errs, fmt.Errorf("maxResponse %d is negative", c.MaxResponse))
 	}

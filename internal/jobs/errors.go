@@ -3,6 +3,9 @@ package jobs
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
 // jobError marks an error that no retry can fix, with the Kind that names it in a
@@ -56,7 +59,7 @@ func KindOf(err error) (kind string, badInput, ok bool) {
 // party answered the task. The cause wraps it with the reason.
 var ErrTaskClosed = errors.New("taskbridge: task closed")
 
-// closedCause is a job context's cause when its task closed: ErrTaskClosed with the
+// closedError is a job context's cause when its task closed: ErrTaskClosed with the
 // heartbeat's answer as the reason.
 type closedError struct{ reason error }
 
@@ -67,3 +70,20 @@ func (c *closedError) Unwrap() error        { return c.reason }
 // closedCause is the Heartbeater's closedCause: a plain function, so that passing
 // it allocates nothing.
 func closedCause(reason error) error { return &closedError{reason: reason} }
+
+// redactToken is err with token replaced by its hash in its text
+// (telemetry.RedactToken); nil stays nil, and err stays what it wraps.
+func redactToken(err error, token string) error {
+	if err == nil || token == "" || !strings.Contains(err.Error(), token[:min(len(token), 16)]) {
+		return err
+	}
+	return &tokenRedacted{err: err, token: token}
+}
+
+type tokenRedacted struct {
+	err   error
+	token string
+}
+
+func (e *tokenRedacted) Error() string { return telemetry.RedactToken(e.err.Error(), e.token) }
+func (e *tokenRedacted) Unwrap() error { return e.err }

@@ -14,10 +14,11 @@ type fakeReporter struct {
 	needsLiveCtx bool // refuse calls on an ended context, as the SDK does
 	succeeded    map[string][]byte
 	failed       map[string]string // token → code
+	causes       map[string]string // token → cause
 }
 
 func newFakeReporter() *fakeReporter {
-	return &fakeReporter{succeeded: map[string][]byte{}, failed: map[string]string{}}
+	return &fakeReporter{succeeded: map[string][]byte{}, failed: map[string]string{}, causes: map[string]string{}}
 }
 
 func (f *fakeReporter) Succeed(ctx context.Context, token string, output []byte) error {
@@ -36,7 +37,7 @@ func (f *fakeReporter) Succeed(ctx context.Context, token string, output []byte)
 	return nil
 }
 
-func (f *fakeReporter) Fail(ctx context.Context, token, code, _ string) error {
+func (f *fakeReporter) Fail(ctx context.Context, token, code, cause string) error {
 	if f.needsLiveCtx && ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -49,6 +50,7 @@ func (f *fakeReporter) Fail(ctx context.Context, token, code, _ string) error {
 		return f.err
 	}
 	f.failed[token] = code
+	f.causes[token] = cause
 	return nil
 }
 

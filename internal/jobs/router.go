@@ -60,6 +60,16 @@ type RouterConfig struct {
 	// Checkpoints stores the tasks' checkpoints (Task.Checkpoint); nil: a job's
 	// Checkpoint and LastCheckpoint return an error.
 	Checkpoints CheckpointStore
+	// FailureNotes, when set, keeps the last failure reported for an execution
+	// whose event names it (detail executionArn), where any endpoint can show it
+	// (Step Functions emulators drop failure causes). A note that cannot be written
+	// is logged, never retried: the failure itself is reported.
+	FailureNotes FailureNotes
+}
+
+// FailureNotes keeps the last failure of an execution. Called concurrently.
+type FailureNotes interface {
+	NoteFailure(ctx context.Context, executionArn, job, code, cause string) error
 }
 
 // Router is the consumer.Handler of every job queue.
@@ -112,6 +122,13 @@ type outcome struct {
 	reason error  // why, for the log
 }
 
+// withoutToken redacts token from the outcome's errors' texts: they become the
+// DLQ copy's reason, the span's status and the log line, and a job's error may
+// quote its input. errors.Is and errors.As still see through them.
+func (o *outcome) withoutToken(token string) {
+	o.err, o.reason = redactToken(o.err, token), redactToken(o.reason, token)
+}
+
 // Handle implements consumer.Handler.
 func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	began := r.nowFunc()
@@ -130,6 +147,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	if t.mayHaveCheckpoint() && taskDone(out.name) {
 		r.clearCheckpoint(ctx, m, t)
 	}
+	out.withoutToken(t.Token)
 	took := r.nowFunc().Sub(began)
 	r.metrics.jobs.WithLabelValues(jobName, out.name).Inc()
 	tracing.Observe(ctx, r.metrics.duration.WithLabelValues(jobName), took.Seconds())
@@ -225,7 +243,7 @@ func (r *Router) run(ctx context.Context, m consumer.Message, route Route, job J
 	}
 	jctx, jspan := tracing.Start(jctx, "job", job.Name, trace.SpanKindInternal)
 	output, err := r.call(jctx, job, t)
-	tracing.End(jspan, err)
+	tracing.End(jspan, redactToken(err, t.Token))
 	if jctx.Err() != nil && ctx.Err() == nil { // only then can the task have closed
 		if cause := context.Cause(jctx); errors.Is(cause, ErrTaskClosed) {
 			return r.cancelled(m, job, cause)
@@ -326,12 +344,27 @@ func (r *Router) fail(ctx context.Context, jobName string, t *Task, kind string,
 	if t.Token != "" {
 		rctx, cancel := r.reportContext(ctx)
 		defer cancel()
-		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, cause.Error())
+		why := telemetry.RedactToken(cause.Error(), t.Token)
+		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, why)
 		if err != nil && !taskClosed(err) {
 			return &outcome{name: "retry", err: fmt.Errorf("report failure: %w", err), reason: cause}
 		}
+		if err == nil {
+			r.noteFailure(rctx, t, jobName+"."+kind, why)
+		}
 	}
 	return &outcome{name: name, err: then, reason: cause}
+}
+
+// noteFailure keeps a failure just reported with t's live token (see
+// RouterConfig.FailureNotes).
+func (r *Router) noteFailure(ctx context.Context, t *Task, code, cause string) {
+	if r.cfg.FailureNotes == nil || t.ExecutionArn == "" {
+		return
+	}
+	if err := r.cfg.FailureNotes.NoteFailure(ctx, t.ExecutionArn, t.Job, code, cause); err != nil {
+		r.log.Warn("failure note not written; the failure was reported", zap.String("execution_arn", t.ExecutionArn), zap.Error(err))
+	}
 }
 
 func (r *Router) badInput(ctx context.Context, jobName string, t *Task, err error) *outcome {

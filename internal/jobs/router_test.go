@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -20,9 +21,11 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/taskbridge/taskbridge/deploy"
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/event"
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -241,6 +244,13 @@ func TestExecutionName(t *testing.T) {
 		_, err := ExecutionName(bad)
 		require.Error(t, err, bad)
 	}
+	// Every reserved folder of the data bucket, claims (the batcher's, which a
+	// lifecycle rule expires) among them.
+	require.Contains(t, deploy.ReservedFolders(), "claims")
+	for _, folder := range deploy.ReservedFolders() {
+		_, err := ExecutionName("arn:aws:states:r:a:execution:sm:" + folder)
+		require.ErrorContains(t, err, "one of the worker's own folders", folder)
+	}
 }
 
 type recordingPublisher struct {
@@ -437,4 +447,46 @@ func TestAJobThatWatchesItsContextIsNotAbandoned(t *testing.T) {
 		require.Equal(t, 0.0, testutil.ToFloat64(m.abandoned.WithLabelValues("job")))
 		require.Equal(t, 0.0, testutil.ToFloat64(m.lingering.WithLabelValues("job")))
 	})
+}
+
+type noteRecorder struct {
+	mu    sync.Mutex
+	notes []string // executionArn|job|code|cause
+}
+
+func (n *noteRecorder) NoteFailure(_ context.Context, arn, job, code, cause string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.notes = append(n.notes, arn+"|"+job+"|"+code+"|"+cause)
+	return nil
+}
+
+// A failure reported with a live token is noted for its execution (what `worker
+// start --wait` shows where the endpoint keeps no cause), token redacted; a
+// failure that could not be reported, or of an event without executionArn, is not.
+func TestReportedFailuresAreNoted(t *testing.T) {
+	t.Parallel()
+	const token = "AQB4AAAAsecret-token-of-a-task/+=="
+	for name, tc := range map[string]struct {
+		detail    map[string]any
+		reportErr error
+		want      []string
+	}{
+		"noted":          {detail: map[string]any{"TaskToken": token, "executionArn": execARN}, want: []string{execARN + "|job|job.Exit3|Exit3: exited 3: <redacted token " + telemetry.TokenHash(token) + ">"}},
+		"no execution":   {detail: map[string]any{"TaskToken": token}},
+		"report refused": {detail: map[string]any{"TaskToken": token, "executionArn": execARN}, reportErr: errors.New("throttled")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rep := newFakeReporter()
+			rep.err = tc.reportErr
+			notes := &noteRecorder{}
+			job := Job{Name: "job", Run: fails(Permanent("Exit3", errors.New("exited 3: "+token)))}
+			r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}, FailureNotes: notes},
+				[]Job{job}, rep, noBeats{}, nil, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+			require.NoError(t, err)
+			_ = r.Handle(context.Background(), consumer.Message{ID: "m", Queue: "q", Body: envelope("work", tc.detail), ReceiveCount: 1})
+			require.Equal(t, tc.want, notes.notes)
+		})
+	}
 }

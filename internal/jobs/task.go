@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/taskbridge/taskbridge/deploy"
 	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 )
@@ -267,10 +269,6 @@ func (e *tokenRefused) Error() string        { return ErrTokenRefused.Error() + 
 func (e *tokenRefused) Is(target error) bool { return target == ErrTokenRefused }
 func (e *tokenRefused) Unwrap() error        { return e.err }
 
-// reservedNames are the worker's own top-level folders of the data bucket: an
-// execution of that name would write among the batcher's or the callbacks' records.
-var reservedNames = map[string]bool{"manifests": true, "results": true, "claim-checks": true, "glue": true}
-
 // ExecutionName is the last part of an execution ARN
 // (arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>). It
 // must make a safe S3 prefix: not empty, no slash or backslash, no control
@@ -288,7 +286,9 @@ func ExecutionName(arn string) (string, error) {
 		return "", invalidf("execution name %q has a slash", name)
 	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }) >= 0:
 		return "", invalidf("execution name %q has a control character", name)
-	case reservedNames[name]:
+	case slices.Contains(deploy.ReservedFolders(), name):
+		// It would write among the batcher's or the callbacks' records, and fall
+		// under their lifecycle rules (deploy/data-bucket.json).
 		return "", invalidf("execution name %q is one of the worker's own folders", name)
 	}
 	return name, nil

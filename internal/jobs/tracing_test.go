@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/tracing"
 )
 
@@ -98,3 +101,29 @@ type discard struct{}
 
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discard) Shutdown(context.Context) error                             { return nil }
+
+// Not parallel (tracing on). A job's error that quotes its task token reaches the
+// DLQ's reason (the error the consumer gets), the spans' status and the failure
+// cause with the token replaced by its hash, and still unwraps to what it was.
+func TestAnErrorQuotingItsTokenIsRedacted(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	restore := tracing.Use(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
+	defer restore()
+	const token = "AQB4AAAAsecret-token-of-a-task/+=="
+	sentinel := errors.New("upstream refused")
+	r, rep, _ := routerWith(t, Job{Name: "job", Run: fails(fmt.Errorf("call with %s: %w", token, sentinel))})
+	body := envelope("work", map[string]any{"TaskToken": token})
+	err := r.Handle(context.Background(), consumer.Message{ID: "m1", Queue: "q", Body: body, ReceiveCount: 3, MaxReceiveCount: 3})
+	require.True(t, consumer.IsDeadLetter(err), "%v", err)
+	require.ErrorIs(t, err, sentinel)
+	require.NotContains(t, err.Error(), token)
+	require.Contains(t, err.Error(), telemetry.RedactedToken(token))
+	require.Equal(t, "job.RetriesExhausted", rep.failed[token])
+	require.NotContains(t, rep.causes[token], "secret-token")
+	spans := exp.GetSpans()
+	require.Len(t, spans, 2)
+	for _, s := range spans {
+		require.NotEmpty(t, s.Status.Description, s.Name)
+		require.NotContains(t, s.Status.Description, "secret-token", s.Name)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
+	"github.com/taskbridge/taskbridge/internal/awslimit"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/throttle"
 )
@@ -51,6 +52,12 @@ type Config struct {
 	// Functions' throttling out (default 15 min) while the consumer keeps it
 	// invisible; each attempt has its own 10 s.
 	ThrottleTimeout time.Duration
+	// FitFunc, filled by the wiring, turns an input over Step Functions' 256 KiB
+	// (awslimit.StepFunctionsPayloadBytes) into a claim check in the data bucket
+	// (callback's StepFunctions.Fit); an input that fits is returned as it is. nil:
+	// such an input fails the task at once, no retry makes it fit. Events carry up
+	// to 1 MB since 2026-01-29, so an event can be larger than an execution takes.
+	FitFunc func(ctx context.Context, input []byte) ([]byte, error)
 }
 
 // attemptTimeout bounds one StartExecution attempt, the SDK's retries included.
@@ -132,6 +139,16 @@ func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
 	}
 	if !json.Valid(input) {
 		return nil, jobs.Invalid("InvalidInput", fmt.Errorf("detail of %s is not JSON", t.DetailType))
+	}
+	if len(input) > awslimit.StepFunctionsPayloadBytes {
+		if j.cfg.FitFunc == nil {
+			return nil, jobs.Permanent("InputTooLarge", fmt.Errorf("input of %d bytes is over Step Functions' %d byte limit and no data bucket is set for a claim check", len(input), awslimit.StepFunctionsPayloadBytes))
+		}
+		// Content-addressed: every delivery of the event makes the same pointer, so
+		// the execution name and its input stay one pair (see the package doc).
+		if input, err = j.cfg.FitFunc(ctx, input); err != nil {
+			return nil, fmt.Errorf("claim-check the input of %s: %w", j.cfg.StateMachine, err)
+		}
 	}
 	id := t.EventID
 	if id == "" {

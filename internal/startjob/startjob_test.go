@@ -71,6 +71,8 @@ func (f *fakeSFN) StartExecution(_ context.Context, in *sfn.StartExecutionInput,
 		return nil, apiErr("InvalidName")
 	case !json.Valid([]byte(input)):
 		return nil, apiErr("InvalidExecutionInput")
+	case len(input) > 256<<10: // the API's length constraint of input
+		return nil, apiErr("ValidationException")
 	}
 	if f.execs == nil {
 		f.execs = map[string]string{}
@@ -268,8 +270,8 @@ func TestThrottledStartIsWaitedOut(t *testing.T) {
 			}
 			return nil
 		}}
-		limits := throttle.NewSet("sfn", prometheus.NewRegistry())
-		cfg := startjob.Config{StateMachine: "etl2", StateMachineARN: smArn, Limiter: limits.Add("StartExecution", 300, 1300)}
+		limits := throttle.NewSet("sfn", prometheus.NewRegistry(), throttle.Rates{Callback: 500, Start: 300})
+		cfg := startjob.Config{StateMachine: "etl2", StateMachineARN: smArn, Limiter: limits.Get(throttle.StartExecution)}
 		require.Equal(t, 15*time.Minute, cfg.HandlerTimeout())
 		j, err := startjob.New("next", cfg, f, zaptest.NewLogger(t), nil)
 		require.NoError(t, err)
@@ -279,4 +281,18 @@ func TestThrottledStartIsWaitedOut(t *testing.T) {
 		require.Equal(t, 21, f.calls)
 		require.Less(t, cfg.Limiter.Rate(), 300.0)
 	})
+}
+
+// An input over Step Functions' 256 KiB with no claim check to make fails the task
+// at once: no retry makes it fit, and nothing is sent.
+func TestInputTooLargeWithoutClaimCheckFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tk := task()
+	tk.Detail = json.RawMessage(`{"blob":"` + strings.Repeat("x", 256<<10) + `"}`)
+	_, err := b.job.Run(context.Background(), tk)
+	kind, _, final := jobs.KindOf(err)
+	require.True(t, final, "%v", err)
+	require.Equal(t, "InputTooLarge", kind)
+	require.Zero(t, b.sfn.calls)
 }

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,7 +29,12 @@ func NewRegistry(version string) *prometheus.Registry {
 
 // Server serves /metrics, /healthz (alive) and /readyz (ready to work).
 type Server struct {
+	// StopTimeout bounds the server's shutdown when Run's context ends (default
+	// 3 s; the worker gives its stop budget's, config.StopBudget). Set it before Run.
+	StopTimeout time.Duration
+
 	addr  string
+	l     net.Listener // set by Listen, or by Run
 	srv   *http.Server
 	log   *zap.Logger
 	ready func() error
@@ -52,12 +58,27 @@ func NewServer(addr string, reg *prometheus.Registry, ready func() error, log *z
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 }
 
-// Run listens until ctx is done, then shuts down within a few seconds.
-func (s *Server) Run(ctx context.Context) error {
+// Listen binds the address now, so that a taken port is found before the worker
+// starts any work; Run then serves on it. Connections that come before Run wait in
+// the listen backlog.
+func (s *Server) Listen() error {
 	l, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.addr, err)
 	}
+	s.l = l
+	return nil
+}
+
+// Run serves (listening first unless Listen did) until ctx is done, then shuts down
+// within a few seconds. A Listen happens before its Run (not concurrently).
+func (s *Server) Run(ctx context.Context) error {
+	if s.l == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	l := s.l
 	s.log.Info("serving /metrics, /healthz, /readyz", zap.String("addr", l.Addr().String()))
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(l) }()
@@ -66,7 +87,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(s.StopTimeout, 3*time.Second))
 	defer cancel()
 	if err := s.srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shut down http server: %w", err)

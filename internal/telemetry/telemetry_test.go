@@ -195,6 +195,7 @@ func TestServerRunFailsOnABusyAddress(t *testing.T) {
 	defer l.Close()
 	srv := NewServer(l.Addr().String(), NewRegistry("test"), func() error { return nil }, zaptest.NewLogger(t))
 	require.ErrorContains(t, srv.Run(context.Background()), "listen on")
+	require.ErrorContains(t, srv.Listen(), "listen on", "Listen finds a taken port before Run")
 }
 
 func TestHealthcheck(t *testing.T) {

@@ -6,6 +6,7 @@ package telemetry
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -28,4 +29,33 @@ func Token(token string) zap.Field {
 		return zap.Skip()
 	}
 	return zap.String("token_hash", TokenHash(token))
+}
+
+// RedactedToken is what stands for a task token in a text: its hash, marked.
+func RedactedToken(token string) string {
+	return "<redacted token " + TokenHash(token) + ">"
+}
+
+// minCutToken is the shortest start of a token that RedactToken treats as the token
+// cut off at the end of a text (a reason truncated to a size limit). Shorter starts
+// are too likely to be ordinary text.
+const minCutToken = 16
+
+// RedactToken replaces every occurrence of token in text with RedactedToken, and a
+// text that ends with the first minCutToken or more characters of token (cut off by
+// a length limit) has that end replaced too. An error that quotes its task token
+// (a job that printed its input) is shown this way in a DLQ's reason, a span's
+// status and a log line: a token is a credential.
+func RedactToken(text, token string) string {
+	if token == "" {
+		return text
+	}
+	mark := RedactedToken(token)
+	text = strings.ReplaceAll(text, token, mark)
+	for n := min(len(token)-1, len(text)); n >= minCutToken; n-- {
+		if strings.HasSuffix(text, token[:n]) {
+			return text[:len(text)-n] + mark
+		}
+	}
+	return text
 }

@@ -44,6 +44,7 @@ func (t *Topology) Check(jobs []string, kinds KindCheck) error {
 		errs = append(errs, fmt.Errorf("topology: %d s3Batch queues; the landing bucket feeds one", batchers))
 	}
 	errs = append(errs, t.checkStateMachines()...)
+	errs = append(errs, t.checkDelivery()...)
 	return errors.Join(errs...)
 }
 

@@ -13,6 +13,7 @@ func FuzzParseAndCheck(f *testing.F) {
 	f.Add([]byte(`{"source":"x","queues":[{"name":"l","s3Batch":{"maxFiles":-1,"window":"-1s"}}]}`))
 	f.Add([]byte(`{"queues":[{"name":"` + "\x00" + `"}]}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte("{\"queues\":[{\"name\":\"a\",\"exec\":{\"command\":[\"x\"],\"timeout\":\"30 minute\"}},{\"name\":\"b\",\"s3Batch\":{\"window\":\"30 minute\"}}]}")) // a duration that does not read, twice
 	fsys := fstest.MapFS{"s.json": {Data: []byte(`{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents","Parameters":{"Entries":[{"DetailType":"d","Source":"s"}]},"End":true}}}`)}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		topo, err := Parse(b, fsys)

@@ -27,6 +27,10 @@ func (n Names) Queue(logical string) string { return n.Stack + "-" + logical }
 // DLQ is the dead-letter queue name of a logical queue.
 func (n Names) DLQ(logical string) string { return n.Stack + "-" + logical + "-dlq" }
 
+// EventsDLQ is the stack's dead-letter queue of every rule target: the events
+// EventBridge could not deliver to a queue.
+func (n Names) EventsDLQ() string { return n.DLQ(EventsDLQName) }
+
 // Rule is the EventBridge rule that routes to a logical queue.
 func (n Names) Rule(logical string) string { return n.Stack + "-" + logical }
 

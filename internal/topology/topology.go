@@ -36,6 +36,9 @@ type Topology struct {
 	Source        string         `json:"source"`
 	Queues        []Queue        `json:"queues"`
 	StateMachines []StateMachine `json:"stateMachines"`
+	// EventDelivery tunes how EventBridge delivers to the queues (retry policy,
+	// events DLQ); nil takes the defaults (see EventDelivery).
+	EventDelivery *EventDelivery `json:"eventDelivery,omitempty"`
 
 	// Path is the file it was read from ("" for the embedded default); Dir is its
 	// folder, from which ASL paths and relative commands resolve.
@@ -150,11 +153,25 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return &durationError{raw: append([]byte(nil), b...), err: err}
 	}
 	d.Duration = v
 	return nil
 }
+
+// durationError is a duration that does not read; raw is its JSON text, which
+// jsonError finds in the file to name its line and queue (encoding/json gives no
+// offset for an Unmarshaler's error).
+type durationError struct {
+	raw []byte
+	err error
+}
+
+func (e *durationError) Error() string {
+	return fmt.Sprintf("%s is not a duration (e.g. \"30s\", \"15m\", \"1h30m\"): %v", e.raw, e.err)
+}
+
+func (e *durationError) Unwrap() error { return e.err }
 
 // MarshalJSON writes the duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
@@ -218,12 +235,15 @@ func parse(b []byte, path string, fsys fs.FS) (*Topology, error) {
 func jsonError(b []byte, err error) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var dur *durationError
 	var offset int64 = -1
 	switch {
 	case errors.As(err, &syntax):
 		offset = syntax.Offset
 	case errors.As(err, &typ):
 		offset = typ.Offset
+	case errors.As(err, &dur):
+		return valueError(b, dur.raw, err)
 	}
 	if offset < 0 {
 		return unknownFieldError(b, err)
@@ -244,23 +264,7 @@ func unknownFieldError(b []byte, err error) error {
 	if uerr != nil {
 		return err
 	}
-	where := ""
-	var loose struct {
-		Queues []map[string]json.RawMessage `json:"queues"`
-	}
-	if json.Unmarshal(b, &loose) == nil {
-		for i, q := range loose.Queues {
-			if _, ok := q[key]; ok {
-				var name string
-				_ = json.Unmarshal(q["name"], &name)
-				where = fmt.Sprintf("queue %q: ", name)
-				if name == "" {
-					where = fmt.Sprintf("queue %d: ", i+1)
-				}
-				break
-			}
-		}
-	}
+	where := queueWhere(b, func(q map[string]json.RawMessage) bool { _, ok := q[key]; return ok })
 	quoted, _ := json.Marshal(key)
 	at := regexp.MustCompile(regexp.QuoteMeta(string(quoted)) + `\s*:`).FindIndex(b)
 	if at == nil {
@@ -268,6 +272,48 @@ func unknownFieldError(b []byte, err error) error {
 	}
 	line, col := position(b, int64(at[0])+1) // an offset after the byte, as json.SyntaxError gives it
 	return fmt.Errorf("line %d, column %d: %sunknown field %s", line, col, where, quoted)
+}
+
+// queueWhere names ("queue \"x\": ") the first queue of b for which has holds; ""
+// when none does or b does not read.
+func queueWhere(b []byte, has func(q map[string]json.RawMessage) bool) string {
+	var loose struct {
+		Queues []map[string]json.RawMessage `json:"queues"`
+	}
+	if json.Unmarshal(b, &loose) != nil {
+		return ""
+	}
+	for i, q := range loose.Queues {
+		if !has(q) {
+			continue
+		}
+		var name string
+		_ = json.Unmarshal(q["name"], &name)
+		if name == "" {
+			return fmt.Sprintf("queue %d: ", i+1)
+		}
+		return fmt.Sprintf("queue %q: ", name)
+	}
+	return ""
+}
+
+// valueError says where a value that does not read (raw, its JSON text) is: the
+// line of its first occurrence and the queue that holds it.
+func valueError(b, raw []byte, err error) error {
+	where := queueWhere(b, func(q map[string]json.RawMessage) bool {
+		for _, v := range q {
+			if bytes.Contains(v, raw) {
+				return true
+			}
+		}
+		return false
+	})
+	at := bytes.Index(b, raw)
+	if at < 0 {
+		return fmt.Errorf("%s%w", where, err)
+	}
+	line, col := position(b, int64(at)+1)
+	return fmt.Errorf("line %d, column %d: %s%w", line, col, where, err)
 }
 
 func position(b []byte, offset int64) (line, col int) {

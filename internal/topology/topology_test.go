@@ -116,6 +116,9 @@ func TestLoadSaysWhereTheFileIsWrong(t *testing.T) {
 	require.ErrorContains(t, err, `line 5, column 6: queue "greet": unknown field "concurrancy"`, "a typo names its queue and line")
 	_, err = Parse([]byte(`{"source":"x","queues":[{"name":"a","exec":{"command":["x"],"timeout":"soon"}}]}`), fstest.MapFS{})
 	require.ErrorContains(t, err, "soon")
+	// A duration that does not read names its queue and line like the rest (issue 29.6).
+	_, err = Parse([]byte("{\n  \"source\": \"x\",\n  \"queues\": [\n    {\"name\": \"a\", \"job\": \"a\"},\n    {\"name\": \"slow\", \"exec\": {\"command\": [\"x\"],\n      \"timeout\": \"30 minute\"}}\n  ]\n}"), fstest.MapFS{})
+	require.ErrorContains(t, err, `line 6, column 18: queue "slow": "30 minute" is not a duration`)
 }
 
 func TestDefaultsApply(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 // them and `run` still starts. dashboards are Grafana dashboard JSON documents (may
 // be none) checked for a queue that no panel would show.
 func (t *Topology) Warnings(dashboards map[string][]byte) []string {
-	var out []string
+	out := t.deliveryWarnings()
 	for _, sm := range t.StateMachines {
 		def, err := t.Definition(sm, checkVars)
 		if err != nil {

@@ -18,9 +18,18 @@ import (
 // deprecated.
 func InstrumentAWS(cfg *aws.Config) {
 	cfg.APIOptions = append(cfg.APIOptions, func(s *middleware.Stack) error {
+		// After the operation's RegisterServiceMetadata, which puts the region in
+		// the context: first in Initialize, the span saw none (cloud.region "").
+		if _, ok := s.Initialize.Get(serviceMetadataID); ok {
+			return s.Initialize.Insert(awsSpan{}, serviceMetadataID, middleware.After)
+		}
 		return s.Initialize.Add(awsSpan{}, middleware.Before)
 	})
 }
+
+// serviceMetadataID is the SDK's middleware that sets an operation's service and
+// region in its context (awsmiddleware.RegisterServiceMetadata).
+const serviceMetadataID = "RegisterServiceMetadata"
 
 type awsSpan struct{}
 

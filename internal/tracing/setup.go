@@ -1,12 +1,12 @@
 package tracing
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,35 +20,42 @@ import (
 	"go.uber.org/zap"
 )
 
-// Config is what Setup takes besides the OTEL_* variables.
+// Config is what Setup takes: the standard OTEL_* variables the worker reads
+// (internal/config reads them: OTEL_TRACES_EXPORTER, OTEL_SDK_DISABLED,
+// OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL) and the worker's own settings. The SDK
+// reads the other OTEL_* variables itself.
 type Config struct {
+	// Exporters are the exporters to use, "otlp" or "console"; none: tracing off.
+	Exporters []string
+	// OTLPProtocol is the otlp exporter's transport, http/protobuf (also when
+	// empty) or grpc.
+	OTLPProtocol string
+	// FlushTimeout bounds the flush of the spans still buffered at the stop, which
+	// comes after the drain (the stop's budget owns it: config.StopBudget).
+	FlushTimeout time.Duration
 	// ConsolePath is the file the console exporter appends spans to, one JSON
 	// object a line; "" writes them to stdout.
 	ConsolePath string
 	Version     string // service.version
 }
 
-// ShutdownTimeout bounds the flush of the spans still buffered at shutdown: it
-// comes after the drain, inside ECS's stop timeout.
-const ShutdownTimeout = 2 * time.Second
-
 // errorEvery is how often a failing exporter is logged: once, then at most this often.
 const errorEvery = time.Minute
 
-// Setup turns tracing on as the standard variables say: OTEL_TRACES_EXPORTER is
-// "none" (or unset: tracing off, nothing exported, no network), "otlp"
-// (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL http/protobuf, the default, or grpc;
-// endpoint and headers from the exporter's own OTEL_EXPORTER_OTLP_* variables),
-// "console", or a comma-separated list of these. OTEL_SERVICE_NAME and
-// OTEL_RESOURCE_ATTRIBUTES name the resource, OTEL_TRACES_SAMPLER[_ARG] and
-// OTEL_BSP_* tune sampling and batching as the SDK reads them; OTEL_SDK_DISABLED=true
-// turns it all off. The returned stop
-// flushes buffered spans (within ShutdownTimeout) and turns tracing off; it is
-// safe to call when Setup turned nothing on.
+// Setup turns tracing on with cfg.Exporters: none (tracing off, nothing exported,
+// no network), "otlp" (over cfg.OTLPProtocol; endpoint and headers from the
+// exporter's own OTEL_EXPORTER_OTLP_* variables), "console", or both.
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the resource,
+// OTEL_TRACES_SAMPLER[_ARG] and OTEL_BSP_* tune sampling and batching as the SDK
+// reads them. The returned stop flushes buffered spans (within cfg.FlushTimeout)
+// and turns tracing off; it is safe to call when Setup turned nothing on.
 func Setup(ctx context.Context, cfg Config, log *zap.Logger) (stop func(), err error) {
-	names := exporterNames(os.Getenv("OTEL_TRACES_EXPORTER"))
-	if len(names) == 0 || strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
+	names := cfg.Exporters
+	if len(names) == 0 {
 		return func() {}, nil
+	}
+	if cfg.FlushTimeout <= 0 {
+		return nil, fmt.Errorf("tracing: FlushTimeout must be positive, got %s", cfg.FlushTimeout)
 	}
 	var opts []sdktrace.TracerProviderOption
 	var closers []io.Closer
@@ -84,24 +91,13 @@ func Setup(ctx context.Context, cfg Config, log *zap.Logger) (stop func(), err e
 	log.Info("tracing on", zap.Strings("exporters", names), zap.String("service_name", serviceName(res)))
 	return func() {
 		restore()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FlushTimeout)
 		defer cancel()
 		if err := tp.Shutdown(sctx); err != nil {
 			log.Warn("tracing shutdown: spans may be lost", zap.Error(err))
 		}
 		closeAll()
 	}, nil
-}
-
-// exporterNames reads OTEL_TRACES_EXPORTER; none means no exporter.
-func exporterNames(v string) []string {
-	var names []string
-	for n := range strings.SplitSeq(v, ",") {
-		if n = strings.ToLower(strings.TrimSpace(n)); n != "" && n != "none" {
-			names = append(names, n)
-		}
-	}
-	return names
 }
 
 func newExporter(ctx context.Context, name string, cfg Config) (sdktrace.SpanExporter, io.Closer, error) {
@@ -122,7 +118,7 @@ func newExporter(ctx context.Context, name string, cfg Config) (sdktrace.SpanExp
 		}
 		return exp, f, nil
 	case "otlp":
-		switch p := otlpProtocol(); p {
+		switch p := cmp.Or(cfg.OTLPProtocol, "http/protobuf"); p {
 		case "http/protobuf":
 			exp, err := otlptracehttp.New(ctx)
 			return exp, nil, err
@@ -135,15 +131,6 @@ func newExporter(ctx context.Context, name string, cfg Config) (sdktrace.SpanExp
 	default:
 		return nil, nil, errors.New("OTEL_TRACES_EXPORTER " + name + ": want none, otlp or console")
 	}
-}
-
-func otlpProtocol() string {
-	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
-		if v := strings.TrimSpace(os.Getenv(k)); v != "" {
-			return v
-		}
-	}
-	return "http/protobuf"
 }
 
 func serviceName(res *resource.Resource) string {

@@ -16,19 +16,13 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-func TestSetupOffByDefault(t *testing.T) {
-	for _, v := range []string{"", "none", " none "} {
-		t.Setenv("OTEL_TRACES_EXPORTER", v)
-		stop, err := Setup(context.Background(), Config{}, zaptest.NewLogger(t))
-		require.NoError(t, err)
-		require.False(t, Enabled(), "OTEL_TRACES_EXPORTER=%q", v)
-		stop()
-	}
-	t.Setenv("OTEL_TRACES_EXPORTER", "console")
-	t.Setenv("OTEL_SDK_DISABLED", "true")
-	stop, err := Setup(context.Background(), Config{}, zaptest.NewLogger(t))
+// flush is a bound for the flush at the stop, as config.StopBudget gives it.
+const flush = 2 * time.Second
+
+func TestSetupOffWithoutExporters(t *testing.T) {
+	stop, err := Setup(context.Background(), Config{FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.NoError(t, err)
-	require.False(t, Enabled(), "OTEL_SDK_DISABLED wins")
+	require.False(t, Enabled(), "no exporter (OTEL_TRACES_EXPORTER unset, none, or OTEL_SDK_DISABLED=true; internal/config reads them)")
 	stop()
 }
 
@@ -44,13 +38,12 @@ func TestExportErrorsAreRateLimited(t *testing.T) {
 }
 
 func TestSetupRefusesUnknownExporters(t *testing.T) {
-	t.Setenv("OTEL_TRACES_EXPORTER", "jaeger")
-	_, err := Setup(context.Background(), Config{}, zaptest.NewLogger(t))
+	_, err := Setup(context.Background(), Config{Exporters: []string{"jaeger"}, FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.ErrorContains(t, err, "want none, otlp or console")
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-	_, err = Setup(context.Background(), Config{}, zaptest.NewLogger(t))
+	_, err = Setup(context.Background(), Config{Exporters: []string{"otlp"}, OTLPProtocol: "http/json", FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.ErrorContains(t, err, "want http/protobuf or grpc")
+	_, err = Setup(context.Background(), Config{Exporters: []string{"console"}}, zaptest.NewLogger(t))
+	require.ErrorContains(t, err, "FlushTimeout must be positive", "the stop's budget gives the flush its bound")
 	require.False(t, Enabled())
 }
 
@@ -58,9 +51,8 @@ func TestSetupRefusesUnknownExporters(t *testing.T) {
 // holds and turns tracing off.
 func TestSetupConsoleToFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spans.jsonl")
-	t.Setenv("OTEL_TRACES_EXPORTER", "console")
-	t.Setenv("OTEL_SERVICE_NAME", "svc-from-env")
-	stop, err := Setup(context.Background(), Config{ConsolePath: path, Version: "v1"}, zaptest.NewLogger(t))
+	t.Setenv("OTEL_SERVICE_NAME", "svc-from-env") // the SDK's to read
+	stop, err := Setup(context.Background(), Config{Exporters: []string{"console"}, ConsolePath: path, Version: "v1", FlushTimeout: flush}, zaptest.NewLogger(t))
 	require.NoError(t, err)
 	require.True(t, Enabled())
 	_, span := Start(Extract(context.Background(), Incoming{ExecutionArn: "arn:x"}), "handle q", "", trace.SpanKindConsumer)

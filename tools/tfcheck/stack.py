@@ -7,6 +7,9 @@ the worker proof. Test harness only.
     stack.py policies DIR OUTPUTS     every IAM policy of the stack (roles' inline and attached
                                       policies, queue and topic policies) as DIR/<name>.json
     stack.py lint DIR FINDINGS        fail on parliament's findings (FINDINGS: its --json lines)
+    stack.py delivery OUTPUTS         every rule target of the stack has an explicit retry policy
+                                      and the events DLQ; the CloudWatch alarms on each rule's
+                                      FailedInvocations and on the events DLQ exist
     stack.py land OUTPUTS N           put N objects into the landing bucket
     stack.py batch OUTPUTS TIMEOUT    wait for a manifest and a started Glue run; print them
     stack.py report URI N             the cookies report at URI has N people and their total
@@ -104,6 +107,11 @@ def policies(out_dir, out_path):
         if "Policy" not in attrs:
             sys.exit(f"queue {name} has no policy")
         write(f"queue-{name}", attrs["Policy"])
+    if out.get("events_dlq"):
+        attrs = sqs.get_queue_attributes(QueueUrl=out["events_dlq"], AttributeNames=["Policy"]).get("Attributes", {})
+        if "Policy" not in attrs:
+            sys.exit("the events DLQ has no policy")
+        write("queue-events-dlq", attrs["Policy"])
     topic = client("sns").get_topic_attributes(TopicArn=out["etl_error_topic"])["Attributes"]
     write("topic-etl-error", topic["Policy"])
     roles = [r for r in out["task_roles"]]
@@ -135,6 +143,35 @@ def lint(out_dir, findings_path):
     if bad:
         sys.exit(f"parliament: {len(bad)} finding(s) AWS would reject, in {count} policies")
     print(f"parliament: no resource mismatch, unknown action or malformed policy in {count} policies")
+
+
+def delivery(out_path):
+    out = outputs(out_path)
+    stack = out["event_bus"]
+    if not out.get("events_dlq"):
+        sys.exit("the stack has no events DLQ (output events_dlq)")
+    dlq_arn = client("sqs").get_queue_attributes(QueueUrl=out["events_dlq"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = client("events")
+    targets = 0
+    rules = []
+    for bus in (stack, "default"):
+        for rule in events.list_rules(EventBusName=bus, NamePrefix=stack + "-")["Rules"]:
+            rules.append(rule["Name"])
+            for t in events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]:
+                if t.get("DeadLetterConfig", {}).get("Arn") != dlq_arn:
+                    sys.exit(f"rule {rule['Name']}: target {t['Id']} has no events DLQ: {t}")
+                if "MaximumEventAgeInSeconds" not in t.get("RetryPolicy", {}):
+                    sys.exit(f"rule {rule['Name']}: target {t['Id']} has no explicit retry policy: {t}")
+                targets += 1
+    if targets < len(out["queues"]) + 1:  # each queue's rule, and etl-error's
+        sys.exit(f"{targets} targets read back, want at least {len(out['queues']) + 1}")
+    alarms = client("cloudwatch").describe_alarms(AlarmNamePrefix=stack + "-")["MetricAlarms"]
+    failed = [a for a in alarms if a["MetricName"] == "FailedInvocations"]
+    depth = [a for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    if len(failed) != len(out["queues"]) or len(depth) != 1:
+        sys.exit(f"{len(failed)} FailedInvocations alarms (want {len(out['queues'])}) and {len(depth)} events DLQ alarms (want 1)")
+    print(f"{targets} targets of {len(rules)} rules carry the events DLQ and a retry policy; "
+          f"{len(failed)} FailedInvocations alarms and the events DLQ's depth alarm")
 
 
 def land(out_path, n):
@@ -191,4 +228,4 @@ def empty(out_path):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"net": net, "env": env, "policies": policies, "lint": lint, "land": land, "batch": batch, "empty": empty, "report": report}[cmd](*args)
+    {"net": net, "env": env, "policies": policies, "lint": lint, "delivery": delivery, "land": land, "batch": batch, "empty": empty, "report": report}[cmd](*args)

@@ -1,0 +1,119 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/awstest"
+	"github.com/taskbridge/taskbridge/internal/topology"
+)
+
+// TestE2EUndeliverableEventRedriven: every rule target carries the stack's events
+// DLQ and an explicit retry policy (read back); an event EventBridge could not
+// deliver, in its DLQ format (the event as body, ERROR_CODE, ERROR_MESSAGE, RULE_ARN,
+// TARGET_ARN), is listed with its rule, makes status fail, and `dlq redrive --queue
+// eventbridge` puts it back on its bus, from where its task completes.
+func TestE2EUndeliverableEventRedriven(t *testing.T) {
+	st := newStack(t, "WORKER_TOPOLOGY="+dlqTopology(t))
+	ctx := context.Background()
+	require.NotEmpty(t, st.out.EventsDLQ, "bootstrap made the events DLQ")
+	stack := st.out.EventBus // the bus is named after the stack, as its rules are
+	eb := eventbridge.NewFromConfig(awstest.Config(t))
+	attrs, err := st.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(st.out.EventsDLQ), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	require.NoError(t, err)
+	dlqARN := attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	rules := map[string]string{} // queue → rule ARN
+	for _, q := range []string{"work", "flaky"} {
+		targets, err := eb.ListTargetsByRule(ctx, &eventbridge.ListTargetsByRuleInput{Rule: aws.String(stack + "-" + q), EventBusName: aws.String(stack)})
+		require.NoError(t, err)
+		require.Len(t, targets.Targets, 1)
+		tg := targets.Targets[0]
+		require.NotNil(t, tg.DeadLetterConfig, "target of %s", q)
+		require.Equal(t, dlqARN, aws.ToString(tg.DeadLetterConfig.Arn))
+		require.NotNil(t, tg.RetryPolicy, "target of %s", q)
+		require.Equal(t, int32(topology.DefaultMaxEventAgeSeconds), aws.ToInt32(tg.RetryPolicy.MaximumEventAgeInSeconds))
+		require.Equal(t, int32(topology.DefaultRetryAttempts), aws.ToInt32(tg.RetryPolicy.MaximumRetryAttempts))
+		rule, err := eb.DescribeRule(ctx, &eventbridge.DescribeRuleInput{Name: aws.String(stack + "-" + q), EventBusName: aws.String(stack)})
+		require.NoError(t, err)
+		rules[q] = aws.ToString(rule.Arn)
+	}
+
+	// No worker runs: the execution's event waits in the work queue. Take it out and
+	// put it in the events DLQ as EventBridge does when the queue refuses it.
+	exec := st.start("work", `{"n": 7}`)
+	var event string
+	eventually(t, time.Minute, "the execution's event reaches its queue", func() bool {
+		out, err := st.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(st.out.Queues["work"]), WaitTimeSeconds: 1})
+		require.NoError(t, err)
+		if len(out.Messages) == 0 {
+			return false
+		}
+		event = aws.ToString(out.Messages[0].Body)
+		_, err = st.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(st.out.Queues["work"]), ReceiptHandle: out.Messages[0].ReceiptHandle})
+		require.NoError(t, err)
+		return true
+	})
+	queueAttrs, err := st.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(st.out.Queues["work"]), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	require.NoError(t, err)
+	str := func(v string) sqstypes.MessageAttributeValue {
+		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	_, err = st.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(st.out.EventsDLQ), MessageBody: aws.String(event),
+		MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+			"ERROR_CODE":    str("NO_PERMISSIONS"),
+			"ERROR_MESSAGE": str("User: arn:aws:sts::123456789012:assumed-role/events is not authorized to perform: sqs:SendMessage on resource"),
+			"RULE_ARN":      str(rules["work"]),
+			"TARGET_ARN":    str(queueAttrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]),
+		}})
+	require.NoError(t, err)
+
+	code, text := st.exitCode("status")
+	require.Equal(t, 1, code, "status fails while the events DLQ holds an event:\n%s", text)
+	require.Contains(t, text, "eventbridge (events)")
+	var listed struct {
+		Queues []struct {
+			Queue  string
+			Groups []struct {
+				Reason   string
+				Messages []struct {
+					Rule         string
+					TargetARN    string `json:"targetArn"`
+					ExecutionARN string `json:"executionArn"`
+					ErrorMessage string `json:"errorMessage"`
+				}
+			}
+		}
+	}
+	out := st.cli("dlq", "list", "--queue", "eventbridge", "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Len(t, listed.Queues, 1, out)
+	require.Len(t, listed.Queues[0].Groups, 1, out)
+	g := listed.Queues[0].Groups[0]
+	require.Equal(t, "NO_PERMISSIONS (rule "+stack+"-work)", g.Reason)
+	require.Equal(t, stack+"-work", g.Messages[0].Rule)
+	require.Equal(t, exec, g.Messages[0].ExecutionARN)
+	require.Contains(t, g.Messages[0].ErrorMessage, "not authorized")
+	text = st.cli("dlq", "list")
+	t.Logf("worker dlq list:\n%s\nworker dlq show --queue eventbridge:\n%s", text, st.cli("dlq", "show", "--queue", "eventbridge"))
+	require.Contains(t, text, "NO_PERMISSIONS (rule "+stack+"-work)", "a plain list shows the events DLQ too")
+
+	st.startWorker()
+	var sum struct{ Moved, Skipped, Left int }
+	out = st.cli("dlq", "redrive", "--queue", "eventbridge", "--rate", "5", "--output", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &sum), out)
+	require.Equal(t, struct{ Moved, Skipped, Left int }{1, 0, 0}, sum, out)
+	d := st.waitExecution(exec, 2*time.Minute)
+	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s %s", aws.ToString(d.Error), aws.ToString(d.Cause))
+	require.True(t, strings.Contains(aws.ToString(d.Output), `"n":7`) || strings.Contains(aws.ToString(d.Output), `"n": 7`), aws.ToString(d.Output))
+	eventually(t, time.Minute, "status says all clear", func() bool { c, _ := st.exitCode("status"); return c == 0 })
+}
