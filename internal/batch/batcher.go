@@ -384,6 +384,14 @@ func (b *Batcher) claim(ctx context.Context, batch *openBatch, checked []verifie
 		})
 	}
 	wg.Wait()
+	if doubt := inDoubt(errs); doubt != nil {
+		// A claim may name this batch without its file in the manifest: starting
+		// the batch would commit it and lose the file. Start nothing; abandoning
+		// the lease releases every claim of the batch.
+		giveUp(batch, checked, results, errs, doubt)
+		b.log.Warn("a claim's answer was lost and could not be read back; batch given up, its files will be redelivered", zap.String("batch_id", batch.id), zap.Error(doubt))
+		return nil
+	}
 	var files []File
 	listed := map[File]bool{}
 	var failed []string

@@ -25,7 +25,8 @@ type File struct {
 	Size   int64  `json:"size"`
 	ETag   string `json:"etag"`
 	// Version and Sequencer name the upload an event reports (see upload); they
-	// are not part of the manifest's contract.
+	// are not part of the manifest's contract. Version is "" when the event has
+	// none or says "null".
 	Version   string `json:"-"`
 	Sequencer string `json:"-"`
 }
@@ -45,7 +46,8 @@ func ParseObjectCreated(e event.Envelope, bucket, prefix string) (File, error) {
 			Size  *int64  `json:"size"`
 			ETag  string  `json:"etag"`
 			ETag2 string  `json:"eTag"` // moto's spelling
-			// version-id is null in an unversioned bucket.
+			// version-id is "null" (moto: also JSON null) in an unversioned or
+			// versioning-suspended bucket.
 			Version   *string `json:"version-id"`
 			Sequencer string  `json:"sequencer"`
 		} `json:"object"`
@@ -68,5 +70,17 @@ func ParseObjectCreated(e event.Envelope, bucket, prefix string) (File, error) {
 		etag = d.Object.ETag2
 	}
 	return File{Bucket: d.Bucket.Name, Key: *d.Object.Key, Size: *d.Object.Size, ETag: strings.Trim(etag, `"`),
-		Version: aws.ToString(d.Object.Version), Sequencer: d.Object.Sequencer}, nil
+		Version: objectVersion(d.Object.Version), Sequencer: d.Object.Sequencer}, nil
+}
+
+// nullVersion is the version id S3 gives an object of an unversioned or
+// versioning-suspended bucket: the same for every upload of a key, so no version.
+const nullVersion = "null"
+
+// objectVersion is an event's version id, "" when it names none.
+func objectVersion(v *string) string {
+	if s := aws.ToString(v); s != nullVersion {
+		return s
+	}
+	return ""
 }
