@@ -70,15 +70,15 @@ func ParseObjectCreated(e event.Envelope, bucket, prefix string) (File, error) {
 		etag = d.Object.ETag2
 	}
 	return File{Bucket: d.Bucket.Name, Key: *d.Object.Key, Size: *d.Object.Size, ETag: strings.Trim(etag, `"`),
-		Version: objectVersion(d.Object.Version), Sequencer: d.Object.Sequencer}, nil
+		Version: eventVersion(d.Object.Version), Sequencer: d.Object.Sequencer}, nil
 }
 
 // nullVersion is the version id S3 gives an object of an unversioned or
 // versioning-suspended bucket: the same for every upload of a key, so no version.
 const nullVersion = "null"
 
-// objectVersion is an event's version id, "" when it names none.
-func objectVersion(v *string) string {
+// eventVersion is an event's version id, "" when it names none.
+func eventVersion(v *string) string {
 	if s := aws.ToString(v); s != nullVersion {
 		return s
 	}
