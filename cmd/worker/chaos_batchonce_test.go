@@ -47,8 +47,8 @@ func TestChaosBatchExactlyOnce1000Files(t *testing.T) {
 // started run, none lost.
 func TestChaosBatchExactlyOnceLostAnswers(t *testing.T) {
 	r := runBatchLostAnswers(t, 1000, 100)
-	record(t, chaosRow{fmt.Sprintf("1,000 S3 files + %d overwritten + %d duplicate events, 2 batchers, replies lost/late at S3 and Glue (%s), one SIGTERMed in StartJobRun (%d runs, %d in two)",
-		r.overwritten, r.duplicates, r.faults, r.runs, r.twice),
+	record(t, chaosRow{fmt.Sprintf("%d S3 files + %d overwritten + %d duplicate events, 2 batchers, replies lost/late at S3 and Glue (%s), one SIGTERMed in StartJobRun (%d runs, %d in two)",
+		r.versions-r.overwritten, r.overwritten, r.duplicates, r.faults, r.runs, r.twice),
 		r.versions + r.duplicates, r.versions - r.lost, r.duplicates, r.deadLettered, r.lost, r.took})
 }
 
