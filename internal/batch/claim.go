@@ -22,15 +22,17 @@ package batch
 //     with If-None-Match: * after HeadObject verified the file, before the manifest.
 //
 // A claim that exists already is judged by its batch's lease:
-//   - our own batch (a retried write that had landed): ours;
+//   - our own batch (a write whose answer was lost, or a retried one that had
+//     landed): ours;
 //   - committed: the file is in a started run; its message is acknowledged (deleted)
 //     and the file left out (a duplicate);
 //   - open and until + Lease/4 not passed: the batch may still start; the file is
 //     left out of this batch and waits, its message still in hand (invisible), for
 //     the next batch of this batcher, which asks again (no receive is spent);
-//   - abandoned, gone (expired), or open and stale (its owner died): first, if a Glue run names the batch's manifest (the owner died between
-//     StartJobRun and writing committed), the lease is set committed and the file is
-//     a duplicate; else the lease is set abandoned (If-Match: one taker wins, and an
+//   - abandoned, gone (expired), or open and stale (its owner died): first, if a
+//     Glue run names the batch's manifest (the owner died between StartJobRun and
+//     writing committed), the lease is set committed and the file is a duplicate;
+//     else the lease is set abandoned (If-Match: one taker wins, and an
 //     owner that wakes up finds its lease lost) and the claim taken over (If-Match on
 //     the claim's ETag: one taker wins).
 //
