@@ -141,8 +141,22 @@ func runBatchLostAnswers(t *testing.T, files, overwrite int) lostAnswers {
 	rnd := rand.New(rand.NewPCG(27, 1))
 	rnd.Shuffle(len(bodies), func(i, j int) { bodies[i], bodies[j] = bodies[j], bodies[i] })
 
-	// The workers reach the emulator only through the fault proxy.
+	// The workers reach the emulator only through the fault proxy. Each fault
+	// counts the requests it acted on (its Match said yes: it had Times left).
 	f := awstest.NewFaults(t, awstest.Endpoint(t))
+	var hitsMu sync.Mutex
+	hits := map[string]int{}
+	counted := func(name string, match func(*http.Request, []byte) bool) func(*http.Request, []byte) bool {
+		return func(r *http.Request, b []byte) bool {
+			if !match(r, b) {
+				return false
+			}
+			hitsMu.Lock()
+			hits[name]++
+			hitsMu.Unlock()
+			return true
+		}
+	}
 	claims := func(p string) bool { return strings.Contains(p, "/claims/files/") }
 	leases := func(p string) bool { return strings.Contains(p, "/claims/batches/") }
 	manifests := func(p string) bool { return strings.Contains(p, "/manifests/") }
@@ -150,16 +164,26 @@ func runBatchLostAnswers(t *testing.T, files, overwrite int) lostAnswers {
 	isRenewal := func(r *http.Request, b []byte) bool {
 		return leases(r.URL.Path) && r.Header.Get("If-Match") != "" && bytes.Contains(b, []byte(`"state":"open"`))
 	}
-	// The SIGTERM's StartJobRun first: the first request held 5 s.
-	f.Add(awstest.Fault{Op: "glue:StartJobRun", Times: 1, Delay: 5 * time.Second})
-	f.Add(awstest.Fault{Op: "s3:PutObject", Match: someKeys(40, claims), Times: 3 * 40, Drop: true}) // every attempt: the last one too
-	f.Add(awstest.Fault{Op: "s3:PutObject", Match: everyNth(15, claims), Drop: true})
-	f.Add(awstest.Fault{Op: "s3:GetObject", Match: everyNth(10, claims), Drop: true})
-	f.Add(awstest.Fault{Op: "s3:PutObject", Match: isRenewal, Times: 4, Delay: 10 * time.Second}) // past Lease/4 (7.5 s)
-	f.Add(awstest.Fault{Op: "s3:PutObject", Match: everyNth(6, leases), Drop: true})
-	f.Add(awstest.Fault{Op: "s3:PutObject", Match: everyNth(5, manifests), Drop: true})
-	f.Add(awstest.Fault{Op: "glue:StartJobRun", Match: everyNth(3, always), Drop: true})
-	f.Add(awstest.Fault{Op: "glue:GetJobRuns", Match: everyNth(7, always), Drop: true})
+	faults := []struct {
+		name string
+		awstest.Fault
+	}{
+		// First the SIGTERM's: the first StartJobRun held 5 s after Glue acted.
+		{"StartJobRun held 5 s, SIGTERM meanwhile", awstest.Fault{Op: "glue:StartJobRun", Match: everyNth(1, always), Times: 1, Delay: 5 * time.Second}},
+		{"claim put, every attempt lost (1 key in 40)", awstest.Fault{Op: "s3:PutObject", Match: someKeys(40, claims), Times: 3 * 40, Drop: true}},
+		{"claim put lost (1 in 15)", awstest.Fault{Op: "s3:PutObject", Match: everyNth(15, claims), Drop: true}},
+		{"claim read lost (1 in 10)", awstest.Fault{Op: "s3:GetObject", Match: everyNth(10, claims), Drop: true}},
+		{"renewal answered 10 s late (> Lease/4)", awstest.Fault{Op: "s3:PutObject", Match: isRenewal, Times: 6, Delay: 10 * time.Second}},
+		{"lease put lost (1 in 6)", awstest.Fault{Op: "s3:PutObject", Match: everyNth(6, leases), Drop: true}},
+		{"manifest put lost (1 in 5)", awstest.Fault{Op: "s3:PutObject", Match: everyNth(5, manifests), Drop: true}},
+		{"StartJobRun answered 10 s late (> its Lease/4 deadline)", awstest.Fault{Op: "glue:StartJobRun", Match: everyNth(7, always), Times: 4, Delay: 10 * time.Second}},
+		{"StartJobRun lost (1 in 3)", awstest.Fault{Op: "glue:StartJobRun", Match: everyNth(3, always), Drop: true}},
+		{"GetJobRuns lost (1 in 7)", awstest.Fault{Op: "glue:GetJobRuns", Match: everyNth(7, always), Drop: true}},
+	}
+	for _, fl := range faults {
+		fl.Fault.Match = counted(fl.name, fl.Fault.Match)
+		f.Add(fl.Fault)
+	}
 	at := "AWS_ENDPOINT_URL=" + f.URL()
 
 	// One batcher takes the first events; it is stopped while its first
@@ -211,12 +235,23 @@ func runBatchLostAnswers(t *testing.T, files, overwrite int) lostAnswers {
 		hit = append(hit, fmt.Sprintf("%s %d/%d", strings.TrimPrefix(strings.TrimPrefix(op, "s3:"), "glue:"), f.Hits(op), f.Calls(op)))
 	}
 	res.faults = strings.Join(hit, ", ")
-	readBack := 0
-	for _, w := range []*workerProc{w1, w2, w3} {
-		readBack += strings.Count(w.Logs(), "read back, it names this batch")
+	hitsMu.Lock()
+	for _, fl := range faults {
+		t.Logf("fault %-58s acted on %d requests", fl.name, hits[fl.name])
 	}
-	t.Logf("%d file versions (%d overwritten keys), %d duplicate events, %d runs (+%d manifests never run), %d in two runs, %d lost, %d dead-lettered; faulted (hits/calls): %s; %d claims found landed by reading back; %s",
-		res.versions, overwrite, res.duplicates, res.runs, res.unrun, res.twice, res.lost, res.deadLettered, res.faults, readBack, res.took.Round(time.Second))
+	hitsMu.Unlock()
+	lines := func(s string) int {
+		n := 0
+		for _, w := range []*workerProc{w1, w2, w3} {
+			n += strings.Count(w.Logs(), s)
+		}
+		return n
+	}
+	readBack, gaveUp, decided := lines("read back, it names this batch"), lines("batch given up"), lines("lease of a batch whose batcher stopped renewing it decided")
+	t.Logf("claims found landed by reading back: %d; batches given up for a claim in doubt: %d; stale leases decided by a taker: %d; claims taken over: %.0f",
+		readBack, gaveUp, decided, max(w2.metric(`worker_batch_claims_total{result="taken_over"}`), 0)+max(w3.metric(`worker_batch_claims_total{result="taken_over"}`), 0))
+	t.Logf("%d file versions (%d overwritten keys), %d duplicate events, %d runs (+%d manifests never run), %d in two runs, %d lost, %d dead-lettered; faulted (hits/calls): %s; %s",
+		res.versions, overwrite, res.duplicates, res.runs, res.unrun, res.twice, res.lost, res.deadLettered, res.faults, res.took.Round(time.Second))
 	require.Zero(t, res.lost, "no file version lost")
 	require.Zero(t, res.twice, "no file version in two runs")
 	require.Zero(t, res.deadLettered, "no event dead-lettered")

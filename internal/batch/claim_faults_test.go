@@ -149,11 +149,6 @@ func inRuns(runs [][]File) map[string]int {
 	return n
 }
 
-// handle handles msgs concurrently, as the consumer does, and returns their errors.
-func handle(b *Batcher, msgs ...consumer.Message) []error {
-	return handleAll(b, msgs)
-}
-
 // claimOf matches S3 requests on the claim of f (ifMatch: a takeover's).
 func claimOf(f File, ifMatch bool) func(*http.Request, []byte) bool {
 	key := claimKey(f)
@@ -186,14 +181,14 @@ func TestAClaimWhoseAnswerWasLostIsReadBackAndKept(t *testing.T) {
 			}
 			b := r.batcher(t, Config{MaxFiles: 2, Window: time.Minute}, 1)
 			r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: claimOf(a, tc.takeover), Times: 1, Drop: true})
-			for _, err := range handle(b, ma, mb) {
+			for _, err := range handleAll(b, []consumer.Message{ma, mb}) {
 				require.NoError(t, err)
 			}
 			require.Equal(t, 1, r.faults.Hits("s3:PutObject"), "the claim's answer was lost")
 			// A redelivery of a's message (batched with a new file, c) finds a in
 			// a started run.
 			mc, fc := r.upload(t, "in/c", "c1", "")
-			for _, err := range handle(b, ma, mc) {
+			for _, err := range handleAll(b, []consumer.Message{ma, mc}) {
 				require.NoError(t, err)
 			}
 			require.Equal(t, map[string]int{"in/a@" + a.ETag: 1, "in/b@" + fb.ETag: 1, "in/c@" + fc.ETag: 1}, inRuns(r.runs(t)), "each file in one run")
@@ -211,14 +206,14 @@ func TestAClaimInDoubtGivesItsBatchUpAndNothingIsLost(t *testing.T) {
 	b := r.batcher(t, Config{MaxFiles: 2, Window: time.Minute}, 1)
 	r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: claimOf(a, false), Times: 1, Drop: true})
 	r.faults.Add(awstest.Fault{Op: "s3:GetObject", Match: claimOf(a, false), Drop: true})
-	errs := handle(b, ma, mb)
+	errs := handleAll(b, []consumer.Message{ma, mb})
 	require.Error(t, errs[0])
 	require.ErrorIs(t, errs[0], errClaimInDoubt)
 	require.Error(t, errs[1], "b's batch was given up too")
 	require.Empty(t, r.runs(t), "no run started while a's claim was in doubt")
 
 	r.faults.Clear() // S3 answers again; SQS redelivers both
-	for _, err := range handle(b, ma, mb) {
+	for _, err := range handleAll(b, []consumer.Message{ma, mb}) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, map[string]int{"in/a@" + a.ETag: 1, "in/b@" + b1.ETag: 1}, inRuns(r.runs(t)))
