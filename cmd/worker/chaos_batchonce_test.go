@@ -172,6 +172,9 @@ func runBatchLostAnswers(t *testing.T, files, overwrite int) lostAnswers {
 		{"StartJobRun held 5 s, SIGTERM meanwhile", awstest.Fault{Op: "glue:StartJobRun", Match: everyNth(1, always), Times: 1, Delay: 5 * time.Second}},
 		{"claim put, every attempt lost (1 key in 40)", awstest.Fault{Op: "s3:PutObject", Match: someKeys(40, claims), Times: 3 * 40, Drop: true}},
 		{"claim put lost (1 in 15)", awstest.Fault{Op: "s3:PutObject", Match: everyNth(15, claims), Drop: true}},
+		// For 1 key in 200 (of those 1 in 40) the read-back is lost too, every
+		// attempt, a claim's 6 tries: the claim is in doubt, its batch given up.
+		{"claim read, every attempt lost (1 key in 200)", awstest.Fault{Op: "s3:GetObject", Match: someKeys(200, claims), Times: 3 * 6 * 4, Drop: true}},
 		{"claim read lost (1 in 10)", awstest.Fault{Op: "s3:GetObject", Match: everyNth(10, claims), Drop: true}},
 		{"renewal answered 10 s late (> Lease/4)", awstest.Fault{Op: "s3:PutObject", Match: isRenewal, Times: 6, Delay: 10 * time.Second}},
 		{"lease put lost (1 in 6)", awstest.Fault{Op: "s3:PutObject", Match: everyNth(6, leases), Drop: true}},
