@@ -283,3 +283,37 @@ func TestAKeyUploadedAgainInAnUnversionedBucketRunsAgain(t *testing.T) {
 	require.NoError(t, b.Handle(context.Background(), m2), "a redelivery of the second upload is a duplicate")
 	require.Equal(t, map[string]int{"in/a@" + f1.ETag: 1, "in/a@" + f2.ETag: 1}, inRuns(r.runs(t)))
 }
+
+// A lease write (a renewal) lands and its answer is lost on the SDK's last
+// attempt, its read-back too: the owner does not know the ETag it made. Its next
+// write finds the record changed, sees its own owner id in it, and goes on: the
+// lease is not taken for lost (which would give a live batch up), and the commit
+// lands.
+func TestALeaseWriteWhoseAnswerWasLostIsStillTheOwners(t *testing.T) {
+	t.Parallel()
+	r := newMotoRig(t)
+	ctx := context.Background()
+	owner := r.claimer(t, LeaseDefault, 1)
+	id := "20261207T000000.000Z-owner"
+	l, err := owner.open(ctx, id, "s3://"+r.data+"/manifests/"+id+".json")
+	require.NoError(t, err)
+	onLease := func(req *http.Request, _ []byte) bool { return strings.HasSuffix(req.URL.Path, leaseKey(id)) }
+	r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: onLease, Times: 1, Drop: true})
+	require.NoError(t, l.write(ctx, stateOpen, ""), "read back: the renewal landed")
+
+	r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: onLease, Times: 1, Drop: true})
+	r.faults.Add(awstest.Fault{Op: "s3:GetObject", Match: onLease, Times: 1, Drop: true})
+	require.Error(t, l.write(ctx, stateOpen, ""), "neither the answer nor the read-back came")
+	require.NoError(t, l.write(ctx, stateOpen, ""), "the record names this owner: its own earlier write")
+	require.True(t, l.fresh())
+	l.commit(ctx, "jr_1")
+
+	out, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.data), Key: aws.String(leaseKey(id))})
+	require.NoError(t, err)
+	defer out.Body.Close()
+	var rec leaseRecord
+	require.NoError(t, json.NewDecoder(out.Body).Decode(&rec))
+	require.Equal(t, stateCommitted, rec.State)
+	require.Equal(t, "jr_1", rec.RunID)
+	require.Equal(t, 2, r.faults.Hits("s3:PutObject"))
+}
