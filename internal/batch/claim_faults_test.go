@@ -36,6 +36,7 @@ type motoRig struct {
 
 func newMotoRig(t *testing.T) *motoRig {
 	t.Helper()
+	awstest.RequireMoto(t, "a Glue job (LocalStack's community edition has no Glue)")
 	ctx := context.Background()
 	cfg := awstest.Config(t)
 	stack := awstest.Stack(t)
@@ -53,7 +54,28 @@ func newMotoRig(t *testing.T) *motoRig {
 		ExecutionProperty: &gluetypes.ExecutionProperty{MaxConcurrentRuns: 100},
 	})
 	require.NoError(t, err)
+	t.Cleanup(func() { r.remove(t) }) // after the batchers' stops, registered later
 	return r
+}
+
+// remove deletes the rig's job and buckets (neither keeps versions).
+func (r *motoRig) remove(t *testing.T) {
+	ctx := context.Background()
+	_, _ = r.glue.DeleteJob(ctx, &glue.DeleteJobInput{JobName: aws.String(r.job)})
+	for _, b := range []string{r.landing, r.data} {
+		p := s3.NewListObjectsV2Paginator(r.s3, &s3.ListObjectsV2Input{Bucket: aws.String(b)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				break
+			}
+			for _, o := range page.Contents {
+				_, _ = r.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: o.Key})
+			}
+		}
+		_, err := r.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(b)})
+		require.NoError(t, err, "remove bucket %s", b)
+	}
 }
 
 // clients are S3 and Glue clients through the fault proxy making at most attempts
