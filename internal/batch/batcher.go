@@ -66,6 +66,10 @@ type Config struct {
 	Lease time.Duration
 	// GluePollInterval is how often a started run is checked (default 10 s).
 	GluePollInterval time.Duration
+	// StopTimeout bounds what a stop spends flushing the batches closed by then
+	// and the open one (default 15 s); batches still queued when it runs out are
+	// not started and their files are redelivered.
+	StopTimeout time.Duration
 }
 
 // Validate reports every wrong field.
@@ -79,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if err := checkWindow(c.Window); err != nil {
 		errs = append(errs, fmt.Errorf("batch: %w", err))
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("batch: StopTimeout must not be negative, got %s", c.StopTimeout))
 	}
 	if c.Lease != 0 && c.Lease < 20*time.Second {
 		errs = append(errs, fmt.Errorf("batch: Lease must be at least 20s, got %s", c.Lease))
@@ -163,9 +170,15 @@ type Batcher struct {
 	claims   *claimer
 
 	mu      sync.Mutex
-	open    *openBatch      // guarded by mu
-	stopped bool            // guarded by mu: Run has returned; no new batches
-	closed  chan *openBatch // batches ready to flush, in order
+	open    *openBatch // guarded by mu
+	stopped bool       // guarded by mu: Run is stopping; no new batches
+	// closed holds the batches ready to flush, in order; guarded by mu. It is a
+	// slice, not a channel, so that closing a batch never blocks under mu (a full
+	// channel that only Run reads would hang Run's own stop, the window timers and
+	// every Handle). Its length is bounded all the same: each closed batch holds at
+	// least one message in hand, and the poller's concurrency bounds those.
+	closed []*openBatch
+	ready  chan struct{} // capacity 1: wakes Run when a batch is closed
 }
 
 // New returns a Batcher; it flushes nothing until Run.
@@ -179,6 +192,9 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 	if cfg.Lease == 0 {
 		cfg.Lease = LeaseDefault
 	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = stopTimeoutDefault
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -188,9 +204,12 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 		// added twice in one JSON line.
 		follower: newFollower(cfg, glueClient, s3Client, pub, log, m),
 		claims:   newClaimer(cfg, s3Client, glueClient, log, m),
-		closed:   make(chan *openBatch, 1024),
+		ready:    make(chan struct{}, 1),
 	}, nil
 }
+
+// stopTimeoutDefault is Config.StopTimeout when it is 0.
+const stopTimeoutDefault = 15 * time.Second
 
 // Handle adds the message's file to the open batch and waits for that batch's
 // outcome: nil once the run started or the file is found in a run another batch
@@ -206,6 +225,9 @@ func (b *Batcher) Handle(ctx context.Context, m consumer.Message) error {
 		return consumer.DeadLetter(err)
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("add %s to a batch: %w", f.Key, err)
+		}
 		batch, err := b.add(f)
 		if err != nil {
 			return err
@@ -274,39 +296,71 @@ func (b *Batcher) closeLocked(batch *openBatch, reason string) {
 	batch.reason = reason
 	b.open = nil
 	b.metrics.openFiles.Set(0)
-	b.closed <- batch
+	b.closed = append(b.closed, batch)
+	select {
+	case b.ready <- struct{}{}:
+	default: // Run is woken already
+	}
+}
+
+// next takes the oldest closed batch, nil if there is none.
+func (b *Batcher) next() *openBatch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.closed) == 0 {
+		return nil
+	}
+	batch := b.closed[0]
+	b.closed[0] = nil
+	b.closed = b.closed[1:]
+	return batch
 }
 
 // Run flushes closed batches and follows their runs until ctx is done; then it
-// flushes the open batch (reason shutdown) on a bounded context and returns.
+// flushes the open batch (reason shutdown) and those still queued within
+// StopTimeout, and returns.
 func (b *Batcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { b.follower.Run(ctx) })
 	defer wg.Wait()
-	for {
-		select {
-		case batch := <-b.closed:
+	for ctx.Err() == nil {
+		if batch := b.next(); batch != nil {
 			b.flush(ctx, batch)
-		case <-ctx.Done():
-			b.mu.Lock()
-			b.stopped = true
-			if b.open != nil && len(b.open.files) > 0 {
-				b.closeLocked(b.open, "shutdown")
-			}
-			b.mu.Unlock()
-			// Flush what is closed, on a context of its own: the files' messages are
-			// deleted only if their run starts now.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-			defer cancel()
-			for {
-				select {
-				case batch := <-b.closed:
-					b.flush(fctx, batch)
-				default:
-					return nil
-				}
-			}
+			continue
 		}
+		select {
+		case <-b.ready:
+		case <-ctx.Done():
+		}
+	}
+	b.stop(ctx)
+	return nil
+}
+
+// stop closes the open batch and flushes what is closed, on a context of its own:
+// the files' messages are deleted only if their run starts now. What the budget
+// leaves unflushed fails at once, to be redelivered.
+func (b *Batcher) stop(ctx context.Context) {
+	b.mu.Lock()
+	b.stopped = true
+	if b.open != nil {
+		b.closeLocked(b.open, "shutdown")
+	}
+	b.mu.Unlock()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.StopTimeout)
+	defer cancel()
+	var unflushed int
+	for batch := b.next(); batch != nil; batch = b.next() {
+		if fctx.Err() != nil {
+			batch.err = errStopped
+			close(batch.done)
+			unflushed++
+			continue
+		}
+		b.flush(fctx, batch)
+	}
+	if unflushed > 0 {
+		b.log.Warn("stop budget spent; batches left unflushed, their files will be redelivered", zap.Int("batches", unflushed), zap.Duration("stop_timeout", b.cfg.StopTimeout))
 	}
 }
 
