@@ -122,13 +122,6 @@ func checkWindow(d time.Duration) error {
 	return nil
 }
 
-// Manifest is what manifests/<batchId>.json holds.
-type Manifest struct {
-	BatchID   string    `json:"batchId"`
-	CreatedAt time.Time `json:"createdAt"`
-	Files     []File    `json:"files"`
-}
-
 // ResultDetail is the detail of etl-success and etl-error.
 type ResultDetail struct {
 	BatchID   string `json:"batchId"`
@@ -382,7 +375,7 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 		log.Info("no file of the batch is left to run")
 		return
 	}
-	manifest := "s3://" + b.cfg.DataBucket + "/manifests/" + batch.id + ".json"
+	manifest := manifestURI(b.cfg.DataBucket, batch.id)
 	l, err := b.claims.open(ctx, batch.id, manifest)
 	if err != nil {
 		batch.err = err
@@ -422,7 +415,8 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 }
 
 // claim claims the checked files for batch and returns the objects to list, each
-// once (two uploads of one key in a batch list the object as it is now). A file
+// once: two events of one object version count once, and in a bucket that keeps
+// no versions two uploads of one key in a batch list the object as it is now. A file
 // that is someone else's is marked dup or busy; one that could not be claimed gets
 // its error and is redelivered.
 func (b *Batcher) claim(ctx context.Context, batch *openBatch, checked []verified) []File {
@@ -479,7 +473,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 	}
 	mctx, mspan := tracing.Start(ctx, "manifest", "", trace.SpanKindInternal)
 	_, err = b.s3.PutObject(mctx, &s3.PutObjectInput{
-		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String("manifests/" + batchID + ".json"),
+		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String(manifestKey(batchID)),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
 	})
 	tracing.End(mspan, err)

@@ -36,7 +36,8 @@ import (
 // is a NoSuchKey, a call without bucket or key is refused, and ETags come quoted. A
 // PutObject with If-None-Match: * of a key that exists, or with an If-Match that is
 // not the object's ETag, is refused with 412 PreconditionFailed, atomically; If-Match
-// of a key that does not exist is a 404 NoSuchKey; If-None-Match takes only "*".
+// of a key that does not exist is a 404 NoSuchKey; If-None-Match takes only "*". Its
+// buckets keep no versions: HeadObject of a version id is a 400, as S3's is there.
 // headErr, when set, decides HeadObject's answer for a key first.
 type fakeS3 struct {
 	mu       sync.Mutex
@@ -94,6 +95,9 @@ func (f *fakeS3) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*
 func (f *fakeS3) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
 	if aws.ToString(in.Bucket) == "" || aws.ToString(in.Key) == "" {
 		return nil, &smithy.GenericAPIError{Code: "InvalidRequest", Message: "bucket and key are required"}
+	}
+	if in.VersionId != nil { // its buckets keep no versions
+		return nil, &smithy.GenericAPIError{Code: "BadRequest", Message: "Bad Request"}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

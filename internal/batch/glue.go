@@ -5,7 +5,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -169,7 +168,6 @@ const resumeHorizon = 24 * time.Hour
 // resume follows the job's recent runs that name a manifest of ours and have no
 // recorded result. Checking a finished run publishes it at once.
 func (f *Follower) resume(ctx context.Context) {
-	prefix := "s3://" + f.cfg.DataBucket + "/manifests/"
 	since := time.Now().Add(-resumeHorizon)
 	in := &glue.GetJobRunsInput{JobName: aws.String(f.cfg.GlueJob)}
 	for {
@@ -180,10 +178,10 @@ func (f *Follower) resume(ctx context.Context) {
 		}
 		for _, jr := range out.JobRuns {
 			manifest := jr.Arguments["--manifest"]
-			if !strings.HasPrefix(manifest, prefix) || (jr.StartedOn != nil && jr.StartedOn.Before(since)) {
+			batchID, ours := batchOfManifest(f.cfg.DataBucket, manifest)
+			if !ours || (jr.StartedOn != nil && jr.StartedOn.Before(since)) {
 				continue
 			}
-			batchID := strings.TrimSuffix(strings.TrimPrefix(manifest, prefix), ".json")
 			if finished(jr.JobRunState) && f.recorded(ctx, batchID) {
 				continue
 			}
