@@ -393,18 +393,28 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	}
 	b.metrics.files.Observe(float64(len(files)))
 	runID, err := b.start(lctx, l, batch.id, files, manifest)
+	// What follows runs on a context of its own, bounded: a stop that cut the start
+	// must still record its outcome.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Lease/4)
+	defer cancel()
 	if err != nil {
 		batch.err = err
-		l.abandon(context.WithoutCancel(ctx))
 		b.metrics.startFailures.Inc()
+		if errors.Is(err, errStartUnknown) {
+			// The run may have started: the lease is left open to go stale, and its
+			// taker asks Glue before it runs the files again.
+			log.Error("batch start unconfirmed; its lease is left to expire, its files will be redelivered", zap.Error(err))
+			return
+		}
+		l.abandon(actx)
 		log.Error("batch not started; its files will be redelivered", zap.Error(err))
 		detail := ResultDetail{BatchID: batch.id, JobName: b.cfg.GlueJob, State: "START_FAILED", FileCount: len(files), Manifest: manifest, Error: err.Error()}
-		if perr := b.pub.Publish(context.WithoutCancel(ctx), DetailError, detail); perr != nil {
+		if perr := b.pub.Publish(actx, DetailError, detail); perr != nil {
 			log.Error("publish etl-error failed", zap.Error(perr))
 		}
 		return
 	}
-	l.commit(context.WithoutCancel(ctx), runID)
+	l.commit(actx, runID)
 	log.Info("batch started", zap.String("job_run_id", runID), zap.Duration("held", time.Since(batch.opened)))
 	// The run's span lasts until the follower sees it end; its result event carries it.
 	_, runSpan := tracing.Start(ctx, "glue run", "", trace.SpanKindInternal)
@@ -462,10 +472,16 @@ func (b *Batcher) claim(ctx context.Context, batch *openBatch, checked []verifie
 	return files
 }
 
+// errStartUnknown: StartJobRun failed in a way that may hide a started run, and
+// Glue's run history could not tell. Neither a retry nor abandoning is safe.
+var errStartUnknown = errors.New("glue run start unconfirmed: the run may have started")
+
 // start writes the manifest and starts the run. Glue's ConcurrentRunsExceeded
 // (MaxConcurrentRuns, 1 by default) is waited out for as long as it lasts, the
-// batch's messages in hand and its lease renewed; throttling and internal errors
-// are retried until StartTimeout. A run is started only while the lease is fresh.
+// batch's messages in hand and its lease renewed; throttling, internal errors and
+// timeouts are retried until StartTimeout. A run is started only while the lease is
+// fresh. StartJobRun is not idempotent: after any error, before a retry or giving
+// up, Glue's run history is asked whether a run names the manifest (see resolve).
 func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []File, manifest string) (string, error) {
 	body, err := awsjson.Marshal(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
 	if err != nil {
@@ -497,10 +513,25 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 		out, err := b.glue.StartJobRun(sctx, &glue.StartJobRunInput{
 			JobName:   aws.String(b.cfg.GlueJob),
 			Arguments: map[string]string{"--manifest": manifest, "--file_count": strconv.Itoa(len(files))},
+		}, func(o *glue.Options) {
+			// One attempt a call: the SDK would retry a request whose reply was
+			// lost after Glue acted, starting the run twice (or answering
+			// ConcurrentRunsExceeded for its own run). This loop retries, and asks
+			// Glue first.
+			o.RetryMaxAttempts = 1
 		})
 		cancel()
 		if err == nil {
 			return aws.ToString(out.JobRunId), nil
+		}
+		runID, started, rerr := b.resolve(ctx, l, batchID, manifest, err)
+		switch {
+		case rerr != nil:
+			return "", fmt.Errorf("%w: start glue job %s: %w; its run history: %w", errStartUnknown, b.cfg.GlueJob, err, rerr)
+		case started:
+			return runID, nil
+		case ctx.Err() != nil: // stopping, or the lease is lost: the run surely did not start
+			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}
 		var delay time.Duration
 		switch {
@@ -508,7 +539,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 			busyFor++
 			b.metrics.glueBusy.Inc()
 			delay = consumer.Backoff(busyFor, time.Second, time.Minute)
-		case retryableStart(err) && time.Now().Before(deadline):
+		case (retryableStart(err) || errors.Is(err, context.DeadlineExceeded)) && time.Now().Before(deadline):
 			busyFor = 0
 			delay = consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
 		default:
@@ -528,6 +559,51 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 		}
 	}
 }
+
+// resolve tells whether a StartJobRun that answered startErr started the run
+// all the same: its reply lost after Glue acted, the request cut by its deadline
+// or a stop, or the last of the SDK's attempts refused because of the first one.
+// It reads Glue's run history for the manifest, on a context of its own (a stop
+// must learn the outcome too), and while the batch is in flight tries again until
+// Glue answers; stopping, it gives up after one bounded look: the outcome is then
+// unknown (an error).
+func (b *Batcher) resolve(ctx context.Context, l *lease, batchID, manifest string, startErr error) (string, bool, error) {
+	var api smithy.APIError
+	if !errors.As(startErr, &api) {
+		// No answer from Glue: the request may still be on its way in. Give it a
+		// moment to land before reading the history that would show it.
+		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), startSettle)
+		<-settle.Done()
+		cancel()
+	}
+	runs := jobRuns{glue: b.glue, job: b.cfg.GlueJob}
+	since := l.createdAt().Add(-b.cfg.Lease) // a run of this manifest is younger than its lease; minus clock skew
+	for try := 1; ; try++ {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout(b.cfg.Lease))
+		runID, found, err := runs.find(cctx, manifest, since)
+		cancel()
+		switch {
+		case err == nil && found:
+			b.metrics.startChecks.WithLabelValues("started").Inc()
+			b.log.Warn("glue run found after StartJobRun failed: it started", zap.String("batch_id", batchID), zap.String("job_run_id", runID), zap.NamedError("start_error", startErr))
+			return runID, true, nil
+		case err == nil:
+			b.metrics.startChecks.WithLabelValues("not_started").Inc()
+			return "", false, nil
+		}
+		if try == 1 {
+			b.log.Warn("could not tell whether the glue run started; asking again", zap.String("batch_id", batchID), zap.Error(err))
+		}
+		if !consumer.Sleep(ctx, consumer.Backoff(try, time.Second, 30*time.Second)) {
+			b.metrics.startChecks.WithLabelValues("unknown").Inc()
+			return "", false, err
+		}
+	}
+}
+
+// startSettle is how long a StartJobRun that got no answer is given to land
+// before Glue's run history is read for it.
+const startSettle = 2 * time.Second
 
 // concurrentRunsExceeded: the job runs MaxConcurrentRuns already; wait, never fail.
 func concurrentRunsExceeded(err error) bool {

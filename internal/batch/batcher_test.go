@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -141,7 +142,10 @@ type fakeGlue struct {
 	endState  types.JobRunState
 	started   []map[string]string
 	startAt   []time.Time
-	history   []types.JobRun // what GetJobRuns lists, two runs a page
+	history   []types.JobRun // what GetJobRuns lists, two runs a page: the runs started, newest first, and any set by a test
+	// lostReplies: so many started runs answer a reset connection, as a reply
+	// lost after Glue acted does.
+	lostReplies int
 }
 
 func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {
@@ -156,7 +160,15 @@ func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ .
 	}
 	f.started = append(f.started, in.Arguments)
 	f.startAt = append(f.startAt, time.Now())
-	return &glue.StartJobRunOutput{JobRunId: aws.String(fmt.Sprintf("jr_%d", len(f.started)))}, nil
+	id := fmt.Sprintf("jr_%d", len(f.started))
+	now := time.Now()
+	// Glue lists its runs newest first.
+	f.history = append([]types.JobRun{{Id: aws.String(id), JobRunState: types.JobRunStateRunning, StartedOn: &now, Arguments: in.Arguments}}, f.history...)
+	if f.lostReplies > 0 {
+		f.lostReplies--
+		return nil, &smithy.OperationError{ServiceID: "Glue", OperationName: "StartJobRun", Err: errors.New("read: connection reset by peer")}
+	}
+	return &glue.StartJobRunOutput{JobRunId: aws.String(id)}, nil
 }
 
 func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...func(*glue.Options)) (*glue.GetJobRunOutput, error) {
