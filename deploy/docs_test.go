@@ -375,5 +375,5 @@ func TestReadmeStartsWithTheTwoCommands(t *testing.T) {
 	require.True(t, strings.HasPrefix(f.body[1], "make test "), f.body[1])
 	ci, err := os.ReadFile("../.ci/run")
 	require.NoError(t, err)
-	require.Regexp(t, `(?m)^make test$`, string(ci), "CI runs the README's test command")
+	require.Regexp(t, `(?m)^step \S+ make test$`, string(ci), "CI runs the README's test command")
 }

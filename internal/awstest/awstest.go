@@ -113,7 +113,11 @@ func Endpoint(t testing.TB) string {
 // us-east-1, every service at the emulator's endpoint.
 func Config(t testing.TB) aws.Config {
 	t.Helper()
-	endpoint := Endpoint(t)
+	return configAt(t, Endpoint(t))
+}
+
+func configAt(t testing.TB, endpoint string) aws.Config {
+	t.Helper()
 	cfg, err := awsconfig.LoadDefaultConfig(context.Background(),
 		awsconfig.WithRegion(Region),
 		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("testing", "testing", "")),

@@ -1,0 +1,275 @@
+package awstest
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// Faults is an HTTP proxy in front of the emulator that lets every request reach it
+// and then, for the requests a Fault matches, loses or delays the reply: the
+// emulator has acted, the client does not know. That is the ambiguity every AWS
+// call can end in (a timeout, a reset, the SDK's last attempt), reproduced at the
+// SDK's boundary with the real emulator behind it. Point a client, or a worker
+// process's AWS_ENDPOINT_URL, at URL.
+type Faults struct {
+	srv      *httptest.Server
+	upstream *url.URL
+	client   *http.Client
+
+	mu     sync.Mutex
+	faults []*Fault
+	calls  map[string]int
+	hits   map[string]int
+}
+
+// Fault says which requests lose or delay their reply. The first added Fault that
+// matches a request and has Times left acts on it.
+type Fault struct {
+	// Op is the request's "service:Operation", as Op returns it: "s3:PutObject",
+	// "glue:StartJobRun", "sqs:DeleteMessageBatch", "states:SendTaskSuccess".
+	Op string
+	// Match, if set, must also hold: a key prefix, a header, a body's content.
+	Match func(r *http.Request, body []byte) bool
+	// Times is how many matching requests it acts on; 0 means every one.
+	Times int
+	// Delay holds the emulator's reply back this long (or until the client gives up).
+	Delay time.Duration
+	// Drop closes the client's connection with no reply, after the emulator acted.
+	Drop bool
+
+	acted int
+}
+
+// NewFaults starts a fault proxy to upstream (an endpoint URL such as Endpoint(t));
+// it is closed at the end of the test.
+func NewFaults(t testing.TB, upstream string) *Faults {
+	t.Helper()
+	target, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatalf("parse upstream endpoint: %v", err)
+	}
+	f := &Faults{upstream: target, calls: map[string]int{}, hits: map[string]int{},
+		// Each request upstream is the client's one attempt: no redirects followed,
+		// no pooling surprises across a dropped client connection.
+		client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	t.Cleanup(f.client.CloseIdleConnections)
+	return f
+}
+
+// URL is the proxy's endpoint.
+func (f *Faults) URL() string { return f.srv.URL }
+
+// Config is Config(t) with every service at the proxy. (Setting BaseEndpoint on an
+// aws.Config from Config is not enough: the services read the loaded endpoint first.)
+func (f *Faults) Config(t testing.TB) aws.Config {
+	t.Helper()
+	return configAt(t, f.URL())
+}
+
+// Add arms a fault.
+func (f *Faults) Add(fl Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = append(f.faults, &fl)
+}
+
+// Clear disarms every fault; counts stay.
+func (f *Faults) Clear() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = nil
+}
+
+// Calls is how many requests of op went through the proxy.
+func (f *Faults) Calls(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+// Hits is how many requests of op a fault acted on.
+func (f *Faults) Hits(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits[op]
+}
+
+func (f *Faults) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	op := opOf(r, body)
+	fault := f.take(op, r, body)
+
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, f.upstreamURL(r), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	out.Header = r.Header.Clone()
+	out.Host = r.Host // the client signed its own Host; the emulator does not check it
+	out.ContentLength = int64(len(body))
+	out.Header.Del("Transfer-Encoding")
+	resp, err := f.client.Do(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	reply, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+
+	if fault != nil && fault.Delay > 0 {
+		select {
+		case <-time.After(fault.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if fault != nil && fault.Drop {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler) // closes the connection without a reply
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(reply)
+}
+
+// take counts the request and returns the fault that acts on it, if any.
+func (f *Faults) take(op string, r *http.Request, body []byte) *Fault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[op]++
+	for _, fl := range f.faults {
+		if fl.Op != op || (fl.Times > 0 && fl.acted >= fl.Times) {
+			continue
+		}
+		if fl.Match != nil && !fl.Match(r, body) {
+			continue
+		}
+		fl.acted++
+		f.hits[op]++
+		c := *fl
+		return &c
+	}
+	return nil
+}
+
+func (f *Faults) upstreamURL(r *http.Request) string {
+	u := *r.URL
+	u.Scheme, u.Host = f.upstream.Scheme, f.upstream.Host
+	return u.String()
+}
+
+// Op is a request's "service:Operation" ("s3:PutObject", "glue:StartJobRun"), read
+// from its signature's scope and its target header, form action or S3 REST shape.
+func Op(r *http.Request) string { return opOf(r, nil) }
+
+func opOf(r *http.Request, body []byte) string {
+	service := signedService(r)
+	if target := r.Header.Get("X-Amz-Target"); target != "" {
+		return service + ":" + target[strings.LastIndex(target, ".")+1:]
+	}
+	if service == "s3" {
+		return "s3:" + s3Op(r)
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if form, err := url.ParseQuery(string(body)); err == nil && form.Get("Action") != "" {
+			return service + ":" + form.Get("Action")
+		}
+	}
+	if a := r.URL.Query().Get("Action"); a != "" {
+		return service + ":" + a
+	}
+	return service + ":" + r.Method
+}
+
+// signedService is the service of the request's SigV4 scope
+// (Credential=AKID/date/region/service/aws4_request), from the header or a
+// presigned URL's query.
+func signedService(r *http.Request) string {
+	cred := r.URL.Query().Get("X-Amz-Credential")
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		if _, after, ok := strings.Cut(auth, "Credential="); ok {
+			cred, _, _ = strings.Cut(after, ",")
+		}
+	}
+	parts := strings.Split(cred, "/")
+	if len(parts) < 5 {
+		return ""
+	}
+	return parts[3]
+}
+
+// s3Op names an S3 REST request of the path style the worker uses (/bucket/key).
+func s3Op(r *http.Request) string {
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	_, key, _ := strings.Cut(path, "/")
+	q := r.URL.Query()
+	switch r.Method {
+	case http.MethodHead:
+		if key == "" {
+			return "HeadBucket"
+		}
+		return "HeadObject"
+	case http.MethodGet:
+		switch {
+		case key != "":
+			return "GetObject"
+		case q.Has("versions"):
+			return "ListObjectVersions"
+		case q.Get("list-type") == "2":
+			return "ListObjectsV2"
+		case len(q) > 0 && !q.Has("prefix") && !q.Has("delimiter") && !q.Has("marker"):
+			for k := range q {
+				return "GetBucket" + strings.ToUpper(k[:1]) + k[1:]
+			}
+		}
+		return "ListObjects"
+	case http.MethodPut:
+		switch {
+		case key == "" && len(q) == 0:
+			return "CreateBucket"
+		case key == "":
+			for k := range q {
+				return "PutBucket" + strings.ToUpper(k[:1]) + k[1:]
+			}
+		case r.Header.Get("X-Amz-Copy-Source") != "":
+			return "CopyObject"
+		}
+		return "PutObject"
+	case http.MethodDelete:
+		if key == "" {
+			return "DeleteBucket"
+		}
+		return "DeleteObject"
+	case http.MethodPost:
+		if q.Has("delete") {
+			return "DeleteObjects"
+		}
+	}
+	return r.Method
+}
