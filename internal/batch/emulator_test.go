@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +25,8 @@ import (
 )
 
 // emuStack is a landing bucket (versioned, as terraform ships it), a data bucket
-// and a Glue job of their own on the emulator, with clients at endpoint (the
-// emulator, or a fault proxy in front of it).
+// and a Glue job of their own on the emulator; its batchers' clients use via (the
+// emulator's config, or a fault proxy's).
 type emuStack struct {
 	t                  *testing.T
 	s3                 *s3.Client
@@ -36,7 +37,13 @@ type emuStack struct {
 	versioned          bool
 }
 
-func newEmuStack(t *testing.T, endpoint string, versioned bool) *emuStack {
+func newEmuStack(t *testing.T, via aws.Config, versioned bool) *emuStack {
+	t.Helper()
+	return newEmuStackRuns(t, via, versioned, 10)
+}
+
+// newEmuStackRuns is newEmuStack with a Glue job that allows maxRuns at once.
+func newEmuStackRuns(t *testing.T, via aws.Config, versioned bool, maxRuns int32) *emuStack {
 	t.Helper()
 	cfg := awstest.Config(t)
 	name := awstest.Stack(t)
@@ -44,9 +51,8 @@ func newEmuStack(t *testing.T, endpoint string, versioned bool) *emuStack {
 	pathStyle := func(o *s3.Options) { o.UsePathStyle = true }
 	st.direct = s3.NewFromConfig(cfg, pathStyle)
 	st.directGlue = glue.NewFromConfig(cfg)
-	viaEndpoint := func(o *s3.Options) { o.UsePathStyle = true; o.BaseEndpoint = aws.String(endpoint) }
-	st.s3 = s3.NewFromConfig(cfg, viaEndpoint)
-	st.glue = glue.NewFromConfig(cfg, func(o *glue.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	st.s3 = s3.NewFromConfig(via, pathStyle)
+	st.glue = glue.NewFromConfig(via)
 	ctx := context.Background()
 	for _, b := range []string{st.landing, st.data} {
 		_, err := st.direct.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)})
@@ -60,7 +66,7 @@ func newEmuStack(t *testing.T, endpoint string, versioned bool) *emuStack {
 	_, err := st.directGlue.CreateJob(ctx, &glue.CreateJobInput{
 		Name: aws.String(st.job), Role: aws.String(awstest.RoleARN(t, name+"-glue")),
 		Command:           &gluetypes.JobCommand{Name: aws.String("glueetl"), ScriptLocation: aws.String("s3://" + st.data + "/glue/etl.py")},
-		ExecutionProperty: &gluetypes.ExecutionProperty{MaxConcurrentRuns: 10},
+		ExecutionProperty: &gluetypes.ExecutionProperty{MaxConcurrentRuns: maxRuns},
 	})
 	require.NoError(t, err)
 	return st
@@ -68,6 +74,13 @@ func newEmuStack(t *testing.T, endpoint string, versioned bool) *emuStack {
 
 // batcher starts a Batcher on the stack; it is stopped at the end of the test.
 func (st *emuStack) batcher(cfg Config) *Batcher {
+	b, _ := st.stoppableBatcher(cfg)
+	return b
+}
+
+// stoppableBatcher is batcher with its stop (as SIGTERM does it), which may be
+// called more than once.
+func (st *emuStack) stoppableBatcher(cfg Config) (*Batcher, func()) {
 	st.t.Helper()
 	cfg.LandingBucket, cfg.DataBucket, cfg.GlueJob = st.landing, st.data, st.job
 	if cfg.Window == 0 {
@@ -81,8 +94,10 @@ func (st *emuStack) batcher(cfg Config) *Batcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	st.t.Cleanup(func() { cancel(); require.NoError(st.t, <-done) })
-	return b
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); require.NoError(st.t, <-done) }) }
+	st.t.Cleanup(stop)
+	return b, stop
 }
 
 // put uploads body at key and returns its Object Created event, as EventBridge
@@ -158,7 +173,7 @@ func TestAnOverwrittenKeyRunsEachVersionOnce(t *testing.T) {
 		{"both in one batch", 2, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newEmuStack(t, awstest.Endpoint(t), true)
+			st := newEmuStack(t, awstest.Config(t), true)
 			b := st.batcher(Config{MaxFiles: tc.maxFiles})
 			ev1, v1 := st.put("in/data.csv", "a,b\n1,2\n")
 			ev2, v2 := st.put("in/data.csv", "a,b\n3,4\n5,6\n")
@@ -188,7 +203,7 @@ func TestAnOverwrittenKeyRunsEachVersionOnce(t *testing.T) {
 // In a bucket that keeps no versions, events carry "version-id": "null": the
 // manifest names no version and S3 is not asked for one (it would refuse it).
 func TestAnUnversionedBucketsManifestNamesNoVersion(t *testing.T) {
-	st := newEmuStack(t, awstest.Endpoint(t), false)
+	st := newEmuStack(t, awstest.Config(t), false)
 	b := st.batcher(Config{MaxFiles: 1})
 	ev, _ := st.put("in/plain.csv", "x\n")
 	require.NoError(t, b.Handle(context.Background(), ev))
