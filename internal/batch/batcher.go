@@ -399,13 +399,13 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	defer cancel()
 	if err != nil {
 		batch.err = err
-		b.metrics.startFailures.Inc()
 		if errors.Is(err, errStartUnknown) {
 			// The run may have started: the lease is left open to go stale, and its
 			// taker asks Glue before it runs the files again.
 			log.Error("batch start unconfirmed; its lease is left to expire, its files will be redelivered", zap.Error(err))
 			return
 		}
+		b.metrics.startFailures.Inc()
 		l.abandon(actx)
 		log.Error("batch not started; its files will be redelivered", zap.Error(err))
 		detail := ResultDetail{BatchID: batch.id, JobName: b.cfg.GlueJob, State: "START_FAILED", FileCount: len(files), Manifest: manifest, Error: err.Error()}
