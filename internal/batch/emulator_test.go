@@ -6,6 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -196,8 +200,34 @@ func TestAnOverwrittenKeyRunsEachVersionOnce(t *testing.T) {
 				}
 			}
 			require.Equal(t, map[string]int{"a,b\n1,2\n": 1, "a,b\n3,4\n5,6\n": 1}, inRuns, "each version in exactly one run")
+			for id, m := range runs {
+				out := runGlueScript(t, manifestURI(st.data, m.BatchID), len(m.Files))
+				for _, f := range m.Files {
+					require.Contains(t, out, fmt.Sprintf("s3://%s/%s version %s (%d bytes)", f.Bucket, f.Key, f.Version, f.Size), "run %s", id)
+				}
+			}
 		})
 	}
+}
+
+// runGlueScript runs deploy/glue/etl.py as Glue would for a run with manifest,
+// against the emulator (awsglue, which only Glue has, is stood in for by its one
+// function the script uses), and returns what it printed.
+func runGlueScript(t *testing.T, manifest string, fileCount int) string {
+	t.Helper()
+	root := awstest.ModuleRoot(t)
+	stub := filepath.Join(t.TempDir(), "awsglue")
+	require.NoError(t, os.MkdirAll(stub, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(stub, "__init__.py"), nil, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(stub, "utils.py"), []byte(`def getResolvedOptions(argv, names):
+    return {n: argv[argv.index("--" + n) + 1] for n in names}
+`), 0o644))
+	cmd := exec.Command(filepath.Join(root, ".venv", "bin", "python3"), filepath.Join(root, "deploy", "glue", "etl.py"),
+		"--manifest", manifest, "--file_count", strconv.Itoa(fileCount))
+	cmd.Env = append(append(os.Environ(), awstest.Env(t)...), "PYTHONPATH="+filepath.Dir(stub), "PYTHONDONTWRITEBYTECODE=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "etl.py: %s", out)
+	return string(out)
 }
 
 // In a bucket that keeps no versions, events carry "version-id": "null": the
@@ -213,5 +243,6 @@ func TestAnUnversionedBucketsManifestNamesNoVersion(t *testing.T) {
 		require.Len(t, m.Files, 1)
 		require.Empty(t, m.Files[0].Version)
 		require.Equal(t, "x\n", st.read(m.Files[0]))
+		require.Contains(t, runGlueScript(t, manifestURI(st.data, m.BatchID), 1), "s3://"+st.landing+"/in/plain.csv (2 bytes)")
 	}
 }
