@@ -201,6 +201,14 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 	}, nil
 }
 
+// withEnd is a context with ctx's values (its span) that ends when end does, not
+// when ctx does.
+func withEnd(ctx, end context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(end, cancel)
+	return c, func() { stop(); cancel() }
+}
+
 // stopTimeoutDefault is Config.StopTimeout when it is 0.
 const stopTimeoutDefault = 15 * time.Second
 
@@ -310,15 +318,34 @@ func (b *Batcher) next() *openBatch {
 }
 
 // Run flushes closed batches and follows their runs until ctx is done; then it
-// flushes the open batch (reason shutdown) and those still queued within
-// StopTimeout, and returns.
+// flushes the open batch (reason shutdown) and those still queued, and returns.
+// Everything after ctx is done, the end of a flush in progress included, fits in
+// StopTimeout.
 func (b *Batcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Go(func() { b.follower.Run(ctx) })
 	defer wg.Wait()
+	// grace outlives ctx by StopTimeout: what a stop must still do (learn the
+	// outcome of a start it cut, record it, flush what is closed) runs on it.
+	grace, endGrace := context.WithCancel(context.WithoutCancel(ctx))
+	defer endGrace()
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-grace.Done():
+			return
+		}
+		t := time.NewTimer(b.cfg.StopTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			endGrace()
+		case <-grace.Done():
+		}
+	})
+	wg.Go(func() { b.follower.Run(ctx) })
 	for ctx.Err() == nil {
 		if batch := b.next(); batch != nil {
-			b.flush(ctx, batch)
+			b.flush(ctx, grace, batch)
 			continue
 		}
 		select {
@@ -326,31 +353,29 @@ func (b *Batcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	b.stop(ctx)
+	b.stop(grace)
 	return nil
 }
 
-// stop closes the open batch and flushes what is closed, on a context of its own:
-// the files' messages are deleted only if their run starts now. What the budget
-// leaves unflushed fails at once, to be redelivered.
-func (b *Batcher) stop(ctx context.Context) {
+// stop closes the open batch and flushes what is closed, on grace: the files'
+// messages are deleted only if their run starts now. What the budget leaves
+// unflushed fails at once, to be redelivered.
+func (b *Batcher) stop(grace context.Context) {
 	b.mu.Lock()
 	b.stopped = true
 	if b.open != nil {
 		b.closeLocked(b.open, "shutdown")
 	}
 	b.mu.Unlock()
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.StopTimeout)
-	defer cancel()
 	var unflushed int
 	for batch := b.next(); batch != nil; batch = b.next() {
-		if fctx.Err() != nil {
+		if grace.Err() != nil {
 			batch.err = errStopped
 			close(batch.done)
 			unflushed++
 			continue
 		}
-		b.flush(fctx, batch)
+		b.flush(grace, grace, batch)
 	}
 	if unflushed > 0 {
 		b.log.Warn("stop budget spent; batches left unflushed, their files will be redelivered", zap.Int("batches", unflushed), zap.Duration("stop_timeout", b.cfg.StopTimeout))
@@ -358,11 +383,15 @@ func (b *Batcher) stop(ctx context.Context) {
 }
 
 // flush checks the batch's files, claims those that exist, writes the manifest of
-// those it claimed and starts the run; the batch's waiters learn the outcome.
-func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
+// those it claimed and starts the run; the batch's waiters learn the outcome. What
+// must be done once the batch is in flight, even if ctx ends (learn whether its run
+// started, record that, release its lease), runs on grace.
+func (b *Batcher) flush(ctx, grace context.Context, batch *openBatch) {
 	defer close(batch.done)
 	ctx, span := tracing.Start(ctx, "batch", "", trace.SpanKindInternal)
 	defer func() { tracing.End(span, batch.err) }()
+	grace, endGrace := withEnd(ctx, grace) // the batch's span, grace's end
+	defer endGrace()
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("taskbridge.batch_id", batch.id), attribute.String("taskbridge.flush_reason", batch.reason))
 	}
@@ -387,15 +416,14 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	files := b.claim(lctx, batch, checked)
 	log = log.With(zap.Int("batch_size", len(files)))
 	if len(files) == 0 {
-		l.abandon(context.WithoutCancel(ctx))
+		l.abandon(grace)
 		log.Info("no file of the batch is left to run")
 		return
 	}
 	b.metrics.files.Observe(float64(len(files)))
-	runID, err := b.start(lctx, l, batch.id, files, manifest)
-	// What follows runs on a context of its own, bounded: a stop that cut the start
-	// must still record its outcome.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Lease/4)
+	runID, err := b.start(lctx, grace, l, batch.id, files, manifest)
+	// A stop that cut the start must still record its outcome.
+	actx, cancel := context.WithTimeout(grace, b.cfg.Lease/4)
 	defer cancel()
 	if err != nil {
 		batch.err = err
@@ -482,7 +510,7 @@ var errStartUnknown = errors.New("glue run start unconfirmed: the run may have s
 // timeouts are retried until StartTimeout. A run is started only while the lease is
 // fresh. StartJobRun is not idempotent: after any error, before a retry or giving
 // up, Glue's run history is asked whether a run names the manifest (see resolve).
-func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []File, manifest string) (string, error) {
+func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, files []File, manifest string) (string, error) {
 	body, err := awsjson.Marshal(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
 	if err != nil {
 		return "", fmt.Errorf("marshal manifest: %w", err)
@@ -524,7 +552,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 		if err == nil {
 			return aws.ToString(out.JobRunId), nil
 		}
-		runID, started, rerr := b.resolve(ctx, l, batchID, manifest, err)
+		runID, started, rerr := b.resolve(ctx, grace, l, batchID, manifest, err)
 		switch {
 		case rerr != nil:
 			return "", fmt.Errorf("%w: start glue job %s: %w; its run history: %w", errStartUnknown, b.cfg.GlueJob, err, rerr)
@@ -563,23 +591,22 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 // resolve tells whether a StartJobRun that answered startErr started the run
 // all the same: its reply lost after Glue acted, the request cut by its deadline
 // or a stop, or the last of the SDK's attempts refused because of the first one.
-// It reads Glue's run history for the manifest, on a context of its own (a stop
-// must learn the outcome too), and while the batch is in flight tries again until
-// Glue answers; stopping, it gives up after one bounded look: the outcome is then
-// unknown (an error).
-func (b *Batcher) resolve(ctx context.Context, l *lease, batchID, manifest string, startErr error) (string, bool, error) {
+// It reads Glue's run history for the manifest on grace (a stop must learn the
+// outcome too), and while ctx lasts tries again until Glue answers; once ctx is
+// done it gives up after one bounded look: the outcome is then unknown (an error).
+func (b *Batcher) resolve(ctx, grace context.Context, l *lease, batchID, manifest string, startErr error) (string, bool, error) {
 	var api smithy.APIError
 	if !errors.As(startErr, &api) {
 		// No answer from Glue: the request may still be on its way in. Give it a
 		// moment to land before reading the history that would show it.
-		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), startSettle)
+		settle, cancel := context.WithTimeout(grace, startSettle)
 		<-settle.Done()
 		cancel()
 	}
 	runs := jobRuns{glue: b.glue, job: b.cfg.GlueJob}
 	since := l.createdAt().Add(-b.cfg.Lease) // a run of this manifest is younger than its lease; minus clock skew
 	for try := 1; ; try++ {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout(b.cfg.Lease))
+		cctx, cancel := context.WithTimeout(grace, checkTimeout(b.cfg.Lease))
 		runID, found, err := runs.find(cctx, manifest, since)
 		cancel()
 		switch {
