@@ -3,11 +3,13 @@ package batch
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -63,4 +65,57 @@ func TestATakerOfAnAbandonedLeaseAsksGlue(t *testing.T) {
 		require.Equal(t, stateCommitted, rec.State)
 		r.stop(t)
 	})
+}
+
+// listingGlue lists pages of runs as given and counts the pages asked for.
+type listingGlue struct {
+	glueAPI
+	pages [][]types.JobRun
+	asked int
+}
+
+func (g *listingGlue) GetJobRuns(_ context.Context, in *glue.GetJobRunsInput, _ ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
+	i, _ := strconv.Atoi(aws.ToString(in.NextToken))
+	g.asked++
+	out := &glue.GetJobRunsOutput{JobRuns: g.pages[i]}
+	if i+1 < len(g.pages) {
+		out.NextToken = aws.String(strconv.Itoa(i + 1))
+	}
+	return out, nil
+}
+
+// Glue lists runs newest first: a page all older than the batch ends the search.
+// Listed in another order (moto lists oldest first), every page is read.
+func TestJobRunsReadBackOnlyAsFarAsTheBatchesAge(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	at := func(ago time.Duration, manifest string) types.JobRun {
+		started := now.Add(-ago)
+		return types.JobRun{Id: aws.String(manifest), StartedOn: &started, Arguments: map[string]string{"--manifest": manifest}}
+	}
+	since := now.Add(-time.Hour)
+	for _, tc := range []struct {
+		name      string
+		pages     [][]types.JobRun
+		found     bool
+		pagesRead int
+	}{
+		{"newest first, found on the first page", [][]types.JobRun{{at(time.Minute, "x"), at(2*time.Minute, "m")}, {at(2*time.Hour, "y")}}, true, 1},
+		{"newest first, the second page is older than the batch", [][]types.JobRun{{at(time.Minute, "x")}, {at(2*time.Hour, "y"), at(3*time.Hour, "z")}, {at(4*time.Hour, "m")}}, false, 2},
+		{"oldest first, read to the end", [][]types.JobRun{{at(3*time.Hour, "y"), at(2*time.Hour, "z")}, {at(time.Minute, "m")}}, true, 2},
+		{"a run not started yet counts as recent", [][]types.JobRun{{{Id: aws.String("m"), Arguments: map[string]string{"--manifest": "m"}}}}, true, 1},
+		{"a run older than the batch is not its run", [][]types.JobRun{{at(2*time.Hour, "m")}}, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := &listingGlue{pages: tc.pages}
+			id, found, err := jobRuns{glue: g, job: "etl"}.find(context.Background(), "m", since)
+			require.NoError(t, err)
+			require.Equal(t, tc.found, found)
+			if found {
+				require.Equal(t, "m", id)
+			}
+			require.Equal(t, tc.pagesRead, g.asked)
+		})
+	}
 }
