@@ -567,7 +567,7 @@ func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, fi
 			busyFor++
 			b.metrics.glueBusy.Inc()
 			delay = consumer.Backoff(busyFor, time.Second, time.Minute)
-		case (retryableStart(err) || errors.Is(err, context.DeadlineExceeded)) && time.Now().Before(deadline):
+		case (retryableStart(err) || !answered(err)) && time.Now().Before(deadline): // a reset, a timeout: Glue did not refuse
 			busyFor = 0
 			delay = consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
 		default:
@@ -595,8 +595,7 @@ func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, fi
 // outcome too), and while ctx lasts tries again until Glue answers; once ctx is
 // done it gives up after one bounded look: the outcome is then unknown (an error).
 func (b *Batcher) resolve(ctx, grace context.Context, l *lease, batchID, manifest string, startErr error) (string, bool, error) {
-	var api smithy.APIError
-	if !errors.As(startErr, &api) {
+	if !answered(startErr) {
 		// No answer from Glue: the request may still be on its way in. Give it a
 		// moment to land before reading the history that would show it.
 		settle, cancel := context.WithTimeout(grace, startSettle)
@@ -631,6 +630,12 @@ func (b *Batcher) resolve(ctx, grace context.Context, l *lease, batchID, manifes
 // startSettle is how long a StartJobRun that got no answer is given to land
 // before Glue's run history is read for it.
 const startSettle = 2 * time.Second
+
+// answered: err is Glue's own answer, not a transport error or a timeout.
+func answered(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api)
+}
 
 // concurrentRunsExceeded: the job runs MaxConcurrentRuns already; wait, never fail.
 func concurrentRunsExceeded(err error) bool {

@@ -146,6 +146,8 @@ type fakeGlue struct {
 	// lostReplies: so many started runs answer a reset connection, as a reply
 	// lost after Glue acted does.
 	lostReplies int
+	// resets: so many calls fail on the way in, Glue doing nothing.
+	resets int
 }
 
 func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {
@@ -153,6 +155,10 @@ func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ .
 	defer f.mu.Unlock()
 	if f.final != nil {
 		return nil, f.final
+	}
+	if f.resets > 0 {
+		f.resets--
+		return nil, &smithy.OperationError{ServiceID: "Glue", OperationName: "StartJobRun", Err: errors.New("dial tcp: connection refused")}
 	}
 	if f.refuse > 0 || time.Now().Before(f.busyUntil) {
 		f.refuse = max(f.refuse-1, 0)

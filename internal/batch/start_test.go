@@ -38,6 +38,20 @@ func TestALostStartJobRunReplyIsResolvedFromGlue(t *testing.T) {
 	})
 }
 
+// A StartJobRun that never reached Glue (a refused connection): Glue lists no run
+// of the manifest, so it is tried again, as the SDK would have.
+func TestAStartJobRunThatNeverReachedGlueIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &fakeGlue{resets: 2}
+		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, g)
+		r.upload("a")
+		require.NoError(t, r.b.Handle(context.Background(), s3EventSeq("a", "1", "01")))
+		require.Len(t, g.started, 1)
+		require.Equal(t, 2.0, testutil.ToFloat64(r.b.metrics.startChecks.WithLabelValues("not_started")))
+		r.stop(t)
+	})
+}
+
 // A lease marked abandoned whose run started all the same (written by a version
 // that did not ask Glue): its taker asks Glue, finds the run, and leaves the file
 // out. The old taker took the claim over and ran the file again.
