@@ -63,10 +63,12 @@ func TestAStopWithAFullFlushQueueAndAnOpenBatchEndsWithinItsBudget(t *testing.T)
 		t.Fatal("Handle ignored its context")
 	}
 
+	stopped := time.Now()
 	r.cancel()
 	select {
 	case err := <-r.done:
 		require.NoError(t, err)
+		t.Logf("stop with %d batches queued and one open: %s (StopTimeout %s)", batches, time.Since(stopped), r.b.cfg.StopTimeout)
 	case <-time.After(30 * time.Second): // StopTimeout is 1 s
 		t.Fatal("the stop did not end")
 	}
