@@ -592,8 +592,9 @@ func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, fi
 // all the same: its reply lost after Glue acted, the request cut by its deadline
 // or a stop, or the last of the SDK's attempts refused because of the first one.
 // It reads Glue's run history for the manifest on grace (a stop must learn the
-// outcome too), and while ctx lasts tries again until Glue answers; once ctx is
-// done it gives up after one bounded look: the outcome is then unknown (an error).
+// outcome too), and tries again while ctx lasts, for at most StartTimeout (a
+// history it may not read must not hold the flush queue for good); then the
+// outcome is unknown (an error), and the lease's taker asks Glue in its turn.
 func (b *Batcher) resolve(ctx, grace context.Context, l *lease, batchID, manifest string, startErr error) (string, bool, error) {
 	if !answered(startErr) {
 		// No answer from Glue: the request may still be on its way in. Give it a
@@ -604,6 +605,7 @@ func (b *Batcher) resolve(ctx, grace context.Context, l *lease, batchID, manifes
 	}
 	runs := jobRuns{glue: b.glue, job: b.cfg.GlueJob}
 	since := l.createdAt().Add(-b.cfg.Lease) // a run of this manifest is younger than its lease; minus clock skew
+	giveUp := time.Now().Add(b.cfg.StartTimeout)
 	for try := 1; ; try++ {
 		cctx, cancel := context.WithTimeout(grace, checkTimeout(b.cfg.Lease))
 		runID, found, err := runs.find(cctx, manifest, since)
@@ -620,7 +622,7 @@ func (b *Batcher) resolve(ctx, grace context.Context, l *lease, batchID, manifes
 		if try == 1 {
 			b.log.Warn("could not tell whether the glue run started; asking again", zap.String("batch_id", batchID), zap.Error(err))
 		}
-		if !consumer.Sleep(ctx, consumer.Backoff(try, time.Second, 30*time.Second)) {
+		if time.Now().After(giveUp) || !consumer.Sleep(ctx, consumer.Backoff(try, time.Second, 30*time.Second)) {
 			b.metrics.startChecks.WithLabelValues("unknown").Inc()
 			return "", false, err
 		}

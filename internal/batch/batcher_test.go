@@ -148,6 +148,8 @@ type fakeGlue struct {
 	lostReplies int
 	// resets: so many calls fail on the way in, Glue doing nothing.
 	resets int
+	// listErr, when set, is GetJobRuns' answer.
+	listErr error
 }
 
 func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {
@@ -192,6 +194,9 @@ func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...fu
 func (f *fakeGlue) GetJobRuns(_ context.Context, in *glue.GetJobRunsInput, _ ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	from, _ := strconv.Atoi(aws.ToString(in.NextToken))
 	to := min(from+2, len(f.history))
 	out := &glue.GetJobRunsOutput{JobRuns: f.history[from:to]}

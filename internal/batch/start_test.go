@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
@@ -48,6 +49,30 @@ func TestAStartJobRunThatNeverReachedGlueIsRetried(t *testing.T) {
 		require.NoError(t, r.b.Handle(context.Background(), s3EventSeq("a", "1", "01")))
 		require.Len(t, g.started, 1)
 		require.Equal(t, 2.0, testutil.ToFloat64(r.b.metrics.startChecks.WithLabelValues("not_started")))
+		r.stop(t)
+	})
+}
+
+// A lost reply, and a run history Glue refuses to show: the batch is held while
+// the batcher asks again, for StartTimeout, not for good; then the outcome is
+// unknown: the message is redelivered, and the lease neither abandoned nor
+// reported START_FAILED (its taker asks Glue in its turn).
+func TestAStartGlueCannotConfirmIsLeftOpenAfterStartTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &fakeGlue{lostReplies: 1, listErr: &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "not allowed"}}
+		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute, StartTimeout: 5 * time.Minute}, g)
+		r.upload("a")
+		start := time.Now()
+		err := r.b.Handle(context.Background(), s3EventSeq("a", "1", "01"))
+		require.ErrorIs(t, err, errStartUnknown)
+		require.Less(t, time.Since(start), 10*time.Minute, "bounded by StartTimeout")
+		require.Equal(t, 1.0, testutil.ToFloat64(r.b.metrics.startChecks.WithLabelValues("unknown")))
+		require.Empty(t, r.pub.events[DetailError])
+		ms := r.manifests(t)
+		require.Len(t, ms, 1)
+		var rec leaseRecord
+		require.NoError(t, json.Unmarshal(r.s3.read("data/"+leaseKey(ms[0].BatchID)), &rec))
+		require.Equal(t, stateOpen, rec.State)
 		r.stop(t)
 	})
 }
