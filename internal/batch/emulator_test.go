@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
@@ -73,7 +74,35 @@ func newEmuStackRuns(t *testing.T, via aws.Config, versioned bool, maxRuns int32
 		ExecutionProperty: &gluetypes.ExecutionProperty{MaxConcurrentRuns: maxRuns},
 	})
 	require.NoError(t, err)
+	t.Cleanup(st.remove) // after the batchers' stops, registered later
 	return st
+}
+
+// remove deletes the stack's job and buckets, every object version first.
+func (st *emuStack) remove() {
+	ctx := context.Background()
+	_, _ = st.directGlue.DeleteJob(ctx, &glue.DeleteJobInput{JobName: aws.String(st.job)})
+	for _, b := range []string{st.landing, st.data} {
+		p := s3.NewListObjectVersionsPaginator(st.direct, &s3.ListObjectVersionsInput{Bucket: aws.String(b)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				break
+			}
+			for _, v := range page.Versions {
+				in := &s3.DeleteObjectInput{Bucket: aws.String(b), Key: v.Key, VersionId: v.VersionId}
+				if aws.ToString(v.VersionId) == "null" { // a bucket that keeps no versions takes none
+					in.VersionId = nil
+				}
+				_, _ = st.direct.DeleteObject(ctx, in)
+			}
+			for _, m := range page.DeleteMarkers {
+				_, _ = st.direct.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: m.Key, VersionId: m.VersionId})
+			}
+		}
+		_, err := st.direct.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(b)})
+		assert.NoError(st.t, err, "remove bucket %s", b)
+	}
 }
 
 // batcher starts a Batcher on the stack; it is stopped at the end of the test.
