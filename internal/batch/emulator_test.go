@@ -50,6 +50,7 @@ func newEmuStack(t *testing.T, via aws.Config, versioned bool) *emuStack {
 // newEmuStackRuns is newEmuStack with a Glue job that allows maxRuns at once.
 func newEmuStackRuns(t *testing.T, via aws.Config, versioned bool, maxRuns int32) *emuStack {
 	t.Helper()
+	awstest.RequireMoto(t, "a Glue job (LocalStack's community edition has no Glue)")
 	cfg := awstest.Config(t)
 	name := awstest.Stack(t)
 	st := &emuStack{t: t, landing: name + "-landing", data: name + "-data", job: name + "-etl", versioned: versioned}
