@@ -118,8 +118,10 @@ data "aws_iam_policy_document" "batch" {
     resources = [for k, _ in local.batch_queues : aws_sqs_queue.dlq[k].arn]
   }
   statement {
-    sid       = "ReadLanding" # HeadObject of every file before it goes into a manifest
-    actions   = ["s3:GetObject"]
+    # HeadObject of every file before it goes into a manifest: of the version its
+    # event names (GetObjectVersion) in a versioned bucket.
+    sid       = "ReadLanding"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.landing.arn}/*"]
   }
   statement {

@@ -9,11 +9,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/taskbridge/taskbridge/internal/throttle"
 )
 
 // ThrottledAPIs are the Step Functions APIs a Throttle limits: the ones the worker
 // calls per message. Others pass through unlimited.
-var ThrottledAPIs = []string{"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat", "StartExecution"}
+var ThrottledAPIs = throttle.APIs
 
 // Throttle is an HTTP proxy in front of the emulator that throttles Step Functions
 // the way the service does: a token bucket per API (burst, refill per second),
@@ -78,7 +80,7 @@ func (th *Throttle) URL() string { return th.srv.URL }
 
 func (th *Throttle) limited(api string) bool {
 	for _, a := range ThrottledAPIs {
-		if a == api {
+		if string(a) == api {
 			return true
 		}
 	}

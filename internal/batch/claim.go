@@ -17,7 +17,9 @@ package batch
 //     that comes back late makes the owner more careful, never a taker bolder, and a
 //     taker with another Lease setting (a deploy that changed the visibility
 //     timeout) judges by the owner's. After the Glue run started the owner writes
-//     committed; if the batch fails it writes abandoned.
+//     committed; if the batch fails and surely did not start (Glue lists no run of
+//     its manifest), it writes abandoned; a start whose outcome Glue could not tell
+//     leaves the lease open, to go stale.
 //   - claims/files/<sha256(bucket, key, upload)>, a file's claim: {batchId}. Made
 //     with If-None-Match: * after HeadObject verified the file, before the manifest.
 //
@@ -72,7 +74,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -378,6 +379,24 @@ func (c *claimer) state(ctx context.Context, batchID string) (string, error) {
 			// outliving its lease is as old as the lifecycle rule allows.
 			return c.decide(batchID, stateAbandoned), nil
 		}
+		if rec.State == stateAbandoned {
+			// Its owner abandons only what surely did not start, but an older
+			// version did not ask Glue first: a run may name it all the same.
+			started, err := c.runStarted(ctx, rec)
+			if err != nil {
+				return "", err
+			}
+			if !started {
+				return c.decide(batchID, stateAbandoned), nil
+			}
+			next := rec
+			next.State, next.RenewedAt, next.Owner = stateCommitted, time.Now().UTC(), ""
+			if _, err := c.put(ctx, leaseKey(batchID), next, etag); err != nil && !preconditionFailed(err) && !conflict(err) {
+				return "", fmt.Errorf("record the run of abandoned batch %s: %w", batchID, err)
+			}
+			c.log.Warn("an abandoned batch's run started after all; its files count as run", zap.String("batch_id", batchID))
+			return c.decide(batchID, stateCommitted), nil
+		}
 		if rec.State != stateOpen {
 			return c.decide(batchID, rec.State), nil
 		}
@@ -385,7 +404,7 @@ func (c *claimer) state(ctx context.Context, batchID string) (string, error) {
 			return stateOpen, nil
 		}
 		// Stale: its owner died. Did it start the run before dying?
-		started, err := c.runStarted(ctx, rec.Manifest)
+		started, err := c.runStarted(ctx, rec)
 		if err != nil {
 			return "", err
 		}
@@ -428,25 +447,18 @@ func (c *claimer) decide(batchID, state string) string {
 	return state
 }
 
-// runStarted reports whether a run of the job names manifest.
-func (c *claimer) runStarted(ctx context.Context, manifest string) (bool, error) {
-	in := &glue.GetJobRunsInput{JobName: aws.String(c.glueJob)}
-	for {
-		out, err := c.glue.GetJobRuns(ctx, in)
-		if err != nil {
-			return false, fmt.Errorf("list runs of %s: %w", c.glueJob, err)
-		}
-		for _, jr := range out.JobRuns {
-			if jr.Arguments["--manifest"] == manifest {
-				return true, nil
-			}
-		}
-		if aws.ToString(out.NextToken) == "" {
-			return false, nil
-		}
-		in.NextToken = out.NextToken
-	}
+// runStarted reports whether a run of the job names the manifest of rec's batch.
+// The batch cannot have started before its lease was made; a lease's age (minus
+// clock skew) bounds how far back Glue's history is read, and checkTimeout how long.
+func (c *claimer) runStarted(ctx context.Context, rec leaseRecord) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout(c.lease))
+	defer cancel()
+	_, found, err := jobRuns{glue: c.glue, job: c.glueJob}.find(ctx, rec.Manifest, rec.CreatedAt.Add(-c.lease))
+	return found, err
 }
+
+// checkTimeout bounds one look in Glue's run history.
+func checkTimeout(lease time.Duration) time.Duration { return min(lease/4, 10*time.Second) }
 
 // lease is a flushing batch's hold on its claims; only the flushing goroutine and
 // the renewer it starts touch it, under mu.
@@ -514,6 +526,13 @@ func (l *lease) keep(ctx context.Context) (context.Context, func()) {
 		}
 	})
 	return ctx, func() { close(done); wg.Wait(); cancel(nil) }
+}
+
+// createdAt is when the lease was made: no run of its batch is older.
+func (l *lease) createdAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rec.CreatedAt
 }
 
 // fresh reports whether a run may be started now: the last renewal is recent

@@ -24,10 +24,13 @@ type File struct {
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
 	ETag   string `json:"etag"`
-	// Version and Sequencer name the upload an event reports (see upload); they
-	// are not part of the manifest's contract. Version is "" when the event has
-	// none or says "null".
-	Version   string `json:"-"`
+	// Version and Sequencer name the upload an event reports (see upload). In a
+	// manifest, Version is the object version its run reads (versionId, as S3's
+	// API spells it): the one the event reported, whatever was written to the key
+	// since; absent where the bucket keeps no versions (the event says "null",
+	// which the parser reads as none). Sequencer is not part of the manifest's
+	// contract.
+	Version   string `json:"versionId,omitempty"`
 	Sequencer string `json:"-"`
 }
 

@@ -107,7 +107,7 @@ func New(cfg Config, sfnClient sfnAPI, s3Client s3API, log *zap.Logger, m *Metri
 // An output that is not JSON is a bug of the caller: it is refused with an error
 // before any call, as is an empty token. Every refusal counts as outcome "error".
 func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte) error {
-	const api = "SendTaskSuccess"
+	const api = throttle.SendTaskSuccess
 	if !json.Valid(output) {
 		return s.refuse(api, fmt.Errorf("%s: output of %d bytes is not valid JSON", api, len(output)))
 	}
@@ -131,7 +131,7 @@ func (s *StepFunctions) Succeed(ctx context.Context, token string, output []byte
 // Fail sends SendTaskFailure; code and cause are cut to the API limits on a UTF-8
 // boundary.
 func (s *StepFunctions) Fail(ctx context.Context, token, code, cause string) error {
-	return s.call(ctx, "SendTaskFailure", token, func(ctx context.Context) error {
+	return s.call(ctx, throttle.SendTaskFailure, token, func(ctx context.Context) error {
 		_, err := s.sfn.SendTaskFailure(ctx, &sfn.SendTaskFailureInput{
 			TaskToken: aws.String(token), Error: aws.String(cut(code, MaxErrorLen)), Cause: aws.String(cut(cause, MaxCauseLen)),
 		})
@@ -141,7 +141,7 @@ func (s *StepFunctions) Fail(ctx context.Context, token, code, cause string) err
 
 // Heartbeat sends SendTaskHeartbeat.
 func (s *StepFunctions) Heartbeat(ctx context.Context, token string) error {
-	return s.call(ctx, "SendTaskHeartbeat", token, func(ctx context.Context) error {
+	return s.call(ctx, throttle.SendTaskHeartbeat, token, func(ctx context.Context) error {
 		_, err := s.sfn.SendTaskHeartbeat(ctx, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(token)})
 		return err
 	})
@@ -149,13 +149,14 @@ func (s *StepFunctions) Heartbeat(ctx context.Context, token string) error {
 
 // call sends one callback: after a token of api's limiter, each attempt within
 // AttemptTimeout, throttle answers waited out until ctx ends.
-func (s *StepFunctions) call(ctx context.Context, api, token string, send func(context.Context) error) error {
+func (s *StepFunctions) call(ctx context.Context, limited throttle.API, token string, send func(context.Context) error) error {
+	api := string(limited)
 	if token == "" {
-		return s.refuse(api, fmt.Errorf("%s: empty task token", api))
+		return s.refuse(limited, fmt.Errorf("%s: empty task token", api))
 	}
 	ctx, span := tracing.Start(ctx, "callback", api, trace.SpanKindInternal) // throttle waits included
 	began := time.Now()
-	err := classify(api, throttle.Do(ctx, s.cfg.Limits.Get(api), s.cfg.AttemptTimeout, send))
+	err := classify(api, throttle.Do(ctx, s.cfg.Limits.Get(limited), s.cfg.AttemptTimeout, send))
 	tracing.Observe(ctx, s.metrics.duration.WithLabelValues(api), time.Since(began).Seconds())
 	tracing.End(span, err)
 	s.metrics.calls.WithLabelValues(api, outcome(ctx, err)).Inc()
@@ -166,8 +167,8 @@ func (s *StepFunctions) call(ctx context.Context, api, token string, send func(c
 }
 
 // refuse counts a call that was never sent and returns its error.
-func (s *StepFunctions) refuse(api string, err error) error {
-	s.metrics.calls.WithLabelValues(api, "error").Inc()
+func (s *StepFunctions) refuse(api throttle.API, err error) error {
+	s.metrics.calls.WithLabelValues(string(api), "error").Inc()
 	return err
 }
 

@@ -60,15 +60,9 @@ func limitedSFN(awsCfg aws.Config) *sfn.Client {
 }
 
 // sfnLimits is one limiter per Step Functions API the worker calls per message,
-// for the whole process. Bursts keep the documented bucket-to-refill ratio
-// (3,000/500 for SendTask*, 1,300/300 for StartExecution; see config).
+// for the whole process (rates: see config).
 func sfnLimits(cfg config.Config, reg prometheus.Registerer) *throttle.Set {
-	s := throttle.NewSet("sfn", reg)
-	for _, api := range []string{"SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"} {
-		s.Add(api, cfg.SFNCallbackRate, max(1, int(cfg.SFNCallbackRate*6)))
-	}
-	s.Add("StartExecution", cfg.SFNStartRate, max(1, int(cfg.SFNStartRate*13/3)))
-	return s
+	return throttle.NewSet("sfn", reg, throttle.Rates{Callback: cfg.SFNCallbackRate, Start: cfg.SFNStartRate})
 }
 
 func s3PathStyle(awsCfg aws.Config, cfg config.Config) bool {

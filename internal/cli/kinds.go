@@ -11,6 +11,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/httpjob"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/startjob"
+	"github.com/taskbridge/taskbridge/internal/throttle"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -89,7 +90,7 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 		}
 		cfg := startConfig(q)
 		cfg.StateMachineARN = k.w.stack.StateMachines[cfg.StateMachine]
-		cfg.Limiter, cfg.ThrottleTimeout = k.w.sfnLimits.Get("StartExecution"), k.w.cfg.ReportTimeout
+		cfg.Limiter, cfg.ThrottleTimeout = k.w.sfnLimits.Get(throttle.StartExecution), k.w.cfg.ReportTimeout
 		j, err := startjob.New(q.Name, cfg, k.w.sfn, log, k.sfnMetrics)
 		if err != nil {
 			return jobs.Job{}, 0, err

@@ -245,11 +245,14 @@ func (w wiring) batchComponents() ([]component, error) {
 		return nil, nil
 	}
 	cfg := w.batchConfig(*landing)
+	pc := w.pollerConfig(*landing)
+	// The batcher's stop ends inside the poller's drain, so the landing messages
+	// it settles are deleted or released before the poller gives up on them.
+	cfg.StopTimeout = pc.DrainTimeout * 3 / 4
 	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}
-	pc := w.pollerConfig(*landing)
 	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
 	pc.HandlerTimeout = cfg.HandlerTimeout()
 	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)

@@ -268,8 +268,8 @@ func TestThrottledStartIsWaitedOut(t *testing.T) {
 			}
 			return nil
 		}}
-		limits := throttle.NewSet("sfn", prometheus.NewRegistry())
-		cfg := startjob.Config{StateMachine: "etl2", StateMachineARN: smArn, Limiter: limits.Add("StartExecution", 300, 1300)}
+		limits := throttle.NewSet("sfn", prometheus.NewRegistry(), throttle.Rates{Callback: 500, Start: 300})
+		cfg := startjob.Config{StateMachine: "etl2", StateMachineARN: smArn, Limiter: limits.Get(throttle.StartExecution)}
 		require.Equal(t, 15*time.Minute, cfg.HandlerTimeout())
 		j, err := startjob.New("next", cfg, f, zaptest.NewLogger(t), nil)
 		require.NoError(t, err)

@@ -1,11 +1,39 @@
 package throttle
 
 import (
-	"sort"
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// API names a Step Functions API the worker calls per message and limits. The
+// list is closed: a Set holds a limiter for each, so no caller can name one that
+// silently has no limit.
+type API string
+
+// The limited APIs.
+const (
+	SendTaskSuccess   API = "SendTaskSuccess"
+	SendTaskFailure   API = "SendTaskFailure"
+	SendTaskHeartbeat API = "SendTaskHeartbeat"
+	StartExecution    API = "StartExecution"
+)
+
+// APIs is every limited API: what NewSet makes a limiter for.
+var APIs = []API{SendTaskSuccess, SendTaskFailure, SendTaskHeartbeat, StartExecution}
+
+// Rates are the limits of a Set, calls a second: the callbacks (SendTask*) share one
+// figure, StartExecution has its own.
+type Rates struct {
+	Callback, Start float64
+}
+
+// rate is api's refill and burst. Bursts keep the documented bucket-to-refill ratio
+// (3,000/500 for SendTask*, 1,300/300 for StartExecution).
+func (r Rates) rate(api API) (perSecond float64, burst int) {
+	if api == StartExecution {
+		return r.Start, max(1, int(r.Start*13/3))
+	}
+	return r.Callback, max(1, int(r.Callback*6))
+}
 
 // Set is one limiter per API of a service, shared by every caller in the process,
 // with their metrics: worker_<service>_throttled_total{api} counts throttle answers,
@@ -15,42 +43,35 @@ type Set struct {
 	throttled *prometheus.CounterVec
 	rate      *prometheus.Desc
 
-	mu       sync.Mutex
-	limiters map[string]*Limiter
+	limiters map[API]*Limiter // one per API of APIs, made by NewSet, never changed
 }
 
-// NewSet registers the metrics of service's limiters on reg.
-func NewSet(service string, reg prometheus.Registerer) *Set {
+// NewSet makes a limiter for each of APIs at rates and registers the metrics of
+// service's limiters on reg.
+func NewSet(service string, reg prometheus.Registerer, rates Rates) *Set {
 	s := &Set{
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_" + service + "_throttled_total", Help: "Calls answered with a throttle error (then waited out and tried again), by API.",
 		}, []string{"api"}),
 		rate: prometheus.NewDesc("worker_"+service+"_rate_limit", "Current client-side rate limit of an API, calls per second (lowered on throttle answers, raised on successes).",
 			[]string{"api"}, nil),
-		limiters: map[string]*Limiter{},
+		limiters: map[API]*Limiter{},
+	}
+	for _, api := range APIs {
+		l := NewLimiter(rates.rate(api))
+		l.throttled = s.throttled.WithLabelValues(string(api))
+		s.limiters[api] = l
 	}
 	reg.MustRegister(s.throttled, s)
 	return s
 }
 
-// Add makes the limiter of api: perSecond calls a second, burst at most at once.
-// Adding an api again replaces its limiter.
-func (s *Set) Add(api string, perSecond float64, burst int) *Limiter {
-	l := NewLimiter(perSecond, burst)
-	l.throttled = s.throttled.WithLabelValues(api)
-	s.mu.Lock()
-	s.limiters[api] = l
-	s.mu.Unlock()
-	return l
-}
-
-// Get is the limiter of api, nil if none was added (no limit).
-func (s *Set) Get(api string) *Limiter {
+// Get is the limiter of api; a nil Set (no limits configured, as in unit tests of
+// its callers) gives a nil Limiter, which Do treats as no limit.
+func (s *Set) Get(api API) *Limiter {
 	if s == nil {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.limiters[api]
 }
 
@@ -59,18 +80,7 @@ func (s *Set) Describe(ch chan<- *prometheus.Desc) { ch <- s.rate }
 
 // Collect implements prometheus.Collector.
 func (s *Set) Collect(ch chan<- prometheus.Metric) {
-	s.mu.Lock()
-	apis := make([]string, 0, len(s.limiters))
-	for api := range s.limiters {
-		apis = append(apis, api)
-	}
-	sort.Strings(apis)
-	ls := make([]*Limiter, len(apis))
-	for i, api := range apis {
-		ls[i] = s.limiters[api]
-	}
-	s.mu.Unlock()
-	for i, l := range ls {
-		ch <- prometheus.MustNewConstMetric(s.rate, prometheus.GaugeValue, l.Rate(), apis[i])
+	for _, api := range APIs {
+		ch <- prometheus.MustNewConstMetric(s.rate, prometheus.GaugeValue, s.limiters[api].Rate(), string(api))
 	}
 }

@@ -382,21 +382,26 @@ func TestLeaveThrottlesRetriesAllButThrottles(t *testing.T) {
 func TestSetMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewPedanticRegistry()
-	s := NewSet("sfn", reg)
-	l := s.Add("SendTaskSuccess", 500, 3000)
-	s.Add("StartExecution", 300, 1300)
-	require.Same(t, l, s.Get("SendTaskSuccess"))
-	require.Nil(t, s.Get("SendTaskFailure"))
-	require.Nil(t, (*Set)(nil).Get("SendTaskSuccess"))
+	s := NewSet("sfn", reg, Rates{Callback: 500, Start: 300})
+	for _, api := range APIs {
+		require.NotNil(t, s.Get(api), "every API has its limiter: none is silently unlimited")
+	}
+	require.NotSame(t, s.Get(SendTaskSuccess), s.Get(SendTaskFailure))
+	require.Equal(t, 3000.0, s.Get(SendTaskFailure).burst, "the documented 3,000/500 bucket")
+	require.Equal(t, 1300.0, s.Get(StartExecution).burst, "the documented 1,300/300 bucket")
+	require.Nil(t, (*Set)(nil).Get(SendTaskSuccess))
+	l := s.Get(SendTaskSuccess)
 	l.Throttled(time.Now())
 	require.Equal(t, 1.0, testutil.ToFloat64(s.throttled.WithLabelValues("SendTaskSuccess")))
 	n, err := testutil.GatherAndCount(reg, "worker_sfn_rate_limit")
 	require.NoError(t, err)
-	require.Equal(t, 2, n)
+	require.Equal(t, len(APIs), n)
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP worker_sfn_rate_limit Current client-side rate limit of an API, calls per second (lowered on throttle answers, raised on successes).
 # TYPE worker_sfn_rate_limit gauge
 worker_sfn_rate_limit{api="SendTaskSuccess"} 250
+worker_sfn_rate_limit{api="SendTaskFailure"} 500
+worker_sfn_rate_limit{api="SendTaskHeartbeat"} 500
 worker_sfn_rate_limit{api="StartExecution"} 300
 `), "worker_sfn_rate_limit"))
 }
