@@ -3,16 +3,12 @@ package batch
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/glue"
-	gluetypes "github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -20,151 +16,51 @@ import (
 
 	"github.com/taskbridge/taskbridge/internal/awstest"
 	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/event"
 )
 
 // The claims against the real emulator, with replies lost or delayed at the SDK's
 // boundary (awstest.Faults): S3 acted, the batcher does not know.
 
-// motoRig is a landing and a data bucket and a Glue job on the emulator, and a
-// fault proxy in front of it.
-type motoRig struct {
-	faults             *awstest.Faults
-	s3                 *s3.Client // straight to the emulator: setup and inspection
-	glue               *glue.Client
-	landing, data, job string
+// faultStack is an emuStack (a landing bucket that keeps no versions) whose
+// batchers and claimers reach the emulator through a fault proxy, one attempt a
+// call: every error is the SDK's last attempt.
+type faultStack struct {
+	*emuStack
+	faults *awstest.Faults
 }
 
-func newMotoRig(t *testing.T) *motoRig {
+func newFaultStack(t *testing.T) *faultStack {
 	t.Helper()
-	awstest.RequireMoto(t, "a Glue job (LocalStack's community edition has no Glue)")
-	ctx := context.Background()
-	cfg := awstest.Config(t)
-	stack := awstest.Stack(t)
-	r := &motoRig{faults: awstest.NewFaults(t, awstest.Endpoint(t)),
-		s3:      s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
-		glue:    glue.NewFromConfig(cfg),
-		landing: stack + "-landing", data: stack + "-data", job: stack + "-etl"}
-	for _, b := range []string{r.landing, r.data} {
-		_, err := r.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)})
-		require.NoError(t, err)
-	}
-	_, err := r.glue.CreateJob(ctx, &glue.CreateJobInput{
-		Name: aws.String(r.job), Role: aws.String(awstest.RoleARN(t, "glue")),
-		Command:           &gluetypes.JobCommand{Name: aws.String("glueetl"), ScriptLocation: aws.String("s3://" + r.data + "/glue/etl.py")},
-		ExecutionProperty: &gluetypes.ExecutionProperty{MaxConcurrentRuns: 100},
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { r.remove(t) }) // after the batchers' stops, registered later
-	return r
+	f := awstest.NewFaults(t, awstest.Endpoint(t))
+	via := f.Config(t)
+	via.RetryMaxAttempts = 1
+	return &faultStack{emuStack: newEmuStackRuns(t, via, false, 100), faults: f}
 }
 
-// remove deletes the rig's job and buckets (neither keeps versions).
-func (r *motoRig) remove(t *testing.T) {
-	ctx := context.Background()
-	_, _ = r.glue.DeleteJob(ctx, &glue.DeleteJobInput{JobName: aws.String(r.job)})
-	for _, b := range []string{r.landing, r.data} {
-		p := s3.NewListObjectsV2Paginator(r.s3, &s3.ListObjectsV2Input{Bucket: aws.String(b)})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				break
-			}
-			for _, o := range page.Contents {
-				_, _ = r.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b), Key: o.Key})
-			}
-		}
-		_, err := r.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(b)})
-		require.NoError(t, err, "remove bucket %s", b)
-	}
+// claimer is a claimer with lease, as a batcher of the stack has one.
+func (st *faultStack) claimer(lease time.Duration) *claimer {
+	cfg := Config{LandingBucket: st.landing, DataBucket: st.data, GlueJob: st.job, Lease: lease}
+	return newClaimer(cfg, st.s3, st.glue, zaptest.NewLogger(st.t), NewMetrics(prometheus.NewRegistry()))
 }
 
-// clients are S3 and Glue clients through the fault proxy making at most attempts
-// attempts a call (1: every error is the SDK's last attempt).
-func (r *motoRig) clients(t *testing.T, attempts int) (*s3.Client, *glue.Client) {
-	cfg := r.faults.Config(t)
-	cfg.RetryMaxAttempts = attempts
-	return s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), glue.NewFromConfig(cfg)
+// upload is put, with the file its event names as the batcher reads it (moto's
+// version "null" and one sequencer).
+func (st *faultStack) upload(key, body string) (consumer.Message, File) {
+	st.t.Helper()
+	m, _ := st.put(key, body)
+	e, err := event.Parse([]byte(m.Body))
+	require.NoError(st.t, err)
+	f, err := ParseObjectCreated(e, st.landing, "")
+	require.NoError(st.t, err)
+	return m, f
 }
 
-func (r *motoRig) config(cfg Config) Config {
-	cfg.LandingBucket, cfg.DataBucket, cfg.GlueJob = r.landing, r.data, r.job
-	cfg.GluePollInterval = time.Second
-	return cfg
-}
-
-// batcher runs a Batcher whose calls go through the fault proxy; it stops at the
-// end of the test.
-func (r *motoRig) batcher(t *testing.T, cfg Config, attempts int) *Batcher {
-	t.Helper()
-	s3c, gc := r.clients(t, attempts)
-	b, err := New(r.config(cfg), s3c, gc, &fakePub{events: map[string][]ResultDetail{}}, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	return b
-}
-
-// claimer is a claimer of lease through the fault proxy, as a batcher has one.
-func (r *motoRig) claimer(t *testing.T, lease time.Duration, attempts int) *claimer {
-	s3c, gc := r.clients(t, attempts)
-	return newClaimer(r.config(Config{Lease: lease}), s3c, gc, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
-}
-
-// upload puts body at key in the landing bucket and returns the event S3 would
-// send of it (version "null": the bucket is not versioned; moto's one sequencer
-// unless seq is set).
-func (r *motoRig) upload(t *testing.T, key, body, seq string) (consumer.Message, File) {
-	t.Helper()
-	out, err := r.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(r.landing), Key: aws.String(key), Body: strings.NewReader(body)})
-	require.NoError(t, err)
-	etag := strings.Trim(aws.ToString(out.ETag), `"`)
-	if seq == "" {
-		seq = "617f08299329d189"
-	}
-	ev, _ := json.Marshal(map[string]any{
-		"version": "0", "id": fmt.Sprintf("%s-%s-%s", key, etag, seq), "detail-type": "Object Created", "source": "aws.s3",
-		"time": time.Now().UTC().Format(time.RFC3339), "resources": []string{"arn:aws:s3:::" + r.landing},
-		"detail": map[string]any{"version": "0", "bucket": map[string]any{"name": r.landing},
-			"object": map[string]any{"key": key, "size": len(body), "eTag": etag, "version-id": "null", "sequencer": seq}, "reason": "PutObject"},
-	})
-	f := File{Bucket: r.landing, Key: key, ETag: etag, Version: nullVersion, Sequencer: seq}
-	return consumer.Message{ID: key + etag, Queue: "landing", Body: string(ev), ReceiveCount: 1}, f
-}
-
-// runs lists, per started Glue run, the files (key and ETag) of its manifest.
-func (r *motoRig) runs(t *testing.T) [][]File {
-	t.Helper()
-	ctx := context.Background()
-	var out [][]File
-	p := glue.NewGetJobRunsPaginator(r.glue, &glue.GetJobRunsInput{JobName: aws.String(r.job)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		require.NoError(t, err)
-		for _, jr := range page.JobRuns {
-			key := strings.TrimPrefix(jr.Arguments["--manifest"], "s3://"+r.data+"/")
-			obj, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.data), Key: aws.String(key)})
-			require.NoError(t, err)
-			b, err := io.ReadAll(obj.Body)
-			obj.Body.Close()
-			require.NoError(t, err)
-			var m Manifest
-			require.NoError(t, json.Unmarshal(b, &m))
-			out = append(out, m.Files)
-		}
-	}
-	return out
-}
-
-// inRuns counts the runs each key+ETag is in.
-func inRuns(runs [][]File) map[string]int {
+// inRuns counts the runs each file version (key and ETag) is in.
+func (st *faultStack) inRuns() map[string]int {
 	n := map[string]int{}
-	for _, files := range runs {
-		for _, f := range files {
+	for _, m := range st.runs() {
+		for _, f := range m.Files {
 			n[f.Key+"@"+f.ETag]++
 		}
 	}
@@ -189,31 +85,31 @@ func TestAClaimWhoseAnswerWasLostIsReadBackAndKept(t *testing.T) {
 	}{{"first claim", false}, {"takeover", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := newMotoRig(t)
-			ma, a := r.upload(t, "in/a", "a1", "")
-			mb, fb := r.upload(t, "in/b", "b1", "")
+			st := newFaultStack(t)
+			ma, a := st.upload("in/a", "a1")
+			mb, fb := st.upload("in/b", "b1")
 			if tc.takeover { // a batch that claimed a and gave up
-				c := r.claimer(t, LeaseDefault, 3)
-				l, err := c.open(context.Background(), "19700101T000000.000Z-gaveup", "s3://"+r.data+"/manifests/gaveup.json")
+				c := st.claimer(LeaseDefault)
+				l, err := c.open(context.Background(), "19700101T000000.000Z-gaveup", "s3://"+st.data+"/manifests/gaveup.json")
 				require.NoError(t, err)
 				res, err := c.claim(context.Background(), "19700101T000000.000Z-gaveup", a)
 				require.NoError(t, err)
 				require.Equal(t, claimed, res)
 				l.abandon(context.Background())
 			}
-			b := r.batcher(t, Config{MaxFiles: 2, Window: time.Minute}, 1)
-			r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: claimOf(a, tc.takeover), Times: 1, Drop: true})
+			b := st.batcher(Config{MaxFiles: 2, Window: time.Minute})
+			st.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: claimOf(a, tc.takeover), Times: 1, Drop: true})
 			for _, err := range handleAll(b, []consumer.Message{ma, mb}) {
 				require.NoError(t, err)
 			}
-			require.Equal(t, 1, r.faults.Hits("s3:PutObject"), "the claim's answer was lost")
+			require.Equal(t, 1, st.faults.Hits("s3:PutObject"), "the claim's answer was lost")
 			// A redelivery of a's message (batched with a new file, c) finds a in
 			// a started run.
-			mc, fc := r.upload(t, "in/c", "c1", "")
+			mc, fc := st.upload("in/c", "c1")
 			for _, err := range handleAll(b, []consumer.Message{ma, mc}) {
 				require.NoError(t, err)
 			}
-			require.Equal(t, map[string]int{"in/a@" + a.ETag: 1, "in/b@" + fb.ETag: 1, "in/c@" + fc.ETag: 1}, inRuns(r.runs(t)), "each file in one run")
+			require.Equal(t, map[string]int{"in/a@" + a.ETag: 1, "in/b@" + fb.ETag: 1, "in/c@" + fc.ETag: 1}, st.inRuns(), "each file in one run")
 		})
 	}
 }
@@ -222,23 +118,23 @@ func TestAClaimWhoseAnswerWasLostIsReadBackAndKept(t *testing.T) {
 // batch starts nothing and releases its claims; redelivered, both files run once.
 func TestAClaimInDoubtGivesItsBatchUpAndNothingIsLost(t *testing.T) {
 	t.Parallel()
-	r := newMotoRig(t)
-	ma, a := r.upload(t, "in/a", "a1", "")
-	mb, b1 := r.upload(t, "in/b", "b1", "")
-	b := r.batcher(t, Config{MaxFiles: 2, Window: time.Minute}, 1)
-	r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: claimOf(a, false), Times: 1, Drop: true})
-	r.faults.Add(awstest.Fault{Op: "s3:GetObject", Match: claimOf(a, false), Drop: true})
+	st := newFaultStack(t)
+	ma, a := st.upload("in/a", "a1")
+	mb, b1 := st.upload("in/b", "b1")
+	b := st.batcher(Config{MaxFiles: 2, Window: time.Minute})
+	st.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: claimOf(a, false), Times: 1, Drop: true})
+	st.faults.Add(awstest.Fault{Op: "s3:GetObject", Match: claimOf(a, false), Drop: true})
 	errs := handleAll(b, []consumer.Message{ma, mb})
 	require.Error(t, errs[0])
 	require.ErrorIs(t, errs[0], errClaimInDoubt)
 	require.Error(t, errs[1], "b's batch was given up too")
-	require.Empty(t, r.runs(t), "no run started while a's claim was in doubt")
+	require.Empty(t, st.runs(), "no run started while a's claim was in doubt")
 
-	r.faults.Clear() // S3 answers again; SQS redelivers both
+	st.faults.Clear() // S3 answers again; SQS redelivers both
 	for _, err := range handleAll(b, []consumer.Message{ma, mb}) {
 		require.NoError(t, err)
 	}
-	require.Equal(t, map[string]int{"in/a@" + a.ETag: 1, "in/b@" + b1.ETag: 1}, inRuns(r.runs(t)))
+	require.Equal(t, map[string]int{"in/a@" + a.ETag: 1, "in/b@" + b1.ETag: 1}, st.inRuns())
 }
 
 // Item 5: a renewal whose answer comes back late. The owner may start a run while
@@ -249,16 +145,16 @@ func TestAClaimInDoubtGivesItsBatchUpAndNothingIsLost(t *testing.T) {
 func TestARenewalAnsweredLateLetsNoTakerAbandonALeaseItsOwnerThinksFresh(t *testing.T) {
 	t.Parallel()
 	const lease = 8 * time.Second
-	r := newMotoRig(t)
+	st := newFaultStack(t)
 	ctx := context.Background()
-	owner, taker := r.claimer(t, lease, 1), r.claimer(t, lease, 3)
+	owner, taker := st.claimer(lease), st.claimer(lease)
 	id := "20261207T000000.000Z-late"
-	l, err := owner.open(ctx, id, "s3://"+r.data+"/manifests/"+id+".json")
+	l, err := owner.open(ctx, id, "s3://"+st.data+"/manifests/"+id+".json")
 	require.NoError(t, err)
-	r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: func(req *http.Request, _ []byte) bool { return strings.HasSuffix(req.URL.Path, leaseKey(id)) },
+	st.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: func(req *http.Request, _ []byte) bool { return strings.HasSuffix(req.URL.Path, leaseKey(id)) },
 		Times: 1, Delay: lease * 3 / 4})
 	require.NoError(t, l.write(ctx, stateOpen, ""), "the renewal landed; its answer came late")
-	require.Equal(t, 1, r.faults.Hits("s3:PutObject"))
+	require.Equal(t, 1, st.faults.Hits("s3:PutObject"))
 
 	// Just before the owner's own clock says its last renewal is half a lease old
 	// (were it stamped at the answer), it may start a run that Glue registers up
@@ -278,11 +174,11 @@ func TestARenewalAnsweredLateLetsNoTakerAbandonALeaseItsOwnerThinksFresh(t *test
 // batcher's lease by its own duration, not theirs.
 func TestALeaseIsJudgedByItsOwnDurationNotTheReaders(t *testing.T) {
 	t.Parallel()
-	r := newMotoRig(t)
+	st := newFaultStack(t)
 	ctx := context.Background()
-	owner, taker := r.claimer(t, 40*time.Second, 3), r.claimer(t, 1*time.Second, 3)
+	owner, taker := st.claimer(40*time.Second), st.claimer(1*time.Second)
 	id := "20261207T000000.000Z-long"
-	_, err := owner.open(ctx, id, "s3://"+r.data+"/manifests/"+id+".json")
+	_, err := owner.open(ctx, id, "s3://"+st.data+"/manifests/"+id+".json")
 	require.NoError(t, err)
 	time.Sleep(2500 * time.Millisecond) // past the reader's lease and its margin
 	state, err := taker.state(ctx, id)
@@ -295,15 +191,15 @@ func TestALeaseIsJudgedByItsOwnDurationNotTheReaders(t *testing.T) {
 // bytes after the first upload's run started is a new file, in a run of its own.
 func TestAKeyUploadedAgainInAnUnversionedBucketRunsAgain(t *testing.T) {
 	t.Parallel()
-	r := newMotoRig(t)
-	b := r.batcher(t, Config{MaxFiles: 1, Window: time.Minute}, 3)
-	m1, f1 := r.upload(t, "in/a", "first bytes", "")
+	st := newFaultStack(t)
+	b := st.batcher(Config{MaxFiles: 1, Window: time.Minute})
+	m1, f1 := st.upload("in/a", "first bytes")
 	require.NoError(t, b.Handle(context.Background(), m1))
-	m2, f2 := r.upload(t, "in/a", "second bytes", "")
+	m2, f2 := st.upload("in/a", "second bytes")
 	require.NotEqual(t, f1.ETag, f2.ETag)
 	require.NoError(t, b.Handle(context.Background(), m2))
 	require.NoError(t, b.Handle(context.Background(), m2), "a redelivery of the second upload is a duplicate")
-	require.Equal(t, map[string]int{"in/a@" + f1.ETag: 1, "in/a@" + f2.ETag: 1}, inRuns(r.runs(t)))
+	require.Equal(t, map[string]int{"in/a@" + f1.ETag: 1, "in/a@" + f2.ETag: 1}, st.inRuns())
 }
 
 // A lease write (a renewal) lands and its answer is lost on the SDK's last
@@ -313,29 +209,29 @@ func TestAKeyUploadedAgainInAnUnversionedBucketRunsAgain(t *testing.T) {
 // lands.
 func TestALeaseWriteWhoseAnswerWasLostIsStillTheOwners(t *testing.T) {
 	t.Parallel()
-	r := newMotoRig(t)
+	st := newFaultStack(t)
 	ctx := context.Background()
-	owner := r.claimer(t, LeaseDefault, 1)
+	owner := st.claimer(LeaseDefault)
 	id := "20261207T000000.000Z-owner"
-	l, err := owner.open(ctx, id, "s3://"+r.data+"/manifests/"+id+".json")
+	l, err := owner.open(ctx, id, "s3://"+st.data+"/manifests/"+id+".json")
 	require.NoError(t, err)
 	onLease := func(req *http.Request, _ []byte) bool { return strings.HasSuffix(req.URL.Path, leaseKey(id)) }
-	r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: onLease, Times: 1, Drop: true})
+	st.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: onLease, Times: 1, Drop: true})
 	require.NoError(t, l.write(ctx, stateOpen, ""), "read back: the renewal landed")
 
-	r.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: onLease, Times: 1, Drop: true})
-	r.faults.Add(awstest.Fault{Op: "s3:GetObject", Match: onLease, Times: 1, Drop: true})
+	st.faults.Add(awstest.Fault{Op: "s3:PutObject", Match: onLease, Times: 1, Drop: true})
+	st.faults.Add(awstest.Fault{Op: "s3:GetObject", Match: onLease, Times: 1, Drop: true})
 	require.Error(t, l.write(ctx, stateOpen, ""), "neither the answer nor the read-back came")
 	require.NoError(t, l.write(ctx, stateOpen, ""), "the record names this owner: its own earlier write")
 	require.True(t, l.fresh())
 	l.commit(ctx, "jr_1")
 
-	out, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.data), Key: aws.String(leaseKey(id))})
+	out, err := st.direct.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(st.data), Key: aws.String(leaseKey(id))})
 	require.NoError(t, err)
 	defer out.Body.Close()
 	var rec leaseRecord
 	require.NoError(t, json.NewDecoder(out.Body).Decode(&rec))
 	require.Equal(t, stateCommitted, rec.State)
 	require.Equal(t, "jr_1", rec.RunID)
-	require.Equal(t, 2, r.faults.Hits("s3:PutObject"))
+	require.Equal(t, 2, st.faults.Hits("s3:PutObject"))
 }
