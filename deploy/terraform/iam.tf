@@ -143,8 +143,10 @@ data "aws_iam_policy_document" "batch" {
     }
   }
   statement {
-    sid       = "ReadLanding" # HeadObject of every file before it goes into a manifest
-    actions   = ["s3:GetObject"]
+    # HeadObject of every file before it goes into a manifest: of the version its
+    # event names (GetObjectVersion) in a versioned bucket.
+    sid       = "ReadLanding"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.landing.arn}/*"]
   }
   statement {

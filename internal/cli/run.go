@@ -336,11 +336,11 @@ func (w wiring) batchComponents() ([]component, error) {
 		return nil, nil
 	}
 	cfg := w.batchConfig(*landing)
+	pc := w.pollerConfig(*landing)
 	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}
-	pc := w.pollerConfig(*landing)
 	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
 	pc.HandlerTimeout = cfg.HandlerTimeout()
 	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)
@@ -357,8 +357,8 @@ func (w wiring) batchConfig(landing topology.Queue) batch.Config {
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
 		// A batch's claims hold as long as its messages do without renewal (claim.go).
-		Lease:     max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
-		StopFlush: w.cfg.Stop().BatchFlush,
+		Lease:       max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		StopTimeout: w.cfg.Stop().BatchFlush, // inside the landing poller's drain
 	}
 	if b := landing.S3Batch; b != nil { // the topology's settings win over the environment's
 		if b.MaxFiles > 0 {
