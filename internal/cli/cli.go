@@ -1,5 +1,5 @@
 // Package cli is the worker's command line: run, bootstrap, start, validate, status,
-// dlq, config, healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
+// dlq, console, config, healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
 // kinds) from the configuration and the topology; the public package hands it the
 // registered Go jobs.
 package cli
@@ -73,6 +73,7 @@ commands:
   validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
   status       per queue its depth, in flight and DLQ depth; running executions; exit 1 if a DLQ is not empty
   dlq          dead letters: list, show, redrive, purge (%[1]s dlq --help)
+  console      web console of the stack: queues, executions, dead letters; --addr, --actions, --metrics
   config       print every WORKER_* variable with its default and meaning
   healthcheck  exit 0 when the worker's /healthz answers, 1 otherwise
   version      print the version (also --version)
@@ -109,6 +110,8 @@ func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io
 		return runStatus(ctx, registered, args, stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, registered, args, stdout, stderr)
+	case "console":
+		return runConsole(ctx, registered, args, stdout, stderr)
 	case "config":
 		return runConfig(stdout)
 	case "healthcheck":

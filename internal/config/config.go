@@ -70,6 +70,15 @@ type Config struct {
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090" desc:"listen address of /metrics, /healthz and /readyz; empty turns the server off"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
+	// The console (`worker console`, internal/console) reads the same stack; these
+	// fields are read only by that command.
+	ConsoleAddr      string        `envconfig:"CONSOLE_ADDR" default:"127.0.0.1:8080" desc:"listen address of the web console (worker console --addr); an address other than loopback needs CONSOLE_TOKEN or CONSOLE_BASIC_AUTH"`
+	ConsoleToken     string        `envconfig:"CONSOLE_TOKEN" desc:"console auth: a bearer token (Authorization: Bearer ...); browsers sign in with any user name and this as the password"`
+	ConsoleBasicAuth string        `envconfig:"CONSOLE_BASIC_AUTH" desc:"console auth: user:password for HTTP basic auth"`
+	ConsoleActions   bool          `envconfig:"CONSOLE_ACTIONS" default:"false" desc:"let the console redrive and purge dead letters (worker console --actions); off: the console only reads"`
+	ConsoleMetrics   []string      `envconfig:"CONSOLE_METRICS" desc:"host:port of the workers' metrics servers (their WORKER_METRICS_ADDR), comma-separated; the console's stack page shows each one's /readyz"`
+	ConsoleCacheTTL  time.Duration `envconfig:"CONSOLE_CACHE_TTL" default:"5s" desc:"how long the console reuses what it read from AWS before reading again (each page shows the age); 0 reads on every request"`
+
 	// TraceFile is where OTEL_TRACES_EXPORTER=console writes spans (docs/tracing.md).
 	TraceFile string `envconfig:"TRACE_FILE" desc:"file the console trace exporter (OTEL_TRACES_EXPORTER=console) appends spans to, one JSON object a line; empty writes them to stdout. Tracing itself is set by the standard OTEL_* variables, off by default"`
 }
@@ -160,6 +169,12 @@ func (c Config) Validate() error {
 	}
 	if c.TaskProtectionGrace < 0 {
 		bad("TASK_PROTECTION_GRACE", "must not be negative, got %s", c.TaskProtectionGrace)
+	}
+	if c.ConsoleBasicAuth != "" && !strings.Contains(c.ConsoleBasicAuth, ":") {
+		bad("CONSOLE_BASIC_AUTH", "must be user:password")
+	}
+	if c.ConsoleCacheTTL < 0 {
+		bad("CONSOLE_CACHE_TTL", "must not be negative, got %s", c.ConsoleCacheTTL)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
