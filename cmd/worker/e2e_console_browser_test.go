@@ -209,9 +209,13 @@ func TestE2EConsoleInBrowser(t *testing.T) {
 
 	// Stack: the queues with their jobs and the DLQ's depth, the state machine's
 	// counts, the worker's readiness.
-	b.run("open the stack page", chromedp.Navigate(base+"/"), chromedp.WaitVisible("table", chromedp.ByQuery))
-	page := b.text()
-	for _, want := range []string{"getMultiple", "postProcessAll", "cookies", worker.addr, "ready"} {
+	var page string
+	eventually(t, time.Minute, "the stack page shows the worker ready", func() bool {
+		b.run("open the stack page", chromedp.Navigate(base+"/?fresh=1"), chromedp.WaitVisible("table", chromedp.ByQuery))
+		page = b.text()
+		return strings.Contains(page, "ready (200 OK)")
+	})
+	for _, want := range []string{"getMultiple", "postProcessAll", "cookies", worker.addr} {
 		require.Contains(t, page, want)
 	}
 	b.screenshot("stack")
