@@ -12,12 +12,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+	"github.com/taskbridge/taskbridge/internal/awstest"
 
 	"github.com/taskbridge/taskbridge/internal/dlq"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { awstest.Main(m) } // the emulator for the benchmark; goleak
 
 func TestConfigRefusesOtherHostsWithoutAuth(t *testing.T) {
 	t.Parallel()
