@@ -131,7 +131,7 @@ func benchStack(b *testing.B, executions, deadLetters int) (*Server, string) {
 	b.Logf("stack of %d executions and %d dead letters made in %s", executions, deadLetters, time.Since(began).Round(time.Second))
 
 	stack := Stack{Name: name, DataBucket: name + "-data",
-		Queues: []Queue{{Name: "work", Kind: "exec", Job: "cat", DetailTypes: []string{"work"}, URL: aws.ToString(qOut.QueueUrl), DLQURL: aws.ToString(dlqOut.QueueUrl)}},
+		Queues:        []Queue{{Name: "work", Kind: "exec", Job: "cat", DetailTypes: []string{"work"}, URL: aws.ToString(qOut.QueueUrl), DLQURL: aws.ToString(dlqOut.QueueUrl)}},
 		StateMachines: []StateMachine{{Name: "flow", ARN: aws.ToString(sm.StateMachineArn)}}}
 	srv, err := New(Config{Addr: "127.0.0.1:0", CacheTTL: time.Hour}, stack, Deps{SFN: sfnc, S3: s3c, DeadLetters: dlq.New(sqsc, sfnc)}, zap.NewNop())
 	require.NoError(b, err)
