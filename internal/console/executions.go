@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,7 +57,7 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := q.Get("status")
-	if status != "" && !contains(statuses, status) {
+	if status != "" && !slices.Contains(statuses, status) {
 		s.fail(w, r, http.StatusBadRequest, "filter executions", fmt.Errorf("unknown status %q", status))
 		return
 	}
@@ -304,13 +305,4 @@ func claimCheck(output, bucket string) string {
 		return ""
 	}
 	return key
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
