@@ -93,7 +93,7 @@ func (b *browser) text() string {
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
 	var png []byte
-	b.run("screenshot "+name, chromedp.CaptureScreenshot(&png))
+	b.run("screenshot "+name, chromedp.FullScreenshot(&png, 100)) // 100: PNG
 	require.NoError(b.t, os.WriteFile(filepath.Join(b.artifacts, name+".png"), png, 0o644))
 }
 
