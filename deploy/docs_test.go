@@ -251,6 +251,10 @@ var exercisedBy = map[string]exercised{
 		in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "redrive", "--queue", "work", "--reason", "maxReceiveCount", "--rate"`}},
 	"bin/worker dlq purge --queue processSingle --yes": {in: "cmd/worker/e2e_dlq_test.go", with: []string{`"dlq", "purge", "--queue", "work", "--yes"`}},
 
+	// Operations: the web console.
+	"bin/worker console --actions --metrics 127.0.0.1:9090": {
+		in: "cmd/worker/e2e_console_browser_test.go", with: []string{`"console", "--addr"`, `startConsole("--actions", "--metrics", worker.addr)`}, note: "make test-console, with the test worker's metrics address"},
+
 	// Development: LocalStack by hand is what make test-localstack does.
 	"scripts/localstack.sh start": {in: "scripts/localstack.sh", with: []string{"start) start ;;", "  test)"}, note: "make test-localstack"},
 	"scripts/localstack.sh stop":  {in: "scripts/localstack.sh", with: []string{"stop) stop ;;"}, note: "make test-localstack"},
