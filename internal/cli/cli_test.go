@@ -159,6 +159,8 @@ func TestDLQAndStatusUsageErrors(t *testing.T) {
 		"bad rate":            {"dlq", "redrive", "--queue", "q", "--rate", "0"},
 		"bad output":          {"status", "--output", "yaml"},
 		"status argument":     {"status", "x"},
+		"console argument":    {"console", "x"},
+		"console on every interface without auth": {"console", "--addr", ":8080"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -167,6 +169,9 @@ func TestDLQAndStatusUsageErrors(t *testing.T) {
 			require.Equal(t, 2, ExitCode(err), "%v", err)
 			if name == "purge without --yes" {
 				require.ErrorContains(t, err, "add --yes")
+			}
+			if name == "console on every interface without auth" {
+				require.ErrorContains(t, err, "reachable from other hosts and no auth is set: set WORKER_CONSOLE_TOKEN")
 			}
 		})
 	}
