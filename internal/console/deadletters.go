@@ -224,7 +224,9 @@ func (s *Server) doAction(w http.ResponseWriter, r *http.Request) {
 		s.finish(q.Name, st, dlq.Summary{Queue: q.Name}, err)
 		if err != nil {
 			log.Error("console purge failed", zap.Error(err))
-			s.fail(w, r, http.StatusBadGateway, "purge", err)
+			// The answer may be lost after SQS acted, and a purge takes up to a
+			// minute: the depth read a minute later tells.
+			s.fail(w, r, http.StatusBadGateway, "purge", fmt.Errorf("%w (if SQS got the request, the DLQ empties within a minute: read its depth again then)", err))
 			return
 		}
 		log.Info("console purged a DLQ")
