@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 	"github.com/taskbridge/taskbridge/internal/awstest"
 
@@ -133,6 +134,21 @@ func TestActionConfirmedAndProtectedAgainstCrossSiteRequests(t *testing.T) {
 	require.Equal(t, 1, r.dl.purges)
 	require.Equal(t, 1, r.logs.FilterMessage("console purged a DLQ").FilterField(zapString("queue", "getMultiple")).Len())
 	require.Equal(t, 3, r.logs.FilterMessage("console action refused: bad CSRF token").Len(), "refused tokens are logged (cross-site requests stop before)")
+}
+
+// A purge whose answer is an error may still have happened: the page says how to
+// tell, and the log has it.
+func TestFailedPurgeIsShownAndLogged(t *testing.T) {
+	t.Parallel()
+	r := setup(t, Config{Actions: true})
+	r.dl.purgeErr = &smithy.GenericAPIError{Code: "RequestTimeout", Message: "no answer"}
+	confirm := r.get(t, "/dlq/getMultiple/purge")
+	token := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(confirm.Body.String())
+	w := r.post(t, "/dlq/getMultiple/purge", url.Values{"csrf": {token[1]}}, confirm.Result().Cookies())
+	require.Equal(t, http.StatusBadGateway, w.Code)
+	require.Contains(t, w.Body.String(), "empties within a minute")
+	require.Equal(t, 1, r.logs.FilterMessage("console purge failed").Len())
+	require.Contains(t, r.get(t, "/dlq").Body.String(), "stopped: api error RequestTimeout")
 }
 
 func TestRedriveRunsInTheBackgroundAndIsShown(t *testing.T) {

@@ -133,6 +133,7 @@ type fakeDeadLetters struct {
 	mu       sync.Mutex
 	listing  dlq.Listing
 	purges   int
+	purgeErr error // answered by Purge, after counting it
 	redrives int
 	reads    int
 }
@@ -170,7 +171,7 @@ func (f *fakeDeadLetters) Purge(context.Context, dlq.Queue) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.purges++
-	return nil
+	return f.purgeErr
 }
 
 // rig is a console over fakes.
