@@ -37,7 +37,7 @@ var (
 // BenchmarkConsolePages times each page read from AWS (fresh=1: no cache) on the
 // emulator, on a stack of -console.executions executions and -console.dead-letters
 // dead letters (-short: 20 and 100, so bench-smoke stays quick). The DLQ pages read
-// at most DLQReadLimit (1,000) of them.
+// at most DLQReadLimit (200) of them, dlq-queue-read-1000 up to 1,000.
 func BenchmarkConsolePages(b *testing.B) {
 	executions, deadLetters := *benchExecutions, *benchDeadLetters
 	if testing.Short() {
@@ -53,7 +53,7 @@ func BenchmarkConsolePages(b *testing.B) {
 		return w.Body.String()
 	}
 	began := time.Now()
-	m := regexp.MustCompile(`/dlq/work/message\?id=([^"]+)"`).FindStringSubmatch(get(b, "/dlq/work?fresh=1"))
+	m := regexp.MustCompile(`/dlq/work/message\?read=200&amp;id=([^"]+)"`).FindStringSubmatch(get(b, "/dlq/work?fresh=1"))
 	b.Logf("first read of the DLQ page: %s", time.Since(began).Round(time.Millisecond))
 	require.Len(b, m, 2)
 	for _, p := range []struct{ name, path string }{
@@ -64,8 +64,9 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"execution", "/execution?fresh=1&arn=" + one},
 		{"dlq-overview", "/dlq?fresh=1"},
 		{"dlq-queue", "/dlq/work?fresh=1"},
-		{"dlq-queue-cached", "/dlq/work?reason=maxReceiveCount+exceeded&page=3"},
-		{"dlq-message", "/dlq/work/message?fresh=1&id=" + m[1]},
+		{"dlq-queue-cached", "/dlq/work?reason=maxReceiveCount+exceeded&page=1"},
+		{"dlq-message", "/dlq/work/message?fresh=1&read=200&id=" + m[1]},
+		{"dlq-queue-read-1000", "/dlq/work?fresh=1&read=1000"},
 	} {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()

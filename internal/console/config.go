@@ -27,8 +27,9 @@ type Config struct {
 	// PageSize is the rows of a list page (executions, dead letters, objects); 50
 	// when zero, at most 1000 (ListExecutions' maximum).
 	PageSize int
-	// DLQReadLimit is the most messages one read of a DLQ takes (SQS has no paging:
-	// a DLQ is read by receiving it); 1000 when zero.
+	// DLQReadLimit is the most messages one read of a DLQ takes by default (SQS has
+	// no paging: a DLQ is read by receiving it, ten a call); 200 when zero. A page
+	// may ask for more, up to maxDLQRead.
 	DLQReadLimit int
 	// RedriveRate is the most messages a console redrive moves per second; 10 when
 	// zero.
@@ -41,7 +42,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.PageSize = min(c.PageSize, 1000)
 	if c.DLQReadLimit <= 0 {
-		c.DLQReadLimit = 1000
+		c.DLQReadLimit = 200
 	}
 	if c.RedriveRate <= 0 {
 		c.RedriveRate = 10

@@ -270,7 +270,7 @@ func TestDeadLettersArePagedWithinAGroup(t *testing.T) {
 		{Reason: "bad input", Count: 25, Messages: msgs},
 		{Reason: dlq.ReasonMaxReceives, Count: 1, Messages: []dlq.Message{{ID: "z", Reason: dlq.ReasonMaxReceives, Body: "<b>hi</b>"}}},
 	}}
-	rows := func(body string) int { return strings.Count(body, `href="/dlq/getMultiple/message?id=`) }
+	rows := func(body string) int { return strings.Count(body, `href="/dlq/getMultiple/message?`) }
 	body := r.get(t, "/dlq/getMultiple").Body.String()
 	require.Contains(t, body, "25 × bad input")
 	require.Contains(t, body, "1 × maxReceiveCount exceeded")
@@ -279,6 +279,13 @@ func TestDeadLettersArePagedWithinAGroup(t *testing.T) {
 	require.Equal(t, 5, rows(r.get(t, "/dlq/getMultiple?reason=bad+input&page=2").Body.String()))
 	require.Equal(t, 1, rows(r.get(t, "/dlq/getMultiple?reason=maxReceiveCount+exceeded").Body.String()))
 	require.Equal(t, 1, r.dl.reads, "the pages share one read of the DLQ")
+	require.NotContains(t, body, "read up to", "everything was read")
+	r.dl.listing.Depth = 5000
+	r.dl.listing.Read = 200
+	body = r.get(t, "/dlq/getMultiple?fresh=1").Body.String()
+	require.Contains(t, body, `<a href="/dlq/getMultiple?read=1000">read up to 1000</a>`, "a read that stopped at its limit offers a larger one")
+	r.get(t, "/dlq/getMultiple?read=1000")
+	require.Equal(t, []int{200, 200, 1000}, r.dl.limits)
 	msg := r.get(t, "/dlq/getMultiple/message?id=z").Body.String()
 	require.Contains(t, msg, "&lt;b&gt;hi&lt;/b&gt;", "bodies are escaped")
 	require.Equal(t, http.StatusNotFound, r.get(t, "/dlq/getMultiple/message?id=gone").Code)

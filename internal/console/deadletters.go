@@ -51,6 +51,7 @@ type queueDLQData struct {
 	Queue     Queue
 	Listing   dlq.Listing
 	ReadLimit int
+	ReadMore  int // a larger read to offer, when this one stopped at its limit
 	Groups    []groupView
 	Action    *actionView
 	CSRF      string
@@ -64,11 +65,12 @@ func (s *Server) queueDeadLettersPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if a := s.action(q.Name); a != nil && !a.Done {
 		// Reading the DLQ now would hide its messages from the redrive.
-		s.render(w, r, "dlq", page{Title: "Dead letters of " + q.Name, Nav: "dlq", Data: queueDLQData{Queue: q, Action: a, ReadLimit: s.cfg.DLQReadLimit}})
+		s.render(w, r, "dlq", page{Title: "Dead letters of " + q.Name, Nav: "dlq", Data: queueDLQData{Queue: q, Action: a, ReadLimit: s.readLimit(r)}})
 		return
 	}
-	l, at, err := cached(r.Context(), s.cache, "dlq-list:"+q.Name, fresh(r), func(ctx context.Context) (dlq.Listing, error) {
-		return s.deps.DeadLetters.List(ctx, q.dlq(), s.cfg.DLQReadLimit)
+	limit := s.readLimit(r)
+	l, at, err := cached(r.Context(), s.cache, "dlq-list:"+q.Name+":"+strconv.Itoa(limit), fresh(r), func(ctx context.Context) (dlq.Listing, error) {
+		return s.deps.DeadLetters.List(ctx, q.dlq(), limit)
 	})
 	if err != nil {
 		s.fail(w, r, http.StatusBadGateway, "read the DLQ of "+q.Name, err)
@@ -76,7 +78,10 @@ func (s *Server) queueDeadLettersPage(w http.ResponseWriter, r *http.Request) {
 	}
 	reason := r.URL.Query().Get("reason")
 	pageNo, _ := strconv.Atoi(r.URL.Query().Get("page"))
-	d := queueDLQData{Queue: q, Listing: l, ReadLimit: s.cfg.DLQReadLimit, Action: s.action(q.Name), CSRF: s.csrfToken(w, r)}
+	d := queueDLQData{Queue: q, Listing: l, ReadLimit: limit, Action: s.action(q.Name), CSRF: s.csrfToken(w, r)}
+	if l.Read >= limit && l.Depth > l.Read && limit < maxDLQRead {
+		d.ReadMore = min(maxDLQRead, limit*5)
+	}
 	for i, g := range l.Groups {
 		// One group's messages are paged: the reason selected, or the first group.
 		v := groupView{Group: g, Selected: g.Reason == reason || (reason == "" && i == 0)}
@@ -88,6 +93,17 @@ func (s *Server) queueDeadLettersPage(w http.ResponseWriter, r *http.Request) {
 		d.Groups = append(d.Groups, v)
 	}
 	s.render(w, r, "dlq", page{Title: "Dead letters of " + q.Name, Nav: "dlq", ReadAt: at, Data: d})
+}
+
+// maxDLQRead is the largest read of a DLQ a page may ask for (?read=N).
+const maxDLQRead = 10000
+
+// readLimit is the read a page asks for (?read=N), else the configured one.
+func (s *Server) readLimit(r *http.Request) int {
+	if n, err := strconv.Atoi(r.URL.Query().Get("read")); err == nil && n > 0 {
+		return min(n, maxDLQRead)
+	}
+	return s.cfg.DLQReadLimit
 }
 
 type messageData struct {
@@ -105,8 +121,9 @@ func (s *Server) messagePage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusConflict, "show a dead letter", fmt.Errorf("a redrive of %s is running: its messages are read when it ends", q.Name))
 		return
 	}
-	msgs, at, err := cached(r.Context(), s.cache, "dlq-show:"+q.Name, fresh(r), func(ctx context.Context) ([]dlq.Message, error) {
-		return s.deps.DeadLetters.Show(ctx, q.dlq(), s.cfg.DLQReadLimit)
+	limit := s.readLimit(r)
+	msgs, at, err := cached(r.Context(), s.cache, "dlq-show:"+q.Name+":"+strconv.Itoa(limit), fresh(r), func(ctx context.Context) ([]dlq.Message, error) {
+		return s.deps.DeadLetters.Show(ctx, q.dlq(), limit)
 	})
 	if err != nil {
 		s.fail(w, r, http.StatusBadGateway, "read the DLQ of "+q.Name, err)

@@ -136,6 +136,7 @@ type fakeDeadLetters struct {
 	purgeErr error // answered by Purge, after counting it
 	redrives int
 	reads    int
+	limits   []int // of each List
 }
 
 func (f *fakeDeadLetters) Attributes(context.Context, string) (dlq.Attributes, error) {
@@ -146,6 +147,7 @@ func (f *fakeDeadLetters) List(_ context.Context, q dlq.Queue, limit int) (dlq.L
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
+	f.limits = append(f.limits, limit)
 	if limit < 1 {
 		return dlq.Listing{}, fmt.Errorf("limit %d", limit)
 	}
