@@ -24,6 +24,9 @@ import (
 // Prefix of every worker variable.
 const Prefix = "WORKER"
 
+// DefaultConsoleAddr is where `worker console` listens unless told: loopback only.
+const DefaultConsoleAddr = "127.0.0.1:8080"
+
 // Roles a process can run.
 const (
 	RoleJobs  = "jobs"
@@ -72,7 +75,7 @@ type Config struct {
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 	// The console (`worker console`, internal/console) reads the same stack; these
 	// fields are read only by that command.
-	ConsoleAddr      string        `envconfig:"CONSOLE_ADDR" default:"127.0.0.1:8080" desc:"listen address of the web console (worker console --addr); an address other than loopback needs CONSOLE_TOKEN or CONSOLE_BASIC_AUTH"`
+	ConsoleAddr      string        `envconfig:"CONSOLE_ADDR" desc:"listen address of the web console (worker console --addr; default: 127.0.0.1:8080); an address other than loopback needs CONSOLE_TOKEN or CONSOLE_BASIC_AUTH"`
 	ConsoleToken     string        `envconfig:"CONSOLE_TOKEN" desc:"console auth: a bearer token (Authorization: Bearer ...); browsers sign in with any user name and this as the password"`
 	ConsoleBasicAuth string        `envconfig:"CONSOLE_BASIC_AUTH" desc:"console auth: user:password for HTTP basic auth"`
 	ConsoleActions   bool          `envconfig:"CONSOLE_ACTIONS" default:"false" desc:"let the console redrive and purge dead letters (worker console --actions); off: the console only reads"`
@@ -103,6 +106,8 @@ func (c *Config) fillDerived() {
 	c.DataBucket = cmp.Or(c.DataBucket, names.DataBucket())
 	c.LandingBucket = cmp.Or(c.LandingBucket, names.LandingBucket())
 	c.GlueJob = cmp.Or(c.GlueJob, names.GlueJob())
+	// Not an envconfig default: it would widen the DEFAULT column of `worker config`.
+	c.ConsoleAddr = cmp.Or(c.ConsoleAddr, DefaultConsoleAddr)
 	for i, r := range c.Roles {
 		c.Roles[i] = strings.TrimSpace(strings.ToLower(r))
 	}
