@@ -38,6 +38,12 @@ test: emulator prometheus ## unit and integration tests with -race against a rea
 # file run it (the other tests use tools/moto/server.py, moto with its races fixed).
 STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EShortShutdownRestartStrandsNoExecution|TestE2EStoppedExecutionsCancelTheirJobs|TestE2ECheckpointsResumeAfterAKill)$$
 
+.PHONY: test-console
+test-console: emulator ## the web console (worker console) in headless Chromium against moto: stack, a timeline, a dead letter redriven; installs Debian's chromium when missing; screenshots in .artifacts/console/
+	scripts/chromium.sh
+	go test -race -count=1 ./internal/console
+	go test -tags browser -race -count=1 -timeout 15m -run '^TestE2EConsole' ./cmd/worker
+
 .PHONY: test-stock-moto
 test-stock-moto: emulator ## the cookies, restart and trust end-to-end cases on stock moto_server (no patches; ~3 min)
 	TASKBRIDGE_TEST_MOTO=stock go test -race -count=1 -timeout 15m -run '$(STOCK_MOTO_TESTS)' ./cmd/worker

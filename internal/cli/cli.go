@@ -1,5 +1,5 @@
 // Package cli is the worker's command line: run, bootstrap, start, validate, status,
-// dlq, config, healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
+// dlq, console, config, healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
 // kinds) from the configuration and the topology; the public package hands it the
 // registered Go jobs.
 package cli
@@ -91,6 +91,7 @@ commands:
   validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
   status       per queue its depth, in flight and DLQ depth; running executions; exit 1 if a DLQ is not empty
   dlq          dead letters: list, show, redrive, purge (%[1]s dlq --help)
+  console      web console of the stack: queues, executions, dead letters; --addr, --actions, --metrics
   config       print every WORKER_* variable with its default and meaning
   healthcheck  exit 0 when the worker's /healthz answers, 1 otherwise
   version      print the version (also --version)
@@ -145,8 +146,9 @@ var commands = map[string]command{
 	"validate": func(_ context.Context, registered Jobs, args []string, stdout, _ io.Writer) error {
 		return runValidate(registered, args, stdout)
 	},
-	"status": runStatus,
-	"dlq":    runDLQ,
+	"status":  runStatus,
+	"dlq":     runDLQ,
+	"console": runConsole,
 	"config": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
 		return runConfig(stdout)
 	},

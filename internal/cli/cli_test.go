@@ -197,6 +197,8 @@ func TestDLQAndStatusUsageErrors(t *testing.T) {
 		"--to queue elsewhere": {"dlq", "redrive", "--queue", "q", "--to", "queue"},
 		"bad output":           {"status", "--output", "yaml"},
 		"status argument":      {"status", "x"},
+		"console argument":     {"console", "x"},
+		"console on every interface without auth": {"console", "--addr", ":8080"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -205,6 +207,9 @@ func TestDLQAndStatusUsageErrors(t *testing.T) {
 			require.Equal(t, 2, ExitCode(err), "%v", err)
 			if name == "purge without --yes" {
 				require.ErrorContains(t, err, "add --yes")
+			}
+			if name == "console on every interface without auth" {
+				require.ErrorContains(t, err, "reachable from other hosts and no auth is set: set WORKER_CONSOLE_TOKEN")
 			}
 		})
 	}

@@ -26,6 +26,9 @@ import (
 // Prefix of every worker variable.
 const Prefix = "WORKER"
 
+// DefaultConsoleAddr is where `worker console` listens unless told: loopback only.
+const DefaultConsoleAddr = "127.0.0.1:8080"
+
 // Roles a process can run.
 const (
 	RoleJobs  = "jobs"
@@ -76,6 +79,15 @@ type Config struct {
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:"127.0.0.1:9090" desc:"listen address of /metrics, /healthz and /readyz (this host only by default; a container sets :9090); empty turns the server off"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
+	// The console (`worker console`, internal/console) reads the same stack; these
+	// fields are read only by that command.
+	ConsoleAddr      string        `envconfig:"CONSOLE_ADDR" desc:"listen address of the web console (worker console --addr; default: 127.0.0.1:8080); an address other than loopback needs CONSOLE_TOKEN or CONSOLE_BASIC_AUTH"`
+	ConsoleToken     string        `envconfig:"CONSOLE_TOKEN" desc:"console auth: a bearer token (Authorization: Bearer ...); browsers sign in with any user name and this as the password"`
+	ConsoleBasicAuth string        `envconfig:"CONSOLE_BASIC_AUTH" desc:"console auth: user:password for HTTP basic auth"`
+	ConsoleActions   bool          `envconfig:"CONSOLE_ACTIONS" default:"false" desc:"let the console redrive and purge dead letters (worker console --actions); off: the console only reads"`
+	ConsoleMetrics   []string      `envconfig:"CONSOLE_METRICS" desc:"host:port of the workers' metrics servers (their WORKER_METRICS_ADDR), comma-separated; the console's stack page shows each one's /readyz"`
+	ConsoleCacheTTL  time.Duration `envconfig:"CONSOLE_CACHE_TTL" default:"5s" desc:"how long the console reuses what it read from AWS before reading again (each page shows the age); 0 reads on every request"`
+
 	// TraceFile is where OTEL_TRACES_EXPORTER=console writes spans (docs/tracing.md).
 	TraceFile string `envconfig:"TRACE_FILE" desc:"file the console trace exporter (OTEL_TRACES_EXPORTER=console) appends spans to, one JSON object a line; empty writes them to stdout. Tracing itself is set by the standard OTEL_* variables, off by default"`
 
@@ -120,6 +132,8 @@ func (c *Config) fillDerived() {
 	c.DataBucket = cmp.Or(c.DataBucket, names.DataBucket())
 	c.LandingBucket = cmp.Or(c.LandingBucket, names.LandingBucket())
 	c.GlueJob = cmp.Or(c.GlueJob, names.GlueJob())
+	// Not an envconfig default: it would widen the DEFAULT column of `worker config`.
+	c.ConsoleAddr = cmp.Or(c.ConsoleAddr, DefaultConsoleAddr)
 	for i, r := range c.Roles {
 		c.Roles[i] = strings.TrimSpace(strings.ToLower(r))
 	}
@@ -179,6 +193,8 @@ func (c Config) checks() []check {
 		check{"TEST_VISIBILITY_CAP", within(c.VisibilityCap, 4*time.Second, 12*time.Hour), fmt.Sprintf("must be between 4s and 12h (SQS's cap, a test may only lower it), got %s", c.VisibilityCap)},
 		check{"TASK_PROTECTION_MINUTES", within(c.TaskProtectionMinutes, 0, 2880), fmt.Sprintf("must be between 0 (off) and 2880, got %d", c.TaskProtectionMinutes)},
 		check{"TASK_PROTECTION_GRACE", c.TaskProtectionGrace >= 0, fmt.Sprintf("must not be negative, got %s", c.TaskProtectionGrace)},
+		check{"CONSOLE_BASIC_AUTH", c.ConsoleBasicAuth == "" || strings.Contains(c.ConsoleBasicAuth, ":"), "must be user:password"},
+		check{"CONSOLE_CACHE_TTL", c.ConsoleCacheTTL >= 0, fmt.Sprintf("must not be negative, got %s", c.ConsoleCacheTTL)},
 		check{"LOG_LEVEL", slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel), fmt.Sprintf("unknown level %q (want debug, info, warn or error)", c.LogLevel)},
 		check{"LOG_FORMAT", slices.Contains([]string{"json", "console"}, c.LogFormat), fmt.Sprintf("unknown format %q (want json or console)", c.LogFormat)},
 	)

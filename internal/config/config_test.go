@@ -20,6 +20,8 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, "demo-etl", c.GlueJob)
 	require.True(t, c.HasRole(RoleJobs) && c.HasRole(RoleBatch), "both roles by default")
 	require.Nil(t, c.Concurrency, "concurrency comes from the topology unless set")
+	require.Equal(t, "127.0.0.1:8080", c.ConsoleAddr, "the console listens on loopback by default")
+	require.False(t, c.ConsoleActions, "the console's actions are off by default")
 }
 
 func TestLoadReportsEveryWrongValue(t *testing.T) {
@@ -46,6 +48,8 @@ func TestLoadReportsEveryWrongValue(t *testing.T) {
 		{"not a duration", map[string]string{"WORKER_JOB_TIMEOUT": "soon"}, []string{`WORKER_JOB_TIMEOUT: "soon" is not a duration`}},
 		{"not a number", map[string]string{"WORKER_BATCH_MAX_FILES": "many"}, []string{`WORKER_BATCH_MAX_FILES: "many" is not a whole number`}},
 		{"not a number for a pointer", map[string]string{"WORKER_CONCURRENCY": "abc"}, []string{`WORKER_CONCURRENCY: "abc" is not a whole number`}},
+		{"console basic auth without a password", map[string]string{"WORKER_CONSOLE_BASIC_AUTH": "ops"}, []string{"WORKER_CONSOLE_BASIC_AUTH: must be user:password"}},
+		{"console cache negative", map[string]string{"WORKER_CONSOLE_CACHE_TTL": "-1s"}, []string{"WORKER_CONSOLE_CACHE_TTL: must not be negative"}},
 		{"several at once", map[string]string{"WORKER_LOG_FORMAT": "xml", "WORKER_CONCURRENCY": "-3"}, []string{"WORKER_LOG_FORMAT", "WORKER_CONCURRENCY"}},
 	}
 	for _, tc := range cases {
