@@ -384,7 +384,7 @@ func TestDataBucketFoldersAreOneList(t *testing.T) {
 	require.NotContains(t, string(s3tf), `prefix = "claims/"`, "no folder spelt out beside the list")
 	guide, err := os.ReadFile("../docs/guide.md")
 	require.NoError(t, err)
-	row := regexp.MustCompile("(?m)^\\| a bad execution ARN.*$").Find(guide)
+	row := regexp.MustCompile(`(?m)^\| a bad execution ARN.*$`).Find(guide)
 	require.NotNil(t, row, "the guide's row on refused execution names")
 	for _, f := range folders {
 		require.Contains(t, string(row), "`"+f+"`", "the guide names reserved folder %s", f)

@@ -184,7 +184,7 @@ func runBatchLostAnswers(t *testing.T, files, overwrite int) lostAnswers {
 		{"GetJobRuns lost (1 in 7)", awstest.Fault{Op: "glue:GetJobRuns", Match: everyNth(7, always), Drop: true}},
 	}
 	for _, fl := range faults {
-		fl.Fault.Match = counted(fl.name, fl.Fault.Match)
+		fl.Match = counted(fl.name, fl.Match)
 		f.Add(fl.Fault)
 	}
 	at := "AWS_ENDPOINT_URL=" + f.URL()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -249,7 +250,9 @@ func (s *Server) objectPage(w http.ResponseWriter, r *http.Request) {
 		size := aws.ToInt64(out.ContentLength)
 		if cr := aws.ToString(out.ContentRange); cr != "" { // bytes 0-4095/12345
 			if _, total, ok := strings.Cut(cr, "/"); ok {
-				fmt.Sscan(total, &size)
+				if n, err := strconv.ParseInt(total, 10, 64); err == nil {
+					size = n // the whole object's size; "*" (unknown) keeps the length read
+				}
 			}
 		}
 		return objectData{Bucket: s.stack.DataBucket, Key: key, Body: shown(string(b)), Size: size, Truncated: size > int64(len(b))}, nil

@@ -96,7 +96,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		err = srv.Shutdown(sctx)
 		cancel()
-		<-errc
+		if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
+			err = errors.Join(err, serveErr)
+		}
 	case err = <-errc:
 	}
 	s.wg.Wait()

@@ -212,7 +212,7 @@ func (l *Lease) write(ctx context.Context, state, ifMatch string) error {
 		etag, _, found, rerr := l.s.get(ctx, l.key, &now)
 		switch {
 		case rerr != nil:
-			return fmt.Errorf("write lease %s: %w (read back: %v)", l.key, err, rerr)
+			return fmt.Errorf("write lease %s: %w (read back: %w)", l.key, err, rerr)
 		case found && now.same(rec):
 			l.etag, l.renewed = etag, l.s.NowFunc() // it landed; its reply was lost
 			return nil

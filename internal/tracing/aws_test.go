@@ -38,7 +38,7 @@ func TestAWSCallSpanCarriesTheRegion(t *testing.T) {
 		if s.SpanKind == trace.SpanKindClient {
 			calls[s.Name] = map[attribute.Key]string{}
 			for _, a := range s.Attributes {
-				calls[s.Name][a.Key] = a.Value.Emit()
+				calls[s.Name][a.Key] = a.Value.String()
 			}
 		}
 	}
