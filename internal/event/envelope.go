@@ -2,8 +2,9 @@
 // publishes the worker's own events onto the bus.
 //
 // Two readers of JSON, each where it pays. What the worker reads of every message
-// (the envelope: Parse; the detail's TaskToken and executionArn: StringMembers) goes
-// through one hand-written one-pass reader (reader.go): one member loop
+// (ParseMessage, once per message: the envelope, Parse; the detail's TaskToken,
+// executionArn and traceparent, StringMembers' loop) goes through one hand-written
+// one-pass reader (reader.go): one member loop
 // (reader.members) for the envelope, its resources and the detail, and one table of
 // the envelope's fields (setField). BenchmarkParse and the router's benchmarks show
 // it halves the cost of a message's read. Everything else is encoding/json: the

@@ -121,8 +121,11 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	if jobName == "" {
 		jobName = "unrouted"
 	}
-	ctx, span := startMessageSpan(ctx, m, jobName)
-	t, out := r.decode(ctx, m, route, job)
+	// The body is read here, once: the span, the task and the log line take what
+	// they need from msg.
+	msg, err := event.ParseMessage([]byte(m.Body))
+	ctx, span := startMessageSpan(ctx, m, jobName, msg)
+	t, out := r.decode(ctx, m, route, job, msg, err)
 	if out == nil {
 		r.metrics.eventAge.WithLabelValues(jobName).Observe(began.Sub(t.EventTime).Seconds())
 		out = r.run(ctx, m, job, t)
@@ -152,30 +155,23 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	return out.err
 }
 
-// decode parses the envelope and the common fields; a non-nil outcome means the
-// message is bad and has been dealt with.
-func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job) (*Task, *outcome) {
+// decode takes the task's fields from msg, the message's body read by
+// event.ParseMessage (perr its error); a non-nil outcome means the message is bad
+// and has been dealt with.
+func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job, msg event.Message, perr error) (*Task, *outcome) {
 	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
 		publish: r.publish, beats: r.beats, nowFunc: r.nowFunc}
 	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
-	env, err := event.Parse([]byte(m.Body))
-	if err != nil {
-		if owns {
-			t.Token = event.FindTaskToken([]byte(m.Body))
-		}
-		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", err))
-	}
-	t.EventID, t.DetailType, t.Source, t.EventTime, t.Detail = env.ID, env.DetailType, env.Source, env.Time, env.Detail
-	// The detail fields the router reads of every event; a wrong type leaves one
-	// empty: checked below.
-	common := event.StringMembers(env.Detail, "TaskToken", "executionArn")
-	t.ExecutionArn = common[1]
 	if owns {
-		t.Token = common[0]
-		if t.Token == "" {
-			t.Token = event.FindTaskToken([]byte(m.Body)) // a token of the wrong type is no token
-		}
+		// A token of the wrong type is no token; a refused body's is still its own.
+		t.Token = msg.TaskToken
 	}
+	if perr != nil {
+		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", perr))
+	}
+	env := msg.Envelope
+	t.EventID, t.DetailType, t.Source, t.EventTime, t.Detail = env.ID, env.DetailType, env.Source, env.Time, env.Detail
+	t.ExecutionArn = msg.ExecutionArn
 	switch {
 	case job.Run == nil:
 		return t, r.badInput(ctx, route.Job, t, Invalid("Unrouted", fmt.Errorf("no job for queue %q", m.Queue)))
