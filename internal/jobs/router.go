@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,6 +99,12 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m, nowFunc: time.Now}, nil
 }
 
+// lineFields keeps the field slices of the per-message log lines between
+// messages: a slice passed to the logger escapes to the heap, and it was the
+// largest allocation of a message. Zap's cores encode the fields, or copy them,
+// within the call, so none is held after it.
+var lineFields = sync.Pool{New: func() any { s := make([]zap.Field, 0, 10); return &s }}
+
 // outcome of one message, for the log line and the metrics.
 type outcome struct {
 	name   string // success, forwarded, final_failure, retry, released, dead_letter, task_closed, token_refused
@@ -125,33 +132,40 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	// they need from msg.
 	msg, err := event.ParseMessage([]byte(m.Body))
 	ctx, span := startMessageSpan(ctx, m, jobName, msg)
+	series := r.metrics.forJob(jobName)
 	t, out := r.decode(ctx, m, route, job, msg, err)
 	if out == nil {
-		r.metrics.eventAge.WithLabelValues(jobName).Observe(began.Sub(t.EventTime).Seconds())
+		series.eventAge().Observe(began.Sub(t.EventTime).Seconds())
 		out = r.run(ctx, m, job, t)
 	}
 	out.withoutToken(t.Token)
 	took := r.nowFunc().Sub(began)
-	r.metrics.jobs.WithLabelValues(jobName, out.name).Inc()
-	tracing.Observe(ctx, r.metrics.duration.WithLabelValues(jobName), took.Seconds())
+	series.outcome(out.name).Inc()
+	tracing.Observe(ctx, series.duration(), took.Seconds())
 	endMessageSpan(span, out)
 	execution := zap.Skip() // an event without one: no empty field in the line
 	if t.ExecutionArn != "" {
 		execution = zap.String("execution_arn", t.ExecutionArn)
 	}
-	fields := []zap.Field{
+	fp := lineFields.Get().(*[]zap.Field)
+	fields := append((*fp)[:0],
 		zap.String("queue", m.Queue), zap.String("job", jobName), zap.String("message_id", m.ID),
 		zap.Int("receive_count", m.ReceiveCount), execution,
 		zap.String("outcome", out.name), zap.Duration("duration", took), telemetry.Token(t.Token),
-	}
+	)
 	switch out.name {
 	case "dead_letter", "token_refused":
-		r.lineLog.Warn("message "+out.name, append(fields, zap.String("source", t.Source), zap.NamedError("reason", out.reason))...)
+		fields = append(fields, zap.String("source", t.Source), zap.NamedError("reason", out.reason))
+		r.lineLog.Warn("message "+out.name, fields...)
 	case "final_failure", "retry", "released":
-		r.lineLog.Info("message handled", append(fields, zap.NamedError("reason", out.reason))...)
+		fields = append(fields, zap.NamedError("reason", out.reason))
+		r.lineLog.Info("message handled", fields...)
 	default:
 		r.lineLog.Info("message handled", fields...)
 	}
+	clear(fields) // holds nothing of this message while pooled
+	*fp = fields[:0]
+	lineFields.Put(fp)
 	return out.err
 }
 
@@ -336,7 +350,7 @@ const (
 func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 	done := make(chan result, 1)
 	var state atomic.Int32
-	lingering := r.metrics.lingering.WithLabelValues(job.Name)
+	lingering := r.metrics.forJob(job.Name).lingering()
 	go func() {
 		defer func() {
 			if !state.CompareAndSwap(callRunning, callReturned) {
