@@ -128,11 +128,13 @@ func parse(body []byte, read func([]byte) (Envelope, json.RawMessage, bool)) (En
 	if len(body) > MaxBodyBytes {
 		return Envelope{}, fmt.Errorf("%w: body of %d bytes is over %d", ErrMalformed, len(body), MaxBodyBytes)
 	}
-	if tooDeep(body, MaxDepth) {
-		return Envelope{}, fmt.Errorf("%w: nested more than %d levels deep", ErrMalformed, MaxDepth)
-	}
+	// The one-pass reader refuses a body nested deeper than MaxDepth, so only a
+	// body it leaves is counted apart: the usual body is read once.
 	e, rawTime, ok := read(body)
 	if !ok {
+		if tooDeep(body, MaxDepth) {
+			return Envelope{}, fmt.Errorf("%w: nested more than %d levels deep", ErrMalformed, MaxDepth)
+		}
 		var err error
 		if e, rawTime, err = decodeEnvelope(body); err != nil {
 			return Envelope{}, err
