@@ -32,12 +32,11 @@ prometheus: ## install Prometheus and promtool (Debian package) for the observab
 
 .PHONY: test
 test: emulator prometheus ## unit and integration tests with -race against a real moto server and Prometheus
-	go vet ./...
-	go test -race -count=1 -timeout 20m ./...
+	scripts/test.sh
 
 # The cookies, restart and trust cases on stock moto_server, as users and the compose
 # file run it (the other tests use tools/moto/server.py, moto with its races fixed).
-STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EShortShutdownRestartStrandsNoExecution)$$
+STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EShortShutdownRestartStrandsNoExecution|TestE2EStoppedExecutionsCancelTheirJobs|TestE2ECheckpointsResumeAfterAKill)$$
 
 .PHONY: test-stock-moto
 test-stock-moto: emulator ## the cookies, restart and trust end-to-end cases on stock moto_server (no patches; ~3 min)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/taskbridge/taskbridge"
 	"github.com/taskbridge/taskbridge/tasktest"
@@ -100,4 +101,62 @@ func ExampleRun() {
 	// Output:
 	// configuration:
 	// WORKER_STACK: must be 2-31 lowercase letters, digits or dashes, starting with a letter or digit, got "Greeter"
+}
+
+// A job whose task closes while it runs (the execution was stopped or timed out) is
+// cancelled: its context ends with ErrTaskClosed as the cause, nothing is reported
+// and the message is deleted. Here tasktest closes the task after 50 ms.
+func ExampleErrTaskClosed() {
+	jobs := taskbridge.NewRegistry()
+	jobs.Handle("render", func(ctx context.Context, t *taskbridge.Task) (any, error) {
+		<-ctx.Done() // a long computation that watches its context
+		if errors.Is(context.Cause(ctx), taskbridge.ErrTaskClosed) {
+			fmt.Println("stopped: the task is closed")
+		}
+		return nil, ctx.Err()
+	})
+	res, _ := tasktest.New(jobs).Run(context.Background(), "render", nil, tasktest.Delivery{CloseAfter: 50 * time.Millisecond})
+	fmt.Println(res.Cancelled, res.Succeeded, res.Failed, res.Retried)
+	// Output:
+	// stopped: the task is closed
+	// true false false false
+}
+
+// A long job stores its progress with Checkpoint; the next receive of the same task
+// (after a crash or a stop) resumes from LastCheckpoint. The checkpoint is deleted
+// once the task is done.
+func ExampleTask_Checkpoint() {
+	jobs := taskbridge.NewRegistry()
+	crash := true
+	jobs.Handle("count", func(ctx context.Context, t *taskbridge.Task) (any, error) {
+		var next int
+		if _, err := t.LastCheckpoint(&next); err != nil {
+			return nil, err
+		}
+		fmt.Println("starting at", next)
+		for i := next; i < 1000; i++ {
+			if i%100 == 0 {
+				if err := t.Checkpoint(ctx, i); err != nil {
+					return nil, err
+				}
+			}
+			if i == 550 && crash {
+				crash = false
+				return nil, errors.New("worker lost") // a retry: the message comes back
+			}
+		}
+		return map[string]int{"done": 1000}, nil
+	})
+	run := tasktest.New(jobs)
+	task := tasktest.Delivery{Token: "tok-count", ExecutionArn: "arn:aws:states:us-east-1:1:execution:sm:nightly"}
+	first, _ := run.Run(context.Background(), "count", nil, task)
+	fmt.Println(first.Retried, len(run.Checkpoints()))
+	task.ReceiveCount = 2 // the same task, delivered again
+	second, _ := run.Run(context.Background(), "count", nil, task)
+	fmt.Println(second.Succeeded, string(second.Output), len(run.Checkpoints()))
+	// Output:
+	// starting at 0
+	// true 1
+	// starting at 500
+	// true {"done":1000} 0
 }

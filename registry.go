@@ -52,7 +52,7 @@ func (r *Registry) Handle(name string, fn HandlerFunc, opts ...Option) {
 		panic(fmt.Sprintf("taskbridge: job %q registered twice", name))
 	}
 	j := jobs.Job{Name: name, Mode: jobs.Complete, Run: func(ctx context.Context, t *jobs.Task) (any, error) {
-		return fn(ctx, &Task{t: t})
+		return fn(ctx, &Task{t: t, ctx: ctx})
 	}}
 	for _, o := range opts {
 		if o.apply != nil {

@@ -3,13 +3,15 @@ package taskbridge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/taskbridge/taskbridge/internal/jobs"
 )
 
 // Task is one event as a job sees it, and what the job may do with its task.
 type Task struct {
-	t *jobs.Task
+	t   *jobs.Task
+	ctx context.Context // the job's: LastCheckpoint reads the store under it
 }
 
 // Decode decodes the event's detail into v (as encoding/json does). A detail that
@@ -67,3 +69,26 @@ func (t *Task) Publish(ctx context.Context, detailType string, detail any) error
 // (The state machine step needs HeartbeatSeconds: emulators refuse heartbeats
 // without it.)
 func (t *Task) Heartbeat(ctx context.Context) error { return t.t.Heartbeat(ctx) }
+
+// Checkpoint stores v (JSON, at most 256 KiB) as the task's progress, under the
+// execution's prefix of the data bucket
+// ("<execution name>/checkpoints/<hash>.json"): a later receive of the same task
+// (after a crash, a stop, a retry) reads it with LastCheckpoint and resumes from
+// there. The checkpoint is deleted once the task is done with (succeeded, failed,
+// closed). A checkpoint over the limit is a final error: return it, and the task
+// fails as "<job>.CheckpointTooLarge".
+func (t *Task) Checkpoint(ctx context.Context, v any) error { return t.t.Checkpoint(ctx, v) }
+
+// LastCheckpoint decodes the last stored checkpoint into v; ok is false when none.
+// The first call reads the data bucket (under the job's context); later calls, and
+// calls after Checkpoint, answer from memory.
+func (t *Task) LastCheckpoint(v any) (ok bool, err error) {
+	b, ok, err := t.t.LastCheckpoint(t.ctx)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode checkpoint: %w", err)
+	}
+	return true, nil
+}

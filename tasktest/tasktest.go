@@ -24,16 +24,57 @@ import (
 
 // Runner runs a registry's jobs. It is safe for concurrent use.
 type Runner struct {
-	jobs   []jobs.Job
-	mu     sync.Mutex
-	closed map[string]bool // tokens Step Functions no longer knows
-	runs   int
+	jobs        []jobs.Job
+	mu          sync.Mutex
+	closed      map[string]bool // tokens Step Functions no longer knows
+	runs        int
+	checkpoints *memStore // the data bucket's checkpoints, kept across runs
 }
 
 // New returns a Runner for r's jobs. Register them before.
 func New(r *taskbridge.Registry) *Runner {
 	// A Registry is a registry.Registry; only this module can name the latter.
-	return &Runner{jobs: (*registry.Registry)(r).Jobs(), closed: map[string]bool{}}
+	return &Runner{jobs: (*registry.Registry)(r).Jobs(), closed: map[string]bool{}, checkpoints: &memStore{objects: map[string][]byte{}}}
+}
+
+// Checkpoints returns the checkpoints stored now, by object key, as the data bucket
+// would hold them: a task's checkpoint stays there between runs of it until the
+// task is done.
+func (r *Runner) Checkpoints() map[string]json.RawMessage {
+	r.checkpoints.mu.Lock()
+	defer r.checkpoints.mu.Unlock()
+	out := make(map[string]json.RawMessage, len(r.checkpoints.objects))
+	for k, v := range r.checkpoints.objects {
+		out[k] = append(json.RawMessage(nil), v...)
+	}
+	return out
+}
+
+// memStore is the data bucket's checkpoints in memory.
+type memStore struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+}
+
+func (m *memStore) Put(_ context.Context, key string, body []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objects[key] = append([]byte(nil), body...)
+	return nil
+}
+
+func (m *memStore) Get(_ context.Context, key string) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.objects[key]
+	return append([]byte(nil), b...), ok, nil
+}
+
+func (m *memStore) Delete(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, key)
+	return nil
 }
 
 // CloseToken makes Step Functions refuse token from now on, as it does a forged
@@ -64,6 +105,9 @@ type Result struct {
 	Retried bool
 	// Events the job put on the bus, in order.
 	Events []Event
+	// Cancelled: the task closed while the job ran (Delivery.CloseAfter), its
+	// context was cancelled with taskbridge.ErrTaskClosed and the message deleted.
+	Cancelled bool
 }
 
 // Delivery describes one message; the zero value is a first delivery of an event
@@ -77,6 +121,10 @@ type Delivery struct {
 	MaxReceives  int    // default 5
 	EventID      string // default "event-<n>"
 	Source       string // default "tasktest"
+	// CloseAfter > 0 closes the task this long after the job starts, as a stopped
+	// execution does: the job's context is cancelled with taskbridge.ErrTaskClosed
+	// as its cause.
+	CloseAfter time.Duration
 }
 
 // Run delivers detail (a JSON object; TaskToken and executionArn are added from d)
@@ -127,14 +175,21 @@ func (r *Runner) Run(ctx context.Context, job string, detail any, d Delivery) (R
 		"version": "0", "id": d.EventID, "detail-type": d.DetailType, "source": d.Source, "account": "123456789012",
 		"time": time.Now().UTC().Format(time.RFC3339), "region": "us-east-1", "resources": []string{}, "detail": fields,
 	})
-	return r.RunBody(ctx, job, d.DetailType, string(body), d.ReceiveCount, d.MaxReceives)
+	return r.runBody(ctx, job, d.DetailType, string(body), d.ReceiveCount, d.MaxReceives, d.CloseAfter)
 }
 
 // RunBody delivers a raw SQS message body (for malformed input) to job, on a queue
 // that takes detailType.
 func (r *Runner) RunBody(ctx context.Context, job, detailType, body string, receiveCount, maxReceives int) (Result, error) {
-	rec := &recorder{runner: r}
-	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{job: {Job: job, DetailTypes: []string{detailType}}}},
+	return r.runBody(ctx, job, detailType, body, receiveCount, maxReceives, 0)
+}
+
+func (r *Runner) runBody(ctx context.Context, job, detailType, body string, receiveCount, maxReceives int, closeAfter time.Duration) (Result, error) {
+	rec := &recorder{runner: r, closeAfter: closeAfter}
+	router, err := jobs.NewRouter(jobs.RouterConfig{
+		Routes:      map[string]jobs.Route{job: {Job: job, DetailTypes: []string{detailType}}},
+		Checkpoints: r.checkpoints,
+	},
 		r.withFinisher(), rec, rec, rec, zap.NewNop(), jobs.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		return Result{}, err
@@ -159,9 +214,10 @@ func (r *Runner) withFinisher() []jobs.Job {
 
 // recorder stands in for Step Functions and the bus.
 type recorder struct {
-	runner *Runner
-	mu     sync.Mutex
-	res    Result
+	runner     *Runner
+	closeAfter time.Duration
+	mu         sync.Mutex
+	res        Result
 }
 
 type closedError struct{ code string }
@@ -205,7 +261,22 @@ func (c *recorder) Fail(_ context.Context, token, code, cause string) error {
 
 func (c *recorder) Heartbeat(_ context.Context, token string) error { return c.check(token) }
 
-func (c *recorder) KeepAlive(context.Context, string, time.Duration) func() { return func() {} }
+// KeepAlive closes the task after closeAfter, if set, as a heartbeat that finds the
+// execution stopped does.
+func (c *recorder) KeepAlive(ctx context.Context, token, _ string, _ time.Duration, closedCause func(error) error) (context.Context, func()) {
+	if c.closeAfter <= 0 {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(c.closeAfter, func() {
+		c.runner.CloseToken(token)
+		c.mu.Lock()
+		c.res.Cancelled = true
+		c.mu.Unlock()
+		cancel(closedCause(closedError{"TaskTimedOut"}))
+	})
+	return ctx, func() { timer.Stop(); cancel(nil) }
+}
 
 func (c *recorder) Publish(_ context.Context, detailType string, detail any) error {
 	b, err := awsjson.Marshal(detail)

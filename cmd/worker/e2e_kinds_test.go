@@ -196,14 +196,14 @@ func TestE2EExecOutlivesItsVisibilityTimeout(t *testing.T) {
 // succeeds.
 func TestE2EExecStopsOnShutdown(t *testing.T) {
 	rig := newKindsRig(t)
-	st := newStack(t, "WORKER_TOPOLOGY="+rig.topology(), "WORKER_SHUTDOWN_TIMEOUT=10s", "SLOW_SECONDS=600")
+	st := newStack(t, "WORKER_TOPOLOGY="+rig.topology(), "WORKER_SHUTDOWN_TIMEOUT=10s", "SLOW_SECONDS=613")
 	w := st.startWorker()
 	arn := st.start("slow", `{}`)
 	eventually(t, time.Minute, "the command started", func() bool {
 		b, _ := os.ReadFile(rig.starts)
 		return strings.Contains(string(b), "start")
 	})
-	pids := append(commandPIDs(t, "slow.sh"), commandPIDs(t, "sleep\x00600")...)
+	pids := append(commandPIDs(t, "slow.sh"), commandPIDs(t, "sleep\x00613")...)
 	require.NotEmpty(t, pids)
 	began := time.Now()
 	w.signal(syscall.SIGTERM)

@@ -33,8 +33,8 @@ resource "aws_iam_role" "glue" {
 
 data "aws_iam_policy_document" "glue" {
   statement {
-    sid       = "ReadLanding"
-    actions   = ["s3:GetObject"]
+    sid       = "ReadLanding" # each file at the version its manifest names
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.landing.arn}/*"]
   }
   statement {

@@ -75,9 +75,16 @@ data "aws_iam_policy_document" "jobs" {
     resources = [aws_cloudwatch_event_bus.this.arn]
   }
   statement {
-    sid       = "DataObjects"
-    actions   = ["s3:GetObject", "s3:PutObject"]
+    sid       = "DataObjects" # DeleteObject: a task's checkpoint, once the task is done
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.data.arn}/*"]
+  }
+  statement {
+    sid = "DescribeExecutions"
+    # A heartbeat answered InvalidToken is checked against the task's execution: a
+    # job is cancelled only when it no longer runs (docs/guide.md, Long jobs).
+    actions   = ["states:DescribeExecution"]
+    resources = [for k, sm in aws_sfn_state_machine.this : "${replace(sm.arn, ":stateMachine:", ":execution:")}:*"]
   }
   statement {
     sid       = "ListData" # an execution's own objects; a missing key answers 404, not 403
@@ -136,8 +143,10 @@ data "aws_iam_policy_document" "batch" {
     }
   }
   statement {
-    sid       = "ReadLanding" # HeadObject of every file before it goes into a manifest
-    actions   = ["s3:GetObject"]
+    # HeadObject of every file before it goes into a manifest: of the version its
+    # event names (GetObjectVersion) in a versioned bucket.
+    sid       = "ReadLanding"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.landing.arn}/*"]
   }
   statement {

@@ -66,9 +66,10 @@ type Config struct {
 	Lease time.Duration
 	// GluePollInterval is how often a started run is checked (default 10 s).
 	GluePollInterval time.Duration
-	// StopFlush bounds the flush of the open batch at a stop (default 15 s; the
-	// worker gives its stop budget's drain, config.StopBudget).
-	StopFlush time.Duration
+	// StopTimeout bounds what a stop spends flushing the batches closed by then
+	// and the open one (default 15 s); batches still queued when it runs out are
+	// not started and their files are redelivered.
+	StopTimeout time.Duration
 }
 
 // Validate reports every wrong field.
@@ -82,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if err := checkWindow(c.Window); err != nil {
 		errs = append(errs, fmt.Errorf("batch: %w", err))
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("batch: StopTimeout must not be negative, got %s", c.StopTimeout))
 	}
 	if c.Lease != 0 && c.Lease < 20*time.Second {
 		errs = append(errs, fmt.Errorf("batch: Lease must be at least 20s, got %s", c.Lease))
@@ -116,13 +120,6 @@ func checkWindow(d time.Duration) error {
 		return fmt.Errorf("window must be 1s..12h, got %s", d)
 	}
 	return nil
-}
-
-// Manifest is what manifests/<batchId>.json holds.
-type Manifest struct {
-	BatchID   string    `json:"batchId"`
-	CreatedAt time.Time `json:"createdAt"`
-	Files     []File    `json:"files"`
 }
 
 // ResultDetail is the detail of etl-success and etl-error.
@@ -166,9 +163,15 @@ type Batcher struct {
 	claims   *claimer
 
 	mu      sync.Mutex
-	open    *openBatch      // guarded by mu
-	stopped bool            // guarded by mu: Run has returned; no new batches
-	closed  chan *openBatch // batches ready to flush, in order
+	open    *openBatch // guarded by mu
+	stopped bool       // guarded by mu: Run is stopping; no new batches
+	// closed holds the batches ready to flush, in order; guarded by mu. It is a
+	// slice, not a channel, so that closing a batch never blocks under mu (a full
+	// channel that only Run reads would hang Run's own stop, the window timers and
+	// every Handle). Its length is bounded all the same: each closed batch holds at
+	// least one message in hand, and the poller's concurrency bounds those.
+	closed []*openBatch
+	ready  chan struct{} // capacity 1: wakes Run when a batch is closed
 }
 
 // New returns a Batcher; it flushes nothing until Run.
@@ -182,8 +185,8 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 	if cfg.Lease == 0 {
 		cfg.Lease = LeaseDefault
 	}
-	if cfg.StopFlush == 0 {
-		cfg.StopFlush = 15 * time.Second
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = stopTimeoutDefault
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -194,9 +197,20 @@ func New(cfg Config, s3Client s3API, glueClient glueAPI, pub Publisher, log *zap
 		// added twice in one JSON line.
 		follower: newFollower(cfg, glueClient, s3Client, pub, log, m),
 		claims:   newClaimer(cfg, s3Client, glueClient, log, m),
-		closed:   make(chan *openBatch, 1024),
+		ready:    make(chan struct{}, 1),
 	}, nil
 }
+
+// withEnd is a context with ctx's values (its span) that ends when end does, not
+// when ctx does.
+func withEnd(ctx, end context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(end, cancel)
+	return c, func() { stop(); cancel() }
+}
+
+// stopTimeoutDefault is Config.StopTimeout when it is 0.
+const stopTimeoutDefault = 15 * time.Second
 
 // Handle adds the message's file to the open batch and waits for that batch's
 // outcome: nil once the run started or the file is found in a run another batch
@@ -212,6 +226,9 @@ func (b *Batcher) Handle(ctx context.Context, m consumer.Message) error {
 		return consumer.DeadLetter(err)
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("add %s to a batch: %w", f.Key, err)
+		}
 		batch, err := b.add(f)
 		if err != nil {
 			return err
@@ -280,48 +297,101 @@ func (b *Batcher) closeLocked(batch *openBatch, reason string) {
 	batch.reason = reason
 	b.open = nil
 	b.metrics.openFiles.Set(0)
-	b.closed <- batch
+	b.closed = append(b.closed, batch)
+	select {
+	case b.ready <- struct{}{}:
+	default: // Run is woken already
+	}
+}
+
+// next takes the oldest closed batch, nil if there is none.
+func (b *Batcher) next() *openBatch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.closed) == 0 {
+		return nil
+	}
+	batch := b.closed[0]
+	b.closed[0] = nil
+	b.closed = b.closed[1:]
+	return batch
 }
 
 // Run flushes closed batches and follows their runs until ctx is done; then it
-// flushes the open batch (reason shutdown) on a bounded context and returns.
+// flushes the open batch (reason shutdown) and those still queued, and returns.
+// Everything after ctx is done, the end of a flush in progress included, fits in
+// StopTimeout.
 func (b *Batcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Go(func() { b.follower.Run(ctx) })
 	defer wg.Wait()
-	for {
+	// grace outlives ctx by StopTimeout: what a stop must still do (learn the
+	// outcome of a start it cut, record it, flush what is closed) runs on it.
+	grace, endGrace := context.WithCancel(context.WithoutCancel(ctx))
+	defer endGrace()
+	wg.Go(func() {
 		select {
-		case batch := <-b.closed:
-			b.flush(ctx, batch)
 		case <-ctx.Done():
-			b.mu.Lock()
-			b.stopped = true
-			if b.open != nil && len(b.open.files) > 0 {
-				b.closeLocked(b.open, "shutdown")
-			}
-			b.mu.Unlock()
-			// Flush what is closed, on a context of its own: the files' messages are
-			// deleted only if their run starts now.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.StopFlush)
-			defer cancel()
-			for {
-				select {
-				case batch := <-b.closed:
-					b.flush(fctx, batch)
-				default:
-					return nil
-				}
-			}
+		case <-grace.Done():
+			return
 		}
+		t := time.NewTimer(b.cfg.StopTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			endGrace()
+		case <-grace.Done():
+		}
+	})
+	wg.Go(func() { b.follower.Run(ctx) })
+	for ctx.Err() == nil {
+		if batch := b.next(); batch != nil {
+			b.flush(ctx, grace, batch)
+			continue
+		}
+		select {
+		case <-b.ready:
+		case <-ctx.Done():
+		}
+	}
+	b.stop(grace)
+	return nil
+}
+
+// stop closes the open batch and flushes what is closed, on grace: the files'
+// messages are deleted only if their run starts now. What the budget leaves
+// unflushed fails at once, to be redelivered.
+func (b *Batcher) stop(grace context.Context) {
+	b.mu.Lock()
+	b.stopped = true
+	if b.open != nil {
+		b.closeLocked(b.open, "shutdown")
+	}
+	b.mu.Unlock()
+	var unflushed int
+	for batch := b.next(); batch != nil; batch = b.next() {
+		if grace.Err() != nil {
+			batch.err = errStopped
+			close(batch.done)
+			unflushed++
+			continue
+		}
+		b.flush(grace, grace, batch)
+	}
+	if unflushed > 0 {
+		b.log.Warn("stop budget spent; batches left unflushed, their files will be redelivered", zap.Int("batches", unflushed), zap.Duration("stop_timeout", b.cfg.StopTimeout))
 	}
 }
 
 // flush checks the batch's files, claims those that exist, writes the manifest of
-// those it claimed and starts the run; the batch's waiters learn the outcome.
-func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
+// those it claimed and starts the run; the batch's waiters learn the outcome. What
+// must be done once the batch is in flight, even if ctx ends (learn whether its run
+// started, record that, release its lease), runs on grace.
+func (b *Batcher) flush(ctx, grace context.Context, batch *openBatch) {
 	defer close(batch.done)
 	ctx, span := tracing.Start(ctx, "batch", "", trace.SpanKindInternal)
 	defer func() { tracing.End(span, batch.err) }()
+	grace, endGrace := withEnd(ctx, grace) // the batch's span, grace's end
+	defer endGrace()
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("taskbridge.batch_id", batch.id), attribute.String("taskbridge.flush_reason", batch.reason))
 	}
@@ -334,7 +404,7 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 		log.Info("no file of the batch is left to run")
 		return
 	}
-	manifest := "s3://" + b.cfg.DataBucket + "/manifests/" + batch.id + ".json"
+	manifest := manifestURI(b.cfg.DataBucket, batch.id)
 	l, err := b.claims.open(ctx, batch.id, manifest)
 	if err != nil {
 		batch.err = err
@@ -346,24 +416,33 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 	files := b.claim(lctx, batch, checked)
 	log = log.With(zap.Int("batch_size", len(files)))
 	if len(files) == 0 {
-		l.abandon(context.WithoutCancel(ctx))
+		l.abandon(grace)
 		log.Info("no file of the batch is left to run")
 		return
 	}
 	b.metrics.files.Observe(float64(len(files)))
-	runID, err := b.start(lctx, l, batch.id, files, manifest)
+	runID, err := b.start(lctx, grace, l, batch.id, files, manifest)
+	// A stop that cut the start must still record its outcome.
+	actx, cancel := context.WithTimeout(grace, b.cfg.Lease/4)
+	defer cancel()
 	if err != nil {
 		batch.err = err
-		l.abandon(context.WithoutCancel(ctx))
+		if errors.Is(err, errStartUnknown) {
+			// The run may have started: the lease is left open to go stale, and its
+			// taker asks Glue before it runs the files again.
+			log.Error("batch start unconfirmed; its lease is left to expire, its files will be redelivered", zap.Error(err))
+			return
+		}
 		b.metrics.startFailures.Inc()
+		l.abandon(actx)
 		log.Error("batch not started; its files will be redelivered", zap.Error(err))
 		detail := ResultDetail{BatchID: batch.id, JobName: b.cfg.GlueJob, State: "START_FAILED", FileCount: len(files), Manifest: manifest, Error: err.Error()}
-		if perr := b.pub.Publish(context.WithoutCancel(ctx), DetailError, detail); perr != nil {
+		if perr := b.pub.Publish(actx, DetailError, detail); perr != nil {
 			log.Error("publish etl-error failed", zap.Error(perr))
 		}
 		return
 	}
-	l.commit(context.WithoutCancel(ctx), runID)
+	l.commit(actx, runID)
 	log.Info("batch started", zap.String("job_run_id", runID), zap.Duration("held", time.Since(batch.opened)))
 	// The run's span lasts until the follower sees it end; its result event carries it.
 	_, runSpan := tracing.Start(ctx, "glue run", "", trace.SpanKindInternal)
@@ -374,7 +453,8 @@ func (b *Batcher) flush(ctx context.Context, batch *openBatch) {
 }
 
 // claim claims the checked files for batch and returns the objects to list, each
-// once (two uploads of one key in a batch list the object as it is now). A file
+// once: two events of one object version count once, and in a bucket that keeps
+// no versions two uploads of one key in a batch list the object as it is now. A file
 // that is someone else's is marked dup or busy; one that could not be claimed gets
 // its error and is redelivered.
 func (b *Batcher) claim(ctx context.Context, batch *openBatch, checked []verified) []File {
@@ -390,6 +470,14 @@ func (b *Batcher) claim(ctx context.Context, batch *openBatch, checked []verifie
 		})
 	}
 	wg.Wait()
+	if doubt := inDoubt(errs); doubt != nil {
+		// A claim may name this batch without its file in the manifest: starting
+		// the batch would commit it and lose the file. Start nothing; abandoning
+		// the lease releases every claim of the batch.
+		giveUp(batch, checked, results, errs, doubt)
+		b.log.Warn("a claim's answer was lost and could not be read back; batch given up, its files will be redelivered", zap.String("batch_id", batch.id), zap.Error(doubt))
+		return nil
+	}
 	var files []File
 	listed := map[File]bool{}
 	var failed []string
@@ -420,18 +508,24 @@ func (b *Batcher) claim(ctx context.Context, batch *openBatch, checked []verifie
 	return files
 }
 
+// errStartUnknown: StartJobRun failed in a way that may hide a started run, and
+// Glue's run history could not tell. Neither a retry nor abandoning is safe.
+var errStartUnknown = errors.New("glue run start unconfirmed: the run may have started")
+
 // start writes the manifest and starts the run. Glue's ConcurrentRunsExceeded
 // (MaxConcurrentRuns, 1 by default) is waited out for as long as it lasts, the
-// batch's messages in hand and its lease renewed; throttling and internal errors
-// are retried until StartTimeout. A run is started only while the lease is fresh.
-func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []File, manifest string) (string, error) {
+// batch's messages in hand and its lease renewed; throttling, internal errors and
+// timeouts are retried until StartTimeout. A run is started only while the lease is
+// fresh. StartJobRun is not idempotent: after any error, before a retry or giving
+// up, Glue's run history is asked whether a run names the manifest (see resolve).
+func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, files []File, manifest string) (string, error) {
 	body, err := awsjson.Marshal(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
 	if err != nil {
 		return "", fmt.Errorf("marshal manifest: %w", err)
 	}
 	mctx, mspan := tracing.Start(ctx, "manifest", "", trace.SpanKindInternal)
 	_, err = b.s3.PutObject(mctx, &s3.PutObjectInput{
-		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String("manifests/" + batchID + ".json"),
+		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String(manifestKey(batchID)),
 		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
 	})
 	tracing.End(mspan, err)
@@ -455,10 +549,25 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 		out, err := b.glue.StartJobRun(sctx, &glue.StartJobRunInput{
 			JobName:   aws.String(b.cfg.GlueJob),
 			Arguments: map[string]string{"--manifest": manifest, "--file_count": strconv.Itoa(len(files))},
+		}, func(o *glue.Options) {
+			// One attempt a call: the SDK would retry a request whose reply was
+			// lost after Glue acted, starting the run twice (or answering
+			// ConcurrentRunsExceeded for its own run). This loop retries, and asks
+			// Glue first.
+			o.RetryMaxAttempts = 1
 		})
 		cancel()
 		if err == nil {
 			return aws.ToString(out.JobRunId), nil
+		}
+		runID, started, rerr := b.resolve(ctx, grace, l, batchID, manifest, err)
+		switch {
+		case rerr != nil:
+			return "", fmt.Errorf("%w: start glue job %s: %w; its run history: %w", errStartUnknown, b.cfg.GlueJob, err, rerr)
+		case started:
+			return runID, nil
+		case ctx.Err() != nil: // stopping, or the lease is lost: the run surely did not start
+			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}
 		var delay time.Duration
 		switch {
@@ -466,7 +575,7 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 			busyFor++
 			b.metrics.glueBusy.Inc()
 			delay = consumer.Backoff(busyFor, time.Second, time.Minute)
-		case retryableStart(err) && time.Now().Before(deadline):
+		case (retryableStart(err) || !answered(err)) && time.Now().Before(deadline): // a reset, a timeout: Glue did not refuse
 			busyFor = 0
 			delay = consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
 		default:
@@ -485,6 +594,57 @@ func (b *Batcher) start(ctx context.Context, l *lease, batchID string, files []F
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}
 	}
+}
+
+// resolve tells whether a StartJobRun that answered startErr started the run
+// all the same: its reply lost after Glue acted, the request cut by its deadline
+// or a stop, or the last of the SDK's attempts refused because of the first one.
+// It reads Glue's run history for the manifest on grace (a stop must learn the
+// outcome too), and tries again while ctx lasts, for at most StartTimeout (a
+// history it may not read must not hold the flush queue for good); then the
+// outcome is unknown (an error), and the lease's taker asks Glue in its turn.
+func (b *Batcher) resolve(ctx, grace context.Context, l *lease, batchID, manifest string, startErr error) (string, bool, error) {
+	if !answered(startErr) {
+		// No answer from Glue: the request may still be on its way in. Give it a
+		// moment to land before reading the history that would show it.
+		settle, cancel := context.WithTimeout(grace, startSettle)
+		<-settle.Done()
+		cancel()
+	}
+	runs := jobRuns{glue: b.glue, job: b.cfg.GlueJob}
+	since := l.createdAt().Add(-b.cfg.Lease) // a run of this manifest is younger than its lease; minus clock skew
+	giveUp := time.Now().Add(b.cfg.StartTimeout)
+	for try := 1; ; try++ {
+		cctx, cancel := context.WithTimeout(grace, checkTimeout(b.cfg.Lease))
+		runID, found, err := runs.find(cctx, manifest, since)
+		cancel()
+		switch {
+		case err == nil && found:
+			b.metrics.startChecks.WithLabelValues("started").Inc()
+			b.log.Warn("glue run found after StartJobRun failed: it started", zap.String("batch_id", batchID), zap.String("job_run_id", runID), zap.NamedError("start_error", startErr))
+			return runID, true, nil
+		case err == nil:
+			b.metrics.startChecks.WithLabelValues("not_started").Inc()
+			return "", false, nil
+		}
+		if try == 1 {
+			b.log.Warn("could not tell whether the glue run started; asking again", zap.String("batch_id", batchID), zap.Error(err))
+		}
+		if time.Now().After(giveUp) || !consumer.Sleep(ctx, consumer.Backoff(try, time.Second, 30*time.Second)) {
+			b.metrics.startChecks.WithLabelValues("unknown").Inc()
+			return "", false, err
+		}
+	}
+}
+
+// startSettle is how long a StartJobRun that got no answer is given to land
+// before Glue's run history is read for it.
+const startSettle = 2 * time.Second
+
+// answered: err is Glue's own answer, not a transport error or a timeout.
+func answered(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api)
 }
 
 // concurrentRunsExceeded: the job runs MaxConcurrentRuns already; wait, never fail.

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -36,7 +37,8 @@ import (
 // is a NoSuchKey, a call without bucket or key is refused, and ETags come quoted. A
 // PutObject with If-None-Match: * of a key that exists, or with an If-Match that is
 // not the object's ETag, is refused with 412 PreconditionFailed, atomically; If-Match
-// of a key that does not exist is a 404 NoSuchKey; If-None-Match takes only "*".
+// of a key that does not exist is a 404 NoSuchKey; If-None-Match takes only "*". Its
+// buckets keep no versions: HeadObject of a version id is a 400, as S3's is there.
 // headErr, when set, decides HeadObject's answer for a key first.
 type fakeS3 struct {
 	mu       sync.Mutex
@@ -95,6 +97,9 @@ func (f *fakeS3) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func
 	if aws.ToString(in.Bucket) == "" || aws.ToString(in.Key) == "" {
 		return nil, &smithy.GenericAPIError{Code: "InvalidRequest", Message: "bucket and key are required"}
 	}
+	if in.VersionId != nil { // its buckets keep no versions
+		return nil, &smithy.GenericAPIError{Code: "BadRequest", Message: "Bad Request"}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.heads = append(f.heads, aws.ToString(in.Key))
@@ -137,7 +142,14 @@ type fakeGlue struct {
 	endState  types.JobRunState
 	started   []map[string]string
 	startAt   []time.Time
-	history   []types.JobRun // what GetJobRuns lists, two runs a page
+	history   []types.JobRun // what GetJobRuns lists, two runs a page: the runs started, newest first, and any set by a test
+	// lostReplies: so many started runs answer a reset connection, as a reply
+	// lost after Glue acted does.
+	lostReplies int
+	// resets: so many calls fail on the way in, Glue doing nothing.
+	resets int
+	// listErr, when set, is GetJobRuns' answer.
+	listErr error
 }
 
 func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ ...func(*glue.Options)) (*glue.StartJobRunOutput, error) {
@@ -146,13 +158,25 @@ func (f *fakeGlue) StartJobRun(_ context.Context, in *glue.StartJobRunInput, _ .
 	if f.final != nil {
 		return nil, f.final
 	}
+	if f.resets > 0 {
+		f.resets--
+		return nil, &smithy.OperationError{ServiceID: "Glue", OperationName: "StartJobRun", Err: errors.New("dial tcp: connection refused")}
+	}
 	if f.refuse > 0 || time.Now().Before(f.busyUntil) {
 		f.refuse = max(f.refuse-1, 0)
 		return nil, &types.ConcurrentRunsExceededException{Message: aws.String("busy")}
 	}
 	f.started = append(f.started, in.Arguments)
 	f.startAt = append(f.startAt, time.Now())
-	return &glue.StartJobRunOutput{JobRunId: aws.String(fmt.Sprintf("jr_%d", len(f.started)))}, nil
+	id := fmt.Sprintf("jr_%d", len(f.started))
+	now := time.Now()
+	// Glue lists its runs newest first.
+	f.history = append([]types.JobRun{{Id: aws.String(id), JobRunState: types.JobRunStateRunning, StartedOn: &now, Arguments: in.Arguments}}, f.history...)
+	if f.lostReplies > 0 {
+		f.lostReplies--
+		return nil, &smithy.OperationError{ServiceID: "Glue", OperationName: "StartJobRun", Err: errors.New("read: connection reset by peer")}
+	}
+	return &glue.StartJobRunOutput{JobRunId: aws.String(id)}, nil
 }
 
 func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...func(*glue.Options)) (*glue.GetJobRunOutput, error) {
@@ -170,6 +194,9 @@ func (f *fakeGlue) GetJobRun(_ context.Context, in *glue.GetJobRunInput, _ ...fu
 func (f *fakeGlue) GetJobRuns(_ context.Context, in *glue.GetJobRunsInput, _ ...func(*glue.Options)) (*glue.GetJobRunsOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	from, _ := strconv.Atoi(aws.ToString(in.NextToken))
 	to := min(from+2, len(f.history))
 	out := &glue.GetJobRunsOutput{JobRuns: f.history[from:to]}

@@ -10,35 +10,52 @@ package batch
 // which is retried):
 //
 //   - claims/batches/<batchId>.json, the batch's lease: {state: open | committed |
-//     abandoned}. The flushing batcher creates it before it claims anything and
-//     rewrites it (If-Match, a new body each time) every Lease/4 while the batch is
-//     in flight; S3's LastModified of it is the owner's last sign of life. After the
-//     Glue run started it writes committed; if the batch fails it writes abandoned.
+//     abandoned, owner, renewedAt, until, leaseSeconds}. The flushing batcher creates
+//     it before it claims anything and rewrites it (If-Match, a new body each time)
+//     every Lease/4 while the batch is in flight. Each write says how long it holds:
+//     until = the time the owner sent it + its Lease (the owner's clock), so a reply
+//     that comes back late makes the owner more careful, never a taker bolder, and a
+//     taker with another Lease setting (a deploy that changed the visibility
+//     timeout) judges by the owner's. After the Glue run started the owner writes
+//     committed; if the batch fails and surely did not start (Glue lists no run of
+//     its manifest), it writes abandoned; a start whose outcome Glue could not tell
+//     leaves the lease open, to go stale.
 //   - claims/files/<sha256(bucket, key, upload)>, a file's claim: {batchId}. Made
 //     with If-None-Match: * after HeadObject verified the file, before the manifest.
 //
 // A claim that exists already is judged by its batch's lease:
-//   - our own batch (a retried write that had landed): ours;
+//   - our own batch (a write whose answer was lost, or a retried one that had
+//     landed): ours;
 //   - committed: the file is in a started run; its message is acknowledged (deleted)
 //     and the file left out (a duplicate);
-//   - open and renewed within Lease: the batch may still start; the file is left
-//     out of this batch and waits, its message still in hand (invisible), for the
-//     next batch of this batcher, which asks again (no receive is spent);
-//   - abandoned, gone (expired), or open but not renewed for Lease (its owner
-//     died): first, if a Glue run names the batch's manifest (the owner died between
-//     StartJobRun and writing committed), the lease is set committed and the file is
-//     a duplicate; else the lease is set abandoned (If-Match: one taker wins, and an
+//   - open and until + Lease/4 not passed: the batch may still start; the file is
+//     left out of this batch and waits, its message still in hand (invisible), for
+//     the next batch of this batcher, which asks again (no receive is spent);
+//   - abandoned, gone (expired), or open and stale (its owner died): first, if a
+//     Glue run names the batch's manifest (the owner died between StartJobRun and
+//     writing committed), the lease is set committed and the file is a duplicate;
+//     else the lease is set abandoned (If-Match: one taker wins, and an
 //     owner that wakes up finds its lease lost) and the claim taken over (If-Match on
 //     the claim's ETag: one taker wins).
 //
 // "Committed" is "the Glue run started": the manifest alone is not, since a batch
 // whose start fails is redelivered and batched again. An owner calls StartJobRun
-// only while its last renewal is younger than Lease/2, with a deadline of Lease/4,
-// so a run it starts is registered before a taker may find its lease stale; the
-// remaining Lease/4 covers clock skew (a taker compares S3's LastModified with its
-// own clock). Lease is the landing queue's visibility timeout: an owner that died
-// stopped extending its messages too, so they come back when its lease has run out
-// or nearly.
+// only while the last renewal it saw succeed was sent less than Lease/2 ago, with a
+// deadline of Lease/4, so a run it starts is registered by until - Lease/4; a taker
+// finds the lease stale only after until + Lease/4 by its own clock: half a lease
+// covers clock skew and a request that reaches Glue late. A record written before
+// it carried until (a deploy overlap) is judged the old way: S3's LastModified plus
+// the reader's Lease, with the same margin. Lease is the landing queue's visibility
+// timeout: an owner that died stopped extending its messages too, so they come back
+// when its lease has run out or nearly.
+//
+// Every write can succeed and still answer an error (a timeout, a reset, a 5xx,
+// the SDK's last attempt, or 412 on a retried attempt whose first one won). Such a
+// write is resolved by reading the object back, never by assuming it failed: a
+// claim that names this batch is this batch's; a lease record whose owner is this
+// flush (a random id it writes) was written by it. A claim whose fate stays unknown
+// (the read-back failed too) may name the batch: the batch then starts nothing and
+// abandons its lease, which releases the claim to whoever takes the file next.
 //
 // Claims expire by the bucket's lifecycle rule after 15 days, longer than SQS keeps
 // a message (at most 14 days): any redelivery of an event finds its claim.
@@ -46,6 +63,7 @@ package batch
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -56,9 +74,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/awsjson"
@@ -85,9 +103,17 @@ type leaseRecord struct {
 	Manifest  string    `json:"manifest"`
 	RunID     string    `json:"runId,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
-	// RenewedAt changes the body, hence the ETag, on every renewal: a taker's
-	// If-Match on what it read fails once the owner renewed.
+	// RenewedAt (when the owner sent this write) changes the body, hence the ETag,
+	// on every renewal: a taker's If-Match on what it read fails once the owner
+	// renewed.
 	RenewedAt time.Time `json:"renewedAt"`
+	// Until is RenewedAt + the owner's Lease: the owner holds the batch until then.
+	// Absent in records of versions before it (judged by LastModified, see stale).
+	Until        time.Time `json:"until,omitzero"`
+	LeaseSeconds float64   `json:"leaseSeconds,omitempty"`
+	// Owner is a random id of the flush that writes the record, so that it knows
+	// its own write when the answer was lost. A taker's decision clears it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // claimRecord is claims/files/<hash>.
@@ -105,11 +131,13 @@ func leaseKey(batchID string) string { return ClaimPrefix + "batches/" + batchID
 // Else the ETag names the bytes and the event's sequencer the PUT: S3 gives each
 // event of a key a new sequencer and a duplicate delivery repeats it, so identical
 // bytes uploaded again are a new file (the issue asked for ETag or version; the ETag
-// alone would drop such a re-upload as a duplicate). An event without a sequencer
-// (not from S3) falls back to the ETag. moto 5.2.5 sends one constant sequencer, so
-// there a re-upload of identical bytes counts as a duplicate.
+// alone would drop such a re-upload as a duplicate). "null" is no version: S3 says it
+// of every upload to an unversioned or versioning-suspended bucket (moto of every
+// upload), so it would make every upload of a key one file. An event without a
+// sequencer (not from S3) falls back to the ETag. moto 5.2.5 sends one constant
+// sequencer, so there a re-upload of identical bytes counts as a duplicate.
 func upload(f File) string {
-	if f.Version != "" {
+	if f.Version != "" && f.Version != nullVersion {
 		return "v:" + f.Version
 	}
 	return "e:" + f.ETag + "/" + f.Sequencer
@@ -211,36 +239,61 @@ func (c *claimer) get(ctx context.Context, key string, v any) (etag string, modi
 // maxTries bounds a claim's rounds of conflicting writes before it is retried later.
 const maxTries = 6
 
-// claim claims f for batchID.
+// errClaimInDoubt marks a claim whose write may have landed unseen: S3 may hold a
+// claim naming the batch while the batch does not know it. Such a batch must not
+// start (see Batcher.claim).
+var errClaimInDoubt = errors.New("claim in doubt: its write may have landed and could not be read back")
+
+// claim claims f for batchID: it creates the claim, or takes over one of a batch
+// that will never start. A write that answered an error may have landed, so every
+// failed write is followed by reading the claim back: one naming this batch is this
+// batch's, one naming another is judged by its lease, and none is created again.
+// The error wraps errClaimInDoubt when a write of this claim may have landed and
+// no read-back told.
 func (c *claimer) claim(ctx context.Context, batchID string, f File) (claimResult, error) {
 	key := claimKey(f)
 	rec := claimRecord{BatchID: batchID, Bucket: f.Bucket, Key: f.Key, Upload: upload(f)}
+	write := true    // false: read the claim before writing again
+	ifMatch := ""    // "": create; else take over the claim with this ETag
+	var unseen error // the error of our last write until a read-back tells its fate
+	var readErr error
 	for try := range maxTries {
 		if try > 0 && !consumer.Sleep(ctx, consumer.Backoff(try, 50*time.Millisecond, 2*time.Second)) {
-			return 0, ctx.Err()
+			return 0, c.claimErr(f, unseen, ctx.Err())
 		}
-		rec.ClaimedAt = time.Now().UTC()
-		_, err := c.put(ctx, key, rec, "")
-		switch {
-		case err == nil:
-			c.metrics.claims.WithLabelValues("made").Inc()
-			return claimed, nil
-		case conflict(err):
-			continue
-		case !preconditionFailed(err):
-			return 0, fmt.Errorf("claim s3://%s/%s: %w", f.Bucket, f.Key, err)
+		if write {
+			rec.ClaimedAt = time.Now().UTC()
+			_, err := c.put(ctx, key, rec, ifMatch)
+			if err == nil {
+				c.claimedBy(batchID, f, ifMatch, nil)
+				return claimed, nil
+			}
+			// 412 (the claim exists: someone's, or ours from a retried attempt),
+			// 409 (a conditional write of the key in flight, maybe ours), a lost
+			// answer: all are told by reading the claim.
+			unseen = err
 		}
 		var cur claimRecord
 		etag, _, found, err := c.get(ctx, key, &cur)
 		if err != nil {
-			return 0, fmt.Errorf("read claim of s3://%s/%s: %w", f.Bucket, f.Key, err)
+			write, readErr = false, err
+			continue
 		}
-		if !found {
-			continue // expired or removed in between: create it again
+		switch {
+		case !found:
+			if refused(unseen) {
+				return 0, fmt.Errorf("claim s3://%s/%s: %w", f.Bucket, f.Key, unseen)
+			}
+			// None: ours did not land (or the claim expired in between): create it.
+			write, ifMatch, unseen = true, "", nil
+			continue
+		case cur.BatchID == batchID:
+			// Ours: a write whose answer was lost, or an earlier attempt of a
+			// retried one.
+			c.claimedBy(batchID, f, ifMatch, unseen)
+			return claimed, nil
 		}
-		if cur.BatchID == batchID {
-			return claimed, nil // our own write, answered late and retried
-		}
+		unseen = nil // it names another batch: no write of ours holds
 		state, err := c.state(ctx, cur.BatchID)
 		if err != nil {
 			return 0, err
@@ -253,20 +306,53 @@ func (c *claimer) claim(ctx context.Context, batchID string, f File) (claimResul
 			c.metrics.claims.WithLabelValues("busy").Inc()
 			return busy, nil
 		}
-		rec.ClaimedAt = time.Now().UTC()
-		_, err = c.put(ctx, key, rec, etag)
-		switch {
-		case err == nil:
-			c.metrics.claims.WithLabelValues("taken_over").Inc()
-			c.log.Info("file taken over from an abandoned batch", zap.String("batch_id", batchID), zap.String("from_batch_id", cur.BatchID), zap.String("key", f.Key))
-			return claimed, nil
-		case preconditionFailed(err), conflict(err), notFound(err):
-			continue // another taker was first, or the claim changed: look again
-		default:
-			return 0, fmt.Errorf("take over claim of s3://%s/%s: %w", f.Bucket, f.Key, err)
+		write, ifMatch = true, etag // abandoned: take it over, one taker wins
+		if cur.BatchID != "" {
+			c.log.Debug("taking over the claim of an abandoned batch", zap.String("batch_id", batchID), zap.String("from_batch_id", cur.BatchID), zap.String("key", f.Key))
 		}
 	}
-	return 0, fmt.Errorf("claim s3://%s/%s: still contended after %d tries", f.Bucket, f.Key, maxTries)
+	if unseen == nil && readErr == nil {
+		return 0, fmt.Errorf("claim s3://%s/%s: still contended after %d tries", f.Bucket, f.Key, maxTries)
+	}
+	return 0, c.claimErr(f, unseen, readErr)
+}
+
+// claimErr is the error of a claim given up; in doubt if a write may have landed.
+func (c *claimer) claimErr(f File, unseen, err error) error {
+	if unseen == nil {
+		return fmt.Errorf("claim s3://%s/%s: %w", f.Bucket, f.Key, err)
+	}
+	return fmt.Errorf("claim s3://%s/%s: %w: %w", f.Bucket, f.Key, errClaimInDoubt, errors.Join(unseen, err))
+}
+
+// claimedBy counts a claim made (or taken over, when ifMatch is set); lost is the
+// error of a write found landed only by reading it back (nil if it answered).
+func (c *claimer) claimedBy(batchID string, f File, ifMatch string, lost error) {
+	result := "made"
+	if ifMatch != "" {
+		result = "taken_over"
+		c.log.Info("file taken over from an abandoned batch", zap.String("batch_id", batchID), zap.String("key", f.Key))
+	}
+	c.metrics.claims.WithLabelValues(result).Inc()
+	if lost != nil {
+		c.log.Info("claim's answer lost; read back, it names this batch", zap.String("batch_id", batchID), zap.String("key", f.Key), zap.NamedError("lost", lost))
+	}
+}
+
+// refused: S3 answered the write with a refusal that a retry cannot change (a
+// 4xx other than a failed or conflicting condition, a timeout or throttling).
+// Anything else may have come after S3 acted.
+func refused(err error) bool {
+	var re *smithyhttp.ResponseError
+	if err == nil || !errors.As(err, &re) || notFound(err) { // 404 of If-Match: the claim is gone
+		return false
+	}
+	switch code := re.HTTPStatusCode(); code {
+	case 408, 409, 412, 429:
+		return false
+	default:
+		return code >= 400 && code < 500
+	}
 }
 
 // state is a batch's lease state as a taker sees it: committed, abandoned (take
@@ -278,7 +364,11 @@ func (c *claimer) state(ctx context.Context, batchID string) (string, error) {
 	if ok {
 		return s, nil
 	}
-	for range maxTries {
+	var lastErr error
+	for try := range maxTries {
+		if try > 0 && lastErr != nil && !consumer.Sleep(ctx, consumer.Backoff(try, 50*time.Millisecond, 2*time.Second)) {
+			return "", fmt.Errorf("decide lease of batch %s: %w", batchID, errors.Join(lastErr, ctx.Err()))
+		}
 		var rec leaseRecord
 		etag, modified, found, err := c.get(ctx, leaseKey(batchID), &rec)
 		if err != nil {
@@ -289,34 +379,62 @@ func (c *claimer) state(ctx context.Context, batchID string) (string, error) {
 			// outliving its lease is as old as the lifecycle rule allows.
 			return c.decide(batchID, stateAbandoned), nil
 		}
+		if rec.State == stateAbandoned {
+			// Its owner abandons only what surely did not start, but an older
+			// version did not ask Glue first: a run may name it all the same.
+			started, err := c.runStarted(ctx, rec)
+			if err != nil {
+				return "", err
+			}
+			if !started {
+				return c.decide(batchID, stateAbandoned), nil
+			}
+			next := rec
+			next.State, next.RenewedAt, next.Owner = stateCommitted, time.Now().UTC(), ""
+			if _, err := c.put(ctx, leaseKey(batchID), next, etag); err != nil && !preconditionFailed(err) && !conflict(err) {
+				return "", fmt.Errorf("record the run of abandoned batch %s: %w", batchID, err)
+			}
+			c.log.Warn("an abandoned batch's run started after all; its files count as run", zap.String("batch_id", batchID))
+			return c.decide(batchID, stateCommitted), nil
+		}
 		if rec.State != stateOpen {
 			return c.decide(batchID, rec.State), nil
 		}
-		if time.Since(modified) <= c.lease {
+		if !c.stale(rec, modified, time.Now()) {
 			return stateOpen, nil
 		}
 		// Stale: its owner died. Did it start the run before dying?
-		started, err := c.runStarted(ctx, rec.Manifest)
+		started, err := c.runStarted(ctx, rec)
 		if err != nil {
 			return "", err
 		}
 		next := rec
-		next.State, next.RenewedAt = stateAbandoned, time.Now().UTC()
+		next.State, next.RenewedAt, next.Owner = stateAbandoned, time.Now().UTC(), ""
 		if started {
 			next.State = stateCommitted
 		}
 		_, err = c.put(ctx, leaseKey(batchID), next, etag)
-		switch {
-		case err == nil:
+		if err == nil {
 			c.log.Warn("lease of a batch whose batcher stopped renewing it decided", zap.String("batch_id", batchID), zap.String("state", next.State))
 			return c.decide(batchID, next.State), nil
-		case preconditionFailed(err), conflict(err):
-			continue // renewed, or decided by another taker: read again
-		default:
-			return "", fmt.Errorf("decide lease of batch %s: %w", batchID, err)
 		}
+		// Renewed, decided by another taker, or our own decision whose answer was
+		// lost: read again, the record tells.
+		lastErr = err
 	}
-	return "", fmt.Errorf("lease of batch %s: still contended after %d tries", batchID, maxTries)
+	return "", fmt.Errorf("lease of batch %s: still undecided after %d tries: %w", batchID, maxTries, lastErr)
+}
+
+// stale reports whether an open lease's owner is gone at now: its deadline passed
+// by more than a quarter of its lease (clock skew, a request that reached Glue
+// late). A record without a deadline, written before records carried one, is
+// judged by S3's LastModified and this batcher's Lease.
+func (c *claimer) stale(rec leaseRecord, modified, now time.Time) bool {
+	until, lease := rec.Until, time.Duration(rec.LeaseSeconds*float64(time.Second))
+	if until.IsZero() || lease <= 0 {
+		until, lease = modified.Add(c.lease), c.lease
+	}
+	return now.After(until.Add(lease / 4))
 }
 
 func (c *claimer) decide(batchID, state string) string {
@@ -329,25 +447,18 @@ func (c *claimer) decide(batchID, state string) string {
 	return state
 }
 
-// runStarted reports whether a run of the job names manifest.
-func (c *claimer) runStarted(ctx context.Context, manifest string) (bool, error) {
-	in := &glue.GetJobRunsInput{JobName: aws.String(c.glueJob)}
-	for {
-		out, err := c.glue.GetJobRuns(ctx, in)
-		if err != nil {
-			return false, fmt.Errorf("list runs of %s: %w", c.glueJob, err)
-		}
-		for _, jr := range out.JobRuns {
-			if jr.Arguments["--manifest"] == manifest {
-				return true, nil
-			}
-		}
-		if aws.ToString(out.NextToken) == "" {
-			return false, nil
-		}
-		in.NextToken = out.NextToken
-	}
+// runStarted reports whether a run of the job names the manifest of rec's batch.
+// The batch cannot have started before its lease was made; a lease's age (minus
+// clock skew) bounds how far back Glue's history is read, and checkTimeout how long.
+func (c *claimer) runStarted(ctx context.Context, rec leaseRecord) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout(c.lease))
+	defer cancel()
+	_, found, err := jobRuns{glue: c.glue, job: c.glueJob}.find(ctx, rec.Manifest, rec.CreatedAt.Add(-c.lease))
+	return found, err
 }
+
+// checkTimeout bounds one look in Glue's run history.
+func checkTimeout(lease time.Duration) time.Duration { return min(lease/4, 10*time.Second) }
 
 // lease is a flushing batch's hold on its claims; only the flushing goroutine and
 // the renewer it starts touch it, under mu.
@@ -356,20 +467,34 @@ type lease struct {
 	mu      sync.Mutex
 	rec     leaseRecord
 	etag    string
-	renewed time.Time // when the last write of rec succeeded
+	renewed time.Time // when the last write of rec that succeeded was sent
 	lost    bool
 }
 
 // open creates the batch's lease; nothing is claimed before it exists.
 func (c *claimer) open(ctx context.Context, batchID, manifest string) (*lease, error) {
 	now := time.Now()
-	l := &lease{c: c, rec: leaseRecord{BatchID: batchID, State: stateOpen, Manifest: manifest, CreatedAt: now.UTC(), RenewedAt: now.UTC()}}
+	owner := make([]byte, 8)
+	_, _ = rand.Read(owner)
+	l := &lease{c: c, rec: leaseRecord{BatchID: batchID, State: stateOpen, Manifest: manifest, CreatedAt: now.UTC(), RenewedAt: now.UTC(),
+		Until: now.UTC().Add(c.lease), LeaseSeconds: c.lease.Seconds(), Owner: hex.EncodeToString(owner)}}
 	etag, err := c.put(ctx, leaseKey(batchID), l.rec, "")
 	if err != nil {
-		return nil, fmt.Errorf("create lease of batch %s: %w", batchID, err)
+		// The answer may have been lost after S3 wrote it: read it back.
+		var cur leaseRecord
+		curTag, _, found, gerr := c.get(ctx, leaseKey(batchID), &cur)
+		if gerr != nil || !found || !l.ours(cur, l.rec) {
+			return nil, fmt.Errorf("create lease of batch %s: %w", batchID, errors.Join(err, gerr))
+		}
+		etag = curTag
 	}
 	l.etag, l.renewed = etag, now
 	return l, nil
+}
+
+// ours reports whether cur, read back, is the write want of this lease's owner.
+func (l *lease) ours(cur, want leaseRecord) bool {
+	return cur.Owner == want.Owner && cur.State == want.State && cur.RenewedAt.Equal(want.RenewedAt)
 }
 
 // keep renews the lease every Lease/4 until stop; the returned context is cancelled
@@ -403,6 +528,13 @@ func (l *lease) keep(ctx context.Context) (context.Context, func()) {
 	return ctx, func() { close(done); wg.Wait(); cancel(nil) }
 }
 
+// createdAt is when the lease was made: no run of its batch is older.
+func (l *lease) createdAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rec.CreatedAt
+}
+
 // fresh reports whether a run may be started now: the last renewal is recent
 // enough that no taker can find the lease stale before StartJobRun returns.
 func (l *lease) fresh() bool {
@@ -411,29 +543,50 @@ func (l *lease) fresh() bool {
 	return !l.lost && time.Since(l.renewed) < l.c.lease/2
 }
 
-// write replaces the lease record (state, run id) if it is still ours.
+// write replaces the lease record (state, run id) if it is still ours. A write
+// that answered an error may have landed: the record is read back, and one this
+// owner wrote (this write, or an earlier one whose answer was lost and whose ETag
+// the owner never learnt) is ours, anything else a taker's decision.
 func (l *lease) write(ctx context.Context, state, runID string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lost {
 		return errLeaseLost
 	}
-	next := l.rec
-	next.State, next.RenewedAt = state, time.Now().UTC()
-	if runID != "" {
-		next.RunID = runID
+	var err error
+	for range 3 {
+		sent := time.Now()
+		next := l.rec
+		next.State, next.RenewedAt = state, sent.UTC()
+		next.Until, next.LeaseSeconds = next.RenewedAt.Add(l.c.lease), l.c.lease.Seconds()
+		if runID != "" {
+			next.RunID = runID
+		}
+		var etag string
+		etag, err = l.c.put(ctx, leaseKey(next.BatchID), next, l.etag)
+		if err == nil {
+			l.rec, l.etag, l.renewed = next, etag, sent
+			return nil
+		}
+		var cur leaseRecord
+		curTag, _, found, gerr := l.c.get(ctx, leaseKey(next.BatchID), &cur)
+		switch {
+		case gerr != nil:
+			return fmt.Errorf("write lease of batch %s: %w", next.BatchID, errors.Join(err, gerr))
+		case !found || cur.Owner != l.rec.Owner:
+			l.lost = true // decided by a taker (or expired)
+			return errLeaseLost
+		case l.ours(cur, next):
+			l.rec, l.etag, l.renewed = next, curTag, sent // landed; its answer was lost
+			return nil
+		case curTag == l.etag:
+			return fmt.Errorf("write lease of batch %s: %w", next.BatchID, err) // did not land
+		}
+		// An earlier write of ours landed unseen: write again on its ETag. Its
+		// send time is unknown here, so freshness stays that of the last answer.
+		l.rec, l.etag = cur, curTag
 	}
-	etag, err := l.c.put(ctx, leaseKey(next.BatchID), next, l.etag)
-	switch {
-	case err == nil:
-		l.rec, l.etag, l.renewed = next, etag, time.Now()
-		return nil
-	case preconditionFailed(err):
-		l.lost = true
-		return errLeaseLost
-	default:
-		return fmt.Errorf("write lease of batch %s: %w", next.BatchID, err)
-	}
+	return fmt.Errorf("write lease of batch %s: %w", l.rec.BatchID, err)
 }
 
 // commit records that the batch's run started. A taker may have found the run and
@@ -464,5 +617,32 @@ func (l *lease) commit(ctx context.Context, runID string) {
 func (l *lease) abandon(ctx context.Context) {
 	if err := l.write(ctx, stateAbandoned, ""); err != nil && !errors.Is(err, errLeaseLost) {
 		l.c.log.Warn("could not abandon the batch lease; its files are taken over when it expires", zap.String("batch_id", l.rec.BatchID), zap.Error(err))
+	}
+}
+
+// inDoubt returns the first claim error that leaves a claim in doubt.
+func inDoubt(errs []error) error {
+	for _, err := range errs {
+		if errors.Is(err, errClaimInDoubt) {
+			return err
+		}
+	}
+	return nil
+}
+
+// giveUp marks every file of a batch that starts nothing: one claimed or in doubt
+// is redelivered with doubt as its error; a duplicate or busy one keeps its fate.
+func giveUp(batch *openBatch, checked []verified, results []claimResult, errs []error, doubt error) {
+	for i, v := range checked {
+		switch {
+		case errs[i] != nil:
+			batch.fileErr[v.event] = errs[i]
+		case results[i] == duplicate:
+			batch.dup[v.event] = true
+		case results[i] == busy:
+			batch.busy[v.event] = true
+		default:
+			batch.fileErr[v.event] = fmt.Errorf("batch %s given up: %w", batch.id, doubt)
+		}
 	}
 }

@@ -212,3 +212,45 @@ func TestGlueAtItsConcurrentRunsIsWaitedOutNeverFailed(t *testing.T) {
 		r.stop(t)
 	})
 }
+
+// Item 5: a lease is stale once the deadline its record states, plus a quarter of
+// the lease its record states, has passed; a record of a version that wrote no
+// deadline (a deploy overlap) by LastModified and the reader's lease.
+func TestALeaseIsStaleByWhatItsRecordSays(t *testing.T) {
+	t.Parallel()
+	sent := time.Date(2026, 12, 7, 16, 0, 0, 0, time.UTC)
+	c := &claimer{lease: 20 * time.Second}
+	withDeadline := leaseRecord{State: stateOpen, RenewedAt: sent, Until: sent.Add(2 * time.Minute), LeaseSeconds: 120}
+	old := leaseRecord{State: stateOpen, RenewedAt: sent}
+	modified := sent.Add(time.Second) // S3 stamped it on arrival
+	for _, tc := range []struct {
+		name  string
+		rec   leaseRecord
+		after time.Duration
+		stale bool
+	}{
+		{"within its own lease, past the reader's", withDeadline, time.Minute, false},
+		{"past its deadline, within the margin", withDeadline, 2*time.Minute + 29*time.Second, false},
+		{"past its deadline and the margin", withDeadline, 2*time.Minute + 31*time.Second, true},
+		{"old record within the reader's lease and margin", old, 25 * time.Second, false},
+		{"old record past the reader's lease and margin", old, 27 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.stale, c.stale(tc.rec, modified, sent.Add(tc.after)))
+		})
+	}
+}
+
+// Item 7: "null" is no version. Two uploads of a key to an unversioned bucket
+// (version-id "null") with other bytes are two files, whatever the sequencer.
+func TestANullVersionIsNoIdentity(t *testing.T) {
+	t.Parallel()
+	first := File{Bucket: "landing", Key: "a", ETag: "1", Version: nullVersion, Sequencer: "617f08299329d189"}
+	second := first
+	second.ETag = "2"
+	require.NotEqual(t, claimKey(first), claimKey(second))
+	versioned := first
+	versioned.Version = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
+	require.Equal(t, "v:3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", upload(versioned))
+}

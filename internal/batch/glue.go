@@ -3,9 +3,9 @@ package batch
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -169,32 +169,87 @@ const resumeHorizon = 24 * time.Hour
 // resume follows the job's recent runs that name a manifest of ours and have no
 // recorded result. Checking a finished run publishes it at once.
 func (f *Follower) resume(ctx context.Context) {
-	prefix := "s3://" + f.cfg.DataBucket + "/manifests/"
-	since := time.Now().Add(-resumeHorizon)
-	in := &glue.GetJobRunsInput{JobName: aws.String(f.cfg.GlueJob)}
+	runs := jobRuns{glue: f.glue, job: f.cfg.GlueJob}
+	err := runs.each(ctx, time.Now().Add(-resumeHorizon), func(jr types.JobRun) bool {
+		manifest := jr.Arguments["--manifest"]
+		batchID, ours := batchOfManifest(f.cfg.DataBucket, manifest)
+		if !ours || (finished(jr.JobRunState) && f.recorded(ctx, batchID)) {
+			return true
+		}
+		n, _ := strconv.Atoi(jr.Arguments["--file_count"])
+		f.follow(run{batchID: batchID, runID: aws.ToString(jr.Id), fileCount: n, manifest: manifest})
+		return true
+	})
+	if err != nil {
+		f.log.Warn("list job runs to resume failed", zap.Error(err))
+	}
+}
+
+// jobRuns reads a Glue job's run history: the one place GetJobRuns is paged.
+type jobRuns struct {
+	glue glueAPI
+	job  string
+}
+
+// runsPageSize is GetJobRuns' largest page.
+const runsPageSize = 200
+
+// each calls visit with the job's runs started at or after since (and those with
+// no start time yet) until visit returns false or the history ends. Glue lists
+// runs newest first (GetJobRuns, AWS Glue API reference), so a page whose runs are
+// all older than since, in that order, ends the walk; a page in another order (an
+// emulator's) does not, and the history is read to its end.
+func (r jobRuns) each(ctx context.Context, since time.Time, visit func(types.JobRun) bool) error {
+	in := &glue.GetJobRunsInput{JobName: aws.String(r.job), MaxResults: aws.Int32(runsPageSize)}
 	for {
-		out, err := f.glue.GetJobRuns(ctx, in)
+		out, err := r.glue.GetJobRuns(ctx, in)
 		if err != nil {
-			f.log.Warn("list job runs to resume failed", zap.Error(err))
-			return
+			return fmt.Errorf("list runs of glue job %s: %w", r.job, err)
 		}
 		for _, jr := range out.JobRuns {
-			manifest := jr.Arguments["--manifest"]
-			if !strings.HasPrefix(manifest, prefix) || (jr.StartedOn != nil && jr.StartedOn.Before(since)) {
+			if jr.StartedOn != nil && jr.StartedOn.Before(since) {
 				continue
 			}
-			batchID := strings.TrimSuffix(strings.TrimPrefix(manifest, prefix), ".json")
-			if finished(jr.JobRunState) && f.recorded(ctx, batchID) {
-				continue
+			if !visit(jr) {
+				return nil
 			}
-			n, _ := strconv.Atoi(jr.Arguments["--file_count"])
-			f.follow(run{batchID: batchID, runID: aws.ToString(jr.Id), fileCount: n, manifest: manifest})
 		}
-		if aws.ToString(out.NextToken) == "" {
-			return
+		if aws.ToString(out.NextToken) == "" || olderNewestFirst(out.JobRuns, since) {
+			return nil
 		}
 		in.NextToken = out.NextToken
 	}
+}
+
+// olderNewestFirst: every run of page started before since, listed newest first.
+func olderNewestFirst(page []types.JobRun, since time.Time) bool {
+	if len(page) == 0 {
+		return false
+	}
+	for i, jr := range page {
+		if jr.StartedOn == nil || !jr.StartedOn.Before(since) {
+			return false
+		}
+		if i > 0 && jr.StartedOn.After(*page[i-1].StartedOn) {
+			return false
+		}
+	}
+	return true
+}
+
+// find returns the id of a run that names manifest, started at or after since. An
+// error means Glue could not say: such a run may exist.
+func (r jobRuns) find(ctx context.Context, manifest string, since time.Time) (id string, found bool, err error) {
+	err = r.each(ctx, since, func(jr types.JobRun) bool {
+		if jr.Arguments["--manifest"] == manifest {
+			id, found = aws.ToString(jr.Id), true
+		}
+		return !found
+	})
+	if err != nil {
+		return "", false, err
+	}
+	return id, found, nil
 }
 
 // recorded reports whether a batch's result was published and recorded. When S3

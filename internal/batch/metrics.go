@@ -13,6 +13,7 @@ type Metrics struct {
 	dropped       *prometheus.CounterVec
 	claims        *prometheus.CounterVec
 	glueBusy      prometheus.Counter
+	startChecks   *prometheus.CounterVec
 }
 
 // NewMetrics registers the batch metrics on reg.
@@ -47,6 +48,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.glueBusy = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "worker_glue_concurrent_runs_exceeded_total", Help: "StartJobRun answers ConcurrentRunsExceeded, waited out while holding the batch.",
 	})
-	reg.MustRegister(m.files, m.flushes, m.openFiles, m.startRetries, m.startFailures, m.runs, m.dropped, m.claims, m.glueBusy)
+	m.startChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "worker_glue_start_checks_total",
+		Help: "Glue run histories read after a StartJobRun error, by outcome: started (the run had started: its reply was lost or cut), not_started, unknown (Glue could not tell; the lease is left to expire and its taker asks again).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.files, m.flushes, m.openFiles, m.startRetries, m.startFailures, m.runs, m.dropped, m.claims, m.glueBusy, m.startChecks)
 	return m
 }

@@ -24,9 +24,13 @@ type File struct {
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
 	ETag   string `json:"etag"`
-	// Version and Sequencer name the upload an event reports (see upload); they
-	// are not part of the manifest's contract.
-	Version   string `json:"-"`
+	// Version and Sequencer name the upload an event reports (see upload). In a
+	// manifest, Version is the object version its run reads (versionId, as S3's
+	// API spells it): the one the event reported, whatever was written to the key
+	// since; absent where the bucket keeps no versions (the event says "null",
+	// which the parser reads as none). Sequencer is not part of the manifest's
+	// contract.
+	Version   string `json:"versionId,omitempty"`
 	Sequencer string `json:"-"`
 }
 
@@ -45,7 +49,8 @@ func ParseObjectCreated(e event.Envelope, bucket, prefix string) (File, error) {
 			Size  *int64  `json:"size"`
 			ETag  string  `json:"etag"`
 			ETag2 string  `json:"eTag"` // moto's spelling
-			// version-id is null in an unversioned bucket.
+			// version-id is "null" (moto: also JSON null) in an unversioned or
+			// versioning-suspended bucket.
 			Version   *string `json:"version-id"`
 			Sequencer string  `json:"sequencer"`
 		} `json:"object"`
@@ -68,5 +73,17 @@ func ParseObjectCreated(e event.Envelope, bucket, prefix string) (File, error) {
 		etag = d.Object.ETag2
 	}
 	return File{Bucket: d.Bucket.Name, Key: *d.Object.Key, Size: *d.Object.Size, ETag: strings.Trim(etag, `"`),
-		Version: aws.ToString(d.Object.Version), Sequencer: d.Object.Sequencer}, nil
+		Version: eventVersion(d.Object.Version), Sequencer: d.Object.Sequencer}, nil
+}
+
+// nullVersion is the version id S3 gives an object of an unversioned or
+// versioning-suspended bucket: the same for every upload of a key, so no version.
+const nullVersion = "null"
+
+// eventVersion is an event's version id, "" when it names none.
+func eventVersion(v *string) string {
+	if s := aws.ToString(v); s != nullVersion {
+		return s
+	}
+	return ""
 }

@@ -29,6 +29,16 @@ func TestParseObjectCreatedFromMotoAndAWS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "d41d8cd98f00b204e9800998ecf8427e", f.ETag, "AWS spells it etag")
 	require.Equal(t, "0062E99A88DC407460", f.Sequencer)
+
+	// moto 5.2.5 and S3 of an unversioned or suspended bucket say "null".
+	e.Detail = []byte(`{"bucket": {"name": "tb-landing"}, "object": {"key": "in/a", "size": 1, "eTag": "e", "version-id": "null", "sequencer": "617f08299329d189"}}`)
+	f, err = ParseObjectCreated(e, "tb-landing", "")
+	require.NoError(t, err)
+	require.Empty(t, f.Version, `"null" is no version`)
+	e.Detail = []byte(`{"bucket": {"name": "tb-landing"}, "object": {"key": "in/a", "size": 1, "eTag": "e", "version-id": "Lx.3", "sequencer": "1"}}`)
+	f, err = ParseObjectCreated(e, "tb-landing", "")
+	require.NoError(t, err)
+	require.Equal(t, "Lx.3", f.Version)
 }
 
 func FuzzParseObjectCreated(f *testing.F) {

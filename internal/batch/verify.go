@@ -105,9 +105,13 @@ func (v verified) claimFile() File {
 	return f
 }
 
-// head returns f as S3 has it now, trying its key as it is and then URL-decoded.
+// head returns f's upload as S3 has it, trying its key as it is and then
+// URL-decoded. In a versioned bucket it asks for the version the event reported,
+// not the key's current one: a key overwritten since is a second file with an
+// event of its own, and each version goes into the run of its own event.
 func (b *Batcher) head(ctx context.Context, f File) (File, error) {
-	got, err := b.headKey(ctx, f.Bucket, f.Key)
+	version := objectVersion(f.Version)
+	got, err := b.headKey(ctx, f.Bucket, f.Key, version)
 	if !errors.Is(err, ErrNoObject) {
 		return got, err
 	}
@@ -115,22 +119,50 @@ func (b *Batcher) head(ctx context.Context, f File) (File, error) {
 	if derr != nil || decoded == f.Key || !strings.HasPrefix(decoded, b.cfg.KeyPrefix) {
 		return File{}, err
 	}
-	got, derr = b.headKey(ctx, f.Bucket, decoded)
+	got, derr = b.headKey(ctx, f.Bucket, decoded, version)
 	if errors.Is(derr, ErrNoObject) {
 		return File{}, fmt.Errorf("%w: s3://%s/%s (nor %q, its URL-decoded form)", ErrNoObject, f.Bucket, f.Key, decoded)
 	}
 	return got, derr
 }
 
-func (b *Batcher) headKey(ctx context.Context, bucket, key string) (File, error) {
-	out, err := b.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	if err != nil {
-		if notFound(err) {
-			return File{}, fmt.Errorf("%w: s3://%s/%s", ErrNoObject, bucket, key)
-		}
-		return File{}, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
+// objectVersion is the version id to ask S3 for: none for "null", what events of
+// an unversioned or versioning-suspended bucket carry. A null version is replaced
+// in place by the next upload, so it names no bytes; S3 reads the key as it is.
+func objectVersion(v string) string {
+	if v == "null" {
+		return ""
 	}
-	return File{Bucket: bucket, Key: key, Size: aws.ToInt64(out.ContentLength), ETag: strings.Trim(aws.ToString(out.ETag), `"`)}, nil
+	return v
+}
+
+func (b *Batcher) headKey(ctx context.Context, bucket, key, version string) (File, error) {
+	in := &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}
+	name := "s3://" + bucket + "/" + key
+	if version != "" {
+		in.VersionId = aws.String(version)
+		name += " version " + version
+	}
+	out, err := b.s3.HeadObject(ctx, in)
+	if err != nil {
+		if notFound(err) || (version != "" && noSuchVersion(err)) {
+			return File{}, fmt.Errorf("%w: %s", ErrNoObject, name)
+		}
+		return File{}, fmt.Errorf("head %s: %w", name, err)
+	}
+	return File{Bucket: bucket, Key: key, Version: objectVersion(aws.ToString(out.VersionId)),
+		Size: aws.ToInt64(out.ContentLength), ETag: strings.Trim(aws.ToString(out.ETag), `"`)}, nil
+}
+
+// noSuchVersion: HeadObject's answer for a version that cannot be read. A delete
+// marker answers 405; a version id that is not one of the bucket's (forged, or a
+// bucket that keeps no versions) 400. Neither can ever succeed.
+func noSuchVersion(err error) bool {
+	switch errCode(err) {
+	case "MethodNotAllowed", "BadRequest", "InvalidArgument", "NoSuchVersion":
+		return true
+	}
+	return false
 }
 
 // notFound: HeadObject's answer for a key that does not exist. HeadObject has no

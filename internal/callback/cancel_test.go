@@ -3,6 +3,7 @@ package callback
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -42,7 +44,7 @@ func TestACancelledHeartbeatIsNotAnError(t *testing.T) {
 
 		for _, end := range []string{"stop", "job context"} {
 			ctx, cancel := context.WithCancel(context.Background())
-			stop := r.KeepAlive(ctx, "tok", 50*time.Millisecond)
+			_, stop := r.KeepAlive(ctx, "tok", "", 50*time.Millisecond, nil)
 			<-f.started // a heartbeat is in flight
 			if end == "stop" {
 				stop()
@@ -102,4 +104,71 @@ func TestClaimCheckHoldsTheOutputUnescaped(t *testing.T) {
 		require.Equal(t, 300_000+len(`{"s":""}`), len(b))
 	}
 	require.NotContains(t, aws.ToString(f.success[0].Output), `\u0026`)
+}
+
+// Issue 30: a heartbeat that finds the task closed for sure calls closed once and
+// ends; moto's InvalidToken for a live task (its execution RUNNING) and transient
+// errors never do.
+var errTestClosed = errors.New("test: closed")
+
+func TestKeepAliveTellsAClosedTaskFromALiveOne(t *testing.T) {
+	const arn = "arn:aws:states:us-east-1:1:execution:sm:run"
+	cases := map[string]struct {
+		code        string
+		status      sfntypes.ExecutionStatus
+		describeErr error
+		arn         string
+		wantReason  string // "" : not closed
+		wantBeats   int    // after 5 intervals
+	}{
+		"timed out":                          {code: "TaskTimedOut", arn: arn, wantReason: "TaskTimedOut", wantBeats: 1},
+		"does not exist":                     {code: "TaskDoesNotExist", arn: arn, wantReason: "TaskDoesNotExist", wantBeats: 1},
+		"invalid token, execution stopped":   {code: "InvalidToken", status: sfntypes.ExecutionStatusAborted, arn: arn, wantReason: "aborted", wantBeats: 1},
+		"invalid token, execution timed out": {code: "InvalidToken", status: sfntypes.ExecutionStatusTimedOut, arn: arn, wantReason: "timed_out", wantBeats: 1},
+		"invalid token, no execution":        {code: "InvalidToken", arn: arn, wantReason: "does_not_exist", wantBeats: 1},
+		"invalid token, execution runs":      {code: "InvalidToken", status: sfntypes.ExecutionStatusRunning, arn: arn, wantBeats: 5},
+		"invalid token, describe fails":      {code: "InvalidToken", describeErr: &smithy.GenericAPIError{Code: "ServiceUnavailable"}, arn: arn, wantBeats: 5},
+		"invalid token, no arn to check":     {code: "InvalidToken", wantBeats: 1},
+		"throttled":                          {code: "ThrottlingException", arn: arn, wantBeats: 5},
+		"server error":                       {code: "InternalServerError", arn: arn, wantBeats: 5},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeSFN{err: &smithy.GenericAPIError{Code: tc.code}, status: tc.status, describeErr: tc.describeErr}
+				r := New(Config{DataBucket: "data", AttemptTimeout: time.Second}, f, &fakeS3{puts: map[string][]byte{}}, zap.NewNop(), NewMetrics(prometheus.NewRegistry()))
+				var reasons []error
+				jctx, stop := r.KeepAlive(context.Background(), "tok", tc.arn, 10*time.Second, func(err error) error {
+					reasons = append(reasons, err)
+					return errors.Join(errTestClosed, err)
+				})
+				time.Sleep(55 * time.Second)
+				synctest.Wait()
+				if tc.wantReason != "" {
+					require.ErrorIs(t, context.Cause(jctx), errTestClosed, "the job's context ends with the cause made of the reason")
+				} else {
+					require.NoError(t, jctx.Err(), "the job runs on")
+				}
+				stop()
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				if tc.code == "ThrottlingException" {
+					// Throttles are waited out within the call: no second beat per tick
+					// is counted here, only that nothing closed.
+					require.Empty(t, reasons)
+					return
+				}
+				require.Equal(t, tc.wantBeats, f.heartbeats)
+				if tc.wantReason == "" {
+					require.Empty(t, reasons, "a live task or a doubt never closes")
+					return
+				}
+				require.Len(t, reasons, 1)
+				var c *TaskClosedError
+				require.ErrorAs(t, reasons[0], &c)
+				require.True(t, c.Confirmed())
+				require.Equal(t, tc.wantReason, c.ClosedReason())
+			})
+		})
+	}
 }

@@ -3,6 +3,7 @@ package callback
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aws/smithy-go"
 )
@@ -14,11 +15,35 @@ import (
 type TaskClosedError struct {
 	API  string // the call that found it closed
 	Code string // the service's error code
-	err  error
+	// ExecutionStatus is the status DescribeExecution gave the task's execution when
+	// the code alone did not say (InvalidToken, see KeepAlive), or DOES_NOT_EXIST;
+	// "" when it was not asked.
+	ExecutionStatus string
+	err             error
 }
 
 func (e *TaskClosedError) Error() string {
+	if e.ExecutionStatus != "" {
+		return fmt.Sprintf("%s: task already closed (%s; execution %s)", e.API, e.Code, e.ExecutionStatus)
+	}
 	return fmt.Sprintf("%s: task already closed (%s)", e.API, e.Code)
+}
+
+// Confirmed reports whether the task is closed for sure: its code says so
+// (TaskTimedOut, TaskDoesNotExist), or its execution no longer runs. An
+// InvalidToken alone may be an emulator's answer for a live task.
+func (e *TaskClosedError) Confirmed() bool {
+	return e.Code != "InvalidToken" || e.ExecutionStatus != ""
+}
+
+// ClosedReason names why the task closed, for a metric label: the execution's
+// status in lower case when it was read (aborted, timed_out, failed, succeeded,
+// does_not_exist), else the service's code.
+func (e *TaskClosedError) ClosedReason() string {
+	if e.ExecutionStatus != "" {
+		return strings.ToLower(e.ExecutionStatus)
+	}
+	return e.Code
 }
 
 func (e *TaskClosedError) Unwrap() error { return e.err }

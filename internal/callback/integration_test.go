@@ -38,6 +38,12 @@ type callbackStack struct {
 }
 
 func newCallbackStack(t *testing.T) *callbackStack {
+	return newCallbackStackWith(t, `"HeartbeatSeconds":60,`)
+}
+
+// newCallbackStackWith makes the stack with extra fields of the step (step ends
+// with a comma).
+func newCallbackStackWith(t *testing.T, step string) *callbackStack {
 	t.Helper()
 	cfg := awstest.Config(t)
 	ctx := context.Background()
@@ -54,7 +60,7 @@ func newCallbackStack(t *testing.T) *callbackStack {
 	_, err = eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(name), EventBusName: aws.String(name), Targets: []ebtypes.Target{{Id: aws.String("q"), Arn: aws.String(attrs.Attributes["QueueArn"])}}})
 	require.NoError(t, err)
 	def := fmt.Sprintf(`{"StartAt":"Work","States":{"Work":{"Type":"Task","Resource":"arn:aws:states:::events:putEvents.waitForTaskToken",
-		"Parameters":{"Entries":[{"EventBusName":%q,"Source":"test","DetailType":"work","Detail":{"TaskToken.$":"$$.Task.Token"}}]},"HeartbeatSeconds":60,"End":true}}}`, name)
+		"Parameters":{"Entries":[{"EventBusName":%q,"Source":"test","DetailType":"work","Detail":{"TaskToken.$":"$$.Task.Token"}}]},%s"End":true}}}`, name, step)
 	sm, err := sf.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{Name: aws.String(name), Definition: aws.String(def), RoleArn: aws.String(awstest.RoleARN(t, "x"))})
 	require.NoError(t, err)
 	bucket := name + "-data"
@@ -114,7 +120,7 @@ func TestIntegrationCallbacksAgainstTheEmulator(t *testing.T) {
 	t.Run("succeed, then the task is closed", func(t *testing.T) {
 		arn, token := st.start(t, "ok")
 		require.NoError(t, r.Heartbeat(ctx, token))
-		stop := r.KeepAlive(ctx, token, 50*time.Millisecond)
+		_, stop := r.KeepAlive(ctx, token, "", 50*time.Millisecond, nil)
 		require.Eventually(t, func() bool {
 			return testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "ok")) >= 3
 		}, 10*time.Second, 20*time.Millisecond, "KeepAlive beats while the task is open")
@@ -132,7 +138,7 @@ func TestIntegrationCallbacksAgainstTheEmulator(t *testing.T) {
 		require.Equal(t, 1.0, testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "task_closed")))
 
 		// A KeepAlive on a closed task hears so (the unit tests show it then ends).
-		stop = r.KeepAlive(ctx, token, 20*time.Millisecond)
+		_, stop = r.KeepAlive(ctx, token, "", 20*time.Millisecond, nil)
 		require.Eventually(t, func() bool {
 			return testutil.ToFloat64(m.calls.WithLabelValues("SendTaskHeartbeat", "task_closed")) == 2
 		}, 10*time.Second, 10*time.Millisecond)
@@ -174,3 +180,40 @@ func TestIntegrationCallbacksAgainstTheEmulator(t *testing.T) {
 }
 
 type sqsAttr = sqstypes.QueueAttributeName
+
+// Issue 30: a stopped execution's task is found closed at the next heartbeat, and
+// the job's context ends with the reason; a live one's is not.
+func TestIntegrationKeepAliveFindsAStoppedExecution(t *testing.T) {
+	t.Run("HeartbeatSeconds", func(t *testing.T) { testKeepAliveFindsAStoppedExecution(t, `"HeartbeatSeconds":60,`, true) })
+	// moto answers InvalidToken to every heartbeat of such a step's task: the
+	// execution, RUNNING, says it is live. moto (5.2.5) never ends such an execution
+	// once stopped either (its interpreter waits on the callback with no timeout, and
+	// DescribeExecution says RUNNING for good): nothing can see that stop there.
+	t.Run("no HeartbeatSeconds", func(t *testing.T) { testKeepAliveFindsAStoppedExecution(t, ``, false) })
+}
+
+func testKeepAliveFindsAStoppedExecution(t *testing.T, step string, stopObservable bool) {
+	st := newCallbackStackWith(t, step)
+	cfg := awstest.Config(t)
+	r := New(Config{DataBucket: st.bucket}, sfn.NewFromConfig(cfg), s3.NewFromConfig(cfg), zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	ctx := context.Background()
+	arn, token := st.start(t, "stopped")
+	jctx, stop := r.KeepAlive(ctx, token, arn, 100*time.Millisecond, nil)
+	defer stop()
+	time.Sleep(500 * time.Millisecond) // heartbeats of a live task: nothing ends
+	require.NoError(t, jctx.Err(), "a live task's job runs on")
+	if !stopObservable {
+		return
+	}
+	_, err := st.sfn.StopExecution(ctx, &sfn.StopExecutionInput{ExecutionArn: aws.String(arn)})
+	require.NoError(t, err)
+	select {
+	case <-jctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stopped execution's task was not found closed")
+	}
+	var c *TaskClosedError
+	require.ErrorAs(t, context.Cause(jctx), &c)
+	t.Logf("a stopped execution's heartbeat: %v", c)
+	require.True(t, c.Confirmed())
+}

@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/smithy-go"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
@@ -43,6 +45,7 @@ type sfnAPI interface {
 	SendTaskSuccess(ctx context.Context, in *sfn.SendTaskSuccessInput, optFns ...func(*sfn.Options)) (*sfn.SendTaskSuccessOutput, error)
 	SendTaskFailure(ctx context.Context, in *sfn.SendTaskFailureInput, optFns ...func(*sfn.Options)) (*sfn.SendTaskFailureOutput, error)
 	SendTaskHeartbeat(ctx context.Context, in *sfn.SendTaskHeartbeatInput, optFns ...func(*sfn.Options)) (*sfn.SendTaskHeartbeatOutput, error)
+	DescribeExecution(ctx context.Context, in *sfn.DescribeExecutionInput, optFns ...func(*sfn.Options)) (*sfn.DescribeExecutionOutput, error)
 }
 
 type s3API interface {
@@ -199,18 +202,32 @@ func (s *StepFunctions) claimCheck(ctx context.Context, output []byte) ([]byte, 
 }
 
 // KeepAlive sends a heartbeat for token every interval, the first one interval from
-// now, until the returned stop is called or ctx is done. stop waits for the
-// heartbeat goroutine to end and may be called more than once. An interval of 0 (or
-// an empty token) sends none. A closed task ends the heartbeats and cancels nothing
-// else (the job learns it when it reports); other errors are logged at warn and the
-// next tick tries again. A heartbeat in flight when stop is called or ctx is
-// cancelled (the job ended) is abandoned, not failed: it counts as outcome
-// "cancelled" and logs nothing.
-func (s *StepFunctions) KeepAlive(ctx context.Context, token string, every time.Duration) (stop func()) {
+// now, until the returned stop is called or ctx is done, and returns the context the
+// job runs under: ctx, cancelled when the task is found closed. stop waits for the
+// heartbeat goroutine to end and may be called more than once; it cancels the
+// returned context too (call it once the job has returned). An interval of 0 (or an
+// empty token) sends none and returns ctx itself.
+//
+// A task found closed for sure ends the heartbeats and cancels the returned context
+// with the cause closedCause(err) (err itself when closedCause is nil), err being
+// the *TaskClosedError. TaskTimedOut and TaskDoesNotExist are closed for sure.
+// InvalidToken is not: AWS says it of a malformed token, and moto says it of a live
+// task whose step has no HeartbeatSeconds (and, for a moment, of a very young
+// task). So an InvalidToken is checked against the execution (executionArn,
+// DescribeExecution): RUNNING means the task may be live, and the heartbeats go on;
+// any other status closes it. Without an executionArn an InvalidToken ends the
+// heartbeats and closes nothing. Other errors (throttling, network, 5xx, a failed
+// DescribeExecution) never close the task: they are logged at warn and the next
+// tick tries again. A heartbeat in flight when stop is called or ctx is cancelled
+// (the job ended) is abandoned, not failed: it counts as outcome "cancelled" and
+// logs nothing.
+func (s *StepFunctions) KeepAlive(ctx context.Context, token, executionArn string, every time.Duration, closedCause func(error) error) (jobCtx context.Context, stop func()) {
 	if every <= 0 || token == "" {
-		return func() {}
+		return ctx, func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// One context for the heartbeats and the job: what ends one ends the other, and
+	// a message with heartbeats costs no more than one context for both.
+	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(every)
@@ -224,8 +241,19 @@ func (s *StepFunctions) KeepAlive(ctx context.Context, token string, every time.
 					return
 				}
 				err := s.Heartbeat(ctx, token)
+				if IsTaskClosed(err) {
+					err = s.confirmClosed(ctx, err, executionArn)
+				}
+				var c *TaskClosedError
 				switch {
-				case IsTaskClosed(err):
+				case errors.As(err, &c) && c.Confirmed():
+					if closedCause == nil {
+						cancel(c)
+					} else {
+						cancel(closedCause(c))
+					}
+					return
+				case errors.As(err, &c): // InvalidToken with nothing to check it against
 					return
 				case err != nil && ctx.Err() == nil:
 					s.log.Warn("heartbeat failed", telemetry.Token(token), zap.Error(err))
@@ -233,7 +261,33 @@ func (s *StepFunctions) KeepAlive(ctx context.Context, token string, every time.
 			}
 		}
 	})
-	return func() { cancel(); wg.Wait() }
+	return ctx, func() { cancel(nil); wg.Wait() }
+}
+
+// confirmClosed tells a closed task from moto's InvalidToken for a live one (see
+// KeepAlive): it returns err itself when the code is sure, err with the execution's
+// status when that is not RUNNING, nil when it is RUNNING (live: beat on), and a
+// plain error when the execution could not be read (a transient doubt).
+func (s *StepFunctions) confirmClosed(ctx context.Context, err error, executionArn string) error {
+	var c *TaskClosedError
+	if !errors.As(err, &c) || c.Code != "InvalidToken" || executionArn == "" {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
+	defer cancel()
+	out, derr := s.sfn.DescribeExecution(actx, &sfn.DescribeExecutionInput{ExecutionArn: aws.String(executionArn)})
+	switch {
+	case derr != nil:
+		var apiErr smithy.APIError
+		if errors.As(derr, &apiErr) && apiErr.ErrorCode() == "ExecutionDoesNotExist" {
+			return &TaskClosedError{API: c.API, Code: c.Code, ExecutionStatus: "DOES_NOT_EXIST", err: c.err}
+		}
+		return fmt.Errorf("heartbeat answered %s; describe execution: %w", c.Code, derr)
+	case out.Status == sfntypes.ExecutionStatusRunning:
+		s.log.Debug("heartbeat answered InvalidToken but the execution runs: the task is taken as live")
+		return nil
+	}
+	return &TaskClosedError{API: c.API, Code: c.Code, ExecutionStatus: string(out.Status), err: c.err}
 }
 
 // cut shortens s to at most n bytes without splitting a UTF-8 sequence.

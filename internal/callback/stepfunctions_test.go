@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -35,6 +36,26 @@ type fakeSFN struct {
 	success    []*sfn.SendTaskSuccessInput
 	failure    []*sfn.SendTaskFailureInput
 	heartbeats int
+	// status answers DescribeExecution ("" : ExecutionDoesNotExist); describeErr
+	// wins over it.
+	status      sfntypes.ExecutionStatus
+	describeErr error
+	describes   int
+}
+
+func (f *fakeSFN) DescribeExecution(_ context.Context, in *sfn.DescribeExecutionInput, _ ...func(*sfn.Options)) (*sfn.DescribeExecutionOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.describes++
+	switch {
+	case aws.ToString(in.ExecutionArn) == "":
+		return nil, &smithy.GenericAPIError{Code: "InvalidArn"} // AWS refuses an empty ARN
+	case f.describeErr != nil:
+		return nil, f.describeErr
+	case f.status == "":
+		return nil, &smithy.GenericAPIError{Code: "ExecutionDoesNotExist"}
+	}
+	return &sfn.DescribeExecutionOutput{Status: f.status, ExecutionArn: in.ExecutionArn}, nil
 }
 
 func (f *fakeSFN) SendTaskSuccess(_ context.Context, in *sfn.SendTaskSuccessInput, _ ...func(*sfn.Options)) (*sfn.SendTaskSuccessOutput, error) {
@@ -169,19 +190,21 @@ func TestTokensAreNeverLoggedWhole(t *testing.T) {
 func TestKeepAliveBeatsUntilStoppedOrClosed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, f, _, _ := setup(t, nil)
-		stop := r.KeepAlive(context.Background(), "tok", 10*time.Second)
+		_, stop := r.KeepAlive(context.Background(), "tok", "", 10*time.Second, nil)
 		time.Sleep(35 * time.Second)
 		stop()
 		require.Equal(t, 3, f.heartbeats)
 
 		f.err = &smithy.GenericAPIError{Code: "TaskTimedOut"}
-		stop = r.KeepAlive(context.Background(), "tok", 10*time.Second)
+		_, stop = r.KeepAlive(context.Background(), "tok", "", 10*time.Second, nil)
 		time.Sleep(100 * time.Second)
 		synctest.Wait()
 		require.Equal(t, 4, f.heartbeats, "a closed task ends the heartbeats")
 		stop()
 
-		require.NotPanics(t, r.KeepAlive(context.Background(), "tok", 0), "0 turns heartbeats off")
+		ctx, stop := r.KeepAlive(context.Background(), "tok", "", 0, nil)
+		require.Equal(t, context.Background(), ctx, "0 turns heartbeats off")
+		require.NotPanics(t, stop)
 	})
 }
 
@@ -313,7 +336,7 @@ func TestKeepAliveGoesOnAfterATransientErrorAndStopsWithItsContext(t *testing.T)
 		f := &fakeSFN{err: &smithy.GenericAPIError{Code: "ServiceUnavailable"}}
 		r := New(Config{DataBucket: "data"}, f, &fakeS3{puts: map[string][]byte{}}, zap.New(core), NewMetrics(prometheus.NewRegistry()))
 		ctx, cancel := context.WithCancel(context.Background())
-		stop := r.KeepAlive(ctx, "secret-token", time.Second)
+		_, stop := r.KeepAlive(ctx, "secret-token", "", time.Second, nil)
 		time.Sleep(2500 * time.Millisecond)
 		synctest.Wait()
 		require.Equal(t, 2, f.heartbeats, "an error does not end the heartbeats")
@@ -328,7 +351,7 @@ func TestKeepAliveGoesOnAfterATransientErrorAndStopsWithItsContext(t *testing.T)
 		synctest.Wait()
 		require.Equal(t, 2, f.heartbeats)
 		stop()
-		stop = r.KeepAlive(context.Background(), "", time.Second)
+		_, stop = r.KeepAlive(context.Background(), "", "", time.Second, nil)
 		time.Sleep(5 * time.Second)
 		stop()
 		require.Equal(t, 2, f.heartbeats, "no heartbeats without a token")

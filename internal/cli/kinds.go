@@ -38,11 +38,11 @@ func checkKind(t *topology.Topology, q topology.Queue) error {
 var _ topology.KindCheck = checkKind
 
 func execConfig(t *topology.Topology, q topology.Queue) execjob.Config {
-	return execjob.Config{Command: q.Exec.Command, Dir: t.Dir, Timeout: q.Exec.Timeout.Duration, Env: envList(q.Exec.Env)}
+	return execjob.Config{Command: q.Exec.Command, Dir: t.Dir, Timeout: q.Exec.Timeout.Duration, Env: envList(q.Exec.Env), Checkpoint: q.Exec.Checkpoint}
 }
 
 func httpConfig(q topology.Queue) httpjob.Config {
-	return httpjob.Config{URL: q.HTTP.URL, Timeout: q.HTTP.Timeout.Duration, Headers: q.HTTP.Headers}
+	return httpjob.Config{URL: q.HTTP.URL, Timeout: q.HTTP.Timeout.Duration, Headers: q.HTTP.Headers, Checkpoint: q.HTTP.Checkpoint}
 }
 
 // startConfig leaves the ARN, the limiter and the throttle timeout to the wiring.
@@ -79,7 +79,7 @@ func (k *kindBuilder) build(q topology.Queue) (jobs.Job, time.Duration, error) {
 		if err != nil {
 			return jobs.Job{}, 0, err
 		}
-		return jobs.Job{Name: q.Name, Mode: jobs.Complete, Run: j.Run}, cfg.HandlerTimeout(), nil
+		return jobs.Job{Name: q.Name, Mode: jobs.Complete, Run: j.Run, StopGrace: cfg.StopTime()}, cfg.HandlerTimeout(), nil
 	case q.HTTP != nil:
 		if k.httpMetrics == nil {
 			k.httpMetrics = httpjob.NewMetrics(k.w.reg)

@@ -16,6 +16,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/batch"
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/callback"
+	"github.com/taskbridge/taskbridge/internal/checkpoint"
 	"github.com/taskbridge/taskbridge/internal/config"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/ecsprotect"
@@ -31,12 +32,13 @@ import (
 )
 
 var (
-	_ consumer.Handler = (*jobs.Router)(nil)
-	_ consumer.Handler = (*batch.Batcher)(nil)
-	_ batch.Publisher  = (*event.Publisher)(nil)
-	_ jobs.Reporter    = (*callback.StepFunctions)(nil)
-	_ jobs.Heartbeater = (*callback.StepFunctions)(nil)
-	_ jobs.Publisher   = (*event.Publisher)(nil)
+	_ consumer.Handler     = (*jobs.Router)(nil)
+	_ consumer.Handler     = (*batch.Batcher)(nil)
+	_ batch.Publisher      = (*event.Publisher)(nil)
+	_ jobs.Reporter        = (*callback.StepFunctions)(nil)
+	_ jobs.Heartbeater     = (*callback.StepFunctions)(nil)
+	_ jobs.CheckpointStore = (*checkpoint.Store)(nil)
+	_ jobs.Publisher       = (*event.Publisher)(nil)
 )
 
 // wiring is what every component of `worker run` is built from.
@@ -274,15 +276,18 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 			all = append(all, job)
 			jobName, timeout = job.Name, t
 		}
-		routes[q.Name] = jobs.Route{Job: jobName, DetailTypes: q.DetailTypes}
+		routes[q.Name] = jobs.Route{Job: jobName, DetailTypes: q.DetailTypes, HeartbeatEvery: q.HeartbeatInterval.Duration}
 		timeouts[q.Name] = timeout
 		queues = append(queues, q)
 	}
 	if len(queues) == 0 {
 		return nil, nil
 	}
-	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout,
-		FailureNotes: failnote.New(w.clients.S3, w.stack.DataBucket)}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
+	router, err := jobs.NewRouter(jobs.RouterConfig{
+		Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout,
+		FailureNotes: failnote.New(w.clients.S3, w.stack.DataBucket),
+		Checkpoints:  checkpoint.New(w.stack.DataBucket, w.clients.S3),
+	}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}
@@ -331,11 +336,11 @@ func (w wiring) batchComponents() ([]component, error) {
 		return nil, nil
 	}
 	cfg := w.batchConfig(*landing)
+	pc := w.pollerConfig(*landing)
 	b, err := batch.New(cfg, w.clients.S3, w.clients.Glue, w.publisher, w.log, batch.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err
 	}
-	pc := w.pollerConfig(*landing)
 	pc.Concurrency = cfg.PollerConcurrency(pc.Concurrency)
 	pc.HandlerTimeout = cfg.HandlerTimeout()
 	p, err := consumer.NewPoller(pc, w.clients.SQS, b, w.log, w.metrics)
@@ -352,8 +357,8 @@ func (w wiring) batchConfig(landing topology.Queue) batch.Config {
 		LandingBucket: w.stack.LandingBucket, KeyPrefix: w.cfg.BatchKeyPrefix, DataBucket: w.stack.DataBucket, GlueJob: w.stack.GlueJob,
 		MaxFiles: w.cfg.BatchMaxFiles, Window: w.cfg.BatchWindow, GluePollInterval: w.cfg.GluePollInterval,
 		// A batch's claims hold as long as its messages do without renewal (claim.go).
-		Lease:     max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
-		StopFlush: w.cfg.Stop().BatchFlush,
+		Lease:       max(time.Duration(landing.VisibilityTimeoutSeconds)*time.Second, 20*time.Second),
+		StopTimeout: w.cfg.Stop().BatchFlush, // inside the landing poller's drain
 	}
 	if b := landing.S3Batch; b != nil { // the topology's settings win over the environment's
 		if b.MaxFiles > 0 {

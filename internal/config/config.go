@@ -49,7 +49,7 @@ type Config struct {
 	MaxPollers       int           `envconfig:"MAX_POLLERS" default:"4" desc:"receive loops per queue while it is busy, >= 1 (an idle queue uses one: a long poll per POLL_WAIT)"`
 	PollWait         time.Duration `envconfig:"POLL_WAIT" default:"20s" desc:"SQS long-poll wait per ReceiveMessage, 1s..20s"`
 	JobTimeout       time.Duration `envconfig:"JOB_TIMEOUT" default:"5m" desc:"deadline of one job run; its context is cancelled after it"`
-	HeartbeatEvery   time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"60s" desc:"SendTaskHeartbeat period while a callback job runs; 0 turns heartbeats off"`
+	HeartbeatEvery   time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"20s" desc:"SendTaskHeartbeat period while a callback job runs, and so how soon a job whose task closed (execution stopped, timed out) is cancelled; a queue's heartbeatInterval wins; 0 turns heartbeats off"`
 	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, the whole stop of the pollers and jobs: in-flight jobs finish (the drain), then what is left is released; the spans' flush follows it. ECS stopTimeout must be at least this plus 5s (terraform sets it so); at most 115s"`
 	S3PathStyle      *bool         `envconfig:"S3_PATH_STYLE" desc:"path-style S3 URLs (default: true when AWS_ENDPOINT_URL is set, for local emulators)"`
 	BatchMaxFiles    int           `envconfig:"BATCH_MAX_FILES" default:"100" desc:"files that flush a batch, 1..10000"`

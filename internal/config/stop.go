@@ -57,8 +57,9 @@ type StopBudget struct {
 	SecondSignal time.Duration
 	// ProtectionDrop bounds the drop of task scale-in protection, beside the drain.
 	ProtectionDrop time.Duration
-	// BatchFlush bounds the batcher's flush of its open batch, beside the drain:
-	// the batch's messages are the drain's to wait for, released after it.
+	// BatchFlush bounds what the batcher's stop spends flushing its closed and open
+	// batches: three quarters of the drain, so that the landing messages it settles
+	// are deleted or released before the poller's drain gives up on them.
 	BatchFlush time.Duration
 	// ServerStop bounds the HTTP server's shutdown, beside the drain.
 	ServerStop time.Duration
@@ -81,7 +82,7 @@ func NewStopBudget(shutdown time.Duration) StopBudget {
 		Flush:          flush,
 		SecondSignal:   flush + secondSignalGrace,
 		ProtectionDrop: min(protectionDrop, shutdown),
-		BatchFlush:     drain,
+		BatchFlush:     drain * 3 / 4,
 		ServerStop:     min(serverStop, shutdown),
 		TracingFlush:   tracingFlush,
 	}

@@ -6,7 +6,10 @@
 // (EX_TEMPFAIL): a retry. Any other exit: a final failure "<job>.Exit<N>" whose
 // cause is the tail of stderr. At the timeout, or when the job's context ends
 // (shutdown, lost visibility), the whole group gets SIGTERM, then SIGKILL after a
-// grace period, and Run returns only once the command's process has been reaped.
+// grace period, and Run returns only once the command's process has been reaped. The
+// same happens when the task closes while the command runs (the router cancels the
+// context with jobs.ErrTaskClosed). With Config.Checkpoint the command reads and
+// writes its checkpoint through a file (checkpoint.go).
 //
 // Whatever the outcome, the group is killed once its leader has exited: a command
 // may not leave processes behind (they would hold its pipes and outlive the task).
@@ -74,6 +77,15 @@ type Config struct {
 	// MaxStderr is how many trailing bytes of stderr are kept (default 16 KiB) for
 	// the failure cause.
 	MaxStderr int
+	// Checkpoint gives the command a checkpoint file, its path in
+	// TASKBRIDGE_CHECKPOINT_FILE: it holds the task's last checkpoint at the start
+	// (no file: none), and what the command writes there (a JSON document, at most
+	// 256 KiB; write a temporary file and rename it) is stored when it changes,
+	// checked every CheckpointPoll, and once more when the command ends or is
+	// stopped.
+	Checkpoint bool
+	// CheckpointPoll is how often the checkpoint file is looked at (default 1 s).
+	CheckpointPoll time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -81,6 +93,7 @@ func (c Config) withDefaults() Config {
 	c.Grace = cmp.Or(c.Grace, DefaultGrace)
 	c.MaxStdout = cmp.Or(c.MaxStdout, DefaultMaxStdout)
 	c.MaxStderr = cmp.Or(c.MaxStderr, DefaultMaxStderr)
+	c.CheckpointPoll = cmp.Or(c.CheckpointPoll, DefaultCheckpointPoll)
 	return c
 }
 
@@ -90,6 +103,13 @@ func (c Config) withDefaults() Config {
 func (c Config) HandlerTimeout() time.Duration {
 	c = c.withDefaults()
 	return c.Timeout + 3*c.Grace + jobs.HandlerMargin
+}
+
+// StopTime is the longest Run takes to return once its context ends: SIGTERM, the
+// grace, SIGKILL, the wait for the group to go and for its pipes to drain (up to a
+// grace each), and a second for the last checkpoint and the reaping.
+func (c Config) StopTime() time.Duration {
+	return 3*c.withDefaults().Grace + time.Second
 }
 
 // Validate reports every problem of the config at once: the one check of an exec
@@ -122,6 +142,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxStderr < 0 {
 		errs = append(errs, fmt.Errorf("maxStderr %d is negative", c.MaxStderr))
+	}
+	if c.CheckpointPoll < 0 {
+		errs = append(errs, fmt.Errorf("checkpoint poll %s is negative", c.CheckpointPoll))
 	}
 	for _, kv := range c.Env {
 		k, _, ok := strings.Cut(kv, "=")
@@ -227,7 +250,7 @@ func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
 // result is what one run of the command left.
 type result struct {
 	state    *os.ProcessState
-	stopped  string // "timeout" or "shutdown" when we stopped the group, else ""
+	stopped  string // "timeout", "shutdown" or "task_closed" when we stopped the group, else ""
 	stdout   []byte
 	overflow bool // stdout went over MaxStdout
 	stderr   string
@@ -292,9 +315,19 @@ func (j *Job) run(ctx context.Context, t *jobs.Task, input []byte) (*result, err
 		return nil, err
 	}
 	defer p.closeOurEnds()
-	cmd, err := j.start(t, p)
+	var cp *checkpointFile
+	if j.cfg.Checkpoint {
+		if cp, err = openCheckpoint(ctx, t, j.log); err != nil {
+			return nil, fmt.Errorf("checkpoint file: %w", err)
+		}
+		defer cp.finish(ctx)
+	}
+	cmd, err := j.start(t, p, cp)
 	if err != nil {
 		return nil, err
+	}
+	if cp != nil {
+		cp.watch(ctx, j.cfg.CheckpointPoll)
 	}
 	pgid := cmd.Process.Pid
 	log := j.log.With(zap.String("message_id", t.MessageID), zap.Int("pid", pgid))
@@ -343,7 +376,7 @@ func (p *pipes) closeOurEnds()   { closeAll(p.stdinW, p.stdoutR, p.stderrR) }
 
 // start starts the command on the child's ends of p, then closes them (the child has
 // its copies). A program that cannot be run at all is a final failure.
-func (j *Job) start(t *jobs.Task, p *pipes) (*exec.Cmd, error) {
+func (j *Job) start(t *jobs.Task, p *pipes, cp *checkpointFile) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -351,7 +384,7 @@ func (j *Job) start(t *jobs.Task, p *pipes) (*exec.Cmd, error) {
 			Path:        j.path,
 			Args:        append([]string{j.path}, j.cfg.Command[1:]...),
 			Dir:         j.dir,
-			Env:         j.env(t),
+			Env:         j.env(t, cp),
 			Stdin:       p.stdinR,
 			Stdout:      p.stdoutW,
 			Stderr:      p.stderrW,
@@ -410,8 +443,11 @@ func (j *Job) wait(ctx context.Context, pgid int, exited <-chan struct{}, log *z
 		stopped = "timeout"
 	case <-ctx.Done():
 		stopped = "shutdown"
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			stopped = "timeout" // the handler's deadline: a timeout too
+		case errors.Is(context.Cause(ctx), jobs.ErrTaskClosed):
+			stopped = "task_closed"
 		}
 	}
 	select {
@@ -482,8 +518,11 @@ func groupSignalable(pgid int) bool { return syscall.Kill(-pgid, 0) == nil }
 
 // env is the worker's environment, Config.Env, then the task's facts (never the
 // token). Later entries win.
-func (j *Job) env(t *jobs.Task) []string {
+func (j *Job) env(t *jobs.Task, cp *checkpointFile) []string {
 	env := append(os.Environ(), j.cfg.Env...)
+	if cp != nil {
+		env = append(env, CheckpointEnv+"="+cp.path)
+	}
 	return append(env,
 		"TASKBRIDGE_JOB="+j.name,
 		"TASKBRIDGE_QUEUE="+t.Queue,

@@ -338,7 +338,7 @@ func TestSeriesExistBeforeTheFirstRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.job(t, execjob.Config{Command: []string{"sh"}})
-	require.Equal(t, 2, testutil.CollectAndCount(b.reg, "worker_exec_killed_total"))
+	require.Equal(t, 3, testutil.CollectAndCount(b.reg, "worker_exec_killed_total"), "timeout, shutdown, task_closed")
 	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "worker_exec_exits_total"))
 	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "worker_exec_duration_seconds"))
 }

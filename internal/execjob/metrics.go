@@ -34,7 +34,7 @@ func newMetrics() *Metrics {
 			Name: "worker_exec_exits_total", Help: "Ended commands by exit code; \"signal\" when a signal ended it, \"timeout\" when the worker stopped it at the job timeout.",
 		}, []string{"job", "code"}),
 		killed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "worker_exec_killed_total", Help: "Process groups the worker stopped (SIGTERM, then SIGKILL), by reason: timeout or shutdown.",
+			Name: "worker_exec_killed_total", Help: "Process groups the worker stopped (SIGTERM, then SIGKILL), by reason: timeout, shutdown, or task_closed (its task closed while it ran).",
 		}, []string{"job", "reason"}),
 	}
 }
@@ -44,7 +44,7 @@ func newMetrics() *Metrics {
 func (m *Metrics) init(job string) {
 	m.duration.WithLabelValues(job)
 	m.exits.WithLabelValues(job, "0")
-	for _, reason := range []string{"timeout", "shutdown"} {
+	for _, reason := range []string{"timeout", "shutdown", "task_closed"} {
 		m.killed.WithLabelValues(job, reason)
 	}
 }

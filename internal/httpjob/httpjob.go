@@ -6,7 +6,9 @@
 // token). 2xx: the JSON body is the task output (empty means {}). 408, 429, 5xx,
 // connection errors and timeouts: a retry. Other 4xx: a final failure
 // "<job>.HTTP<code>" with an excerpt of the body as cause. 3xx: not followed, a
-// final failure "<job>.HTTP<code>". Each Job has its own http.Client and connection
+// final failure "<job>.HTTP<code>". A cancelled context (the task closed, a stop)
+// aborts the request. With Config.Checkpoint the task's checkpoint travels in a
+// Taskbridge-Checkpoint header both ways. Each Job has its own http.Client and connection
 // pool, so a hung endpoint holds up only its own queue's slots.
 package httpjob
 
@@ -48,10 +50,18 @@ type Config struct {
 	// MaxResponse caps the response body in bytes (default 1 MiB): a larger 2xx body
 	// is a final failure "ResponseTooLarge".
 	MaxResponse int
-	// Headers added to every request. X-Taskbridge-* and Content-Type are the
-	// worker's.
+	// Headers added to every request. X-Taskbridge-*, Taskbridge-Checkpoint and
+	// Content-Type are the worker's.
 	Headers map[string]string
+	// Checkpoint sends the task's last checkpoint (JSON) in the CheckpointHeader of
+	// the request, when there is one, and stores the CheckpointHeader of the
+	// response, whatever its status (a 503 with progress: the retry resumes).
+	Checkpoint bool
 }
+
+// CheckpointHeader carries a task's checkpoint both ways when Config.Checkpoint is
+// set.
+const CheckpointHeader = "Taskbridge-Checkpoint"
 
 func (c Config) withDefaults() Config {
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
@@ -94,7 +104,7 @@ func (c Config) Validate() error {
 		switch {
 		case !validHeaderName(name):
 			errs = append(errs, fmt.Errorf("header %q is not a valid name", name))
-		case strings.HasPrefix(canonical, "X-Taskbridge-") || canonical == "Content-Type":
+		case strings.HasPrefix(canonical, "X-Taskbridge-") || canonical == CheckpointHeader || canonical == "Content-Type":
 			errs = append(errs, fmt.Errorf("header %s is the worker's", canonical))
 		case strings.ContainsAny(value, "\r\n\x00"):
 			errs = append(errs, fmt.Errorf("header %s: value has a line break or NUL", canonical))
@@ -171,9 +181,18 @@ func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
 	req.Header.Set("X-Taskbridge-Receive-Count", strconv.Itoa(t.ReceiveCount))
 	req.Header.Set("X-Taskbridge-Message-Id", t.MessageID)
 	req.Header.Set("X-Taskbridge-Event-Id", t.EventID)
+	if j.cfg.Checkpoint {
+		last, ok, err := t.LastCheckpoint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			req.Header.Set(CheckpointHeader, string(last))
+		}
+	}
 
 	started := time.Now()
-	out, class, err := j.do(ctx, req)
+	out, class, err := j.do(ctx, t, req)
 	j.m.duration.WithLabelValues(j.name).Observe(time.Since(started).Seconds())
 	j.m.responses.WithLabelValues(j.name, class).Inc()
 	return out, err
@@ -181,7 +200,7 @@ func (j *Job) Run(ctx context.Context, t *jobs.Task) (any, error) {
 
 // do sends req and reads the answer; class is the status class of the response,
 // or "error" when none came (or its body could not be read).
-func (j *Job) do(ctx context.Context, req *http.Request) (any, string, error) {
+func (j *Job) do(ctx context.Context, t *jobs.Task, req *http.Request) (any, string, error) {
 	target := redact(j.cfg.URL)
 	resp, err := j.client.Do(req)
 	if err != nil {
@@ -191,6 +210,12 @@ func (j *Job) do(ctx context.Context, req *http.Request) (any, string, error) {
 		return nil, "error", fmt.Errorf("post to %s: %w", target, redactErr(err))
 	}
 	defer resp.Body.Close()
+	if cp := resp.Header.Get(CheckpointHeader); j.cfg.Checkpoint && cp != "" {
+		if err := t.SaveCheckpoint(ctx, []byte(cp)); err != nil {
+			// The answer stands; a checkpoint lost only costs the next try its head start.
+			j.log.Warn("checkpoint of the response not stored", zap.String("message_id", t.MessageID), zap.Error(err))
+		}
+	}
 	code := resp.StatusCode
 	class := strconv.Itoa(code/100) + "xx"
 	switch {

@@ -54,6 +54,23 @@ func KindOf(err error) (kind string, badInput, ok bool) {
 	return je.kind, je.badInput, true
 }
 
+// ErrTaskClosed is the cause (context.Cause) of a job's context when its task was
+// closed elsewhere while the job ran: the execution stopped or timed out, or another
+// party answered the task. The cause wraps it with the reason.
+var ErrTaskClosed = errors.New("taskbridge: task closed")
+
+// closedError is a job context's cause when its task closed: ErrTaskClosed with the
+// heartbeat's answer as the reason.
+type closedError struct{ reason error }
+
+func (c *closedError) Error() string        { return ErrTaskClosed.Error() + ": " + c.reason.Error() }
+func (c *closedError) Is(target error) bool { return target == ErrTaskClosed }
+func (c *closedError) Unwrap() error        { return c.reason }
+
+// closedCause is the Heartbeater's closedCause: a plain function, so that passing
+// it allocates nothing.
+func closedCause(reason error) error { return &closedError{reason: reason} }
+
 // redactToken is err with token replaced by its hash in its text
 // (telemetry.RedactToken); nil stays nil, and err stays what it wraps.
 func redactToken(err error, token string) error {

@@ -63,6 +63,8 @@ func (closedErr) TaskClosed() bool { return true }
 
 type noBeats struct{}
 
-func (noBeats) KeepAlive(context.Context, string, time.Duration) func() { return func() {} }
+func (noBeats) KeepAlive(ctx context.Context, _, _ string, _ time.Duration, _ func(error) error) (context.Context, func()) {
+	return ctx, func() {}
+}
 
 func (noBeats) Heartbeat(context.Context, string) error { return nil }

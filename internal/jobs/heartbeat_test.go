@@ -62,7 +62,7 @@ func TestProvingHeartbeatOfAYoungEvent(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				beats := &refusingBeats{refusals: tc.refusals, code: tc.code}
-				task := &Task{Token: "tok", EventTime: time.Now().Add(-tc.age), ReceiveCount: tc.receive, beats: beats}
+				task := &Task{Token: "tok", EventTime: time.Now().Add(-tc.age), ReceiveCount: tc.receive, env: &taskEnv{beats: beats}}
 				err := task.Heartbeat(context.Background())
 				require.Equal(t, tc.refused, errors.Is(err, ErrTokenRefused), "err=%v", err)
 				if !tc.refused {
@@ -79,7 +79,7 @@ func TestProvingHeartbeatOfAYoungEvent(t *testing.T) {
 func TestProvingHeartbeatStopsWithItsContext(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		task := &Task{Token: "tok", EventTime: time.Now(), ReceiveCount: 1, beats: &refusingBeats{refusals: -1, code: "InvalidToken"}}
+		task := &Task{Token: "tok", EventTime: time.Now(), ReceiveCount: 1, env: &taskEnv{beats: &refusingBeats{refusals: -1, code: "InvalidToken"}}}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- task.Heartbeat(ctx) }()

@@ -15,6 +15,8 @@ type Metrics struct {
 	// for (Router.call): the job ignored its context's end past giveUpAfter.
 	abandoned *prometheus.CounterVec
 	lingering *prometheus.GaugeVec
+	// cancelled counts jobs cancelled because their task closed, by queue and reason.
+	cancelled *prometheus.CounterVec
 	series    sync.Map // job name → *jobSeries
 }
 
@@ -59,7 +61,7 @@ func (s *jobSeries) outcome(name string) prometheus.Counter {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "worker_jobs_total", Help: "Handled messages by job and outcome: success, forwarded, final_failure, retry, dead_letter, task_closed.",
+			Name: "worker_jobs_total", Help: "Handled messages by job and outcome: success, forwarded, final_failure, retry, dead_letter, task_closed, cancelled.",
 		}, []string{"job", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "worker_job_duration_seconds", Help: "Time a job took, callback included.",
@@ -75,7 +77,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lingering: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "worker_job_abandoned_running", Help: "Abandoned job runs (worker_job_abandoned_total) still running: goroutines, and what they hold, that only the job's own return frees.",
 		}, []string{"job"}),
+		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_jobs_cancelled_total", Help: "Jobs cancelled because a heartbeat found their task closed, by queue and reason: the execution's status (aborted, timed_out, failed, succeeded, does_not_exist) or the answer (TaskTimedOut, TaskDoesNotExist). Their messages are deleted.",
+		}, []string{"queue", "reason"}),
 	}
-	reg.MustRegister(m.jobs, m.duration, m.eventAge, m.abandoned, m.lingering)
+	reg.MustRegister(m.jobs, m.duration, m.eventAge, m.abandoned, m.lingering, m.cancelled)
 	return m
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,9 +23,15 @@ import (
 
 // Heartbeater keeps a task alive while its job runs: KeepAlive sends heartbeats every
 // interval until stop is called (stop waits for the sender to end); 0 sends none.
-// Heartbeat sends one, for a job that proves its token is live.
+// KeepAlive returns the context the job runs under: ctx itself without heartbeats;
+// with them, a child of ctx that stop cancels, and that a heartbeat finding the task
+// closed for sure (stopped, timed out, answered elsewhere; executionArn, when
+// known, settles an ambiguous answer) cancels with the cause closedCause(reason),
+// reason being an error with a TaskClosed method (and a ClosedReason method naming
+// it for a metric label). Transient errors never cancel it. Heartbeat sends one,
+// for a job that proves its token is live.
 type Heartbeater interface {
-	KeepAlive(ctx context.Context, token string, every time.Duration) (stop func())
+	KeepAlive(ctx context.Context, token, executionArn string, every time.Duration, closedCause func(reason error) error) (jobCtx context.Context, stop func())
 	Heartbeat(ctx context.Context, token string) error
 }
 
@@ -32,12 +39,17 @@ type Heartbeater interface {
 type Route struct {
 	Job         string
 	DetailTypes []string
+	// HeartbeatEvery overrides RouterConfig.HeartbeatEvery for this queue when > 0.
+	HeartbeatEvery time.Duration
 }
 
 // RouterConfig maps logical queue names to routes.
 type RouterConfig struct {
-	Routes         map[string]Route
-	HeartbeatEvery time.Duration // 0: no heartbeats
+	Routes map[string]Route
+	// HeartbeatEvery is the heartbeat interval of a Complete job's task (0: no
+	// heartbeats). It is also how soon a closed task is noticed and its job
+	// cancelled: within one interval plus a call.
+	HeartbeatEvery time.Duration
 	// ReportTimeout bounds the report made after the job, throttle waits included
 	// (default 15 min; each attempt has its own short timeout in the reporter). It
 	// runs on a context detached from the job's deadline, so a job that used up its
@@ -46,6 +58,9 @@ type RouterConfig struct {
 	// cancel of the job's context (the consumer stopping at a drain timeout, or lost
 	// visibility) ends the report too.
 	ReportTimeout time.Duration
+	// Checkpoints stores the tasks' checkpoints (Task.Checkpoint); nil: a job's
+	// Checkpoint and LastCheckpoint return an error.
+	Checkpoints CheckpointStore
 	// FailureNotes, when set, keeps the last failure reported for an execution
 	// whose event names it (detail executionArn), where any endpoint can show it
 	// (Step Functions emulators drop failure causes). A note that cannot be written
@@ -65,6 +80,7 @@ type Router struct {
 	reporter Reporter
 	beats    Heartbeater
 	publish  Publisher
+	env      *taskEnv // what every task reaches through the router
 	log      *zap.Logger
 	// lineLog writes the line of each handled message, without the caller: it would
 	// always name Handle, and finding it is a stack walk per message.
@@ -96,7 +112,8 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 		return nil, err
 	}
 	log = log.With(zap.String("component", "jobs"))
-	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m, nowFunc: time.Now}, nil
+	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m, nowFunc: time.Now,
+		env: &taskEnv{publish: pub, beats: hb, checkpoints: cfg.Checkpoints}}, nil
 }
 
 // lineFields keeps the field slices of the per-message log lines between
@@ -107,7 +124,7 @@ var lineFields = sync.Pool{New: func() any { s := make([]zap.Field, 0, 10); retu
 
 // outcome of one message, for the log line and the metrics.
 type outcome struct {
-	name   string // success, forwarded, final_failure, retry, released, dead_letter, task_closed, token_refused
+	name   string // success, forwarded, final_failure, retry, released, dead_letter, task_closed, cancelled, token_refused
 	err    error  // what the consumer gets back
 	reason error  // why, for the log
 }
@@ -136,7 +153,10 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	t, out := r.decode(ctx, m, route, job, msg, err)
 	if out == nil {
 		series.eventAge().Observe(began.Sub(t.EventTime).Seconds())
-		out = r.run(ctx, m, job, t)
+		out = r.run(ctx, m, route, job, t)
+	}
+	if t.mayHaveCheckpoint() && taskDone(out.name) {
+		r.clearCheckpoint(ctx, m, t)
 	}
 	out.withoutToken(t.Token)
 	took := r.nowFunc().Sub(began)
@@ -169,12 +189,36 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	return out.err
 }
 
+// taskDone are the outcomes after which the message's task is done with here: its
+// checkpoint is deleted.
+func taskDone(outcome string) bool {
+	switch outcome {
+	case "success", "forwarded", "final_failure", "dead_letter", "task_closed", "cancelled":
+		return true
+	}
+	return false
+}
+
+// checkpointCleanupTimeout bounds the delete of a finished task's checkpoint.
+const checkpointCleanupTimeout = 10 * time.Second
+
+// clearCheckpoint deletes a done task's checkpoint, on a context detached from the
+// job's (it may have ended: a cancelled job). A failure leaves an object behind, no
+// outcome lost: it is logged, and the message's fate stands.
+func (r *Router) clearCheckpoint(ctx context.Context, m consumer.Message, t *Task) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointCleanupTimeout)
+	defer cancel()
+	if err := t.clearCheckpoint(cctx); err != nil {
+		r.log.Warn("checkpoint of a finished task left behind", zap.String("queue", m.Queue), zap.String("message_id", m.ID), zap.Error(err))
+	}
+}
+
 // decode takes the task's fields from msg, the message's body read by
 // event.ParseMessage (perr its error); a non-nil outcome means the message is bad
 // and has been dealt with.
 func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job, msg event.Message, perr error) (*Task, *outcome) {
 	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
-		publish: r.publish, beats: r.beats, nowFunc: r.nowFunc}
+		env: r.env}
 	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
 	if owns {
 		// A token of the wrong type is no token; a refused body's is still its own.
@@ -198,14 +242,23 @@ func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, jo
 }
 
 // run runs the job and turns its result into an outcome.
-func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) *outcome {
-	if job.Mode == Complete {
-		stop := r.beats.KeepAlive(ctx, t.Token, r.cfg.HeartbeatEvery)
+func (r *Router) run(ctx context.Context, m consumer.Message, route Route, job Job, t *Task) *outcome {
+	jctx := ctx
+	if every := cmp.Or(route.HeartbeatEvery, r.cfg.HeartbeatEvery); job.Mode == Complete {
+		// The heartbeats' context is the job's: a closed task cancels both, at no
+		// cost per message beyond the heartbeats' own.
+		var stop func()
+		jctx, stop = r.beats.KeepAlive(ctx, t.Token, t.ExecutionArn, every, closedCause)
 		defer stop()
 	}
-	jctx, jspan := tracing.Start(ctx, "job", job.Name, trace.SpanKindInternal)
+	jctx, jspan := tracing.Start(jctx, "job", job.Name, trace.SpanKindInternal)
 	output, err := r.call(jctx, job, t)
 	tracing.End(jspan, redactToken(err, t.Token))
+	if jctx.Err() != nil && ctx.Err() == nil { // only then can the task have closed
+		if cause := context.Cause(jctx); errors.Is(cause, ErrTaskClosed) {
+			return r.cancelled(m, job, cause)
+		}
+	}
 	var panicked *panicError
 	switch {
 	case errors.Is(err, ErrTokenRefused):
@@ -243,6 +296,20 @@ func (r *Router) run(ctx context.Context, m consumer.Message, job Job, t *Task) 
 		return r.fail(ctx, job.Name, t, kind, err, "dead_letter", consumer.DeadLetter(err))
 	}
 	return &outcome{name: "retry", err: err, reason: err}
+}
+
+// cancelled is the outcome of a job whose task closed while it ran: nothing to
+// report (the task is closed), nothing to retry; the message is deleted.
+func (r *Router) cancelled(m consumer.Message, job Job, cause error) *outcome {
+	reason := "closed"
+	var named interface{ ClosedReason() string }
+	if errors.As(cause, &named) {
+		reason = named.ClosedReason()
+	}
+	r.metrics.cancelled.WithLabelValues(m.Queue, reason).Inc()
+	r.log.Info("job cancelled: its task closed", zap.String("queue", m.Queue), zap.String("job", job.Name),
+		zap.String("message_id", m.ID), zap.String("reason", reason), zap.NamedError("cause", cause))
+	return &outcome{name: "cancelled", reason: cause}
 }
 
 func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *outcome {
@@ -371,8 +438,14 @@ func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 		return res.out, res.err
 	case <-ctx.Done():
 	}
-	// Give a job that does watch ctx a moment to return its own error.
-	timer := time.NewTimer(giveUpAfter)
+	// Give a job that does watch ctx a moment to return its own error; a job whose
+	// task closed gets its StopGrace (an exec job's group is being stopped), so that
+	// its slot is freed only when it is done.
+	wait := giveUpAfter
+	if errors.Is(context.Cause(ctx), ErrTaskClosed) {
+		wait = max(job.StopGrace, giveUpAfter)
+	}
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case res := <-done:
@@ -387,7 +460,7 @@ func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 	r.metrics.abandoned.WithLabelValues(job.Name).Inc()
 	r.log.Warn("job still running after its context ended; no longer waited for",
 		zap.String("queue", t.Queue), zap.String("job", job.Name), zap.String("message_id", t.MessageID),
-		zap.Duration("waited", giveUpAfter), zap.NamedError("reason", ctx.Err()))
+		zap.Duration("waited", wait), zap.NamedError("reason", context.Cause(ctx)))
 	return nil, fmt.Errorf("job %s still running: %w", job.Name, ctx.Err())
 }
 

@@ -212,7 +212,7 @@ func TestCancelledJobIsReleasedWithoutAReport(t *testing.T) {
 func TestHandOffAddsTheTokenAndExecution(t *testing.T) {
 	t.Parallel()
 	pub := &recordingPublisher{}
-	task := &Task{Token: "tok", ExecutionArn: execARN, publish: pub}
+	task := &Task{Token: "tok", ExecutionArn: execARN, env: &taskEnv{publish: pub}}
 	require.NoError(t, task.HandOff(context.Background(), "next", map[string]any{"x": "<&>"}))
 	require.True(t, task.HandedOff())
 	require.Equal(t, "next", pub.detailType)
@@ -220,7 +220,7 @@ func TestHandOffAddsTheTokenAndExecution(t *testing.T) {
 	require.Contains(t, string(pub.detail), "<&>", "not HTML-escaped")
 
 	require.Error(t, task.HandOff(context.Background(), "next", []int{1}), "a detail must be an object")
-	require.Error(t, (&Task{publish: pub}).HandOff(context.Background(), "next", map[string]any{}), "no token to hand on")
+	require.Error(t, (&Task{env: &taskEnv{publish: pub}}).HandOff(context.Background(), "next", map[string]any{}), "no token to hand on")
 }
 
 func TestDetailWithoutToken(t *testing.T) {

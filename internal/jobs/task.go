@@ -47,6 +47,11 @@ type Job struct {
 	// else for a retry. ctx is cancelled at the job's deadline and when the worker
 	// takes the message back (shutdown, lost visibility).
 	Run func(ctx context.Context, t *Task) (output any, err error)
+	// StopGrace is how long the router waits for Run to return once its task closed
+	// and ctx was cancelled (ErrTaskClosed), before it abandons the run: the time
+	// the job takes to stop what it started (an exec job's process group). Default
+	// and minimum 100 ms, the wait at any other end of ctx.
+	StopGrace time.Duration
 }
 
 // HandlerMargin is what a job kind with a timeout of its own (execjob, httpjob) adds
@@ -71,10 +76,39 @@ type Task struct {
 	ReceiveCount    int
 	MaxReceiveCount int
 
-	publish   Publisher
-	beats     Heartbeater
-	nowFunc   func() time.Time // nil: time.Now
+	env       *taskEnv // the router's, shared by its tasks; nil: none of them
 	handedOff atomic.Bool
+	cp        atomic.Pointer[checkpointState] // nil until the job uses a checkpoint
+}
+
+// taskEnv is what a task reaches through its router: one pointer per task rather
+// than a field each keeps the Task, made per message, small.
+type taskEnv struct {
+	publish     Publisher
+	beats       Heartbeater
+	nowFunc     func() time.Time // nil: time.Now
+	checkpoints CheckpointStore  // nil: no checkpoints
+}
+
+func (t *Task) publisher() Publisher {
+	if t.env == nil {
+		return nil
+	}
+	return t.env.publish
+}
+
+func (t *Task) heartbeater() Heartbeater {
+	if t.env == nil {
+		return nil
+	}
+	return t.env.beats
+}
+
+func (t *Task) checkpointStore() CheckpointStore {
+	if t.env == nil {
+		return nil
+	}
+	return t.env.checkpoints
 }
 
 // Publisher puts an event on the bus; internal/event implements it.
@@ -116,10 +150,11 @@ func (t *Task) Decode(v any) error {
 
 // Publish puts a side event on the bus. It carries no token.
 func (t *Task) Publish(ctx context.Context, detailType string, detail any) error {
-	if t.publish == nil {
+	pub := t.publisher()
+	if pub == nil {
 		return errors.New("publish: this worker has no event publisher")
 	}
-	return t.publish.Publish(ctx, detailType, detail)
+	return pub.Publish(ctx, detailType, detail)
 }
 
 // HandOff publishes the next event with this task's token and execution ARN added to
@@ -177,11 +212,12 @@ func (t *Task) Heartbeat(ctx context.Context) error {
 	if t.Token == "" {
 		return Invalid("MissingToken", errNoToken)
 	}
-	if t.beats == nil {
+	beats := t.heartbeater()
+	if beats == nil {
 		return errors.New("heartbeat: this worker has no Step Functions client")
 	}
 	for attempt := 0; ; attempt++ {
-		err := t.beats.Heartbeat(ctx, t.Token)
+		err := beats.Heartbeat(ctx, t.Token)
 		if err == nil {
 			return nil
 		}
@@ -211,8 +247,8 @@ func (t *Task) young() bool {
 		return false
 	}
 	now := time.Now
-	if t.nowFunc != nil {
-		now = t.nowFunc
+	if t.env != nil && t.env.nowFunc != nil {
+		now = t.env.nowFunc
 	}
 	return max(now().Sub(t.EventTime), 0) < YoungEvent
 }

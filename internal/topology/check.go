@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // queueName is what SQS allows of a name, less the room the stack prefix and the
@@ -154,6 +155,9 @@ func checkTuning(where string, q Queue) []error {
 	}
 	if q.MaxReceiveCount < 1 || q.MaxReceiveCount > 1000 {
 		errs = append(errs, fmt.Errorf("%s: maxReceiveCount must be 1..1000, got %d", where, q.MaxReceiveCount))
+	}
+	if h := q.HeartbeatInterval.Duration; h != 0 && (h < time.Second || h > 12*time.Hour) {
+		errs = append(errs, fmt.Errorf("%s: heartbeatInterval must be 1s..12h, got %s", where, h))
 	}
 	return errs
 }

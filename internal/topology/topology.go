@@ -69,6 +69,10 @@ type Queue struct {
 	Concurrency              int `json:"concurrency,omitempty"`              // jobs in flight per process (default 4)
 	VisibilityTimeoutSeconds int `json:"visibilityTimeoutSeconds,omitempty"` // queue default (default 60)
 	MaxReceiveCount          int `json:"maxReceiveCount,omitempty"`          // receives before the DLQ (default 5)
+	// HeartbeatInterval is how often a running job of this queue heartbeats its task,
+	// and so how soon a job whose task closed (execution stopped, timed out) is
+	// cancelled: within one interval plus a call. Default: WORKER_HEARTBEAT_INTERVAL.
+	HeartbeatInterval Duration `json:"heartbeatInterval,omitzero"`
 }
 
 // Exec runs a command per message (see internal/execjob).
@@ -76,6 +80,8 @@ type Exec struct {
 	Command []string          `json:"command"`
 	Timeout Duration          `json:"timeout,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
+	// Checkpoint gives the command a checkpoint file (TASKBRIDGE_CHECKPOINT_FILE).
+	Checkpoint bool `json:"checkpoint,omitempty"`
 }
 
 // HTTP posts each message to a URL (see internal/httpjob).
@@ -83,6 +89,9 @@ type HTTP struct {
 	URL     string            `json:"url"`
 	Timeout Duration          `json:"timeout,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
+	// Checkpoint sends the task's last checkpoint in a Taskbridge-Checkpoint
+	// request header and stores the one of the response's.
+	Checkpoint bool `json:"checkpoint,omitempty"`
 }
 
 // StartExecution starts a state machine of the topology per event.

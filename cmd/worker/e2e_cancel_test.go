@@ -1,0 +1,444 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/stretchr/testify/require"
+)
+
+// cancelMain is a user's program with two Go jobs: "compute" runs until its context
+// ends and notes why; "count" walks 1,000 items, checkpointing every 100, and
+// stops for good at item 550 on its first receive (the test SIGKILLs it there).
+const cancelMain = `package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/taskbridge/taskbridge"
+)
+
+func note(name, line string) {
+	f, err := os.OpenFile(filepath.Join(os.Getenv("RIG_DIR"), name), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		panic(err)
+	}
+	defer f.Close()
+	fmt.Fprintln(f, line)
+}
+
+func main() {
+	jobs := taskbridge.NewRegistry()
+	jobs.Handle("compute", func(ctx context.Context, t *taskbridge.Task) (any, error) {
+		<-ctx.Done()
+		if errors.Is(context.Cause(ctx), taskbridge.ErrTaskClosed) {
+			note("compute.log", "closed "+t.ExecutionARN())
+		}
+		return nil, ctx.Err()
+	})
+	jobs.Handle("count", func(ctx context.Context, t *taskbridge.Task) (any, error) {
+		var next int
+		if _, err := t.LastCheckpoint(&next); err != nil {
+			return nil, err
+		}
+		note("count.log", fmt.Sprintf("start %d receive %d", next, t.ReceiveCount()))
+		startedAt := next
+		for i := next; i < 1000; i++ {
+			if i%100 == 0 {
+				if err := t.Checkpoint(ctx, i); err != nil {
+					return nil, err
+				}
+			}
+			if i == 550 && t.ReceiveCount() == 1 {
+				note("count.log", "at 550")
+				<-ctx.Done() // the test kills the worker here
+				return nil, ctx.Err()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return map[string]int{"startedAt": startedAt, "items": 1000}, nil
+	})
+	taskbridge.Main(jobs)
+}
+`
+
+// cancelStep is a callback step of the long-jobs rig's state machines.
+func cancelStep(detailType string, heartbeatSeconds int) string {
+	hb := ""
+	if heartbeatSeconds > 0 {
+		hb = fmt.Sprintf(`"HeartbeatSeconds": %d,`, heartbeatSeconds)
+	}
+	return `{"StartAt": "Work", "States": {"Work": {"Type": "Task",
+	  "Resource": "arn:${partition}:states:::events:putEvents.waitForTaskToken",
+	  "Parameters": {"Entries": [{"EventBusName": "${event_bus_name}", "Source": "long.test", "DetailType": "` + detailType + `",
+	    "Detail": {"TaskToken.$": "$$.Task.Token", "executionArn.$": "$$.Execution.Id", "input.$": "$"}}]},
+	  "TimeoutSeconds": 3600, ` + hb + ` "End": true}}}`
+}
+
+// The exec commands: sleeper starts a child and waits (its group must go whole);
+// counter is count's twin through the checkpoint file.
+const sleeperScript = `#!/bin/sh
+cat > /dev/null
+echo "$$ $TASKBRIDGE_EXECUTION_ARN" >> "$RIG_DIR/sleeper.pids"
+sleep 600 &
+wait
+`
+
+const counterScript = `#!/bin/sh
+cat > /dev/null
+next=0
+if [ -f "$TASKBRIDGE_CHECKPOINT_FILE" ]; then next=$(cat "$TASKBRIDGE_CHECKPOINT_FILE"); fi
+echo "start $next receive $TASKBRIDGE_RECEIVE_COUNT" >> "$RIG_DIR/counter.log"
+i=$next
+while [ "$i" -lt 1000 ]; do
+  if [ $((i % 100)) -eq 0 ]; then
+    echo "$i" > "$TASKBRIDGE_CHECKPOINT_FILE.tmp" && mv "$TASKBRIDGE_CHECKPOINT_FILE.tmp" "$TASKBRIDGE_CHECKPOINT_FILE"
+  fi
+  if [ "$i" -eq 550 ] && [ "$TASKBRIDGE_RECEIVE_COUNT" = 1 ]; then
+    echo "at 550 $$" >> "$RIG_DIR/counter.log"
+    sleep 600
+  fi
+  i=$((i + 1))
+done
+echo "{\"startedAt\": $next, \"items\": 1000}"
+`
+
+// cancelRig is the long-jobs program, its topology, scripts and slow HTTP service.
+type cancelRig struct {
+	dir, bin, topology string
+	svc                *httptest.Server
+	httpOpen           atomic.Int32 // requests in flight at the slow service
+	httpAborted        atomic.Int32 // requests whose client went away
+}
+
+func newCancelRig(t *testing.T, heartbeat string, concurrency int) *cancelRig {
+	t.Helper()
+	rig := &cancelRig{dir: t.TempDir()}
+	release := make(chan struct{})
+	rig.svc = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rig.httpOpen.Add(1)
+		defer rig.httpOpen.Add(-1)
+		// Read the body: only then does the server watch the connection, and a client
+		// that goes away ends r.Context().
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			rig.httpAborted.Add(1)
+		case <-release:
+		}
+	}))
+	t.Cleanup(rig.svc.Close)
+	t.Cleanup(func() { close(release) }) // before Close, which waits for the handlers
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	write := func(name, body string, mode os.FileMode) {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(rig.dir, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(rig.dir, name), []byte(body), mode))
+	}
+	write("go.mod", "module example.com/longjobs\n\ngo 1.26\n\nrequire github.com/taskbridge/taskbridge v0.0.0\n\nreplace github.com/taskbridge/taskbridge => "+repo+"\n", 0o644)
+	write("main.go", cancelMain, 0o644)
+	write("sleeper.sh", sleeperScript, 0o755)
+	write("counter.sh", counterScript, 0o755)
+	queue := func(name, kind string, extraSlots int) string {
+		return fmt.Sprintf(`{"name": %q, "detailTypes": [%q], %s, "concurrency": %d, "visibilityTimeoutSeconds": 10, "maxReceiveCount": 3, "heartbeatInterval": %q}`,
+			name, name, kind, concurrency+extraSlots, heartbeat)
+	}
+	topo := `{"source": "long.worker", "queues": [` + strings.Join([]string{
+		queue("sleeper", `"exec": {"command": ["./sleeper.sh"], "timeout": "20m"}`, 0),
+		queue("slowhttp", `"http": {"url": "`+rig.svc.URL+`/slow", "timeout": "20m"}`, 0),
+		queue("compute", `"job": "compute"`, 2),
+		queue("count", `"job": "count"`, 0),
+		queue("counter", `"exec": {"command": ["./counter.sh"], "timeout": "20m", "checkpoint": true}`, 0),
+	}, ",") + `], "stateMachines": [` + strings.Join([]string{
+		`{"name": "sleeper", "definition": "asl/sleeper.asl.json"}`,
+		`{"name": "slowhttp", "definition": "asl/slowhttp.asl.json"}`,
+		`{"name": "compute", "definition": "asl/compute.asl.json"}`,
+		`{"name": "computenohb", "definition": "asl/computenohb.asl.json"}`,
+		`{"name": "count", "definition": "asl/count.asl.json"}`,
+		`{"name": "counter", "definition": "asl/counter.asl.json"}`,
+	}, ",") + `]}`
+	write("topology.json", topo, 0o644)
+	write("asl/sleeper.asl.json", cancelStep("sleeper", 120), 0o644)
+	write("asl/slowhttp.asl.json", cancelStep("slowhttp", 120), 0o644)
+	write("asl/compute.asl.json", cancelStep("compute", 120), 0o644)
+	// No HeartbeatSeconds: moto answers InvalidToken to the heartbeats of a live
+	// task; the worker must not cancel it for that. (moto never ends such an
+	// execution once stopped: the steps that are stopped declare HeartbeatSeconds.)
+	write("asl/computenohb.asl.json", cancelStep("compute", 0), 0o644)
+	write("asl/count.asl.json", cancelStep("count", 0), 0o644)
+	write("asl/counter.asl.json", cancelStep("counter", 0), 0o644)
+	run := func(args ...string) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = rig.dir
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "go %s: %s", strings.Join(args, " "), out)
+	}
+	run("mod", "tidy")
+	rig.bin = filepath.Join(rig.dir, "longjobs")
+	run("build", "-race", "-o", rig.bin, ".")
+	rig.topology = filepath.Join(rig.dir, "topology.json")
+	return rig
+}
+
+func (rig *cancelRig) lines(name string) []string {
+	b, err := os.ReadFile(filepath.Join(rig.dir, name))
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+// startMany starts n executions of a state machine, a few at a time.
+func (st *stackEnv) startMany(stateMachine string, n int) []string {
+	st.t.Helper()
+	arns := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out, err := st.sfn.StartExecution(context.Background(), &sfn.StartExecutionInput{
+				StateMachineArn: aws.String(st.out.StateMachines[stateMachine]),
+				Name:            aws.String(fmt.Sprintf("%s-%d-%d", stateMachine, i, time.Now().UnixNano())),
+				Input:           aws.String(`{}`),
+			})
+			require.NoError(st.t, err)
+			arns[i] = aws.ToString(out.ExecutionArn)
+		})
+	}
+	wg.Wait()
+	return arns
+}
+
+// handledLines are the worker's "message handled" lines by execution ARN.
+func handledLines(logs string) map[string][]map[string]any {
+	out := map[string][]map[string]any{}
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	sc.Buffer(make([]byte, 1024*1024), 1024*1024)
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) != nil || line["msg"] != "message handled" {
+			continue
+		}
+		arn, _ := line["execution_arn"].(string)
+		out[arn] = append(out[arn], line)
+	}
+	return out
+}
+
+// liveProcessGroups counts the groups of pgids that still have a running process.
+// Zombies do not count: a killed grandchild is reparented to init, which reaps it
+// in its own time (kill(-pgid, 0) succeeds until then).
+func liveProcessGroups(t *testing.T, pgids []int) int {
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	live := map[int]bool{}
+	for _, e := range entries {
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // not a process, or gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 3 || fields[0] == "Z" || fields[0] == "X" {
+			continue
+		}
+		if pg, err := strconv.Atoi(fields[2]); err == nil && slices.Contains(pgids, pg) {
+			live[pg] = true
+		}
+	}
+	return len(live)
+}
+
+// TestE2EStoppedExecutionsCancelTheirJobs (issue 30 part 1): executions whose steps
+// run a long exec command (with a child), an http call to a slow service and a Go
+// job are stopped mid-run. Every job is cancelled within one heartbeat interval +
+// 5 s, no process of the commands is left, no message is retried or dead-lettered,
+// and the slots are free again. Before the stop, no live task is cancelled, though
+// moto answers InvalidToken to the heartbeats of the Go job's step (no
+// HeartbeatSeconds). Run it on stock moto: TASKBRIDGE_TEST_MOTO=stock.
+func TestE2EStoppedExecutionsCancelTheirJobs(t *testing.T) {
+	perKind := 50
+	if s := os.Getenv("TASKBRIDGE_CANCEL_EXECUTIONS"); s != "" {
+		n, err := strconv.Atoi(s)
+		require.NoError(t, err)
+		perKind = n
+	}
+	// moto notices a stop only when the task's next heartbeat wakes its interpreter,
+	// and its heartbeats fail from the one after: up to two intervals and a call
+	// there (AWS: one). 3 s keeps that within the bound of one interval + 5 s.
+	const interval = 3 * time.Second
+	rig := newCancelRig(t, interval.String(), perKind)
+	st := newStackWith(t, rig.bin, "WORKER_TOPOLOGY="+rig.topology, "RIG_DIR="+rig.dir, "WORKER_LOG_LEVEL=info")
+	w := st.startWorker()
+
+	kinds := []string{"sleeper", "slowhttp", "compute"}
+	var arns []string
+	for _, k := range kinds {
+		arns = append(arns, st.startMany(k, perKind)...)
+	}
+	all := len(arns)
+	live := st.startMany("computenohb", 2) // never stopped
+	inFlight := map[string]int{"sleeper": perKind, "slowhttp": perKind, "compute": perKind + len(live)}
+	eventually(t, 3*time.Minute, "every job runs", func() bool {
+		for k, n := range inFlight {
+			if w.metric(`worker_jobs_in_flight{queue="`+k+`"}`) != float64(n) {
+				return false
+			}
+		}
+		return len(rig.lines("sleeper.pids")) == perKind && int(rig.httpOpen.Load()) == perKind
+	})
+	var pgids []int
+	for _, l := range rig.lines("sleeper.pids") {
+		pid, err := strconv.Atoi(strings.Fields(l)[0])
+		require.NoError(t, err)
+		pgids = append(pgids, pid) // the worker starts each command as its group's leader
+	}
+	require.Equal(t, perKind, liveProcessGroups(t, pgids), "each command's group runs (sh and its sleep)")
+	// Live tasks, the Go job's without HeartbeatSeconds, outlive two intervals.
+	time.Sleep(2*interval + time.Second)
+	for k, n := range inFlight {
+		require.Equal(t, float64(n), w.metric(`worker_jobs_in_flight{queue="`+k+`"}`), "no live task of %s cancelled", k)
+	}
+
+	stopped := make(map[string]time.Time, all)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, arn := range arns {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			at := time.Now()
+			_, err := st.sfn.StopExecution(context.Background(), &sfn.StopExecutionInput{ExecutionArn: aws.String(arn), Cause: aws.String("test stop")})
+			require.NoError(t, err)
+			mu.Lock()
+			stopped[arn] = at
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	eventually(t, 2*time.Minute, "every job cancelled", func() bool {
+		n := 0.0
+		for _, k := range kinds {
+			n += max(w.metric(`worker_jobs_total{job="`+k+`",outcome="cancelled"}`), 0)
+		}
+		return int(n) == all
+	})
+
+	// Each job's "message handled" line (outcome cancelled) against its stop.
+	lines := handledLines(w.Logs())
+	var took []time.Duration
+	for _, arn := range arns {
+		require.Len(t, lines[arn], 1, "one line, one outcome per message: %s", arn)
+		require.Equal(t, "cancelled", lines[arn][0]["outcome"])
+		ts, err := time.Parse("2006-01-02T15:04:05.000Z0700", lines[arn][0]["ts"].(string))
+		require.NoError(t, err)
+		took = append(took, ts.Sub(stopped[arn]))
+	}
+	slices.Sort(took)
+	p50, p99, worst := took[len(took)/2], took[(len(took)*99+99)/100-1], took[len(took)-1]
+	t.Logf("%d executions (%d per kind), heartbeat interval %s: stop → job cancelled p50 %s, p99 %s, max %s",
+		all, perKind, interval, p50.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond))
+	require.LessOrEqual(t, worst, interval+5*time.Second, "every job cancelled within one interval + 5 s")
+
+	require.Len(t, rig.lines("compute.log"), perKind, "every Go job saw ErrTaskClosed as its context's cause")
+	require.Len(t, pgids, perKind)
+	require.Zero(t, liveProcessGroups(t, pgids), "no process of the stopped commands is left")
+	eventually(t, 10*time.Second, "the slow service's requests aborted", func() bool {
+		return rig.httpOpen.Load() == 0 && int(rig.httpAborted.Load()) == perKind
+	})
+	require.Equal(t, float64(len(live)), w.metric(`worker_jobs_in_flight{queue="compute"}`), "the live tasks' jobs run on")
+	for _, k := range kinds {
+		if k != "compute" {
+			require.Equal(t, 0.0, w.metric(`worker_jobs_in_flight{queue="`+k+`"}`), "slots of %s free", k)
+		}
+		for _, o := range []string{"retry", "dead_letter", "released"} {
+			require.LessOrEqual(t, w.metric(`worker_jobs_total{job="`+k+`",outcome="`+o+`"}`), 0.0, "%s: no %s", k, o)
+		}
+		require.Equal(t, 0, st.queueDepth(st.out.DLQs[k]), "%s: nothing dead-lettered", k)
+		// AWS says ABORTED of a stopped execution; moto ends it FAILED once the
+		// heartbeat wait notices the stop.
+		require.Equal(t, float64(perKind), max(w.metric(`worker_jobs_cancelled_total{queue="`+k+`",reason="aborted"}`), 0)+
+			max(w.metric(`worker_jobs_cancelled_total{queue="`+k+`",reason="failed"}`), 0), "%s cancelled, reason stopped", k)
+	}
+	for _, k := range []string{"sleeper", "slowhttp"} {
+		require.Equal(t, 0, st.queueDepth(st.out.Queues[k]), "%s: every message deleted", k)
+	}
+	require.Equal(t, len(live), st.queueDepth(st.out.Queues["compute"]), "compute: every message deleted but the live ones")
+}
+
+// TestE2ECheckpointsResumeAfterAKill (issue 30 part 3): a Go job and an exec
+// script over 1,000 items, checkpointing every 100, have their worker SIGKILLed at
+// item 550; the next receive resumes at item 500, the task succeeds, and the
+// checkpoint is deleted.
+func TestE2ECheckpointsResumeAfterAKill(t *testing.T) {
+	rig := newCancelRig(t, "20s", 2)
+	st := newStackWith(t, rig.bin, "WORKER_TOPOLOGY="+rig.topology, "RIG_DIR="+rig.dir)
+	w := st.startWorker()
+	goArn := st.startMany("count", 1)[0]
+	execArn := st.startMany("counter", 1)[0]
+
+	eventually(t, time.Minute, "both jobs reach item 550", func() bool {
+		return slices.Contains(rig.lines("count.log"), "at 550") && len(rig.lines("counter.log")) == 2
+	})
+	// Stored checkpoints: the exec job's file is looked at every second.
+	checkpointOf := func(arn string) string {
+		name := arn[strings.LastIndex(arn, ":")+1:]
+		keys := st.listKeys(st.out.DataBucket, name+"/checkpoints/")
+		if len(keys) != 1 {
+			return ""
+		}
+		var v json.RawMessage
+		st.getJSON(st.out.DataBucket, keys[0], &v)
+		return string(v)
+	}
+	eventually(t, 30*time.Second, "both checkpoints at 500", func() bool {
+		return checkpointOf(goArn) == "500" && checkpointOf(execArn) == "500"
+	})
+	w.signal(syscall.SIGKILL)
+	<-w.done
+	// The container dies with its worker: so does the command it ran.
+	at := strings.Fields(rig.lines("counter.log")[1])
+	pgid, err := strconv.Atoi(at[len(at)-1])
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(-pgid, syscall.SIGKILL))
+
+	st.startWorker()
+	for _, arn := range []string{goArn, execArn} {
+		d := st.waitExecution(arn, 2*time.Minute)
+		require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s %s", aws.ToString(d.Error), aws.ToString(d.Cause))
+		require.JSONEq(t, `{"startedAt": 500, "items": 1000}`, aws.ToString(d.Output))
+		require.Empty(t, checkpointOf(arn), "the checkpoint is deleted once the task is done")
+	}
+	require.Equal(t, []string{"start 0 receive 1", "at 550", "start 500 receive 2"}, rig.lines("count.log"))
+	counter := rig.lines("counter.log")
+	require.Equal(t, "start 0 receive 1", counter[0])
+	require.Equal(t, "start 500 receive 2", counter[2])
+}
