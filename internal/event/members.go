@@ -21,6 +21,13 @@ func StringMembers(obj []byte, names ...string) []string {
 		folded[i] = string(foldName([]byte(n)))
 	}
 	values := make([]string, len(names))
+	stringMembers(obj, folded, values)
+	return values
+}
+
+// stringMembers is StringMembers with the names already folded, filling values
+// (as long as folded) in place.
+func stringMembers(obj []byte, folded, values []string) {
 	r := reader{b: obj}
 	r.space()
 	m := r.members('{')
@@ -36,7 +43,6 @@ func StringMembers(obj []byte, names ...string) []string {
 			}
 		}
 	}
-	return values
 }
 
 // nameMatches reports whether the member name token key folds to folded; a plain

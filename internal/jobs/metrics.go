@@ -1,6 +1,10 @@
 package jobs
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics of the jobs; labels are the job name and the outcome.
 type Metrics struct {
@@ -13,6 +17,44 @@ type Metrics struct {
 	lingering *prometheus.GaugeVec
 	// cancelled counts jobs cancelled because their task closed, by queue and reason.
 	cancelled *prometheus.CounterVec
+	series    sync.Map // job name → *jobSeries
+}
+
+// jobSeries are one job's series, each looked up by its labels once, when first
+// used (as WithLabelValues would create it): a lookup hashes the label values and
+// takes the vector's lock, which every message paid three times.
+type jobSeries struct {
+	job       string
+	jobs      *prometheus.CounterVec
+	outcomes  sync.Map // outcome name → prometheus.Counter
+	duration  func() prometheus.Observer
+	eventAge  func() prometheus.Observer
+	lingering func() prometheus.Gauge
+}
+
+// forJob returns job's series.
+func (m *Metrics) forJob(job string) *jobSeries {
+	if s, ok := m.series.Load(job); ok {
+		return s.(*jobSeries)
+	}
+	s := &jobSeries{
+		job: job, jobs: m.jobs,
+		duration:  sync.OnceValue(func() prometheus.Observer { return m.duration.WithLabelValues(job) }),
+		eventAge:  sync.OnceValue(func() prometheus.Observer { return m.eventAge.WithLabelValues(job) }),
+		lingering: sync.OnceValue(func() prometheus.Gauge { return m.lingering.WithLabelValues(job) }),
+	}
+	actual, _ := m.series.LoadOrStore(job, s)
+	return actual.(*jobSeries)
+}
+
+// outcome is the job's counter of outcome name.
+func (s *jobSeries) outcome(name string) prometheus.Counter {
+	if c, ok := s.outcomes.Load(name); ok {
+		return c.(prometheus.Counter)
+	}
+	c := s.jobs.WithLabelValues(s.job, name)
+	s.outcomes.Store(name, c)
+	return c
 }
 
 // NewMetrics registers the jobs' metrics on reg.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -115,6 +116,12 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 		env: &taskEnv{publish: pub, beats: hb, checkpoints: cfg.Checkpoints}}, nil
 }
 
+// lineFields keeps the field slices of the per-message log lines between
+// messages: a slice passed to the logger escapes to the heap, and it was the
+// largest allocation of a message. Zap's cores encode the fields, or copy them,
+// within the call, so none is held after it.
+var lineFields = sync.Pool{New: func() any { s := make([]zap.Field, 0, 10); return &s }}
+
 // outcome of one message, for the log line and the metrics.
 type outcome struct {
 	name   string // success, forwarded, final_failure, retry, released, dead_letter, task_closed, cancelled, token_refused
@@ -138,10 +145,14 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	if jobName == "" {
 		jobName = "unrouted"
 	}
-	ctx, span := startMessageSpan(ctx, m, jobName)
-	t, out := r.decode(ctx, m, route, job)
+	// The body is read here, once: the span, the task and the log line take what
+	// they need from msg.
+	msg, err := event.ParseMessage([]byte(m.Body))
+	ctx, span := startMessageSpan(ctx, m, jobName, msg)
+	series := r.metrics.forJob(jobName)
+	t, out := r.decode(ctx, m, route, job, msg, err)
 	if out == nil {
-		r.metrics.eventAge.WithLabelValues(jobName).Observe(began.Sub(t.EventTime).Seconds())
+		series.eventAge().Observe(began.Sub(t.EventTime).Seconds())
 		out = r.run(ctx, m, route, job, t)
 	}
 	if t.mayHaveCheckpoint() && taskDone(out.name) {
@@ -149,26 +160,32 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	}
 	out.withoutToken(t.Token)
 	took := r.nowFunc().Sub(began)
-	r.metrics.jobs.WithLabelValues(jobName, out.name).Inc()
-	tracing.Observe(ctx, r.metrics.duration.WithLabelValues(jobName), took.Seconds())
+	series.outcome(out.name).Inc()
+	tracing.Observe(ctx, series.duration(), took.Seconds())
 	endMessageSpan(span, out)
 	execution := zap.Skip() // an event without one: no empty field in the line
 	if t.ExecutionArn != "" {
 		execution = zap.String("execution_arn", t.ExecutionArn)
 	}
-	fields := []zap.Field{
+	fp := lineFields.Get().(*[]zap.Field)
+	fields := append((*fp)[:0],
 		zap.String("queue", m.Queue), zap.String("job", jobName), zap.String("message_id", m.ID),
 		zap.Int("receive_count", m.ReceiveCount), execution,
 		zap.String("outcome", out.name), zap.Duration("duration", took), telemetry.Token(t.Token),
-	}
+	)
 	switch out.name {
 	case "dead_letter", "token_refused":
-		r.lineLog.Warn("message "+out.name, append(fields, zap.String("source", t.Source), zap.NamedError("reason", out.reason))...)
+		fields = append(fields, zap.String("source", t.Source), zap.NamedError("reason", out.reason))
+		r.lineLog.Warn("message "+out.name, fields...)
 	case "final_failure", "retry", "released":
-		r.lineLog.Info("message handled", append(fields, zap.NamedError("reason", out.reason))...)
+		fields = append(fields, zap.NamedError("reason", out.reason))
+		r.lineLog.Info("message handled", fields...)
 	default:
 		r.lineLog.Info("message handled", fields...)
 	}
+	clear(fields) // holds nothing of this message while pooled
+	*fp = fields[:0]
+	lineFields.Put(fp)
 	return out.err
 }
 
@@ -196,30 +213,23 @@ func (r *Router) clearCheckpoint(ctx context.Context, m consumer.Message, t *Tas
 	}
 }
 
-// decode parses the envelope and the common fields; a non-nil outcome means the
-// message is bad and has been dealt with.
-func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job) (*Task, *outcome) {
+// decode takes the task's fields from msg, the message's body read by
+// event.ParseMessage (perr its error); a non-nil outcome means the message is bad
+// and has been dealt with.
+func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job, msg event.Message, perr error) (*Task, *outcome) {
 	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
 		env: r.env}
 	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
-	env, err := event.Parse([]byte(m.Body))
-	if err != nil {
-		if owns {
-			t.Token = event.FindTaskToken([]byte(m.Body))
-		}
-		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", err))
-	}
-	t.EventID, t.DetailType, t.Source, t.EventTime, t.Detail = env.ID, env.DetailType, env.Source, env.Time, env.Detail
-	// The detail fields the router reads of every event; a wrong type leaves one
-	// empty: checked below.
-	common := event.StringMembers(env.Detail, "TaskToken", "executionArn")
-	t.ExecutionArn = common[1]
 	if owns {
-		t.Token = common[0]
-		if t.Token == "" {
-			t.Token = event.FindTaskToken([]byte(m.Body)) // a token of the wrong type is no token
-		}
+		// A token of the wrong type is no token; a refused body's is still its own.
+		t.Token = msg.TaskToken
 	}
+	if perr != nil {
+		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", perr))
+	}
+	env := msg.Envelope
+	t.EventID, t.DetailType, t.Source, t.EventTime, t.Detail = env.ID, env.DetailType, env.Source, env.Time, env.Detail
+	t.ExecutionArn = msg.ExecutionArn
 	switch {
 	case job.Run == nil:
 		return t, r.badInput(ctx, route.Job, t, Invalid("Unrouted", fmt.Errorf("no job for queue %q", m.Queue)))
@@ -407,7 +417,7 @@ const (
 func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 	done := make(chan result, 1)
 	var state atomic.Int32
-	lingering := r.metrics.lingering.WithLabelValues(job.Name)
+	lingering := r.metrics.forJob(job.Name).lingering()
 	go func() {
 		defer func() {
 			if !state.CompareAndSwap(callRunning, callReturned) {

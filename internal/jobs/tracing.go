@@ -12,18 +12,13 @@ import (
 )
 
 // startMessageSpan starts the span of one handled message, under the trace the
-// message arrived with (tracing.Extract). The body is read for its detail's
-// traceparent and executionArn only when tracing is on and the AWSTraceHeader
-// does not already say.
-func startMessageSpan(ctx context.Context, m consumer.Message, job string) (context.Context, trace.Span) {
+// message arrived with (tracing.Extract): its AWSTraceHeader, else the detail's
+// traceparent, as msg (the body read once by Handle) gives it.
+func startMessageSpan(ctx context.Context, m consumer.Message, job string, msg event.Message) (context.Context, trace.Span) {
 	if !tracing.Enabled(ctx) {
 		return ctx, trace.SpanFromContext(context.Background())
 	}
-	in := tracing.Incoming{AWSTraceHeader: m.TraceHeader}
-	if env, err := event.Parse([]byte(m.Body)); err == nil {
-		members := event.StringMembers(env.Detail, "traceparent", "executionArn")
-		in.Traceparent, in.ExecutionArn = members[0], members[1]
-	}
+	in := tracing.Incoming{AWSTraceHeader: m.TraceHeader, Traceparent: msg.Traceparent, ExecutionArn: msg.ExecutionArn}
 	ctx, span := tracing.Start(tracing.Extract(ctx, in), "handle", m.Queue, trace.SpanKindConsumer)
 	if span.IsRecording() {
 		// Never the task token: it is a credential.

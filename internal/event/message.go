@@ -1,0 +1,32 @@
+package event
+
+// Message is what the worker reads of every message it routes, read once: the
+// envelope, and the members of its detail that the router, the reporter and the
+// tracer take. A later reader takes them from here, never from the body again.
+type Message struct {
+	Envelope
+	// TaskToken is the detail's TaskToken when it is a string, else "". For a body
+	// Parse refuses it is what FindTaskToken finds, so that such a message can
+	// still fail its task.
+	TaskToken string
+	// ExecutionArn and Traceparent are the detail's executionArn and traceparent
+	// when they are strings, else "" (always "" for a body Parse refuses).
+	ExecutionArn, Traceparent string
+}
+
+// messageMembers are the detail members ParseMessage reads, folded as
+// StringMembers folds names, in the order of the values it fills.
+var messageMembers = [...]string{"TASKTOKEN", "EXECUTIONARN", "TRACEPARENT"}
+
+// ParseMessage parses body as Parse does (and fails as it fails) and reads the
+// detail's TaskToken, executionArn and traceparent in one pass over the detail,
+// matched as StringMembers matches them.
+func ParseMessage(body []byte) (Message, error) {
+	e, err := Parse(body)
+	if err != nil {
+		return Message{TaskToken: FindTaskToken(body)}, err
+	}
+	var v [len(messageMembers)]string
+	stringMembers(e.Detail, messageMembers[:], v[:])
+	return Message{Envelope: e, TaskToken: v[0], ExecutionArn: v[1], Traceparent: v[2]}, nil
+}
