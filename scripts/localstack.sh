@@ -183,6 +183,7 @@ test_() {
   say "ready; go test -run '$TESTS' $PACKAGES"
   # shellcheck disable=SC2086 # PACKAGES is a list
   TASKBRIDGE_TEST_EMULATOR=localstack TASKBRIDGE_TEST_ENDPOINT="http://127.0.0.1:$port" \
+    TASKBRIDGE_TEST_LOCALSTACK_LOG="$state/localstack.log" \
     go test -race -count=1 -timeout 20m -tags localstack -run "$TESTS" ${GOTESTFLAGS:-} $PACKAGES || rc=$?
   if [ $rc -ne 0 ]; then
     echo "LocalStack log (last 60 lines of $state/localstack.log):" >&2
