@@ -26,7 +26,8 @@ START=$SECONDS
 # odd names, parallel executions, a hostile producer, bad input, the finisher, the
 # restarts (SIGKILL, SIGTERM, a stop while AWS is slow, messages put during a restart),
 # the callback answers where the emulators and AWS differ,
-# the batch up to START_FAILED, a rule that starts a state machine, and the callback,
+# the batch up to START_FAILED, a rule that starts a state machine, what LocalStack lacks
+# (RedriveExecution, target dead-letter queues: pinned), and the callback,
 # publisher and emulator integration tests.
 TESTS=${TESTS:-'^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2EBadInputGetsItsDefinedFate|TestE2EFinisherCompletesATaskFromOneEvent|TestE2ECallbackAnswersOfTheEmulator|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EDeadLettersInspectedAndRedriven|TestE2ELocalStack.*|TestIntegrationCallbacksAgainstTheEmulator|TestIntegrationPublishedEventsParseBackFromTheQueue|TestEmulatorAnswers)$'}
 PACKAGES=${PACKAGES:-./cmd/worker/ ./internal/callback/ ./internal/event/ ./internal/awstest/}
@@ -183,6 +184,7 @@ test_() {
   say "ready; go test -run '$TESTS' $PACKAGES"
   # shellcheck disable=SC2086 # PACKAGES is a list
   TASKBRIDGE_TEST_EMULATOR=localstack TASKBRIDGE_TEST_ENDPOINT="http://127.0.0.1:$port" \
+    TASKBRIDGE_TEST_LOCALSTACK_LOG="$state/localstack.log" \
     go test -race -count=1 -timeout 20m -tags localstack -run "$TESTS" ${GOTESTFLAGS:-} $PACKAGES || rc=$?
   if [ $rc -ne 0 ]; then
     echo "LocalStack log (last 60 lines of $state/localstack.log):" >&2

@@ -139,3 +139,34 @@ func TestE2EUndeliverableEventRedriven(t *testing.T) {
 	require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s %s", aws.ToString(d.Error), aws.ToString(d.Cause))
 	require.Contains(t, strings.ReplaceAll(aws.ToString(d.Output), " ", ""), `"n":8`)
 }
+
+// TestE2EEventsDLQReadableWhileARuleQueueIsMissing: a deleted queue is one reason
+// events land in the events DLQ, so `dlq list/show --queue eventbridge` resolve that
+// DLQ alone and work while a rule's queue is missing; a plain `dlq list` names the
+// missing queue.
+func TestE2EEventsDLQReadableWhileARuleQueueIsMissing(t *testing.T) {
+	st := newStack(t, "WORKER_TOPOLOGY="+dlqTopology(t))
+	ctx := context.Background()
+	_, err := st.sqs.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(st.out.Queues["work"])})
+	require.NoError(t, err)
+	str := func(v string) sqstypes.MessageAttributeValue {
+		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	event := `{"version":"0","id":"e-1","detail-type":"work","source":"dlq.test","account":"123456789012","time":"2026-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{"TaskToken":"t","executionArn":"arn:aws:states:us-east-1:123456789012:execution:x:y"}}`
+	_, err = st.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(st.out.EventsDLQ), MessageBody: aws.String(event),
+		MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+			"ERROR_CODE":    str("SQS_QUEUE_DOES_NOT_EXIST"),
+			"ERROR_MESSAGE": str("The specified queue does not exist."),
+			"RULE_ARN":      str("arn:aws:events:us-east-1:123456789012:rule/" + st.out.EventBus + "/" + st.out.EventBus + "-work"),
+			"TARGET_ARN":    str("arn:aws:sqs:us-east-1:123456789012:" + st.out.EventBus + "-work"),
+		}})
+	require.NoError(t, err)
+
+	out := st.cli("dlq", "list", "--queue", "eventbridge")
+	t.Logf("worker dlq list --queue eventbridge:\n%s", out)
+	require.Contains(t, out, "SQS_QUEUE_DOES_NOT_EXIST (rule "+st.out.EventBus+"-work)")
+	require.Contains(t, st.cli("dlq", "show", "--queue", "eventbridge"), "The specified queue does not exist.")
+	code, _, stderr := st.run("dlq", "list")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "no queue "+st.out.EventBus+"-work on this endpoint", "a plain list names the missing queue")
+}

@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -560,6 +562,11 @@ func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, fi
 		if err == nil {
 			return aws.ToString(out.JobRunId), nil
 		}
+		if notImplemented(err) {
+			// An endpoint without Glue (LocalStack's community edition answers
+			// 501, to GetJobRuns too): nothing started, no history to ask.
+			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, err)
+		}
 		runID, started, rerr := b.resolve(ctx, grace, l, batchID, manifest, err)
 		switch {
 		case rerr != nil:
@@ -645,6 +652,13 @@ const startSettle = 2 * time.Second
 func answered(err error) bool {
 	var api smithy.APIError
 	return errors.As(err, &api)
+}
+
+// notImplemented: the endpoint answered HTTP 501, it has no such call (AWS never
+// answers so); the call acted on nothing.
+func notImplemented(err error) bool {
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented
 }
 
 // concurrentRunsExceeded: the job runs MaxConcurrentRuns already; wait, never fail.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +18,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/glue"
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -367,6 +370,29 @@ func TestFinalStartErrorPublishesEtlErrorAndRedelivers(t *testing.T) {
 		err := r.b.Handle(context.Background(), s3Event("landing", "a", "1"))
 		require.Error(t, err)
 		require.False(t, consumer.IsDeadLetter(err), "the message is redelivered, then the DLQ")
+		require.Len(t, r.pub.events[DetailError], 1)
+		require.Equal(t, "START_FAILED", r.pub.events[DetailError][0].State)
+		r.stop(t)
+	})
+}
+
+// TestEndpointWithoutGlueIsARefusal: LocalStack's community edition answers 501 to
+// StartJobRun and GetJobRuns alike. Nothing started, so the batch ends START_FAILED
+// at once instead of waiting for a run history that will never be readable.
+func TestEndpointWithoutGlueIsARefusal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		notEmulated := func(op string) error {
+			return &smithy.OperationError{ServiceID: "Glue", OperationName: op, Err: &awshttp.ResponseError{
+				ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusNotImplemented}},
+					Err: &smithy.GenericAPIError{Code: "InternalFailure", Message: "The API for service glue is either not included in your current license plan or has not yet been emulated by LocalStack."}},
+			}}
+		}
+		g := &fakeGlue{final: notEmulated("StartJobRun"), listErr: notEmulated("GetJobRuns")}
+		r := newRig(t, Config{MaxFiles: 1, Window: time.Minute}, g)
+		r.upload("a", "b")
+		err := r.b.Handle(context.Background(), s3Event("landing", "a", "1"))
+		require.Error(t, err)
+		require.NotErrorIs(t, err, errStartUnknown)
 		require.Len(t, r.pub.events[DetailError], 1)
 		require.Equal(t, "START_FAILED", r.pub.events[DetailError][0].State)
 		r.stop(t)

@@ -220,15 +220,9 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 			into[q.Name] = aws.ToString(got.QueueUrl)
 		}
 	}
-	if b.topo.DeadLetters() {
-		// Optional: a stack bootstrapped before the events DLQ existed still runs.
-		got, err := b.c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(b.stack.Names.EventsDLQ())})
-		switch {
-		case err == nil:
-			out.EventsDLQ = aws.ToString(got.QueueUrl)
-		case !isCode(err, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-			return Output{}, fmt.Errorf("find queue %s: %w", b.stack.Names.EventsDLQ(), err)
-		}
+	var err error
+	if out.EventsDLQ, err = b.ResolveEventsDLQ(ctx); err != nil {
+		return Output{}, err
 	}
 	for _, sm := range b.topo.StateMachines {
 		arn, err := b.StateMachineARN(ctx, sm.Name)
@@ -238,6 +232,25 @@ func (b *Bootstrapper) Resolve(ctx context.Context) (Output, error) {
 		out.StateMachines[sm.Name] = arn
 	}
 	return out, nil
+}
+
+// ResolveEventsDLQ finds the URL of the stack's events DLQ alone, "" when there is
+// none: optional, as a stack bootstrapped before the events DLQ existed still runs.
+// Apart from Resolve, so the DLQ can be read while a rule's queue is missing (one
+// of the reasons events land in it).
+func (b *Bootstrapper) ResolveEventsDLQ(ctx context.Context) (string, error) {
+	if !b.topo.DeadLetters() {
+		return "", nil
+	}
+	got, err := b.c.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(b.stack.Names.EventsDLQ())})
+	switch {
+	case err == nil:
+		return aws.ToString(got.QueueUrl), nil
+	case isCode(err, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+		return "", nil
+	default:
+		return "", fmt.Errorf("find queue %s: %w", b.stack.Names.EventsDLQ(), err)
+	}
 }
 
 // resolveError tells apart why a queue of the stack was not found: no such queue

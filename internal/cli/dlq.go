@@ -213,6 +213,14 @@ func (r dlqRequest) run(ctx context.Context, in *dlq.Inspector, queues []dlq.Que
 
 // resolveQueues finds the URLs of the named queue, or of every topology queue.
 func resolveQueues(ctx context.Context, s setup, only string) ([]dlq.Queue, error) {
+	if only == topology.EventsDLQName {
+		// The events DLQ alone: readable while a rule's queue is missing.
+		url, err := s.bootstrapper().ResolveEventsDLQ(ctx)
+		if err != nil || url == "" {
+			return nil, err
+		}
+		return []dlq.Queue{{Name: topology.EventsDLQName, DLQURL: url, Events: true}}, nil
+	}
 	out, err := s.bootstrapper().Resolve(ctx)
 	if err != nil {
 		return nil, err

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -43,8 +45,9 @@ const (
 const WhyCountedAbove = "its execution is counted above"
 
 // ErrRedriveUnsupported is the redrive's error when the endpoint does not
-// implement RedriveExecution (moto answers HTTP 500 with no AWS error).
-var ErrRedriveUnsupported = errors.New("this endpoint does not implement Step Functions RedriveExecution (moto lacks it; AWS and LocalStack have it): nothing was redriven")
+// implement RedriveExecution: moto 5.2.5 answers HTTP 500 with no AWS error,
+// LocalStack 4.14.0 (community) HTTP 501 InternalFailure.
+var ErrRedriveUnsupported = errors.New("this endpoint does not implement Step Functions RedriveExecution (moto and LocalStack's community edition lack it; AWS has it): nothing was redriven")
 
 // RedriveExecutions redrives the executions of q's dead letters that a worker
 // failed: the message carries the worker's reason (it was not moved by SQS), its
@@ -225,6 +228,12 @@ func (in *Inspector) redriveExecution(ctx context.Context, arn string) error {
 	_, err = redriver.RedriveExecution(ctx, &sfn.RedriveExecutionInput{ExecutionArn: aws.String(arn), ClientToken: aws.String(redriveToken(arn, count))})
 	if err == nil {
 		return nil
+	}
+	var httpErr *awshttp.ResponseError
+	if errors.As(err, &httpErr) && httpErr.HTTPStatusCode() == http.StatusNotImplemented {
+		// An emulator without the call (LocalStack: "not yet been emulated"); AWS
+		// never answers 501, and a 501 acted on nothing.
+		return fmt.Errorf("%w (%w)", ErrRedriveUnsupported, err)
 	}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {

@@ -3,15 +3,18 @@ package dlq
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 )
 
@@ -30,6 +33,9 @@ type execSFN struct {
 	lose bool
 	// unsupported: RedriveExecution answers as moto does (HTTP 500, not JSON).
 	unsupported bool
+	// notEmulated: RedriveExecution answers as LocalStack 4.14.0 does (HTTP 501
+	// InternalFailure, wrapped as the SDK wraps it).
+	notEmulated bool
 }
 
 func newExecSFN(now time.Time) *execSFN {
@@ -70,6 +76,12 @@ func (f *execSFN) RedriveExecution(_ context.Context, in *sfn.RedriveExecutionIn
 	arn := aws.ToString(in.ExecutionArn)
 	if f.unsupported {
 		return nil, &smithy.DeserializationError{Err: errors.New("invalid character '<' looking for beginning of value")}
+	}
+	if f.notEmulated {
+		return nil, &smithy.OperationError{ServiceID: "SFN", OperationName: "RedriveExecution", Err: &awshttp.ResponseError{
+			ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusNotImplemented}},
+				Err: &smithy.GenericAPIError{Code: "InternalFailure", Message: "The API for service stepfunctions is either not included in your current license plan or has not yet been emulated by LocalStack."}},
+		}}
 	}
 	if t := aws.ToString(in.ClientToken); t == "" || len(t) > 64 {
 		return nil, &smithy.GenericAPIError{Code: "ValidationException", Message: "clientToken"}
@@ -181,8 +193,23 @@ func TestRedriveExecutionWhoseReplyWasLostIsReadBack(t *testing.T) {
 
 func TestRedriveExecutionsSaysPlainlyWhenTheEndpointLacksTheCall(t *testing.T) {
 	t.Parallel()
-	b, f := setupExec(t)
-	f.unsupported = true
+	for name, lacks := range map[string]func(*execSFN){
+		"moto":       func(f *execSFN) { f.unsupported = true },
+		"localstack": func(f *execSFN) { f.notEmulated = true },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b, f := setupExec(t)
+			lacks(f)
+			requireNothingRedriven(t, b, f)
+		})
+	}
+}
+
+// requireNothingRedriven: two dead letters of FAILED executions, an endpoint without
+// RedriveExecution; the redrive says so for both and deletes neither.
+func requireNothingRedriven(t *testing.T, b bundle, f *execSFN) {
+	t.Helper()
 	for _, name := range []string{"a", "b"} {
 		f.add(execPrefix+name, sfntypes.ExecutionStatusFailed, time.Hour)
 		b.deadLetter(t, envelope(map[string]any{"TaskToken": "closed-" + name, "executionArn": execPrefix + name}), "dead letter: boom")
