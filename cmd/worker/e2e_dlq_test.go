@@ -282,7 +282,7 @@ func TestE2EStartWaitShowsTheCauseAndTheDLQStaysVisible(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &sum), out)
 	require.Equal(t, 1, sum.Moved+sum.Skipped+sum.Left, "the redrive sees it: %s", out)
 	out = st.cli("dlq", "redrive", "--queue", "flaky", "--dry-run") // as operations.md shows it
-	require.Regexp(t, `flaky: would move \d+, skipped \d+ \(task closed\), left \d+`, out)
+	require.Regexp(t, `flaky: would move \d+, skipped \d+ \(task closed, or dead-lettered during this redrive\), left \d+`, out)
 	code, out, _ = st.run("status", "--output", "json")
 	require.Equal(t, 1, code)
 	require.Regexp(t, `"queue": "flaky",[^}]*"visible": 0,[^}]*"dlq": 1`, out)
