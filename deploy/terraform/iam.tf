@@ -83,8 +83,13 @@ data "aws_iam_policy_document" "jobs" {
     sid = "DescribeExecutions"
     # A heartbeat answered InvalidToken is checked against the task's execution: a
     # job is cancelled only when it no longer runs (docs/guide.md, Long jobs).
-    actions   = ["states:DescribeExecution"]
-    resources = [for k, sm in aws_sfn_state_machine.this : "${replace(sm.arn, ":stateMachine:", ":execution:")}:*"]
+    # IAM lists both execution kinds as DescribeExecution's resources (parliament
+    # holds a grant to it); the stack's machines are Standard, so express:* matches none.
+    actions = ["states:DescribeExecution"]
+    resources = concat(
+      [for k, sm in aws_sfn_state_machine.this : "${replace(sm.arn, ":stateMachine:", ":execution:")}:*"],
+      [for k, sm in aws_sfn_state_machine.this : "${replace(sm.arn, ":stateMachine:", ":express:")}:*:*"],
+    )
   }
   statement {
     sid       = "ListData" # an execution's own objects; a missing key answers 404, not 403
