@@ -114,7 +114,7 @@ func commandTable() []Command {
 		},
 		{
 			Name:     "help",
-			Synopsis: "print this text (also --help, -h)",
+			Synopsis: "print the commands (also --help, -h)",
 			Help:     "print the commands",
 			run: func(_ context.Context, registered Jobs, _ []string, stdout, _ io.Writer) error {
 				return writeUsage(stdout, registered.program())
