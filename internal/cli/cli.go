@@ -98,19 +98,19 @@ func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io
 }
 
 // commandOf splits a command line into its command, run when it names none, and
-// the command's arguments. --help and --version in first place are the commands
-// help and version.
+// the command's arguments. A command's alias in first place (--help, --version)
+// names it.
 func commandOf(args []string) (cmd string, rest []string) {
-	switch {
-	case len(args) == 0:
-		return "run", args
-	case slices.Contains(helpFlags, args[0]):
-		return "help", args[1:]
-	case slices.Contains(versionFlags, args[0]):
-		return "version", args[1:]
-	case args[0] != "" && args[0][0] != '-':
-		return args[0], args[1:]
-	default:
+	if len(args) == 0 {
 		return "run", args
 	}
+	if args[0] != "" && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	for _, c := range commandTable() {
+		if slices.Contains(c.Aliases, args[0]) {
+			return c.Name, args[1:]
+		}
+	}
+	return "run", args
 }

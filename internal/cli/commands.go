@@ -22,6 +22,8 @@ type Command struct {
 	// usage texts (statusUsage, dlqUsage) describe their subcommands and flags at
 	// length.
 	Help string
+	// Aliases name the command in first place on a command line (--version).
+	Aliases []string
 	// Flags is true for a command that parses flags: it prints its own --help,
 	// with them.
 	Flags bool
@@ -106,6 +108,7 @@ func commandTable() []Command {
 		{
 			Name:     "version",
 			Synopsis: "print the version (also --version)",
+			Aliases:  []string{"-version", "--version"},
 			Help:     "print the version",
 			run: func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
 				_, err := fmt.Fprintln(stdout, Version)
@@ -115,6 +118,7 @@ func commandTable() []Command {
 		{
 			Name:     "help",
 			Synopsis: "print the commands (also --help, -h)",
+			Aliases:  helpFlags,
 			Help:     "print the commands",
 			run: func(_ context.Context, registered Jobs, _ []string, stdout, _ io.Writer) error {
 				return writeUsage(stdout, registered.program())

@@ -8,11 +8,9 @@ import (
 	"strings"
 )
 
-// helpFlags and versionFlags are asked the GNU way (--help) or Go's (-help, -h).
-var (
-	helpFlags    = []string{"-h", "-help", "--help"}
-	versionFlags = []string{"-version", "--version"}
-)
+// helpFlags ask for help the GNU way (--help) or Go's (-help, -h): in first place
+// they are the command help, after a command its --help.
+var helpFlags = []string{"-h", "-help", "--help"}
 
 // printCommandHelp writes `usage: <program> <command>` and what it does, for a
 // command without flags; false for one that prints its own (its flags).
