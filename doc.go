@@ -9,10 +9,9 @@
 //
 //	{"name": "greet", "job": "greet", "detailTypes": ["greet"]}
 //
-// and taskbridge.Main gives your program the worker's whole command line: run,
-// bootstrap, start, validate, config and healthcheck. A program that serves the
-// worker beside its own server calls taskbridge.Run, which returns when its
-// context ends.
+// and taskbridge.Main gives your program the worker's whole command line (its
+// commands are listed at Main). A program that serves the worker beside its own
+// server calls taskbridge.Run, which returns when its context ends.
 //
 // What a job's result means:
 //

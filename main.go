@@ -13,16 +13,20 @@ import (
 )
 
 // Main runs the worker's command line with r's jobs and exits; it does not return.
-// A program that serves beside its own server calls Run instead.
+// A program that serves beside its own server calls Run instead. The commands
+// (internal/cli's table; TestMainDocListsTheCommands holds this list to it):
 //
-//	worker [run]        serve the topology's queues until SIGTERM (the default)
-//	worker bootstrap    create the topology's stack on AWS_ENDPOINT_URL (idempotent)
-//	worker start        start an execution of one of its state machines
-//	worker validate     report every problem of the topology and its ASL files
-//	worker status       queue and DLQ depths, running executions; exit 1 on dead letters
-//	worker dlq          list, show, redrive and purge dead letters
-//	worker config       print every WORKER_* variable, its default and meaning
-//	worker healthcheck  exit 0 when /healthz answers, 1 otherwise
+//	worker run          run the consumers until SIGTERM (default)
+//	worker bootstrap    create the stack on AWS_ENDPOINT_URL; --output json|text
+//	worker start        start an execution; --state-machine NAME (default cookies), --input JSON | --count N | --names a,b, --wait
+//	worker validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
+//	worker status       per queue its depth, in flight and DLQ depth; running executions; exit 1 if a DLQ is not empty
+//	worker dlq          dead letters: list, show, redrive, purge (worker dlq --help)
+//	worker console      web console of the stack: queues, executions, dead letters; --addr, --actions, --metrics
+//	worker config       print every WORKER_* variable with its default and meaning
+//	worker healthcheck  exit 0 when the worker's /healthz answers, 1 otherwise
+//	worker version      print the version (also --version)
+//	worker help         print the commands (also --help, -h)
 //
 // Configuration comes from the environment (`worker config` lists it);
 // WORKER_TOPOLOGY names the topology file.

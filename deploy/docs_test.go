@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,8 +184,9 @@ func TestDocsConfigBlock(t *testing.T) {
 	require.Equal(t, want.String(), string(b[from:to]), "docs/guide.md's configuration block is not `worker config`'s output: go test ./deploy/ -run TestDocsConfigBlock -update")
 }
 
-// Every command of `worker help` has its row in the guide's table, and every flag of
-// a command's --help is in its row (dlq's in the operations page).
+// The guide's table of commands is cli's table: a row per command, in its order,
+// none else; a row names the command's aliases (--version), and every flag of a
+// command's --help is in its row (dlq's in the operations page).
 func TestDocsCommandsTableIsCurrent(t *testing.T) {
 	t.Parallel()
 	help := func(args ...string) string {
@@ -195,32 +195,39 @@ func TestDocsCommandsTableIsCurrent(t *testing.T) {
 		require.Equal(t, 0, cli.ExitCode(err), "worker %v: %v %s", args, err, errOut.String())
 		return out.String() + errOut.String()
 	}
-	guide := prose(t, "../docs/guide.md")
+	var names, rowNames []string
+	for _, c := range cli.Commands() {
+		names = append(names, c.Name)
+	}
 	rows := map[string]string{}
-	for _, l := range strings.Split(guide, "\n") {
+	for _, l := range strings.Split(prose(t, "../docs/guide.md"), "\n") {
 		if m := regexp.MustCompile("^\\| `worker ([a-z]+)").FindStringSubmatch(l); m != nil {
+			rowNames = append(rowNames, m[1])
 			rows[m[1]] = l
 		}
 	}
-	listed := regexp.MustCompile(`(?m)^  ([a-z]+) {2,}`).FindAllStringSubmatch(help("help"), -1)
-	require.NotEmpty(t, listed)
+	require.Equal(t, names, rowNames, "docs/guide.md's table of commands has a row for each command of internal/cli's table (commands.go), in its order")
+
 	flagRe := regexp.MustCompile(`--[a-z][a-z-]*`)
-	for _, m := range listed {
-		cmd := m[1]
-		row, ok := rows[cmd]
-		require.True(t, ok, "docs/guide.md's table of commands has no row for `worker %s`", cmd)
-		if slices.Contains([]string{"run", "help", "version", "healthcheck", "config", "validate"}, cmd) {
-			continue // no flags
+	for _, c := range cli.Commands() {
+		row := rows[c.Name]
+		for _, alias := range c.Aliases {
+			if strings.HasPrefix(alias, "--") { // the GNU spelling; Go's -help, -version are taken, not shown
+				contains(t, row, "`"+alias+"`", "the guide's row of `worker %s` names its alias", c.Name)
+			}
+		}
+		if !c.Flags {
+			continue
 		}
 		where, text := row, row
-		if cmd == "dlq" {
+		if c.Name == "dlq" {
 			where, text = "docs/operations.md", prose(t, "../docs/operations.md")+strings.Join(fenceBodies(t, "../docs/operations.md"), "\n")
 		}
-		for _, f := range flagRe.FindAllString(help(cmd, "--help"), -1) {
+		for _, f := range flagRe.FindAllString(help(c.Name, "--help"), -1) {
 			if f == "--help" {
 				continue
 			}
-			contains(t, text, f, "`worker %s %s` is documented (%s)", cmd, f, where)
+			contains(t, text, f, "`worker %s %s` is documented (%s)", c.Name, f, where)
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func runBootstrap(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(registered.program(), "bootstrap", "create the stack on AWS_ENDPOINT_URL (or AWS): bus, queues and DLQs, rules, buckets, state machines; running it again updates what changed", stdout, stderr)
+	fs := newFlagSet(registered.program(), "bootstrap", stdout, stderr)
 	output := fs.String("output", "text", "text or json")
 	glueOptional := fs.Bool("glue-optional", false, "go on without the Glue job when the endpoint has no Glue (LocalStack community)")
 	if err := parseFlags(fs, args, stdout); err != nil {

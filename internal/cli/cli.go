@@ -1,5 +1,5 @@
-// Package cli is the worker's command line: run, bootstrap, start, validate, status,
-// dlq, console, config, healthcheck. It wires the mechanisms (consumer, jobs, callback, batch, the job
+// Package cli is the worker's command line, its commands listed once in
+// commandTable (commands.go). It wires the mechanisms (consumer, jobs, callback, batch, the job
 // kinds) from the configuration and the topology; the public package hands it the
 // registered Go jobs.
 package cli
@@ -82,24 +82,6 @@ func ExitCode(err error) int {
 	}
 }
 
-const usage = `usage: %[1]s [command] [flags]
-
-commands:
-  run          run the consumers until SIGTERM (default)
-  bootstrap    create the stack on AWS_ENDPOINT_URL; --output json|text
-  start        start an execution; --state-machine NAME (default cookies), --input JSON | --count N | --names a,b, --wait
-  validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
-  status       per queue its depth, in flight and DLQ depth; running executions; exit 1 if a DLQ is not empty
-  dlq          dead letters: list, show, redrive, purge (%[1]s dlq --help)
-  console      web console of the stack: queues, executions, dead letters; --addr, --actions, --metrics
-  config       print every WORKER_* variable with its default and meaning
-  healthcheck  exit 0 when the worker's /healthz answers, 1 otherwise
-  version      print the version (also --version)
-  help         print this text (also --help, -h)
-
-%[1]s COMMAND --help prints a command's flags.
-`
-
 // Main runs one command line (args without the program name); registered names
 // the program and gives its settings.
 func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
@@ -107,60 +89,28 @@ func Main(ctx context.Context, registered Jobs, args []string, stdout, stderr io
 	if askedForHelp(args) && printCommandHelp(stdout, registered.program(), cmd) {
 		return flag.ErrHelp
 	}
-	run, ok := commands[cmd]
+	c, ok := lookupCommand(cmd)
 	if !ok {
-		fmt.Fprintf(stderr, usage, registered.program())
+		_ = writeUsage(stderr, registered.program())
 		return UsageError{fmt.Errorf("unknown command %q", cmd)}
 	}
-	return run(ctx, registered.withBuiltins(), args, stdout, stderr)
+	return c.run(ctx, registered.withBuiltins(), args, stdout, stderr)
 }
 
 // commandOf splits a command line into its command, run when it names none, and
-// the command's arguments. --help and --version in first place are the commands
-// help and version.
+// the command's arguments. A command's alias in first place (--help, --version)
+// names it.
 func commandOf(args []string) (cmd string, rest []string) {
-	switch {
-	case len(args) == 0:
-		return "run", args
-	case slices.Contains(helpFlags, args[0]):
-		return "help", args[1:]
-	case slices.Contains(versionFlags, args[0]):
-		return "version", args[1:]
-	case args[0] != "" && args[0][0] != '-':
-		return args[0], args[1:]
-	default:
+	if len(args) == 0 {
 		return "run", args
 	}
-}
-
-// command runs one command with the rest of its command line.
-type command func(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error
-
-// commands are the commands Main runs, by name.
-var commands = map[string]command{
-	"run": func(ctx context.Context, registered Jobs, args []string, _, _ io.Writer) error {
-		return runWorker(ctx, registered, args)
-	},
-	"bootstrap": runBootstrap,
-	"start":     runStart,
-	"validate": func(_ context.Context, registered Jobs, args []string, stdout, _ io.Writer) error {
-		return runValidate(registered, args, stdout)
-	},
-	"status":  runStatus,
-	"dlq":     runDLQ,
-	"console": runConsole,
-	"config": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
-		return runConfig(stdout)
-	},
-	"healthcheck": func(ctx context.Context, registered Jobs, _ []string, _, _ io.Writer) error {
-		return runHealthcheck(ctx, registered)
-	},
-	"version": func(_ context.Context, _ Jobs, _ []string, stdout, _ io.Writer) error {
-		_, err := fmt.Fprintln(stdout, Version)
-		return err
-	},
-	"help": func(_ context.Context, registered Jobs, _ []string, stdout, _ io.Writer) error {
-		_, err := fmt.Fprintf(stdout, usage, registered.program())
-		return err
-	},
+	if args[0] != "" && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	for _, c := range commandTable() {
+		if slices.Contains(c.Aliases, args[0]) {
+			return c.Name, args[1:]
+		}
+	}
+	return "run", args
 }

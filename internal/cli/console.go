@@ -13,7 +13,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
-const consoleSynopsis = `A web console of the topology's stack (WORKER_TOPOLOGY, WORKER_STACK): queues and
+const consoleHelp = `A web console of the topology's stack (WORKER_TOPOLOGY, WORKER_STACK): queues and
 state machines, executions and their timelines, dead letters. It reads AWS APIs only
 (and the workers' /readyz with --metrics). Redrive and purge need --actions.
 An address other than loopback needs WORKER_CONSOLE_TOKEN or WORKER_CONSOLE_BASIC_AUTH.`
@@ -22,7 +22,7 @@ An address other than loopback needs WORKER_CONSOLE_TOKEN or WORKER_CONSOLE_BASI
 func runConsole(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
 	// The variables are the flags' defaults; a wrong one is reported after --help.
 	env, envErr := config.LoadFrom(registered.lookup())
-	fs := newFlagSet(registered.program(), "console", consoleSynopsis, stdout, stderr)
+	fs := newFlagSet(registered.program(), "console", stdout, stderr)
 	addr := fs.String("addr", env.ConsoleAddr, "listen address, host:port (WORKER_CONSOLE_ADDR)")
 	actions := fs.Bool("actions", env.ConsoleActions, "allow redrive and purge of dead letters (WORKER_CONSOLE_ACTIONS)")
 	metrics := fs.String("metrics", strings.Join(env.ConsoleMetrics, ","), "workers' metrics addresses, host:port,... (WORKER_CONSOLE_METRICS)")

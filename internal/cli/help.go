@@ -8,30 +8,17 @@ import (
 	"strings"
 )
 
-// helpFlags and versionFlags are asked the GNU way (--help) or Go's (-help, -h).
-var (
-	helpFlags    = []string{"-h", "-help", "--help"}
-	versionFlags = []string{"-version", "--version"}
-)
+// helpFlags ask for help the GNU way (--help) or Go's (-help, -h): in first place
+// they are the command help, after a command its --help.
+var helpFlags = []string{"-h", "-help", "--help"}
 
-// commandHelp is the help of the commands that take no flags, for `<command> --help`.
-var commandHelp = map[string]string{
-	"run":         "run the consumers until SIGTERM; configured by WORKER_* variables (see `PROGRAM config`)",
-	"validate":    "[topology.json]\ncheck a topology (default: WORKER_TOPOLOGY, else the embedded one) and its ASL files; reports every problem",
-	"config":      "print every WORKER_* variable with its default and meaning",
-	"healthcheck": "exit 0 when the worker's /healthz (WORKER_METRICS_ADDR) answers, 1 otherwise",
-	"version":     "print the version",
-	"help":        "print the commands",
-}
-
-// printCommandHelp writes `usage: <program> <command>` and what it does; false for a
-// command it has no text for.
+// printCommandHelp writes `usage: <program> <command>` and what it does, for a
+// command without flags; false for one that prints its own (its flags).
 func printCommandHelp(w io.Writer, program, cmd string) bool {
-	text, ok := commandHelp[cmd]
-	if !ok {
+	if c, ok := lookupCommand(cmd); !ok || c.Flags {
 		return false
 	}
-	args, what, found := strings.Cut(strings.ReplaceAll(text, "PROGRAM", program), "\n")
+	args, what, found := strings.Cut(helpOf(program, cmd), "\n")
 	if !found {
 		args, what = "", args
 	}
@@ -47,7 +34,8 @@ func askedForHelp(args []string) bool {
 // newFlagSet is a subcommand's flag set: errors and usage on stderr, help (asked
 // with --help) on stdout, flags shown as --name as this command line takes them
 // (Go's flag package would show -name).
-func newFlagSet(program, cmd, synopsis string, stdout, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(program, cmd string, stdout, stderr io.Writer) *flag.FlagSet {
+	synopsis := helpOf(program, cmd)
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

@@ -22,7 +22,7 @@ import (
 )
 
 func runStart(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(registered.program(), "start", "start an execution of a state machine of the topology", stdout, stderr)
+	fs := newFlagSet(registered.program(), "start", stdout, stderr)
 	machine := fs.String("state-machine", "", "state machine of the topology to start (default: cookies, or the topology's only one)")
 	count := fs.Int("count", -1, "number of random names (0..10000)")
 	names := fs.String("names", "", "comma-separated names (use --input for names with commas)")
