@@ -18,7 +18,9 @@ e2e=./cmd/worker
 
 go vet ./...
 mapfile -t pkgs < <(go list ./... | grep -vx "$(go list "$e2e")")
-go test -race -count=1 -timeout "$timeout" "${pkgs[@]}"
+rc=0
+# A failure here still lets the end-to-end shards run: one run reports everything.
+go test -race -count=1 -timeout "$timeout" "${pkgs[@]}" || rc=1
 
 # Every test of the package, then each one's file: shard = the file's turn.
 mapfile -t listed < <(go test -race -list '.*' "$e2e" | grep -E '^(Test|Example|Fuzz)')
@@ -47,7 +49,6 @@ for ((i = 0; i < shards; i++)); do
   go test -race -count=1 -timeout "$timeout" -run "$regex" "$e2e" >"$logs/shard$i.log" 2>&1 &
   pids+=("$!:$i")
 done
-rc=0
 for p in "${pids[@]}"; do
   if ! wait "${p%%:*}"; then rc=1; fi
   echo "--- e2e shard $((${p##*:} + 1))/$shards"
