@@ -148,9 +148,23 @@ func (st *stackEnv) startWorker(extraEnv ...string) *workerProc {
 		if st.t.Failed() {
 			st.t.Logf("worker log (last 8 KiB):\n%s", tail(w.Logs(), 8192))
 		}
+		keepLog(st.t, w)
 	})
 	w.waitHealthy()
 	return w
+}
+
+// keepLog writes a worker's whole log into $TASKBRIDGE_TEST_LOGDIR when it is set:
+// a case that fails once in many runs is understood from what every worker said.
+func keepLog(t *testing.T, w *workerProc) {
+	dir := os.Getenv("TASKBRIDGE_TEST_LOGDIR")
+	if dir == "" {
+		return
+	}
+	name := fmt.Sprintf("%s-%d-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano(), w.cmd.Process.Pid)
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(w.Logs()), 0o644); err != nil {
+		t.Logf("keep worker log: %v", err)
+	}
 }
 
 func (w *workerProc) signal(sig syscall.Signal) {
@@ -216,13 +230,36 @@ func (st *stackEnv) startExecution(input string) string {
 func (st *stackEnv) waitExecution(arn string, within time.Duration) *sfn.DescribeExecutionOutput {
 	st.t.Helper()
 	var d *sfn.DescribeExecutionOutput
-	eventually(st.t, within, "execution "+arn+" ends", func() bool {
+	deadline := time.Now().Add(within)
+	for {
 		var err error
 		d, err = st.sfn.DescribeExecution(context.Background(), &sfn.DescribeExecutionInput{ExecutionArn: aws.String(arn)})
 		require.NoError(st.t, err)
-		return d.Status != sfntypes.ExecutionStatusRunning
+		if d.Status != sfntypes.ExecutionStatusRunning {
+			return d
+		}
+		if time.Now().After(deadline) {
+			st.t.Fatalf("timed out after %s waiting for execution %s to end; its last events:\n%s", within, arn, st.lastEvents(arn, 12))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// lastEvents is an execution's last n history events, one a line: where it waits.
+func (st *stackEnv) lastEvents(arn string, n int32) string {
+	out, err := st.sfn.GetExecutionHistory(context.Background(), &sfn.GetExecutionHistoryInput{
+		ExecutionArn: aws.String(arn), ReverseOrder: true, MaxResults: n,
 	})
-	return d
+	if err != nil {
+		return "history: " + err.Error()
+	}
+	var b strings.Builder
+	for _, e := range out.Events {
+		line, _ := json.Marshal(e)
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // queueDepth is visible + in-flight + delayed messages of a queue.
