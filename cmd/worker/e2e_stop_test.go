@@ -98,7 +98,7 @@ func TestE2EShortShutdownRestartStrandsNoExecution(t *testing.T) {
 	require.NotEmpty(t, started)
 	for _, arn := range started {
 		d := st.waitExecution(arn, 5*time.Minute) // an hour if a message was stranded
-		require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s: %s", arn, aws.ToString(d.Cause))
+		require.Equal(t, sfntypes.ExecutionStatusSucceeded, d.Status, "%s: %s %s; its last events:\n%s", arn, aws.ToString(d.Error), aws.ToString(d.Cause), st.lastEvents(arn, 12))
 	}
 	t.Logf("%d executions started across the restart; all succeeded; the stopped worker released %d messages at shutdown",
 		len(started), strings.Count(a.Logs(), "released at shutdown"))
