@@ -31,6 +31,16 @@ type executionRow struct {
 	Duration          time.Duration
 }
 
+// measure sets the row's duration: from its start to its stop, or to now while it
+// runs.
+func (r *executionRow) measure(now time.Time) {
+	if r.Stop.IsZero() {
+		r.Duration = now.Sub(r.Start)
+		return
+	}
+	r.Duration = r.Stop.Sub(r.Start)
+}
+
 type executionsData struct {
 	Machine   string
 	Status    string
@@ -78,11 +88,7 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 		}
 		var p executionsPageRead
 		for _, e := range out.Executions {
-			row := executionRow{Name: aws.ToString(e.Name), ARN: aws.ToString(e.ExecutionArn), Status: string(e.Status), Start: aws.ToTime(e.StartDate), Stop: aws.ToTime(e.StopDate)}
-			if !row.Stop.IsZero() {
-				row.Duration = row.Stop.Sub(row.Start)
-			}
-			p.Rows = append(p.Rows, row)
+			p.Rows = append(p.Rows, executionRow{Name: aws.ToString(e.Name), ARN: aws.ToString(e.ExecutionArn), Status: string(e.Status), Start: aws.ToTime(e.StartDate), Stop: aws.ToTime(e.StopDate)})
 		}
 		p.Next = aws.ToString(out.NextToken)
 		return p, nil
@@ -91,13 +97,12 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadGateway, "list executions", err)
 		return
 	}
+	rows := slices.Clone(read.Rows) // the cached page is shared by the requests that read it
 	now := s.NowFunc()
-	for i := range read.Rows {
-		if read.Rows[i].Stop.IsZero() {
-			read.Rows[i].Duration = now.Sub(read.Rows[i].Start) // running: so far
-		}
+	for i := range rows {
+		rows[i].measure(now)
 	}
-	d := executionsData{Machine: m.Name, Status: status, Statuses: statuses, Rows: read.Rows, Next: read.Next, PageSize: s.cfg.PageSize, FirstPage: token == ""}
+	d := executionsData{Machine: m.Name, Status: status, Statuses: statuses, Rows: rows, Next: read.Next, PageSize: s.cfg.PageSize, FirstPage: token == ""}
 	s.render(w, r, "executions", page{Title: "Executions of " + m.Name, Nav: "executions", ReadAt: at, Data: d})
 }
 
@@ -197,11 +202,7 @@ func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 			d.Machine = m.Name
 		}
 	}
-	if d.Execution.Stop.IsZero() {
-		d.Execution.Duration = s.NowFunc().Sub(d.Execution.Start)
-	} else {
-		d.Execution.Duration = d.Execution.Stop.Sub(d.Execution.Start)
-	}
+	d.Execution.measure(s.NowFunc())
 	s.render(w, r, "execution", page{Title: "Execution " + name, Nav: "executions", ReadAt: oldest(at, objAt), Data: d})
 }
 
