@@ -51,9 +51,11 @@ type executionsData struct {
 	FirstPage bool
 }
 
-type executionsPageRead struct {
-	Rows []executionRow
-	Next string
+// listed is one page of a listing as read from AWS: its items, and the token of the
+// next page (empty on the last).
+type listed[T any] struct {
+	Items []T
+	Next  string
 }
 
 func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +76,7 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	token := q.Get("next")
 	key := "executions:" + m.ARN + ":" + status + ":" + token
-	read, at, err := cached(r.Context(), s.cache, key, fresh(r), func(ctx context.Context) (executionsPageRead, error) {
+	read, at, err := cached(r.Context(), s.cache, key, fresh(r), func(ctx context.Context) (listed[executionRow], error) {
 		in := &sfn.ListExecutionsInput{StateMachineArn: aws.String(m.ARN), MaxResults: int32(s.cfg.PageSize)}
 		if status != "" {
 			in.StatusFilter = sfntypes.ExecutionStatus(status)
@@ -84,11 +86,11 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 		}
 		out, err := s.deps.SFN.ListExecutions(ctx, in)
 		if err != nil {
-			return executionsPageRead{}, fmt.Errorf("list executions of %s: %w", m.Name, err)
+			return listed[executionRow]{}, fmt.Errorf("list executions of %s: %w", m.Name, err)
 		}
-		var p executionsPageRead
+		var p listed[executionRow]
 		for _, e := range out.Executions {
-			p.Rows = append(p.Rows, executionRow{Name: aws.ToString(e.Name), ARN: aws.ToString(e.ExecutionArn), Status: string(e.Status), Start: aws.ToTime(e.StartDate), Stop: aws.ToTime(e.StopDate)})
+			p.Items = append(p.Items, executionRow{Name: aws.ToString(e.Name), ARN: aws.ToString(e.ExecutionArn), Status: string(e.Status), Start: aws.ToTime(e.StartDate), Stop: aws.ToTime(e.StopDate)})
 		}
 		p.Next = aws.ToString(out.NextToken)
 		return p, nil
@@ -97,7 +99,7 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadGateway, "list executions", err)
 		return
 	}
-	rows := slices.Clone(read.Rows) // the cached page is shared by the requests that read it
+	rows := slices.Clone(read.Items) // the cached page is shared by the requests that read it
 	now := s.NowFunc()
 	for i := range rows {
 		rows[i].measure(now)
@@ -143,11 +145,6 @@ type executionRead struct {
 	NextEvents string
 }
 
-type objectsRead struct {
-	Objects []object
-	Next    string
-}
-
 func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	arn, historyPage, objectsPage := q.Get("arn"), q.Get("page"), q.Get("objects")
@@ -182,7 +179,7 @@ func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 	desc := read.Describe
 	name := aws.ToString(desc.Name)
 	prefix := name + "/" // every object of an execution is under its name (DESIGN.md)
-	objs, objAt, err := cached(r.Context(), s.cache, "objects:"+prefix+":"+objectsPage, fresh(r), func(ctx context.Context) (objectsRead, error) {
+	objs, objAt, err := cached(r.Context(), s.cache, "objects:"+prefix+":"+objectsPage, fresh(r), func(ctx context.Context) (listed[object], error) {
 		return s.listObjects(ctx, prefix, objectsPage)
 	})
 	if err != nil {
@@ -195,7 +192,7 @@ func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 		Error: aws.ToString(desc.Error), Cause: shown(aws.ToString(desc.Cause)),
 		TraceID: traceID(aws.ToString(desc.TraceHeader)),
 		Steps:   timeline(read.Events, s.stack), Events: len(read.Events), NextEvents: read.NextEvents, Page: historyPage,
-		Objects: objs.Objects, NextObject: objs.Next, Prefix: prefix, Bucket: s.stack.DataBucket,
+		Objects: objs.Items, NextObject: objs.Next, Prefix: prefix, Bucket: s.stack.DataBucket,
 	}
 	for _, m := range s.stack.StateMachines {
 		if m.ARN == aws.ToString(desc.StateMachineArn) {
@@ -206,18 +203,18 @@ func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "execution", page{Title: "Execution " + name, Nav: "executions", ReadAt: oldest(at, objAt), Data: d})
 }
 
-func (s *Server) listObjects(ctx context.Context, prefix, token string) (objectsRead, error) {
+func (s *Server) listObjects(ctx context.Context, prefix, token string) (listed[object], error) {
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.stack.DataBucket), Prefix: aws.String(prefix), MaxKeys: aws.Int32(int32(s.cfg.PageSize))}
 	if token != "" {
 		in.ContinuationToken = aws.String(token)
 	}
 	out, err := s.deps.S3.ListObjectsV2(ctx, in)
 	if err != nil {
-		return objectsRead{}, fmt.Errorf("list s3://%s/%s: %w", s.stack.DataBucket, prefix, err)
+		return listed[object]{}, fmt.Errorf("list s3://%s/%s: %w", s.stack.DataBucket, prefix, err)
 	}
-	var o objectsRead
+	var o listed[object]
 	for _, obj := range out.Contents {
-		o.Objects = append(o.Objects, object{Key: aws.ToString(obj.Key), Size: aws.ToInt64(obj.Size), At: aws.ToTime(obj.LastModified)})
+		o.Items = append(o.Items, object{Key: aws.ToString(obj.Key), Size: aws.ToInt64(obj.Size), At: aws.ToTime(obj.LastModified)})
 	}
 	if aws.ToBool(out.IsTruncated) {
 		o.Next = aws.ToString(out.NextContinuationToken)
