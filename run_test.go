@@ -21,26 +21,6 @@ import (
 	"github.com/taskbridge/taskbridge/internal/awstest"
 )
 
-const greeterTopology = `{
-  "source": "greeter.worker",
-  "queues": [{"name": "greet", "job": "greet", "detailTypes": ["greet"], "visibilityTimeoutSeconds": 10, "maxReceiveCount": 2}],
-  "stateMachines": [{"name": "greeter", "definition": "greeter.asl.json"}]
-}`
-
-const greeterASL = `{
-  "StartAt": "Greet",
-  "States": {
-    "Greet": {
-      "Type": "Task",
-      "Resource": "arn:${partition}:states:::events:putEvents.waitForTaskToken",
-      "Parameters": {"Entries": [{"EventBusName": "${event_bus_name}", "Source": "greeter.app", "DetailType": "greet",
-        "Detail": {"TaskToken.$": "$$.Task.Token", "executionArn.$": "$$.Execution.Id", "name.$": "$.name"}}]},
-      "TimeoutSeconds": 120,
-      "End": true
-    }
-  }
-}`
-
 // embedded is one worker of the process: its stack, its jobs, its logs and spans.
 type embedded struct {
 	name    string
@@ -52,8 +32,8 @@ type embedded struct {
 	done    chan error
 }
 
-// Two workers run in one process, each on its own stack with its own topology,
-// settings, log output and tracer: each completes the tasks of its own stack only,
+// Two workers run in one process, each on its own stack (the tutorial's topology)
+// with its own settings, log output and tracer: each completes the tasks of its own stack only,
 // and both stop cleanly, with nothing left running, when their context ends.
 func TestTwoRunsInOneProcess(t *testing.T) {
 	for _, kv := range awstest.Env(t) { // the AWS SDK's settings are the process's
@@ -65,15 +45,14 @@ func TestTwoRunsInOneProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
+	topology, err := filepath.Abs("examples/greeter/topology.json") // the tutorial's
+	require.NoError(t, err)
 	var workers []*embedded
 	for _, name := range []string{"a", "b"} {
-		dir := t.TempDir()
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "topology.json"), []byte(greeterTopology), 0o644))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "greeter.asl.json"), []byte(greeterASL), 0o644))
-		w := &embedded{name: name, jobs: taskbridge.NewRegistry(), spans: filepath.Join(dir, "spans.jsonl"), done: make(chan error, 1)}
+		w := &embedded{name: name, jobs: taskbridge.NewRegistry(), spans: filepath.Join(t.TempDir(), "spans.jsonl"), done: make(chan error, 1)}
 		w.env = []string{
 			"WORKER_STACK=emb-" + name + "-" + hex.EncodeToString(suffix),
-			"WORKER_TOPOLOGY=" + filepath.Join(dir, "topology.json"),
+			"WORKER_TOPOLOGY=" + topology,
 			"WORKER_METRICS_ADDR=127.0.0.1:0", "WORKER_POLL_WAIT=1s", "WORKER_ROLES=jobs",
 			"OTEL_TRACES_EXPORTER=console", "WORKER_TRACE_FILE=" + w.spans,
 		}

@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/shellwords"
 )
 
 // The rule of the docs' commands (docs/development.md, "The docs' own checks"): each
@@ -257,39 +259,6 @@ func repoTests(t *testing.T) map[string]bool {
 	return out
 }
 
-// shellWords splits a command as sh does for the docs' lines: blanks, single and
-// double quotes; nothing else of the shell.
-func shellWords(t *testing.T, s string) []string {
-	t.Helper()
-	var words []string
-	var w strings.Builder
-	inWord := false
-	var quote rune
-	for _, r := range s {
-		switch {
-		case quote != 0 && r == quote:
-			quote = 0
-		case quote != 0:
-			w.WriteRune(r)
-		case r == '\'' || r == '"':
-			quote, inWord = r, true
-		case r == ' ' || r == '\t':
-			if inWord {
-				words, inWord = append(words, w.String()), false
-				w.Reset()
-			}
-		default:
-			w.WriteRune(r)
-			inWord = true
-		}
-	}
-	require.Zero(t, quote, "an unclosed quote in %q", s)
-	if inWord {
-		words = append(words, w.String())
-	}
-	return words
-}
-
 // goFuncs are the functions and methods of a Go package's files, by name.
 func goFuncs(t *testing.T, dir string) (map[string][]*ast.FuncDecl, map[string]*ast.File) {
 	t.Helper()
@@ -381,7 +350,8 @@ func requireTestRuns(t *testing.T, c docCommand, e runBy) {
 		require.Len(t, funcs[h], 1, "%s: `%s`: one function %s in %s", c.where, c.text, h, filepath.Dir(e.file))
 		cur = funcs[h][0]
 	}
-	want := shellWords(t, c.text)
+	want, err := shellwords.Split(c.text)
+	require.NoError(t, err, "%s: `%s`", c.where, c.text)
 	if want[0] == "bin/worker" {
 		want = want[1:]
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/taskbridge/taskbridge"
 	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"github.com/taskbridge/taskbridge/internal/checkpoint/checkpointtest"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/registry"
@@ -28,53 +29,25 @@ type Runner struct {
 	mu          sync.Mutex
 	closed      map[string]bool // tokens Step Functions no longer knows
 	runs        int
-	checkpoints *memStore // the data bucket's checkpoints, kept across runs
+	checkpoints *checkpointtest.Store // the data bucket's checkpoints, kept across runs
 }
 
 // New returns a Runner for r's jobs. Register them before.
 func New(r *taskbridge.Registry) *Runner {
 	// A Registry is a registry.Registry; only this module can name the latter.
-	return &Runner{jobs: (*registry.Registry)(r).Jobs(), closed: map[string]bool{}, checkpoints: &memStore{objects: map[string][]byte{}}}
+	return &Runner{jobs: (*registry.Registry)(r).Jobs(), closed: map[string]bool{}, checkpoints: checkpointtest.New()}
 }
 
 // Checkpoints returns the checkpoints stored now, by object key, as the data bucket
 // would hold them: a task's checkpoint stays there between runs of it until the
 // task is done.
 func (r *Runner) Checkpoints() map[string]json.RawMessage {
-	r.checkpoints.mu.Lock()
-	defer r.checkpoints.mu.Unlock()
-	out := make(map[string]json.RawMessage, len(r.checkpoints.objects))
-	for k, v := range r.checkpoints.objects {
-		out[k] = append(json.RawMessage(nil), v...)
+	objects := r.checkpoints.Objects()
+	out := make(map[string]json.RawMessage, len(objects))
+	for k, v := range objects {
+		out[k] = v
 	}
 	return out
-}
-
-// memStore is the data bucket's checkpoints in memory.
-type memStore struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-}
-
-func (m *memStore) Put(_ context.Context, key string, body []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objects[key] = append([]byte(nil), body...)
-	return nil
-}
-
-func (m *memStore) Get(_ context.Context, key string) ([]byte, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.objects[key]
-	return append([]byte(nil), b...), ok, nil
-}
-
-func (m *memStore) Delete(_ context.Context, key string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.objects, key)
-	return nil
 }
 
 // CloseToken makes Step Functions refuse token from now on, as it does a forged

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -138,7 +137,7 @@ type cancelRig struct {
 
 func newCancelRig(t *testing.T, heartbeat string, concurrency int) *cancelRig {
 	t.Helper()
-	rig := &cancelRig{dir: t.TempDir()}
+	rig := &cancelRig{}
 	release := make(chan struct{})
 	rig.svc = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rig.httpOpen.Add(1)
@@ -154,16 +153,6 @@ func newCancelRig(t *testing.T, heartbeat string, concurrency int) *cancelRig {
 	}))
 	t.Cleanup(rig.svc.Close)
 	t.Cleanup(func() { close(release) }) // before Close, which waits for the handlers
-	repo, err := filepath.Abs("../..")
-	require.NoError(t, err)
-	write := func(name, body string, mode os.FileMode) {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(rig.dir, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(rig.dir, name), []byte(body), mode))
-	}
-	write("go.mod", "module example.com/longjobs\n\ngo 1.26\n\nrequire github.com/taskbridge/taskbridge v0.0.0\n\nreplace github.com/taskbridge/taskbridge => "+repo+"\n", 0o644)
-	write("main.go", cancelMain, 0o644)
-	write("sleeper.sh", sleeperScript, 0o755)
-	write("counter.sh", counterScript, 0o755)
 	queue := func(name, kind string, extraSlots int) string {
 		return fmt.Sprintf(`{"name": %q, "detailTypes": [%q], %s, "concurrency": %d, "visibilityTimeoutSeconds": 10, "maxReceiveCount": 3, "heartbeatInterval": %q}`,
 			name, name, kind, concurrency+extraSlots, heartbeat)
@@ -182,25 +171,18 @@ func newCancelRig(t *testing.T, heartbeat string, concurrency int) *cancelRig {
 		`{"name": "count", "definition": "asl/count.asl.json"}`,
 		`{"name": "counter", "definition": "asl/counter.asl.json"}`,
 	}, ",") + `]}`
-	write("topology.json", topo, 0o644)
-	write("asl/sleeper.asl.json", cancelStep("sleeper", 120), 0o644)
-	write("asl/slowhttp.asl.json", cancelStep("slowhttp", 120), 0o644)
-	write("asl/compute.asl.json", cancelStep("compute", 120), 0o644)
-	// No HeartbeatSeconds: moto answers InvalidToken to the heartbeats of a live
-	// task; the worker must not cancel it for that. (moto never ends such an
-	// execution once stopped: the steps that are stopped declare HeartbeatSeconds.)
-	write("asl/computenohb.asl.json", cancelStep("compute", 0), 0o644)
-	write("asl/count.asl.json", cancelStep("count", 0), 0o644)
-	write("asl/counter.asl.json", cancelStep("counter", 0), 0o644)
-	run := func(args ...string) {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = rig.dir
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "go %s: %s", strings.Join(args, " "), out)
-	}
-	run("mod", "tidy")
-	rig.bin = filepath.Join(rig.dir, "longjobs")
-	run("build", "-race", "-o", rig.bin, ".")
+	rig.dir, rig.bin = buildProgram(t, "example.com/longjobs", map[string]string{
+		"main.go": cancelMain, "sleeper.sh": sleeperScript, "counter.sh": counterScript, "topology.json": topo,
+		"asl/sleeper.asl.json":  cancelStep("sleeper", 120),
+		"asl/slowhttp.asl.json": cancelStep("slowhttp", 120),
+		"asl/compute.asl.json":  cancelStep("compute", 120),
+		// No HeartbeatSeconds: moto answers InvalidToken to the heartbeats of a live
+		// task; the worker must not cancel it for that. (moto never ends such an
+		// execution once stopped: the steps that are stopped declare HeartbeatSeconds.)
+		"asl/computenohb.asl.json": cancelStep("compute", 0),
+		"asl/count.asl.json":       cancelStep("count", 0),
+		"asl/counter.asl.json":     cancelStep("counter", 0),
+	}, "-race")
 	rig.topology = filepath.Join(rig.dir, "topology.json")
 	return rig
 }

@@ -4,7 +4,6 @@ package main_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -108,25 +107,13 @@ func (b *browser) clickTo(sel, next string) {
 // quickly (5 s visibility, 2 receives), so a dead letter appears in seconds.
 func consoleTopology(t *testing.T) string {
 	t.Helper()
-	root := awstest.ModuleRoot(t)
-	b, err := os.ReadFile(filepath.Join(root, "deploy", "topology.json"))
-	require.NoError(t, err)
-	var topo map[string]any
-	require.NoError(t, json.Unmarshal(b, &topo))
-	for _, q := range topo["queues"].([]any) {
-		if q := q.(map[string]any); q["name"] == "getMultiple" {
-			q["visibilityTimeoutSeconds"], q["maxReceiveCount"] = 5, 2
+	return cookiesTopology(t, func(topo map[string]any) {
+		for _, q := range topo["queues"].([]any) {
+			if q := q.(map[string]any); q["name"] == "getMultiple" {
+				q["visibilityTimeoutSeconds"], q["maxReceiveCount"] = 5, 2
+			}
 		}
-	}
-	dir := t.TempDir()
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "asl"), 0o755))
-	asl, err := os.ReadFile(filepath.Join(root, "deploy", "asl", "cookies.asl.json"))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "asl", "cookies.asl.json"), asl, 0o644))
-	out, err := json.Marshal(topo)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "topology.json"), out, 0o644))
-	return filepath.Join(dir, "topology.json")
+	})
 }
 
 // consoleProc is a running `worker console`.

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,25 +22,15 @@ import (
 // every dashboard panel has a series.
 func cookiesWithKinds(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("../../deploy/topology.json")
-	require.NoError(t, err)
-	var topo map[string]any
-	require.NoError(t, json.Unmarshal(b, &topo))
 	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"ok":true}`)) }))
 	t.Cleanup(svc.Close)
-	topo["queues"] = append(topo["queues"].([]any),
-		map[string]any{"name": "obsExec", "detailTypes": []string{"obsExec"}, "exec": map[string]any{"command": []string{"cat"}}},
-		map[string]any{"name": "obsHTTP", "detailTypes": []string{"obsHTTP"}, "http": map[string]any{"url": svc.URL}},
-		map[string]any{"name": "obsStart", "detailTypes": []string{"obsStart"}, "startExecution": map[string]any{"stateMachine": "cookies"}},
-	)
-	asl, err := filepath.Abs("../../deploy/asl/cookies.asl.json")
-	require.NoError(t, err)
-	topo["stateMachines"] = []any{map[string]any{"name": "cookies", "definition": asl}}
-	out, err := json.Marshal(topo)
-	require.NoError(t, err)
-	p := filepath.Join(t.TempDir(), "topology.json")
-	require.NoError(t, os.WriteFile(p, out, 0o644))
-	return p
+	return cookiesTopology(t, func(topo map[string]any) {
+		topo["queues"] = append(topo["queues"].([]any),
+			map[string]any{"name": "obsExec", "detailTypes": []string{"obsExec"}, "exec": map[string]any{"command": []string{"cat"}}},
+			map[string]any{"name": "obsHTTP", "detailTypes": []string{"obsHTTP"}, "http": map[string]any{"url": svc.URL}},
+			map[string]any{"name": "obsStart", "detailTypes": []string{"obsStart"}, "startExecution": map[string]any{"stateMachine": "cookies"}},
+		)
+	})
 }
 
 func TestE2EObservabilityOnARealPrometheus(t *testing.T) {

@@ -53,44 +53,15 @@ const greeterTopology = `{
   "stateMachines": [{"name": "greeter", "definition": "asl/greeter.asl.json"}]
 }`
 
-const greeterASL = `{
-  "StartAt": "Greet",
-  "States": {
-    "Greet": {
-      "Type": "Task",
-      "Resource": "arn:${partition}:states:::events:putEvents.waitForTaskToken",
-      "Parameters": {"Entries": [{"EventBusName": "${event_bus_name}", "Source": "greeter.app", "DetailType": "greet",
-        "Detail": {"TaskToken.$": "$$.Task.Token", "executionArn.$": "$$.Execution.Id", "name.$": "$.name"}}]},
-      "TimeoutSeconds": 300,
-      "End": true
-    }
-  }
-}`
-
-// buildGreeter builds the user's program against this checkout (a replace
-// directive), in a folder outside the repository, with its topology and ASL.
+// buildGreeter builds the user's program with its topology and the ASL of
+// examples/greeter.
 func buildGreeter(t *testing.T) (bin, topologyPath string) {
 	t.Helper()
-	repo, err := filepath.Abs("../..")
+	asl, err := os.ReadFile("../../examples/greeter/asl/greeter.asl.json")
 	require.NoError(t, err)
-	dir := t.TempDir()
-	write := func(name, body string) {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
-	}
-	write("go.mod", "module example.com/greeter\n\ngo 1.26\n\nrequire github.com/taskbridge/taskbridge v0.0.0\n\nreplace github.com/taskbridge/taskbridge => "+repo+"\n")
-	write("main.go", greeterMain)
-	write("topology.json", greeterTopology)
-	write("asl/greeter.asl.json", greeterASL)
-	run := func(args ...string) {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "go %s: %s", strings.Join(args, " "), out)
-	}
-	run("mod", "tidy")
-	bin = filepath.Join(dir, "greeter")
-	run("build", "-o", bin, ".")
+	dir, bin := buildProgram(t, "example.com/greeter", map[string]string{
+		"main.go": greeterMain, "topology.json": greeterTopology, "asl/greeter.asl.json": string(asl),
+	})
 	return bin, filepath.Join(dir, "topology.json")
 }
 

@@ -3,8 +3,6 @@ package main_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -97,25 +95,10 @@ const bigASL = `{
 // third whose 900 KiB output reaches Step Functions as a claim check; an event of
 // 1 MiB + 1 byte fails its task at once with EventTooLarge and is never retried.
 func TestE2EOneMegabytePayloads(t *testing.T) {
-	repo, err := filepath.Abs("../..")
-	require.NoError(t, err)
-	dir := t.TempDir()
-	for name, body := range map[string]string{
-		"go.mod":           "module example.com/big\n\ngo 1.26\n\nrequire github.com/taskbridge/taskbridge v0.0.0\n\nreplace github.com/taskbridge/taskbridge => " + repo + "\n",
-		"main.go":          bigMain,
-		"topology.json":    bigTopology,
-		"asl/big.asl.json": bigASL,
-	} {
-		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
-	}
-	for _, args := range [][]string{{"mod", "tidy"}, {"build", "-o", "big", "."}} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "go %s: %s", strings.Join(args, " "), out)
-	}
-	st := newStackWith(t, filepath.Join(dir, "big"), "WORKER_TOPOLOGY="+filepath.Join(dir, "topology.json"))
+	dir, bin := buildProgram(t, "example.com/big", map[string]string{
+		"main.go": bigMain, "topology.json": bigTopology, "asl/big.asl.json": bigASL,
+	})
+	st := newStackWith(t, bin, "WORKER_TOPOLOGY="+filepath.Join(dir, "topology.json"))
 	w := st.startWorker()
 	start := func(size int) string {
 		return strings.TrimSpace(st.cli("start", "--state-machine", "big", "--input", `{"size": `+strconv.Itoa(size)+`}`))

@@ -2,10 +2,7 @@ package main_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,21 +19,11 @@ import (
 // timeout set to seconds: with an hour, a stranded message cannot pass for a slow one.
 func cookiesWithVisibility(t *testing.T, seconds int) string {
 	t.Helper()
-	b, err := os.ReadFile("../../deploy/topology.json")
-	require.NoError(t, err)
-	var topo map[string]any
-	require.NoError(t, json.Unmarshal(b, &topo))
-	for _, q := range topo["queues"].([]any) {
-		q.(map[string]any)["visibilityTimeoutSeconds"] = seconds
-	}
-	asl, err := filepath.Abs("../../deploy/asl/cookies.asl.json")
-	require.NoError(t, err)
-	topo["stateMachines"] = []any{map[string]any{"name": "cookies", "definition": asl}}
-	out, err := json.Marshal(topo)
-	require.NoError(t, err)
-	p := filepath.Join(t.TempDir(), "topology.json")
-	require.NoError(t, os.WriteFile(p, out, 0o644))
-	return p
+	return cookiesTopology(t, func(topo map[string]any) {
+		for _, q := range topo["queues"].([]any) {
+			q.(map[string]any)["visibilityTimeoutSeconds"] = seconds
+		}
+	})
 }
 
 // TestE2EShortShutdownRestartStrandsNoExecution is issue 28 item 3: a worker restarted

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge/taskbridge/internal/shellwords"
 )
 
 const tutorialPage = "docs/tutorial.md"
@@ -45,46 +47,15 @@ func tutorialBlocks(t *testing.T, repo string) (blocks map[string][]string, step
 			}
 			line, comment, _ := strings.Cut(l, " #")
 			for _, c := range strings.Split(line, "&&") {
-				if words := shellWords(t, c); len(words) > 0 {
+				words, err := shellwords.Split(c)
+				require.NoError(t, err, "%s: %q", tutorialPage, l)
+				if len(words) > 0 {
 					steps = append(steps, tutorialStep{words: words, comment: strings.TrimSpace(comment)})
 				}
 			}
 		}
 	}
 	return blocks, steps
-}
-
-// shellWords splits a command line as sh does for the tutorial's lines: blanks,
-// single and double quotes; nothing else of the shell.
-func shellWords(t *testing.T, s string) []string {
-	t.Helper()
-	var words []string
-	var w strings.Builder
-	inWord := false
-	var quote rune
-	for _, r := range s {
-		switch {
-		case quote != 0 && r == quote:
-			quote = 0
-		case quote != 0:
-			w.WriteRune(r)
-		case r == '\'' || r == '"':
-			quote, inWord = r, true
-		case r == ' ' || r == '\t':
-			if inWord {
-				words, inWord = append(words, w.String()), false
-				w.Reset()
-			}
-		default:
-			w.WriteRune(r)
-			inWord = true
-		}
-	}
-	require.Zero(t, quote, "an unclosed quote in %q", s)
-	if inWord {
-		words = append(words, w.String())
-	}
-	return words
 }
 
 // TestE2ETutorialGreeter follows docs/tutorial.md literally: its blocks must be the
@@ -153,10 +124,7 @@ func TestE2ETutorialGreeter(t *testing.T) {
 			for _, a := range w[1:] {
 				args = append(args, strings.Replace(a, checkout, repo, 1))
 			}
-			cmd := exec.Command("go", args...)
-			cmd.Dir = cwd
-			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "go %s: %s", strings.Join(args, " "), out)
+			goCommand(t, cwd, args...)
 			if len(args) == 4 && args[0] == "build" && args[1] == "-o" {
 				bin = filepath.Join(cwd, args[2])
 			}

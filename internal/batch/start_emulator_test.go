@@ -30,6 +30,36 @@ func handle(t *testing.T, b *Batcher, m consumer.Message) error {
 	return b.Handle(ctx, m)
 }
 
+// startCutByStop is a batcher stopped (SIGTERM) while its StartJobRun is in
+// flight: the call's reply is held back a minute and the stop comes once Glue has
+// the call.
+type startCutByStop struct {
+	st  *emuStack
+	f   *awstest.Faults
+	b   *Batcher         // the stopped batcher
+	ev  consumer.Message // the file's event
+	err error            // what handling ev returned
+}
+
+// stopDuringStart handles one file's event on a batcher and stops it during its
+// StartJobRun; faults are added just before the stop.
+func stopDuringStart(t *testing.T, faults ...awstest.Fault) *startCutByStop {
+	t.Helper()
+	f := awstest.NewFaults(t, awstest.Endpoint(t))
+	st := newEmuStack(t, f.Config(t), false)
+	b, stop := st.stoppableBatcher(startCfg)
+	f.Add(awstest.Fault{Op: startOp, Delay: time.Minute, Times: 1})
+	ev, _ := st.put("in/a.csv", "a\n")
+	errc := make(chan error, 1)
+	go func() { errc <- handle(t, b, ev) }()
+	require.Eventually(t, func() bool { return f.Hits(startOp) == 1 }, time.Minute, 20*time.Millisecond)
+	for _, fault := range faults {
+		f.Add(fault)
+	}
+	stop()
+	return &startCutByStop{st: st, f: f, b: b, ev: ev, err: <-errc}
+}
+
 // runsOf counts the job's runs, and those whose manifest lists key.
 func (st *emuStack) runsOf(key string) (all, listing int) {
 	st.t.Helper()
@@ -125,20 +155,12 @@ func TestAStartJobRunCutByItsDeadlineStartsOneRun(t *testing.T) {
 // acted. The old batcher abandoned the batch; the next batcher took its file over
 // and ran it again.
 func TestAStopDuringStartJobRunStartsOneRun(t *testing.T) {
-	f := awstest.NewFaults(t, awstest.Endpoint(t))
-	st := newEmuStack(t, f.Config(t), false)
-	b1, stop1 := st.stoppableBatcher(startCfg)
-	f.Add(awstest.Fault{Op: startOp, Delay: time.Minute, Times: 1})
-	ev, _ := st.put("in/a.csv", "a\n")
-	errc := make(chan error, 1)
-	go func() { errc <- handle(t, b1, ev) }()
-	require.Eventually(t, func() bool { return f.Hits(startOp) == 1 }, time.Minute, 20*time.Millisecond)
-	stop1()
-	require.NoError(t, <-errc, "its run started: the message is done")
+	c := stopDuringStart(t)
+	require.NoError(t, c.err, "its run started: the message is done")
 
-	b2 := st.batcher(startCfg)
-	require.NoError(t, handle(t, b2, ev), "a redelivery to the next batcher is acknowledged")
-	all, listing := st.runsOf("in/a.csv")
+	b2 := c.st.batcher(startCfg)
+	require.NoError(t, handle(t, b2, c.ev), "a redelivery to the next batcher is acknowledged")
+	all, listing := c.st.runsOf("in/a.csv")
 	require.Equal(t, 1, all)
 	require.Equal(t, 1, listing)
 }
@@ -148,32 +170,22 @@ func TestAStopDuringStartJobRunStartsOneRun(t *testing.T) {
 // START_FAILED; its lease is left to go stale, and the next batcher's taker asks
 // Glue, finds the run, and acknowledges the file.
 func TestAStartWhoseOutcomeGlueCannotTellIsLeftToItsTaker(t *testing.T) {
-	f := awstest.NewFaults(t, awstest.Endpoint(t))
-	st := newEmuStack(t, f.Config(t), false)
-	b1, stop1 := st.stoppableBatcher(startCfg)
-	f.Add(awstest.Fault{Op: startOp, Delay: time.Minute, Times: 1})
-	ev, _ := st.put("in/a.csv", "a\n")
-	errc := make(chan error, 1)
-	go func() { errc <- handle(t, b1, ev) }()
-	require.Eventually(t, func() bool { return f.Hits(startOp) == 1 }, time.Minute, 20*time.Millisecond)
-	f.Add(awstest.Fault{Op: "glue:GetJobRuns", Drop: true})
-	stop1()
-	err := <-errc
-	require.ErrorIs(t, err, errStartUnknown, "redelivered")
-	runs := st.runs()
+	c := stopDuringStart(t, awstest.Fault{Op: "glue:GetJobRuns", Drop: true})
+	require.ErrorIs(t, c.err, errStartUnknown, "redelivered")
+	runs := c.st.runs()
 	require.Len(t, runs, 1, "Glue started it")
 	for _, m := range runs {
-		require.Equal(t, stateOpen, st.leaseState(m.BatchID), "not abandoned")
+		require.Equal(t, stateOpen, c.st.leaseState(m.BatchID), "not abandoned")
 	}
-	require.Empty(t, b1.pub.(*fakePub).events[DetailError], "no START_FAILED for a run that may be going")
+	require.Empty(t, c.b.pub.(*fakePub).events[DetailError], "no START_FAILED for a run that may be going")
 
-	f.Clear()
-	b2 := st.batcher(startCfg)
-	require.NoError(t, handle(t, b2, ev), "the taker finds the run once the lease is stale")
+	c.f.Clear()
+	b2 := c.st.batcher(startCfg)
+	require.NoError(t, handle(t, b2, c.ev), "the taker finds the run once the lease is stale")
 	for _, m := range runs {
-		require.Equal(t, stateCommitted, st.leaseState(m.BatchID))
+		require.Equal(t, stateCommitted, c.st.leaseState(m.BatchID))
 	}
-	all, listing := st.runsOf("in/a.csv")
+	all, listing := c.st.runsOf("in/a.csv")
 	require.Equal(t, 1, all)
 	require.Equal(t, 1, listing)
 }

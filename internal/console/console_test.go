@@ -196,6 +196,27 @@ func TestExecutionsArePaged(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, r.get(t, "/executions?machine=nope").Code)
 }
 
+// An execution's duration: start to stop once it stopped, start to now while it
+// runs, in the list and on its own page, the list read from the cache or not.
+func TestExecutionDurations(t *testing.T) {
+	t.Parallel()
+	r := setup(t, Config{PageSize: 50})
+	r.addExecutions(1, sfntypes.ExecutionStatusSucceeded) // started a minute ago, ran 3 s
+	r.addExecutions(1, sfntypes.ExecutionStatusRunning)
+	r.sfn.executions[1].StopDate = nil
+	r.sfn.executions[1].Name = aws.String("running")
+	r.sfn.executions[1].ExecutionArn = aws.String("arn:aws:states:us-east-1:123456789012:execution:tb-cookies:running")
+	for range 2 {
+		body := r.get(t, "/executions?machine=cookies").Body.String()
+		require.Regexp(t, `(?s)>run-0000</a>.*?<td class="n">3s</td>.*?>running</a>.*?<td class="n">1m0s</td>`, body)
+	}
+	for arn, want := range map[string]string{aws.ToString(r.sfn.executions[0].ExecutionArn): "3s", aws.ToString(r.sfn.executions[1].ExecutionArn): "1m0s"} {
+		w := r.get(t, "/execution?arn="+url.QueryEscape(arn))
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		require.Contains(t, w.Body.String(), "<dt>duration</dt><dd>"+want+"</dd>", arn)
+	}
+}
+
 func TestStackCountsTheWindowAndCaches(t *testing.T) {
 	t.Parallel()
 	r := setup(t, Config{CacheTTL: time.Minute})

@@ -31,6 +31,16 @@ type executionRow struct {
 	Duration          time.Duration
 }
 
+// measure sets the row's duration: from its start to its stop, or to now while it
+// runs.
+func (r *executionRow) measure(now time.Time) {
+	if r.Stop.IsZero() {
+		r.Duration = now.Sub(r.Start)
+		return
+	}
+	r.Duration = r.Stop.Sub(r.Start)
+}
+
 type executionsData struct {
 	Machine   string
 	Status    string
@@ -41,9 +51,11 @@ type executionsData struct {
 	FirstPage bool
 }
 
-type executionsPageRead struct {
-	Rows []executionRow
-	Next string
+// listed is one page of a listing as read from AWS: its items, and the token of the
+// next page (empty on the last).
+type listed[T any] struct {
+	Items []T
+	Next  string
 }
 
 func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +76,7 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	token := q.Get("next")
 	key := "executions:" + m.ARN + ":" + status + ":" + token
-	read, at, err := cached(r.Context(), s.cache, key, fresh(r), func(ctx context.Context) (executionsPageRead, error) {
+	read, at, err := cached(r.Context(), s.cache, key, fresh(r), func(ctx context.Context) (listed[executionRow], error) {
 		in := &sfn.ListExecutionsInput{StateMachineArn: aws.String(m.ARN), MaxResults: int32(s.cfg.PageSize)}
 		if status != "" {
 			in.StatusFilter = sfntypes.ExecutionStatus(status)
@@ -74,15 +86,11 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 		}
 		out, err := s.deps.SFN.ListExecutions(ctx, in)
 		if err != nil {
-			return executionsPageRead{}, fmt.Errorf("list executions of %s: %w", m.Name, err)
+			return listed[executionRow]{}, fmt.Errorf("list executions of %s: %w", m.Name, err)
 		}
-		var p executionsPageRead
+		var p listed[executionRow]
 		for _, e := range out.Executions {
-			row := executionRow{Name: aws.ToString(e.Name), ARN: aws.ToString(e.ExecutionArn), Status: string(e.Status), Start: aws.ToTime(e.StartDate), Stop: aws.ToTime(e.StopDate)}
-			if !row.Stop.IsZero() {
-				row.Duration = row.Stop.Sub(row.Start)
-			}
-			p.Rows = append(p.Rows, row)
+			p.Items = append(p.Items, executionRow{Name: aws.ToString(e.Name), ARN: aws.ToString(e.ExecutionArn), Status: string(e.Status), Start: aws.ToTime(e.StartDate), Stop: aws.ToTime(e.StopDate)})
 		}
 		p.Next = aws.ToString(out.NextToken)
 		return p, nil
@@ -91,13 +99,12 @@ func (s *Server) executionsPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadGateway, "list executions", err)
 		return
 	}
+	rows := slices.Clone(read.Items) // the cached page is shared by the requests that read it
 	now := s.NowFunc()
-	for i := range read.Rows {
-		if read.Rows[i].Stop.IsZero() {
-			read.Rows[i].Duration = now.Sub(read.Rows[i].Start) // running: so far
-		}
+	for i := range rows {
+		rows[i].measure(now)
 	}
-	d := executionsData{Machine: m.Name, Status: status, Statuses: statuses, Rows: read.Rows, Next: read.Next, PageSize: s.cfg.PageSize, FirstPage: token == ""}
+	d := executionsData{Machine: m.Name, Status: status, Statuses: statuses, Rows: rows, Next: read.Next, PageSize: s.cfg.PageSize, FirstPage: token == ""}
 	s.render(w, r, "executions", page{Title: "Executions of " + m.Name, Nav: "executions", ReadAt: at, Data: d})
 }
 
@@ -138,11 +145,6 @@ type executionRead struct {
 	NextEvents string
 }
 
-type objectsRead struct {
-	Objects []object
-	Next    string
-}
-
 func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	arn, historyPage, objectsPage := q.Get("arn"), q.Get("page"), q.Get("objects")
@@ -177,7 +179,7 @@ func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 	desc := read.Describe
 	name := aws.ToString(desc.Name)
 	prefix := name + "/" // every object of an execution is under its name (DESIGN.md)
-	objs, objAt, err := cached(r.Context(), s.cache, "objects:"+prefix+":"+objectsPage, fresh(r), func(ctx context.Context) (objectsRead, error) {
+	objs, objAt, err := cached(r.Context(), s.cache, "objects:"+prefix+":"+objectsPage, fresh(r), func(ctx context.Context) (listed[object], error) {
 		return s.listObjects(ctx, prefix, objectsPage)
 	})
 	if err != nil {
@@ -190,33 +192,29 @@ func (s *Server) executionPage(w http.ResponseWriter, r *http.Request) {
 		Error: aws.ToString(desc.Error), Cause: shown(aws.ToString(desc.Cause)),
 		TraceID: traceID(aws.ToString(desc.TraceHeader)),
 		Steps:   timeline(read.Events, s.stack), Events: len(read.Events), NextEvents: read.NextEvents, Page: historyPage,
-		Objects: objs.Objects, NextObject: objs.Next, Prefix: prefix, Bucket: s.stack.DataBucket,
+		Objects: objs.Items, NextObject: objs.Next, Prefix: prefix, Bucket: s.stack.DataBucket,
 	}
 	for _, m := range s.stack.StateMachines {
 		if m.ARN == aws.ToString(desc.StateMachineArn) {
 			d.Machine = m.Name
 		}
 	}
-	if d.Execution.Stop.IsZero() {
-		d.Execution.Duration = s.NowFunc().Sub(d.Execution.Start)
-	} else {
-		d.Execution.Duration = d.Execution.Stop.Sub(d.Execution.Start)
-	}
+	d.Execution.measure(s.NowFunc())
 	s.render(w, r, "execution", page{Title: "Execution " + name, Nav: "executions", ReadAt: oldest(at, objAt), Data: d})
 }
 
-func (s *Server) listObjects(ctx context.Context, prefix, token string) (objectsRead, error) {
+func (s *Server) listObjects(ctx context.Context, prefix, token string) (listed[object], error) {
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.stack.DataBucket), Prefix: aws.String(prefix), MaxKeys: aws.Int32(int32(s.cfg.PageSize))}
 	if token != "" {
 		in.ContinuationToken = aws.String(token)
 	}
 	out, err := s.deps.S3.ListObjectsV2(ctx, in)
 	if err != nil {
-		return objectsRead{}, fmt.Errorf("list s3://%s/%s: %w", s.stack.DataBucket, prefix, err)
+		return listed[object]{}, fmt.Errorf("list s3://%s/%s: %w", s.stack.DataBucket, prefix, err)
 	}
-	var o objectsRead
+	var o listed[object]
 	for _, obj := range out.Contents {
-		o.Objects = append(o.Objects, object{Key: aws.ToString(obj.Key), Size: aws.ToInt64(obj.Size), At: aws.ToTime(obj.LastModified)})
+		o.Items = append(o.Items, object{Key: aws.ToString(obj.Key), Size: aws.ToInt64(obj.Size), At: aws.ToTime(obj.LastModified)})
 	}
 	if aws.ToBool(out.IsTruncated) {
 		o.Next = aws.ToString(out.NextContinuationToken)

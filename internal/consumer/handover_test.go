@@ -219,18 +219,27 @@ func TestContinuationsAreJudgedByTheirLease(t *testing.T) {
 	})
 }
 
+// handingOn is a poller that hands its jobs on at 30 s (visibility 10 s, cap 40 s;
+// leases of 5 s) and a handler that runs until its context ends; stopped gets the
+// reason it ended.
+func handingOn(t *testing.T) (b *bundle, leases *fakeLeases, stopped <-chan error) {
+	t.Helper()
+	leases = newFakeLeases(5 * time.Second)
+	ended := make(chan error, 1)
+	b = setup(t, Config{VisibilityTimeout: 10 * time.Second, HandlerTimeout: time.Hour, HandOver: &HandOver{Cap: 40 * time.Second, Leases: leases}},
+		func(ctx context.Context, m Message) error {
+			err := sleepCtx(ctx, time.Hour)
+			ended <- err
+			return err
+		})
+	return b, leases, ended
+}
+
 // A lease lost to another worker stops the handler; its message is neither
 // released nor reported on here.
 func TestLostLeaseStopsTheHandler(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		leases := newFakeLeases(5 * time.Second)
-		stopped := make(chan error, 1)
-		b := setup(t, Config{VisibilityTimeout: 10 * time.Second, HandlerTimeout: time.Hour, HandOver: &HandOver{Cap: 40 * time.Second, Leases: leases}},
-			func(ctx context.Context, m Message) error {
-				err := sleepCtx(ctx, time.Hour)
-				stopped <- err
-				return err
-			})
+		b, leases, stopped := handingOn(t)
 		b.sqs.send("long")
 		time.Sleep(35 * time.Second) // handed on at 30 s
 		require.Equal(t, 1.0, b.handled("handed_on"))
@@ -366,14 +375,7 @@ func TestOwnLease(t *testing.T) {
 // the job.
 func TestSecondDeliveryOfAHandedOnJobStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		leases := newFakeLeases(5 * time.Second)
-		stopped := make(chan error, 1)
-		b := setup(t, Config{VisibilityTimeout: 10 * time.Second, HandlerTimeout: time.Hour, HandOver: &HandOver{Cap: 40 * time.Second, Leases: leases}},
-			func(ctx context.Context, m Message) error {
-				err := sleepCtx(ctx, time.Hour)
-				stopped <- err
-				return err
-			})
+		b, leases, stopped := handingOn(t)
 		leases.seed("leases/q/m1.json", "held", time.Now().Add(time.Hour)) // another worker's
 		b.sqs.send("long")
 		time.Sleep(35 * time.Second)

@@ -3,59 +3,26 @@ package execjob_test
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge/taskbridge/internal/checkpoint/checkpointtest"
 	"github.com/taskbridge/taskbridge/internal/execjob"
-	"github.com/taskbridge/taskbridge/internal/jobs"
 )
-
-// memStore is the data bucket's checkpoints, as S3 answers: a missing key is ok
-// false on Get and no error on Delete.
-type memStore struct {
-	mu   sync.Mutex
-	objs map[string][]byte
-	puts []string
-}
-
-func (m *memStore) Put(_ context.Context, key string, body []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objs[key] = append([]byte(nil), body...)
-	m.puts = append(m.puts, string(body))
-	return nil
-}
-
-func (m *memStore) Get(_ context.Context, key string) ([]byte, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.objs[key]
-	return b, ok, nil
-}
-
-func (m *memStore) Delete(_ context.Context, key string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.objs, key)
-	return nil
-}
-
-var _ jobs.CheckpointStore = (*memStore)(nil)
 
 // Issue 30: the command reads the last checkpoint from TASKBRIDGE_CHECKPOINT_FILE,
 // and what it writes there is stored while it runs and when it ends; a file being
 // written (not JSON yet) is not stored.
 func TestCheckpointFileRoundTrip(t *testing.T) {
 	b := setup(t)
-	store := &memStore{objs: map[string][]byte{}}
+	store := checkpointtest.New()
 	tk := task()
 	tk.UseCheckpoints(store)
 	key, err := tk.CheckpointKey()
 	require.NoError(t, err)
-	store.objs[key] = []byte(`{"next":500}`)
+	store.Seed(key, []byte(`{"next":500}`))
 
 	name := b.script(t, "count.sh", `cat > /dev/null
 f="$TASKBRIDGE_CHECKPOINT_FILE"
@@ -70,8 +37,9 @@ echo "{\"first\": $first}"`)
 	out, err := j.Run(context.Background(), tk)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"first":{"next":500}}`, string(out.(json.RawMessage)))
-	require.JSONEq(t, `{"next":700}`, string(store.objs[key]), "the last write is stored when the command ends")
-	require.Equal(t, []string{`{"next":600}`, `{"next":700}`}, store.puts)
+	stored, _ := store.Object(key)
+	require.JSONEq(t, `{"next":700}`, string(stored), "the last write is stored when the command ends")
+	require.Equal(t, []string{`{"next":600}`, `{"next":700}`}, store.Puts())
 }
 
 func TestNoCheckpointFileWithoutTheSetting(t *testing.T) {

@@ -4,40 +4,13 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge/taskbridge/internal/checkpoint/checkpointtest"
 	"github.com/taskbridge/taskbridge/internal/httpjob"
 )
-
-// memStore is the data bucket's checkpoints, as S3 answers.
-type memStore struct {
-	mu   sync.Mutex
-	objs map[string][]byte
-}
-
-func (m *memStore) Put(_ context.Context, key string, body []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objs[key] = append([]byte(nil), body...)
-	return nil
-}
-
-func (m *memStore) Get(_ context.Context, key string) ([]byte, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.objs[key]
-	return b, ok, nil
-}
-
-func (m *memStore) Delete(_ context.Context, key string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.objs, key)
-	return nil
-}
 
 // Issue 30: the last checkpoint goes out in Taskbridge-Checkpoint; the one of the
 // response is stored, from a retry's 503 too, and not JSON is not stored.
@@ -57,7 +30,7 @@ func TestCheckpointHeaders(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	j := b.job(t, httpjob.Config{URL: srv.URL, Checkpoint: true})
-	store := &memStore{objs: map[string][]byte{}}
+	store := checkpointtest.New()
 	for range answers {
 		tk := task() // a new receive of the same task
 		tk.UseCheckpoints(store)
@@ -66,7 +39,8 @@ func TestCheckpointHeaders(t *testing.T) {
 	require.Equal(t, []string{"", `{"next":300}`, `{"next":300}`}, got)
 	key, err := task().CheckpointKey()
 	require.NoError(t, err)
-	require.JSONEq(t, `{"next":1000}`, string(store.objs[key]))
+	stored, _ := store.Object(key)
+	require.JSONEq(t, `{"next":1000}`, string(stored))
 }
 
 func TestCheckpointHeaderIsTheWorkers(t *testing.T) {

@@ -4,51 +4,19 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/taskbridge/taskbridge/internal/checkpoint/checkpointtest"
 	"github.com/taskbridge/taskbridge/internal/consumer"
 )
 
-// memCheckpoints is the data bucket's checkpoints, as S3 answers them (a missing
-// key: ok false on Get, no error on Delete), with the calls counted.
-type memCheckpoints struct {
-	mu                 sync.Mutex
-	objs               map[string][]byte
-	gets, puts, delete int
-}
-
-func (m *memCheckpoints) Put(_ context.Context, key string, body []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.puts++
-	m.objs[key] = append([]byte(nil), body...)
-	return nil
-}
-
-func (m *memCheckpoints) Get(_ context.Context, key string) ([]byte, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.gets++
-	b, ok := m.objs[key]
-	return b, ok, nil
-}
-
-func (m *memCheckpoints) Delete(_ context.Context, key string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.delete++
-	delete(m.objs, key)
-	return nil
-}
-
 func TestCheckpointsLiveAsLongAsTheirTask(t *testing.T) {
 	t.Parallel()
-	store := &memCheckpoints{objs: map[string][]byte{}}
+	store := checkpointtest.New()
 	fail := true
 	job := Job{Name: "walk", Run: func(ctx context.Context, tk *Task) (any, error) {
 		last, ok, err := tk.LastCheckpoint(ctx)
@@ -74,33 +42,33 @@ func TestCheckpointsLiveAsLongAsTheirTask(t *testing.T) {
 	body := envelope("work", map[string]any{"TaskToken": "tok", "executionArn": execARN})
 
 	require.Error(t, r.Handle(context.Background(), consumer.Message{Queue: "q", ID: "m", Body: body, ReceiveCount: 1, MaxReceiveCount: 5}))
-	require.Len(t, store.objs, 1, "a retry keeps the checkpoint")
-	for key := range store.objs {
+	require.Len(t, store.Objects(), 1, "a retry keeps the checkpoint")
+	for key := range store.Objects() {
 		require.True(t, strings.HasPrefix(key, "run-1/checkpoints/"), "under the execution's prefix: %s", key)
 		require.NotContains(t, key, "tok", "the token is hashed")
 	}
 	require.NoError(t, r.Handle(context.Background(), consumer.Message{Queue: "q", ID: "m", Body: body, ReceiveCount: 2, MaxReceiveCount: 5}))
 	require.JSONEq(t, `{"from":"500"}`, string(rep.succeeded["tok"]), "the next receive resumed from it")
-	require.Empty(t, store.objs, "deleted once the task is done")
-	require.Equal(t, 1, store.puts, "the same checkpoint again is not stored again")
+	require.Empty(t, store.Objects(), "deleted once the task is done")
+	require.Equal(t, 1, store.Calls().Puts, "the same checkpoint again is not stored again")
 }
 
 func TestNoCheckpointCallsForAJobThatUsesNone(t *testing.T) {
 	t.Parallel()
-	store := &memCheckpoints{objs: map[string][]byte{}}
+	store := checkpointtest.New()
 	r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}, Checkpoints: store},
 		[]Job{{Name: "job", Run: ok}}, newFakeReporter(), noBeats{}, nil, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
 	require.NoError(t, err)
 	body := envelope("work", map[string]any{"TaskToken": "tok", "executionArn": execARN})
 	require.NoError(t, r.Handle(context.Background(), consumer.Message{Queue: "q", ID: "m", Body: body, ReceiveCount: 1, MaxReceiveCount: 5}))
-	require.Zero(t, store.gets+store.puts+store.delete, "a first receive that used no checkpoint makes no call")
+	require.Zero(t, store.Calls(), "a first receive that used no checkpoint makes no call")
 	require.NoError(t, r.Handle(context.Background(), consumer.Message{Queue: "q", ID: "m2", Body: body, ReceiveCount: 2, MaxReceiveCount: 5}))
-	require.Equal(t, 1, store.delete, "a redelivery may have left one: deleted once done")
+	require.Equal(t, 1, store.Calls().Deletes, "a redelivery may have left one: deleted once done")
 }
 
 func TestCheckpointRefusals(t *testing.T) {
 	t.Parallel()
-	store := &memCheckpoints{objs: map[string][]byte{}}
+	store := checkpointtest.New()
 	tk := &Task{Token: "tok", ExecutionArn: execARN, env: &taskEnv{checkpoints: store}}
 	err := tk.Checkpoint(context.Background(), strings.Repeat("x", MaxCheckpointBytes))
 	kind, _, ok := KindOf(err)
@@ -111,5 +79,5 @@ func TestCheckpointRefusals(t *testing.T) {
 	noExec := &Task{Token: "tok", env: &taskEnv{checkpoints: store}}
 	require.ErrorContains(t, noExec.Checkpoint(context.Background(), 1), "not an execution ARN")
 	require.ErrorContains(t, (&Task{Token: "tok", ExecutionArn: execARN}).Checkpoint(context.Background(), 1), "no data bucket")
-	require.Zero(t, store.puts)
+	require.Zero(t, store.Calls().Puts)
 }
