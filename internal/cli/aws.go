@@ -78,6 +78,15 @@ func s3PathStyle(awsCfg aws.Config, cfg config.Config) bool {
 
 func (s setup) pathStyle() bool { return s3PathStyle(s.aws, s.cfg) }
 
+// proveBeforeAnswer is jobs.RouterConfig.ProveBeforeAnswer: asked for, or on when an
+// endpoint is set (a local emulator), like the S3 path style.
+func (s setup) proveBeforeAnswer() bool {
+	if s.cfg.ProveBeforeAnswer != nil {
+		return *s.cfg.ProveBeforeAnswer
+	}
+	return s.aws.BaseEndpoint != nil
+}
+
 func s3Options(pathStyle bool) func(*s3.Options) {
 	return func(o *s3.Options) {
 		o.UsePathStyle = pathStyle

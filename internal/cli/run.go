@@ -285,8 +285,9 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	}
 	router, err := jobs.NewRouter(jobs.RouterConfig{
 		Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout,
-		FailureNotes: failnote.New(w.clients.S3, w.stack.DataBucket),
-		Checkpoints:  checkpoint.New(w.stack.DataBucket, w.clients.S3),
+		ProveBeforeAnswer: w.proveBeforeAnswer(),
+		FailureNotes:      failnote.New(w.clients.S3, w.stack.DataBucket),
+		Checkpoints:       checkpoint.New(w.stack.DataBucket, w.clients.S3),
 	}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))
 	if err != nil {
 		return nil, err

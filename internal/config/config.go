@@ -49,16 +49,17 @@ type Config struct {
 	Roles       []string `envconfig:"ROLES" default:"jobs,batch" desc:"what this process runs: jobs, batch, or both (comma-separated)"`
 	Concurrency *int     `envconfig:"CONCURRENCY" desc:"jobs in flight per queue per process, >= 1 (default: each queue's concurrency in the topology)"`
 
-	MaxPollers       int           `envconfig:"MAX_POLLERS" default:"4" desc:"receive loops per queue while it is busy, >= 1 (an idle queue uses one: a long poll per POLL_WAIT)"`
-	PollWait         time.Duration `envconfig:"POLL_WAIT" default:"20s" desc:"SQS long-poll wait per ReceiveMessage, 1s..20s"`
-	JobTimeout       time.Duration `envconfig:"JOB_TIMEOUT" default:"5m" desc:"deadline of one job run; its context is cancelled after it"`
-	HeartbeatEvery   time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"20s" desc:"SendTaskHeartbeat period while a callback job runs, and so how soon a job whose task closed (execution stopped, timed out) is cancelled; a queue's heartbeatInterval wins; 0 turns heartbeats off"`
-	ShutdownTimeout  time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, the whole stop of the pollers and jobs: in-flight jobs finish (the drain), then what is left is released; the spans' flush follows it. ECS stopTimeout must be at least this plus 5s (terraform sets it so); at most 115s"`
-	S3PathStyle      *bool         `envconfig:"S3_PATH_STYLE" desc:"path-style S3 URLs (default: true when AWS_ENDPOINT_URL is set, for local emulators)"`
-	BatchMaxFiles    int           `envconfig:"BATCH_MAX_FILES" default:"100" desc:"files that flush a batch, 1..10000"`
-	BatchWindow      time.Duration `envconfig:"BATCH_WINDOW" default:"15m" desc:"time after a batch's first file that flushes it, 1s..12h"`
-	BatchKeyPrefix   string        `envconfig:"BATCH_KEY_PREFIX" desc:"only landing keys with this prefix are batched (empty: all)"`
-	GluePollInterval time.Duration `envconfig:"GLUE_POLL_INTERVAL" default:"10s" desc:"how often a started Glue run is checked (GetJobRun)"`
+	MaxPollers        int           `envconfig:"MAX_POLLERS" default:"4" desc:"receive loops per queue while it is busy, >= 1 (an idle queue uses one: a long poll per POLL_WAIT)"`
+	PollWait          time.Duration `envconfig:"POLL_WAIT" default:"20s" desc:"SQS long-poll wait per ReceiveMessage, 1s..20s"`
+	JobTimeout        time.Duration `envconfig:"JOB_TIMEOUT" default:"5m" desc:"deadline of one job run; its context is cancelled after it"`
+	HeartbeatEvery    time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"20s" desc:"SendTaskHeartbeat period while a callback job runs, and so how soon a job whose task closed (execution stopped, timed out) is cancelled; a queue's heartbeatInterval wins; 0 turns heartbeats off"`
+	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, the whole stop of the pollers and jobs: in-flight jobs finish (the drain), then what is left is released; the spans' flush follows it. ECS stopTimeout must be at least this plus 5s (terraform sets it so); at most 115s"`
+	S3PathStyle       *bool         `envconfig:"S3_PATH_STYLE" desc:"path-style S3 URLs (default: true when AWS_ENDPOINT_URL is set, for local emulators)"`
+	ProveBeforeAnswer *bool         `envconfig:"PROVE_BEFORE_ANSWER" desc:"send a proving SendTaskHeartbeat before the outcome of a task whose event is under 10 s old, unless its job proved the token (default: true when AWS_ENDPOINT_URL is set: stock moto and LocalStack do not hear an outcome sent before they set up the task's heartbeat wait; AWS does)"`
+	BatchMaxFiles     int           `envconfig:"BATCH_MAX_FILES" default:"100" desc:"files that flush a batch, 1..10000"`
+	BatchWindow       time.Duration `envconfig:"BATCH_WINDOW" default:"15m" desc:"time after a batch's first file that flushes it, 1s..12h"`
+	BatchKeyPrefix    string        `envconfig:"BATCH_KEY_PREFIX" desc:"only landing keys with this prefix are batched (empty: all)"`
+	GluePollInterval  time.Duration `envconfig:"GLUE_POLL_INTERVAL" default:"10s" desc:"how often a started Glue run is checked (GetJobRun)"`
 	// Step Functions' API quotas are token buckets per account and region: in
 	// us-east-1, us-west-2 and eu-west-1 SendTaskSuccess/Failure/Heartbeat each
 	// refill 500/s into a bucket of 3,000 and StartExecution 300/s into 1,300;

@@ -8,7 +8,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/taskbridge/taskbridge/internal/consumer"
 )
@@ -102,11 +104,84 @@ func TestRouterRunsAYoungMessageAfterARefusedProof(t *testing.T) {
 			return map[string]int{"ok": 1}, nil
 		}
 		r, rep, _ := routerWith(t, Job{Name: "job", Run: proving})
-		r.beats = &refusingBeats{refusals: 1, code: "InvalidToken"}
+		beats := &refusingBeats{refusals: 1, code: "InvalidToken"}
+		r.beats, r.env.beats = beats, beats
 		msg := consumerMessage(envelope("work", map[string]any{"TaskToken": "tok"}))
 		require.NoError(t, r.Handle(context.Background(), msg))
 		require.JSONEq(t, `{"ok":1}`, string(rep.succeeded["tok"]))
+		require.Equal(t, int32(2), beats.calls.Load(), "refused once, accepted the second time")
 	})
+}
+
+// orderedBeats is refusingBeats that also writes each heartbeat into the log the
+// reporter writes its outcomes into, so a test sees which came first.
+type orderedBeats struct {
+	refusingBeats
+	log *[]string
+}
+
+func (b *orderedBeats) Heartbeat(ctx context.Context, token string) error {
+	err := b.refusingBeats.Heartbeat(ctx, token)
+	*b.log = append(*b.log, "heartbeat")
+	return err
+}
+
+type orderedReporter struct {
+	*fakeReporter
+	log *[]string
+}
+
+func (r orderedReporter) Succeed(ctx context.Context, token string, output []byte) error {
+	*r.log = append(*r.log, "succeed")
+	return r.fakeReporter.Succeed(ctx, token, output)
+}
+
+func (r orderedReporter) Fail(ctx context.Context, token, code, cause string) error {
+	*r.log = append(*r.log, "fail")
+	return r.fakeReporter.Fail(ctx, token, code, cause)
+}
+
+// RouterConfig.ProveBeforeAnswer: stock moto does not hear an outcome sent before it
+// sets up the task's heartbeat wait (it answers a heartbeat then with InvalidToken),
+// so the outcome of a young task waits for an accepted heartbeat.
+func TestRouterProvesBeforeAnsweringAYoungTask(t *testing.T) {
+	t.Parallel()
+	answers := func(ctx context.Context, tk *Task) (any, error) { return map[string]int{"ok": 1}, nil }
+	proves := func(ctx context.Context, tk *Task) (any, error) { return map[string]int{"ok": 1}, tk.Heartbeat(ctx) }
+	fails := func(ctx context.Context, tk *Task) (any, error) { return nil, Permanent("Broken", errors.New("no")) }
+	cases := []struct {
+		name     string
+		run      func(context.Context, *Task) (any, error)
+		guard    bool
+		age      time.Duration
+		refusals int
+		code     string
+		want     []string
+	}{
+		{name: "an emulator not ready yet is waited for", run: answers, guard: true, refusals: 1, code: "InvalidToken", want: []string{"heartbeat", "heartbeat", "succeed"}},
+		{name: "a failure waits too", run: fails, guard: true, refusals: 1, code: "InvalidToken", want: []string{"heartbeat", "heartbeat", "fail"}},
+		{name: "a job that proved its token is not proved again", run: proves, guard: true, want: []string{"heartbeat", "succeed"}},
+		{name: "off: the outcome goes at once", run: answers, refusals: -1, code: "InvalidToken", want: []string{"succeed"}},
+		{name: "an old event's task is past the window", run: answers, guard: true, age: YoungEvent, refusals: -1, code: "InvalidToken", want: []string{"succeed"}},
+		{name: "a closed task gets no outcome", run: answers, guard: true, refusals: -1, code: "TaskTimedOut", want: []string{"heartbeat"}},
+		{name: "a closed task gets no failure either", run: fails, guard: true, refusals: -1, code: "TaskTimedOut", want: []string{"heartbeat"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var calls []string
+				rep := orderedReporter{fakeReporter: newFakeReporter(), log: &calls}
+				beats := &orderedBeats{refusingBeats: refusingBeats{refusals: tc.refusals, code: tc.code}, log: &calls}
+				r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "job", DetailTypes: []string{"work"}}}, ProveBeforeAnswer: tc.guard},
+					[]Job{{Name: "job", Run: tc.run}}, rep, beats, nil, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+				require.NoError(t, err)
+				body := envelopeAt("work", map[string]any{"TaskToken": "tok"}, time.Now().Add(-tc.age))
+				require.NoError(t, r.Handle(context.Background(), consumerMessage(body)), "every case's message is done with")
+				require.Equal(t, tc.want, calls)
+			})
+		})
+	}
 }
 
 func consumerMessage(body string) consumer.Message {

@@ -66,6 +66,15 @@ type RouterConfig struct {
 	// (Step Functions emulators drop failure causes). A note that cannot be written
 	// is logged, never retried: the failure itself is reported.
 	FailureNotes FailureNotes
+	// ProveBeforeAnswer sends a proving SendTaskHeartbeat before the outcome of a
+	// task whose event is young (Task.young) and whose job did not prove its token
+	// itself. Stock moto 5.2.5 and LocalStack 4.14.0 put a callback step's event
+	// before they set up its heartbeat wait, and an outcome sent in between is never
+	// heard: the task hangs until its HeartbeatSeconds and fails. A heartbeat they
+	// accept means the wait is set up, so the outcome after it is heard. AWS does
+	// not do this: on AWS it only costs a call per task (the worker turns it on when
+	// AWS_ENDPOINT_URL is set).
+	ProveBeforeAnswer bool
 }
 
 // FailureNotes keeps the last failure of an execution. Called concurrently.
@@ -319,6 +328,9 @@ func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *out
 	}
 	rctx, cancel := r.reportContext(ctx)
 	defer cancel()
+	if err := r.proveBeforeAnswer(rctx, t); err != nil {
+		return &outcome{name: "task_closed", reason: err}
+	}
 	switch err := r.reporter.Succeed(rctx, t.Token, b); {
 	case err == nil:
 		return &outcome{name: "success"}
@@ -327,6 +339,24 @@ func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *out
 	default:
 		return &outcome{name: "retry", err: fmt.Errorf("report success: %w", err), reason: err}
 	}
+}
+
+// proveBeforeAnswer sends the proving heartbeat of RouterConfig.ProveBeforeAnswer
+// when it applies. It returns an error only when Step Functions refused the token
+// (the task is closed: there is nothing to answer); any other failure of the
+// heartbeat is logged and the outcome is sent anyway.
+func (r *Router) proveBeforeAnswer(ctx context.Context, t *Task) error {
+	if !r.cfg.ProveBeforeAnswer || t.proved.Load() || !t.young() {
+		return nil
+	}
+	err := t.Heartbeat(ctx)
+	if errors.Is(err, ErrTokenRefused) {
+		return err
+	}
+	if err != nil {
+		r.log.Debug("proving heartbeat before the outcome failed; sending the outcome anyway", zap.String("queue", t.Queue), zap.Error(err))
+	}
+	return nil
 }
 
 // DefaultReportTimeout is RouterConfig.ReportTimeout's default: long enough to wait
@@ -355,6 +385,9 @@ func (r *Router) fail(ctx context.Context, jobName string, t *Task, kind string,
 		rctx, cancel := r.reportContext(ctx)
 		defer cancel()
 		why := telemetry.RedactToken(cause.Error(), t.Token)
+		if err := r.proveBeforeAnswer(rctx, t); err != nil {
+			return &outcome{name: name, err: then, reason: cause} // closed: nothing to report
+		}
 		err := r.reporter.Fail(rctx, t.Token, jobName+"."+kind, why)
 		if err != nil && !taskClosed(err) {
 			return &outcome{name: "retry", err: fmt.Errorf("report failure: %w", err), reason: cause}

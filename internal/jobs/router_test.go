@@ -33,8 +33,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const execARN = "arn:aws:states:us-east-1:123456789012:execution:tb-cookies:run-1"
 
 func envelope(detailType string, detail any) string {
+	return envelopeAt(detailType, detail, time.Now())
+}
+
+func envelopeAt(detailType string, detail any, at time.Time) string {
 	b, _ := json.Marshal(map[string]any{
-		"version": "0", "id": "1", "detail-type": detailType, "source": "test", "time": time.Now().UTC().Format(time.RFC3339),
+		"version": "0", "id": "1", "detail-type": detailType, "source": "test", "time": at.UTC().Format(time.RFC3339),
 		"region": "us-east-1", "resources": []string{}, "detail": detail,
 	})
 	return string(b)

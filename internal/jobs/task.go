@@ -78,6 +78,7 @@ type Task struct {
 
 	env       *taskEnv // the router's, shared by its tasks; nil: none of them
 	handedOff atomic.Bool
+	proved    atomic.Bool                     // a heartbeat of its token was accepted
 	cp        atomic.Pointer[checkpointState] // nil until the job uses a checkpoint
 }
 
@@ -219,6 +220,7 @@ func (t *Task) Heartbeat(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		err := beats.Heartbeat(ctx, t.Token)
 		if err == nil {
+			t.proved.Store(true)
 			return nil
 		}
 		if !taskClosed(err) {
