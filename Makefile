@@ -36,7 +36,7 @@ test: emulator prometheus ## unit and integration tests with -race against a rea
 
 # The cookies, restart and trust cases on stock moto_server, as users and the compose
 # file run it (the other tests use tools/moto/server.py, moto with its races fixed).
-STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2ECheckpointsResumeAfterAKill)$$
+STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2ECheckpointsResumeAfterAKill|TestE2EShortShutdownRestartStrandsNoExecution)$$
 
 .PHONY: test-console
 test-console: emulator ## the web console (worker console) in headless Chromium against moto: stack, a timeline, a dead letter redriven; installs Debian's chromium when missing; screenshots in .artifacts/console/
