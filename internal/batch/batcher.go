@@ -661,6 +661,16 @@ func notImplemented(err error) bool {
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented
 }
 
+// errCode is the code of the AWS error in err's chain (Glue's, or S3's HeadObject),
+// or "". Conditional writes' codes are s3record's.
+func errCode(err error) string {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode()
+	}
+	return ""
+}
+
 // concurrentRunsExceeded: the job runs MaxConcurrentRuns already; wait, never fail.
 func concurrentRunsExceeded(err error) bool {
 	return errCode(err) == "ConcurrentRunsExceededException"
@@ -668,11 +678,7 @@ func concurrentRunsExceeded(err error) bool {
 
 // retryableStart: Glue is busy, not wrong. Classified by error code, never by text.
 func retryableStart(err error) bool {
-	var api smithy.APIError
-	if !errors.As(err, &api) {
-		return false
-	}
-	switch api.ErrorCode() {
+	switch errCode(err) {
 	case "ThrottlingException", "ResourceNumberLimitExceededException", "InternalServiceException":
 		return true
 	}

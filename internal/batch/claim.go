@@ -61,26 +61,20 @@ package batch
 // a message (at most 14 days): any redelivery of an event finds its claim.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"go.uber.org/zap"
 
-	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/s3record"
 )
 
 // ClaimPrefix is where claims and batch leases live in the data bucket.
@@ -183,57 +177,15 @@ func newClaimer(cfg Config, s3Client s3API, g glueAPI, log *zap.Logger, m *Metri
 		log: log, metrics: m, final: map[string]string{}}
 }
 
-// s3 error classes of conditional writes, by code.
-func errCode(err error) string {
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		return api.ErrorCode()
-	}
-	return ""
-}
-
-func preconditionFailed(err error) bool { return errCode(err) == "PreconditionFailed" }
-
-// conflict: another conditional write of the key is in flight (409); try again.
-func conflict(err error) bool { return errCode(err) == "ConditionalRequestConflict" }
-
-// put writes body at key under a condition: ifMatch "" means If-None-Match: *.
+// put writes body at key of the data bucket under a condition: ifMatch "" creates
+// (If-None-Match: *), else it replaces the version of that ETag (If-Match).
 func (c *claimer) put(ctx context.Context, key string, body any, ifMatch string) (string, error) {
-	b, err := awsjson.Marshal(body)
-	if err != nil {
-		return "", fmt.Errorf("marshal %s: %w", key, err)
-	}
-	in := &s3.PutObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(key), Body: bytes.NewReader(b), ContentType: aws.String("application/json")}
-	if ifMatch == "" {
-		in.IfNoneMatch = aws.String("*")
-	} else {
-		in.IfMatch = aws.String(ifMatch)
-	}
-	out, err := c.s3.PutObject(ctx, in)
-	if err != nil {
-		return "", err
-	}
-	return aws.ToString(out.ETag), nil
+	return s3record.Put(ctx, c.s3, c.bucket, key, body, ifMatch)
 }
 
-// get reads key into v; found is false when there is no such object.
+// get reads key of the data bucket into v; found is false when there is no such object.
 func (c *claimer) get(ctx context.Context, key string, v any) (etag string, modified time.Time, found bool, err error) {
-	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(key)})
-	if err != nil {
-		if notFound(err) {
-			return "", time.Time{}, false, nil
-		}
-		return "", time.Time{}, false, fmt.Errorf("get s3://%s/%s: %w", c.bucket, key, err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		return "", time.Time{}, false, fmt.Errorf("read s3://%s/%s: %w", c.bucket, key, err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return "", time.Time{}, false, fmt.Errorf("decode s3://%s/%s: %w", c.bucket, key, err)
-	}
-	return aws.ToString(out.ETag), aws.ToTime(out.LastModified), true, nil
+	return s3record.Get(ctx, c.s3, c.bucket, key, v)
 }
 
 // maxTries bounds a claim's rounds of conflicting writes before it is retried later.
@@ -344,7 +296,7 @@ func (c *claimer) claimedBy(batchID string, f File, ifMatch string, lost error) 
 // Anything else may have come after S3 acted.
 func refused(err error) bool {
 	var re *smithyhttp.ResponseError
-	if err == nil || !errors.As(err, &re) || notFound(err) { // 404 of If-Match: the claim is gone
+	if err == nil || !errors.As(err, &re) || s3record.NotFound(err) { // 404 of If-Match: the claim is gone
 		return false
 	}
 	switch code := re.HTTPStatusCode(); code {
@@ -391,7 +343,7 @@ func (c *claimer) state(ctx context.Context, batchID string) (string, error) {
 			}
 			next := rec
 			next.State, next.RenewedAt, next.Owner = stateCommitted, time.Now().UTC(), ""
-			if _, err := c.put(ctx, leaseKey(batchID), next, etag); err != nil && !preconditionFailed(err) && !conflict(err) {
+			if _, err := c.put(ctx, leaseKey(batchID), next, etag); err != nil && !s3record.PreconditionFailed(err) && !s3record.Conflict(err) {
 				return "", fmt.Errorf("record the run of abandoned batch %s: %w", batchID, err)
 			}
 			c.log.Warn("an abandoned batch's run started after all; its files count as run", zap.String("batch_id", batchID))

@@ -11,10 +11,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/glue/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/s3record"
 )
 
 // s3EventSeq is an Object Created event of one upload (its sequencer).
@@ -253,4 +256,16 @@ func TestANullVersionIsNoIdentity(t *testing.T) {
 	versioned := first
 	versioned.Version = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
 	require.Equal(t, "v:3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", upload(versioned))
+}
+
+// A batcher built without AWS, as `worker validate` builds one, is no panic waiting
+// for a use: its claims answer with s3record's error.
+func TestABatcherBuiltWithoutClientsErrsInsteadOfPanicking(t *testing.T) {
+	b, err := New(Config{LandingBucket: "landing", DataBucket: "data", GlueJob: "etl", MaxFiles: 1, Window: time.Minute},
+		nil, nil, nil, zaptest.NewLogger(t), NewMetrics(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	_, err = b.claims.open(context.Background(), "b1", "manifests/b1.json")
+	require.ErrorIs(t, err, s3record.ErrNoClient)
+	_, err = b.claims.state(context.Background(), "b1")
+	require.ErrorIs(t, err, s3record.ErrNoClient)
 }

@@ -10,10 +10,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
 	"github.com/taskbridge/taskbridge/internal/consumer"
+	"github.com/taskbridge/taskbridge/internal/s3record"
 )
 
 // headConcurrency bounds the HeadObject calls of one batch in flight at once.
@@ -145,7 +145,7 @@ func (b *Batcher) headKey(ctx context.Context, bucket, key, version string) (Fil
 	}
 	out, err := b.s3.HeadObject(ctx, in)
 	if err != nil {
-		if notFound(err) || (version != "" && noSuchVersion(err)) {
+		if s3record.NotFound(err) || (version != "" && noSuchVersion(err)) {
 			return File{}, fmt.Errorf("%w: %s", ErrNoObject, name)
 		}
 		return File{}, fmt.Errorf("head %s: %w", name, err)
@@ -160,23 +160,6 @@ func (b *Batcher) headKey(ctx context.Context, bucket, key, version string) (Fil
 func noSuchVersion(err error) bool {
 	switch errCode(err) {
 	case "MethodNotAllowed", "BadRequest", "InvalidArgument", "NoSuchVersion":
-		return true
-	}
-	return false
-}
-
-// notFound: HeadObject's answer for a key that does not exist. HeadObject has no
-// body, so the SDK names a 404 "NotFound"; "NoSuchKey" is GetObject's name for it.
-// A 403 is not taken for one: S3 answers 403 for a missing key to a caller without
-// s3:ListBucket, but also for a role that lost its rights, and dead-lettering every
-// file for that would be worse than retrying them.
-func notFound(err error) bool {
-	var api smithy.APIError
-	if !errors.As(err, &api) {
-		return false
-	}
-	switch api.ErrorCode() {
-	case "NotFound", "NoSuchKey":
 		return true
 	}
 	return false

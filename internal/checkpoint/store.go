@@ -5,13 +5,13 @@ package checkpoint
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
+
+	"github.com/taskbridge/taskbridge/internal/s3record"
 )
 
 type s3API interface {
@@ -55,8 +55,7 @@ func (s *Store) Put(ctx context.Context, key string, body []byte) error {
 func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	if err != nil {
-		var apiErr smithy.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound") {
+		if s3record.NotFound(err) {
 			return nil, false, nil
 		}
 		return nil, false, fmt.Errorf("get s3://%s/%s: %w", s.bucket, key, err)

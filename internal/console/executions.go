@@ -20,6 +20,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/taskbridge/taskbridge/internal/dlq"
+	"github.com/taskbridge/taskbridge/internal/s3record"
 )
 
 // statuses are the filters of the executions list (ListExecutions' statusFilter).
@@ -255,8 +256,7 @@ func (s *Server) objectPage(w http.ResponseWriter, r *http.Request) {
 		}
 		return objectData{Bucket: s.stack.DataBucket, Key: key, Body: shown(string(b)), Size: size, Truncated: size > int64(len(b))}, nil
 	})
-	var nsk interface{ ErrorCode() string }
-	if errors.As(err, &nsk) && (nsk.ErrorCode() == "NoSuchKey" || nsk.ErrorCode() == "NotFound") {
+	if s3record.NotFound(err) {
 		s.fail(w, r, http.StatusNotFound, "show an object", err)
 		return
 	}

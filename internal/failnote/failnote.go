@@ -12,16 +12,15 @@ package failnote
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 
+	"github.com/taskbridge/taskbridge/internal/awsjson"
 	"github.com/taskbridge/taskbridge/internal/jobs"
+	"github.com/taskbridge/taskbridge/internal/s3record"
 )
 
 // KeyName is the note's object name under the execution's prefix.
@@ -79,14 +78,12 @@ func (s *Store) NoteFailure(ctx context.Context, executionArn, job, code, cause 
 	if len(cause) > MaxCause {
 		cause = cause[:MaxCause]
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(Note{ExecutionArn: executionArn, Job: job, Error: code, Cause: cause, At: s.NowFunc().UTC()}); err != nil {
+	b, err := awsjson.Marshal(Note{ExecutionArn: executionArn, Job: job, Error: code, Cause: cause, At: s.NowFunc().UTC()})
+	if err != nil {
 		return err
 	}
 	_, err = s.s3.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(b.Bytes()),
+		Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(b),
 		ContentType: aws.String("application/json"),
 	})
 	if err != nil {
@@ -101,17 +98,12 @@ func (s *Store) Read(ctx context.Context, executionArn string) (n Note, found bo
 	if err != nil {
 		return Note{}, false, err
 	}
-	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound") {
-		return Note{}, false, nil
-	}
+	_, _, found, err = s3record.Get(ctx, s.s3, s.bucket, key, &n)
 	if err != nil {
-		return Note{}, false, fmt.Errorf("read failure note s3://%s/%s: %w", s.bucket, key, err)
+		return Note{}, false, fmt.Errorf("read failure note: %w", err)
 	}
-	defer out.Body.Close()
-	if err := json.NewDecoder(out.Body).Decode(&n); err != nil {
-		return Note{}, false, fmt.Errorf("decode failure note s3://%s/%s: %w", s.bucket, key, err)
+	if !found {
+		return Note{}, false, nil
 	}
 	if n.ExecutionArn != executionArn {
 		return Note{}, false, fmt.Errorf("failure note s3://%s/%s names another execution (%s)", s.bucket, key, n.ExecutionArn)

@@ -17,22 +17,15 @@
 package lease
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
-
-	"github.com/taskbridge/taskbridge/internal/awsjson"
+	"github.com/taskbridge/taskbridge/internal/s3record"
 )
 
 // Prefix is where leases live in the data bucket.
@@ -52,15 +45,9 @@ var ErrHeld = errors.New("lease held by another worker")
 // its old holder must stop the job.
 var ErrLost = errors.New("lease lost to another worker")
 
-// s3API is what the store calls; *s3.Client satisfies it. Safe for concurrent use.
-type s3API interface {
-	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
-	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
-}
-
 // Store makes and reads the leases of one bucket. Safe for concurrent use.
 type Store struct {
-	s3     s3API
+	s3     s3record.API
 	bucket string
 	ttl    time.Duration
 	// NowFunc is the clock leases are judged by (default time.Now).
@@ -68,7 +55,7 @@ type Store struct {
 }
 
 // NewStore keeps leases in bucket; each lives ttl past its last write.
-func NewStore(client s3API, bucket string, ttl time.Duration) *Store {
+func NewStore(client s3record.API, bucket string, ttl time.Duration) *Store {
 	if client == nil || bucket == "" || ttl < time.Second {
 		panic("lease.NewStore: a client, a bucket and a ttl of at least 1s are needed")
 	}
@@ -153,7 +140,7 @@ func (s *Store) Hold(ctx context.Context, key string) (*Lease, error) {
 // Inspect reads key; found is false when there is no lease.
 func (s *Store) Inspect(ctx context.Context, key string) (v View, found bool, err error) {
 	var rec record
-	etag, modified, found, err := s.get(ctx, key, &rec)
+	etag, modified, found, err := s3record.Get(ctx, s.s3, s.bucket, key, &rec)
 	if err != nil || !found {
 		return View{}, found, err
 	}
@@ -209,7 +196,7 @@ func (l *Lease) write(ctx context.Context, state, ifMatch string) error {
 			return nil
 		}
 		var now record
-		etag, _, found, rerr := l.s.get(ctx, l.key, &now)
+		etag, _, found, rerr := s3record.Get(ctx, l.s.s3, l.s.bucket, l.key, &now)
 		switch {
 		case rerr != nil:
 			return fmt.Errorf("write lease %s: %w (read back: %w)", l.key, err, rerr)
@@ -218,7 +205,7 @@ func (l *Lease) write(ctx context.Context, state, ifMatch string) error {
 			return nil
 		case found && now.Holder == l.holder && try == 0:
 			ifMatch = etag // an earlier write of ours whose reply was lost: go on from it
-		case preconditionFailed(err) || (found && now.Holder != l.holder):
+		case s3record.PreconditionFailed(err) || (found && now.Holder != l.holder):
 			l.lost = true
 			return fmt.Errorf("lease %s: %w", l.key, ErrLost)
 		default:
@@ -230,23 +217,10 @@ func (l *Lease) write(ctx context.Context, state, ifMatch string) error {
 // put writes body at key under a condition: ifMatch "" means If-None-Match: *. A
 // 409 (another conditional write of the key in flight) is tried again a few times.
 func (s *Store) put(ctx context.Context, key string, body record, ifMatch string) (string, error) {
-	b, err := awsjson.Marshal(body)
-	if err != nil {
-		return "", fmt.Errorf("marshal %s: %w", key, err)
-	}
 	for try := 0; ; try++ {
-		in := &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(b), ContentType: aws.String("application/json")}
-		if ifMatch == "" {
-			in.IfNoneMatch = aws.String("*")
-		} else {
-			in.IfMatch = aws.String(ifMatch)
-		}
-		out, err := s.s3.PutObject(ctx, in)
-		if err == nil {
-			return aws.ToString(out.ETag), nil
-		}
-		if errCode(err) != "ConditionalRequestConflict" || try >= 4 {
-			return "", err
+		etag, err := s3record.Put(ctx, s.s3, s.bucket, key, body, ifMatch)
+		if err == nil || !s3record.Conflict(err) || try >= 4 {
+			return etag, err
 		}
 		t := time.NewTimer(time.Duration(50<<try) * time.Millisecond)
 		select {
@@ -257,32 +231,3 @@ func (s *Store) put(ctx context.Context, key string, body record, ifMatch string
 		}
 	}
 }
-
-func (s *Store) get(ctx context.Context, key string, v *record) (etag string, modified time.Time, found bool, err error) {
-	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
-	if err != nil {
-		if c := errCode(err); c == "NoSuchKey" || c == "NotFound" {
-			return "", time.Time{}, false, nil
-		}
-		return "", time.Time{}, false, fmt.Errorf("get s3://%s/%s: %w", s.bucket, key, err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		return "", time.Time{}, false, fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return "", time.Time{}, false, fmt.Errorf("decode s3://%s/%s: %w", s.bucket, key, err)
-	}
-	return aws.ToString(out.ETag), aws.ToTime(out.LastModified), true, nil
-}
-
-func errCode(err error) string {
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		return api.ErrorCode()
-	}
-	return ""
-}
-
-func preconditionFailed(err error) bool { return errCode(err) == "PreconditionFailed" }
