@@ -11,15 +11,20 @@
 #     without worker_topology.
 #     Every rule target read back: an explicit retry policy and the events DLQ; the
 #     CloudWatch alarms on FailedInvocations and the events DLQ's depth exist.
+#     The root is applied with raise_queue_size_with_aws_cli on (the AWS CLI, pinned,
+#     .tools/awscli, on terraform's PATH): every queue of the stack read back at
+#     1 MiB, and a second plan is empty (the provider's 256 KiB default is not put
+#     back).
 #  2. The worker proof: bin/worker runs with the environment of the two ECS task
 #     definitions as read back from the emulator (plus the emulator's endpoint and
 #     credentials), serves a cookies execution of the state machine terraform made
-#     and a batch of files dropped into the landing bucket (manifest + Glue run).
+#     and a batch of files dropped into the landing bucket (manifest + Glue run), and
+#     its worker_queue_max_message_bytes shows every queue at 1 MiB.
 #  3. parliament (pinned, .tools/parliament) over every IAM policy of the stack:
 #     fails on a resource mismatch, an unknown action or a malformed policy.
 #  4. terraform destroy.
 # Nothing calls anything but loopback (and the package index pip is configured with,
-# on the first run, for parliament).
+# on the first run, for parliament and the AWS CLI).
 # Missing terraform or provider: a failure with CI=true, a skip otherwise.
 # KEEP=1 keeps the work folder (state, logs) for a look after a failure.
 set -euo pipefail
@@ -61,6 +66,13 @@ PARLIAMENT=.tools/parliament
 if ! "$PARLIAMENT/bin/pip" freeze 2>/dev/null | grep -qxF "$(grep -v '^#' tools/requirements-parliament.txt)"; then
   python3 -m venv "$PARLIAMENT"
   "$PARLIAMENT/bin/pip" install --quiet --disable-pip-version-check -r tools/requirements-parliament.txt
+fi
+# The AWS CLI that raise_queue_size_with_aws_cli runs: pinned, in its own venv, first
+# on terraform's PATH (tf below), whatever `aws` the machine has.
+AWSCLI_VENV=.tools/awscli
+if ! "$AWSCLI_VENV/bin/pip" freeze 2>/dev/null | grep -qxF "$(grep -v '^#' tools/requirements-awscli.txt)"; then
+  python3 -m venv "$AWSCLI_VENV"
+  "$AWSCLI_VENV/bin/pip" install --quiet --disable-pip-version-check -r tools/requirements-awscli.txt
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tf-check.XXXXXX")
@@ -116,12 +128,15 @@ sed -e "s#http://127.0.0.1:4566#$ENDPOINT#" \
   deploy/terraform/examples/root/localstack_override.tf.example >"$TF/tfcheck_override.tf"
 grep -q "$ENDPOINT" "$TF/tfcheck_override.tf" && grep -q max_retries "$TF/tfcheck_override.tf" ||
   { echo "tf-check: could not point examples/root/localstack_override.tf.example at moto" >&2; exit 1; }
-# Module inputs the root example leaves at their defaults: a small batch, debug logs.
-cat >>"$TF/tfcheck_override.tf" <<'OVERRIDE'
+# Module inputs the root example leaves at their defaults: a small batch, debug logs,
+# and the queues raised to 1 MiB by the AWS CLI, on the emulator.
+cat >>"$TF/tfcheck_override.tf" <<OVERRIDE
 
 module "taskbridge" {
-  batch_max_files = 3
-  log_level       = "debug"
+  batch_max_files               = 3
+  log_level                     = "debug"
+  raise_queue_size_with_aws_cli = true
+  aws_cli_endpoint_url          = "$ENDPOINT"
 }
 OVERRIDE
 read -r SUBNET SG < <("${STACKPY[@]}" net)
@@ -136,7 +151,7 @@ vpc_subnet_ids         = ["$SUBNET"]
 vpc_security_group_ids = ["$SG"]
 batch_window           = "30s"
 VARS
-tf() { terraform -chdir="$TF" "$@" -no-color; }
+tf() { PATH="$ROOT/$AWSCLI_VENV/bin:$PATH" terraform -chdir="$TF" "$@" -no-color; }
 
 tf init -input=false >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
 grep -qE "(Installed|Using previously-installed) $PROVIDER_TYPE v$PROVIDER_VERSION" "$WORK/init.log" ||
@@ -212,6 +227,27 @@ say "ARNs name the account $ACCOUNT"
 # Nothing EventBridge cannot deliver vanishes: every target read back.
 say "delivery: $("${STACKPY[@]}" delivery "$WORK/outputs.json")"
 
+# Every queue of the stack at 1 MiB, read back with the same CLI: the job and landing
+# queues and DLQs of the outputs, and the events DLQ.
+AWS=("$AWSCLI_VENV/bin/aws" --endpoint-url "$ENDPOINT" --region us-east-1 --output json)
+mapfile -t QUEUE_URLS < <("${AWS[@]}" sqs list-queues --queue-name-prefix "$STACK-" | jq -r '.QueueUrls[]')
+[ ${#QUEUE_URLS[@]} -gt 0 ] || { echo "tf-check: no queue named $STACK-* on the emulator" >&2; exit 1; }
+for want in $(jq -r '(.queues.value + .dlqs.value) | to_entries[] | .value' "$WORK/outputs.json") "${QUEUE_URLS[0]%/*}/$STACK-eventbridge-dlq"; do
+  printf '%s\n' "${QUEUE_URLS[@]}" | grep -qxF "$want" || { echo "tf-check: $want is not among the stack's queues: ${QUEUE_URLS[*]}" >&2; exit 1; }
+done
+for url in "${QUEUE_URLS[@]}"; do
+  size=$("${AWS[@]}" sqs get-queue-attributes --queue-url "$url" --attribute-names MaximumMessageSize | jq -r .Attributes.MaximumMessageSize)
+  [ "$size" = 1048576 ] || { echo "tf-check: ${url##*/} has MaximumMessageSize $size, not 1048576 (raise_queue_size_with_aws_cli)" >&2; exit 1; }
+done
+say "queue size: ${#QUEUE_URLS[@]} queues at MaximumMessageSize 1048576 ($("$AWSCLI_VENV/bin/aws" --version 2>&1 | cut -d' ' -f1), $(grep -c 'terraform_data.queue_size\[.*Creation complete' "$WORK/apply.log") set-queue-attributes calls)"
+# A second plan is empty: ignore_changes keeps the provider's 262144 default from
+# putting the queues back, and nothing else drifts (moto_stubbed.py answers what moto
+# would answer differently from AWS).
+rc=0
+tf plan -input=false -detailed-exitcode >"$WORK/plan2.log" 2>&1 || rc=$?
+[ $rc = 0 ] || { grep -E '^  # |^Plan:|Error' "$WORK/plan2.log"; echo "tf-check: the plan after apply is not empty (exit $rc; $WORK/plan2.log)" >&2; exit 1; }
+say "plan after apply: $(grep -E '^No changes' "$WORK/plan2.log")"
+
 # The worker on the stack: each service's environment exactly as its task definition
 # has it, plus what a task gets from ECS (credentials) and the emulator's endpoint.
 # Each task has its own network namespace on ECS; here the metrics listeners get
@@ -225,8 +261,11 @@ worker_env() {
     "WORKER_METRICS_ADDR=127.0.0.1:$port")
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+JOBS_METRICS=$(free_port)
 for service in jobs batch; do
-  worker_env "$service" "$(free_port)"
+  port=$(free_port)
+  [ "$service" = jobs ] && port=$JOBS_METRICS
+  worker_env "$service" "$port"
   "${WENV[@]}" bin/worker run >"$WORK/worker-$service.log" 2>&1 &
   PIDS+=($!)
   eval "${service^^}_PID=$!"
@@ -242,6 +281,14 @@ say "cookies on $(jq -r .state_machines.value.cookies "$WORK/outputs.json"): $OU
 "${STACKPY[@]}" report "$(jq -r .report <<<"$OUT")" 3 | sed 's/^/tf-check        /'
 "${STACKPY[@]}" batch "$WORK/outputs.json" 90 | sed 's/^/tf-check        batch: /' ||
   { tail -20 "$WORK/worker-batch.log"; exit 1; }
+
+# The worker's own view of the queues' size (its gauge has read them by now, at its
+# start): every queue of the stack at 1 MiB, none warned about.
+curl -fsS "http://127.0.0.1:$JOBS_METRICS/metrics" | grep '^worker_queue_max_message_bytes{' >"$WORK/sizes.prom" || true
+awk -v want="${#QUEUE_URLS[@]}" '$2 + 0 != 1048576 { bad++ } END { exit !(NR == want && !bad) }' "$WORK/sizes.prom" ||
+  { cat "$WORK/sizes.prom"; echo "tf-check: the jobs worker does not see ${#QUEUE_URLS[@]} queues at 1048576 bytes" >&2; exit 1; }
+! grep -q "queue smaller than SQS's limit" "$WORK"/worker-*.log || { grep -h "queue smaller" "$WORK"/worker-*.log; exit 1; }
+say "worker_queue_max_message_bytes: $(grep -c . "$WORK/sizes.prom") queues at 1048576 (the jobs worker's /metrics), no size warning"
 
 # SIGTERM now; their drain (up to one long poll) overlaps the IAM check.
 for p in "$JOBS_PID" "$BATCH_PID"; do kill -TERM "$p"; done

@@ -6,11 +6,14 @@
 # Message size: SQS takes 1 MiB (1,048,576 bytes) since August 2025, and events
 # reach 1 MB since 2026-01-29 (internal/awslimit). The hashicorp/aws provider of
 # versions.tf (~> 5.80; 5.100.0 in make tf-check) validates max_message_size to
-# 1024..262144 (hashicorp/terraform-provider-aws#43692) and sends its default,
-# 262144, when the attribute is left out: queues made here take 256 KiB, and an
-# apply puts a queue raised by hand back to it. Moving to 1 MiB needs a provider
-# whose validation takes 1_048_576 (6.x) and max_message_size = 1048576 on every
-# queue below (docs/guide.md, "Payload limits"). `worker bootstrap` sets 1 MiB.
+# 1024..262144 (hashicorp/terraform-provider-aws#43692, raised in 6.8.0) and sends
+# its default, 262144, when the attribute is left out: queues are created at
+# 256 KiB. raise_queue_size_with_aws_cli raises each to 1 MiB after create (below),
+# and ignore_changes keeps an apply from putting a raised queue back to 256 KiB:
+# the provider sends only changed attributes on update, and max_message_size never
+# changes here. Once versions.tf takes a provider >= 6.8.0: set max_message_size =
+# 1048576 on every queue, drop the ignore_changes and the option (docs/operations.md,
+# "Queue size: 1 MiB with terraform").
 
 resource "aws_sqs_queue" "dlq" {
   for_each                          = local.queues
@@ -19,6 +22,9 @@ resource "aws_sqs_queue" "dlq" {
   sqs_managed_sse_enabled           = local.sqs_sse.managed
   kms_master_key_id                 = local.sqs_sse.key
   kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
+  lifecycle {
+    ignore_changes = [max_message_size] # see "Message size" above
+  }
 }
 
 resource "aws_sqs_queue" "queue" {
@@ -33,6 +39,9 @@ resource "aws_sqs_queue" "queue" {
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
     maxReceiveCount     = each.value.max_receive_count
   })
+  lifecycle {
+    ignore_changes = [max_message_size] # see "Message size" above
+  }
 }
 
 resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
@@ -79,6 +88,9 @@ resource "aws_sqs_queue" "events_dlq" {
   sqs_managed_sse_enabled           = local.sqs_sse.managed
   kms_master_key_id                 = local.sqs_sse.key
   kms_data_key_reuse_period_seconds = local.sqs_sse.reuse
+  lifecycle {
+    ignore_changes = [max_message_size] # see "Message size" above
+  }
 }
 
 # Only the stack's rules may send to it.
@@ -104,4 +116,32 @@ resource "aws_sqs_queue_policy" "events_dlq" {
   count     = local.event_delivery.dead_letter ? 1 : 0
   queue_url = aws_sqs_queue.events_dlq[0].id
   policy    = data.aws_iam_policy_document.events_dlq[0].json
+}
+
+# Every queue of the module at 1 MiB, where the provider cannot (see "Message
+# size" above): one `aws sqs set-queue-attributes` per queue, run where terraform
+# runs, with the credentials the CLI finds there. Keyed by queue name, known at
+# plan. A queue being replaced has an unknown URL at plan (even when it comes back
+# the same), which replaces its terraform_data and runs the call again. The call is
+# idempotent; a failed one taints its terraform_data, so the next apply runs it again. No shell: the CLI's arguments are the interpreter,
+# the URL its last argument.
+locals {
+  queue_urls = merge(
+    { for k, q in aws_sqs_queue.queue : local.queue_name[k] => q.url },
+    { for k, q in aws_sqs_queue.dlq : local.dlq_name[k] => q.url },
+    { for q in aws_sqs_queue.events_dlq : local.events_dlq_name => q.url },
+  )
+}
+
+resource "terraform_data" "queue_size" {
+  for_each         = { for name, url in local.queue_urls : name => url if var.raise_queue_size_with_aws_cli }
+  triggers_replace = each.value
+  provisioner "local-exec" {
+    interpreter = concat(
+      ["aws", "sqs", "set-queue-attributes", "--region", local.region, "--attributes", "MaximumMessageSize=1048576"],
+      var.aws_cli_endpoint_url != "" ? ["--endpoint-url", var.aws_cli_endpoint_url] : [],
+      ["--queue-url"],
+    )
+    command = each.value
+  }
 }

@@ -164,3 +164,15 @@ variable "alarm_actions" {
   type        = list(string)
   default     = []
 }
+
+variable "raise_queue_size_with_aws_cli" {
+  description = "Raise every queue the module makes (job queues, the landing queue, their DLQs, the events DLQ) to 1 MiB after create with `aws sqs set-queue-attributes`, run where terraform runs: the hashicorp/aws provider before 6.8.0 cannot set a max_message_size over 262144, so without this the queues take 256 KiB. Needs the AWS CLI on PATH with credentials for the provider's account (docs/operations.md, \"Queue size\")."
+  type        = bool
+  default     = false
+}
+
+variable "aws_cli_endpoint_url" {
+  description = "--endpoint-url of the raise_queue_size_with_aws_cli calls, for an emulator (e.g. http://127.0.0.1:4566). Empty: the CLI's own endpoint (AWS_ENDPOINT_URL, or the region's)."
+  type        = string
+  default     = ""
+}

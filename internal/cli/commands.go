@@ -64,11 +64,10 @@ func commandTable() []Command {
 		},
 		{
 			Name:     "validate",
-			Synopsis: "check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem",
-			Help:     "[topology.json]\ncheck a topology (default: WORKER_TOPOLOGY, else the embedded one) and its ASL files; reports every problem",
-			run: func(_ context.Context, registered Jobs, args []string, stdout, _ io.Writer) error {
-				return runValidate(registered, args, stdout)
-			},
+			Synopsis: "check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem; --stack: its queues' size too",
+			Help:     "check a topology (the file given after the flags; default WORKER_TOPOLOGY, else the embedded one) and its ASL files; reports every problem.\nWith --stack, also read the stack's queues (WORKER_STACK on AWS_ENDPOINT_URL or AWS) and warn about each one whose MaximumMessageSize is under SQS's 1 MiB",
+			Flags:    true,
+			run:      runValidate,
 		},
 		{
 			Name:     "status",

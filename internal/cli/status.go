@@ -14,9 +14,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/dlq"
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -28,7 +30,9 @@ counts, GetQueueAttributes); per state machine its RUNNING executions (ListExecu
 counted up to 10000); the depth of the stack's events DLQ (what EventBridge could
 not deliver to a queue; 'worker dlq list' shows it as queue eventbridge); the executions a worker failed that 'worker dlq redrive
 --executions' can redrive (read from the first 100 dead letters of each DLQ, which stay
-visible). The age of a queue's oldest message is not shown: SQS gives it
+visible); and a warning for every queue, DLQ or the events DLQ whose
+MaximumMessageSize is under SQS's 1 MiB (events larger than it cannot reach it), with
+how to raise it. The age of a queue's oldest message is not shown: SQS gives it
 only as the CloudWatch metric ApproximateAgeOfOldestMessage, and reading a message to
 find out would take it from the workers (see the worker_event_age_seconds metric, and
 'worker dlq list' for the dead letters' ages).
@@ -46,13 +50,18 @@ type queueStatus struct {
 	InFlight int    `json:"inFlight"`
 	Delayed  int    `json:"delayed"`
 	DLQ      int    `json:"dlq"`
+	// MaxMessageBytes and DLQMaxMessageBytes are the queue's and its DLQ's
+	// MaximumMessageSize.
+	MaxMessageBytes    int64 `json:"maxMessageBytes"`
+	DLQMaxMessageBytes int64 `json:"dlqMaxMessageBytes"`
 }
 
 // eventsStatus is the stack's events DLQ: what EventBridge could not deliver.
 type eventsStatus struct {
-	URL     string `json:"url,omitempty"`
-	Depth   int    `json:"depth"`
-	Missing string `json:"missing,omitempty"` // why there is none
+	URL             string `json:"url,omitempty"`
+	Depth           int    `json:"depth"`
+	MaxMessageBytes int64  `json:"maxMessageBytes,omitempty"`
+	Missing         string `json:"missing,omitempty"` // why there is none
 }
 
 type machineStatus struct {
@@ -68,6 +77,8 @@ type statusReport struct {
 	Queues        []queueStatus         `json:"queues"`
 	Redrivable    []redrivableExecution `json:"redrivableExecutions"`
 	StateMachines []machineStatus       `json:"stateMachines"`
+	// Warnings say what is wrong without being an alarm: a queue under SQS's size.
+	Warnings []string `json:"warnings"`
 }
 
 func runStatus(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
@@ -136,7 +147,62 @@ func readStatus(ctx context.Context, s setup, resolved bootstrap.Output) (status
 	if r.Redrivable, err = redrivableExecutions(ctx, in, resolved.Queues, resolved.DLQs, r.Queues); err != nil {
 		return statusReport{}, err
 	}
+	if err := r.readQueueSizes(ctx, s.clients.SQS, resolved); err != nil {
+		return statusReport{}, err
+	}
 	return r, nil
+}
+
+// readQueueSizes reads the MaximumMessageSize of every queue of the report (each
+// queue, its DLQ, the events DLQ), with a warning for each one under SQS's limit.
+func (r *statusReport) readQueueSizes(ctx context.Context, client queueSizeAPI, resolved bootstrap.Output) error {
+	sizes, warnings, err := queueSizes(ctx, client, resolved)
+	if err != nil {
+		return err
+	}
+	for i, q := range r.Queues {
+		r.Queues[i].MaxMessageBytes = sizes[resolved.Queues[q.Queue]]
+		r.Queues[i].DLQMaxMessageBytes = sizes[resolved.DLQs[q.Queue]]
+	}
+	if r.EventsDLQ.URL != "" {
+		r.EventsDLQ.MaxMessageBytes = sizes[r.EventsDLQ.URL]
+	}
+	r.Warnings = warnings
+	return nil
+}
+
+// queueSizes reads the MaximumMessageSize of every queue of a stack (each queue,
+// its DLQ, the events DLQ) by URL, and warns, in the queues' order, about each one
+// under SQS's limit (telemetry.SmallQueue).
+func queueSizes(ctx context.Context, client queueSizeAPI, resolved bootstrap.Output) (map[string]int64, []string, error) {
+	var urls []string
+	for _, name := range resolved.QueueNames() {
+		urls = append(urls, resolved.Queues[name], resolved.DLQs[name])
+	}
+	if resolved.EventsDLQ != "" {
+		urls = append(urls, resolved.EventsDLQ)
+	}
+	sizes := map[string]int64{}
+	warnings := []string{}
+	for _, url := range urls {
+		if url == "" {
+			continue // a queue the stack lacks: Resolve said so
+		}
+		n, err := telemetry.MaxMessageBytes(ctx, client, url)
+		if err != nil {
+			return nil, nil, err
+		}
+		sizes[url] = n
+		if w := telemetry.SmallQueue(url, n); w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	return sizes, warnings, nil
+}
+
+// queueSizeAPI is the SQS call of the size reads; *sqs.Client satisfies it.
+type queueSizeAPI interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
 // queueStatuses reads each topology queue's counts and its DLQ's depth.
@@ -219,6 +285,9 @@ func (r statusReport) print(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, warning := range r.Warnings {
+		fmt.Fprintln(w, "\nwarning:", warning)
 	}
 	if len(r.Redrivable) > 0 {
 		fmt.Fprintln(w, "\nredrivable executions (a worker failed them; worker dlq redrive --queue Q --executions):")

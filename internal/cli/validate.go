@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,20 +13,30 @@ import (
 )
 
 // runValidate checks the topology named by WORKER_TOPOLOGY (or the one given as an
-// argument) against the registered jobs, and prints every problem.
-func runValidate(registered Jobs, args []string, stdout io.Writer) error {
+// argument) against the registered jobs, and prints every problem. With --stack it
+// reads the stack's queues too, and warns about each one under SQS's size.
+func runValidate(ctx context.Context, registered Jobs, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(registered.program(), "validate", stdout, stderr)
+	stack := fs.Bool("stack", false, "also read the stack's queues, DLQs and events DLQ (WORKER_STACK, on AWS_ENDPOINT_URL or AWS) and warn about each one under SQS's 1 MiB")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	args = fs.Args()
 	if len(args) > 1 {
 		return UsageError{fmt.Errorf("validate takes at most one topology file, got %v", args)}
 	}
-	path := ""
-	if len(args) == 1 {
-		path = args[0]
-	} else {
-		cfg, err := config.LoadFrom(registered.lookup())
-		if err != nil {
+	// The configuration only when it is needed: a file given is checked whatever the
+	// environment says.
+	var cfg config.Config
+	if len(args) == 0 || *stack {
+		var err error
+		if cfg, err = config.LoadFrom(registered.lookup()); err != nil {
 			return fmt.Errorf("configuration:\n%w", err)
 		}
-		path = cfg.Topology
+	}
+	path := cfg.Topology
+	if len(args) == 1 {
+		path = args[0]
 	}
 	topo, err := loadTopology(path, registered)
 	if err != nil {
@@ -39,8 +50,34 @@ func runValidate(registered Jobs, args []string, stdout io.Writer) error {
 	for _, w := range topo.Warnings(dashboards()) {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
+	if *stack {
+		warnings, err := stackWarnings(ctx, cfg, topo)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			fmt.Fprintln(stdout, "warning:", w)
+		}
+	}
 	_, err = fmt.Fprintf(stdout, "%s: %d queues, %d state machines: ok\n", name, len(topo.Queues), len(topo.StateMachines))
 	return err
+}
+
+// stackWarnings reads the queues of topo's stack (each queue, its DLQ, the events
+// DLQ) and warns about each one under SQS's size.
+func stackWarnings(ctx context.Context, cfg config.Config, topo *topology.Topology) ([]string, error) {
+	conns := newConnTracker()
+	awsCfg, err := loadAWS(ctx, conns)
+	if err != nil {
+		return nil, err
+	}
+	s := setup{cfg: cfg, aws: awsCfg, clients: newClients(awsCfg, cfg), topo: topo, conns: conns}
+	resolved, err := s.bootstrapper().Resolve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the stack %s: %w", cfg.Stack, err)
+	}
+	_, warnings, err := queueSizes(ctx, s.clients.SQS, resolved)
+	return warnings, err
 }
 
 // dashboards are the Grafana dashboards shipped in deploy/, by file name.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -29,14 +30,22 @@ func (f *fakeSQS) GetQueueAttributes(_ context.Context, in *sqs.GetQueueAttribut
 	defer f.mu.Unlock()
 	url := aws.ToString(in.QueueUrl)
 	f.calls = append(f.calls, url)
-	if len(in.AttributeNames) != 1 || in.AttributeNames[0] != "ApproximateNumberOfMessages" {
-		return nil, errors.New("fake: unexpected attribute names")
+	answer, ok := f.answers[url]
+	if !ok {
+		return nil, &smithy.GenericAPIError{Code: "AWS.SimpleQueueService.NonExistentQueue", Message: "fake: no queue " + url}
 	}
-	attrs, err := f.answers[url]()
+	attrs, err := answer()
 	if err != nil {
 		return nil, err
 	}
-	return &sqs.GetQueueAttributesOutput{Attributes: attrs}, nil
+	// Only the names asked, as SQS answers.
+	out := map[string]string{}
+	for _, name := range in.AttributeNames {
+		if v, ok := attrs[string(name)]; ok {
+			out[string(name)] = v
+		}
+	}
+	return &sqs.GetQueueAttributesOutput{Attributes: out}, nil
 }
 
 func (f *fakeSQS) callCount() int {
@@ -45,8 +54,11 @@ func (f *fakeSQS) callCount() int {
 	return len(f.calls)
 }
 
+// depthAnswer answers a depth of v, on a queue of SQS's largest size.
 func depthAnswer(v string) func() (map[string]string, error) {
-	return func() (map[string]string, error) { return map[string]string{"ApproximateNumberOfMessages": v}, nil }
+	return func() (map[string]string, error) {
+		return map[string]string{"ApproximateNumberOfMessages": v, "MaximumMessageSize": "1048576"}, nil
+	}
 }
 
 func TestDLQGaugeReadFates(t *testing.T) {
@@ -96,7 +108,7 @@ func TestDLQGaugeRunReadsEveryQueueEachInterval(t *testing.T) {
 				if failing {
 					return nil, errors.New("throttled")
 				}
-				return map[string]string{"ApproximateNumberOfMessages": "1"}, nil
+				return map[string]string{"ApproximateNumberOfMessages": "1", "MaximumMessageSize": "1048576"}, nil
 			},
 		}}
 		g := NewDLQGauge(DLQGaugeConfig{DLQs: map[string]string{"a": "https://dlq/a", "b": "https://dlq/b"}, Interval: time.Minute},

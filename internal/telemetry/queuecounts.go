@@ -10,8 +10,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// QueueCounts reads the named approximate counts of a queue
-// (ApproximateNumberOfMessages, ...NotVisible, ...Delayed) in one GetQueueAttributes
+// QueueCounts reads the named counts of a queue (ApproximateNumberOfMessages,
+// ...NotVisible, ...Delayed, or its MaximumMessageSize) in one GetQueueAttributes
 // call, in the order asked. An answer without one of them, or with one that is not a
 // count, is an error: an unknown depth is never read as 0. The DLQ gauge, `worker
 // status` and `worker dlq list` all read depths here.

@@ -1,6 +1,7 @@
 """moto server with the few calls stubbed that terraform's AWS provider 5.100.0
-makes and moto 5.2.5 does not implement. Test harness of `make tf-check` only:
-never part of the product.
+makes and moto 5.2.5 does not implement, and the few answers corrected that moto
+gives differently from AWS where a plan after apply would see them. Test harness
+of `make tf-check` only: never part of the product.
 
     python moto_stubbed.py PORTFILE
 
@@ -79,15 +80,37 @@ def list_versions(app, environ, start_response, req):
 
 # Application Auto Scaling: the provider tags scalable targets (default_tags) and
 # reads the tags back; moto 5.2.5 has no tagging for this service.
+AAS_TAGS = {}
+
+
 @stub("AnyScaleFrontendService.TagResource")
-@stub("AnyScaleFrontendService.UntagResource")
 def aas_tag(app, environ, start_response, req):
+    AAS_TAGS.setdefault(req.get("ResourceARN", ""), {}).update(req.get("Tags", {}))
     return json_response(start_response, {})
 
 
+@stub("AnyScaleFrontendService.UntagResource")
+def aas_untag(app, environ, start_response, req):
+    for key in req.get("TagKeys", []):
+        AAS_TAGS.get(req.get("ResourceARN", ""), {}).pop(key, None)
+    return json_response(start_response, {})
+
+
+# The provider tags on create (RegisterScalableTarget's Tags, which moto drops).
+@stub("AnyScaleFrontendService.RegisterScalableTarget")
+def aas_register(app, environ, start_response, req):
+    status, headers, body = call_app(app, environ)
+    if status.startswith("200") and req.get("Tags"):
+        arn = json.loads(body or b"{}").get("ScalableTargetARN", "")
+        AAS_TAGS.setdefault(arn, {}).update(req["Tags"])
+    start_response(status, headers)
+    return [body]
+
+
+# Kept, so that a second plan does not see the provider's default_tags as missing.
 @stub("AnyScaleFrontendService.ListTagsForResource")
 def aas_list_tags(app, environ, start_response, req):
-    return json_response(start_response, {"Tags": {}})
+    return json_response(start_response, {"Tags": AAS_TAGS.get(req.get("ResourceARN", ""), {})})
 
 
 # SQS: moto 5.2.5 accepts RedriveAllowPolicy in SetQueueAttributes but drops it, and
@@ -119,21 +142,29 @@ def sqs_set(app, environ, start_response, req):
     return app(environ, start_response)
 
 
+# SQS: moto 5.2.5 answers RedrivePolicy as JSON with spaces, where SQS answers the
+# compact JSON the provider sent, so a second plan shows a whitespace change on every
+# queue: answer it compact.
 @stub("AmazonSQS.GetQueueAttributes")
 def sqs_get(app, environ, start_response, req):
     names = req.get("AttributeNames", [])
     policy = REDRIVE_ALLOW.get(queue_key(req.get("QueueUrl", "")))
-    if "RedriveAllowPolicy" not in names and "All" not in names:
-        return app(environ, start_response)
     rest = [n for n in names if n != "RedriveAllowPolicy"]
-    if not rest:  # moto answers InvalidAttributeName to this name alone
+    if names and not rest:  # moto answers InvalidAttributeName to this name alone
         return json_response(start_response, {"Attributes": {"RedriveAllowPolicy": policy} if policy else {}})
-    raw = json.dumps(dict(req, AttributeNames=rest)).encode()
-    environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(raw), str(len(raw))
+    if rest != names:
+        raw = json.dumps(dict(req, AttributeNames=rest)).encode()
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(raw), str(len(raw))
     status, headers, body = call_app(app, environ)
-    if status.startswith("200") and policy:
+    if status.startswith("200"):
         out = json.loads(body or b"{}")
-        out.setdefault("Attributes", {})["RedriveAllowPolicy"] = policy
+        attrs = out.get("Attributes", {})
+        if policy and ("RedriveAllowPolicy" in names or "All" in names):
+            attrs["RedriveAllowPolicy"] = policy
+        if "RedrivePolicy" in attrs:
+            attrs["RedrivePolicy"] = json.dumps(json.loads(attrs["RedrivePolicy"]), separators=(",", ":"))
+        if attrs:
+            out["Attributes"] = attrs
         body = json.dumps(out).encode()
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(body))))
@@ -147,14 +178,119 @@ def sqs_delete(app, environ, start_response, req):
     return app(environ, start_response)
 
 
+# Glue: moto 5.2.5 answers ExecutionClass STANDARD for a job created without one,
+# which the provider plans to remove on every plan; answer it only when it was set.
+CLASSLESS_JOBS = set()
+
+
+@stub("AWSGlue.CreateJob")
+@stub("AWSGlue.UpdateJob")
+def glue_put_job(app, environ, start_response, req):
+    name = req.get("Name") or req.get("JobName", "")
+    update = req.get("JobUpdate") or req
+    if update.get("ExecutionClass"):
+        CLASSLESS_JOBS.discard(name)
+    else:
+        CLASSLESS_JOBS.add(name)
+    return app(environ, start_response)
+
+
+@stub("AWSGlue.GetJob")
+def glue_get_job(app, environ, start_response, req):
+    status, headers, body = call_app(app, environ)
+    if status.startswith("200") and req.get("JobName") in CLASSLESS_JOBS:
+        out = json.loads(body or b"{}")
+        out.get("Job", {}).pop("ExecutionClass", None)
+        body = json.dumps(out).encode()
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+    start_response(status, headers)
+    return [body]
+
+
 # Step Functions: moto's race of a heartbeat wait set up after the task's answer is
 # fixed the same way as for the tests (tools/moto/server.py).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "moto"))
 from server import patch_heartbeat_race  # noqa: E402
 
 
+# SQS: moto 5.2.5's SetQueueAttributes clears the queue's Policy when the call does
+# not name it, where SQS changes only the attributes named: the set-queue-attributes
+# of raise_queue_size_with_aws_cli, after aws_sqs_queue_policy, would drop every
+# queue policy. Keep it.
+def patch_policy_kept():
+    from moto.sqs.models import Queue
+
+    set_attributes = Queue._set_attributes
+
+    def keep_policy(self, attributes, now=None):
+        if "Policy" not in attributes and hasattr(self, "_policy_json"):
+            attributes = dict(attributes, Policy=self.policy)
+        return set_attributes(self, attributes, now)
+
+    Queue._set_attributes = keep_policy
+
+
+# S3: moto 5.2.5 keeps a bucket's EventBridgeConfiguration but leaves it out of
+# GetBucketNotificationConfiguration, so the provider plans eventbridge = true again
+# on every plan. Answer it, as S3 does (an empty element).
+def patch_s3_eventbridge():
+    from moto.core.responses import ActionResult
+    from moto.s3.responses import S3Response
+
+    get_notification = S3Response.get_bucket_notification
+
+    def with_eventbridge(self):
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if not config or config.event_bridge is None:
+            return get_notification(self)
+        serialized = self.serialized
+
+        def add(result):
+            return serialized(ActionResult(dict(result.result, EventBridgeConfiguration={})))
+
+        self.serialized = add
+        try:
+            return get_notification(self)
+        finally:
+            del self.serialized
+
+    S3Response.get_bucket_notification = with_eventbridge
+
+
+# ECS: moto 5.2.5 drops a service's availabilityZoneRebalancing, which the provider
+# sends (DISABLED by default) and plans again on every plan: keep what was sent.
+AZ_REBALANCING = {}
+
+
+@stub("AmazonEC2ContainerServiceV20141113.CreateService")
+@stub("AmazonEC2ContainerServiceV20141113.UpdateService")
+def ecs_put_service(app, environ, start_response, req):
+    if "availabilityZoneRebalancing" in req:
+        AZ_REBALANCING[req.get("serviceName") or req.get("service", "")] = req["availabilityZoneRebalancing"]
+    return app(environ, start_response)
+
+
+@stub("AmazonEC2ContainerServiceV20141113.DescribeServices")
+def ecs_describe_services(app, environ, start_response, req):
+    status, headers, body = call_app(app, environ)
+    if status.startswith("200") and AZ_REBALANCING:
+        out = json.loads(body or b"{}")
+        for svc in out.get("services", []):
+            value = AZ_REBALANCING.get(svc.get("serviceName")) or AZ_REBALANCING.get(svc.get("serviceArn"))
+            if value:
+                svc.setdefault("availabilityZoneRebalancing", value)
+        body = json.dumps(out).encode()
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+    start_response(status, headers)
+    return [body]
+
+
 def main():
     patch_heartbeat_race()
+    patch_policy_kept()
+    patch_s3_eventbridge()
     portfile = sys.argv[1]
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(

@@ -99,11 +99,11 @@ func fakeWorker(reg prometheus.Registerer) func() {
 	}
 }
 
-// dlqSQS answers every DLQ depth read with 2.
+// dlqSQS answers every DLQ depth read with 2, on a queue of 1 MiB.
 type dlqSQS struct{}
 
 func (dlqSQS) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
-	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{"ApproximateNumberOfMessages": "2"}}, nil
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{"ApproximateNumberOfMessages": "2", "MaximumMessageSize": "1048576"}}, nil
 }
 
 // TestDashboardAndRulesOnARealPrometheus serves the worker's families through the
