@@ -25,14 +25,11 @@ func runValidate(ctx context.Context, registered Jobs, args []string, stdout, st
 	if len(args) > 1 {
 		return UsageError{fmt.Errorf("validate takes at most one topology file, got %v", args)}
 	}
-	// The configuration only when it is needed: a file given is checked whatever the
-	// environment says.
-	var cfg config.Config
-	if len(args) == 0 || *stack {
-		var err error
-		if cfg, err = config.LoadFrom(registered.lookup()); err != nil {
-			return fmt.Errorf("configuration:\n%w", err)
-		}
+	// The configuration is checked as run checks it, a file given or not: validate
+	// refuses what run refuses.
+	cfg, err := config.LoadFrom(registered.lookup())
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
 	}
 	path := cfg.Topology
 	if len(args) == 1 {

@@ -11,18 +11,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// A file given to validate is checked whatever the environment's configuration
-// says; without a file, or with --stack, the configuration is read and a bad one
-// refused.
-func TestValidateReadsTheConfigurationOnlyWhenItNeedsIt(t *testing.T) {
+// validate refuses a bad configuration as run does, with a file given too; two files
+// are a usage error.
+func TestValidateRefusesWhatRunRefusesWithAFileToo(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "t.json")
 	require.NoError(t, os.WriteFile(p, []byte(`{"source":"s","queues":[{"name":"q","detailTypes":["d"],"http":{"url":"http://127.0.0.1:1/x"}}]}`), 0o644))
-	bad := Jobs{Env: []string{"WORKER_SHUTDOWN_TIMEOUT=soon"}}
 	var out bytes.Buffer
-	require.NoError(t, Main(context.Background(), bad, []string{"validate", p}, &out, &out))
+	require.NoError(t, Main(context.Background(), Jobs{}, []string{"validate", p}, &out, &out))
 	require.Contains(t, out.String(), p+": 1 queues, 0 state machines: ok")
-	for _, args := range [][]string{{"validate"}, {"validate", "--stack", p}} {
+	bad := Jobs{Env: []string{"WORKER_SHUTDOWN_TIMEOUT=soon"}}
+	for _, args := range [][]string{{"validate"}, {"validate", p}, {"validate", "--stack", p}} {
 		err := Main(context.Background(), bad, args, &out, &out)
 		require.ErrorContains(t, err, "WORKER_SHUTDOWN_TIMEOUT", "%v", args)
 	}
