@@ -149,8 +149,7 @@ func (st *stackEnv) startConsole(args ...string) consoleProc {
 			require.NoError(st.t, err, "the console exits 0 on SIGTERM")
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
-			st.t.Error("the console did not stop within 30s of SIGTERM")
+			st.t.Errorf("the console did not stop within 30s of SIGTERM (killed: %v)", <-done)
 		}
 		if st.t.Failed() {
 			st.t.Logf("console log:\n%s", tail(c.logs(), 8192))

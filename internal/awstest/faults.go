@@ -231,45 +231,64 @@ func s3Op(r *http.Request) string {
 	q := r.URL.Query()
 	switch r.Method {
 	case http.MethodHead:
-		if key == "" {
-			return "HeadBucket"
-		}
-		return "HeadObject"
+		return onObjectOrBucket(key, "HeadObject", "HeadBucket")
 	case http.MethodGet:
-		switch {
-		case key != "":
-			return "GetObject"
-		case q.Has("versions"):
-			return "ListObjectVersions"
-		case q.Get("list-type") == "2":
-			return "ListObjectsV2"
-		case len(q) > 0 && !q.Has("prefix") && !q.Has("delimiter") && !q.Has("marker"):
-			for k := range q {
-				return "GetBucket" + strings.ToUpper(k[:1]) + k[1:]
-			}
-		}
-		return "ListObjects"
+		return s3GetOp(key, q)
 	case http.MethodPut:
-		switch {
-		case key == "" && len(q) == 0:
-			return "CreateBucket"
-		case key == "":
-			for k := range q {
-				return "PutBucket" + strings.ToUpper(k[:1]) + k[1:]
-			}
-		case r.Header.Get("X-Amz-Copy-Source") != "":
-			return "CopyObject"
-		}
-		return "PutObject"
+		return s3PutOp(key, q, r.Header)
 	case http.MethodDelete:
-		if key == "" {
-			return "DeleteBucket"
-		}
-		return "DeleteObject"
+		return onObjectOrBucket(key, "DeleteObject", "DeleteBucket")
 	case http.MethodPost:
 		if q.Has("delete") {
 			return "DeleteObjects"
 		}
 	}
 	return r.Method
+}
+
+// onObjectOrBucket names a request by what its path names: an object (a key) or
+// its bucket.
+func onObjectOrBucket(key, objectOp, bucketOp string) string {
+	if key == "" {
+		return bucketOp
+	}
+	return objectOp
+}
+
+// s3GetOp names a GET: an object's read, a listing, or a bucket's subresource
+// (?policy, ?versioning, ...).
+func s3GetOp(key string, q url.Values) string {
+	switch {
+	case key != "":
+		return "GetObject"
+	case q.Has("versions"):
+		return "ListObjectVersions"
+	case q.Get("list-type") == "2":
+		return "ListObjectsV2"
+	case len(q) > 0 && !q.Has("prefix") && !q.Has("delimiter") && !q.Has("marker"):
+		return "GetBucket" + subresource(q)
+	}
+	return "ListObjects"
+}
+
+// s3PutOp names a PUT: a bucket's creation or subresource, a copy, an object's write.
+func s3PutOp(key string, q url.Values, h http.Header) string {
+	switch {
+	case key == "" && len(q) == 0:
+		return "CreateBucket"
+	case key == "":
+		return "PutBucket" + subresource(q)
+	case h.Get("X-Amz-Copy-Source") != "":
+		return "CopyObject"
+	}
+	return "PutObject"
+}
+
+// subresource is the bucket subresource a query names (?notification →
+// "Notification"); such a request carries just that one parameter.
+func subresource(q url.Values) string {
+	for k := range q {
+		return strings.ToUpper(k[:1]) + k[1:]
+	}
+	return ""
 }

@@ -103,6 +103,14 @@ func TestOpNamesRequests(t *testing.T) {
 		{"GET", "/b?versioning", "", "s3", "s3:GetBucketVersioning"},
 		{"POST", "/b?delete", "", "s3", "s3:DeleteObjects"},
 		{"DELETE", "/b/k", "", "s3", "s3:DeleteObject"},
+		{"HEAD", "/b", "", "s3", "s3:HeadBucket"},
+		{"GET", "/b?prefix=x", "", "s3", "s3:ListObjects"},
+		{"GET", "/b", "", "s3", "s3:ListObjects"},
+		{"GET", "/b?versions&prefix=x", "", "s3", "s3:ListObjectVersions"},
+		{"PUT", "/b", "", "s3", "s3:CreateBucket"},
+		{"PUT", "/b?notification", "", "s3", "s3:PutBucketNotification"},
+		{"DELETE", "/b", "", "s3", "s3:DeleteBucket"},
+		{"POST", "/b/k?uploads", "", "s3", "s3:POST"},
 	} {
 		r, err := http.NewRequest(tc.method, "http://127.0.0.1"+tc.url, nil)
 		if err != nil {
@@ -115,5 +123,14 @@ func TestOpNamesRequests(t *testing.T) {
 		if got := Op(r); got != tc.want {
 			t.Errorf("%s %s: Op = %q, want %q", tc.method, tc.url, got, tc.want)
 		}
+	}
+	r, err := http.NewRequest("PUT", "http://127.0.0.1/b/copy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", sig("s3"))
+	r.Header.Set("X-Amz-Copy-Source", "/b/k")
+	if got := Op(r); got != "s3:CopyObject" {
+		t.Errorf("PUT with X-Amz-Copy-Source: Op = %q, want s3:CopyObject", got)
 	}
 }

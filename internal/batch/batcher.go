@@ -521,23 +521,12 @@ var errStartUnknown = errors.New("glue run start unconfirmed: the run may have s
 // fresh. StartJobRun is not idempotent: after any error, before a retry or giving
 // up, Glue's run history is asked whether a run names the manifest (see resolve).
 func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, files []File, manifest string) (string, error) {
-	body, err := awsjson.Marshal(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
-	if err != nil {
-		return "", fmt.Errorf("marshal manifest: %w", err)
-	}
-	mctx, mspan := tracing.Start(ctx, "manifest", "", trace.SpanKindInternal)
-	_, err = b.s3.PutObject(mctx, &s3.PutObjectInput{
-		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String(manifestKey(batchID)),
-		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
-	})
-	tracing.End(mspan, err)
-	if err != nil {
-		return "", fmt.Errorf("write manifest %s: %w", manifest, err)
+	if err := b.writeManifest(ctx, batchID, files, manifest); err != nil {
+		return "", err
 	}
 	ctx, gspan := tracing.Start(ctx, "glue start", "", trace.SpanKindInternal) // waits for a free run included
 	defer gspan.End()
-	deadline := time.Now().Add(b.cfg.StartTimeout)
-	busyFor := 0 // attempts refused for concurrent runs in a row
+	retry := startRetry{deadline: time.Now().Add(b.cfg.StartTimeout)}
 	for attempt := 1; ; attempt++ {
 		if !l.fresh() {
 			// The renewer is behind (S3 slow) or lost the lease: wait for it, a
@@ -547,20 +536,9 @@ func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, fi
 			}
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, b.cfg.Lease/4)
-		out, err := b.glue.StartJobRun(sctx, &glue.StartJobRunInput{
-			JobName:   aws.String(b.cfg.GlueJob),
-			Arguments: map[string]string{"--manifest": manifest, "--file_count": strconv.Itoa(len(files))},
-		}, func(o *glue.Options) {
-			// One attempt a call: the SDK would retry a request whose reply was
-			// lost after Glue acted, starting the run twice (or answering
-			// ConcurrentRunsExceeded for its own run). This loop retries, and asks
-			// Glue first.
-			o.RetryMaxAttempts = 1
-		})
-		cancel()
+		runID, err := b.startJobRun(ctx, len(files), manifest)
 		if err == nil {
-			return aws.ToString(out.JobRunId), nil
+			return runID, nil
 		}
 		if notImplemented(err) {
 			// An endpoint without Glue (LocalStack's community edition answers
@@ -576,30 +554,90 @@ func (b *Batcher) start(ctx, grace context.Context, l *lease, batchID string, fi
 		case ctx.Err() != nil: // stopping, or the lease is lost: the run surely did not start
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}
-		var delay time.Duration
-		switch {
-		case concurrentRunsExceeded(err):
-			busyFor++
-			b.metrics.glueBusy.Inc()
-			delay = consumer.Backoff(busyFor, time.Second, time.Minute)
-		case (retryableStart(err) || !answered(err)) && time.Now().Before(deadline): // a reset, a timeout: Glue did not refuse
-			busyFor = 0
-			delay = consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second)
-		default:
+		delay, ok := retry.next(attempt, err)
+		if !ok {
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, err)
 		}
-		b.metrics.startRetries.Inc()
-		switch {
-		case busyFor > 1: // one line per wait, not one a minute for hours
-			b.log.Debug("glue still at its concurrent runs; waiting", zap.String("batch_id", batchID), zap.Int("attempt", busyFor), zap.Duration("backoff", delay))
-		case busyFor == 1:
-			b.log.Info("glue job at its concurrent runs; holding the batch until a run ends", zap.String("batch_id", batchID))
-		default:
-			b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
-		}
+		b.countRetry(batchID, retry.busyFor, delay, err)
 		if !consumer.Sleep(ctx, delay) {
 			return "", fmt.Errorf("start glue job %s: %w", b.cfg.GlueJob, context.Cause(ctx))
 		}
+	}
+}
+
+// writeManifest puts the batch's manifest (its file list) at manifestKey(batchID).
+func (b *Batcher) writeManifest(ctx context.Context, batchID string, files []File, manifest string) error {
+	body, err := awsjson.Marshal(Manifest{BatchID: batchID, CreatedAt: time.Now().UTC(), Files: files})
+	if err != nil {
+		return fmt.Errorf("marshal manifest: %w", err)
+	}
+	ctx, span := tracing.Start(ctx, "manifest", "", trace.SpanKindInternal)
+	_, err = b.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(b.cfg.DataBucket), Key: aws.String(manifestKey(batchID)),
+		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
+	})
+	tracing.End(span, err)
+	if err != nil {
+		return fmt.Errorf("write manifest %s: %w", manifest, err)
+	}
+	return nil
+}
+
+// startJobRun makes one StartJobRun request for the manifest, bounded by Lease/4.
+func (b *Batcher) startJobRun(ctx context.Context, fileCount int, manifest string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Lease/4)
+	defer cancel()
+	out, err := b.glue.StartJobRun(ctx, &glue.StartJobRunInput{
+		JobName:   aws.String(b.cfg.GlueJob),
+		Arguments: map[string]string{"--manifest": manifest, "--file_count": strconv.Itoa(fileCount)},
+	}, func(o *glue.Options) {
+		// One attempt a call: the SDK would retry a request whose reply was
+		// lost after Glue acted, starting the run twice (or answering
+		// ConcurrentRunsExceeded for its own run). start's loop retries, and
+		// asks Glue first.
+		o.RetryMaxAttempts = 1
+	})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.JobRunId), nil
+}
+
+// startRetry decides whether a refused start is tried again, and after how long.
+type startRetry struct {
+	deadline time.Time // StartTimeout: the end of retries other than a busy Glue
+	busyFor  int       // attempts refused for concurrent runs in a row
+}
+
+// next is the wait before the attempt after one that failed with err (known not
+// to have started a run); ok is false when err ends the start.
+func (r *startRetry) next(attempt int, err error) (delay time.Duration, ok bool) {
+	switch {
+	case concurrentRunsExceeded(err):
+		r.busyFor++
+		return consumer.Backoff(r.busyFor, time.Second, time.Minute), true
+	case (retryableStart(err) || !answered(err)) && time.Now().Before(r.deadline): // a reset, a timeout: Glue did not refuse
+		r.busyFor = 0
+		return consumer.Backoff(attempt, 500*time.Millisecond, 30*time.Second), true
+	default:
+		return 0, false
+	}
+}
+
+// countRetry counts and logs a start about to be retried after delay; busyFor is
+// how many attempts in a row Glue refused for its concurrent runs.
+func (b *Batcher) countRetry(batchID string, busyFor int, delay time.Duration, err error) {
+	if busyFor > 0 {
+		b.metrics.glueBusy.Inc()
+	}
+	b.metrics.startRetries.Inc()
+	switch {
+	case busyFor > 1: // one line per wait, not one a minute for hours
+		b.log.Debug("glue still at its concurrent runs; waiting", zap.String("batch_id", batchID), zap.Int("attempt", busyFor), zap.Duration("backoff", delay))
+	case busyFor == 1:
+		b.log.Info("glue job at its concurrent runs; holding the batch until a run ends", zap.String("batch_id", batchID))
+	default:
+		b.log.Warn("glue refused the run; retrying while holding the batch", zap.String("batch_id", batchID), zap.Error(err), zap.Duration("backoff", delay))
 	}
 }
 

@@ -246,27 +246,38 @@ func (c *claimer) claim(ctx context.Context, batchID string, f File) (claimResul
 			return claimed, nil
 		}
 		unseen = nil // it names another batch: no write of ours holds
-		state, err := c.state(ctx, cur.BatchID)
-		if err != nil {
-			return 0, err
-		}
-		switch state {
-		case stateCommitted:
-			c.metrics.claims.WithLabelValues("duplicate").Inc()
-			return duplicate, nil
-		case stateOpen:
-			c.metrics.claims.WithLabelValues("busy").Inc()
-			return busy, nil
+		res, takeOver, err := c.othersClaim(ctx, batchID, f, cur.BatchID)
+		if !takeOver {
+			return res, err
 		}
 		write, ifMatch = true, etag // abandoned: take it over, one taker wins
-		if cur.BatchID != "" {
-			c.log.Debug("taking over the claim of an abandoned batch", zap.String("batch_id", batchID), zap.String("from_batch_id", cur.BatchID), zap.String("key", f.Key))
-		}
 	}
 	if unseen == nil && readErr == nil {
 		return 0, fmt.Errorf("claim s3://%s/%s: still contended after %d tries", f.Bucket, f.Key, maxTries)
 	}
 	return 0, c.claimErr(f, unseen, readErr)
+}
+
+// othersClaim judges f's claim by other, the batch it names, from that batch's
+// lease: its files are run (duplicate), it may still start (busy), or it is
+// abandoned and takeOver is true.
+func (c *claimer) othersClaim(ctx context.Context, batchID string, f File, other string) (res claimResult, takeOver bool, err error) {
+	state, err := c.state(ctx, other)
+	if err != nil {
+		return 0, false, err
+	}
+	switch state {
+	case stateCommitted:
+		c.metrics.claims.WithLabelValues("duplicate").Inc()
+		return duplicate, false, nil
+	case stateOpen:
+		c.metrics.claims.WithLabelValues("busy").Inc()
+		return busy, false, nil
+	}
+	if other != "" {
+		c.log.Debug("taking over the claim of an abandoned batch", zap.String("batch_id", batchID), zap.String("from_batch_id", other), zap.String("key", f.Key))
+	}
+	return 0, true, nil
 }
 
 // claimErr is the error of a claim given up; in doubt if a write may have landed.
@@ -332,22 +343,7 @@ func (c *claimer) state(ctx context.Context, batchID string) (string, error) {
 			return c.decide(batchID, stateAbandoned), nil
 		}
 		if rec.State == stateAbandoned {
-			// Its owner abandons only what surely did not start, but an older
-			// version did not ask Glue first: a run may name it all the same.
-			started, err := c.runStarted(ctx, rec)
-			if err != nil {
-				return "", err
-			}
-			if !started {
-				return c.decide(batchID, stateAbandoned), nil
-			}
-			next := rec
-			next.State, next.RenewedAt, next.Owner = stateCommitted, time.Now().UTC(), ""
-			if _, err := c.put(ctx, leaseKey(batchID), next, etag); err != nil && !s3record.PreconditionFailed(err) && !s3record.Conflict(err) {
-				return "", fmt.Errorf("record the run of abandoned batch %s: %w", batchID, err)
-			}
-			c.log.Warn("an abandoned batch's run started after all; its files count as run", zap.String("batch_id", batchID))
-			return c.decide(batchID, stateCommitted), nil
+			return c.recheckAbandoned(ctx, batchID, rec, etag)
 		}
 		if rec.State != stateOpen {
 			return c.decide(batchID, rec.State), nil
@@ -375,6 +371,26 @@ func (c *claimer) state(ctx context.Context, batchID string) (string, error) {
 		lastErr = err
 	}
 	return "", fmt.Errorf("lease of batch %s: still undecided after %d tries: %w", batchID, maxTries, lastErr)
+}
+
+// recheckAbandoned decides the lease rec (version etag) that its owner marked
+// abandoned. Its owner abandons only what surely did not start, but an older
+// version did not ask Glue first: a run may name it all the same.
+func (c *claimer) recheckAbandoned(ctx context.Context, batchID string, rec leaseRecord, etag string) (string, error) {
+	started, err := c.runStarted(ctx, rec)
+	if err != nil {
+		return "", err
+	}
+	if !started {
+		return c.decide(batchID, stateAbandoned), nil
+	}
+	next := rec
+	next.State, next.RenewedAt, next.Owner = stateCommitted, time.Now().UTC(), ""
+	if _, err := c.put(ctx, leaseKey(batchID), next, etag); err != nil && !s3record.PreconditionFailed(err) && !s3record.Conflict(err) {
+		return "", fmt.Errorf("record the run of abandoned batch %s: %w", batchID, err)
+	}
+	c.log.Warn("an abandoned batch's run started after all; its files count as run", zap.String("batch_id", batchID))
+	return c.decide(batchID, stateCommitted), nil
 }
 
 // stale reports whether an open lease's owner is gone at now: its deadline passed

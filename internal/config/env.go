@@ -86,19 +86,7 @@ func setField(field reflect.Value, value string) error {
 	case reflect.String:
 		field.SetString(value)
 	case reflect.Int, reflect.Int64:
-		if field.Type() == reflect.TypeFor[time.Duration]() {
-			d, err := time.ParseDuration(value)
-			if err != nil {
-				return err
-			}
-			field.SetInt(int64(d))
-			return nil
-		}
-		n, err := strconv.ParseInt(value, 0, field.Type().Bits())
-		if err != nil {
-			return err
-		}
-		field.SetInt(n)
+		return setInt(field, value)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(value)
 		if err != nil {
@@ -112,19 +100,45 @@ func setField(field reflect.Value, value string) error {
 		}
 		field.SetFloat(x)
 	case reflect.Slice:
-		sl := reflect.MakeSlice(field.Type(), 0, 0)
-		if strings.TrimSpace(value) != "" {
-			parts := strings.Split(value, ",")
-			sl = reflect.MakeSlice(field.Type(), len(parts), len(parts))
-			for i, p := range parts {
-				if err := setField(sl.Index(i), p); err != nil {
-					return err
-				}
-			}
-		}
-		field.Set(sl)
+		return setSlice(field, value)
 	default:
 		panic("config: field kind " + field.Kind().String() + " is not read; add it to setField")
 	}
+	return nil
+}
+
+// setInt parses value into an integer field: a time.Duration as "1m30s", other
+// integers in Go's syntax (0x, 0o, 0b prefixes) within the field's size.
+func setInt(field reflect.Value, value string) error {
+	if field.Type() == reflect.TypeFor[time.Duration]() {
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return err
+		}
+		field.SetInt(int64(d))
+		return nil
+	}
+	n, err := strconv.ParseInt(value, 0, field.Type().Bits())
+	if err != nil {
+		return err
+	}
+	field.SetInt(n)
+	return nil
+}
+
+// setSlice parses a comma-separated list into a slice field, each element as
+// setField would; a blank value is an empty slice.
+func setSlice(field reflect.Value, value string) error {
+	sl := reflect.MakeSlice(field.Type(), 0, 0)
+	if strings.TrimSpace(value) != "" {
+		parts := strings.Split(value, ",")
+		sl = reflect.MakeSlice(field.Type(), len(parts), len(parts))
+		for i, p := range parts {
+			if err := setField(sl.Index(i), p); err != nil {
+				return err
+			}
+		}
+	}
+	field.Set(sl)
 	return nil
 }

@@ -59,41 +59,57 @@ func timeline(events []sfntypes.HistoryEvent, stack Stack) []step {
 			continue
 		}
 		stepOf[e.Id] = i
-		st := &steps[i]
-		switch {
-		case e.TaskScheduledEventDetails != nil:
-			st.Attempts++
-			if strings.Contains(aws.ToString(e.TaskScheduledEventDetails.Resource), "waitForTaskToken") {
-				st.DetailType = detailType(aws.ToString(e.TaskScheduledEventDetails.Parameters))
-				st.Jobs = stack.queuesFor(st.DetailType)
-			}
-		case e.TaskSucceededEventDetails != nil:
-			st.Outcome = "Succeeded"
-			out := aws.ToString(e.TaskSucceededEventDetails.Output)
-			st.Output, st.ClaimCheck = shown(out), claimCheck(out, stack.DataBucket)
-		case e.TaskFailedEventDetails != nil:
-			st.Outcome, st.Error, st.Cause = "Failed", aws.ToString(e.TaskFailedEventDetails.Error), shown(aws.ToString(e.TaskFailedEventDetails.Cause))
-		case e.TaskTimedOutEventDetails != nil:
-			st.Outcome, st.Error, st.Cause = "TimedOut", aws.ToString(e.TaskTimedOutEventDetails.Error), shown(aws.ToString(e.TaskTimedOutEventDetails.Cause))
-		case e.TaskSubmitFailedEventDetails != nil:
-			st.Outcome, st.Error, st.Cause = "Failed", aws.ToString(e.TaskSubmitFailedEventDetails.Error), shown(aws.ToString(e.TaskSubmitFailedEventDetails.Cause))
-		case e.TaskStartFailedEventDetails != nil:
-			st.Outcome, st.Error, st.Cause = "Failed", aws.ToString(e.TaskStartFailedEventDetails.Error), shown(aws.ToString(e.TaskStartFailedEventDetails.Cause))
-		case e.MapRunFailedEventDetails != nil:
-			st.Outcome, st.Error, st.Cause = "Failed", aws.ToString(e.MapRunFailedEventDetails.Error), shown(aws.ToString(e.MapRunFailedEventDetails.Cause))
-		case e.StateExitedEventDetails != nil:
-			st.Exited = at
-			st.Duration = at.Sub(st.Entered)
-			if st.Outcome == "" {
-				st.Outcome = "Succeeded"
-			}
-			if st.Output == "" {
-				out := aws.ToString(e.StateExitedEventDetails.Output)
-				st.Output = shown(out)
-			}
-		}
+		steps[i].record(e, at, stack)
 	}
 	return steps
+}
+
+// record adds to the step what e, one of its events that happened at at, tells.
+func (st *step) record(e sfntypes.HistoryEvent, at time.Time, stack Stack) {
+	if outcome, code, cause, ok := failure(e); ok {
+		st.Outcome, st.Error, st.Cause = outcome, aws.ToString(code), shown(aws.ToString(cause))
+		return
+	}
+	switch {
+	case e.TaskScheduledEventDetails != nil:
+		st.Attempts++
+		if strings.Contains(aws.ToString(e.TaskScheduledEventDetails.Resource), "waitForTaskToken") {
+			st.DetailType = detailType(aws.ToString(e.TaskScheduledEventDetails.Parameters))
+			st.Jobs = stack.queuesFor(st.DetailType)
+		}
+	case e.TaskSucceededEventDetails != nil:
+		st.Outcome = "Succeeded"
+		out := aws.ToString(e.TaskSucceededEventDetails.Output)
+		st.Output, st.ClaimCheck = shown(out), claimCheck(out, stack.DataBucket)
+	case e.StateExitedEventDetails != nil:
+		st.Exited = at
+		st.Duration = at.Sub(st.Entered)
+		if st.Outcome == "" {
+			st.Outcome = "Succeeded"
+		}
+		if st.Output == "" {
+			out := aws.ToString(e.StateExitedEventDetails.Output)
+			st.Output = shown(out)
+		}
+	}
+}
+
+// failure reads the events that end a step in failure: its outcome, error and
+// cause; ok is false for any other event.
+func failure(e sfntypes.HistoryEvent) (outcome string, code, cause *string, ok bool) {
+	switch {
+	case e.TaskFailedEventDetails != nil:
+		return "Failed", e.TaskFailedEventDetails.Error, e.TaskFailedEventDetails.Cause, true
+	case e.TaskTimedOutEventDetails != nil:
+		return "TimedOut", e.TaskTimedOutEventDetails.Error, e.TaskTimedOutEventDetails.Cause, true
+	case e.TaskSubmitFailedEventDetails != nil:
+		return "Failed", e.TaskSubmitFailedEventDetails.Error, e.TaskSubmitFailedEventDetails.Cause, true
+	case e.TaskStartFailedEventDetails != nil:
+		return "Failed", e.TaskStartFailedEventDetails.Error, e.TaskStartFailedEventDetails.Cause, true
+	case e.MapRunFailedEventDetails != nil:
+		return "Failed", e.MapRunFailedEventDetails.Error, e.MapRunFailedEventDetails.Cause, true
+	}
+	return "", nil, nil, false
 }
 
 // detailType reads the DetailType of a putEvents step's parameters.

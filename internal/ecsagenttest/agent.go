@@ -130,55 +130,72 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p := a.protectionOf(task, arn)
 		a.mu.Unlock()
 		answer(w, http.StatusOK, map[string]any{"protection": p})
-		return
 	case http.MethodPut:
+		a.update(w, r, task, arn)
 	default:
 		w.Header().Set("Allow", "GET, PUT")
 		a.refuse(w, http.StatusMethodNotAllowed, apiError{Arn: arn, Code: "InvalidRequest", Message: "method not allowed"})
-		return
 	}
-	var req request
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-	if err := dec.Decode(&req); err != nil {
-		a.refuse(w, http.StatusBadRequest, apiError{Arn: arn, Code: "InvalidRequest", Message: "Invalid request: failed to decode request: " + err.Error()})
-		return
-	}
-	if req.ProtectionEnabled == nil {
-		a.refuse(w, http.StatusBadRequest, apiError{Arn: arn, Code: "InvalidRequest", Message: "Invalid request: does not contain 'ProtectionEnabled' field"})
-		return
-	}
-	minutes := defaultMinutes
-	if req.ExpiresInMinutes != nil {
-		minutes = *req.ExpiresInMinutes
-	}
-	if minutes < 1 || minutes > 2880 {
-		a.refuse(w, http.StatusBadRequest, apiError{Arn: arn, Code: "InvalidParameterException", Message: fmt.Sprintf("expiresInMinutes must be between 1 and 2880, got %d", minutes)})
-		return
-	}
+}
 
+// update serves a PUT: a request the agent refuses as bad is refused first, then
+// the next fault is answered if one is set, else the protection is changed.
+func (a *Agent) update(w http.ResponseWriter, r *http.Request, task, arn string) {
+	enabled, minutes, bad := decodeRequest(w, r, arn)
+	if bad != nil {
+		a.refuse(w, http.StatusBadRequest, *bad)
+		return
+	}
 	a.mu.Lock()
 	if len(a.faults) > 0 {
 		f := a.faults[0]
 		a.faults = a.faults[1:]
 		a.refused++
 		a.mu.Unlock()
-		if f == FaultFailure {
-			answer(w, http.StatusOK, map[string]any{"failure": failure{Arn: arn, Reason: "TASK_NOT_VALID"}})
-		} else {
-			answer(w, http.StatusInternalServerError, map[string]any{"error": apiError{Arn: arn, Code: "ServerException", Message: "stand-in fault"}})
-		}
+		answerFault(w, f, arn)
 		return
 	}
 	now := a.now()
-	if *req.ProtectionEnabled {
+	if enabled {
 		a.until[task] = now.Add(time.Duration(minutes) * time.Minute)
 	} else {
 		delete(a.until, task)
 	}
-	a.updates = append(a.updates, Update{Task: task, At: now, Enabled: *req.ProtectionEnabled, Minutes: minutes})
+	a.updates = append(a.updates, Update{Task: task, At: now, Enabled: enabled, Minutes: minutes})
 	p := a.protectionOf(task, arn)
 	a.mu.Unlock()
 	answer(w, http.StatusOK, map[string]any{"protection": p})
+}
+
+// decodeRequest reads a PUT's body as the agent does: ProtectionEnabled is
+// required, ExpiresInMinutes defaults to defaultMinutes and lies in 1..2880. bad
+// is the error the agent answers (400) for a request it refuses.
+func decodeRequest(w http.ResponseWriter, r *http.Request, arn string) (enabled bool, minutes int, bad *apiError) {
+	var req request
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	if err := dec.Decode(&req); err != nil {
+		return false, 0, &apiError{Arn: arn, Code: "InvalidRequest", Message: "Invalid request: failed to decode request: " + err.Error()}
+	}
+	if req.ProtectionEnabled == nil {
+		return false, 0, &apiError{Arn: arn, Code: "InvalidRequest", Message: "Invalid request: does not contain 'ProtectionEnabled' field"}
+	}
+	minutes = defaultMinutes
+	if req.ExpiresInMinutes != nil {
+		minutes = *req.ExpiresInMinutes
+	}
+	if minutes < 1 || minutes > 2880 {
+		return false, 0, &apiError{Arn: arn, Code: "InvalidParameterException", Message: fmt.Sprintf("expiresInMinutes must be between 1 and 2880, got %d", minutes)}
+	}
+	return *req.ProtectionEnabled, minutes, nil
+}
+
+// answerFault answers a PUT with the fault f instead of acting on it.
+func answerFault(w http.ResponseWriter, f Fault, arn string) {
+	if f == FaultFailure {
+		answer(w, http.StatusOK, map[string]any{"failure": failure{Arn: arn, Reason: "TASK_NOT_VALID"}})
+		return
+	}
+	answer(w, http.StatusInternalServerError, map[string]any{"error": apiError{Arn: arn, Code: "ServerException", Message: "stand-in fault"}})
 }
 
 // protectionOf is the protection object of task; a.mu is held.

@@ -204,42 +204,15 @@ func (j *Job) do(ctx context.Context, t *jobs.Task, req *http.Request) (any, str
 	target := redact(j.cfg.URL)
 	resp, err := j.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, "error", fmt.Errorf("post to %s: %w", target, ctx.Err())
-		}
-		return nil, "error", fmt.Errorf("post to %s: %w", target, redactErr(err))
+		return nil, "error", fmt.Errorf("post to %s: %w", target, exchangeErr(ctx, err))
 	}
 	defer resp.Body.Close()
-	if cp := resp.Header.Get(CheckpointHeader); j.cfg.Checkpoint && cp != "" {
-		if err := t.SaveCheckpoint(ctx, []byte(cp)); err != nil {
-			// The answer stands; a checkpoint lost only costs the next try its head start.
-			j.log.Warn("checkpoint of the response not stored", zap.String("message_id", t.MessageID), zap.Error(err))
-		}
-	}
+	j.keepCheckpoint(ctx, t, resp.Header)
 	code := resp.StatusCode
 	class := strconv.Itoa(code/100) + "xx"
 	switch {
 	case code >= 200 && code < 300:
-		b, err := io.ReadAll(io.LimitReader(resp.Body, int64(j.cfg.MaxResponse)+1))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, "error", fmt.Errorf("read answer of %s: %w", target, ctx.Err())
-			}
-			return nil, "error", fmt.Errorf("read answer of %s: %w", target, redactErr(err))
-		}
-		if len(b) > j.cfg.MaxResponse {
-			return nil, class, jobs.Permanent("ResponseTooLarge", fmt.Errorf("%s answered more than %d bytes", target, j.cfg.MaxResponse))
-		}
-		b = bytes.TrimSpace(b)
-		if len(b) == 0 {
-			return json.RawMessage(`{}`), class, nil
-		}
-		if !json.Valid(b) {
-			var v any
-			err := json.Unmarshal(b, &v)
-			return nil, class, jobs.Permanent("InvalidOutput", fmt.Errorf("%s answered %d with a body that is not JSON (%d bytes): %w", target, code, len(b), err))
-		}
-		return json.RawMessage(b), class, nil
+		return j.output(ctx, target, resp, class)
 	case code >= 300 && code < 400:
 		where := ""
 		if loc := resp.Header.Get("Location"); loc != "" {
@@ -256,6 +229,49 @@ func (j *Job) do(ctx context.Context, t *jobs.Task, req *http.Request) (any, str
 	default: // 1xx that the client did not consume
 		return nil, "error", fmt.Errorf("%s answered %d", target, code)
 	}
+}
+
+// keepCheckpoint stores the checkpoint a response carries, when the job keeps them.
+func (j *Job) keepCheckpoint(ctx context.Context, t *jobs.Task, h http.Header) {
+	cp := h.Get(CheckpointHeader)
+	if !j.cfg.Checkpoint || cp == "" {
+		return
+	}
+	if err := t.SaveCheckpoint(ctx, []byte(cp)); err != nil {
+		// The answer stands; a checkpoint lost only costs the next try its head start.
+		j.log.Warn("checkpoint of the response not stored", zap.String("message_id", t.MessageID), zap.Error(err))
+	}
+}
+
+// output reads a 2xx answer as the task's output: JSON of at most MaxResponse
+// bytes, an empty body being {}.
+func (j *Job) output(ctx context.Context, target string, resp *http.Response, class string) (any, string, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(j.cfg.MaxResponse)+1))
+	if err != nil {
+		return nil, "error", fmt.Errorf("read answer of %s: %w", target, exchangeErr(ctx, err))
+	}
+	if len(b) > j.cfg.MaxResponse {
+		return nil, class, jobs.Permanent("ResponseTooLarge", fmt.Errorf("%s answered more than %d bytes", target, j.cfg.MaxResponse))
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return json.RawMessage(`{}`), class, nil
+	}
+	if !json.Valid(b) {
+		var v any
+		err := json.Unmarshal(b, &v)
+		return nil, class, jobs.Permanent("InvalidOutput", fmt.Errorf("%s answered %d with a body that is not JSON (%d bytes): %w", target, resp.StatusCode, len(b), err))
+	}
+	return json.RawMessage(b), class, nil
+}
+
+// exchangeErr is the cause of a failed request or read: the job context's error
+// when it ended (a stop, the job's deadline), else err without the URL it quotes.
+func exchangeErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return redactErr(err)
 }
 
 // excerpt is the start of an error body, valid UTF-8, for a failure cause.

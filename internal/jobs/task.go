@@ -276,24 +276,45 @@ func (e *tokenRefused) Unwrap() error        { return e.err }
 // must make a safe S3 prefix: not empty, no slash or backslash, no control
 // character, not "." or "..", and not one of the worker's own folders.
 func ExecutionName(arn string) (string, error) {
-	parts := strings.Split(arn, ":")
-	if len(parts) < 8 || parts[0] != "arn" || parts[2] != "states" || (parts[5] != "execution" && parts[5] != "express") {
+	name, ok := executionARNName(arn)
+	if !ok {
 		return "", invalidf("not an execution ARN: %q", arn)
 	}
-	name := parts[7]
-	switch {
-	case name == "" || name == "." || name == ".." || len(name) > 128:
-		return "", invalidf("execution name %q cannot be a key prefix", name)
-	case strings.ContainsAny(name, "/\\"):
-		return "", invalidf("execution name %q has a slash", name)
-	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }) >= 0:
-		return "", invalidf("execution name %q has a control character", name)
-	case slices.Contains(deploy.ReservedFolders(), name):
-		// It would write among the batcher's or the callbacks' records, and fall
-		// under their lifecycle rules (deploy/data-bucket.json).
-		return "", invalidf("execution name %q is one of the worker's own folders", name)
+	if err := checkPrefixName(name); err != nil {
+		return "", err
 	}
 	return name, nil
 }
+
+// executionARNName is the name part of a standard or express execution ARN; ok
+// is false when arn is not one.
+func executionARNName(arn string) (name string, ok bool) {
+	parts := strings.Split(arn, ":")
+	if len(parts) < 8 || parts[0] != "arn" || parts[2] != "states" || (parts[5] != "execution" && parts[5] != "express") {
+		return "", false
+	}
+	return parts[7], true
+}
+
+// checkPrefixName tells why an execution name cannot be an S3 key prefix of its
+// own (nil when it can).
+func checkPrefixName(name string) error {
+	switch {
+	case name == "" || name == "." || name == ".." || len(name) > 128:
+		return invalidf("execution name %q cannot be a key prefix", name)
+	case strings.ContainsAny(name, "/\\"):
+		return invalidf("execution name %q has a slash", name)
+	case strings.IndexFunc(name, isControl) >= 0:
+		return invalidf("execution name %q has a control character", name)
+	case slices.Contains(deploy.ReservedFolders(), name):
+		// It would write among the batcher's or the callbacks' records, and fall
+		// under their lifecycle rules (deploy/data-bucket.json).
+		return invalidf("execution name %q is one of the worker's own folders", name)
+	}
+	return nil
+}
+
+// isControl: a C0 or C1 control character, or DEL.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 var errNoToken = errors.New("missing TaskToken")

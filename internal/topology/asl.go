@@ -122,59 +122,80 @@ var entryFields = []string{"Detail", "DetailType", "EventBusName", "Resources", 
 // bus), no other field is taken, a source may not start with "aws.", and a call
 // takes 1 to 10 entries. Computed values ("Source.$", JSONata "{% %}") pass.
 func entryProblems(state string, params json.RawMessage, entries []map[string]any) []string {
-	var problems []string
-	add := func(format string, args ...any) {
-		problems = append(problems, fmt.Sprintf("step %s: ", state)+fmt.Sprintf(format, args...))
+	p := &problemList{prefix: fmt.Sprintf("step %s: ", state)}
+	if !literalEntries(params, p) {
+		return p.list
 	}
+	if len(entries) == 0 || len(entries) > 10 {
+		p.add("has %d entries; PutEvents takes 1 to 10", len(entries))
+	}
+	for i, e := range entries {
+		checkEntry(fmt.Sprintf("entry %d", i+1), e, p)
+	}
+	return p.list
+}
+
+// problemList collects the problems of one step, each prefixed with its name.
+type problemList struct {
+	prefix string
+	list   []string
+}
+
+func (p *problemList) add(format string, args ...any) {
+	p.list = append(p.list, p.prefix+fmt.Sprintf(format, args...))
+}
+
+// literalEntries reports whether params hold a literal list of entries to check.
+// When they do not, either the entries are computed ("Entries.$", a JSONata
+// expression) and pass, or a problem is added to p.
+func literalEntries(params json.RawMessage, p *problemList) bool {
 	var top map[string]json.RawMessage
 	if json.Unmarshal(params, &top) != nil || top == nil {
-		add("has no Parameters (or Arguments) with Entries")
-		return problems
+		p.add("has no Parameters (or Arguments) with Entries")
+		return false
 	}
 	if _, computed := top["Entries.$"]; computed {
-		return nil
+		return false
 	}
 	raw, ok := top["Entries"]
 	if !ok {
-		add("has no Entries")
-		return problems
+		p.add("has no Entries")
+		return false
 	}
 	if json.Unmarshal(raw, new([]map[string]any)) != nil {
 		if s := strings.TrimSpace(string(raw)); strings.HasPrefix(s, `"{%`) {
-			return nil // a JSONata expression
+			return false // a JSONata expression
 		}
-		add("Entries must be a list of objects")
-		return problems
+		p.add("Entries must be a list of objects")
+		return false
 	}
-	if len(entries) == 0 || len(entries) > 10 {
-		add("has %d entries; PutEvents takes 1 to 10", len(entries))
-	}
-	for i, e := range entries {
-		where := fmt.Sprintf("entry %d", i+1)
-		for _, k := range slices.Sorted(maps.Keys(e)) {
-			if !slices.Contains(entryFields, strings.TrimSuffix(k, ".$")) {
-				add("%s has %q, which PutEvents does not take (fields: %s)", where, k, strings.Join(entryFields, ", "))
-			}
-		}
-		for _, required := range []string{"Source", "DetailType", "Detail"} {
-			_, plain := e[required]
-			_, path := e[required+".$"]
-			if !plain && !path {
-				add("%s has no %s: PutEvents refuses it (%s is a required argument)", where, required, required)
-			}
-		}
-		if v, ok := e["Source"].(string); ok && strings.HasPrefix(v, "aws.") {
-			add("%s: source %q starts with \"aws.\", which is reserved for AWS services", where, v)
-		}
-		for _, f := range []string{"Source", "DetailType"} {
-			if v, present := e[f]; present {
-				if s, ok := v.(string); !ok || s == "" {
-					add("%s: %s must be a non-empty string", where, f)
-				}
-			}
+	return true
+}
+
+// checkEntry adds to p what PutEvents would refuse in the entry e, named where.
+func checkEntry(where string, e map[string]any, p *problemList) {
+	for _, k := range slices.Sorted(maps.Keys(e)) {
+		if !slices.Contains(entryFields, strings.TrimSuffix(k, ".$")) {
+			p.add("%s has %q, which PutEvents does not take (fields: %s)", where, k, strings.Join(entryFields, ", "))
 		}
 	}
-	return problems
+	for _, required := range []string{"Source", "DetailType", "Detail"} {
+		_, plain := e[required]
+		_, path := e[required+".$"]
+		if !plain && !path {
+			p.add("%s has no %s: PutEvents refuses it (%s is a required argument)", where, required, required)
+		}
+	}
+	if v, ok := e["Source"].(string); ok && strings.HasPrefix(v, "aws.") {
+		p.add("%s: source %q starts with \"aws.\", which is reserved for AWS services", where, v)
+	}
+	for _, f := range []string{"Source", "DetailType"} {
+		if v, present := e[f]; present {
+			if s, ok := v.(string); !ok || s == "" {
+				p.add("%s: %s must be a non-empty string", where, f)
+			}
+		}
+	}
 }
 
 // Sources is what a rule of queue q accepts: nil for any source; otherwise the
