@@ -19,7 +19,7 @@ import (
 //	worker run          run the consumers until SIGTERM (default)
 //	worker bootstrap    create the stack on AWS_ENDPOINT_URL; --output json|text
 //	worker start        start an execution; --state-machine NAME (default cookies), --input JSON | --count N | --names a,b, --wait
-//	worker validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem
+//	worker validate     check the topology (WORKER_TOPOLOGY) and its ASL files; reports every problem; --stack: its queues' size too
 //	worker status       per queue its depth, in flight and DLQ depth; running executions; exit 1 if a DLQ is not empty
 //	worker dlq          dead letters: list, show, redrive, purge (worker dlq --help)
 //	worker console      web console of the stack: queues, executions, dead letters; --addr, --actions, --metrics
