@@ -46,7 +46,7 @@ test-console: emulator ## the web console (worker console) in headless Chromium 
 	go test -tags browser -race -count=1 -timeout 15m -run '^TestE2EConsole' ./cmd/worker
 
 .PHONY: test-stock-moto
-test-stock-moto: emulator ## the cookies, restart, trust and cancellation end-to-end cases on stock moto_server (no patches; ~5 min)
+test-stock-moto: emulator ## the cookies, restart, trust and cancellation end-to-end cases on stock moto_server (no patches; ~4 min)
 	TASKBRIDGE_TEST_MOTO=stock go test -race -count=1 -timeout 15m -run '$(STOCK_MOTO_TESTS)' ./cmd/worker
 
 .PHONY: test-unit
