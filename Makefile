@@ -34,9 +34,10 @@ prometheus: ## install Prometheus and promtool (Debian package) for the observab
 test: emulator prometheus ## unit and integration tests with -race against a real moto server and Prometheus
 	scripts/test.sh
 
-# The cookies, restart and trust cases on stock moto_server, as users and the compose
-# file run it (the other tests use tools/moto/server.py, moto with its races fixed).
-STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2ECheckpointsResumeAfterAKill|TestE2EShortShutdownRestartStrandsNoExecution)$$
+# The cookies, restart, trust and cancellation cases on stock moto_server, as users
+# and the compose file run it (the other tests use tools/moto/server.py, moto with
+# some of its races fixed).
+STOCK_MOTO_TESTS := ^(TestE2ECookiesFiftyPeople|TestE2EAwkwardNamesStayUnderThePrefix|TestE2ETenExecutionsAtOnce|TestE2ESigkillMidExecutionThenRestart|TestE2ESigtermWithJobsInFlightExitsZeroAndLosesNothing|TestE2ERestartStrandsNoMessage|TestE2EStopFitsTheShutdownTimeoutWhenAWSIsSlow|TestE2EHostileProducerCannotRewriteAnotherExecution|TestE2ECheckpointsResumeAfterAKill|TestE2EShortShutdownRestartStrandsNoExecution|TestE2EStoppedExecutionsCancelTheirJobs)$$
 
 .PHONY: test-console
 test-console: emulator ## the web console (worker console) in headless Chromium against moto: stack, a timeline, a dead letter redriven; installs Debian's chromium when missing; screenshots in .artifacts/console/
@@ -45,7 +46,7 @@ test-console: emulator ## the web console (worker console) in headless Chromium 
 	go test -tags browser -race -count=1 -timeout 15m -run '^TestE2EConsole' ./cmd/worker
 
 .PHONY: test-stock-moto
-test-stock-moto: emulator ## the cookies, restart and trust end-to-end cases on stock moto_server (no patches; ~3 min)
+test-stock-moto: emulator ## the cookies, restart, trust and cancellation end-to-end cases on stock moto_server (no patches; ~4 min)
 	TASKBRIDGE_TEST_MOTO=stock go test -race -count=1 -timeout 15m -run '$(STOCK_MOTO_TESTS)' ./cmd/worker
 
 .PHONY: test-unit

@@ -8,8 +8,8 @@
 //
 // TASKBRIDGE_TEST_MOTO=stock starts the stock moto_server instead of
 // tools/moto/server.py (moto with its heartbeat and receive races fixed), as users
-// and the compose file run it: make test-stock-moto runs the cookies, restart and
-// trust cases on it (all of them pass there: none needs the fixes).
+// and the compose file run it: make test-stock-moto runs the cookies, restart, trust
+// and cancellation cases on it (all of them pass there: none needs the fixes).
 //
 // TASKBRIDGE_TEST_EMULATOR names the kind of that emulator: moto (the default) or
 // localstack. LocalStack is never started here (scripts/localstack.sh does it, for
