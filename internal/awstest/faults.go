@@ -2,6 +2,7 @@ package awstest
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,7 +99,14 @@ func (f *Faults) Calls(op string) int {
 	return f.calls[op]
 }
 
-// Hits is how many requests of op a fault acted on.
+func (f *Faults) hit(op string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits[op]++
+}
+
+// Hits is how many requests of op a fault acted on, counted once the emulator has
+// answered them: a test that waits for a hit knows the emulator acted.
 func (f *Faults) Hits(op string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -114,7 +122,13 @@ func (f *Faults) serve(w http.ResponseWriter, r *http.Request) {
 	op := opOf(r, body)
 	fault := f.take(op, r, body)
 
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, f.upstreamURL(r), bytes.NewReader(body))
+	upstreamCtx := r.Context()
+	if fault != nil {
+		// A fault acts after the emulator acted: a client that gives up meanwhile
+		// (a stop cutting its call) does not take the request back.
+		upstreamCtx = context.WithoutCancel(upstreamCtx)
+	}
+	out, err := http.NewRequestWithContext(upstreamCtx, r.Method, f.upstreamURL(r), bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -133,6 +147,9 @@ func (f *Faults) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
+	}
+	if fault != nil {
+		f.hit(op)
 	}
 
 	if fault != nil && fault.Delay > 0 {
@@ -171,7 +188,6 @@ func (f *Faults) take(op string, r *http.Request, body []byte) *Fault {
 			continue
 		}
 		fl.acted++
-		f.hits[op]++
 		c := *fl
 		return &c
 	}
