@@ -86,7 +86,6 @@ type Router struct {
 	// always name Handle, and finding it is a stack walk per message.
 	lineLog *zap.Logger
 	metrics *Metrics
-	nowFunc func() time.Time
 }
 
 // NewRouter checks that every route names a known job. pub may be nil when no job
@@ -112,7 +111,7 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 		return nil, err
 	}
 	log = log.With(zap.String("component", "jobs"))
-	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m, nowFunc: time.Now,
+	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false)), metrics: m,
 		env: &taskEnv{publish: pub, beats: hb, checkpoints: cfg.Checkpoints}}, nil
 }
 
@@ -138,7 +137,10 @@ func (o *outcome) withoutToken(token string) {
 
 // Handle implements consumer.Handler.
 func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
-	began := r.nowFunc()
+	began := m.Started // the Poller's clock read (see consumer.Message.Started)
+	if began.IsZero() {
+		began = time.Now()
+	}
 	route := r.cfg.Routes[m.Queue]
 	job := r.jobs[route.Job]
 	jobName := route.Job
@@ -159,7 +161,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 		r.clearCheckpoint(ctx, m, t)
 	}
 	out.withoutToken(t.Token)
-	took := r.nowFunc().Sub(began)
+	took := time.Since(began)
 	series.outcome(out.name).Inc()
 	tracing.Observe(ctx, series.duration(), took.Seconds())
 	endMessageSpan(span, out)
