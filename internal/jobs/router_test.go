@@ -492,7 +492,8 @@ func TestReportedFailuresAreNoted(t *testing.T) {
 }
 
 // The router times a message from when the consumer started its handler
-// (consumer.Message.Started), without reading the clock for it again.
+// (consumer.Message.Started), without reading the clock for it again, and dates
+// its line with the clock read that ended it.
 func TestDurationCountsFromTheHandlersStart(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -507,6 +508,7 @@ func TestDurationCountsFromTheHandlersStart(t *testing.T) {
 		lines := logs.FilterMessage("message handled").All()
 		require.Len(t, lines, 1)
 		require.Equal(t, 3*time.Second, lines[0].ContextMap()["duration"])
+		require.True(t, lines[0].Time.Equal(time.Now()), "the line is dated when it is written: %v", lines[0].Time)
 		require.Equal(t, 1, testutil.CollectAndCount(m.duration, "worker_job_duration_seconds"))
 	})
 }
