@@ -450,9 +450,9 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	defer p.release(1)
 	defer p.end(1)
 	m := p.message(f.msg)
-	// One clock read for the deadline, the handler's time and the handler's own
-	// (Message.Started): a read costs 0.1–0.3 µs on a virtual machine, and a message
-	// took seven.
+	// One time.Now for the deadline, the handler's time and the handler's own
+	// (Message.Started): a message of the worker's path called it five times, at
+	// 40–360 ns each on the benchmark machine (BENCHMARKS.md, issue 31).
 	m.Started = time.Now()
 	ctx, cancel := context.WithDeadline(jobCtx, m.Started.Add(p.cfg.HandlerTimeout))
 	defer cancel()
