@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Message is one SQS message as a Handler sees it. No receipt handle: only the
@@ -18,6 +19,10 @@ type Message struct {
 	// TraceHeader is the AWSTraceHeader system attribute (an X-Ray trace header, set
 	// by senders with X-Ray tracing on); "" when absent.
 	TraceHeader string
+	// Started is when the Poller started this message's handler (its deadline is
+	// Started + HandlerTimeout): a handler that times itself takes it rather than
+	// reading the clock again. Zero when the message did not come from a Poller.
+	Started time.Time
 }
 
 // LastAttempt reports whether this delivery is the last before the queue's redrive

@@ -450,7 +450,11 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	defer p.release(1)
 	defer p.end(1)
 	m := p.message(f.msg)
-	ctx, cancel := context.WithTimeout(jobCtx, p.cfg.HandlerTimeout)
+	// One time.Now for the deadline, the handler's time and the handler's own
+	// (Message.Started): a message of the worker's path called it five times, at
+	// 40–360 ns each on the benchmark machine (BENCHMARKS.md, issue 31).
+	m.Started = time.Now()
+	ctx, cancel := context.WithDeadline(jobCtx, m.Started.Add(p.cfg.HandlerTimeout))
 	defer cancel()
 	// Once started, the end of the drain cancels this handler; before, the phase
 	// tells (Run advances it to cancelled before the extender cancels).
@@ -459,14 +463,16 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 		return
 	}
 	if p.cfg.HandOver != nil {
-		if key := leaseKey(f.msg); key != "" && !p.claimContinuation(ctx, budget, f, &m, key) {
-			return
+		if key := leaseKey(f.msg); key != "" {
+			if !p.claimContinuation(ctx, budget, f, &m, key) {
+				return
+			}
+			m.Started = time.Now() // the claim's calls are not the handler's time
 		}
 	}
 	p.hot.inFlight.Inc()
-	began := time.Now()
 	err := p.call(ctx, m)
-	took := time.Since(began)
+	took := time.Since(m.Started)
 	p.hot.inFlight.Dec()
 	p.hot.duration.Observe(took.Seconds())
 	p.observeHandlerTime(took)

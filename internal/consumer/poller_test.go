@@ -850,3 +850,24 @@ func TestSettleFateByPhase(t *testing.T) {
 		})
 	}
 }
+
+// A handler is told when it started (Message.Started, the Poller's one clock read),
+// and its deadline is that plus HandlerTimeout.
+func TestHandlerStartAndDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type seen struct{ started, now, deadline time.Time }
+		got := make(chan seen, 1)
+		b := setup(t, Config{HandlerTimeout: 7 * time.Second}, func(ctx context.Context, m Message) error {
+			deadline, _ := ctx.Deadline()
+			got <- seen{started: m.Started, now: time.Now(), deadline: deadline}
+			return nil
+		})
+		b.sqs.send("a")
+		s := <-got
+		synctest.Wait()
+		b.stop(t)
+		require.False(t, s.started.IsZero())
+		require.Equal(t, s.now, s.started, "fake time stands still while the handler runs")
+		require.Equal(t, s.started.Add(7*time.Second), s.deadline)
+	})
+}

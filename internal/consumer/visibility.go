@@ -147,7 +147,7 @@ func (e *extender) renew(ctx context.Context, batch []*inflight) {
 			continue // at SQS's cap: nothing more to ask (the hand-over failed until now)
 		}
 		entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{
-			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.receipt),
+			Id: &batchIDs[i], ReceiptHandle: &f.receipt, // f.receipt never changes
 			VisibilityTimeout: int32(asked[i] / time.Second),
 		})
 	}
@@ -243,8 +243,8 @@ func ChangeVisibility(ctx context.Context, client VisibilityAPI, queueURL string
 	for start := 0; start < len(receipts); start += maxBatch {
 		batch := receipts[start:min(start+maxBatch, len(receipts))]
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
-		for i, r := range batch {
-			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r), VisibilityTimeout: timeout}
+		for i := range batch {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: &batchIDs[i], ReceiptHandle: &batch[i], VisibilityTimeout: timeout}
 		}
 		out, err := client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
 		result := VisibilityBatch{Receipts: batch, Err: err}

@@ -494,3 +494,58 @@ func TestReportedFailuresAreNoted(t *testing.T) {
 		})
 	}
 }
+
+// The router times a message from when the consumer started its handler
+// (consumer.Message.Started), without reading the clock for it again, and dates
+// its line with the clock read that ended it.
+func TestDurationCountsFromTheHandlersStart(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		core, logs := observer.New(zap.InfoLevel)
+		m := NewMetrics(prometheus.NewRegistry())
+		noop := Job{Name: "noop", Mode: Observe, Run: func(context.Context, *Task) (any, error) { return nil, nil }}
+		r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "noop", DetailTypes: []string{"work"}}}},
+			[]Job{noop}, nil, nil, nil, zap.New(core), m)
+		require.NoError(t, err)
+		msg := consumer.Message{ID: "m", Queue: "q", Body: envelope("work", map[string]any{"n": 1}), ReceiveCount: 1, Started: time.Now().Add(-3 * time.Second)}
+		require.NoError(t, r.Handle(context.Background(), msg))
+		lines := logs.FilterMessage("message handled").All()
+		require.Len(t, lines, 1)
+		require.Equal(t, 3*time.Second, lines[0].ContextMap()["duration"])
+		require.True(t, lines[0].Time.Equal(time.Now()), "the line is dated when it is written: %v", lines[0].Time)
+		require.Equal(t, 1, testutil.CollectAndCount(m.duration, "worker_job_duration_seconds"))
+	})
+}
+
+// A job call whose goroutine was abandoned keeps its own hand-back: the calls after
+// it get their own results, and the abandoned one ends on its own.
+func TestCallsAfterAnAbandonedOneGetTheirOwnResults(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		m := NewMetrics(prometheus.NewRegistry())
+		echo := func(ctx context.Context, t *Task) (any, error) {
+			if t.MessageID == "stuck" {
+				<-release // ignores ctx
+				return "late", nil
+			}
+			return t.MessageID, nil
+		}
+		r, err := NewRouter(RouterConfig{Routes: map[string]Route{"q": {Job: "echo", DetailTypes: []string{"work"}}}},
+			[]Job{{Name: "echo", Mode: Observe, Run: echo}}, nil, nil, nil, zaptest.NewLogger(t), m)
+		require.NoError(t, err)
+		job := r.jobs["echo"]
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err = r.call(ctx, job, &Task{Queue: "q", MessageID: "stuck"})
+		require.ErrorContains(t, err, "still running")
+		for _, id := range []string{"a", "b", "c"} {
+			out, err := r.call(context.Background(), job, &Task{Queue: "q", MessageID: id})
+			require.NoError(t, err)
+			require.Equal(t, id, out)
+		}
+		close(release)
+		synctest.Wait()
+		require.Equal(t, 0.0, testutil.ToFloat64(m.lingering.WithLabelValues("echo")), "the abandoned goroutine ended")
+	})
+}
