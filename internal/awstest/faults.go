@@ -122,28 +122,7 @@ func (f *Faults) serve(w http.ResponseWriter, r *http.Request) {
 	op := opOf(r, body)
 	fault := f.take(op, r, body)
 
-	upstreamCtx := r.Context()
-	if fault != nil {
-		// A fault acts after the emulator acted: a client that gives up meanwhile
-		// (a stop cutting its call) does not take the request back.
-		upstreamCtx = context.WithoutCancel(upstreamCtx)
-	}
-	out, err := http.NewRequestWithContext(upstreamCtx, r.Method, f.upstreamURL(r), bytes.NewReader(body))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	out.Header = r.Header.Clone()
-	out.Host = r.Host // the client signed its own Host; the emulator does not check it
-	out.ContentLength = int64(len(body))
-	out.Header.Del("Transfer-Encoding")
-	resp, err := f.client.Do(out)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	reply, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
+	status, header, reply, err := f.forward(r, body, fault != nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -168,11 +147,36 @@ func (f *Faults) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		panic(http.ErrAbortHandler) // closes the connection without a reply
 	}
-	for k, v := range resp.Header {
+	for k, v := range header {
 		w.Header()[k] = v
 	}
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(status)
 	_, _ = w.Write(reply)
+}
+
+// forward sends the request to the emulator and reads its whole reply. A faulted
+// request acts after the emulator acted: a client that gives up meanwhile (a stop
+// cutting its call) does not take it back.
+func (f *Faults) forward(r *http.Request, body []byte, faulted bool) (status int, header http.Header, reply []byte, err error) {
+	ctx := r.Context()
+	if faulted {
+		ctx = context.WithoutCancel(ctx)
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, f.upstreamURL(r), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	out.Header = r.Header.Clone()
+	out.Host = r.Host // the client signed its own Host; the emulator does not check it
+	out.ContentLength = int64(len(body))
+	out.Header.Del("Transfer-Encoding")
+	resp, err := f.client.Do(out)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	reply, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, reply, err
 }
 
 // take counts the request and returns the fault that acts on it, if any.

@@ -294,6 +294,12 @@ func (r *Router) run(ctx context.Context, m consumer.Message, route Route, job J
 			return r.cancelled(m, job, cause)
 		}
 	}
+	return r.judge(ctx, m, job, t, output, err)
+}
+
+// judge turns what a job returned into its message's outcome: reported, forwarded,
+// retried or dead-lettered.
+func (r *Router) judge(ctx context.Context, m consumer.Message, job Job, t *Task, output any, err error) *outcome {
 	var panicked *panicError
 	switch {
 	case errors.Is(err, ErrTokenRefused):
@@ -311,6 +317,13 @@ func (r *Router) run(ctx context.Context, m consumer.Message, route Route, job J
 	case errors.Is(err, event.ErrTooLarge):
 		err = Permanent("EventTooLarge", err) // can never fit: no retry makes it smaller
 	}
+	return r.jobFailed(ctx, m, job, t, err)
+}
+
+// jobFailed is the outcome of a job that returned err: a failure it named (reported
+// at once), a stop (released), or one more attempt used (retried, or dead-lettered
+// on the last).
+func (r *Router) jobFailed(ctx context.Context, m consumer.Message, job Job, t *Task, err error) *outcome {
 	if je, ok := asJobError(err); ok {
 		if je.badInput {
 			return r.badInput(ctx, job.Name, t, err)
