@@ -178,8 +178,8 @@ func (w wiring) components(ctx context.Context, registered Jobs) ([]component, e
 	// Scale-in protection (its Run returns at once when it is nil, off ECS); DLQ
 	// depth for the dashboard and the DLQ alerts, and every queue's size (a queue
 	// under SQS's 1 MiB is warned about).
-	gauge := telemetry.DLQGaugeConfig{DLQs: dlqsToWatch(w.stack), Queues: w.stack.Queues}
-	return append(components, w.protector, telemetry.NewDLQGauge(gauge, w.clients.SQS, w.reg, w.log)), nil
+	gauge := telemetry.QueueGaugeConfig{DLQs: dlqsToWatch(w.stack), Queues: w.stack.Queues}
+	return append(components, w.protector, telemetry.NewQueueGauge(gauge, w.clients.SQS, w.reg, w.log)), nil
 }
 
 // serve runs the components and the metrics server under one errgroup until ctx

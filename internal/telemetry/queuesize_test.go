@@ -54,7 +54,7 @@ func sizeAnswer(size *string) func() (map[string]string, error) {
 	}
 }
 
-func TestDLQGaugeExportsQueueSizesAndWarnsOncePerSmallQueue(t *testing.T) {
+func TestQueueGaugeExportsQueueSizesAndWarnsOncePerSmallQueue(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	core, logs := observer.New(zap.WarnLevel)
@@ -63,7 +63,7 @@ func TestDLQGaugeExportsQueueSizesAndWarnsOncePerSmallQueue(t *testing.T) {
 		"https://sqs/tb-resize":     sizeAnswer(&jobSize),
 		"https://sqs/tb-resize-dlq": sizeAnswer(&dlqSize),
 	}}
-	g := NewDLQGauge(DLQGaugeConfig{DLQs: map[string]string{"resize": "https://sqs/tb-resize-dlq"}, Queues: map[string]string{"resize": "https://sqs/tb-resize"}},
+	g := NewQueueGauge(QueueGaugeConfig{DLQs: map[string]string{"resize": "https://sqs/tb-resize-dlq"}, Queues: map[string]string{"resize": "https://sqs/tb-resize"}},
 		fake, reg, zap.New(core))
 	round := func() {
 		g.read(context.Background(), "resize")
@@ -100,12 +100,12 @@ worker_queue_max_message_bytes{queue="tb-resize-dlq"} 1.048576e+06
 	require.Equal(t, "tb-resize-dlq", logs.All()[1].ContextMap()["queue"])
 }
 
-func TestDLQGaugeDropsTheSizeOfAQueueItCannotRead(t *testing.T) {
+func TestQueueGaugeDropsTheSizeOfAQueueItCannotRead(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	size := "262144"
 	fake := &fakeSQS{answers: map[string]func() (map[string]string, error){"https://sqs/tb-a": sizeAnswer(&size)}}
-	g := NewDLQGauge(DLQGaugeConfig{Queues: map[string]string{"a": "https://sqs/tb-a"}}, fake, reg, zap.NewNop())
+	g := NewQueueGauge(QueueGaugeConfig{Queues: map[string]string{"a": "https://sqs/tb-a"}}, fake, reg, zap.NewNop())
 	g.readSize(context.Background(), "https://sqs/tb-a")
 	require.Equal(t, 262144.0, testutil.ToFloat64(g.maxSize.WithLabelValues("tb-a")))
 

@@ -122,7 +122,7 @@ func TestDashboardAndRulesOnARealPrometheus(t *testing.T) {
 	for _, q := range queues {
 		dlqs[q] = "https://sqs/" + q + "-dlq"
 	}
-	gauge := telemetry.NewDLQGauge(telemetry.DLQGaugeConfig{DLQs: dlqs, Interval: time.Second}, dlqSQS{}, reg, log)
+	gauge := telemetry.NewQueueGauge(telemetry.QueueGaugeConfig{DLQs: dlqs, Interval: time.Second}, dlqSQS{}, reg, log)
 
 	addr := freeAddr(t)
 	srv := telemetry.NewServer(addr, reg, ready.Ready, log)

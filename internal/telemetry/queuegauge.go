@@ -20,8 +20,9 @@ type sqsAPI interface {
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
-// DLQGaugeConfig says which dead-letter queues to watch and how often.
-type DLQGaugeConfig struct {
+// QueueGaugeConfig says which queues to watch and how often: the DLQs' depth and
+// size, the other queues' size.
+type QueueGaugeConfig struct {
 	// DLQs maps a logical queue name (the label value) to its DLQ URL.
 	DLQs map[string]string
 	// Queues maps a logical queue name to its URL: the queues whose size (not
@@ -32,7 +33,8 @@ type DLQGaugeConfig struct {
 	Interval time.Duration
 }
 
-// DLQGauge publishes worker_dlq_messages{queue}: the approximate number of messages
+// QueueGauge reads the stack's queues' attributes now and then. It publishes
+// worker_dlq_messages{queue}: the approximate number of messages
 // waiting in each DLQ, read with GetQueueAttributes. The depth is the number a person
 // acts on (the redrive, not the worker, moves most messages there), so it is
 // measured, not counted.
@@ -40,8 +42,8 @@ type DLQGaugeConfig struct {
 // It also publishes worker_queue_max_message_bytes{queue}, each DLQ's and queue's
 // MaximumMessageSize by SQS queue name (a DLQ's in the same call as its depth), and
 // warns once, while it lasts, about a queue under SQS's limit (SmallQueue).
-type DLQGauge struct {
-	cfg     DLQGaugeConfig
+type QueueGauge struct {
+	cfg     QueueGaugeConfig
 	sqs     sqsAPI
 	log     *zap.Logger
 	depth   *prometheus.GaugeVec
@@ -50,13 +52,13 @@ type DLQGauge struct {
 	small   map[string]bool // queue URLs found under SQS's limit; owned by Run's goroutine
 }
 
-// NewDLQGauge registers worker_dlq_messages, worker_dlq_read_errors_total and
+// NewQueueGauge registers worker_dlq_messages, worker_dlq_read_errors_total and
 // worker_queue_max_message_bytes on reg.
-func NewDLQGauge(cfg DLQGaugeConfig, client sqsAPI, reg prometheus.Registerer, log *zap.Logger) *DLQGauge {
+func NewQueueGauge(cfg QueueGaugeConfig, client sqsAPI, reg prometheus.Registerer, log *zap.Logger) *QueueGauge {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
 	}
-	g := &DLQGauge{
+	g := &QueueGauge{
 		cfg: cfg, sqs: client, log: log.With(zap.String("component", "dlq_gauge")),
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "worker_dlq_messages", Help: "Approximate number of messages in the dead-letter queue of each queue.",
@@ -79,7 +81,7 @@ func NewDLQGauge(cfg DLQGaugeConfig, client sqsAPI, reg prometheus.Registerer, l
 // Run reads every DLQ at once, then every Interval, until ctx is done; it returns nil
 // then. A failed read is logged and counted and its queue's series is removed until a
 // read succeeds again: an unknown depth is not the same as an old one.
-func (g *DLQGauge) Run(ctx context.Context) error {
+func (g *QueueGauge) Run(ctx context.Context) error {
 	if len(g.cfg.DLQs) == 0 && len(g.cfg.Queues) == 0 {
 		return nil
 	}
@@ -103,7 +105,7 @@ func (g *DLQGauge) Run(ctx context.Context) error {
 }
 
 // read reads a DLQ's depth and size in one call.
-func (g *DLQGauge) read(ctx context.Context, queue string) {
+func (g *QueueGauge) read(ctx context.Context, queue string) {
 	url := g.cfg.DLQs[queue]
 	n, err := g.attributes(ctx, url, sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameMaximumMessageSize)
 	if err != nil {
@@ -121,7 +123,7 @@ func (g *DLQGauge) read(ctx context.Context, queue string) {
 }
 
 // readSize reads a queue's size.
-func (g *DLQGauge) readSize(ctx context.Context, url string) {
+func (g *QueueGauge) readSize(ctx context.Context, url string) {
 	n, err := g.attributes(ctx, url, sqstypes.QueueAttributeNameMaximumMessageSize)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -136,7 +138,7 @@ func (g *DLQGauge) readSize(ctx context.Context, url string) {
 
 // setSize exports a queue's size, and warns when it falls under SQS's limit (once,
 // until it is raised).
-func (g *DLQGauge) setSize(url string, size int64) {
+func (g *QueueGauge) setSize(url string, size int64) {
 	g.maxSize.WithLabelValues(QueueName(url)).Set(float64(size))
 	warning := SmallQueue(url, size)
 	if warning != "" && !g.small[url] {
@@ -145,7 +147,7 @@ func (g *DLQGauge) setSize(url string, size int64) {
 	g.small[url] = warning != ""
 }
 
-func (g *DLQGauge) attributes(ctx context.Context, url string, names ...sqstypes.QueueAttributeName) ([]int64, error) {
+func (g *QueueGauge) attributes(ctx context.Context, url string, names ...sqstypes.QueueAttributeName) ([]int64, error) {
 	// Bounded, so one hung call cannot stall every later read.
 	ctx, cancel := context.WithTimeout(ctx, min(g.cfg.Interval, 10*time.Second))
 	defer cancel()

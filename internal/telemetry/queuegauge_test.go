@@ -61,7 +61,7 @@ func depthAnswer(v string) func() (map[string]string, error) {
 	}
 }
 
-func TestDLQGaugeReadFates(t *testing.T) {
+func TestQueueGaugeReadFates(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name      string
@@ -80,7 +80,7 @@ func TestDLQGaugeReadFates(t *testing.T) {
 			t.Parallel()
 			reg := prometheus.NewRegistry()
 			fake := &fakeSQS{answers: map[string]func() (map[string]string, error){"https://dlq/side": tc.answer}}
-			g := NewDLQGauge(DLQGaugeConfig{DLQs: map[string]string{"sideEffect": "https://dlq/side"}}, fake, reg, zaptest.NewLogger(t))
+			g := NewQueueGauge(QueueGaugeConfig{DLQs: map[string]string{"sideEffect": "https://dlq/side"}}, fake, reg, zaptest.NewLogger(t))
 			g.read(context.Background(), "sideEffect")
 
 			require.Equal(t, tc.wantErrs, testutil.ToFloat64(g.errors.WithLabelValues("sideEffect")))
@@ -97,7 +97,7 @@ func TestDLQGaugeReadFates(t *testing.T) {
 	}
 }
 
-func TestDLQGaugeRunReadsEveryQueueEachInterval(t *testing.T) {
+func TestQueueGaugeRunReadsEveryQueueEachInterval(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		reg := prometheus.NewRegistry()
@@ -111,7 +111,7 @@ func TestDLQGaugeRunReadsEveryQueueEachInterval(t *testing.T) {
 				return map[string]string{"ApproximateNumberOfMessages": "1", "MaximumMessageSize": "1048576"}, nil
 			},
 		}}
-		g := NewDLQGauge(DLQGaugeConfig{DLQs: map[string]string{"a": "https://dlq/a", "b": "https://dlq/b"}, Interval: time.Minute},
+		g := NewQueueGauge(QueueGaugeConfig{DLQs: map[string]string{"a": "https://dlq/a", "b": "https://dlq/b"}, Interval: time.Minute},
 			fake, reg, zaptest.NewLogger(t))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -135,9 +135,9 @@ func TestDLQGaugeRunReadsEveryQueueEachInterval(t *testing.T) {
 	})
 }
 
-func TestDLQGaugeWithoutQueuesReturnsAtOnce(t *testing.T) {
+func TestQueueGaugeWithoutQueuesReturnsAtOnce(t *testing.T) {
 	t.Parallel()
-	g := NewDLQGauge(DLQGaugeConfig{}, &fakeSQS{}, prometheus.NewRegistry(), zaptest.NewLogger(t))
+	g := NewQueueGauge(QueueGaugeConfig{}, &fakeSQS{}, prometheus.NewRegistry(), zaptest.NewLogger(t))
 	require.NoError(t, g.Run(context.Background()))
 }
 
