@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/dlq"
@@ -147,62 +146,27 @@ func readStatus(ctx context.Context, s setup, resolved bootstrap.Output) (status
 	if r.Redrivable, err = redrivableExecutions(ctx, in, resolved.Queues, resolved.DLQs, r.Queues); err != nil {
 		return statusReport{}, err
 	}
-	if err := r.readQueueSizes(ctx, s.clients.SQS, resolved); err != nil {
-		return statusReport{}, err
-	}
+	r.Warnings = r.sizeWarnings(resolved)
 	return r, nil
 }
 
-// readQueueSizes reads the MaximumMessageSize of every queue of the report (each
-// queue, its DLQ, the events DLQ), with a warning for each one under SQS's limit.
-func (r *statusReport) readQueueSizes(ctx context.Context, client queueSizeAPI, resolved bootstrap.Output) error {
-	sizes, warnings, err := queueSizes(ctx, client, resolved)
-	if err != nil {
-		return err
-	}
-	for i, q := range r.Queues {
-		r.Queues[i].MaxMessageBytes = sizes[resolved.Queues[q.Queue]]
-		r.Queues[i].DLQMaxMessageBytes = sizes[resolved.DLQs[q.Queue]]
-	}
-	if r.EventsDLQ.URL != "" {
-		r.EventsDLQ.MaxMessageBytes = sizes[r.EventsDLQ.URL]
-	}
-	r.Warnings = warnings
-	return nil
-}
-
-// queueSizes reads the MaximumMessageSize of every queue of a stack (each queue,
-// its DLQ, the events DLQ) by URL, and warns, in the queues' order, about each one
-// under SQS's limit (telemetry.SmallQueue).
-func queueSizes(ctx context.Context, client queueSizeAPI, resolved bootstrap.Output) (map[string]int64, []string, error) {
-	var urls []string
-	for _, name := range resolved.QueueNames() {
-		urls = append(urls, resolved.Queues[name], resolved.DLQs[name])
-	}
-	if resolved.EventsDLQ != "" {
-		urls = append(urls, resolved.EventsDLQ)
-	}
-	sizes := map[string]int64{}
+// sizeWarnings warns about each queue of the report (each queue, its DLQ, the events
+// DLQ) whose size, read with its counts, is under SQS's limit.
+func (r statusReport) sizeWarnings(resolved bootstrap.Output) []string {
 	warnings := []string{}
-	for _, url := range urls {
-		if url == "" {
-			continue // a queue the stack lacks: Resolve said so
-		}
-		n, err := telemetry.MaxMessageBytes(ctx, client, url)
-		if err != nil {
-			return nil, nil, err
-		}
-		sizes[url] = n
-		if w := telemetry.SmallQueue(url, n); w != "" {
+	warn := func(url string, size int64) {
+		if w := telemetry.SmallQueue(url, size); w != "" {
 			warnings = append(warnings, w)
 		}
 	}
-	return sizes, warnings, nil
-}
-
-// queueSizeAPI is the SQS call of the size reads; *sqs.Client satisfies it.
-type queueSizeAPI interface {
-	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	for _, q := range r.Queues {
+		warn(resolved.Queues[q.Queue], q.MaxMessageBytes)
+		warn(resolved.DLQs[q.Queue], q.DLQMaxMessageBytes)
+	}
+	if r.EventsDLQ.URL != "" {
+		warn(r.EventsDLQ.URL, r.EventsDLQ.MaxMessageBytes)
+	}
+	return warnings
 }
 
 // queueStatuses reads each topology queue's counts and its DLQ's depth.
@@ -218,7 +182,8 @@ func queueStatuses(ctx context.Context, in *dlq.Inspector, resolved bootstrap.Ou
 			return nil, err
 		}
 		// A DLQ message being read (dlq list) is in flight, not gone.
-		queues = append(queues, queueStatus{Queue: name, Visible: a.Visible, InFlight: a.InFlight, Delayed: a.Delayed, DLQ: d.Visible + d.InFlight + d.Delayed})
+		queues = append(queues, queueStatus{Queue: name, Visible: a.Visible, InFlight: a.InFlight, Delayed: a.Delayed, DLQ: d.Visible + d.InFlight + d.Delayed,
+			MaxMessageBytes: a.MaxMessageBytes, DLQMaxMessageBytes: d.MaxMessageBytes})
 	}
 	return queues, nil
 }
@@ -232,7 +197,7 @@ func eventsDLQStatus(ctx context.Context, in *dlq.Inspector, url string, wanted 
 		if err != nil {
 			return eventsStatus{}, err
 		}
-		return eventsStatus{URL: url, Depth: d.Visible + d.InFlight + d.Delayed}, nil
+		return eventsStatus{URL: url, Depth: d.Visible + d.InFlight + d.Delayed, MaxMessageBytes: d.MaxMessageBytes}, nil
 	case wanted:
 		return eventsStatus{Missing: eventsDLQMissing}, nil
 	default:

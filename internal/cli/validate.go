@@ -7,8 +7,12 @@ import (
 	"io/fs"
 	"path"
 
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
 	"github.com/taskbridge/taskbridge/deploy"
+	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/config"
+	"github.com/taskbridge/taskbridge/internal/telemetry"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -73,8 +77,39 @@ func stackWarnings(ctx context.Context, cfg config.Config, topo *topology.Topolo
 	if err != nil {
 		return nil, fmt.Errorf("read the stack %s: %w", cfg.Stack, err)
 	}
-	_, warnings, err := queueSizes(ctx, s.clients.SQS, resolved)
-	return warnings, err
+	return smallQueues(ctx, s.clients.SQS, resolved)
+}
+
+// smallQueues reads the MaximumMessageSize of every queue of a stack (each queue, its
+// DLQ, the events DLQ) and warns, in the queues' order, about each one under SQS's
+// limit (telemetry.SmallQueue). `status` reads the sizes with its counts instead.
+func smallQueues(ctx context.Context, client queueSizeAPI, resolved bootstrap.Output) ([]string, error) {
+	var urls []string
+	for _, name := range resolved.QueueNames() {
+		urls = append(urls, resolved.Queues[name], resolved.DLQs[name])
+	}
+	if resolved.EventsDLQ != "" {
+		urls = append(urls, resolved.EventsDLQ)
+	}
+	warnings := []string{}
+	for _, url := range urls {
+		if url == "" {
+			continue // a queue the stack lacks: Resolve said so
+		}
+		n, err := telemetry.MaxMessageBytes(ctx, client, url)
+		if err != nil {
+			return nil, err
+		}
+		if w := telemetry.SmallQueue(url, n); w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	return warnings, nil
+}
+
+// queueSizeAPI is the SQS call of the size reads; *sqs.Client satisfies it.
+type queueSizeAPI interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
 // dashboards are the Grafana dashboards shipped in deploy/, by file name.

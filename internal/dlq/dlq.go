@@ -326,23 +326,26 @@ func (in *Inspector) Depth(ctx context.Context, url string) (int, error) {
 	return a.Visible, err
 }
 
-// Attributes are the approximate counts SQS keeps of a queue.
+// Attributes are the approximate counts SQS keeps of a queue, and its size.
 type Attributes struct {
 	Visible  int `json:"visible"`
 	InFlight int `json:"inFlight"`
 	Delayed  int `json:"delayed"`
+	// MaxMessageBytes is the queue's MaximumMessageSize, read in the same call.
+	MaxMessageBytes int64 `json:"maxMessageBytes"`
 }
 
-// Attributes reads a queue's approximate counts.
+// Attributes reads a queue's approximate counts and its size.
 func (in *Inspector) Attributes(ctx context.Context, url string) (Attributes, error) {
 	n, err := telemetry.QueueCounts(ctx, in.sqs, url,
 		types.QueueAttributeNameApproximateNumberOfMessages,
 		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		types.QueueAttributeNameApproximateNumberOfMessagesDelayed)
+		types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		types.QueueAttributeNameMaximumMessageSize)
 	if err != nil {
 		return Attributes{}, err
 	}
-	return Attributes{Visible: int(n[0]), InFlight: int(n[1]), Delayed: int(n[2])}, nil
+	return Attributes{Visible: int(n[0]), InFlight: int(n[1]), Delayed: int(n[2]), MaxMessageBytes: n[3]}, nil
 }
 
 // Purge deletes every message of q's DLQ (SQS PurgeQueue: it takes up to a minute,
