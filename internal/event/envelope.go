@@ -55,6 +55,7 @@ type Envelope struct {
 type envelopeRead struct {
 	e       Envelope
 	rawTime json.RawMessage
+	shared  bool // the body is a string's bytes: see stringValue
 }
 
 // envelopeFields is how many fields setField knows: all of Envelope's.
@@ -73,22 +74,22 @@ const envelopeFields = 9
 func (r *envelopeRead) setField(name, v []byte) (field int, ok bool) {
 	switch {
 	case upperEqual(name, "ID"):
-		return 0, setString(&r.e.ID, v)
+		return 0, setString(&r.e.ID, v, r.shared)
 	case upperEqual(name, "VERSION"):
-		return 1, setString(&r.e.Version, v)
+		return 1, setString(&r.e.Version, v, r.shared)
 	case upperEqual(name, "DETAIL-TYPE"):
-		return 2, setString(&r.e.DetailType, v)
+		return 2, setString(&r.e.DetailType, v, r.shared)
 	case upperEqual(name, "SOURCE"):
-		return 3, setString(&r.e.Source, v)
+		return 3, setString(&r.e.Source, v, r.shared)
 	case upperEqual(name, "ACCOUNT"):
-		return 4, setString(&r.e.Account, v)
+		return 4, setString(&r.e.Account, v, r.shared)
 	case upperEqual(name, "TIME"):
 		r.rawTime = v // parseTime reads it, as it reads decodeEnvelope's
 		return 5, true
 	case upperEqual(name, "REGION"):
-		return 6, setString(&r.e.Region, v)
+		return 6, setString(&r.e.Region, v, r.shared)
 	case upperEqual(name, "RESOURCES"):
-		return 7, setStrings(&r.e.Resources, v)
+		return 7, setStrings(&r.e.Resources, v, r.shared)
 	case upperEqual(name, "DETAIL"):
 		if string(v) == "null" {
 			return 8, false // decodeEnvelope's case: it says "no detail"
@@ -100,12 +101,12 @@ func (r *envelopeRead) setField(name, v []byte) (field int, ok bool) {
 }
 
 // setString stores a string value; null leaves dst as it is (empty), as
-// encoding/json leaves it. False for any other value.
-func setString(dst *string, v []byte) bool {
+// encoding/json leaves it. False for any other value. shared: see stringValue.
+func setString(dst *string, v []byte, shared bool) bool {
 	if string(v) == "null" {
 		return true
 	}
-	s, ok := stringValue(v)
+	s, ok := stringValue(v, shared)
 	*dst = s
 	return ok
 }
@@ -120,7 +121,10 @@ var ErrMalformed = errors.New("malformed event")
 // seconds, or when the body nests objects and arrays more than MaxDepth levels
 // deep. On success DetailType and Source are set and Detail is a JSON object, which
 // may share body's memory.
-func Parse(body []byte) (Envelope, error) { return parse(body, readEnvelope) }
+func Parse(body []byte) (Envelope, error) { return parse(body, readCopying) }
+
+// readCopying is the one-pass reader whose strings are copies (Parse's).
+func readCopying(body []byte) (Envelope, json.RawMessage, bool) { return readEnvelope(body, false) }
 
 // parse is Parse with the one-pass reader it tries first (tests compare it with
 // none).

@@ -127,7 +127,7 @@ func TestReadEnvelopeTakesRealEvents(t *testing.T) {
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
-		_, _, ok := readEnvelope(b)
+		_, _, ok := readEnvelope(b, false)
 		require.True(t, ok, f)
 	}
 }
@@ -161,7 +161,7 @@ func TestReadEnvelopeAgreesWithTheDecoder(t *testing.T) {
 		`[1]`, `null`, ``, `"x"`, `{`, `{"a"}`,
 	} {
 		want, wantErr := parse([]byte(body), noRead)
-		got, gotErr := parse([]byte(body), readEnvelope)
+		got, gotErr := parse([]byte(body), readCopying)
 		require.Equal(t, fmt.Sprint(wantErr), fmt.Sprint(gotErr), body)
 		require.Equal(t, want, got, body)
 	}
@@ -181,12 +181,14 @@ func FuzzReadEnvelope(f *testing.F) {
 	f.Add([]byte(`{"detail-type":"x","source":"y","time":1e300,"detail":{"s":"\ud83d\ude00\u0000"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		want, wantErr := parse(body, noRead)
-		got, gotErr := parse(body, readEnvelope)
-		if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) {
-			t.Fatalf("error %v, the decoder's %v: %q", gotErr, wantErr, body)
-		}
-		if !reflect.DeepEqual(want, got) {
-			t.Fatalf("read %#v, the decoder %#v: %q", got, want, body)
+		for _, read := range []func([]byte) (Envelope, json.RawMessage, bool){readCopying, readShared} {
+			got, gotErr := parse(body, read)
+			if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) {
+				t.Fatalf("error %v, the decoder's %v: %q", gotErr, wantErr, body)
+			}
+			if !reflect.DeepEqual(want, got) {
+				t.Fatalf("read %#v, the decoder %#v: %q", got, want, body)
+			}
 		}
 	})
 }

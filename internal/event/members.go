@@ -21,13 +21,13 @@ func StringMembers(obj []byte, names ...string) []string {
 		folded[i] = string(foldName([]byte(n)))
 	}
 	values := make([]string, len(names))
-	stringMembers(obj, folded, values)
+	stringMembers(obj, folded, values, false)
 	return values
 }
 
 // stringMembers is StringMembers with the names already folded, filling values
-// (as long as folded) in place.
-func stringMembers(obj []byte, folded, values []string) {
+// (as long as folded) in place. shared: see stringValue.
+func stringMembers(obj []byte, folded, values []string, shared bool) {
 	r := reader{b: obj}
 	r.space()
 	m := r.members('{')
@@ -37,7 +37,7 @@ func stringMembers(obj []byte, folded, values []string) {
 		}
 		for n, f := range folded {
 			if nameMatches(key, f) {
-				if v, ok := stringValue(value); ok {
+				if v, ok := stringValue(value, shared); ok {
 					values[n] = v
 				}
 			}
@@ -53,7 +53,7 @@ func nameMatches(key []byte, folded string) bool {
 	}
 	inner := key[1 : len(key)-1]
 	if !plainASCII(inner) {
-		k, ok := stringValue(key)
+		k, ok := stringValue(key, false)
 		return ok && string(foldName([]byte(k))) == folded
 	}
 	return upperEqual(inner, folded)
@@ -78,7 +78,7 @@ func upperEqual(name []byte, upper string) bool {
 // plainASCII reports whether a string token's content needs no decoding.
 func plainASCII(inner []byte) bool {
 	for _, c := range inner {
-		if c < 0x20 || c == '\\' || c == '"' || c >= utf8.RuneSelf {
+		if !plainByte[c] {
 			return false
 		}
 	}

@@ -1,6 +1,9 @@
 package event
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"unsafe"
+)
 
 // readEnvelope reads the usual envelope in one pass: it validates the body as it
 // goes and takes each field's value where it is, where json.Unmarshal validates
@@ -10,9 +13,10 @@ import "encoding/json"
 // fields appear at most once with values of their type (a string or null; resources
 // an array of strings; detail not null). Everything else, and every body that is
 // not JSON, is left to decodeEnvelope, which also says what is wrong. The detail
-// and time it returns alias body.
-func readEnvelope(body []byte) (Envelope, json.RawMessage, bool) {
-	var read envelopeRead
+// and time it returns alias body; with shared (body is a string's bytes, see
+// ParseMessage) so do its strings.
+func readEnvelope(body []byte, shared bool) (Envelope, json.RawMessage, bool) {
+	read := envelopeRead{shared: shared}
 	var seen [envelopeFields]bool
 	r := reader{b: body, depth: 1} // the envelope's own object
 	r.space()
@@ -39,8 +43,9 @@ func readEnvelope(body []byte) (Envelope, json.RawMessage, bool) {
 }
 
 // setStrings reads an array of strings (valid JSON) into dst; null is nil, [] is
-// empty, as encoding/json gives them. False for anything else.
-func setStrings(dst *[]string, v []byte) bool {
+// empty, as encoding/json gives them. False for anything else. shared: see
+// stringValue.
+func setStrings(dst *[]string, v []byte, shared bool) bool {
 	if string(v) == "null" {
 		*dst = nil
 		return true
@@ -49,7 +54,7 @@ func setStrings(dst *[]string, v []byte) bool {
 	r := reader{b: v}
 	m := r.members('[')
 	for _, value, ok := m.next(); ok; _, value, ok = m.next() {
-		s, ok := stringValue(value)
+		s, ok := stringValue(value, shared)
 		if !ok {
 			return false
 		}
@@ -63,12 +68,17 @@ func setStrings(dst *[]string, v []byte) bool {
 }
 
 // stringValue decodes a JSON string token: sliced when it is plain ASCII, else by
-// encoding/json (escapes; invalid UTF-8 becomes U+FFFD as in any decode).
-func stringValue(tok []byte) (string, bool) {
+// encoding/json (escapes; invalid UTF-8 becomes U+FFFD as in any decode). shared
+// says tok is part of a string's bytes (ParseMessage's view of an SQS body): a
+// plain token is then that string's own memory, no copy, as a substring is.
+func stringValue(tok []byte, shared bool) (string, bool) {
 	if len(tok) < 2 || tok[0] != '"' {
 		return "", false
 	}
 	if inner := tok[1 : len(tok)-1]; plainASCII(inner) {
+		if shared && len(inner) > 0 {
+			return unsafe.String(&inner[0], len(inner)), true
+		}
 		return string(inner), true
 	}
 	var s string
@@ -293,36 +303,56 @@ func (r *reader) string() bool {
 	if !r.next('"') {
 		return false
 	}
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		r.i++
+	b, i := r.b, r.i
+	for i < len(b) {
+		for i < len(b) && plainByte[b[i]] { // the usual byte: a run of them at once
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
+		c := b[i]
+		i++
 		switch {
 		case c == '"':
+			r.i = i
 			return true
 		case c < 0x20:
 			return false
 		case c == '\\':
-			if r.i >= len(r.b) {
+			if i >= len(b) {
 				return false
 			}
-			e := r.b[r.i]
-			r.i++
+			e := b[i]
+			i++
 			switch e {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
 				for range 4 {
-					if r.i >= len(r.b) || !isHex(r.b[r.i]) {
+					if i >= len(b) || !isHex(b[i]) {
 						return false
 					}
-					r.i++
+					i++
 				}
 			default:
 				return false
 			}
 		}
+		// else a byte of a multi-byte sequence, taken as it is (valid or not)
 	}
+	r.i = i
 	return false
 }
+
+// plainByte tells the bytes a string token holds as they are, needing no
+// decoding: printable ASCII but the quote and the backslash. string and
+// plainASCII skip runs of them through it.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'

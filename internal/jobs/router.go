@@ -160,7 +160,7 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	}
 	// The body is read here, once: the span, the task and the log line take what
 	// they need from msg.
-	msg, err := event.ParseMessage([]byte(m.Body))
+	msg, err := event.ParseMessage(m.Body)
 	ctx, span := startMessageSpan(ctx, m, jobName, msg)
 	series := r.metrics.forJob(jobName)
 	t, out := r.decode(ctx, m, route, job, msg, err)
