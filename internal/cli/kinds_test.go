@@ -18,6 +18,7 @@ import (
 	"github.com/taskbridge/taskbridge/internal/batch"
 	"github.com/taskbridge/taskbridge/internal/bootstrap"
 	"github.com/taskbridge/taskbridge/internal/config"
+	"github.com/taskbridge/taskbridge/internal/jobs"
 	"github.com/taskbridge/taskbridge/internal/topology"
 )
 
@@ -136,4 +137,12 @@ func buildAsRun(t *testing.T, path string) error {
 	}
 	_, _, err = newKindBuilder(w, nil).build(q)
 	return err
+}
+
+// The worker's line sampling defaults (WORKER_LOG_SAMPLE_*) are the router's
+// documented ones, jobs.DefaultLineSampling, which the benchmarks run with.
+func TestLineSamplingDefaultsAreTheRoutersDefaults(t *testing.T) {
+	c, err := config.LoadFrom(config.Layered(nil))
+	require.NoError(t, err)
+	require.Equal(t, jobs.DefaultLineSampling, jobs.LineSampling{First: c.LogSampleFirst, Thereafter: c.LogSampleThereafter})
 }

@@ -288,6 +288,7 @@ func (w wiring) jobPollers(registered Jobs) ([]component, error) {
 	router, err := jobs.NewRouter(jobs.RouterConfig{
 		Routes: routes, HeartbeatEvery: w.cfg.HeartbeatEvery, ReportTimeout: w.cfg.ReportTimeout,
 		ProveBeforeAnswer: w.proveBeforeAnswer(),
+		LineSampling:      jobs.LineSampling{First: w.cfg.LogSampleFirst, Thereafter: w.cfg.LogSampleThereafter},
 		FailureNotes:      failnote.New(w.clients.S3, w.stack.DataBucket),
 		Checkpoints:       checkpoint.New(w.stack.DataBucket, w.clients.S3),
 	}, all, reporter, reporter, w.publisher, w.log, jobs.NewMetrics(w.reg))

@@ -80,6 +80,9 @@ type Config struct {
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:"127.0.0.1:9090" desc:"listen address of /metrics, /healthz and /readyz (this host only by default; a container sets :9090); empty turns the server off"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat   string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
+	// The line sampling's defaults are jobs.DefaultLineSampling's (a test checks).
+	LogSampleFirst      int `envconfig:"LOG_SAMPLE_FIRST" default:"100" desc:"success lines (message handled) of a queue written each second before its lines are sampled; the rest of that second's success lines are written one in LOG_SAMPLE_THEREAFTER, and the next line written counts those left out (lines_sampled_out). Every other outcome is always written. 0 writes every line"`
+	LogSampleThereafter int `envconfig:"LOG_SAMPLE_THEREAFTER" default:"100" desc:"past LOG_SAMPLE_FIRST in a second, one success line written in this many; >= 1"`
 	// The console (`worker console`, internal/console) reads the same stack; these
 	// fields are read only by that command.
 	ConsoleAddr      string        `envconfig:"CONSOLE_ADDR" desc:"listen address of the web console (worker console --addr; default: 127.0.0.1:8080); an address other than loopback needs CONSOLE_TOKEN or CONSOLE_BASIC_AUTH"`
@@ -198,6 +201,8 @@ func (c Config) checks() []check {
 		check{"CONSOLE_CACHE_TTL", c.ConsoleCacheTTL >= 0, fmt.Sprintf("must not be negative, got %s", c.ConsoleCacheTTL)},
 		check{"LOG_LEVEL", slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel), fmt.Sprintf("unknown level %q (want debug, info, warn or error)", c.LogLevel)},
 		check{"LOG_FORMAT", slices.Contains([]string{"json", "console"}, c.LogFormat), fmt.Sprintf("unknown format %q (want json or console)", c.LogFormat)},
+		check{"LOG_SAMPLE_FIRST", c.LogSampleFirst >= 0, fmt.Sprintf("must not be negative (0 writes every line), got %d", c.LogSampleFirst)},
+		check{"LOG_SAMPLE_THEREAFTER", c.LogSampleThereafter >= 1, fmt.Sprintf("must be >= 1, got %d", c.LogSampleThereafter)},
 	)
 }
 

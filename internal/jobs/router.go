@@ -76,6 +76,9 @@ type RouterConfig struct {
 	// not do this: on AWS it only costs a call per task (the worker turns it on when
 	// AWS_ENDPOINT_URL is set).
 	ProveBeforeAnswer bool
+	// LineSampling thins a busy queue's success lines (see LineSampling); the zero
+	// value writes every line.
+	LineSampling LineSampling
 }
 
 // FailureNotes keeps the last failure of an execution. Called concurrently.
@@ -96,7 +99,9 @@ type Router struct {
 	// caller (it would always name Handle, and finding it is a stack walk per
 	// message) and without a clock read (lineClock).
 	lineLog *zap.Logger
-	metrics *Metrics
+	// samplers are the queues' line samplers (nil each with LineSampling off).
+	samplers map[string]*lineSampler
+	metrics  *Metrics
 }
 
 // NewRouter checks that every route names a known job. pub may be nil when no job
@@ -122,8 +127,12 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 		return nil, err
 	}
 	log = log.With(zap.String("component", "jobs"))
-	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false), zap.WithClock(lineClock{})), metrics: m,
-		env: &taskEnv{publish: pub, beats: hb, checkpoints: cfg.Checkpoints}}, nil
+	samplers := map[string]*lineSampler{}
+	for q := range cfg.Routes {
+		samplers[q] = newLineSampler(cfg.LineSampling, m.sampledOut.WithLabelValues(q))
+	}
+	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false), zap.WithClock(lineClock{})),
+		samplers: samplers, metrics: m, env: &taskEnv{publish: pub, beats: hb, checkpoints: cfg.Checkpoints}}, nil
 }
 
 // lineFields keeps the field slices of the per-message log lines between
@@ -180,11 +189,12 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	return out.err
 }
 
-// writeLine writes the message's line: one a message, with its fields. Its time is
-// began + took, the clock reads that timed the message (lineLog reads none: see
-// lineClock).
+// writeLine writes the message's line: one a message, with its fields, but for
+// the success lines LineSampling leaves out. Its time is began + took, the clock
+// reads that timed the message (lineLog reads none: see lineClock).
 func (r *Router) writeLine(m consumer.Message, jobName string, t *Task, out *outcome, began time.Time, took time.Duration) {
 	level, msg := zapcore.InfoLevel, "message handled"
+	at := began.Add(took)
 	var extra []zap.Field
 	switch out.name {
 	case "dead_letter", "token_refused":
@@ -192,12 +202,23 @@ func (r *Router) writeLine(m consumer.Message, jobName string, t *Task, out *out
 		extra = []zap.Field{zap.String("source", t.Source), zap.NamedError("reason", out.reason)}
 	case "final_failure", "retry", "released":
 		extra = []zap.Field{zap.NamedError("reason", out.reason)}
+	case "success", "forwarded":
+		if !r.lineLog.Core().Enabled(level) {
+			return // not counted as sampled out: no line would be written
+		}
+		keep, skipped := r.samplers[m.Queue].keep(began) // no clock read of its own
+		if !keep {
+			return
+		}
+		if skipped > 0 {
+			extra = []zap.Field{zap.Int64("lines_sampled_out", skipped)}
+		}
 	}
 	ce := r.lineLog.Check(level, msg)
 	if ce == nil {
 		return
 	}
-	ce.Time = began.Add(took)
+	ce.Time = at
 	execution := zap.Skip() // an event without one: no empty field in the line
 	if t.ExecutionArn != "" {
 		execution = zap.String("execution_arn", t.ExecutionArn)

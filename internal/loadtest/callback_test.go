@@ -265,7 +265,8 @@ func TestCallbackChild(t *testing.T) {
 	})
 	reporter := callback.New(callback.Config{DataBucket: "bench"}, sfnClient, nil, log, callback.NewMetrics(reg))
 	noop := jobs.Job{Name: "noop", Mode: jobs.Complete, Run: func(context.Context, *jobs.Task) (any, error) { return struct{}{}, nil }}
-	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{"bench": {Job: "noop", DetailTypes: []string{"bench"}}}},
+	router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{"bench": {Job: "noop", DetailTypes: []string{"bench"}}},
+		LineSampling: jobs.DefaultLineSampling}, // as worker run has it (WORKER_LOG_SAMPLE_*)
 		[]jobs.Job{noop}, reporter, reporter, noPublisher{}, log, jobs.NewMetrics(reg))
 	require.NoError(t, err)
 	p, err := consumer.NewPoller(consumer.Config{Queue: "bench", QueueURL: url, Concurrency: 32, MaxPollers: 4, VisibilityTimeout: 30 * time.Second, PollWait: 20 * time.Second},

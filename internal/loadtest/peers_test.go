@@ -187,7 +187,7 @@ func TestPeers(t *testing.T) {
 	names := map[string]string{
 		"raw":    "raw loop, 4 goroutines, receive 10 + DeleteMessageBatch",
 		"poller": fmt.Sprintf("taskbridge Poller, concurrency %d, up to 4 pollers", peerConcurrency()),
-		"worker": fmt.Sprintf("worker: Poller (concurrency %d) → Router → no-op Observe job, info logs", peerConcurrency()),
+		"worker": fmt.Sprintf("worker: Poller (concurrency %d) → Router → no-op Observe job, info logs sampled as run does", peerConcurrency()),
 	}
 	for _, kind := range kinds {
 		r := med[kind]
@@ -331,7 +331,8 @@ func TestPeerChild(t *testing.T) {
 		log, _, err := telemetry.NewLogger("info", "json", "bench")
 		require.NoError(t, err)
 		noop := jobs.Job{Name: "noop", Mode: jobs.Observe, Run: func(context.Context, *jobs.Task) (any, error) { return nil, nil }}
-		router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{"peers": {Job: "noop", DetailTypes: []string{"peers"}}}},
+		router, err := jobs.NewRouter(jobs.RouterConfig{Routes: map[string]jobs.Route{"peers": {Job: "noop", DetailTypes: []string{"peers"}}},
+			LineSampling: jobs.DefaultLineSampling}, // as worker run has it (WORKER_LOG_SAMPLE_*)
 			[]jobs.Job{noop}, nil, nil, noPublisher{}, log, jobs.NewMetrics(reg))
 		require.NoError(t, err)
 		p, err := consumer.NewPoller(consumer.Config{Queue: "peers", QueueURL: url, Concurrency: peerConcurrency(), MaxPollers: 4, VisibilityTimeout: peerVisibility, PollWait: 20 * time.Second},
