@@ -15,11 +15,10 @@ import (
 // worker_log_lines_sampled_out_total counts them; worker_jobs_total still counts
 // every message. First <= 0 writes every line.
 //
-// Why: a line costs more than the rest of the router's work on a message. At
-// thousands of messages a second the lines were the largest part of what the
-// worker's path paid over a raw receive loop (BENCHMARKS.md, issue 31); at the
-// rates of a Step Functions flow (under First a second a queue) nothing is left
-// out.
+// Why: the line is the largest single cost the router adds to a message
+// (BENCHMARKS.md, issue 31); at thousands of messages a second it kept the
+// worker's path from a raw receive loop's cost. At the rates of a Step Functions
+// flow (under First a second a queue) nothing is left out.
 type LineSampling struct {
 	First, Thereafter int
 }

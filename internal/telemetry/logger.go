@@ -13,8 +13,8 @@ import (
 // NewLogger builds the process's one logger on stderr, at level (debug, info, warn,
 // error). format "json" writes one JSON object per line with snake_case keys (ts in
 // ISO 8601, level, msg, caller, plus the fields); "console" is the human-readable
-// form for a terminal. Every line carries version. There is no sampling: every
-// handled message gets its line.
+// form for a terminal. Every line carries version. The logger itself samples
+// nothing; the router thins a busy queue's success lines (jobs.LineSampling).
 //
 // Lines are buffered and written at least every logFlushInterval, and at once for
 // DPanic and above; closeLog writes what is left and stops the flusher. Call it
