@@ -23,6 +23,11 @@ type Message struct {
 	// Started + HandlerTimeout): a handler that times itself takes it rather than
 	// reading the clock again. Zero when the message did not come from a Poller.
 	Started time.Time
+
+	// poller and held are where the message came from (nil when not from a
+	// Poller): what Detach needs.
+	poller *Poller
+	held   *inflight
 }
 
 // LastAttempt reports whether this delivery is the last before the queue's redrive

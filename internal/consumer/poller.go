@@ -61,7 +61,15 @@ type Poller struct {
 	receives receiveWatch
 	deleter  *deleter
 	extender *extender
+	// handlers counts the goroutines serving work; one that Detach takes a message
+	// off leaves when its handler returns, and its replacement keeps its count.
 	handlers sync.WaitGroup
+	// serving is what a handler goroutine serves with (set by start, before the
+	// first): Detach's replacement serves with the same.
+	serving struct {
+		jobCtx context.Context
+		budget *stopBudget
+	}
 
 	// messageAttributes are the message attributes a receive asks for: the lease
 	// of a continuation with a HandOver, none otherwise.
@@ -225,13 +233,10 @@ func (p *Poller) start(stopCtx, workCtx context.Context, budget *stopBudget) {
 	// (registering thousands of children a second with one parent costs a lock and
 	// a map entry each): the extender, which tracks every running handler, cancels
 	// them when the drain ends.
-	jobCtx := context.WithoutCancel(workCtx)
+	p.serving.jobCtx, p.serving.budget = context.WithoutCancel(workCtx), budget
+	p.handlers.Add(p.cfg.Concurrency)
 	for range p.cfg.Concurrency {
-		p.handlers.Go(func() {
-			for f := range p.work {
-				p.handle(jobCtx, budget, f)
-			}
-		})
+		go p.serve()
 	}
 	p.pollers.Add(1)
 	p.loops.Go(func() { defer p.pollers.Add(-1); p.poll(stopCtx, budget, false) })
@@ -444,11 +449,23 @@ func (w *acceptWatch) done(err error, report bool) {
 // one until its visibility was lost or the drain timed out.
 var errNotStarted = errors.New("not started: the drain timed out or its visibility was lost while it waited for a handler")
 
+// serve is a handler goroutine: it handles messages until work is closed, or until
+// a handler it ran detached its message (Detach), whose replacement goes on in its
+// place, counted in handlers as it was.
+func (p *Poller) serve() {
+	for f := range p.work {
+		if !p.handle(p.serving.jobCtx, p.serving.budget, f) {
+			return
+		}
+	}
+	p.handlers.Done()
+}
+
 // handle runs the handler of one message on a handler goroutine; the slot it holds
-// is freed, and its activity ended, when the message's fate is settled.
-func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight) {
-	defer p.release(1)
-	defer p.end(1)
+// is freed, and its activity ended, when the message's fate is settled (finish).
+// It returns false when the handler detached the message: it is settled elsewhere,
+// and this goroutine must serve no more.
+func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight) bool {
 	m := p.message(f.msg)
 	// One time.Now for the deadline, the handler's time and the handler's own
 	// (Message.Started): a message of the worker's path called it five times, at
@@ -460,18 +477,32 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	// tells (Run advances it to cancelled before the extender cancels).
 	if p.phaseOf(p.extender.start(f, cancel)) >= cancelled {
 		p.settle(budget, m, f.receipt, errNotStarted, p.extender.untrack(f))
-		return
+		p.done()
+		return true
 	}
 	if p.cfg.HandOver != nil {
 		if key := leaseKey(f.msg); key != "" {
 			if !p.claimContinuation(ctx, budget, f, &m, key) {
-				return
+				p.done()
+				return true
 			}
 			m.Started = time.Now() // the claim's calls are not the handler's time
 		}
 	}
+	m.poller, m.held = p, f // for Detach
 	p.hot.inFlight.Inc()
 	err := p.call(ctx, m)
+	if errors.Is(err, ErrDetached) {
+		return false // Detach settles it, and serves on in this goroutine's place
+	}
+	p.finish(budget, m, f, err)
+	return true
+}
+
+// finish settles a message whose handler returned err (or which Detach settles
+// with err), and frees its slot.
+func (p *Poller) finish(budget *stopBudget, m Message, f *inflight, err error) {
+	defer p.done()
 	took := time.Since(m.Started)
 	p.hot.inFlight.Dec()
 	p.hot.duration.Observe(took.Seconds())
@@ -481,6 +512,12 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 		return
 	}
 	p.settle(budget, m, f.receipt, err, lost)
+}
+
+// done frees a settled message's slot and ends its activity.
+func (p *Poller) done() {
+	p.end(1)
+	p.release(1)
 }
 
 // call runs the handler; a panic becomes an error for this message only.

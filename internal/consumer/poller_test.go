@@ -871,3 +871,44 @@ func TestHandlerStartAndDeadline(t *testing.T) {
 		require.Equal(t, s.started.Add(7*time.Second), s.deadline)
 	})
 }
+
+// A handler whose goroutine stays held past the drain detaches its message: the
+// drain ends when Detach's settle has released the message and its replacement
+// goroutine has seen the work end, not when the held goroutine returns; every
+// Begin has its End, and the held goroutine leaves when its handler returns.
+func TestDetachedMessageIsSettledWithoutItsHeldGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		b := setup(t, Config{Concurrency: 1, DrainTimeout: 2 * time.Second}, func(ctx context.Context, m Message) error {
+			if m.Body != "held" {
+				return nil
+			}
+			require.True(t, m.Detachable())
+			context.AfterFunc(ctx, func() {
+				settle := Detach(m)
+				settle(errors.New("held past its context"))
+			})
+			<-release // ignores ctx
+			return ErrDetached
+		})
+		b.sqs.send("held")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		b.sqs.send("after")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		require.Empty(t, b.sqs.deletedBodies(), "concurrency 1: the held handler holds the only slot")
+		start := time.Now()
+		b.stop(t)
+		require.LessOrEqual(t, time.Since(start), 3*time.Second, "the drain ended without the held goroutine")
+		require.Equal(t, 1.0, b.handled("released"), "the detached message is released at the drain's end")
+		require.Zero(t, b.activity.inHand())
+		close(release) // the held goroutine returns ErrDetached and leaves
+		synctest.Wait()
+	})
+}
+
+// A message not from a Poller cannot be detached.
+func TestMessageNotFromAPollerIsNotDetachable(t *testing.T) {
+	require.False(t, Message{ID: "m"}.Detachable())
+}
