@@ -175,21 +175,42 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	// they need from msg.
 	msg, err := event.ParseMessage(m.Body)
 	ctx, span := startMessageSpan(ctx, m, jobName, msg)
-	series := r.metrics.forJob(jobName)
+	h := &handling{m: m, ctx: ctx, began: began, jobName: jobName, span: span, series: r.metrics.forJob(jobName)}
 	t, out := r.decode(ctx, m, route, job, msg, err)
+	h.t = t
 	if out == nil {
-		series.eventAge().Observe(began.Sub(t.EventTime).Seconds())
-		out = r.run(ctx, m, route, job, t)
+		h.series.eventAge().Observe(began.Sub(t.EventTime).Seconds())
+		if out = r.run(h, route, job); out == nil {
+			return consumer.ErrDetached // its job's watch finishes it (jobWatch.giveUp)
+		}
 	}
-	if t.mayHaveCheckpoint() && taskDone(out.name) {
-		r.clearCheckpoint(ctx, m, t)
+	return r.finish(h, out)
+}
+
+// handling is one message in the router: what finish needs, on whichever goroutine
+// it runs (the handler's, or a job watch's that took the message over).
+type handling struct {
+	m       consumer.Message
+	ctx     context.Context // the message's, with its span
+	began   time.Time
+	jobName string
+	t       *Task
+	span    trace.Span
+	series  *jobSeries
+}
+
+// finish ends a message's handling with its outcome: the task's checkpoint, the
+// metrics, the span and the line; it returns what the consumer gets.
+func (r *Router) finish(h *handling, out *outcome) error {
+	if h.t.mayHaveCheckpoint() && taskDone(out.name) {
+		r.clearCheckpoint(h.ctx, h.m, h.t)
 	}
-	out.withoutToken(t.Token)
-	took := time.Since(began)
-	series.outcome(out.name).Inc()
-	tracing.Observe(ctx, series.duration(), took.Seconds())
-	endMessageSpan(span, out)
-	r.writeLine(m, jobName, t, out, began, took)
+	out.withoutToken(h.t.Token)
+	took := time.Since(h.began)
+	h.series.outcome(out.name).Inc()
+	tracing.Observe(h.ctx, h.series.duration(), took.Seconds())
+	endMessageSpan(h.span, out)
+	r.writeLine(h.m, h.jobName, h.t, out, h.began, took)
 	return out.err
 }
 
@@ -301,19 +322,39 @@ func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, jo
 	return t, nil
 }
 
-// run runs the job and turns its result into an outcome.
-func (r *Router) run(ctx context.Context, m consumer.Message, route Route, job Job, t *Task) *outcome {
-	jctx := ctx
+// run runs the job and turns its result into an outcome; nil when the job's watch
+// took the message over (jobWatch), which then finishes it.
+func (r *Router) run(h *handling, route Route, job Job) *outcome {
+	ctx, t := h.ctx, h.t
+	jctx, stopBeats := ctx, func() {}
 	if every := cmp.Or(route.HeartbeatEvery, r.cfg.HeartbeatEvery); job.Mode == Complete {
 		// The heartbeats' context is the job's: a closed task cancels both, at no
 		// cost per message beyond the heartbeats' own.
-		var stop func()
-		jctx, stop = r.beats.KeepAlive(ctx, t.Token, t.ExecutionArn, every, closedCause)
-		defer stop()
+		jctx, stopBeats = r.beats.KeepAlive(ctx, t.Token, t.ExecutionArn, every, closedCause)
 	}
 	jctx, jspan := tracing.Start(jctx, "job", job.Name, trace.SpanKindInternal)
-	output, err := r.call(jctx, job, t)
+	var output any
+	var err error
+	if h.m.Detachable() {
+		w := &jobWatch{r: r, h: h, job: job, jctx: jctx, stopBeats: stopBeats, jspan: jspan}
+		var ok bool
+		if output, err, ok = w.run(); !ok {
+			return nil
+		}
+	} else {
+		// Not from a Poller (a direct call, tasktest): no handler goroutine to take
+		// the message off, so the job gets a goroutine of its own.
+		output, err = r.call(jctx, job, t)
+	}
 	tracing.End(jspan, redactToken(err, t.Token))
+	out := r.judgeRun(ctx, jctx, h.m, job, t, output, err)
+	stopBeats()
+	return out
+}
+
+// judgeRun turns what a job returned under jctx (ctx's child) into its outcome: a
+// cancel if its task closed while it ran, else judge's.
+func (r *Router) judgeRun(ctx, jctx context.Context, m consumer.Message, job Job, t *Task, output any, err error) *outcome {
 	if jctx.Err() != nil && ctx.Err() == nil { // only then can the task have closed
 		if cause := context.Cause(jctx); errors.Is(cause, ErrTaskClosed) {
 			return r.cancelled(m, job, cause)
@@ -506,7 +547,82 @@ const (
 	callAbandoned
 )
 
-// call runs the job in its own goroutine and waits for it or for ctx: a job that
+// jobWatch runs a job on its message's handler goroutine and watches it: a job
+// still running giveUpAfter (a closed task's: its StopGrace) after its context
+// ended must not keep its task from being reported, nor hold a handler. The watch
+// then takes the message over (giveUp): it judges it as a job that did not return,
+// finishes it and settles it through consumer.Detach, and leaves the held goroutine
+// to the job (worker_job_abandoned_total, worker_job_abandoned_running, a warning).
+// A goroutine a call (Router.call, which a message not from a Poller still takes)
+// cost a message 4–5 µs of the process's CPU (BENCHMARKS.md, issue 31).
+type jobWatch struct {
+	r         *Router
+	h         *handling
+	job       Job
+	jctx      context.Context
+	stopBeats func()
+	jspan     trace.Span
+	state     atomic.Int32 // callRunning, then whoever moves it first owns the ending
+}
+
+// run runs the job; ok is false when the watch took the message over meanwhile.
+func (w *jobWatch) run() (output any, err error, ok bool) {
+	stop := context.AfterFunc(w.jctx, w.ended)
+	output, err = w.r.runJob(w.jctx, w.job, w.h.t)
+	stop()
+	if !w.state.CompareAndSwap(callRunning, callReturned) {
+		w.h.series.lingering().Dec() // abandoned: it has now ended
+		return nil, nil, false
+	}
+	return output, err, true
+}
+
+// ended runs once the job's context has ended while it runs: the job gets its
+// moment to return its own error.
+func (w *jobWatch) ended() {
+	wait := giveUpAfter
+	if errors.Is(context.Cause(w.jctx), ErrTaskClosed) {
+		wait = max(w.job.StopGrace, giveUpAfter) // an exec job's group is being stopped
+	}
+	time.AfterFunc(wait, func() { w.giveUp(wait) })
+}
+
+// giveUp takes the message over from a job that is still running.
+func (w *jobWatch) giveUp(waited time.Duration) {
+	r, h, job, t := w.r, w.h, w.job, w.h.t
+	lingering := h.series.lingering()
+	lingering.Inc() // before the swap, so that run's Dec comes after it
+	if !w.state.CompareAndSwap(callRunning, callAbandoned) {
+		lingering.Dec() // it returned at this moment: run goes on
+		return
+	}
+	r.metrics.abandoned.WithLabelValues(job.Name).Inc()
+	r.log.Warn("job still running after its context ended; no longer waited for",
+		zap.String("queue", t.Queue), zap.String("job", job.Name), zap.String("message_id", t.MessageID),
+		zap.Duration("waited", waited), zap.NamedError("reason", context.Cause(w.jctx)))
+	err := fmt.Errorf("job %s still running: %w", job.Name, w.jctx.Err())
+	tracing.End(w.jspan, redactToken(err, t.Token))
+	out := r.judgeRun(h.ctx, w.jctx, h.m, job, t, nil, err)
+	w.stopBeats()
+	settle := consumer.Detach(h.m)
+	settle(r.finish(h, out))
+}
+
+// runJob runs the job on the calling goroutine; a panic becomes an error for this
+// message only.
+func (r *Router) runJob(ctx context.Context, job Job, t *Task) (out any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("job panicked", zap.String("job", job.Name), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			out, err = nil, &panicError{msg: fmt.Sprintf("job %s panicked: %v", job.Name, p)}
+		}
+	}()
+	return job.Run(ctx, t)
+}
+
+// call runs the job in its own goroutine, for a message not from a Poller (no
+// handler goroutine to take it off: see jobWatch), and waits for it or for ctx: a
+// job that
 // ignores its context must not keep the task from being reported at its deadline
 // (its goroutine is left to end on its own, counted in worker_job_abandoned_total
 // and, while it runs, worker_job_abandoned_running, and logged once). A panic
@@ -572,13 +688,7 @@ type jobCall struct {
 
 // run is the job's goroutine.
 func (c *jobCall) run() {
-	defer func() {
-		if p := recover(); p != nil {
-			c.r.log.Error("job panicked", zap.String("job", c.job.Name), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
-			c.finish(result{err: &panicError{msg: fmt.Sprintf("job %s panicked: %v", c.job.Name, p)}})
-		}
-	}()
-	out, err := c.job.Run(c.ctx, c.t)
+	out, err := c.r.runJob(c.ctx, c.job, c.t)
 	c.finish(result{out: out, err: err})
 }
 
