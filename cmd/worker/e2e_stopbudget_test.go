@@ -78,6 +78,10 @@ func TestE2EStopFitsItsBudget(t *testing.T) {
 	require.Contains(t, w.Logs(), "tracing on")
 
 	st.putFiles("budget", 3)
+	// Every file in the open batch before the stop: the bus delivers the events one
+	// by one, and a receive that returns after the stop gives its messages back (the
+	// next worker's, not this batch's).
+	eventually(t, time.Minute, "the batcher holds every file", func() bool { return w.metric(`worker_batch_open_files`) == 3 })
 	eventually(t, time.Minute, "the batch's messages are in hand: protection held", func() bool { return agent.Protected("task-1") })
 	require.Empty(t, st.manifests(), "the batch is open")
 
