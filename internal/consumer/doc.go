@@ -16,7 +16,10 @@
 //     while receives come back full, more loops start, up to MaxPollers, and each
 //     extra loop ends at its first empty receive.
 //   - Concurrency handler goroutines live as long as the Poller runs and take the
-//     received messages in turn, one each at a time.
+//     received messages in turn, one each at a time. A handler whose goroutine is
+//     held by what it called (a job that ignores its context) may Detach its
+//     message: it is settled from another goroutine, and a new handler goroutine
+//     takes the held one's place.
 //   - From its receipt to its fate (waiting for a handler, then running), the extender
 //     keeps a message invisible by renewing its visibility timeout in batches. If
 //     renewal fails and the timeout passes, the job's context is cancelled (a message

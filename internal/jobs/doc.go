@@ -7,6 +7,10 @@
 // message must carry one; the job's result completes it) or Observe (the job never
 // sees or reports a token: a fan-out consumer).
 //
+// A Poller's message runs its job on the handler's own goroutine; a job still
+// running 100 ms after its context ended is left to it, and its message is judged
+// (a timeout), finished and settled by the job's watch (jobWatch, consumer.Detach).
+//
 // Fates, decided in Router.Handle:
 //
 //   - success: a Complete job's output completes the token (SendTaskSuccess), or the

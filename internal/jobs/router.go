@@ -676,10 +676,9 @@ func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 }
 
 // jobCall is one run of a job on a goroutine of its own (call). Calls are pooled
-// (Router.calls):
-// the three allocations each made (its channel, its state, the goroutine's
-// closure) were a quarter of a message's in the router. A call whose job returned
-// is reused; an abandoned one is left to its goroutine.
+// (Router.calls): the three allocations each made (its channel, its state, the
+// goroutine's closure) were a quarter of a direct call's in the router. A call
+// whose job returned is reused; an abandoned one is left to its goroutine.
 type jobCall struct {
 	r         *Router
 	job       Job
