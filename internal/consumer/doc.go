@@ -16,10 +16,14 @@
 //     while receives come back full, more loops start, up to MaxPollers, and each
 //     extra loop ends at its first empty receive.
 //   - Concurrency handler goroutines live as long as the Poller runs and take the
-//     received messages in turn, one each at a time. A handler whose goroutine is
-//     held by what it called (a job that ignores its context) may Detach its
-//     message: it is settled from another goroutine, and a new handler goroutine
-//     takes the held one's place.
+//     received messages in turn, one each at a time. A handler's context ends at
+//     its deadline (HandlerTimeout from its start) or when the Poller cancels it;
+//     one timer per Poller keeps every handler's deadline (watch.go). A handler
+//     whose goroutine is held by what it called (a job that ignores its context)
+//     may Detach its message: it is settled from another goroutine, and a new
+//     handler goroutine takes the held one's place. WatchHandler has the Poller
+//     call a Rescuer, to do that, when a handler is still running StuckAfter past
+//     its context's end.
 //   - From its receipt to its fate (waiting for a handler, then running), the extender
 //     keeps a message invisible by renewing its visibility timeout in batches. If
 //     renewal fails and the timeout passes, the job's context is cancelled (a message

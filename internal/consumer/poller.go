@@ -61,6 +61,7 @@ type Poller struct {
 	receives receiveWatch
 	deleter  *deleter
 	extender *extender
+	watch    watch // the running handlers' deadlines, and their rescue when stuck
 	// handlers counts the goroutines serving work; one that Detach takes a message
 	// off leaves when its handler returns, and its replacement keeps its count.
 	handlers sync.WaitGroup
@@ -175,6 +176,7 @@ func (p *Poller) Work(receiveCtx, workCtx context.Context) error {
 	defer context.AfterFunc(workCtx, stop)()
 	budget := newStopBudget(workCtx, p.cfg.DrainTimeout, p.cfg.FlushTimeout, func() { p.advance(spent) })
 	defer budget.close()
+	defer p.watch.stop()
 	stopHelpers := p.startHelpers(workCtx, budget)
 
 	// 1. Receive and handle until the stop.
@@ -471,11 +473,11 @@ func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight)
 	// (Message.Started): a message of the worker's path called it five times, at
 	// 40–360 ns each on the benchmark machine (BENCHMARKS.md, issue 31).
 	m.Started = time.Now()
-	ctx, cancel := context.WithDeadline(jobCtx, m.Started.Add(p.cfg.HandlerTimeout))
-	defer cancel()
+	ctx := p.watch.start(jobCtx, m.Started.Add(p.cfg.HandlerTimeout))
+	defer p.watch.done(ctx)
 	// Once started, the end of the drain cancels this handler; before, the phase
 	// tells (Run advances it to cancelled before the extender cancels).
-	if p.phaseOf(p.extender.start(f, cancel)) >= cancelled {
+	if p.phaseOf(p.extender.start(f, ctx)) >= cancelled {
 		p.settle(budget, m, f.receipt, errNotStarted, p.extender.untrack(f))
 		p.done()
 		return true

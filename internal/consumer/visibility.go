@@ -18,11 +18,11 @@ import (
 type inflight struct {
 	msg      types.Message
 	receipt  string
-	deadline time.Time          // when its visibility ends unless renewed
-	cancel   context.CancelFunc // its handler's; nil while it waits for one
-	lost     bool               // renewal failed past the deadline (or its lease was lost): the handler, if any, was cancelled
-	handedOn bool               // deleted and continued by the hand-over: no visibility to keep
-	hand     *handState         // the hand-over's (nil without one); set at track, then guarded by hand.mu
+	deadline time.Time   // when its visibility ends unless renewed
+	ctx      *handlerCtx // its handler's; nil while it waits for one
+	lost     bool        // renewal failed past the deadline (or its lease was lost): the handler, if any, was cancelled
+	handedOn bool        // deleted and continued by the hand-over: no visibility to keep
+	hand     *handState  // the hand-over's (nil without one); set at track, then guarded by hand.mu
 }
 
 // extender keeps the messages a Poller holds invisible: every tick it renews, in
@@ -67,12 +67,12 @@ func (e *extender) track(msgs []types.Message, received time.Time) []inflight {
 	return held
 }
 
-// start gives f its handler's cancel; it reports whether f's visibility was lost
+// start gives f its handler's context; it reports whether f's visibility was lost
 // while it waited, in which case its handler must not run.
-func (e *extender) start(f *inflight, cancel context.CancelFunc) (lost bool) {
+func (e *extender) start(f *inflight, ctx *handlerCtx) (lost bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	f.cancel = cancel
+	f.ctx = ctx
 	return f.lost
 }
 
@@ -90,8 +90,8 @@ func (e *extender) cancelAll() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for f := range e.inflight {
-		if f.cancel != nil {
-			f.cancel()
+		if f.ctx != nil {
+			f.ctx.cancel()
 		}
 	}
 }
@@ -123,8 +123,8 @@ func (e *extender) renewDue(ctx context.Context) {
 		}
 		if now.After(f.deadline) {
 			f.lost = true
-			if f.cancel != nil {
-				f.cancel()
+			if f.ctx != nil {
+				f.ctx.cancel()
 			}
 			continue
 		}
@@ -182,7 +182,7 @@ func (e *extender) handOverDue(now time.Time, after time.Duration) (due, running
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for f := range e.inflight {
-		if f.lost || f.cancel == nil {
+		if f.lost || f.ctx == nil {
 			continue
 		}
 		running = append(running, f)
@@ -207,8 +207,8 @@ func (e *extender) loseLease(f *inflight) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	f.lost = true
-	if f.cancel != nil {
-		f.cancel()
+	if f.ctx != nil {
+		f.ctx.cancel()
 	}
 }
 

@@ -186,7 +186,7 @@ func BenchmarkJobCall(b *testing.B) {
 		h := &handling{t: t, series: r.metrics.forJob("deep")}
 		for b.Loop() {
 			w := &jobWatch{r: r, h: h, job: job, jctx: ctx, stopBeats: func() {}}
-			if _, err, ok := w.run(); err != nil || !ok {
+			if _, err, ok := w.run(true); err != nil || !ok {
 				b.Fatal(err)
 			}
 		}
