@@ -152,11 +152,22 @@ type outcome struct {
 	reason error  // why, for the log
 }
 
-// withoutToken redacts token from the outcome's errors' texts: they become the
+// Outcomes are never changed once made (withoutToken makes another), so that the
+// plain ones, a message's usual, are shared rather than made a message.
+var (
+	succeeded = &outcome{name: "success"}
+	forwarded = &outcome{name: "forwarded"}
+)
+
+// withoutToken is o with token redacted from its errors' texts: they become the
 // DLQ copy's reason, the span's status and the log line, and a job's error may
 // quote its input. errors.Is and errors.As still see through them.
-func (o *outcome) withoutToken(token string) {
-	o.err, o.reason = redactToken(o.err, token), redactToken(o.reason, token)
+func (o *outcome) withoutToken(token string) *outcome {
+	err, reason := redactToken(o.err, token), redactToken(o.reason, token)
+	if err == o.err && reason == o.reason {
+		return o
+	}
+	return &outcome{name: o.name, err: err, reason: reason}
 }
 
 // Handle implements consumer.Handler.
@@ -176,10 +187,10 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 	msg, err := event.ParseMessage(m.Body)
 	ctx, span := startMessageSpan(ctx, m, jobName, msg)
 	h := &handling{m: m, ctx: ctx, began: began, jobName: jobName, span: span, series: r.metrics.forJob(jobName)}
-	t, out := r.decode(ctx, m, route, job, msg, err)
-	h.t = t
+	h.t = &h.task
+	out := r.decode(ctx, h.t, m, route, job, msg, err)
 	if out == nil {
-		h.series.eventAge().Observe(began.Sub(t.EventTime).Seconds())
+		h.series.eventAge().Observe(began.Sub(h.t.EventTime).Seconds())
 		if out = r.run(h, route, job); out == nil {
 			return consumer.ErrDetached // its job's watch finishes it (jobWatch.giveUp)
 		}
@@ -188,15 +199,18 @@ func (r *Router) Handle(ctx context.Context, m consumer.Message) error {
 }
 
 // handling is one message in the router: what finish needs, on whichever goroutine
-// it runs (the handler's, or a job watch's that took the message over).
+// it runs (the handler's, or a job watch's that took the message over). Its task
+// and its job's watch are in it: one allocation a message for the three.
 type handling struct {
 	m       consumer.Message
 	ctx     context.Context // the message's, with its span
 	began   time.Time
 	jobName string
-	t       *Task
+	t       *Task // &task
 	span    trace.Span
 	series  *jobSeries
+	task    Task
+	watch   jobWatch // a Poller's message's (run)
 }
 
 // finish ends a message's handling with its outcome: the task's checkpoint, the
@@ -205,7 +219,7 @@ func (r *Router) finish(h *handling, out *outcome) error {
 	if h.t.mayHaveCheckpoint() && taskDone(out.name) {
 		r.clearCheckpoint(h.ctx, h.m, h.t)
 	}
-	out.withoutToken(h.t.Token)
+	out = out.withoutToken(h.t.Token)
 	took := time.Since(h.began)
 	h.series.outcome(out.name).Inc()
 	tracing.Observe(h.ctx, h.series.duration(), took.Seconds())
@@ -294,32 +308,31 @@ func (r *Router) clearCheckpoint(ctx context.Context, m consumer.Message, t *Tas
 	}
 }
 
-// decode takes the task's fields from msg, the message's body read by
+// decode fills t, a new task, from m and msg, the message's body read by
 // event.ParseMessage (perr its error); a non-nil outcome means the message is bad
 // and has been dealt with.
-func (r *Router) decode(ctx context.Context, m consumer.Message, route Route, job Job, msg event.Message, perr error) (*Task, *outcome) {
-	t := &Task{Queue: m.Queue, Job: route.Job, MessageID: m.ID, ReceiveCount: m.ReceiveCount, MaxReceiveCount: m.MaxReceiveCount,
-		env: r.env}
+func (r *Router) decode(ctx context.Context, t *Task, m consumer.Message, route Route, job Job, msg event.Message, perr error) *outcome {
+	t.Queue, t.Job, t.MessageID, t.ReceiveCount, t.MaxReceiveCount, t.env = m.Queue, route.Job, m.ID, m.ReceiveCount, m.MaxReceiveCount, r.env
 	owns := job.Run != nil && job.Mode == Complete // only then is the token this job's to fail
 	if owns {
 		// A token of the wrong type is no token; a refused body's is still its own.
 		t.Token = msg.TaskToken
 	}
 	if perr != nil {
-		return t, r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", perr))
+		return r.badInput(ctx, route.Job, t, Invalid("MalformedEvent", perr))
 	}
 	env := msg.Envelope
 	t.EventID, t.DetailType, t.Source, t.EventTime, t.Detail = env.ID, env.DetailType, env.Source, env.Time, env.Detail
 	t.ExecutionArn = msg.ExecutionArn
 	switch {
 	case job.Run == nil:
-		return t, r.badInput(ctx, route.Job, t, Invalid("Unrouted", fmt.Errorf("no job for queue %q", m.Queue)))
+		return r.badInput(ctx, route.Job, t, Invalid("Unrouted", fmt.Errorf("no job for queue %q", m.Queue)))
 	case !slices.Contains(route.DetailTypes, env.DetailType):
-		return t, r.badInput(ctx, route.Job, t, invalidf("detail-type %q is not one of %v", env.DetailType, route.DetailTypes))
+		return r.badInput(ctx, route.Job, t, invalidf("detail-type %q is not one of %v", env.DetailType, route.DetailTypes))
 	case owns && t.Token == "":
-		return t, r.badInput(ctx, route.Job, t, Invalid("MissingToken", fmt.Errorf("%w: job %s completes the task of every message", errNoToken, job.Name)))
+		return r.badInput(ctx, route.Job, t, Invalid("MissingToken", fmt.Errorf("%w: job %s completes the task of every message", errNoToken, job.Name)))
 	}
-	return t, nil
+	return nil
 }
 
 // run runs the job and turns its result into an outcome; nil when the job's watch
@@ -336,7 +349,8 @@ func (r *Router) run(h *handling, route Route, job Job) *outcome {
 	var output any
 	var err error
 	if h.m.Detachable() {
-		w := &jobWatch{r: r, h: h, job: job, jctx: jctx, stopBeats: stopBeats, jspan: jspan}
+		w := &h.watch
+		w.r, w.h, w.job, w.jctx, w.stopBeats, w.jspan = r, h, job, jctx, stopBeats, jspan
 		var ok bool
 		// A job completing its task may have its context end before the handler's
 		// (its task closed): its watch is its own. Another's ends with the
@@ -369,18 +383,17 @@ func (r *Router) judgeRun(ctx, jctx context.Context, m consumer.Message, job Job
 // judge turns what a job returned into its message's outcome: reported, forwarded,
 // retried or dead-lettered.
 func (r *Router) judge(ctx context.Context, m consumer.Message, job Job, t *Task, output any, err error) *outcome {
-	var panicked *panicError
 	switch {
 	case errors.Is(err, ErrTokenRefused):
 		// A forged token, or a task that closed before the job could prove it: nothing
 		// to report, nothing to retry.
 		return &outcome{name: "token_refused", reason: err}
-	case errors.As(err, &panicked):
+	case isPanic(err):
 		return r.badInput(ctx, job.Name, t, Invalid("Panic", err))
 	case err == nil && job.Mode == Observe:
-		return &outcome{name: "success"}
+		return succeeded
 	case err == nil && t.HandedOff():
-		return &outcome{name: "forwarded"}
+		return forwarded
 	case err == nil:
 		return r.succeed(ctx, job, t, output)
 	case errors.Is(err, event.ErrTooLarge):
@@ -441,7 +454,7 @@ func (r *Router) succeed(ctx context.Context, job Job, t *Task, output any) *out
 	}
 	switch err := r.reporter.Succeed(rctx, t.Token, b); {
 	case err == nil:
-		return &outcome{name: "success"}
+		return succeeded
 	case taskClosed(err):
 		return &outcome{name: "task_closed", reason: err}
 	default:
@@ -532,6 +545,12 @@ func (r *Router) badInput(ctx context.Context, jobName string, t *Task, err erro
 type panicError struct{ msg string }
 
 func (e *panicError) Error() string { return e.msg }
+
+// isPanic reports whether err is a job's panic (runJob).
+func isPanic(err error) bool {
+	var p *panicError
+	return err != nil && errors.As(err, &p)
+}
 
 type result struct {
 	out any
