@@ -74,10 +74,15 @@ func closedCause(reason error) error { return &closedError{reason: reason} }
 // redactToken is err with token replaced by its hash in its text
 // (telemetry.RedactToken); nil stays nil, and err stays what it wraps.
 func redactToken(err error, token string) error {
-	if err == nil || token == "" || !strings.Contains(err.Error(), token[:min(len(token), 16)]) {
+	if !quotesToken(err, token) {
 		return err
 	}
 	return &tokenRedacted{err: err, token: token}
+}
+
+// quotesToken reports whether err's text quotes token (or its first 16 bytes).
+func quotesToken(err error, token string) bool {
+	return err != nil && token != "" && strings.Contains(err.Error(), token[:min(len(token), 16)])
 }
 
 type tokenRedacted struct {

@@ -163,11 +163,10 @@ var (
 // DLQ copy's reason, the span's status and the log line, and a job's error may
 // quote its input. errors.Is and errors.As still see through them.
 func (o *outcome) withoutToken(token string) *outcome {
-	err, reason := redactToken(o.err, token), redactToken(o.reason, token)
-	if err == o.err && reason == o.reason {
+	if !quotesToken(o.err, token) && !quotesToken(o.reason, token) {
 		return o
 	}
-	return &outcome{name: o.name, err: err, reason: reason}
+	return &outcome{name: o.name, err: redactToken(o.err, token), reason: redactToken(o.reason, token)}
 }
 
 // Handle implements consumer.Handler.
