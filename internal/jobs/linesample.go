@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,14 +37,17 @@ type lineSampler struct {
 	second            atomic.Int64 // Unix second of the window being counted
 	n                 atomic.Int64 // success lines in that window so far
 	skipped           atomic.Int64 // lines left out since the last one written
-	sampledOut        prometheus.Counter
+	// carried counts the lines left out before the last one written; mu makes a
+	// written line's move of skipped into it one step to a scrape (sampledOut).
+	mu      sync.Mutex
+	carried int64
 }
 
-func newLineSampler(s LineSampling, sampledOut prometheus.Counter) *lineSampler {
+func newLineSampler(s LineSampling) *lineSampler {
 	if s.First <= 0 {
 		return nil // every line
 	}
-	return &lineSampler{first: int64(s.First), thereafter: int64(max(s.Thereafter, 1)), sampledOut: sampledOut}
+	return &lineSampler{first: int64(s.First), thereafter: int64(max(s.Thereafter, 1))}
 }
 
 // keep reports whether the success line of a message started at is written and, when it is, how
@@ -58,9 +62,77 @@ func (s *lineSampler) keep(at time.Time) (keep bool, skipped int64) {
 		s.n.Store(0)
 	}
 	if n := s.n.Add(1); n <= s.first || (n-s.first)%s.thereafter == 0 {
-		return true, s.skipped.Swap(0)
+		if s.skipped.Load() == 0 {
+			return true, 0
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		skipped = s.skipped.Swap(0)
+		s.carried += skipped
+		return true, skipped
 	}
 	s.skipped.Add(1)
-	s.sampledOut.Inc()
 	return false, 0
+}
+
+// sampledOut is how many lines the sampler has left out so far; never less than
+// at an earlier call. Nil: none.
+func (s *lineSampler) sampledOut() int64 {
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.carried + s.skipped.Load()
+}
+
+// sampledOutCounter is worker_log_lines_sampled_out_total, read from the queues'
+// samplers when scraped: a line left out updates no counter of its own (a
+// Prometheus counter's add, shared by every handler of the queue, was most of what
+// sampling still cost a message).
+type sampledOutCounter struct {
+	desc     *prometheus.Desc
+	mu       sync.Mutex
+	samplers map[string][]*lineSampler // by queue; nil samplers (sampling off) count 0
+}
+
+func newSampledOutCounter() *sampledOutCounter {
+	return &sampledOutCounter{
+		desc: prometheus.NewDesc("worker_log_lines_sampled_out_total",
+			"Success lines (\"message handled\") left out of the log by its sampling (WORKER_LOG_SAMPLE_FIRST a second a queue, then one in WORKER_LOG_SAMPLE_THEREAFTER), by queue. worker_jobs_total counts every message.",
+			[]string{"queue"}, nil),
+		samplers: map[string][]*lineSampler{},
+	}
+}
+
+// add counts s's lines as queue's, from now on.
+func (c *sampledOutCounter) add(queue string, s *lineSampler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.samplers[queue] = append(c.samplers[queue], s)
+}
+
+// value is queue's count.
+func (c *sampledOutCounter) value(queue string) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int64
+	for _, s := range c.samplers[queue] {
+		n += s.sampledOut()
+	}
+	return float64(n)
+}
+
+func (c *sampledOutCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *sampledOutCounter) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	queues := make([]string, 0, len(c.samplers))
+	for q := range c.samplers {
+		queues = append(queues, q)
+	}
+	c.mu.Unlock()
+	for _, q := range queues {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, c.value(q), q)
+	}
 }

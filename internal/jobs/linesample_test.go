@@ -3,7 +3,9 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,7 +78,7 @@ func TestLineSamplingThinsABusyQueuesSuccessLines(t *testing.T) {
 	require.Equal(t, int64(6), lines[10].ContextMap()["lines_sampled_out"], "the first line after the first ten says 6 were left out")
 	written, pending := int64(len(lines)), int64(990%7) // the last ones after message 997
 	require.Equal(t, 1000-written-pending, sampledOut(lines), "every line left out is counted by a later line, but for the pending")
-	require.Equal(t, float64(1000-written), testutil.ToFloat64(m.sampledOut.WithLabelValues("a")))
+	require.Equal(t, float64(1000-written), m.sampledOut.value("a"))
 
 	// Queue b has a window of its own: its first ten lines are written.
 	handleAt(t, r, "b", "b", 10, sec)
@@ -88,7 +90,15 @@ func TestLineSamplingThinsABusyQueuesSuccessLines(t *testing.T) {
 	next := logs.FilterMessage("message handled").All()
 	require.Len(t, next, 10)
 	require.Equal(t, pending, next[0].ContextMap()["lines_sampled_out"])
-	require.Equal(t, float64(1000-written), testutil.ToFloat64(m.sampledOut.WithLabelValues("a")), "nothing left out in the new second")
+	require.Equal(t, float64(1000-written), m.sampledOut.value("a"), "nothing left out in the new second")
+
+	// A scrape reads the same, one series a routed queue.
+	require.NoError(t, testutil.CollectAndCompare(m.sampledOut, strings.NewReader(fmt.Sprintf(`
+# HELP worker_log_lines_sampled_out_total Success lines ("message handled") left out of the log by its sampling (WORKER_LOG_SAMPLE_FIRST a second a queue, then one in WORKER_LOG_SAMPLE_THEREAFTER), by queue. worker_jobs_total counts every message.
+# TYPE worker_log_lines_sampled_out_total counter
+worker_log_lines_sampled_out_total{queue="a"} %d
+worker_log_lines_sampled_out_total{queue="b"} 0
+`, 1000-written))))
 }
 
 // Only success lines are sampled: a retry's line (and every other outcome's) is
@@ -111,12 +121,12 @@ func TestLineSamplingOffAndLevelAboveInfo(t *testing.T) {
 	r, logs, m := sampledRouter(t, LineSampling{}, zapcore.InfoLevel)
 	handleAt(t, r, "a", "m", 500, sec)
 	require.Len(t, logs.FilterMessage("message handled").All(), 500)
-	require.Equal(t, 0.0, testutil.ToFloat64(m.sampledOut.WithLabelValues("a")))
+	require.Equal(t, 0.0, m.sampledOut.value("a"))
 
 	r, logs, m = sampledRouter(t, DefaultLineSampling, zapcore.WarnLevel)
 	handleAt(t, r, "a", "m", 500, sec)
 	require.Zero(t, logs.Len())
-	require.Equal(t, 0.0, testutil.ToFloat64(m.sampledOut.WithLabelValues("a")))
+	require.Equal(t, 0.0, m.sampledOut.value("a"))
 }
 
 // Handlers of one queue sampled at once keep exactly the lines the rule allows
@@ -132,5 +142,5 @@ func TestLineSamplingConcurrentHandlers(t *testing.T) {
 	wg.Wait()
 	lines := logs.FilterMessage("message handled").All()
 	require.Len(t, lines, 100+1900/10)
-	require.Equal(t, float64(2000-len(lines)), testutil.ToFloat64(m.sampledOut.WithLabelValues("a")))
+	require.Equal(t, float64(2000-len(lines)), m.sampledOut.value("a"))
 }

@@ -18,7 +18,7 @@ type Metrics struct {
 	// cancelled counts jobs cancelled because their task closed, by queue and reason.
 	cancelled *prometheus.CounterVec
 	// sampledOut counts the success lines LineSampling left out, by queue.
-	sampledOut *prometheus.CounterVec
+	sampledOut *sampledOutCounter
 	series     sync.Map // job name → *jobSeries
 }
 
@@ -82,9 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_jobs_cancelled_total", Help: "Jobs cancelled because a heartbeat found their task closed, by queue and reason: the execution's status (aborted, timed_out, failed, succeeded, does_not_exist) or the answer (TaskTimedOut, TaskDoesNotExist). Their messages are deleted.",
 		}, []string{"queue", "reason"}),
-		sampledOut: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "worker_log_lines_sampled_out_total", Help: "Success lines (\"message handled\") left out of the log by its sampling (WORKER_LOG_SAMPLE_FIRST a second a queue, then one in WORKER_LOG_SAMPLE_THEREAFTER), by queue. worker_jobs_total counts every message.",
-		}, []string{"queue"}),
+		sampledOut: newSampledOutCounter(),
 	}
 	reg.MustRegister(m.jobs, m.duration, m.eventAge, m.abandoned, m.lingering, m.cancelled, m.sampledOut)
 	return m

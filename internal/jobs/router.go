@@ -133,7 +133,8 @@ func NewRouter(cfg RouterConfig, jobs []Job, r Reporter, hb Heartbeater, pub Pub
 	log = log.With(zap.String("component", "jobs"))
 	samplers := map[string]*lineSampler{}
 	for q := range cfg.Routes {
-		samplers[q] = newLineSampler(cfg.LineSampling, m.sampledOut.WithLabelValues(q))
+		samplers[q] = newLineSampler(cfg.LineSampling)
+		m.sampledOut.add(q, samplers[q])
 	}
 	return &Router{cfg: cfg, jobs: byName, reporter: r, beats: hb, publish: pub, log: log, lineLog: log.WithOptions(zap.WithCaller(false), zap.WithClock(lineClock{})),
 		samplers: samplers, metrics: m, env: &taskEnv{publish: pub, beats: hb, checkpoints: cfg.Checkpoints}}, nil
