@@ -22,6 +22,13 @@ func (m Message) Detachable() bool { return m.poller != nil }
 // for a Detachable one.
 func Detach(m Message) (settle func(err error)) {
 	p := m.poller
+	// The drain waits for the settle too: the replacement may find the work closed
+	// and leave before it comes. The held goroutine's count is still in handlers
+	// here, so adding is safe while the drain waits.
+	p.handlers.Add(1)
 	go p.serve() // counted in handlers as the held goroutine was
-	return func(err error) { p.finish(p.serving.budget, m, m.held, err) }
+	return func(err error) {
+		defer p.handlers.Done()
+		p.finish(p.serving.budget, m, m.held, err)
+	}
 }
