@@ -456,7 +456,7 @@ var errNotStarted = errors.New("not started: the drain timed out or its visibili
 // place, counted in handlers as it was.
 func (p *Poller) serve() {
 	for f := range p.work {
-		if !p.handle(p.serving.jobCtx, p.serving.budget, f) {
+		if !p.handle(f) {
 			return
 		}
 	}
@@ -467,7 +467,8 @@ func (p *Poller) serve() {
 // is freed, and its activity ended, when the message's fate is settled (finish).
 // It returns false when the handler detached the message: it is settled elsewhere,
 // and this goroutine must serve no more.
-func (p *Poller) handle(jobCtx context.Context, budget *stopBudget, f *inflight) bool {
+func (p *Poller) handle(f *inflight) bool {
+	jobCtx, budget := p.serving.jobCtx, p.serving.budget
 	m := p.message(f.msg)
 	// One time.Now for the deadline, the handler's time and the handler's own
 	// (Message.Started): a message of the worker's path called it five times, at

@@ -663,11 +663,10 @@ func (r *Router) runJob(ctx context.Context, job Job, t *Task) (out any, err err
 
 // call runs the job in its own goroutine, for a message not from a Poller (no
 // handler goroutine to take it off: see jobWatch), and waits for it or for ctx: a
-// job that
-// ignores its context must not keep the task from being reported at its deadline
-// (its goroutine is left to end on its own, counted in worker_job_abandoned_total
-// and, while it runs, worker_job_abandoned_running, and logged once). A panic
-// becomes an error for this message only.
+// job that ignores its context must not keep the task from being reported at its
+// deadline (its goroutine is left to end on its own, counted in
+// worker_job_abandoned_total and, while it runs, worker_job_abandoned_running, and
+// logged once). A panic becomes an error for this message only.
 func (r *Router) call(ctx context.Context, job Job, t *Task) (any, error) {
 	c, _ := r.calls.Get().(*jobCall)
 	if c == nil {
